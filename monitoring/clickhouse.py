@@ -1,0 +1,367 @@
+"""The one way into ClickHouse.
+
+Everything above this module is backend-agnostic SQL with typed `{name:Type}` placeholders:
+- embedded: the real engine in-process (chdb) on a data folder, when CLICKHOUSE_HOST is unset;
+- server: the native protocol (clickhouse-driver) with server-side typed parameters.
+
+Every call is tagged and timed in the log, and every failure surfaces as `ClickHouseError` with a
+`kind` the caller can act on: "unavailable", "timeout" or "query".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE, TIMEOUT, QUERY = "unavailable", "timeout", "query"
+
+# ClickHouse error codes that mean "try again later", not "your query is wrong".
+_TIMEOUT_CODES = {159, 160, 209}  # TIMEOUT_EXCEEDED, TOO_SLOW, SOCKET_TIMEOUT
+_UNAVAILABLE_CODES = {3, 32, 76, 210, 241, 242, 999}  # io, EOF, cannot open, network, memory, readonly, keeper
+
+
+class ClickHouseError(Exception):
+    """Any failure talking to ClickHouse. `kind` says whether to retry (unavailable/timeout) or not."""
+
+    def __init__(self, message: str, *, kind: str, tag: str = "", code: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.tag = tag
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in (UNAVAILABLE, TIMEOUT)
+
+
+def _code_of(message: str) -> int | None:
+    # Both backends word server errors as "Code: 62. DB::Exception: ...".
+    if "Code:" in message:
+        try:
+            return int(message.split("Code:", 1)[1].split(".", 1)[0].strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _kind_of_code(code: int | None) -> str:
+    if code in _TIMEOUT_CODES:
+        return TIMEOUT
+    if code in _UNAVAILABLE_CODES:
+        return UNAVAILABLE
+    return QUERY
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+# --- embedded backend -------------------------------------------------------------------------
+
+_ESCAPED = str.maketrans(
+    {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
+)
+
+
+def _chdb_param(value: Any) -> str:
+    """A parameter as ClickHouse parses it for `{name:Type}`: the Escaped text format."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value.translate(_ESCAPED)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_chdb_literal(item) for item in value) + "]"
+    if isinstance(value, dt.datetime):
+        return _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _chdb_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.translate(_ESCAPED).replace("'", "\\'") + "'"
+    return _chdb_param(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} to ClickHouse")
+
+
+def _decode_json_value(value: Any, type_name: str) -> Any:
+    """Make embedded results look like clickhouse-driver's: dates and datetimes as Python objects."""
+    if value is None:
+        return None
+    base = type_name.removeprefix("LowCardinality(").removeprefix("Nullable(")
+    if base.startswith("Date32") or base == "Date" or base.startswith("Date)"):
+        return dt.date.fromisoformat(value)
+    if base.startswith("DateTime"):
+        return _utc(dt.datetime.fromisoformat(value[:26]))
+    return value
+
+
+def _nanos_text(value: int | list[int]) -> str | list[str]:
+    """JSON input reads a DateTime64 number as seconds; "seconds.nanoseconds" keeps every digit."""
+    if isinstance(value, list):
+        return [_nanos_text(v) for v in value]
+    seconds, nanos = divmod(int(value), 1_000_000_000)
+    return f"{seconds}.{nanos:09d}"
+
+
+# Called once per process when the embedded engine first opens (the app sets it: schema.ensure_schema),
+# so a fresh checkout needs no separate init step.
+on_embedded_open: Callable[[], None] | None = None
+
+
+class _Embedded:
+    """chdb on a data folder. One connection per thread: chdb releases the GIL, so threads run in parallel."""
+
+    name = "embedded"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.path = config["DATA_DIR"]
+        self.timeout = config["QUERY_TIMEOUT"]
+        self._local = threading.local()
+        self._opened = False
+        self._open_lock = threading.Lock()
+
+    def _first_open(self) -> None:
+        with self._open_lock:
+            if self._opened:
+                return
+            self._opened = True  # before the hook: the hook's own queries come back through here
+            if on_embedded_open is not None:
+                on_embedded_open()
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            import chdb
+
+            try:
+                conn = chdb.connect(self.path)
+                conn.query(f"SET max_execution_time = {float(self.timeout)}")
+                conn.query("SET output_format_json_quote_64bit_integers = 0")
+                conn.query("SET output_format_json_quote_decimals = 0")
+            except Exception as exc:  # the folder is locked by another process, unreadable, ...
+                raise ClickHouseError(
+                    f"Cannot open the embedded ClickHouse data folder {self.path}: {exc}", kind=UNAVAILABLE
+                ) from exc
+            self._local.conn = conn
+            if not self._opened:
+                self._first_open()
+        return conn
+
+    def query(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = self._conn().query(sql, "JSONCompact", params={k: _chdb_param(v) for k, v in params.items()})
+        raw = result.bytes()
+        if not raw:
+            return []
+        payload = json.loads(raw)
+        meta = payload["meta"]
+        names = [column["name"] for column in meta]
+        types = [column["type"] for column in meta]
+        needs_decoding = [t for t in types if "Date" in t]
+        rows = []
+        for values in payload["data"]:
+            if needs_decoding:
+                values = [_decode_json_value(v, t) for v, t in zip(values, types)]
+            rows.append(dict(zip(names, values)))
+        return rows
+
+    def command(self, sql: str, params: Mapping[str, Any]) -> None:
+        self._conn().query(sql, "CSV", params={k: _chdb_param(v) for k, v in params.items()})
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
+        # The data section after FORMAT is read by the JSON parser, never as SQL.
+        body = "\n".join(
+            json.dumps(
+                {c: (_nanos_text(row[c]) if c in nanos else row[c]) for c in columns},
+                separators=(",", ":"),
+                default=_json_default,
+            )
+            for row in rows
+        )
+        # Name the columns: without a list, chdb 4.4 silently drops JSONEachRow rows into tables with MATERIALIZED columns.
+        names = ", ".join(f"`{c}`" for c in columns)
+        self._conn().query(f"INSERT INTO {table} ({names}) FORMAT JSONEachRow\n{body}\n", "CSV")
+
+    def classify(self, exc: Exception) -> tuple[str, int | None]:
+        code = _code_of(str(exc))
+        return _kind_of_code(code), code
+
+
+# --- server backend ---------------------------------------------------------------------------
+
+
+class _Server:
+    """clickhouse-driver over the native protocol, one client per thread."""
+
+    name = "server"
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+        self._local = threading.local()
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from clickhouse_driver import Client
+
+            c = self.config
+            client = Client(
+                host=c["HOST"],
+                port=c["PORT"],
+                user=c["USER"],
+                password=c["PASSWORD"],
+                secure=c["SECURE"],
+                connect_timeout=c["CONNECT_TIMEOUT"],
+                send_receive_timeout=c["QUERY_TIMEOUT"],
+                sync_request_timeout=min(5.0, c["CONNECT_TIMEOUT"]),
+                settings={
+                    "server_side_params": True,
+                    "max_execution_time": int(c["QUERY_TIMEOUT"]),
+                    "use_client_time_zone": False,
+                },
+                client_name="agent-portal-monitoring",
+            )
+            self._local.client = client
+        return client
+
+    def query(self, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        rows, columns = self._client().execute(sql, dict(params), with_column_types=True)
+        names = [name for name, _ in columns]
+        out = []
+        for values in rows:
+            row = dict(zip(names, values))
+            for key, value in row.items():
+                if isinstance(value, dt.datetime):
+                    row[key] = _utc(value)
+            out.append(row)
+        return out
+
+    def command(self, sql: str, params: Mapping[str, Any]) -> None:
+        self._client().execute(sql, dict(params) or None)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
+        # The driver takes a DateTime64(9) value as an int of nanoseconds as it is.
+        data = [tuple(row[c] for c in columns) for row in rows]
+        self._client().execute(f"INSERT INTO {table} ({', '.join(f'`{c}`' for c in columns)}) VALUES", data)
+
+    def classify(self, exc: Exception) -> tuple[str, int | None]:
+        from clickhouse_driver import errors
+
+        if isinstance(exc, (errors.NetworkError, errors.SocketTimeoutError, ConnectionError, OSError, EOFError)):
+            # A broken socket must not be reused by this thread's next query.
+            self._local.client = None
+            if isinstance(exc, (errors.SocketTimeoutError, TimeoutError)):
+                return TIMEOUT, getattr(exc, "code", None)
+            return UNAVAILABLE, getattr(exc, "code", None)
+        code = getattr(exc, "code", None) or _code_of(str(exc))
+        return _kind_of_code(code), code
+
+
+# --- public API -------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_backend_instance: _Embedded | _Server | None = None
+
+
+@receiver(setting_changed)
+def _reset_on_settings_change(*, setting, **kwargs):
+    global _backend_instance
+    if setting == "CLICKHOUSE":
+        _backend_instance = None
+
+
+def backend() -> _Embedded | _Server:
+    global _backend_instance
+    instance = _backend_instance
+    if instance is None:
+        with _lock:
+            if _backend_instance is None:
+                config = settings.CLICKHOUSE
+                _backend_instance = _Server(config) if config["HOST"] else _Embedded(config)
+            instance = _backend_instance
+    return instance
+
+
+def is_embedded() -> bool:
+    return isinstance(backend(), _Embedded)
+
+
+def database() -> str:
+    return settings.CLICKHOUSE["DATABASE"]
+
+
+def _run(tag: str, action: str, fn, *args):
+    impl = backend()
+    started = time.perf_counter()
+    try:
+        result = fn(*args)
+    except ClickHouseError as exc:
+        exc.tag = tag
+        log.warning("clickhouse %s tag=%s backend=%s failed: %s", action, tag, impl.name, exc)
+        raise
+    except Exception as exc:
+        kind, code = impl.classify(exc)
+        elapsed = (time.perf_counter() - started) * 1000
+        log.warning("clickhouse %s tag=%s backend=%s kind=%s ms=%.1f failed: %s", action, tag, impl.name, kind, elapsed, exc)
+        raise ClickHouseError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), kind=kind, tag=tag, code=code) from exc
+    elapsed = (time.perf_counter() - started) * 1000
+    log.debug("clickhouse %s tag=%s backend=%s ms=%.1f", action, tag, impl.name, elapsed)
+    return result
+
+
+def query(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> list[dict[str, Any]]:
+    """Run a SELECT with `{name:Type}` placeholders bound to `params`; rows as dicts."""
+    impl = backend()
+    return _run(tag, "query", impl.query, sql, params or {})
+
+
+def query_one(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> dict[str, Any]:
+    rows = query(sql, params, tag=tag)
+    return rows[0] if rows else {}
+
+
+def command(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> None:
+    """Run DDL or another statement that returns nothing."""
+    impl = backend()
+    _run(tag, "command", impl.command, sql, params or {})
+
+
+def insert(
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    tag: str,
+    nanos_columns: Iterable[str] = (),
+) -> None:
+    """Insert rows (dicts keyed by column) into `table`, a name from our own schema module.
+
+    `nanos_columns` hold DateTime64(9) values as ints of nanoseconds since the epoch (or lists of them).
+    """
+    if not rows:
+        return
+    impl = backend()
+    _run(tag, "insert", impl.insert, table, columns, rows, frozenset(nanos_columns))
+
+
+def server_version() -> str:
+    return query_one("SELECT version() AS v", tag="health.version").get("v", "")

@@ -1,0 +1,147 @@
+"""Django's side of the product: projects, who may see them, and the keys that write and read them.
+
+Spans live in ClickHouse; a project's UUID is the `ResourceAttributes['project_id']` of its spans.
+Keys are stored as SHA-256 digests: the plain key is shown once, when it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    created = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    VIEWER, ADMIN = "viewer", "admin"
+    ROLES = [(VIEWER, "Viewer"), (ADMIN, "Admin")]
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ROLES, default=VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class KeyQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked__isnull=True)
+
+
+class _HashedKey(models.Model):
+    """A secret presented as `Authorization: Bearer <key>`; only its digest and a short prefix are kept."""
+
+    PREFIX = ""
+
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    objects = KeyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def new_secret(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+    @classmethod
+    def find(cls, key: str):
+        """The active key for a presented secret, or None."""
+        if not key or not key.startswith(cls.PREFIX):
+            return None
+        return cls.objects.active().filter(digest=_digest(key)).first()
+
+    def set_secret(self, key: str) -> None:
+        self.prefix = key[: len(self.PREFIX) + 6]
+        self.digest = _digest(key)
+
+    def revoke(self) -> None:
+        self.revoked = timezone.now()
+        self.save(update_fields=["revoked"])
+
+    def touch(self) -> None:
+        # At most once a minute: a busy exporter must not turn every batch into a DB write.
+        now = timezone.now()
+        if self.last_used is None or (now - self.last_used).total_seconds() > 60:
+            type(self).objects.filter(pk=self.pk).update(last_used=now)
+            self.last_used = now
+
+
+class IngestKey(_HashedKey):
+    """Lets an exporter write spans into one project, and only that project."""
+
+    PREFIX = "apm_ingest_"
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_keys")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.project})"
+
+    @classmethod
+    def issue(cls, project: Project, name: str = "") -> tuple["IngestKey", str]:
+        secret = cls.new_secret()
+        key = cls(project=project, name=name)
+        key.set_secret(secret)
+        key.save()
+        return key, secret
+
+
+class ApiToken(_HashedKey):
+    """A personal token for the read API: it sees what its user sees."""
+
+    PREFIX = "apm_token_"
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+        secret = cls.new_secret()
+        token = cls(user=user, name=name)
+        token.set_secret(secret)
+        token.save()
+        return token, secret
+
+
+class ModelPrice(models.Model):
+    """A project's own price for a model the public price table does not know (self-hosted ones)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_prices")
+    model = models.CharField(max_length=200, help_text="as the spans name it, e.g. qwen-235b")
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6, help_text="USD per 1M input tokens")
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6, help_text="USD per 1M output tokens")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model"], name="one_price_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} in {self.project}"

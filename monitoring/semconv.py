@@ -1,0 +1,55 @@
+"""Which attribute keys mean what, across LiteLLM, GenAI semconv, OpenLLMetry and OpenInference.
+
+The schema turns these lists into MATERIALIZED columns, so the dashboard reads one column instead
+of four Map lookups. Keys are listed in order of preference: the first non-empty one wins.
+Everything here is a constant of ours; nothing a client sends is ever formatted into SQL.
+"""
+
+# LiteLLM's proxy alias (what users know) before the provider's model name.
+MODEL_KEYS = (
+    "litellm.model_group",
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "llm.model_name",
+)
+INPUT_TOKEN_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+    "llm.usage.prompt_tokens",
+)
+OUTPUT_TOKEN_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+    "llm.usage.completion_tokens",
+)
+# Only LiteLLM reports cost; 0.0 there means "unpriced", so a price table fills it in.
+COST_KEYS = (
+    "gen_ai.cost.total_cost",
+    "litellm.cost.total_cost",
+)
+USER_KEYS = ("user.id", "llm.user", "gen_ai.user", "enduser.id", "metadata.user_api_key_user_id")
+SESSION_KEYS = ("session.id", "gen_ai.conversation.id", "metadata.session_id")
+
+# --- span roles -------------------------------------------------------------------------------
+# An LLM call is one model invocation. LiteLLM's proxy wraps each call in ~10 spans (FastAPI,
+# auth, router, proxy_pre_call, raw_gen_ai_request...): only `litellm_request` is the call, and a
+# client's metadata.generation_name renames it, so LiteLLM's call span is recognised by an
+# attribute only it carries, never by name alone.
+LITELLM_CALL_NAMES = ("litellm_request",)
+LITELLM_RAW_NAMES = ("raw_gen_ai_request",)
+LITELLM_CALL_MARKER_KEYS = ("litellm.model_group", "gen_ai.cost.total_cost", "litellm.call_id")
+GENAI_LLM_OPERATIONS = ("chat", "text_completion", "embeddings", "generate_content", "completion")
+OPENLLMETRY_LLM_REQUEST_TYPES = ("chat", "completion", "embedding", "rerank")
+OPENINFERENCE_LLM_KINDS = ("LLM", "EMBEDDING")
+
+# Agent steps: the dialects' own markers. Per-project span-name patterns are applied at query time.
+GENAI_AGENT_OPERATIONS = ("invoke_agent", "create_agent", "execute_tool")
+TRACELOOP_AGENT_KINDS = ("workflow", "task", "agent", "tool")
+OPENINFERENCE_AGENT_KINDS = ("AGENT", "CHAIN", "TOOL", "RETRIEVER")
+AGENT_SERVICE_PREFIX = "agent-"
+# The seed's Agent tab: workflow spans with these names.
+DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
+
+ERROR_STATUS = ("Error", "STATUS_CODE_ERROR")  # the exporter's spelling, and the pre-2024 one

@@ -1,0 +1,60 @@
+"""JSON read API under /api/v1/projects/<project_id>/: session login or a personal bearer token."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.http import Http404, JsonResponse
+from django.views.decorators.http import require_GET
+
+from monitoring import access, clickhouse, queries
+from monitoring.forms import WindowForm
+
+
+def _error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_view(fn):
+    """Authenticate (session or bearer token), check membership (404), and turn failures into JSON."""
+
+    @wraps(fn)
+    def wrapper(request, project_id, *args, **kwargs):
+        user = request.user if request.user.is_authenticated else None
+        if "Authorization" in request.headers:
+            user = access.user_from_bearer(request.headers["Authorization"])
+        if user is None:
+            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
+        try:
+            membership = access.get_membership(user, project_id)
+        except Http404:
+            return _error(404, "no such project")
+        try:
+            return fn(request, membership, *args, **kwargs)
+        except clickhouse.ClickHouseError as exc:
+            status = 504 if exc.kind == clickhouse.TIMEOUT else 503
+            response = _error(status, f"ClickHouse {exc.kind}: {exc}", kind=exc.kind)
+            response["Retry-After"] = "5"
+            return response
+
+    return require_GET(wrapper)
+
+
+def _window_or_400(request):
+    form = WindowForm.from_query(request.GET)
+    if not form.is_valid():
+        return None, _error(400, form.error_text())
+    return form.cleaned_data["window"], None
+
+
+@api_view
+def overview(request, membership):
+    window, error = _window_or_400(request)
+    if error:
+        return error
+    data = queries.overview(membership.project_id, window).as_dict()
+    data["from"] = window.start.isoformat()
+    data["to"] = window.end.isoformat()
+    return JsonResponse(data)

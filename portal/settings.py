@@ -1,0 +1,142 @@
+"""Settings: everything that differs between machines comes from the environment (see .env.example)."""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from portal.env import env_bool, env_float, env_identifier, env_int, env_list, env_str, env_uuid
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY, else one generated once and kept in var/ (fine for a single machine)."""
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/admin/monitoring/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing folder before collectstatic
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app/package folders too, so a checkout works before collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+# The OTLP receiver takes bodies up to 20 MiB (the collector's default); it checks the size itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 21 * 1024 * 1024
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+
+# ClickHouse: embedded chdb when CLICKHOUSE_HOST is unset, the native protocol otherwise.
+CLICKHOUSE = {
+    "HOST": env_str("CLICKHOUSE_HOST"),
+    "PORT": env_int("CLICKHOUSE_PORT", 9000, minimum=1, maximum=65535),
+    "HTTP_PORT": env_int("CLICKHOUSE_HTTP_PORT", 8123, minimum=1, maximum=65535),
+    "DATABASE": env_identifier("CLICKHOUSE_DATABASE", "otel_2"),
+    "USER": env_str("CLICKHOUSE_USER", "default"),
+    "PASSWORD": env_str("CLICKHOUSE_PASSWORD"),
+    "SECURE": env_bool("CLICKHOUSE_SECURE", False),
+    "DATA_DIR": env_str("CLICKHOUSE_DATA_DIR", str(VAR_DIR / "clickhouse")),
+    "TTL_DAYS": env_int("CLICKHOUSE_TTL_DAYS", 30, minimum=0, maximum=36500),
+    "CONNECT_TIMEOUT": env_float("CLICKHOUSE_CONNECT_TIMEOUT", 30.0),
+    "QUERY_TIMEOUT": env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
+}
+DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086b69f7598b")
+
+# The OpenAI-compatible gateway that Replay sends re-runs to, and whose /health the health page asks.
+LITELLM_BASE_URL = env_str("LITELLM_BASE_URL", "http://localhost:4000")
+LITELLM_API_KEY = env_str("LITELLM_API_KEY")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"monitoring.clickhouse": {"level": env_str("CLICKHOUSE_LOG_LEVEL", "INFO")}},
+}

@@ -1,0 +1,14 @@
+"""Settings for the test suite: a private var/ folder (SQLite, engine data, secret) per run."""
+
+import os
+import tempfile
+
+os.environ["PORTAL_VAR_DIR"] = tempfile.mkdtemp(prefix="apm-test-")
+os.environ["CLICKHOUSE_DATA_DIR"] = os.path.join(os.environ["PORTAL_VAR_DIR"], "clickhouse")
+os.environ.pop("CLICKHOUSE_HOST", None)
+# Fixtures carry fixed 2023 timestamps; a TTL would drop them at insert. Retention has its own tests.
+os.environ["CLICKHOUSE_TTL_DAYS"] = "0"
+
+from portal.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

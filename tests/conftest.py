@@ -1,0 +1,46 @@
+"""The users and projects most tests need (settings: portal/settings_test.py, a private var/ per run).
+
+Every test writes spans under a project UUID of its own, so tests never see each other's spans
+and the engine never needs wiping.
+"""
+
+import pytest
+
+from monitoring.models import IngestKey, Membership, Project
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-pass-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    """A viewer of alice's project."""
+    return django_user_model.objects.create_user("bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    """Member of nothing."""
+    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
+
+
+@pytest.fixture
+def project(alice, bob):
+    project = Project.objects.create(name="Alice's project")
+    Membership.objects.create(project=project, user=alice, role=Membership.ADMIN)
+    Membership.objects.create(project=project, user=bob, role=Membership.VIEWER)
+    return project
+
+
+@pytest.fixture
+def other_project(charlie):
+    project = Project.objects.create(name="Charlie's project")
+    Membership.objects.create(project=project, user=charlie, role=Membership.ADMIN)
+    return project
+
+
+@pytest.fixture
+def ingest_key(project):
+    return IngestKey.issue(project)[1]

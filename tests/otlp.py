@@ -1,0 +1,88 @@
+"""Build OTLP requests for tests: spans with exactly the attributes a test needs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+
+def _value(v) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    return AnyValue(string_value=str(v))
+
+
+def attrs(d: dict) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_value(v)) for k, v in d.items()]
+
+
+def nanos(t: dt.datetime) -> int:
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+@dataclass
+class S:
+    """One span: `at` is its start, `ms` its duration."""
+
+    name: str
+    service: str = "svc"
+    attributes: dict = field(default_factory=dict)
+    at: dt.datetime | None = None
+    ms: float = 100.0
+    error: bool = False
+    trace: bytes = field(default_factory=lambda: os.urandom(16))
+    parent: bytes = b""
+    span_id: bytes = field(default_factory=lambda: os.urandom(8))
+
+    def child(self, name: str, **kw) -> "S":
+        kw.setdefault("service", self.service)
+        kw.setdefault("at", self.at)
+        return S(name, trace=self.trace, parent=self.span_id, **kw)
+
+
+def request(*spans: S, resource: dict | None = None) -> ExportTraceServiceRequest:
+    """Spans grouped by service into one request."""
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    by_service: dict[str, list[Span]] = {}
+    for s in spans:
+        start = nanos(s.at or now)
+        by_service.setdefault(s.service, []).append(
+            Span(
+                trace_id=s.trace,
+                span_id=s.span_id,
+                parent_span_id=s.parent,
+                name=s.name,
+                kind=Span.SPAN_KIND_INTERNAL,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + int(s.ms * 1_000_000),
+                attributes=attrs(s.attributes),
+                status=Status(code=Status.STATUS_CODE_ERROR if s.error else Status.STATUS_CODE_OK),
+            )
+        )
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource={"attributes": attrs({"service.name": service, **(resource or {})})},
+                scope_spans=[ScopeSpans(scope={"name": "tests"}, spans=group)],
+            )
+            for service, group in by_service.items()
+        ]
+    )
+
+
+def post(client, key: str, req: ExportTraceServiceRequest, **headers):
+    return client.post(
+        "/v1/traces",
+        data=req.SerializeToString(),
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {key}", **headers},
+    )
