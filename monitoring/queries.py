@@ -26,6 +26,11 @@ _SCOPE = (
 _AGENT = "(IsAgentStep OR SpanName IN {agent_names:Array(String)})"
 
 
+def _sql(template: str) -> str:
+    """Put the table in; `str.format` would trip over the `{name:Type}` placeholders."""
+    return template.replace("{table}", schema.table())
+
+
 def _params(project_id, window: Window, **extra) -> dict:
     return {"project": str(project_id), **window.nanos(), "agent_names": list(semconv.DEFAULT_AGENT_SPAN_NAMES), **extra}
 
@@ -69,8 +74,8 @@ GROUP BY Model
 
 def overview(project_id, window: Window) -> Overview:
     params = _params(project_id, window)
-    totals = clickhouse.query_one(OVERVIEW_TOTALS_SQL.format(table=schema.table()), params, tag="overview.totals")
-    unpriced = clickhouse.query(UNPRICED_TOKENS_SQL.format(table=schema.table()), params, tag="overview.unpriced")
+    totals = clickhouse.query_one(_sql(OVERVIEW_TOTALS_SQL), params, tag="overview.totals")
+    unpriced = clickhouse.query(_sql(UNPRICED_TOKENS_SQL), params, tag="overview.unpriced")
     priced = pricing.cost_of_tokens(unpriced, pricing.project_prices(project_id))
     llm_calls = int(totals.get("llm_calls") or 0)
     agent_calls = int(totals.get("agent_calls") or 0)

@@ -127,18 +127,14 @@ def _any_key(keys) -> str:
 
 def _llm_call_expr() -> str:
     s = semconv
-    litellm_call = (
-        f"(SpanName IN ({_quoted(s.LITELLM_CALL_NAMES)}) OR ({_any_key(s.LITELLM_CALL_MARKER_KEYS)}))"
-        f" AND SpanName NOT IN ({_quoted(s.LITELLM_RAW_NAMES)})"
-    )
-    return (
-        "toUInt8("
-        f"({litellm_call})"
-        f" OR {_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_LLM_OPERATIONS)})"
+    litellm = f"ScopeName = {_quoted([s.LITELLM_SCOPE])}"
+    litellm_call = f"{litellm} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)})"
+    other_dialects = (
+        f"{_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_LLM_OPERATIONS)})"
         f" OR {_attr('llm.request.type')} IN ({_quoted(s.OPENLLMETRY_LLM_REQUEST_TYPES)})"
         f" OR {_attr('openinference.span.kind')} IN ({_quoted(s.OPENINFERENCE_LLM_KINDS)})"
-        ")"
     )
+    return f"toUInt8(({litellm_call}) OR (NOT ({litellm}) AND ({other_dialects})))"
 
 
 def _agent_step_expr() -> str:

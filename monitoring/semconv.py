@@ -26,20 +26,22 @@ OUTPUT_TOKEN_KEYS = (
 )
 # Only LiteLLM reports cost; 0.0 there means "unpriced", so a price table fills it in.
 COST_KEYS = (
-    "gen_ai.cost.total_cost",
-    "litellm.cost.total_cost",
+    "gen_ai.cost.total_cost",  # LiteLLM's default "otel" callback
+    "litellm.cost.total",  # LiteLLM's V2 tracer (LITELLM_OTEL_V2=true)
 )
 USER_KEYS = ("user.id", "llm.user", "gen_ai.user", "enduser.id", "metadata.user_api_key_user_id")
 SESSION_KEYS = ("session.id", "gen_ai.conversation.id", "metadata.session_id")
 
 # --- span roles -------------------------------------------------------------------------------
-# An LLM call is one model invocation. LiteLLM's proxy wraps each call in ~10 spans (FastAPI,
-# auth, router, proxy_pre_call, raw_gen_ai_request...): only `litellm_request` is the call, and a
-# client's metadata.generation_name renames it, so LiteLLM's call span is recognised by an
-# attribute only it carries, never by name alone.
-LITELLM_CALL_NAMES = ("litellm_request",)
-LITELLM_RAW_NAMES = ("raw_gen_ai_request",)
-LITELLM_CALL_MARKER_KEYS = ("litellm.model_group", "gen_ai.cost.total_cost", "litellm.call_id")
+# An LLM call is one model invocation. LiteLLM's proxy wraps each call in ~11 spans (FastAPI,
+# auth, router, proxy_pre_call, raw_gen_ai_request...) and a client's metadata.generation_name
+# renames the call span, so LiteLLM's call is recognised by what only it carries (measured on
+# 1.108.7 captures, tests/fixtures/litellm_1.108.7_spans.json): its instrumentation scope plus
+# `llm.request.type` (default tracer, success and failure, with or without message capture) or
+# `litellm.call_type` (the V2 tracer). On a rejected key LiteLLM writes the same attributes onto
+# FastAPI's span, whose scope is "fastapi", so the scope test keeps that out.
+LITELLM_SCOPE = "litellm"
+LITELLM_CALL_MARKER_KEYS = ("llm.request.type", "litellm.call_type")
 GENAI_LLM_OPERATIONS = ("chat", "text_completion", "embeddings", "generate_content", "completion")
 OPENLLMETRY_LLM_REQUEST_TYPES = ("chat", "completion", "embedding", "rerank")
 OPENINFERENCE_LLM_KINDS = ("LLM", "EMBEDDING")

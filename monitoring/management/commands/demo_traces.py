@@ -1,0 +1,46 @@
+import uuid
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from monitoring import clickhouse, demo, ingest, schema
+from monitoring.models import Project
+
+
+class Command(BaseCommand):
+    help = "Send realistic demo traffic (LiteLLM proxy + agents in every dialect) through the OTLP ingest path."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", default=None, help="project UUID (default: DEFAULT_PROJECT_ID)")
+        parser.add_argument("--days", type=int, default=7)
+        parser.add_argument("--runs-per-day", type=int, default=120)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, project=None, days=7, runs_per_day=120, seed=0, no_progress=False, **options):
+        try:
+            project_id = str(uuid.UUID(project or settings.DEFAULT_PROJECT_ID))
+        except ValueError:
+            raise CommandError(f"--project must be a UUID, not {project!r}") from None
+        if not Project.objects.filter(id=project_id).exists():
+            raise CommandError(f"No project {project_id}; create it with `python manage.py createproject`.")
+        if days < 1 or runs_per_day < 1:
+            raise CommandError("--days and --runs-per-day must be at least 1")
+        total = demo.estimate_spans(days=days, runs_per_day=runs_per_day)
+        stored = 0
+        with tqdm(total=total, unit="span", desc="demo traces", disable=no_progress) as bar:
+            for request, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=seed):
+                # The same path as a real exporter: wire bytes -> decode -> rows -> insert.
+                body = request.SerializeToString()
+                decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
+                rows, _ = ingest.rows_from_request(decoded, project_id)
+                try:
+                    clickhouse.insert(
+                        schema.table(), schema.TRACE_COLUMNS, rows, tag="demo.spans", nanos_columns=schema.NANOS_COLUMNS
+                    )
+                except clickhouse.ClickHouseError as exc:
+                    raise CommandError(f"ClickHouse {exc.kind}: {exc}") from exc
+                stored += len(rows)
+                bar.update(len(rows))
+        self.stdout.write(self.style.SUCCESS(f"Sent {stored:,} demo spans to project {project_id}."))
