@@ -2,7 +2,8 @@
 binds every value; identifiers come from the schema module only.
 
 Counting rules (the Overview's five numbers):
-- LLM calls: spans with IsLLMCall, one per model invocation in any dialect (schema.py).
+- LLM calls: spans with IsLLMCall, one per model invocation in any dialect (schema.py); an agent's
+  LLM span that went through the LiteLLM proxy is the same invocation as the proxy's and not counted.
 - Agent calls: agent runs, i.e. traces that contain an agent step (a dialect's agent marker, a root
   span of an `agent-*` service, or a span named like the project's agent steps).
 - Cost: each LLM call's reported cost, else its tokens priced by the project's or the public table.
@@ -24,6 +25,21 @@ _SCOPE = (
     " AND Timestamp < fromUnixTimestamp64Nano({end:Int64})"
 )
 _AGENT = "(IsAgentStep OR SpanName IN {agent_names:Array(String)})"
+
+# An agent's own LLM span that called through the LiteLLM proxy wraps the proxy's call span in the
+# same trace: one model invocation, two LLM spans. The gateway's span is kept (it has the cost and
+# the alias users know); the caller's span, whose time range holds a gateway call, is not counted.
+_PROXIED_CALLERS = f"""(
+    SELECT caller.TraceId, caller.SpanId
+    FROM (SELECT TraceId, SpanId, Timestamp AS s, Timestamp + toIntervalNanosecond(Duration) AS e
+          FROM {{table}} WHERE {_SCOPE} AND IsLLMCall AND ScopeName != '{semconv.LITELLM_SCOPE}') AS caller
+    INNER JOIN (SELECT TraceId, Timestamp AS ts
+                FROM {{table}} WHERE {_SCOPE} AND IsLLMCall AND ScopeName = '{semconv.LITELLM_SCOPE}') AS gateway
+    ON caller.TraceId = gateway.TraceId
+    WHERE gateway.ts >= caller.s AND gateway.ts <= caller.e
+)"""
+# One row per model invocation.
+_CALL = f"(IsLLMCall AND (TraceId, SpanId) NOT IN {_PROXIED_CALLERS})"
 
 
 def _sql(template: str) -> str:
@@ -53,10 +69,10 @@ class Overview:
 
 OVERVIEW_TOTALS_SQL = f"""
 SELECT
-    countIf(IsLLMCall) AS llm_calls,
-    countIf(IsLLMCall AND IsError) AS llm_errors,
-    sumIf(ReportedCost, IsLLMCall) AS reported_cost,
-    ifNotFinite(avgIf(Duration, IsLLMCall) / 1e6, 0) AS avg_latency_ms,
+    countIf({_CALL}) AS llm_calls,
+    countIf({_CALL} AND IsError) AS llm_errors,
+    sumIf(ReportedCost, {_CALL}) AS reported_cost,
+    ifNotFinite(avgIf(Duration, {_CALL}) / 1e6, 0) AS avg_latency_ms,
     uniqExactIf(TraceId, {_AGENT}) AS agent_calls,
     uniqExactIf(TraceId, {_AGENT} AND IsError) AS agent_errors
 FROM {{table}}
@@ -67,7 +83,7 @@ WHERE {_SCOPE}
 UNPRICED_TOKENS_SQL = f"""
 SELECT Model AS model, sum(InputTokens) AS input_tokens, sum(OutputTokens) AS output_tokens
 FROM {{table}}
-WHERE {_SCOPE} AND IsLLMCall AND ReportedCost = 0 AND (InputTokens > 0 OR OutputTokens > 0)
+WHERE {_SCOPE} AND {_CALL} AND ReportedCost = 0 AND (InputTokens > 0 OR OutputTokens > 0)
 GROUP BY Model
 """
 

@@ -162,3 +162,21 @@ def test_it_counts_real_litellm_1_108_7_exports(client, project, ingest_key, cap
         streamed = [s for s in cap["spans"] if s["request_label"] == "stream" and "gen_ai.cost.total_cost" in s["attributes"]]
         stream_cost = sum(float(s["attributes"]["gen_ai.cost.total_cost"]) for s in streamed)
         assert o.reported_cost_usd == pytest.approx(sum(costs) + stream_cost)
+
+
+def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
+    """An OpenInference LLM span whose HTTP call went through LiteLLM: one invocation, the gateway's cost."""
+    agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
+    caller = agent.child("ChatCompletion", at=AT, ms=900, attributes={
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 10, "llm.token_count.completion": 20})
+    proxy = litellm_request_spans(model="gpt-4o", cost=0.25, ms=800)
+    for span in proxy:
+        span.trace = caller.trace
+        span.at = AT + dt.timedelta(milliseconds=50)
+    proxy[0].parent = caller.span_id
+    send(client, ingest_key, [agent, caller], scope="openinference")
+    send(client, ingest_key, proxy)
+    o = queries.overview(project.id, HOUR)
+    assert (o.llm_calls, o.agent_calls) == (1, 1)
+    assert o.total_cost_usd == pytest.approx(0.25)  # not also 10 x $2.5/M + 20 x $10/M for the caller's span
+    assert o.avg_latency_ms == pytest.approx(800.0)
