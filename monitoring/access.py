@@ -37,3 +37,14 @@ def user_from_bearer(header: str):
         return None
     token.touch()
     return token.user
+
+
+def guarded_by(kind: str):
+    """Mark a view with how it authenticates ("login", "api", "ingest_key"). `check --deploy` refuses
+    a monitoring URL without a mark, so a new endpoint cannot ship open by accident."""
+
+    def mark(view):
+        view.apm_auth = kind
+        return view
+
+    return mark

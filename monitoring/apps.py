@@ -17,7 +17,7 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from monitoring import clickhouse, schema
+        from monitoring import checks, clickhouse, schema  # noqa: F401 - checks register themselves
 
         clickhouse.on_embedded_open = schema.ensure_schema
         post_migrate.connect(_ensure_default_project, sender=self)

@@ -37,9 +37,9 @@ def _ttl(column: str, days: int) -> str:
     return f"TTL toDateTime({column}) + toIntervalDay({int(days)})" if days > 0 else ""
 
 
-def _traces_ddl(ttl_days: int) -> str:
+def _traces_ddl(ttl_days: int, name: str = TRACES, engine: str = "MergeTree", on_cluster: str = "") -> str:
     return f"""
-CREATE TABLE IF NOT EXISTS {table()} (
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS {table()} (
     INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_duration Duration TYPE minmax GRANULARITY 1
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toDate(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 {_ttl("Timestamp", ttl_days)}
@@ -80,14 +80,14 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
 """
 
 
-def _lookup_ddl(ttl_days: int) -> str:
+def _lookup_ddl(ttl_days: int, name: str = LOOKUP, engine: str = "MergeTree", on_cluster: str = "") -> str:
     return f"""
-CREATE TABLE IF NOT EXISTS {table(LOOKUP)} (
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
     TraceId String CODEC(ZSTD(1)),
     Start DateTime CODEC(Delta, ZSTD(1)),
     End DateTime CODEC(Delta, ZSTD(1)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
-) ENGINE = MergeTree
+) ENGINE = {engine}
 PARTITION BY toDate(Start)
 ORDER BY (TraceId, Start)
 {_ttl("Start", ttl_days)}
@@ -95,11 +95,11 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
 """
 
 
-def _lookup_mv_ddl() -> str:
+def _lookup_mv_ddl(source: str = TRACES, target: str = LOOKUP, on_cluster: str = "") -> str:
     return f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LOOKUP_MV)} TO {table(LOOKUP)}
+CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LOOKUP_MV)}{on_cluster} TO {table(target)}
 AS SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
-FROM {table()}
+FROM {table(source)}
 WHERE TraceId != ''
 GROUP BY TraceId
 """
@@ -165,26 +165,27 @@ def derived_columns() -> list[tuple[str, str, str]]:
     ]
 
 
-def _derived_columns_ddl(comments: dict[str, str]) -> list[str]:
+def _derived_columns_ddl(comments: dict[str, str], name: str = TRACES, on_cluster: str = "") -> list[str]:
     """ADD what is missing; MODIFY a column whose definition changed since it was added.
 
     The definition's hash rides in the column comment, so a new release's better attribute rules
     reach new rows without a heavy mutation (old parts keep the values they were written with).
     """
+    target = name
     statements = []
     for name, type_, expr in derived_columns():
         stamp = "apm:" + hashlib.sha256(f"{type_} {expr}".encode()).hexdigest()[:16]
         definition = f"{name} {type_} MATERIALIZED {expr} COMMENT '{stamp}'"
         if name not in comments:
-            statements.append(f"ALTER TABLE {table()} ADD COLUMN IF NOT EXISTS {definition}")
+            statements.append(f"ALTER TABLE {table(target)}{on_cluster} ADD COLUMN IF NOT EXISTS {definition}")
         elif comments[name] != stamp:
-            statements.append(f"ALTER TABLE {table()} MODIFY COLUMN {definition}")
+            statements.append(f"ALTER TABLE {table(target)}{on_cluster} MODIFY COLUMN {definition}")
     return statements
 
 
-def _project_index_ddl() -> str:
+def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     # Data is ordered by service and name, not project: a set index lets a project skip granules.
-    return f"ALTER TABLE {table()} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
+    return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
 def ensure_schema(ttl_days: int | None = None) -> list[str]:
@@ -203,6 +204,96 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     return statements + later
+
+
+# --- a ClickHouse cluster ---------------------------------------------------------------------
+# Replicated `_local` tables on every node, and Distributed tables under the names the portal and
+# the collector use, sharded by trace id (a trace stays on one shard, so trace queries stay local).
+
+LOCAL_SUFFIX = "_local"
+
+
+def _identifier(value: str) -> str:
+    if not value or not value.replace("_", "a").replace("-", "a").isalnum() or not value.isascii():
+        raise ValueError(f"not a plain cluster name: {value!r}")
+    return value
+
+
+def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
+    """The whole schema for a cluster, in order. Run once; every statement is IF NOT EXISTS."""
+    on = f" ON CLUSTER `{_identifier(cluster)}`"
+    db = clickhouse.database()
+    traces_local, lookup_local = TRACES + LOCAL_SUFFIX, LOOKUP + LOCAL_SUFFIX
+
+    def replicated(name: str) -> str:
+        return f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}')"
+
+    def distributed(name: str, local: str, key: str) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {table(name)}{on} AS {table(local)} ENGINE = Distributed(`{cluster}`, `{db}`, `{local}`, {key})"
+
+    derived = _derived_columns_ddl({}, traces_local, on)
+    # The Distributed table carries the same derived columns so reads through it can name them.
+    derived += [sql.replace(table(traces_local), table(TRACES)) for sql in derived]
+    return [
+        f"CREATE DATABASE IF NOT EXISTS `{db}`{on}",
+        _traces_ddl(ttl_days, traces_local, replicated(traces_local), on),
+        _lookup_ddl(ttl_days, lookup_local, replicated(lookup_local), on),
+        _lookup_mv_ddl(traces_local, lookup_local, on),
+        *derived[: len(derived) // 2],
+        _project_index_ddl(traces_local, on),
+        distributed(TRACES, traces_local, "cityHash64(TraceId)"),
+        distributed(LOOKUP, lookup_local, "cityHash64(TraceId)"),
+        *derived[len(derived) // 2 :],
+    ]
+
+
+def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str]:
+    days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
+    statements = cluster_statements(cluster, days)
+    for sql in statements:
+        clickhouse.command(sql, tag="schema.cluster")
+    return statements
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+def set_retention(days: int) -> list[str]:
+    """Change the TTL of the traces and lookup tables. Cheap: with ttl_only_drop_parts whole daily
+    parts are dropped as they expire; nothing is rewritten now (unlike the guide's DELETE mutation)."""
+    statements = []
+    for name, column in ((TRACES, "Timestamp"), (LOOKUP, "Start")):
+        ttl = _ttl(column, days) if days > 0 else "REMOVE TTL"
+        verb = "MODIFY " + ttl if days > 0 else ttl
+        statements.append(f"ALTER TABLE {table(name)} {verb} SETTINGS materialize_ttl_after_modify = 0")
+    for sql in statements:
+        clickhouse.command(sql, tag="schema.retention")
+    return statements
+
+
+def current_ttl(name: str = TRACES) -> str:
+    """The table's TTL clause as ClickHouse reports it, '' when none."""
+    row = clickhouse.query_one(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.ttl",
+    )
+    engine = row.get("engine_full", "")
+    if " TTL " not in engine:
+        return ""
+    return engine.split(" TTL ", 1)[1].split(" SETTINGS ", 1)[0].strip()
+
+
+def partitions(name: str = TRACES) -> list[dict]:
+    """Active partitions with their rows and bytes on disk, newest first."""
+    return clickhouse.query(
+        "SELECT partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes, count() AS parts,"
+        " min(min_time) AS oldest, max(max_time) AS newest"
+        " FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active"
+        " GROUP BY partition ORDER BY partition DESC",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.partitions",
+    )
 
 
 def existing_columns(name: str = TRACES) -> dict[str, dict[str, str]]:

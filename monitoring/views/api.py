@@ -39,7 +39,7 @@ def api_view(fn):
             response["Retry-After"] = "5"
             return response
 
-    return require_GET(wrapper)
+    return access.guarded_by("api")(require_GET(wrapper))
 
 
 def _window_or_400(request):

@@ -36,6 +36,7 @@ def _window_query(request) -> str:
     return ("?" + urlencode(keep)) if keep else ""
 
 
+@access.guarded_by("login")
 @login_required
 @require_GET
 def home(request):
@@ -64,6 +65,7 @@ def _render_tab(request, membership, tab: str, context: dict, status: int = 200)
     return render(request, template, context, status=status)
 
 
+@access.guarded_by("login")
 @login_required
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")

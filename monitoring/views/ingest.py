@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from monitoring import clickhouse, ingest, schema
+from monitoring.access import guarded_by
 from monitoring.models import IngestKey
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def _status(content_type: str, code: int, message: str, **headers) -> HttpRespon
     return response
 
 
+@guarded_by("ingest_key")
 @csrf_exempt
 @require_POST
 def otlp_traces(request):
