@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
 
 from django import forms
 from django.utils import timezone
+
+from monitoring import semconv
 
 RANGES = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 DEFAULT_RANGE = "24h"
@@ -91,3 +94,91 @@ class WindowForm(forms.Form):
 
     def error_text(self) -> str:
         return "; ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+STATUSES = {"ok": "Ok only", "error": "Errors only"}
+_MAX_FILTER_VALUES = 50
+
+
+@dataclass(frozen=True)
+class SpanFilter:
+    """One project, one window, and the filter bar's choices: what every number, chart and list honours."""
+
+    project_id: str
+    window: Window
+    services: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    status: str = ""  # "", "ok" or "error"
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES  # the project's agent step names
+
+    def sql(self) -> str:
+        """The WHERE fragment: fixed text chosen by which filters are set; values are bound by `params`."""
+        parts = [
+            "ProjectId = {project:String}",
+            "Timestamp >= fromUnixTimestamp64Nano({start:Int64})",
+            "Timestamp < fromUnixTimestamp64Nano({end:Int64})",
+        ]
+        if self.services:
+            parts.append("ServiceName IN {services:Array(String)}")
+        if self.models:
+            parts.append("Model IN {models:Array(String)}")
+        if self.status == "error":
+            parts.append("IsError")
+        elif self.status == "ok":
+            parts.append("NOT IsError")
+        return " AND ".join(parts)
+
+    def params(self) -> dict:
+        return {"project": str(self.project_id), **self.window.nanos(), "services": list(self.services),
+                "models": list(self.models), "agent_names": list(self.agent_names)}  # fmt: skip
+
+    def with_window(self, window: Window) -> "SpanFilter":
+        return dataclasses.replace(self, window=window)
+
+    def query(self) -> dict[str, list[str] | str]:
+        """The filter as URL query parameters (for links that keep it)."""
+        q: dict[str, list[str] | str] = {}
+        if self.window.range:
+            q["range"] = self.window.range
+        else:
+            q["from"] = self.window.start.isoformat().replace("+00:00", "Z")
+            q["to"] = self.window.end.isoformat().replace("+00:00", "Z")
+        if self.services:
+            q["service"] = list(self.services)
+        if self.models:
+            q["model"] = list(self.models)
+        if self.status:
+            q["status"] = self.status
+        return q
+
+
+class FilterForm(WindowForm):
+    """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
+
+    status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
+
+    def __init__(self, data, services=(), models=()):
+        super().__init__(data)
+        self.services = tuple(s for s in services if s)
+        self.models = tuple(m for m in models if m)
+
+    @classmethod
+    def from_query(cls, query) -> "FilterForm":
+        return cls(
+            {"range": query.get("range", ""), "start": query.get("from", ""), "end": query.get("to", ""),
+             "status": query.get("status", "")},
+            services=query.getlist("service") if hasattr(query, "getlist") else (),
+            models=query.getlist("model") if hasattr(query, "getlist") else (),
+        )  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        if len(self.services) > _MAX_FILTER_VALUES or len(self.models) > _MAX_FILTER_VALUES:
+            raise forms.ValidationError(f"at most {_MAX_FILTER_VALUES} services and models may be chosen")
+        if any(len(v) > 500 for v in self.services + self.models):
+            raise forms.ValidationError("a service or model name is too long")
+        return data
+
+    def span_filter(self, project) -> SpanFilter:
+        return SpanFilter(str(project.id), self.cleaned_data["window"], self.services, self.models,
+                          self.cleaned_data.get("status") or "", project.agent_names)  # fmt: skip

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from monitoring import semconv
+
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
@@ -23,6 +25,12 @@ class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     created = models.DateTimeField(default=timezone.now)
+    agent_span_names = models.CharField(
+        max_length=1000,
+        default=",".join(semconv.DEFAULT_AGENT_SPAN_NAMES),
+        blank=True,
+        help_text="Comma-separated span names that are agent steps (beside the SDKs' own agent markers).",
+    )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
     class Meta:
@@ -30,6 +38,10 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.agent_span_names.split(",") if n.strip())
 
 
 class Membership(models.Model):

@@ -17,6 +17,8 @@ from monitoring import clickhouse, semconv
 TRACES = "otel_traces"
 LOOKUP = "otel_traces_trace_id_ts"
 LOOKUP_MV = "otel_traces_trace_id_ts_mv"
+LLM_CALLS = "otel_llm_calls"
+LLM_CALLS_MV = "otel_llm_calls_mv"
 
 # The exporter's INSERT list (OTEL.md §1), in order.
 TRACE_COLUMNS = (
@@ -149,6 +151,17 @@ def _agent_step_expr() -> str:
     )
 
 
+def _tool_step_expr() -> str:
+    s = semconv
+    return (
+        "toUInt8("
+        f"{_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_TOOL_OPERATIONS)})"
+        f" OR {_attr('traceloop.span.kind')} IN ({_quoted(s.TRACELOOP_TOOL_KINDS)})"
+        f" OR {_attr('openinference.span.kind')} IN ({_quoted(s.OPENINFERENCE_TOOL_KINDS)})"
+        ")"
+    )
+
+
 def derived_columns() -> list[tuple[str, str, str]]:
     """(name, type, MATERIALIZED expression) for every column we add to otel_traces."""
     s = semconv
@@ -160,6 +173,7 @@ def derived_columns() -> list[tuple[str, str, str]]:
         ("ReportedCost", "Float64", f"toFloat64OrZero({_first(s.COST_KEYS)})"),
         ("IsLLMCall", "UInt8", _llm_call_expr()),
         ("IsAgentStep", "UInt8", _agent_step_expr()),
+        ("IsToolStep", "UInt8", _tool_step_expr()),
         ("IsError", "UInt8", f"toUInt8(StatusCode IN ({_quoted(s.ERROR_STATUS)}))"),
         ("EndUser", "String", _first(s.USER_KEYS)),
     ]
@@ -188,6 +202,59 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
+# --- LLM calls, narrow and ordered by project and time -----------------------------------------
+# One row per LLM-call span, filled by a materialized view on every insert (ours or a collector's).
+# The main table is ordered by service and span name, so a project's window reads most of it; this
+# table is ordered by (ProjectId, Timestamp) and holds ~1 span in 7, so the Overview's and
+# Analytics' LLM questions (and the proxy de-duplication join) read a few granules instead.
+
+LLM_CALL_COLUMNS = (
+    "ProjectId", "Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "ServiceName", "ScopeName",
+    "Model", "InputTokens", "OutputTokens", "ReportedCost", "Duration", "IsError", "EndUser",
+)  # fmt: skip
+
+
+def _llm_calls_ddl(ttl_days: int, name: str = LLM_CALLS, engine: str = "MergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    ProjectId LowCardinality(String),
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String),
+    ServiceName LowCardinality(String),
+    ScopeName LowCardinality(String),
+    Gateway UInt8 MATERIALIZED ScopeName = '{semconv.LITELLM_SCOPE}',
+    TraceKey UInt64 MATERIALIZED cityHash64(TraceId),  -- integer join keys: cheaper than the strings
+    CallKey UInt64 MATERIALIZED cityHash64(TraceId, SpanId),
+    Model LowCardinality(String),
+    InputTokens UInt64,
+    OutputTokens UInt64,
+    ReportedCost Float64,
+    Duration UInt64,
+    IsError UInt8,
+    EndUser String CODEC(ZSTD(1))
+) ENGINE = {engine}
+PARTITION BY toDate(Timestamp)
+ORDER BY (ProjectId, Timestamp)
+{_ttl("Timestamp", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _llm_calls_select(source: str = TRACES) -> str:
+    return f"SELECT {', '.join(LLM_CALL_COLUMNS)} FROM {table(source)} WHERE IsLLMCall"
+
+
+def _llm_calls_mv_ddl(source: str = TRACES, target: str = LLM_CALLS, on_cluster: str = "") -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LLM_CALLS_MV)}{on_cluster} TO {table(target)} AS {_llm_calls_select(source)}"
+
+
+def _exists(name: str) -> bool:
+    return bool(existing_columns(name))
+
+
 def ensure_schema(ttl_days: int | None = None) -> list[str]:
     """Create or complete the schema; idempotent. Returns the statements it ran."""
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
@@ -201,6 +268,10 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
         clickhouse.command(sql, tag="schema.ensure")
     comments = {name: column["comment"] for name, column in existing_columns().items()}
     later = [*_derived_columns_ddl(comments), _project_index_ddl()]
+    if not _exists(LLM_CALLS):
+        # The view first, then the spans already stored (a batch landing in between may be counted twice).
+        later += [_llm_calls_ddl(days), _llm_calls_mv_ddl(),
+                  f"INSERT INTO {table(LLM_CALLS)} ({', '.join(LLM_CALL_COLUMNS)}) {_llm_calls_select()}"]  # fmt: skip
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     return statements + later
@@ -239,10 +310,13 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
         _traces_ddl(ttl_days, traces_local, replicated(traces_local), on),
         _lookup_ddl(ttl_days, lookup_local, replicated(lookup_local), on),
         _lookup_mv_ddl(traces_local, lookup_local, on),
+        _llm_calls_ddl(ttl_days, LLM_CALLS + LOCAL_SUFFIX, replicated(LLM_CALLS + LOCAL_SUFFIX), on),
         *derived[: len(derived) // 2],
         _project_index_ddl(traces_local, on),
+        _llm_calls_mv_ddl(traces_local, LLM_CALLS + LOCAL_SUFFIX, on),
         distributed(TRACES, traces_local, "cityHash64(TraceId)"),
         distributed(LOOKUP, lookup_local, "cityHash64(TraceId)"),
+        distributed(LLM_CALLS, LLM_CALLS + LOCAL_SUFFIX, "cityHash64(TraceId)"),
         *derived[len(derived) // 2 :],
     ]
 

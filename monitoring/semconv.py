@@ -51,7 +51,11 @@ GENAI_AGENT_OPERATIONS = ("invoke_agent", "create_agent", "execute_tool")
 TRACELOOP_AGENT_KINDS = ("workflow", "task", "agent", "tool")
 OPENINFERENCE_AGENT_KINDS = ("AGENT", "CHAIN", "TOOL", "RETRIEVER")
 AGENT_SERVICE_PREFIX = "agent-"
-# The seed's Agent tab: workflow spans with these names.
+# Tool steps among agent steps (a tool call, a retriever), drawn apart in the Agent Flow Graph and Replay.
+GENAI_TOOL_OPERATIONS = ("execute_tool",)
+TRACELOOP_TOOL_KINDS = ("tool",)
+OPENINFERENCE_TOOL_KINDS = ("TOOL", "RETRIEVER")
+# The seed's Agent tab: workflow spans with these names (each project can change its list).
 DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
 
 ERROR_STATUS = ("Error", "STATUS_CODE_ERROR")  # the exporter's spelling, and the pre-2024 one

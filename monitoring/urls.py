@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring.views import api, dashboard, ingest
+from monitoring.views import analytics, api, dashboard, health, ingest, traces
 
 app_name = "monitoring"
 
@@ -8,6 +8,16 @@ urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
     path("admin/monitoring", dashboard.home),
     path("admin/monitoring/", dashboard.home, name="home"),
+    path("admin/monitoring/health", health.health, name="health"),
     path("admin/monitoring/<uuid:project_id>/overview/", dashboard.overview, name="overview"),
+    path("admin/monitoring/<uuid:project_id>/analytics/", analytics.analytics, name="analytics"),
+    path("admin/monitoring/<uuid:project_id>/analytics/<str:part>", analytics.analytics_part, name="analytics-part"),
+    path("admin/monitoring/<uuid:project_id>/traces/", traces.traces, name="traces"),
+    path("admin/monitoring/<uuid:project_id>/traces/export.<str:fmt>", traces.export, name="traces-export"),
+    path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/", traces.trace_detail, name="trace"),
+    path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/spans", traces.trace_spans, name="trace-spans"),
     path("api/v1/projects/<str:project_id>/overview", api.overview, name="api-overview"),
+    path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
+    path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
+    path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
 ]

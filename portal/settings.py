@@ -4,6 +4,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import plotly
 
 from portal.env import env_bool, env_float, env_identifier, env_int, env_list, env_str, env_uuid
 
@@ -96,7 +97,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing folder before collectstatic
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js ships inside the plotly wheel: served from there, never from a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", Path(plotly.__file__).parent / "package_data")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -134,6 +136,7 @@ DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086
 
 # The OpenAI-compatible gateway that Replay sends re-runs to, and whose /health the health page asks.
 LITELLM_BASE_URL = env_str("LITELLM_BASE_URL", "http://localhost:4000")
+LITELLM_CONFIGURED = bool(env_str("LITELLM_BASE_URL"))  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
 
 LOGGING = {

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from monitoring import queries
-from monitoring.forms import Window
+from monitoring.forms import SpanFilter, Window
 from monitoring.models import IngestKey, Membership, Project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_demo_traces_go_through_ingest_and_fill_the_overview(settings):
     import datetime as dt
 
     now = dt.datetime.now(dt.timezone.utc)
-    o = queries.overview(project.id, Window(now - dt.timedelta(days=3), now + dt.timedelta(hours=1)))
+    o = queries.overview(SpanFilter(str(project.id), Window(now - dt.timedelta(days=3), now + dt.timedelta(hours=1))))
     assert o.llm_calls > 20 and o.agent_calls > 5 and o.total_cost_usd > 0 and 0 < o.fail_rate < 0.5
 
 

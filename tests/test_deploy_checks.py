@@ -28,7 +28,7 @@ GOOD_ENV = {
 
 
 def check_deploy(tmp_path, **overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "SECURE_", "DEBUG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "SECURE_", "DEBUG", "DJANGO_ALLOW"))}
     env |= {"DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_VAR_DIR": str(tmp_path)} | GOOD_ENV | overrides
     return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

@@ -8,7 +8,7 @@ import pytest
 from otlp import S, post, request
 
 from monitoring import queries
-from monitoring.forms import Window
+from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def test_it_counts_one_litellm_call_per_request_even_when_renamed(client, projec
     send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100))
     send(client, ingest_key, litellm_request_spans("my-generation", cost=0.003, ms=300))
     send(client, ingest_key, litellm_request_spans(error=True, ms=200))
-    o = queries.overview(project.id, HOUR)
+    o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert (o.llm_calls, o.llm_errors, o.agent_calls) == (3, 1, 0)
     assert o.total_cost_usd == pytest.approx(0.005)
     assert o.avg_latency_ms == pytest.approx(200.0)
@@ -80,7 +80,7 @@ def test_it_counts_agents_and_llm_calls_of_every_dialect_and_prices_tokens(clien
     noise = S("GET /healthz", service="backend", at=AT)
     send(client, ingest_key, [oi, oi_llm, tl, tl_llm, ga, ga_llm, ga_tool, plain, named, old, noise], scope="agent-sdk")
 
-    o = queries.overview(project.id, HOUR)
+    o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert o.llm_calls == 3
     assert o.llm_errors == 0
     assert o.agent_calls == 5  # oi, tl, ga, plain, named
@@ -95,7 +95,7 @@ def test_it_counts_agents_and_llm_calls_of_every_dialect_and_prices_tokens(clien
 def test_it_prefers_the_reported_cost_and_prices_only_unpriced_calls(client, project, ingest_key):
     send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.5))  # reported: kept as is
     send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.0))  # unpriced: 10 in, 20 out tokens
-    o = queries.overview(project.id, HOUR)
+    o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert o.reported_cost_usd == pytest.approx(0.5)
     assert o.priced_cost_usd == pytest.approx(10 * 2.5e-6 + 20 * 10e-6)
 
@@ -104,8 +104,8 @@ def test_it_sees_only_its_own_project(client, project, other_project, ingest_key
     from monitoring.models import IngestKey
 
     send(client, IngestKey.issue(other_project)[1], litellm_request_spans())
-    assert queries.overview(project.id, HOUR).llm_calls == 0
-    assert queries.overview(other_project.id, HOUR).llm_calls == 1
+    assert queries.overview(SpanFilter(str(project.id), HOUR)).llm_calls == 0
+    assert queries.overview(SpanFilter(str(other_project.id), HOUR)).llm_calls == 1
 
 
 _KINDS = {"Unspecified": 0, "Internal": 1, "Server": 2, "Client": 3, "Producer": 4, "Consumer": 5}
@@ -154,7 +154,7 @@ def test_it_counts_real_litellm_1_108_7_exports(client, project, ingest_key, cap
     window = Window(dt.datetime.fromtimestamp(min(starts) / 1e9 - 60, dt.timezone.utc),
                     dt.datetime.fromtimestamp(max(starts) / 1e9 + 60, dt.timezone.utc))
     costs = [float(r["response_headers"].get("x-litellm-response-cost") or 0) for r in cap["requests"] if r["status"] == 200]
-    o = queries.overview(project.id, window)
+    o = queries.overview(SpanFilter(str(project.id), window))
     assert o.llm_calls == calls
     assert o.llm_errors == failed
     assert o.agent_calls == 0
@@ -176,7 +176,7 @@ def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
     proxy[0].parent = caller.span_id
     send(client, ingest_key, [agent, caller], scope="openinference")
     send(client, ingest_key, proxy)
-    o = queries.overview(project.id, HOUR)
+    o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert (o.llm_calls, o.agent_calls) == (1, 1)
     assert o.total_cost_usd == pytest.approx(0.25)  # not also 10 x $2.5/M + 20 x $10/M for the caller's span
     assert o.avg_latency_ms == pytest.approx(800.0)

@@ -8,7 +8,7 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET
 
 from monitoring import access, clickhouse, queries
-from monitoring.forms import WindowForm
+from monitoring.forms import FilterForm
 
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
@@ -42,19 +42,20 @@ def api_view(fn):
     return access.guarded_by("api")(require_GET(wrapper))
 
 
-def _window_or_400(request):
-    form = WindowForm.from_query(request.GET)
+def filter_or_400(request, membership):
+    """The filter bar's parameters (from, to, range, service, model, status), or a 400 answer."""
+    form = FilterForm.from_query(request.GET)
     if not form.is_valid():
         return None, _error(400, form.error_text())
-    return form.cleaned_data["window"], None
+    return form.span_filter(membership.project), None
 
 
 @api_view
 def overview(request, membership):
-    window, error = _window_or_400(request)
+    flt, error = filter_or_400(request, membership)
     if error:
         return error
-    data = queries.overview(membership.project_id, window).as_dict()
-    data["from"] = window.start.isoformat()
-    data["to"] = window.end.isoformat()
+    data = queries.overview(flt).as_dict()
+    data["from"] = flt.window.start.isoformat()
+    data["to"] = flt.window.end.isoformat()
     return JsonResponse(data)

@@ -1,18 +1,26 @@
-"""/admin/monitoring: the dashboard pages. The same URL serves the full page, or to htmx the panel."""
+"""/admin/monitoring: the dashboard's tabs. The same URL serves the full page, or to htmx the panel.
+
+`dashboard_tab` does what every tab needs: login, membership (404 for strangers), the filter bar
+(400 for a bad filter), ClickHouse trouble as a banner with the guide's hint (503), and rendering.
+A tab function only answers its question and returns its context.
+"""
 
 from __future__ import annotations
 
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from monitoring import access, clickhouse, queries
-from monitoring.forms import RANGES, WindowForm
+from monitoring.forms import RANGES, STATUSES, FilterForm
 
 CLICKHOUSE_HINTS = {
     clickhouse.UNAVAILABLE: (
@@ -30,10 +38,15 @@ CLICKHOUSE_HINTS = {
     ),
 }
 
+TABS = [("overview", "Overview"), ("analytics", "Analytics"), ("traces", "Traces")]
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status")
 
-def _window_query(request) -> str:
-    keep = {k: request.GET[k] for k in ("range", "from", "to") if request.GET.get(k)}
-    return ("?" + urlencode(keep)) if keep else ""
+
+def filter_query(request, **changes) -> str:
+    """The request's filter bar as a query string (with `changes`), for links that keep it."""
+    pairs = [(k, v) for k in _FILTER_KEYS if k not in changes for v in request.GET.getlist(k) if v]
+    pairs += [(k, v) for k, v in changes.items() if v]
+    return ("?" + urlencode(pairs)) if pairs else ""
 
 
 @access.guarded_by("login")
@@ -46,49 +59,91 @@ def home(request):
         return render(request, "monitoring/no_projects.html", status=200)
     wanted = request.GET.get("project") or settings.DEFAULT_PROJECT_ID
     project = next((p for p in projects if str(p.id) == wanted), projects[0])
-    return redirect(reverse("monitoring:overview", args=[project.id]) + _window_query(request))
+    tab = request.GET.get("tab") if request.GET.get("tab") in dict(TABS) else "overview"
+    query = request.GET.copy()
+    for key in ("project", "tab"):
+        query.pop(key, None)
+    return redirect(reverse(f"monitoring:{tab}", args=[project.id]) + (f"?{query.urlencode()}" if query else ""))
 
 
-def _render_tab(request, membership, tab: str, context: dict, status: int = 200):
-    template = "monitoring/dashboard.html"
-    if request.htmx and request.htmx.target == "panel":
-        template += f"#{tab}-panel"
-    context = {
-        "project": membership.project,
-        "membership": membership,
-        "projects": access.projects_for(request.user),
-        "tab": tab,
-        "ranges": list(RANGES),
-        "window_query": _window_query(request),
-        **context,
-    }
-    return render(request, template, context, status=status)
+def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
+    """Turn `fn(request, flt, membership, **kwargs) -> dict | HttpResponse` into a tab view.
+
+    `facets=False` for fragments that show no filter bar (its choices cost a query).
+    """
+    template = template or f"monitoring/tabs/{tab}.html"
+
+    def decorate(fn):
+        @access.guarded_by("login")
+        @login_required
+        @require_GET
+        @vary_on_headers("HX-Request", "HX-Target")
+        @wraps(fn)
+        def view(request, project_id, **kwargs):
+            membership = access.get_membership(request.user, project_id)
+            form = FilterForm.from_query(request.GET)
+            context = {
+                "project": membership.project,
+                "membership": membership,
+                "projects": access.projects_for(request.user),
+                "tab": tab,
+                "tab_links": [(key, label, reverse(f"monitoring:{key}", args=[membership.project_id]) + filter_query(request))
+                              for key, label in TABS],
+                "range_links": [(r, filter_query(request, range=r, **{"from": "", "to": ""})) for r in RANGES],
+                "statuses": STATUSES,
+                "filter_query": filter_query(request),
+                "path": request.path,
+            }
+            status = 200
+            if not form.is_valid():
+                context["form_error"] = form.error_text()
+                status = 400
+            else:
+                flt = form.span_filter(membership.project)
+                context |= {"flt": flt, "window": flt.window}
+                try:
+                    if facets:
+                        context["facets"] = queries.facets(flt)
+                    result = fn(request, flt, membership, **kwargs)
+                    if isinstance(result, HttpResponse):
+                        return result
+                    if isinstance(result, tuple):  # (context, status)
+                        result, status = result
+                    context |= result
+                except clickhouse.ClickHouseError as exc:
+                    context |= {"clickhouse_error": exc, "hint": CLICKHOUSE_HINTS[exc.kind]}
+                    status = 504 if exc.kind == clickhouse.TIMEOUT else 503
+            if request.htmx and request.htmx.target == "panel":
+                # The panel, plus the tab bar out of band so the active tab follows.
+                response = render(request, template + "#panel", context, status=status)
+                response.content += render_to_string("monitoring/_tabs.html", context | {"oob": True}, request).encode()
+                return response
+            return render(request, template, context, status=status)
+
+        return view
+
+    return decorate
 
 
-@access.guarded_by("login")
-@login_required
-@require_GET
-@vary_on_headers("HX-Request", "HX-Target")
-def overview(request, project_id):
-    membership = access.get_membership(request.user, project_id)
-    form = WindowForm.from_query(request.GET)
-    if not form.is_valid():
-        return _render_tab(request, membership, "overview", {"form_error": form.error_text()}, status=400)
-    window = form.cleaned_data["window"]
-    try:
-        current = queries.overview(membership.project_id, window)
-        previous = queries.overview(membership.project_id, window.previous())
-    except clickhouse.ClickHouseError as exc:
-        return _render_tab(
-            request, membership, "overview",
-            {"window": window, "clickhouse_error": exc, "hint": CLICKHOUSE_HINTS[exc.kind]}, status=503,
-        )  # fmt: skip
+@dashboard_tab("overview")
+def overview(request, flt, membership):
+    current = queries.overview(flt)
+    previous = queries.overview(flt.with_window(flt.window.previous()))
+
+    def kpi(label, value, now, before, sense):
+        delta = queries.change(now, before)
+        return (label, value, None if delta is None else delta * 100, sense)
+
     kpis = [
-        ("Total Cost", f"${current.total_cost_usd:,.4f}", queries.change(current.total_cost_usd, previous.total_cost_usd), "up-bad"),
-        ("LLM Calls", f"{current.llm_calls:,}", queries.change(current.llm_calls, previous.llm_calls), "neutral"),
-        ("Agent Calls", f"{current.agent_calls:,}", queries.change(current.agent_calls, previous.agent_calls), "neutral"),
-        ("Avg Latency", f"{current.avg_latency_ms:,.0f} ms", queries.change(current.avg_latency_ms, previous.avg_latency_ms), "up-bad"),
-        ("Fail Rate", f"{current.fail_rate:.2%}", queries.change(current.fail_rate, previous.fail_rate), "up-bad"),
+        kpi("Total Cost", f"${current.total_cost_usd:,.4f}", current.total_cost_usd, previous.total_cost_usd, "up-bad"),
+        kpi("LLM Calls", f"{current.llm_calls:,}", current.llm_calls, previous.llm_calls, "neutral"),
+        kpi("Agent Calls", f"{current.agent_calls:,}", current.agent_calls, previous.agent_calls, "neutral"),
+        kpi("Avg Latency", f"{current.avg_latency_ms:,.0f} ms", current.avg_latency_ms, previous.avg_latency_ms, "up-bad"),
+        kpi("Fail Rate", f"{current.fail_rate:.2%}", current.fail_rate, previous.fail_rate, "up-bad"),
     ]  # fmt: skip
-    kpis = [(label, value, None if delta is None else delta * 100, sense) for label, value, delta, sense in kpis]
-    return _render_tab(request, membership, "overview", {"window": window, "overview": current, "kpis": kpis})
+    return {
+        "overview": current,
+        "kpis": kpis,
+        "top_models": current.models[:5],
+        "top_services": queries.top_services_by_errors(flt),
+    }

@@ -1,0 +1,297 @@
+"""Rows -> Plotly figures (no SQL, no HTTP). Each function takes what `monitoring.analytics` returns
+and gives a JSON-ready figure dict for `Plotly.newPlot`, or None when there is nothing to draw, so
+the template shows an empty state instead of a blank chart.
+
+One look for all: transparent background, system font, compact margins, the same colour for a model
+in every chart, red for errors. Times are UTC, sent as naive "YYYY-MM-DD HH:MM" strings because
+plotly.js does not read time-zone offsets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale, unlabel_rgb
+
+if TYPE_CHECKING:  # the shapes it draws; charts never run a query
+    from monitoring.analytics import FlowGraph, Latency, Share, Timeseries
+
+INK, MUTED, GRID, LINE = "#1d2330", "#6b7280", "#eef0f3", "#d5d9e0"
+ACCENT, ERROR, OTHER, NO_MODEL = "#3b5bdb", "#e03131", "#adb5bd", "#868e96"
+# Ten hues far apart (none red: red means failure here).
+PALETTE = ("#4c6ef5", "#f59f00", "#12b886", "#be4bdb", "#15aabf", "#e64980", "#82c91e", "#7950f2", "#a0522d", "#495057")
+MAX_SERIES = 8  # models drawn one by one in time series; the rest are stacked as "Other"
+# Error rate -> colour: most steps fail rarely, so the scale turns amber early and red by 50 %.
+ERROR_SCALE = [[0.0, "#2f9e44"], [0.05, "#94d82d"], [0.15, "#fab005"], [0.5, "#e8590c"], [1.0, "#c92a2a"]]
+# Node marks from fonts every system has (emoji are missing on many Linux desktops and servers).
+ICONS = {"agent": "◆", "tool": "⚙", "llm": "●"}
+NO_NAME = {"model": "(no model)", "service": "(no service)", "user": "(no user)"}
+
+_TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12, "color": INK},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "margin": {"l": 56, "r": 16, "t": 28, "b": 36},
+        "hoverlabel": {"font": {"size": 12}, "bordercolor": LINE},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
+        "xaxis": {"gridcolor": GRID, "linecolor": LINE, "zeroline": False, "automargin": True, "tickfont": {"color": MUTED}},
+        "yaxis": {"gridcolor": GRID, "linecolor": LINE, "zeroline": False, "automargin": True, "tickfont": {"color": MUTED},
+                  "rangemode": "tozero"},
+        "colorway": list(PALETTE),
+        "bargap": 0.18,
+    }
+)  # fmt: skip
+
+
+def _figure(fig: go.Figure, height: int) -> dict:
+    fig.update_layout(template=_TEMPLATE, height=height, autosize=True)
+    return json.loads(fig.to_json())
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def _short(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _counts(largest: float) -> dict:
+    """Axis ticks for counts: no "500m" of a call; "12k" for large numbers."""
+    if largest >= 1000:
+        return {"tickformat": "~s"}
+    return {"tickformat": ",d", "dtick": 1} if largest <= 5 else {"tickformat": ",d"}
+
+
+def model_colours(models) -> dict[str, str]:
+    """A model keeps its colour across charts; models are given in the order they are drawn."""
+    return {m: (PALETTE[i % len(PALETTE)] if m else NO_MODEL) for i, m in enumerate(models)}
+
+
+# --- time series ----------------------------------------------------------------------------------
+
+
+def _x(series: Timeseries) -> list[str]:
+    return [t.strftime("%Y-%m-%d %H:%M") for t in series.times]
+
+
+def _time_axis(fig: go.Figure, series: Timeseries) -> None:
+    """Bars and points sit on their bucket's start; daily buckets are labelled by date alone."""
+    if series.bucket == "hour":
+        fig.update_xaxes(type="date", hoverformat="%Y-%m-%d %H:%M UTC", nticks=8, tickangle=0)
+    else:
+        fig.update_xaxes(type="date", hoverformat="%Y-%m-%d UTC", tickformat="%b %d", nticks=10, tickangle=0)
+
+
+def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
+    """(label, values) per drawn model, at most MAX_SERIES, the rest summed into "Other"."""
+    shown = series.models[: MAX_SERIES - 1] if len(series.models) > MAX_SERIES else series.models
+    out = [(m, series.values[metric][m]) for m in shown]
+    rest = [series.values[metric][m] for m in series.models[len(shown) :]]
+    if rest:
+        out.append(("Other", [sum(col) for col in zip(*rest)]))
+    return out
+
+
+def _model_label(model: str) -> str:
+    return model or NO_NAME["model"]
+
+
+def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
+    """Stacked bars: USD per bucket, one colour per model."""
+    if not any(series.total("cost_usd")):
+        return None
+    fig = go.Figure()
+    for model, values in _folded(series, "cost_usd"):
+        if not any(values):
+            continue
+        fig.add_bar(x=_x(series), y=[round(v, 6) for v in values], name=_model_label(model),
+                    marker_color=colours.get(model, OTHER), hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>")
+    fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal")
+    fig.update_yaxes(tickprefix="$", tickformat=",.4~f")
+    _time_axis(fig, series)
+    return _figure(fig, 320)
+
+
+def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
+    """Input (top) and output (bottom) tokens per bucket, stacked by model; one legend entry per model."""
+    if not any(series.total("input_tokens")) and not any(series.total("output_tokens")):
+        return None
+    fig = go.Figure()  # two rows on one time axis, laid out by hand: make_subplots is slow
+    mode = "lines+markers" if len(series.times) <= 3 else "lines"  # one point makes no line
+    inputs, outputs = _folded(series, "input_tokens"), _folded(series, "output_tokens")
+    for (model, ins), (_, outs) in zip(inputs, outputs):
+        if not any(ins) and not any(outs):
+            continue
+        colour = colours.get(model, OTHER)
+        for yaxis, values in (("y", ins), ("y2", outs)):
+            fig.add_scatter(x=_x(series), y=values, yaxis=yaxis, name=_model_label(model), legendgroup=model or "-",
+                            showlegend=yaxis == "y", stackgroup=yaxis, mode=mode,
+                            line={"width": 1.5, "color": colour}, fillcolor=_rgba(colour, 0.35),
+                            hovertemplate="%{fullData.name}: %{y:,d}<extra></extra>")  # fmt: skip
+    quiet = {"size": 11, "color": MUTED}
+    fig.update_layout(
+        hovermode="x unified", legend_traceorder="normal", xaxis={"anchor": "y2"},
+        yaxis={"domain": [0.55, 1], "title": {"text": "input", "font": quiet}, **_counts(max(series.total("input_tokens")))},
+        yaxis2={"domain": [0, 0.45], "title": {"text": "output", "font": quiet}, **_counts(max(series.total("output_tokens")))},
+    )
+    _time_axis(fig, series)
+    return _figure(fig, 360)
+
+
+def calls_and_errors(series: Timeseries) -> dict | None:
+    """Bars of successful and failed LLM calls per bucket, and the error rate on its own axis."""
+    calls, errors = series.total("llm_calls"), series.total("errors")
+    if not any(calls):
+        return None
+    x = _x(series)
+    fig = go.Figure()
+    fig.add_bar(x=x, y=[c - e for c, e in zip(calls, errors)], name="ok", marker_color=_rgba(ACCENT, 0.75),
+                hovertemplate="ok: %{y:,d}<extra></extra>")
+    fig.add_bar(x=x, y=errors, name="failed", marker_color=ERROR, hovertemplate="failed: %{y:,d}<extra></extra>")
+    rates = [round(e / c, 4) if c else None for c, e in zip(calls, errors)]
+    fig.add_scatter(x=x, y=rates, name="error rate", yaxis="y2", mode="lines+markers", connectgaps=False,
+                    line={"color": ERROR, "width": 1.5, "dash": "dot"}, marker={"size": 4},
+                    hovertemplate="error rate: %{y:.1%}<extra></extra>")
+    fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal",
+                      yaxis2={"overlaying": "y", "side": "right", "tickformat": ".1~%", "rangemode": "tozero",
+                              "showgrid": False, "zeroline": False, "tickfont": {"color": MUTED},
+                              "range": [0, max(0.05, max(r for r in rates if r is not None) * 1.15)]})  # fmt: skip
+    fig.update_layout(yaxis=_counts(max(calls)))
+    _time_axis(fig, series)
+    return _figure(fig, 300)
+
+
+# --- Agent Flow Graph -----------------------------------------------------------------------------
+
+
+def _error_colour(rate: float) -> str:
+    r, g, b = unlabel_rgb(sample_colorscale(ERROR_SCALE, [min(max(rate, 0.0), 1.0)])[0])
+    return f"#{round(r):02x}{round(g):02x}{round(b):02x}"
+
+
+def agent_flow(flow: FlowGraph) -> dict | None:
+    """A Sankey of agent steps and LLM calls: link width = how often a step led to the next, node colour
+    = error rate, hover = count, errors and average latency. A "start" node feeds each run's entry
+    step, so every step is visible even when it has no parent node."""
+    if flow.empty:
+        return None
+    many = len(flow.nodes) > 20
+    keys = ["start"] + [n.key for n in flow.nodes]
+    labels = [f"▶ {flow.runs:,} run{'' if flow.runs == 1 else 's'}"]
+    colours = [OTHER]
+    hovers = [f"<b>start</b><br>{flow.runs:,} agent run{'' if flow.runs == 1 else 's'}"]
+    for n in flow.nodes:
+        labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
+        colours.append(_error_colour(n.error_rate))
+        hover = (f"<b>{n.label}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
+                 f"<br>avg {n.avg_latency_ms:,.0f} ms")  # fmt: skip
+        if n.self_calls:
+            hover += f"<br>called itself {n.self_calls:,}×"
+        hovers.append(hover)
+    if flow.hidden_edges:
+        keys.append("other")
+        labels.append(f"… {flow.hidden_nodes} more steps")
+        colours.append(OTHER)
+        hovers.append(f"<b>{flow.hidden_nodes} less frequent steps</b><br>hidden to keep the graph readable")
+    index = {k: i for i, k in enumerate(keys)}
+    by_key = {n.key: n for n in flow.nodes}
+    links = [("start", n.key, n.roots) for n in flow.nodes if n.roots]
+    links += [(p, c, count) for (p, c), count in sorted(flow.edges.items(), key=lambda e: -e[1])]
+    links += [("other", c, count) for c, count in flow.hidden_edges.items()]
+
+    def name(key):
+        return by_key[key].label if key in by_key else key
+
+    fig = go.Figure()
+    fig.add_trace(go.Sankey(
+        arrangement="snap",
+        valueformat=",d",
+        domain={"x": [0, 0.94], "y": [0, 1]},  # room on the right for the colour scale
+        node={"label": labels, "color": colours, "pad": 8 if many else 16, "thickness": 12 if many else 16,
+              "line": {"color": "rgba(0,0,0,0.25)", "width": 0.5},
+              "customdata": hovers, "hovertemplate": "%{customdata}<extra></extra>"},
+        link={"source": [index[s] for s, _, _ in links], "target": [index[t] for _, t, _ in links],
+              "value": [v for _, _, v in links],
+              "color": [_rgba(colours[index[t]], 0.35) if s != "start" else _rgba(OTHER, 0.3) for s, t, _ in links],
+              "customdata": [f"{name(s)} → {name(t)}: {v:,}×" for s, t, v in links],
+              "hovertemplate": "%{customdata}<extra></extra>"},
+        textfont={"size": 11 if many else 12, "color": INK},
+    ))  # fmt: skip
+    # An invisible marker trace only to draw the colour scale beside the graph.
+    fig.add_scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+                    marker={"colorscale": ERROR_SCALE, "cmin": 0, "cmax": 1, "color": [0], "showscale": True,
+                            "colorbar": {"title": {"text": "errors", "side": "right", "font": {"size": 11}},
+                                         "tickformat": ".0%", "thickness": 8, "len": 0.6, "x": 1.0, "xpad": 4,
+                                         "tickfont": {"size": 10, "color": MUTED}, "outlinewidth": 0}})  # fmt: skip
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, margin={"l": 8, "r": 56, "t": 8, "b": 8})
+    return _figure(fig, min(1000, max(320, 160 + 24 * len(keys))))
+
+
+# --- breakdowns and latency -----------------------------------------------------------------------
+
+
+def _share_label(share: Share, dim: str) -> str:
+    if share.folded:
+        return f"Other ({share.folded})"
+    return share.name or NO_NAME[dim]
+
+
+def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = None) -> dict | None:
+    """Horizontal bars, biggest first: cost (left) and calls with their failures (right)."""
+    if not shares or not any(s.calls for s in shares):
+        return None
+    labels, seen = [], set()
+    for s in shares:
+        label = _short(_share_label(s, dim), 28)
+        while label in seen:  # two long names cut to the same text must stay two bars
+            label += " "
+        seen.add(label)
+        labels.append(label)
+    hover = [f"<b>{_share_label(s, dim)}</b><br>${s.cost_usd:,.4f} · {s.calls:,} calls · {s.errors:,} failed"
+             f"<br>{s.input_tokens:,} in / {s.output_tokens:,} out tokens · avg {s.avg_latency_ms:,.0f} ms"
+             for s in shares]  # fmt: skip
+    bar_colours = [(OTHER if s.folded else (colours or {}).get(s.name, ACCENT)) for s in shares]
+    # Two panels side by side on one category axis, laid out by hand (make_subplots is slow).
+    fig = go.Figure()
+    fig.add_bar(y=labels, x=[round(s.cost_usd, 6) for s in shares], orientation="h", marker_color=bar_colours,
+                customdata=hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False,
+                texttemplate="$%{x:,.4~f}", textposition="outside", cliponaxis=False, textfont={"size": 10})
+    fig.add_bar(y=labels, x=[s.calls - s.errors for s in shares], xaxis="x2", orientation="h", name="ok",
+                marker_color=_rgba(ACCENT, 0.75), customdata=hover, hovertemplate="%{customdata}<extra></extra>")
+    fig.add_bar(y=labels, x=[s.errors for s in shares], xaxis="x2", orientation="h", name="failed", marker_color=ERROR,
+                customdata=hover, hovertemplate="%{customdata}<extra></extra>")
+    quiet = {"size": 11, "color": MUTED}
+    fig.update_layout(
+        barmode="stack", showlegend=False, margin={"t": 24},
+        # Room right of the longest cost bar for its label.
+        xaxis={"domain": [0, 0.47], "tickprefix": "$", "tickformat": ",.4~f",
+               "range": [0, max(s.cost_usd for s in shares) * 1.4 or 1]},
+        xaxis2={"domain": [0.53, 1], "anchor": "y", "rangemode": "tozero", **_counts(max(s.calls for s in shares))},
+        yaxis={"autorange": "reversed", "showgrid": False},
+        annotations=[{"text": "Cost (USD)", "x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
+                      "yanchor": "bottom", "showarrow": False, "font": quiet},
+                     {"text": "LLM calls", "x": 0.53, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
+                      "yanchor": "bottom", "showarrow": False, "font": quiet}],
+    )  # fmt: skip
+    return _figure(fig, max(180, 70 + 26 * len(shares)))
+
+
+def latency_histogram(latency: Latency) -> dict | None:
+    """LLM calls per latency bin (log-spaced), successful and failed stacked."""
+    if not latency.calls:
+        return None
+    x = [b.label for b in latency.bins]
+    fig = go.Figure()
+    fig.add_bar(x=x, y=[b.calls - b.errors for b in latency.bins], name="ok", marker_color=_rgba(ACCENT, 0.75),
+                hovertemplate="%{x}: %{y:,d} ok<extra></extra>")
+    fig.add_bar(x=x, y=[b.errors for b in latency.bins], name="failed", marker_color=ERROR,
+                hovertemplate="%{x}: %{y:,d} failed<extra></extra>")
+    fig.update_layout(barmode="stack", bargap=0.08, legend_traceorder="normal")
+    fig.update_xaxes(type="category", tickfont={"size": 10})  # Plotly tilts the labels when they would overlap
+    fig.update_yaxes(**_counts(max(b.calls for b in latency.bins)))
+    return _figure(fig, 280)

@@ -1,0 +1,103 @@
+"""The setup guide's status checks, run from the portal: each check says ok or what to do."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from monitoring import clickhouse, schema
+
+HINT_CLICKHOUSE = (
+    "ClickHouse connection failed: `docker compose ps monitoring-clickhouse`, `curl http://localhost:8124/ping`, "
+    "`docker compose restart monitoring-clickhouse`; embedded mode: is another process holding CLICKHOUSE_DATA_DIR?"
+)
+HINT_TABLE = "Create the schema: `python manage.py clickhouse_init`; check with `SHOW TABLES FROM otel_2`."
+HINT_NO_SPANS = (
+    "No traces: send a test request through LiteLLM (`curl -X POST http://localhost:4000/v1/chat/completions ...`), "
+    "check OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_EXPORTER_OTLP_PROTOCOL, and the collector's log "
+    "(`docker compose logs otel-collector --tail=50`)."
+)
+HINT_STALE = "The newest span is old: is LiteLLM's otel callback on and the collector running?"
+HINT_COLUMNS = "The dashboard's columns are missing: run `python manage.py clickhouse_init` (it only adds, never drops)."
+HINT_LITELLM = "LiteLLM is not answering: `curl http://localhost:4000/health/liveliness`, `docker compose logs litellm`."
+
+STALE_AFTER_SECONDS = 3600
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _clickhouse() -> Check:
+    started = time.perf_counter()
+    version = clickhouse.server_version()
+    ms = (time.perf_counter() - started) * 1000
+    mode = "embedded (chdb)" if clickhouse.is_embedded() else f"server {settings.CLICKHOUSE['HOST']}:{settings.CLICKHOUSE['PORT']}"
+    return Check("ClickHouse reachable", True, f"version {version}, {mode}, answered in {ms:.0f} ms")
+
+
+SPANS_SQL = """
+SELECT count() AS spans, max(Timestamp) AS newest, dateDiff('second', max(Timestamp), now64(9)) AS age_s
+FROM $table WHERE ProjectId IN {projects:Array(String)}
+"""
+
+
+def _table(project_ids: list[str]) -> list[Check]:
+    columns = schema.existing_columns()
+    if not columns:
+        return [Check(f"{clickhouse.database()}.otel_traces present", False, "the table does not exist", HINT_TABLE)]
+    checks = []
+    row = clickhouse.query_one(SPANS_SQL.replace("$table", schema.table()), {"projects": project_ids}, tag="health.spans")
+    spans = int(row.get("spans") or 0)
+    detail = f"{spans:,} spans in your projects"
+    if spans:
+        age = int(row.get("age_s") or 0)
+        detail += f"; newest {_age(age)} ago ({row['newest']:%Y-%m-%d %H:%M:%S} UTC)"
+        checks.append(Check(f"{clickhouse.database()}.otel_traces present", age < STALE_AFTER_SECONDS, detail,
+                            "" if age < STALE_AFTER_SECONDS else HINT_STALE))  # fmt: skip
+    else:
+        checks.append(Check(f"{clickhouse.database()}.otel_traces present", False, detail, HINT_NO_SPANS))
+    needed = set(schema.TRACE_COLUMNS) | {name for name, _, _ in schema.derived_columns()}
+    missing = sorted(needed - set(columns))
+    checks.append(Check("Schema columns the dashboard needs", not missing,
+                        "all present" if not missing else "missing: " + ", ".join(missing),
+                        "" if not missing else HINT_COLUMNS))  # fmt: skip
+    return checks
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{max(seconds, 0)} s"
+
+
+def _litellm() -> Check:
+    url = settings.LITELLM_BASE_URL.rstrip("/") + "/health/liveliness"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - an operator-set URL
+            body = response.read(200).decode(errors="replace")
+        return Check("LiteLLM gateway", True, f"{url}: {response.status} {json.dumps(body.strip())}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return Check("LiteLLM gateway", False, f"{url}: {exc}", HINT_LITELLM)
+
+
+def run_checks(project_ids: list[str]) -> list[Check]:
+    try:
+        checks = [_clickhouse(), *_table(project_ids)]
+    except clickhouse.ClickHouseError as exc:
+        hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
+        checks = [Check("ClickHouse reachable", False, f"{exc.kind}: {exc}", hint)]
+    if settings.LITELLM_CONFIGURED:
+        checks.append(_litellm())
+    return checks

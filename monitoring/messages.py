@@ -1,0 +1,467 @@
+"""A span's chat, whichever dialect recorded it: attributes -> messages (pure; no Django, no DB).
+
+The Traces tab renders these and Replay re-sends them, so the API is small and typed:
+
+    request_messages(attrs)  -> list[Message]   what was sent to the model (system, user, assistant, tool)
+    response_messages(attrs) -> list[Message]   what the model answered (one per choice)
+    request_params(attrs)    -> RequestParams   model, temperature, max_tokens, top_p, stream, tools offered
+
+Sources, first found wins (OTEL.md §4):
+1. GenAI semconv / LiteLLM: `gen_ai.input.messages` / `gen_ai.output.messages`, JSON in the "parts"
+   format (`gen_ai.system_instructions` adds the system prompt). An OpenAI-shaped list is accepted too.
+2. Older GenAI / OpenLLMetry flat keys: `gen_ai.prompt.N.*`, `gen_ai.completion.N.*` incl.
+   `tool_calls.M.*` and LiteLLM's `gen_ai.completion.N.function_call.*`.
+3. OpenInference flat keys: `llm.input_messages.N.message.*` / `llm.output_messages.N.message.*`
+   incl. `message.tool_calls.M.tool_call.function.name/arguments` and `message.contents.M.*`.
+4. Raw payloads: `input.value` / `output.value` (an OpenAI or Anthropic body when JSON, else text),
+   then OpenLLMetry's `traceloop.entity.input` / `.output` on workflow and task spans.
+LiteLLM writes a tool call only in the flat `function_call` keys beside the JSON output, so flat
+tool calls are merged into the chosen source when it lacks them.
+
+Attribute values may be strings (as stored in ClickHouse) or already-typed values (OTLP captures).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+_ROLES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant", "function": "tool",
+          "developer": "system"}  # fmt: skip
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str = ""  # JSON text, as the model produced it
+    id: str = ""
+
+
+@dataclass
+class Message:
+    role: str  # system | user | assistant | tool
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str = ""  # on a tool result: the call it answers
+    name: str = ""
+    finish_reason: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def as_openai(self) -> dict:
+        """The message as an OpenAI chat-completions request item (what Replay sends)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id or f"call_{i}", "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                for i, c in enumerate(self.tool_calls)
+            ]
+            if not self.content:
+                out["content"] = None
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name and self.role != "tool":
+            out["name"] = self.name
+        return out
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict | None = None  # JSON schema
+
+    def as_openai(self) -> dict:
+        fn: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.parameters is not None:
+            fn["parameters"] = self.parameters
+        return {"type": "function", "function": fn}
+
+
+@dataclass
+class RequestParams:
+    model: str = ""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stream: bool | None = None
+    tools: list[Tool] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- public API -------------------------------------------------------------------------------
+
+
+def request_messages(attrs: Mapping[str, Any]) -> list[Message]:
+    """The messages sent to the model, oldest first; [] when the span recorded none."""
+    messages = _json_messages(attrs.get("gen_ai.input.messages"))
+    if messages is not None:
+        system = _system_instructions(attrs.get("gen_ai.system_instructions"))
+        return ([system] if system and not any(m.role == "system" for m in messages) else []) + messages
+    for read in (_flat_genai_prompt, _flat_openinference_input):
+        messages = read(attrs)
+        if messages:
+            return messages
+    return _raw_input(attrs)
+
+
+def response_messages(attrs: Mapping[str, Any]) -> list[Message]:
+    """The model's answer(s), one message per choice; [] when the span recorded none."""
+    messages = _json_messages(attrs.get("gen_ai.output.messages"), default_role="assistant")
+    if messages is None:
+        messages = _flat_genai_completion(attrs) or _flat_openinference_output(attrs) or _raw_output(attrs)
+    else:
+        _merge_flat_tool_calls(messages, _flat_genai_completion(attrs))
+    return messages
+
+
+def request_params(attrs: Mapping[str, Any]) -> RequestParams:
+    invocation = _json(attrs.get("llm.invocation_parameters"))
+    invocation = invocation if isinstance(invocation, dict) else {}
+    body = _json(attrs.get("input.value"))
+    body = body if isinstance(body, dict) else {}
+
+    def first(keys, *extra):
+        for key in keys:
+            if _text(attrs.get(key)):
+                return attrs.get(key)
+        for source, key in extra:
+            if source.get(key) not in (None, ""):
+                return source.get(key)
+        return None
+
+    return RequestParams(
+        # The proxy alias first: it is what a client (and Replay) names when calling LiteLLM.
+        model=_text(first(("litellm.model_group", "gen_ai.request.model", "llm.model_name", "gen_ai.response.model"),
+                          (body, "model"))),
+        temperature=_number(first(("gen_ai.request.temperature", "llm.request.temperature"),
+                                  (invocation, "temperature"), (body, "temperature"))),
+        max_tokens=_integer(first(("gen_ai.request.max_tokens", "llm.request.max_tokens"),
+                                  (invocation, "max_tokens"), (invocation, "max_completion_tokens"),
+                                  (body, "max_tokens"), (body, "max_completion_tokens"))),
+        top_p=_number(first(("gen_ai.request.top_p", "llm.request.top_p"), (invocation, "top_p"), (body, "top_p"))),
+        stream=_boolean(first(("llm.is_streaming", "gen_ai.request.stream", "llm.request.stream"),
+                              (invocation, "stream"), (body, "stream"))),
+        tools=_tools(attrs, body),
+    )  # fmt: skip
+
+
+def to_openai(messages: list[Message]) -> list[dict]:
+    return [m.as_openai() for m in messages]
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def _json(value: Any) -> Any:
+    """A JSON attribute, parsed; typed values pass through; None when it is not JSON."""
+    if isinstance(value, (list, dict)):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or text[0] not in "[{":
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _integer(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _boolean(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).strip().lower()
+    return {"true": True, "1": True, "false": False, "0": False}.get(text)
+
+
+def _role(value: Any, default: str = "user") -> str:
+    role = _text(value).strip().lower() or default
+    return _ROLES.get(role, role)
+
+
+def _content(value: Any) -> str:
+    """Message content as text: a string, or content parts (OpenAI, Anthropic, GenAI) joined."""
+    parsed = value if isinstance(value, list) else None
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        parsed = _json(value) if isinstance(_json(value), list) else None
+    if parsed is None:
+        return _text(value)
+    pieces = []
+    for part in parsed:
+        if not isinstance(part, dict):
+            pieces.append(_text(part))
+            continue
+        kind = part.get("type", "text")
+        if "text" in part or ("content" in part and kind in ("text", "reasoning", "output_text", "input_text")):
+            pieces.append(_text(part.get("text", part.get("content"))))
+        elif kind in ("image_url", "image", "blob", "uri", "file", "input_image", "input_audio", "audio"):
+            pieces.append(f"[{kind}]")
+    return "\n".join(p for p in pieces if p)
+
+
+def _indexed(attrs: Mapping[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
+    """`prefix.N.rest` keys -> {N: {rest: value}}, ordered by N."""
+    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.(.+)")
+    found: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        match = pattern.fullmatch(key)
+        if match:
+            found.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    return dict(sorted(found.items()))
+
+
+# --- 1. JSON messages (GenAI "parts", or OpenAI / Anthropic shaped) ----------------------------
+
+
+def _json_messages(value: Any, default_role: str = "user") -> list[Message] | None:
+    """None when the attribute is absent or unreadable, so the next source is tried."""
+    items = _json(value)
+    if isinstance(items, dict):
+        items = items.get("messages") if isinstance(items.get("messages"), list) else [items]
+    if not isinstance(items, list):
+        return None
+    messages: list[Message] = []
+    for item in items:
+        if isinstance(item, dict):
+            found = _one_json_message(item, default_role)
+            # Drop what is not a message at all (no role, no text, no calls); keep an empty turn that has a role.
+            messages.extend(m for m in found if "role" in item or m.content or m.tool_calls or m.tool_call_id)
+        elif item is not None:
+            messages.append(Message(default_role, _text(item)))
+    return messages
+
+
+def _one_json_message(item: dict, default_role: str) -> list[Message]:
+    if "message" in item and isinstance(item["message"], dict):  # an OpenAI choice
+        return _one_json_message({**item["message"], "finish_reason": item.get("finish_reason", "")}, default_role)
+    role = _role(item.get("role"), default_role)
+    message = Message(role, name=_text(item.get("name")), finish_reason=_text(item.get("finish_reason")),
+                      tool_call_id=_text(item.get("tool_call_id")))  # fmt: skip
+    results: list[Message] = []
+    if isinstance(item.get("parts"), list):
+        texts = []
+        for part in item["parts"]:
+            if not isinstance(part, dict):
+                texts.append(_text(part))
+            elif part.get("type") == "tool_call":
+                message.tool_calls.append(ToolCall(_text(part.get("name")), _text(part.get("arguments")), _text(part.get("id"))))
+            elif part.get("type") == "tool_call_response":
+                response = part.get("response", part.get("result", part.get("content")))
+                results.append(Message("tool", _text(response), tool_call_id=_text(part.get("id"))))
+            else:
+                texts.append(_content([part]))
+        message.content = "\n".join(t for t in texts if t)
+    else:
+        content = item.get("content")
+        if isinstance(content, list):  # Anthropic blocks may carry tool use and tool results
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    message.tool_calls.append(ToolCall(_text(block.get("name")), _text(block.get("input")), _text(block.get("id"))))
+                elif isinstance(block, dict) and block.get("type") == "tool_result":
+                    results.append(Message("tool", _content(block.get("content")), tool_call_id=_text(block.get("tool_use_id"))))
+            content = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result"))]
+        message.content = _content(content)
+        for call in item.get("tool_calls") or []:
+            if isinstance(call, dict):
+                fn = call.get("function") if isinstance(call.get("function"), dict) else call
+                message.tool_calls.append(ToolCall(_text(fn.get("name")), _text(fn.get("arguments")), _text(call.get("id"))))
+        if isinstance(item.get("function_call"), dict):
+            fc = item["function_call"]
+            message.tool_calls.append(ToolCall(_text(fc.get("name")), _text(fc.get("arguments"))))
+    if role == "tool" and results and not message.content and not message.tool_calls:
+        return results  # a tool message is its results
+    return ([message] if message.content or message.tool_calls or not results else []) + results
+
+
+def _system_instructions(value: Any) -> Message | None:
+    parsed = _json(value)
+    if parsed is None:
+        text = _text(value)
+        return Message("system", text) if text else None
+    text = _content(parsed if isinstance(parsed, list) else [parsed])
+    return Message("system", text) if text else None
+
+
+# --- 2. flat GenAI / OpenLLMetry keys ----------------------------------------------------------
+
+
+def _flat_tool_calls(fields: Mapping[str, Any]) -> list[ToolCall]:
+    calls = [
+        ToolCall(_text(c.get("name")), _text(c.get("arguments")), _text(c.get("id")))
+        for c in _indexed(fields, "tool_calls").values()
+    ]
+    if fields.get("function_call.name"):
+        calls.append(ToolCall(_text(fields["function_call.name"]), _text(fields.get("function_call.arguments"))))
+    return [c for c in calls if c.name or c.arguments]
+
+
+def _flat_genai(attrs: Mapping[str, Any], prefix: str, default_role: str) -> list[Message]:
+    messages = []
+    for fields in _indexed(attrs, prefix).values():
+        message = Message(
+            _role(fields.get("role"), default_role),
+            _content(fields.get("content")),
+            _flat_tool_calls(fields),
+            _text(fields.get("tool_call_id")),
+            _text(fields.get("name")),
+            _text(fields.get("finish_reason")),
+        )
+        if message.content or message.tool_calls or "role" in fields:
+            messages.append(message)
+    return messages
+
+
+def _flat_genai_prompt(attrs: Mapping[str, Any]) -> list[Message]:
+    return _flat_genai(attrs, "gen_ai.prompt", "user")
+
+
+def _flat_genai_completion(attrs: Mapping[str, Any]) -> list[Message]:
+    return _flat_genai(attrs, "gen_ai.completion", "assistant")
+
+
+def _merge_flat_tool_calls(messages: list[Message], flat: list[Message]) -> None:
+    """Add flat-key tool calls (LiteLLM's `function_call`) that the JSON output left out."""
+    for index, extra in enumerate(flat):
+        if not extra.tool_calls:
+            continue
+        if index >= len(messages):
+            messages.append(Message("assistant", tool_calls=list(extra.tool_calls)))
+            continue
+        known = {(c.name, c.arguments) for c in messages[index].tool_calls}
+        messages[index].tool_calls += [c for c in extra.tool_calls if (c.name, c.arguments) not in known]
+
+
+# --- 3. flat OpenInference keys ----------------------------------------------------------------
+
+
+def _openinference(attrs: Mapping[str, Any], prefix: str, default_role: str) -> list[Message]:
+    messages = []
+    for fields in _indexed(attrs, prefix).values():
+        content = _content(fields.get("message.content"))
+        if not content:
+            parts = []
+            for part in _indexed(fields, "message.contents").values():
+                kind = _text(part.get("message_content.type")) or "text"
+                parts.append(_text(part.get("message_content.text")) if kind == "text" else f"[{kind}]")
+            content = "\n".join(p for p in parts if p)
+        calls = [
+            ToolCall(_text(c.get("tool_call.function.name")), _text(c.get("tool_call.function.arguments")), _text(c.get("tool_call.id")))
+            for c in _indexed(fields, "message.tool_calls").values()
+        ]
+        if fields.get("message.function_call_name"):
+            calls.append(ToolCall(_text(fields["message.function_call_name"]), _text(fields.get("message.function_call_arguments_json"))))
+        messages.append(Message(_role(fields.get("message.role"), default_role), content, calls,
+                                _text(fields.get("message.tool_call_id")), _text(fields.get("message.name"))))  # fmt: skip
+    return messages
+
+
+def _flat_openinference_input(attrs: Mapping[str, Any]) -> list[Message]:
+    return _openinference(attrs, "llm.input_messages", "user")
+
+
+def _flat_openinference_output(attrs: Mapping[str, Any]) -> list[Message]:
+    return _openinference(attrs, "llm.output_messages", "assistant")
+
+
+# --- 4. raw payloads ---------------------------------------------------------------------------
+
+
+def _raw_input(attrs: Mapping[str, Any]) -> list[Message]:
+    for key in ("input.value", "traceloop.entity.input"):
+        value = attrs.get(key)
+        if not _text(value):
+            continue
+        body = _json(value)
+        if isinstance(body, dict) and isinstance(body.get("messages"), list):
+            system = [Message("system", _content(body["system"]))] if body.get("system") else []
+            return system + (_json_messages(body["messages"]) or [])
+        if isinstance(body, dict) and isinstance(body.get("prompt"), str):
+            return [Message("user", body["prompt"])]
+        return [Message("user", _text(value))]
+    return []
+
+
+def _raw_output(attrs: Mapping[str, Any]) -> list[Message]:
+    for key in ("output.value", "traceloop.entity.output"):
+        value = attrs.get(key)
+        if not _text(value):
+            continue
+        body = _json(value)
+        if isinstance(body, dict) and isinstance(body.get("choices"), list):
+            messages = []
+            for choice in body["choices"]:
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                    messages += _one_json_message(choice, "assistant")
+                elif isinstance(choice, dict) and "text" in choice:
+                    messages.append(Message("assistant", _text(choice["text"]), finish_reason=_text(choice.get("finish_reason"))))
+            return messages
+        if isinstance(body, dict) and body.get("type") == "message" and isinstance(body.get("content"), list):
+            return _one_json_message({**body, "role": "assistant", "finish_reason": body.get("stop_reason", "")}, "assistant")
+        return [Message("assistant", _text(value))]
+    return []
+
+
+# --- tools offered -----------------------------------------------------------------------------
+
+
+def _schema(value: Any) -> dict | None:
+    parsed = _json(value)
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _tool_from_json(item: Any) -> Tool | None:
+    if not isinstance(item, dict):
+        return None
+    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    if not fn.get("name"):
+        return None
+    params = fn.get("parameters", fn.get("input_schema"))
+    return Tool(_text(fn["name"]), _text(fn.get("description")), params if isinstance(params, dict) else _schema(params))
+
+
+def _tools(attrs: Mapping[str, Any], body: dict) -> list[Tool]:
+    for prefix in ("llm.request.functions", "gen_ai.tool"):
+        flat = [
+            Tool(_text(f["name"]), _text(f.get("description")), _schema(f.get("parameters")))
+            for f in _indexed(attrs, prefix).values() if f.get("name")
+        ]  # fmt: skip
+        if flat:
+            return flat
+    definitions = _json(attrs.get("gen_ai.tool.definitions"))
+    if isinstance(definitions, list):
+        return [t for t in map(_tool_from_json, definitions) if t]
+    openinference = [_tool_from_json(_json(f.get("tool.json_schema"))) for f in _indexed(attrs, "llm.tools").values()]
+    if any(openinference):
+        return [t for t in openinference if t]
+    if isinstance(body.get("tools"), list):
+        return [t for t in map(_tool_from_json, body["tools"]) if t]
+    return []

@@ -1,0 +1,390 @@
+"""The Traces tab: the span list (sub-tabs, search, keyset pages, export), one trace's page with its
+lazy tree and span panel, and the read API (/api/v1/projects/<id>/traces[/<trace_id>]).
+
+Queries live in monitoring/traces.py, chat parsing in monitoring/messages.py; this module only
+turns requests into their questions and answers into pages.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import wraps
+from itertools import chain
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET
+
+from monitoring import access, clickhouse, messages, pricing
+from monitoring import traces as tq
+from monitoring.forms import FilterForm
+from monitoring.views.api import api_view, filter_or_400
+from monitoring.views.dashboard import dashboard_tab, filter_query
+
+TEMPLATE = "monitoring/tabs/traces.html"
+_MORE_ROWS_TARGET = "trace-more"  # the "Older" row: htmx swaps it for the next page's rows
+_MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
+
+
+def replay_path(project_id) -> str:
+    # The Replay tab arrives later; a plain path keeps these links independent of its URLconf.
+    return f"/admin/monitoring/{project_id}/replay/"
+
+
+def replay_url(project_id, trace_id: str, span_id: str = "") -> str:
+    query = {"trace": trace_id, **({"span": span_id} if span_id else {})}
+    return f"{replay_path(project_id)}?{urlencode(query)}"
+
+
+def _answers_400_on_bad_query(view):
+    """dashboard_tab renders with its own status; a list parameter it cannot see makes it a 400."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if getattr(request, "traces_bad_query", False) and response.status_code == 200:
+            response.status_code = 400
+        return response
+
+    return wrapper
+
+
+# --- the list -----------------------------------------------------------------------------------
+
+
+def span_list(request, flt, membership):
+    query = request.GET.copy()
+    query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
+    try:
+        lq = tq.ListQuery.from_query(query)
+    except tq.BadQuery as exc:
+        request.traces_bad_query = True
+        return {"form_error": str(exc), "lq": tq.ListQuery()}
+    page = tq.list_spans(flt, lq)
+    pid = membership.project_id
+    base = reverse("monitoring:traces", args=[pid])
+    keep = lq.query()
+    context = {
+        "lq": lq,
+        "page": page,
+        "kind_links": [(k, label, base + filter_query(request, **{**keep, "kind": k})) for k, label in tq.KINDS.items()],
+        "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
+        "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
+        "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
+        "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
+        "export_max_rows": f"{tq.EXPORT_MAX_ROWS:,}",
+        "replay_base": replay_path(pid),
+        "trace_base": base,
+        "back_query": filter_query(request, **keep),
+        "filter_hidden": [(k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)],
+    }
+    if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
+        return render(request, TEMPLATE + "#rows", {"project": membership.project, **context})
+    return context
+
+
+traces = _answers_400_on_bad_query(dashboard_tab("traces")(span_list))
+
+
+# --- export -------------------------------------------------------------------------------------
+
+_CSV_COLUMNS = ("time", "trace_id", "span_id", "parent_span_id", "name", "span_kind", "service", "model",
+                "input_tokens", "output_tokens", "cost_usd", "cost_source", "duration_ms", "status",
+                "status_message", "is_llm_call")  # fmt: skip
+
+
+class _Line:
+    """csv.writer's file: hands back each line instead of storing it."""
+
+    def write(self, value):
+        return value
+
+
+def _cell(value):
+    # Span names come from clients: a leading = + - @ would run as a formula in a spreadsheet.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv_chunks(rows):
+    writer = csv.writer(_Line())
+    yield writer.writerow(_CSV_COLUMNS)
+    batch = []
+    for row in rows:
+        data = row.as_dict()
+        batch.append(writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS]))
+        if len(batch) >= 200:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+def _json_chunks(rows, max_rows: int):
+    yield f'{{"max_rows":{max_rows},"items":['
+    count = 0
+    truncated = False
+    for row in rows:
+        if count == max_rows:
+            truncated = True  # one row past the cap was fetched only to know this
+            break
+        yield ("," if count else "") + json.dumps(row.as_dict(), ensure_ascii=False, separators=(",", ":"))
+        count += 1
+    yield f'],"count":{count},"truncated":{"true" if truncated else "false"}}}'
+
+
+_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+@access.guarded_by("login")
+@login_required
+@require_GET
+def export(request, project_id, fmt):
+    """The list as it is filtered, every page of it (up to EXPORT_MAX_ROWS), streamed."""
+    if fmt not in _EXPORT_TYPES:
+        raise Http404("Export formats: csv, json")
+    membership = access.get_membership(request.user, project_id)
+    form = FilterForm.from_query(request.GET)
+    if not form.is_valid():
+        return HttpResponseBadRequest(f"Bad filter: {form.error_text()}", content_type="text/plain")
+    try:
+        lq = tq.ListQuery.from_query(request.GET)
+    except tq.BadQuery as exc:
+        return HttpResponseBadRequest(f"Bad parameter: {exc}", content_type="text/plain")
+    lq = tq.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
+    flt = form.span_filter(membership.project)
+    cap = tq.EXPORT_MAX_ROWS
+    rows = tq.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
+    try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
+        first = next(rows, None)
+    except clickhouse.ClickHouseError as exc:
+        status = 504 if exc.kind == clickhouse.TIMEOUT else 503
+        return HttpResponse(f"ClickHouse {exc.kind}: {exc}", status=status, content_type="text/plain")
+    rows = chain([first], rows) if first is not None else iter(())
+    chunks = _csv_chunks(rows) if fmt == "csv" else _json_chunks(rows, cap)
+    response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    name = f"traces-{slugify(membership.project.name) or 'project'}-{lq.kind}-{stamp}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Export-Max-Rows"] = str(cap)
+    return response
+
+
+# --- one trace ----------------------------------------------------------------------------------
+
+
+def _trace_id_or_404(trace_id: str) -> str:
+    trace_id = trace_id.lower()
+    if not tq.TRACE_ID.fullmatch(trace_id):
+        raise Http404("A trace id is 32 hex digits")
+    return trace_id
+
+
+def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
+    """Tree rows with their waterfall bar geometry (percent of the trace's span of time)."""
+    total = max(total, 1)
+    lines = []
+    for row in rows:
+        line = {"row": row, "depth": row.depth, "indent": row.depth * 14}
+        if row.span is not None:
+            s = row.span
+            line["left"] = round(min(max((s.ts - t0) / total * 100, 0), 100), 3)
+            line["width"] = round(max(min(s.duration_ns / total * 100, 100 - line["left"]), 0.15), 3)
+            line["offset_ms"] = round((s.ts - t0) / 1e6, 3)
+        else:
+            line["more_url"] = f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
+        lines.append(line)
+    return lines
+
+
+def _ticks(total_ns: int) -> list[tuple[float, str]]:
+    return [(p, f"{total_ns * p / 100 / 1e6:,.1f} ms") for p in (0, 25, 50, 75, 100)]
+
+
+def _pretty(value: str) -> tuple[str, bool]:
+    """(text to show, whether it is JSON): JSON indented, long values cut."""
+    text = value
+    stripped = value.strip()
+    is_json = False
+    if stripped[:1] in ("{", "[") and len(stripped) < 200_000:
+        try:
+            text = json.dumps(json.loads(stripped), indent=2, ensure_ascii=False)
+            is_json = True
+        except ValueError:
+            pass
+    if len(text) > _MAX_SHOWN_VALUE:
+        text = text[:_MAX_SHOWN_VALUE] + f"\n… ({len(text) - _MAX_SHOWN_VALUE:,} more characters)"
+    return text, is_json
+
+
+def _chat(items: list[messages.Message]) -> list[dict]:
+    out = []
+    for m in items:
+        calls = [{"name": c.name, "id": c.id, "arguments": _pretty(c.arguments)[0]} for c in m.tool_calls]
+        out.append({"role": m.role, "content": _pretty(m.content)[0] if m.role == "tool" else m.content[: _MAX_SHOWN_VALUE * 5],
+                    "tool_calls": calls, "tool_call_id": m.tool_call_id, "name": m.name, "finish_reason": m.finish_reason})  # fmt: skip
+    return out
+
+
+def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
+    attrs = span.attributes
+    exceptions = [
+        {"type": e.attributes.get("exception.type", ""), "message": e.attributes.get("exception.message", ""),
+         "stacktrace": e.attributes.get("exception.stacktrace", ""), "offset_ms": round((e.ts - span.ts) / 1e6, 3)}
+        for e in span.exceptions
+    ]  # fmt: skip
+    if not any(e["stacktrace"] for e in exceptions) and attrs.get("error.stack_trace"):
+        # LiteLLM puts the trace on the span too (and on some spans only there).
+        exceptions.append({"type": attrs.get("error.type", ""), "message": attrs.get("error.message", ""),
+                           "stacktrace": attrs["error.stack_trace"], "offset_ms": None})  # fmt: skip
+    params = messages.request_params(attrs)
+    cost, cost_source = tq.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens,
+                                   pricing.project_prices(project.id))  # fmt: skip
+    return {
+        "span": span,
+        "offset_ms": round((span.ts - t0) / 1e6, 3),
+        "cost": cost,
+        "cost_source": cost_source,
+        "request": _chat(messages.request_messages(attrs)),
+        "response": _chat(messages.response_messages(attrs)),
+        "params": params,
+        "tools": [{"name": t.name, "description": t.description, "parameters": _pretty(json.dumps(t.parameters))[0] if t.parameters else ""}
+                  for t in params.tools],
+        "exceptions": exceptions,
+        "events": [{"name": e.name, "offset_ms": round((e.ts - span.ts) / 1e6, 3), "attributes": sorted(e.attributes.items())}
+                   for e in span.events if not e.is_exception],
+        "attributes": [(k, text, is_json or "\n" in text) for k, (text, is_json) in ((k, _pretty(v)) for k, v in sorted(attrs.items()))],
+        "resource": sorted(span.resource.items()),
+        "replay_url": replay_url(project.id, span.trace_id, span.span_id) if span.is_llm_call else "",
+    }  # fmt: skip
+
+
+def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
+    """What the panel opens on: the first LLM call (its chat is what people come for), else the root."""
+    calls = tq.model_calls(spans)
+    return calls[0].span_id if calls else root_id
+
+
+@dashboard_tab("traces")
+def trace_detail(request, flt, membership, trace_id):
+    trace_id = _trace_id_or_404(trace_id)
+    project = membership.project
+    ref = tq.locate(project.id, trace_id)
+    spans = tq.tree_spans(ref)
+    if not spans:
+        raise Http404("No such trace in this project")
+    summary = tq.summarize(trace_id, spans, pricing.project_prices(project.id))
+    total = max(summary.end_ns - summary.start_ns, 1)
+    spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
+    wanted = (request.GET.get("span") or "").lower()
+    known = {s.span_id for s in spans}
+    selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
+    span = tq.full_span(ref, selected)
+    list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
+    return {
+        "trace": summary,
+        "lines": _tree_lines(tq.visible_rows(spans), summary.start_ns, total, spans_url),
+        "ticks": _ticks(total),
+        "spans_url": spans_url,
+        "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
+        "back_url": reverse("monitoring:traces", args=[project.id]) + list_query,
+        "api_url": reverse("monitoring:api-trace", args=[project.id, trace_id]),
+        "trace_replay_url": replay_url(project.id, trace_id),
+        "selected": selected,
+        "panel": _span_panel(project, span, summary.start_ns) if span else None,
+    }
+
+
+def _int_param(request, name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(request.GET.get(name, default))
+    except ValueError:
+        raise tq.BadQuery(f"'{name}' must be a whole number") from None
+    if not low <= value <= high:
+        raise tq.BadQuery(f"'{name}' is out of range")
+    return value
+
+
+@access.guarded_by("login")
+@login_required
+@require_GET
+def trace_spans(request, project_id, trace_id):
+    """htmx fragments of a trace page: `?span=<id>` the span panel, `?parent=<id>` (or empty for the
+    roots) a page of that span's children as tree rows (`after`, `depth`, `t0`, `tn` from the page)."""
+    membership = access.get_membership(request.user, project_id)
+    trace_id = _trace_id_or_404(trace_id)
+    project = membership.project
+    try:
+        if "span" in request.GET:
+            span_id = request.GET["span"].lower()
+            if not tq.SPAN_ID.fullmatch(span_id):
+                raise tq.BadQuery("'span' must be 16 hex digits")
+            ref = tq.locate(project.id, trace_id)
+            span = tq.full_span(ref, span_id)
+            if span is None:
+                raise Http404("No such span in this project")
+            t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
+            return render(request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)})
+        if "parent" not in request.GET:
+            raise tq.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
+        parent = request.GET["parent"].lower()
+        if parent and not tq.SPAN_ID.fullmatch(parent):
+            raise tq.BadQuery("'parent' must be 16 hex digits")
+        after = tq.parse_after(request.GET["after"]) if request.GET.get("after") else (0, "")
+        depth = _int_param(request, "depth", 0, 0, 100_000)
+        t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
+        tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
+        ref = tq.locate(project.id, trace_id)
+        found = tq.children(ref, parent, after)
+        if found is None:
+            raise Http404("No such span in this project")
+        kids, more = found
+        rows = [tq.TreeRow(k, depth) for k in kids]
+        if more:
+            rows.append(tq.TreeRow(None, depth, more_parent=parent, more_after=tq.after_token(kids[-1])))
+        spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
+        context = {"project": project, "lines": _tree_lines(rows, t0, tn - t0, spans_url), "spans_url": spans_url,
+                   "detail_url": reverse("monitoring:trace", args=[project.id, trace_id])}  # fmt: skip
+        return render(request, TEMPLATE + "#tree-rows", context)
+    except tq.BadQuery as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    except clickhouse.ClickHouseError as exc:
+        status = 504 if exc.kind == clickhouse.TIMEOUT else 503
+        return HttpResponse(f"ClickHouse {exc.kind}: {exc}", status=status, content_type="text/plain")
+
+
+# --- read API -----------------------------------------------------------------------------------
+
+
+@api_view
+def api_traces(request, membership):
+    """GET /api/v1/projects/<id>/traces?kind=&q=&min_ms=&cursor=&limit= + the filter bar's parameters."""
+    flt, error = filter_or_400(request, membership)
+    if error:
+        return error
+    try:
+        lq = tq.ListQuery.from_query(request.GET, max_limit=tq.MAX_LIMIT)
+    except tq.BadQuery as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    page = tq.list_spans(flt, lq)
+    return JsonResponse({"items": [item.as_dict() for item in page.items], "next_cursor": page.next_cursor})
+
+
+@api_view
+def api_trace(request, membership, trace_id):
+    """GET /api/v1/projects/<id>/traces/<trace_id>: every span with attributes, events and links."""
+    trace_id = trace_id.lower()
+    if not tq.TRACE_ID.fullmatch(trace_id):
+        return JsonResponse({"error": "a trace id is 32 hex digits"}, status=400)
+    spans = tq.full_spans(tq.locate(membership.project_id, trace_id))
+    if not spans:
+        return JsonResponse({"error": "no such trace"}, status=404)
+    return JsonResponse({"trace_id": trace_id, "spans": [s.as_dict() for s in spans],
+                         "truncated": len(spans) >= tq.MAX_TRACE_SPANS})  # fmt: skip

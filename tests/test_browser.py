@@ -1,0 +1,125 @@
+"""The dashboard in a real browser (Playwright driving Debian's Chromium) against a live portal.
+
+Screenshots of each tab land in test-artifacts/.
+"""
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from otlp import S, post, request
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+AT = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
+ANSWER = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 42 orders today."}]}])
+QUESTION = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "How many orders today?"}]}])
+
+if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+def seed(client, key):
+    """An agent run with two LLM calls on two models and a tool, plus a plain LiteLLM call."""
+    root = S("text2sql", service="agent-text2sql", at=AT, ms=4000, attributes={"openinference.span.kind": "AGENT"})
+    first = root.child("ChatCompletion", at=AT + dt.timedelta(milliseconds=100), ms=900, attributes={
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.token_count.prompt": 1000,
+        "llm.token_count.completion": 200, "llm.input_messages.0.message.role": "user",
+        "llm.input_messages.0.message.content": "How many orders today?",
+        "llm.output_messages.0.message.role": "assistant",
+        "llm.output_messages.0.message.content": "SELECT count(*) FROM orders"})
+    tool = root.child("run_sql", at=AT + dt.timedelta(seconds=1), ms=500, attributes={"openinference.span.kind": "TOOL"})
+    second = root.child("chat", at=AT + dt.timedelta(seconds=2), ms=1200, attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 500,
+        "gen_ai.usage.output_tokens": 50, "gen_ai.input.messages": QUESTION, "gen_ai.output.messages": ANSWER})
+    assert post(client, key, request(root, first, tool, second)).status_code == 200
+    return root.trace.hex()
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the fixtures' ORM calls stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server, client, alice, project, ingest_key):
+    trace = seed(client, ingest_key)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/admin/monitoring/")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-pass-123")
+    page.click("button[type=submit]")
+    page.wait_for_selector(".kpis")
+    page.wait_for_function("window.htmx !== undefined && window.Plotly !== undefined")
+    page.trace_id = trace
+    page.errors = errors
+    yield page
+    assert not errors, errors
+
+
+def shot(page, name):
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_the_dashboard_end_to_end(page, project):
+    # Overview: the numbers of the seeded data (2 LLM calls, 1 agent run).
+    assert page.text_content("[data-kpi=llm-calls] .value").strip() == "2"
+    assert page.text_content("[data-kpi=agent-calls] .value").strip() == "1"
+    shot(page, "overview")
+
+    # Analytics swaps the panel without a page load, updates the URL, and Plotly draws.
+    page.evaluate("window.__noReload = true")
+    page.click("[data-tab-link=analytics]")
+    page.wait_for_url("**/analytics/**")
+    page.wait_for_selector("[data-chart] .main-svg", timeout=20000)
+    assert page.evaluate("window.__noReload") is True
+    assert page.get_attribute("[data-tab-link=analytics]", "class") == "active"
+    shot(page, "analytics")
+
+    # Traces > LLM Call, filtered by model.
+    page.click("[data-tab-link=traces]")
+    page.wait_for_url("**/traces/**")
+    page.click("[data-kind-link=llm]")
+    page.wait_for_selector("section[data-kind=llm]")
+    assert page.locator("tr.span-item").count() == 2
+    page.select_option("select[data-filter=model]", "gpt-4o")
+    page.click(".filter-bar button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('tr.span-item').length === 1")
+    assert "model=gpt-4o" in page.url
+    assert page.evaluate("window.__noReload") is True
+    shot(page, "traces-llm-gpt-4o")
+
+    # A trace opens with its waterfall and the chat of the selected span.
+    page.click("tr.span-item td.name a")
+    page.wait_for_selector(".waterfall .wf-rows")
+    page.wait_for_selector("#span-panel [data-role=assistant]")
+    assert "There were 42 orders today." in page.text_content("#span-panel")
+    assert page.locator(".wf-rows [data-span]").count() >= 4
+    shot(page, "trace")
+
+    # The back button brings each previous view back: the filtered list, then ... the Analytics tab.
+    page.go_back()
+    page.wait_for_selector("section[data-kind=llm]")
+    assert page.locator("tr.span-item").count() == 1
+    for _ in range(3):  # unfiltered LLM list, Agent list, Analytics
+        page.go_back()
+    page.wait_for_url("**/analytics/**")
+    page.wait_for_selector("[data-tab=analytics]")
+    assert page.get_attribute("[data-tab-link=analytics]", "class") == "active"
