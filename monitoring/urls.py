@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring.views import analytics, api, dashboard, health, ingest, traces
+from monitoring.views import analytics, api, dashboard, health, ingest, replay, traces
 
 app_name = "monitoring"
 
@@ -16,6 +16,9 @@ urlpatterns = [
     path("admin/monitoring/<uuid:project_id>/traces/export.<str:fmt>", traces.export, name="traces-export"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/", traces.trace_detail, name="trace"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/spans", traces.trace_spans, name="trace-spans"),
+    path("admin/monitoring/<uuid:project_id>/replay/", replay.replay, name="replay"),
+    path("admin/monitoring/<uuid:project_id>/replay/compare/", replay.compare, name="replay-compare"),
+    path("admin/monitoring/<uuid:project_id>/replay/rerun", replay.rerun, name="replay-rerun"),
     path("api/v1/projects/<str:project_id>/overview", api.overview, name="api-overview"),
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),

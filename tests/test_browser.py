@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -123,3 +124,42 @@ def test_the_dashboard_end_to_end(page, project):
     page.wait_for_url("**/analytics/**")
     page.wait_for_selector("[data-tab=analytics]")
     assert page.get_attribute("[data-tab-link=analytics]", "class") == "active"
+
+
+def test_replay_steps_rerun_and_compare(page, live_server, project, tmp_path, settings):
+    if not litellm_available():
+        pytest.skip("no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
+    proxy = start_litellm_proxy({
+        "model_list": [{"model_name": "gpt-4o", "litellm_params": {
+            "model": "openai/gpt-4o", "api_key": "sk-mock", "mock_response": "There were 43 orders today."}}],
+        "litellm_settings": {"num_retries": 0},
+    }, {}, tmp_path)
+    settings.LITELLM_BASE_URL, settings.LITELLM_API_KEY = proxy.base_url, proxy.master_key
+    try:
+        page.click("[data-tab-link=replay]")
+        page.fill("input[name=trace]", page.trace_id)
+        page.click(".replay-open button[type=submit]")
+        page.wait_for_selector("[data-step='1']")
+        page.click("[data-step-next]")
+        page.wait_for_selector("[data-step='2']")
+        page.click("[data-step-next]")
+        page.wait_for_selector("[data-step='3']")
+        assert "step=3" in page.url
+        page.reload()
+        page.wait_for_selector("[data-step='3']")
+        page.wait_for_function("window.htmx !== undefined")
+        page.click("[data-step-next]")
+        page.wait_for_selector("[data-step='4']")  # the gpt-4o chat call
+        shot(page, "replay-step")
+        page.fill("textarea[name=messages]", json.dumps([{"role": "user", "content": "How many orders yesterday?"}]))
+        page.click("[data-rerun-form] button[type=submit]")
+        page.wait_for_selector("[data-rerun-answer]", timeout=60000)
+        assert "43" in page.text_content("[data-rerun-answer]")
+        assert "42" in page.text_content("[data-rerun-diff] del")
+        shot(page, "replay-rerun")
+        page.click("[data-compare-link]")
+        page.wait_for_selector("[data-compare]")
+        assert page.locator("[data-pair]").count() >= 1
+        shot(page, "replay-compare")
+    finally:
+        proxy.stop()

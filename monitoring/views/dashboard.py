@@ -38,7 +38,7 @@ CLICKHOUSE_HINTS = {
     ),
 }
 
-TABS = [("overview", "Overview"), ("analytics", "Analytics"), ("traces", "Traces")]
+TABS = [("overview", "Overview"), ("analytics", "Analytics"), ("traces", "Traces"), ("replay", "Replay")]
 _FILTER_KEYS = ("range", "from", "to", "service", "model", "status")
 
 

@@ -1,0 +1,408 @@
+"""Replay: a recorded run as steps, a re-run of one LLM call through the gateway, and two runs compared.
+
+A step is a span in start order with its role (agent step, LLM call, tool, span), its messages
+(monitoring.messages reads every dialect), model, tokens, cost, duration, status and parent path.
+A re-run is recorded as a span of its own trace in the project, linked to the call it replays, so
+it shows in Traces and counts in the numbers. When the gateway exports its own spans into the
+project, the re-run's span is the caller of the gateway's call span (we send a `traceparent`), so
+the usual de-duplication counts that invocation once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from monitoring import clickhouse, gateway, ingest, pricing, queries, schema, semconv, traces
+from monitoring.forms import SpanFilter
+from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
+
+LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
+ROLE_LABELS = {LLM: "LLM call", TOOL: "Tool", AGENT: "Agent step", SPAN: "Span"}
+REPLAY_SERVICE = "apm-replay"
+REPLAY_SCOPE = "agent-portal-monitoring.replay"
+TRACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _role(span: traces.FullSpan, agent_names: tuple[str, ...]) -> str:
+    a = span.attributes
+    if span.is_llm_call:
+        return LLM
+    if (a.get("gen_ai.operation.name") in semconv.GENAI_TOOL_OPERATIONS
+            or a.get("traceloop.span.kind") in semconv.TRACELOOP_TOOL_KINDS
+            or a.get("openinference.span.kind") in semconv.OPENINFERENCE_TOOL_KINDS):  # fmt: skip
+        return TOOL
+    if span.is_agent_step or span.name in agent_names:
+        return AGENT
+    return SPAN
+
+
+@dataclass
+class Step:
+    index: int  # 1-based, as in the URL
+    span: traces.FullSpan
+    role: str
+    path: list[str]
+    cost_usd: float
+    cost_source: str
+    input: list[Message] = field(default_factory=list)
+    output: list[Message] = field(default_factory=list)
+    params: RequestParams | None = None
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS[self.role]
+
+    @property
+    def key(self) -> str:
+        """What aligns steps of two runs: role and name."""
+        return f"{self.role}:{self.span.name}"
+
+    @property
+    def output_text(self) -> str:
+        return "\n".join(m.content for m in self.output if m.content)
+
+    @property
+    def exceptions(self) -> list[dict]:
+        return [{"type": e.attributes.get("exception.type", ""), "message": e.attributes.get("exception.message", ""),
+                 "stacktrace": e.attributes.get("exception.stacktrace", "")} for e in self.span.exceptions]  # fmt: skip
+
+    @property
+    def tools_called(self) -> list[str]:
+        return [c.name for m in self.output for c in m.tool_calls]
+
+
+@dataclass
+class Run:
+    trace_id: str
+    steps: list[Step]
+    hidden: int  # spans left out because they are plumbing (auth, router, HTTP...)
+
+    @property
+    def duration_ms(self) -> float:
+        if not self.steps:
+            return 0.0
+        start = min(s.span.ts for s in self.steps)
+        end = max(s.span.ts + s.span.duration_ns for s in self.steps)
+        return round((end - start) / 1e6, 3)
+
+    @property
+    def cost_usd(self) -> float:
+        return round(sum(s.cost_usd for s in self.steps if s.role == LLM), 10)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.steps if s.span.is_error)
+
+
+def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
+    """The trace as steps in start order; None when the project has no such trace."""
+    trace_id = trace_id.strip().lower()
+    if not TRACE_ID_RE.match(trace_id):
+        return None
+    spans = traces.full_spans(traces.locate(str(project.id), trace_id))
+    if not spans:
+        return None
+    spans.sort(key=lambda s: (s.ts, s.span_id))
+    by_id = {s.span_id: s for s in spans}
+    overrides = pricing.project_prices(project.id)
+    roles = {s.span_id: _role(s, project.agent_names) for s in spans}
+    meaningful = [s for s in spans if roles[s.span_id] != SPAN]
+    chosen = spans if every_span or not meaningful else meaningful
+    steps = []
+    for span in chosen:
+        path, parent, seen = [], by_id.get(span.parent_span_id), set()
+        while parent is not None and parent.span_id not in seen:
+            seen.add(parent.span_id)
+            path.insert(0, parent.name)
+            parent = by_id.get(parent.parent_span_id)
+        cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens, overrides)
+        role = roles[span.span_id]
+        steps.append(Step(
+            index=len(steps) + 1, span=span, role=role, path=path, cost_usd=cost if role == LLM else 0.0,
+            cost_source=source, input=request_messages(span.attributes), output=response_messages(span.attributes),
+            params=request_params(span.attributes) if role == LLM else None,
+        ))  # fmt: skip
+    return Run(trace_id, steps, hidden=len(spans) - len(chosen))
+
+
+# --- recent runs to pick from ---------------------------------------------------------------------
+
+RECENT_RUNS_SQL = f"""
+SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns, argMin(SpanName, Timestamp) AS root,
+       any(ServiceName) AS service, count() AS spans, countIf(IsError) AS errors,
+       countIf(IsLLMCall) AS llm_spans, countIf({queries.AGENT}) AS agent_steps
+FROM $table
+WHERE $where AND TraceId IN (
+    SELECT TraceId FROM $table WHERE $where AND (IsLLMCall OR {queries.AGENT})
+    GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {{limit:UInt32}}
+)
+GROUP BY TraceId
+ORDER BY start_ns DESC
+LIMIT {{limit:UInt32}}
+"""
+
+
+def recent_runs(flt: SpanFilter, limit: int = 20) -> list[dict]:
+    rows = queries.run(RECENT_RUNS_SQL, flt, tag="replay.recent", limit=limit)
+    for row in rows:
+        row["start"] = dt.datetime.fromtimestamp(int(row["start_ns"]) / 1e9, dt.timezone.utc)
+    return rows
+
+
+# --- re-run ---------------------------------------------------------------------------------------
+
+
+class RerunInputError(ValueError):
+    """The editor's content is not a request we can send."""
+
+
+def payload_from_form(data) -> dict:
+    """The edited request: model, temperature, max_tokens, messages (JSON list) and tools (JSON list)."""
+    model = (data.get("model") or "").strip()
+    if not model:
+        raise RerunInputError("Choose a model.")
+    try:
+        messages = json.loads(data.get("messages") or "[]")
+    except ValueError as exc:
+        raise RerunInputError(f"Messages are not valid JSON: {exc}") from None
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and m.get("role") for m in messages):
+        raise RerunInputError("Messages must be a JSON list of objects with a role, e.g. "
+                              '[{"role": "user", "content": "Hello"}].')  # fmt: skip
+    payload: dict = {"model": model, "messages": messages}
+    for name, cast in (("temperature", float), ("max_tokens", int)):
+        raw = (data.get(name) or "").strip()
+        if raw:
+            try:
+                payload[name] = cast(raw)
+            except ValueError:
+                raise RerunInputError(f"{name} must be a number, not {raw!r}.") from None
+    tools_raw = (data.get("tools") or "").strip()
+    if tools_raw and tools_raw != "[]":
+        try:
+            tools = json.loads(tools_raw)
+        except ValueError as exc:
+            raise RerunInputError(f"Tools are not valid JSON: {exc}") from None
+        if not isinstance(tools, list):
+            raise RerunInputError("Tools must be a JSON list.")
+        payload["tools"] = tools
+    return payload
+
+
+def editor_defaults(step: Step) -> dict:
+    """The recorded request, ready for the editor."""
+    params = step.params or RequestParams()
+    messages = [m.as_openai() for m in step.input]
+    return {
+        "model": params.model or step.span.model,
+        "temperature": "" if params.temperature is None else params.temperature,
+        "max_tokens": "" if params.max_tokens is None else params.max_tokens,
+        "messages": json.dumps(messages, indent=2, ensure_ascii=False),
+        "tools": json.dumps([t.as_openai() for t in params.tools], indent=2, ensure_ascii=False) if params.tools else "",
+    }
+
+
+@dataclass
+class Rerun:
+    ok: bool
+    trace_id: str
+    span_id: str
+    error: str = ""
+    answer: gateway.GatewayAnswer | None = None
+    cost_usd: float = 0.0
+    cost_source: str = ""
+    diff: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _value(v) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    return AnyValue(string_value=str(v))
+
+
+def _kv(d: dict) -> list[KeyValue]:
+    return [KeyValue(key=k, value=_value(v)) for k, v in d.items() if v is not None]
+
+
+def _parts(messages: list[dict]) -> str:
+    """Messages in the GenAI semconv "parts" JSON, which monitoring.messages reads back."""
+    out = []
+    for m in messages:
+        parts = []
+        if m.get("content"):
+            parts.append({"type": "text", "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])})
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            parts.append({"type": "tool_call", "id": call.get("id", ""), "name": fn.get("name", ""),
+                          "arguments": fn.get("arguments", "")})  # fmt: skip
+        item = {"role": m.get("role", "user"), "parts": parts}
+        if m.get("tool_call_id"):
+            item["parts"] = [{"type": "tool_call_response", "id": m["tool_call_id"], "response": m.get("content", "")}]
+        out.append(item)
+    return json.dumps(out, ensure_ascii=False)
+
+
+def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.FullSpan, payload: dict,
+            started_ns: int, ended_ns: int, answer: gateway.GatewayAnswer | None, error: str, user: str) -> None:  # fmt: skip
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": payload["model"],
+        "gen_ai.request.temperature": payload.get("temperature"),
+        "gen_ai.request.max_tokens": payload.get("max_tokens"),
+        "gen_ai.input.messages": _parts(payload["messages"]),
+        "apm.replay.original_trace_id": original.trace_id,
+        "apm.replay.original_span_id": original.span_id,
+        "apm.replay.user": user,
+    }
+    if answer is not None:
+        output = {"role": "assistant", "content": answer.content,
+                  "tool_calls": [{"function": c} for c in answer.tool_calls]}  # fmt: skip
+        attributes |= {
+            "gen_ai.response.model": answer.model,
+            "gen_ai.usage.input_tokens": answer.input_tokens,
+            "gen_ai.usage.output_tokens": answer.output_tokens,
+            "gen_ai.output.messages": _parts([output]),
+            "gen_ai.response.finish_reasons": answer.finish_reason or None,
+        }
+        if answer.cost_usd is not None:
+            attributes["gen_ai.cost.total_cost"] = float(answer.cost_usd)
+        if answer.call_id:
+            attributes["litellm.call_id.of_gateway"] = answer.call_id
+    else:
+        attributes["error.type"] = "GatewayError"
+    span = Span(
+        trace_id=trace_id, span_id=span_id, name=f"replay {payload['model']}", kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=started_ns, end_time_unix_nano=ended_ns, attributes=_kv(attributes),
+        status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
+        links=[Span.Link(trace_id=bytes.fromhex(original.trace_id), span_id=bytes.fromhex(original.span_id),
+                         attributes=_kv({"apm.link.type": "replay_of"}))],
+    )  # fmt: skip
+    if error:
+        span.events.append(Span.Event(time_unix_nano=ended_ns, name="exception",
+                                      attributes=_kv({"exception.type": "GatewayError", "exception.message": error})))  # fmt: skip
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        resource=Resource(attributes=_kv({"service.name": REPLAY_SERVICE})),
+        scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
+    )])  # fmt: skip
+    rows, _ = ingest.rows_from_request(request, project_id)
+    clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="replay.record", nanos_columns=schema.NANOS_COLUMNS)
+
+
+def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
+    """Send the edited request to the gateway, record it as a span linked to the original, compare."""
+    trace_id, span_id = os.urandom(16), os.urandom(8)
+    traceparent = f"00-{trace_id.hex()}-{span_id.hex()}-01"
+    started = time.time_ns()
+    answer, error = None, ""
+    try:
+        answer = gateway.chat(payload, headers={"traceparent": traceparent})
+    except gateway.GatewayError as exc:
+        error = str(exc)
+    ended = time.time_ns()
+    _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
+    result = Rerun(ok=answer is not None, trace_id=trace_id.hex(), span_id=span_id.hex(), error=error, answer=answer)
+    if answer is not None:
+        if answer.cost_usd is not None:
+            result.cost_usd, result.cost_source = answer.cost_usd, "reported"
+        else:
+            result.cost_usd, result.cost_source = traces.cost_of(
+                0.0, payload["model"], answer.input_tokens, answer.output_tokens, pricing.project_prices(project.id))
+        result.diff = text_diff(step.output_text, answer.content)
+    return result
+
+
+# --- differences ------------------------------------------------------------------------------------
+
+
+def text_diff(before: str, after: str) -> list[tuple[str, str]]:
+    """Word-level diff as (op, text) with op "equal", "delete" or "insert"."""
+    a, b = re.findall(r"\S+|\s+", before), re.findall(r"\S+|\s+", after)
+    out: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(("equal", "".join(a[i1:i2])))
+        if op in ("delete", "replace"):
+            out.append(("delete", "".join(a[i1:i2])))
+        if op in ("insert", "replace"):
+            out.append(("insert", "".join(b[j1:j2])))
+    return out
+
+
+@dataclass
+class Pair:
+    a: Step | None
+    b: Step | None
+    changed: list[str] = field(default_factory=list)  # which of status/tokens/cost/latency/output/tools/input differ
+    output_diff: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        if self.a is None:
+            return "added"
+        if self.b is None:
+            return "removed"
+        return "changed" if self.changed else "same"
+
+
+LATENCY_TOLERANCE = 0.2  # a latency counts as changed beyond +-20 %
+
+
+def _compare_steps(a: Step, b: Step) -> Pair:
+    changed = []
+    if a.span.status != b.span.status:
+        changed.append("status")
+    if (a.span.input_tokens, a.span.output_tokens) != (b.span.input_tokens, b.span.output_tokens):
+        changed.append("tokens")
+    if abs(a.cost_usd - b.cost_usd) > 1e-12:
+        changed.append("cost")
+    slow, fast = max(a.span.duration_ns, b.span.duration_ns), min(a.span.duration_ns, b.span.duration_ns)
+    if slow and (slow - fast) / slow > LATENCY_TOLERANCE:
+        changed.append("latency")
+    if [m.content for m in a.input] != [m.content for m in b.input]:
+        changed.append("input")
+    if a.output_text != b.output_text:
+        changed.append("output")
+    if a.tools_called != b.tools_called:
+        changed.append("tools")
+    diff = text_diff(a.output_text, b.output_text) if "output" in changed else []
+    return Pair(a, b, changed, diff)
+
+
+def compare(run_a: Run, run_b: Run) -> list[Pair]:
+    """Steps aligned by role and name in order (a sequence alignment), with what differs."""
+    keys_a, keys_b = [s.key for s in run_a.steps], [s.key for s in run_b.steps]
+    pairs: list[Pair] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False).get_opcodes():
+        if op == "equal":
+            pairs += [_compare_steps(run_a.steps[i], run_b.steps[j]) for i, j in zip(range(i1, i2), range(j1, j2))]
+            continue
+        # replace/insert/delete: pair what lines up, the rest stands alone
+        left, right = run_a.steps[i1:i2], run_b.steps[j1:j2]
+        for k in range(max(len(left), len(right))):
+            a = left[k] if k < len(left) else None
+            b = right[k] if k < len(right) else None
+            if a is not None and b is not None and a.role == b.role:
+                pair = _compare_steps(a, b)
+                if a.span.name != b.span.name:
+                    pair.changed.insert(0, "name")
+                pairs.append(pair)
+            else:
+                if a is not None:
+                    pairs.append(Pair(a, None))
+                if b is not None:
+                    pairs.append(Pair(None, b))
+    return pairs

@@ -1,0 +1,105 @@
+"""The Replay tab: step through a recorded run, re-run an LLM call through the gateway, compare runs."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseForbidden
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from monitoring import access, clickhouse, replay as runs
+from monitoring.views.dashboard import CLICKHOUSE_HINTS, dashboard_tab
+
+SPEEDS = [("0.5", "0.5x"), ("1", "1x"), ("2", "2x"), ("4", "4x")]
+
+
+def _step_url(request, trace_id: str, index: int) -> str:
+    query = {"trace": trace_id, "step": index}
+    if request.GET.get("all") == "1":
+        query["all"] = "1"
+    if request.GET.get("range"):
+        query["range"] = request.GET["range"]
+    return f"{request.path}?{urlencode(query)}"
+
+
+@dashboard_tab("replay")
+def replay(request, flt, membership):
+    trace_id = request.GET.get("trace", "").strip().lower()
+    if not trace_id:
+        return {"recent": runs.recent_runs(flt)}
+    every_span = request.GET.get("all") == "1"
+    run = runs.load_run(membership.project, trace_id, every_span=every_span)
+    if run is None:
+        return {"recent": runs.recent_runs(flt), "lookup_error": f"No trace {trace_id} in this project."}, 404
+    span_id = request.GET.get("span", "")
+    if span_id and "step" not in request.GET:
+        # A link from Traces names the span: start there (showing every span if it is plumbing).
+        index = next((s.index for s in run.steps if s.span.span_id == span_id), 0)
+        if not index and not every_span:
+            run = runs.load_run(membership.project, trace_id, every_span=True)
+            index = next((s.index for s in run.steps if s.span.span_id == span_id), 1)
+        index = index or 1
+    else:
+        try:
+            index = min(max(int(request.GET.get("step", "1")), 1), len(run.steps))
+        except ValueError:
+            index = 1
+    step = run.steps[index - 1]
+    return {
+        "run": run,
+        "step": step,
+        "trace_id": trace_id,
+        "step_links": [(s, _step_url(request, trace_id, s.index)) for s in run.steps],
+        "prev_url": _step_url(request, trace_id, index - 1) if index > 1 else "",
+        "next_url": _step_url(request, trace_id, index + 1) if index < len(run.steps) else "",
+        "all_url": f"{request.path}?{urlencode({'trace': trace_id, 'all': '0' if request.GET.get('all') == '1' else '1'})}",
+        "editor": runs.editor_defaults(step) if step.role == runs.LLM else None,
+        "can_rerun": membership.role == membership.ADMIN,
+        "speeds": SPEEDS,
+        "rerun_url": reverse("monitoring:replay-rerun", args=[membership.project_id]),
+    }
+
+
+@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html")
+def compare(request, flt, membership):
+    a, b = request.GET.get("a", "").strip().lower(), request.GET.get("b", "").strip().lower()
+    context = {"a": a, "b": b, "recent": runs.recent_runs(flt)}
+    if not a or not b:
+        return context
+    run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
+    missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
+    if missing:
+        return context | {"lookup_error": "No trace " + " or ".join(missing) + " in this project."}, 404
+    return context | {"run_a": run_a, "run_b": run_b, "pairs": runs.compare(run_a, run_b)}
+
+
+@access.guarded_by("login")
+@login_required
+@require_POST
+def rerun(request, project_id):
+    """Re-run one recorded LLM call with the editor's request. Admins only: it spends money."""
+    membership = access.get_membership(request.user, project_id)
+    if membership.role != membership.ADMIN:
+        return HttpResponseForbidden("Only project admins may re-run LLM calls (a re-run spends money).")
+    context = {"project": membership.project}
+    status = 200
+    try:
+        run = runs.load_run(membership.project, request.POST.get("trace", ""), every_span=True)
+        step = next((s for s in (run.steps if run else []) if s.span.span_id == request.POST.get("span")), None)
+        if step is None or step.role != runs.LLM:
+            context["error"] = "Pick an LLM call of a trace in this project to re-run."
+            status = 404 if step is None else 400
+        else:
+            payload = runs.payload_from_form(request.POST)
+            context |= {"step": step, "payload": payload, "result": runs.rerun(membership.project, step, payload,
+                                                                             request.user.get_username())}  # fmt: skip
+    except runs.RerunInputError as exc:
+        context["error"] = str(exc)
+        status = 400
+    except clickhouse.ClickHouseError as exc:
+        context["error"] = f"ClickHouse {exc.kind}: {exc}. {CLICKHOUSE_HINTS[exc.kind]}"
+        status = 503
+    return render(request, "monitoring/replay/_rerun_result.html", context, status=status)
