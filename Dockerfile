@@ -23,9 +23,9 @@ RUN groupadd --system --gid 10001 portal \
  && useradd --system --uid 10001 --gid portal --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin portal
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt ./
-RUN pip install --no-compile -r requirements.txt
+# Dependencies first: this layer is rebuilt only when requirements.txt or constraints.txt change.
+COPY requirements.txt constraints.txt ./
+RUN pip install --no-compile -r requirements.txt -c constraints.txt
 
 COPY . .
 

@@ -315,7 +315,7 @@ MAX_FLOW_NODES = 60
 # with counts scaled back up: the shape of the flow is what matters, and a month of runs would
 # otherwise cost a second per page.
 MAX_FLOW_RUNS = 2000
-RUN_ESTIMATE_SQL = f"SELECT uniq(TraceId) AS runs FROM $table WHERE $where AND {queries.AGENT}"
+RUN_ESTIMATE_SQL = "SELECT uniq(TraceId) AS runs FROM $table WHERE $agents"
 
 
 @dataclass

@@ -9,6 +9,8 @@ plotly.js does not read time-zone offsets.
 
 from __future__ import annotations
 
+import html
+
 import json
 from typing import TYPE_CHECKING
 
@@ -57,7 +59,13 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 
 def _short(text: str, limit: int = 32) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _esc(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _esc(text: str) -> str:
+    """Names come from spans, i.e. from clients; Plotly renders a subset of HTML (links, styles) in
+    labels and hover text, so every name is escaped."""
+    return html.escape(text, quote=False)
 
 
 def _counts(largest: float) -> dict:
@@ -98,7 +106,7 @@ def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
 
 
 def _model_label(model: str) -> str:
-    return model or NO_NAME["model"]
+    return _esc(model) if model else NO_NAME["model"]
 
 
 def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
@@ -188,7 +196,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     for n in flow.nodes:
         labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
         colours.append(_error_colour(n.error_rate))
-        hover = (f"<b>{n.label}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
+        hover = (f"<b>{_esc(n.label)}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
                  f"<br>avg {n.avg_latency_ms:,.0f} ms")  # fmt: skip
         if n.self_calls:
             hover += f"<br>called itself {n.self_calls:,}×"
@@ -205,7 +213,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     links += [("other", c, count) for c, count in flow.hidden_edges.items()]
 
     def name(key):
-        return by_key[key].label if key in by_key else key
+        return _esc(by_key[key].label if key in by_key else key)
 
     fig = go.Figure()
     fig.add_trace(go.Sankey(
@@ -238,7 +246,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
 def _share_label(share: Share, dim: str) -> str:
     if share.folded:
         return f"Other ({share.folded})"
-    return share.name or NO_NAME[dim]
+    return _esc(share.name) if share.name else NO_NAME[dim]
 
 
 def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = None) -> dict | None:

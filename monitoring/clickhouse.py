@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import logging
 import threading
 import time
@@ -156,6 +157,7 @@ class _Embedded:
             try:
                 conn = chdb.connect(self.path)
                 conn.query(f"SET max_execution_time = {float(self.timeout)}")
+                conn.query("SET session_timezone = 'UTC'")  # DateTime text is read back as UTC
                 conn.query("SET output_format_json_quote_64bit_integers = 0")
                 conn.query("SET output_format_json_quote_decimals = 0")
             except Exception as exc:  # the folder is locked by another process, unreadable, ...
@@ -235,8 +237,11 @@ class _Server:
                 sync_request_timeout=min(5.0, c["CONNECT_TIMEOUT"]),
                 settings={
                     "server_side_params": True,
-                    "max_execution_time": int(c["QUERY_TIMEOUT"]),
-                    "use_client_time_zone": False,
+                    "max_execution_time": max(1, math.ceil(c["QUERY_TIMEOUT"])),  # 0 would mean unlimited
+                    "session_timezone": "UTC",
+                    # On a cluster our IN/JOIN subqueries read Distributed tables sharded by TraceId:
+                    # each shard may answer them locally (the default, "deny", refuses them).
+                    "distributed_product_mode": "local",
                 },
                 client_name="agent-portal-monitoring",
             )
@@ -321,8 +326,10 @@ def _run(tag: str, action: str, fn, *args):
     except Exception as exc:
         kind, code = impl.classify(exc)
         elapsed = (time.perf_counter() - started) * 1000
-        log.warning("clickhouse %s tag=%s backend=%s kind=%s ms=%.1f failed: %s", action, tag, impl.name, kind, elapsed, exc)
-        raise ClickHouseError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc), kind=kind, tag=tag, code=code) from exc
+        # First line only: a failed INSERT's message can quote span data, which does not belong in logs.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        log.warning("clickhouse %s tag=%s backend=%s kind=%s ms=%.1f failed: %s", action, tag, impl.name, kind, elapsed, message[:500])
+        raise ClickHouseError(message, kind=kind, tag=tag, code=code) from exc
     elapsed = (time.perf_counter() - started) * 1000
     log.debug("clickhouse %s tag=%s backend=%s ms=%.1f", action, tag, impl.name, elapsed)
     return result

@@ -15,6 +15,8 @@ from monitoring import semconv
 RANGES = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 DEFAULT_RANGE = "24h"
 MAX_WINDOW = dt.timedelta(days=400)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -58,18 +60,17 @@ class WindowForm(forms.Form):
     start = forms.CharField(required=False)
     end = forms.CharField(required=False)
 
-    @classmethod
-    def from_query(cls, query) -> "WindowForm":
-        return cls({"range": query.get("range", ""), "start": query.get("from", ""), "end": query.get("to", "")})
-
     def _instant(self, name: str, label: str) -> dt.datetime | None:
         value = self.cleaned_data.get(name) or ""
         if not value:
             return None
         try:
-            return _parse_instant(value)
-        except ValueError:
+            instant = _parse_instant(value)
+        except (ValueError, OverflowError):
             raise forms.ValidationError(f"'{label}' must be an ISO 8601 time like 2025-12-05T09:00:00Z, not {value!r}")
+        if not EARLIEST <= instant <= LATEST:  # span times are nanoseconds in an Int64
+            raise forms.ValidationError(f"'{label}' must be between 1970 and 2262, not {value!r}")
+        return instant
 
     def clean(self):
         data = super().clean()

@@ -79,18 +79,22 @@ def chat(payload: dict, *, headers: dict | None = None, base_url: str | None = N
         raise GatewayError(f"The gateway at {url} is unreachable: {exc}", kind="unreachable") from exc
     latency_ms = (time.perf_counter() - started) * 1000
     try:
-        data = json.loads(body)
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return _answer(json.loads(body), payload, cost_header, call_id, latency_ms)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
         raise GatewayError(f"The gateway's answer is not a chat completion: {body[:300]!r}") from exc
+
+
+def _answer(data: dict, payload: dict, cost_header: str | None, call_id: str, latency_ms: float) -> GatewayAnswer:
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
     usage = data.get("usage") or {}
     try:
         cost = float(cost_header) if cost_header not in (None, "") else None
     except ValueError:
         cost = None
+    content = message.get("content") or ""
     return GatewayAnswer(
-        content=message.get("content") or "",
+        content=content if isinstance(content, str) else json.dumps(content, ensure_ascii=False),
         tool_calls=[
             {"name": (c.get("function") or {}).get("name", ""), "arguments": (c.get("function") or {}).get("arguments", "")}
             for c in message.get("tool_calls") or []

@@ -38,11 +38,13 @@ class Check:
     extra: dict = field(default_factory=dict)
 
 
-def _clickhouse() -> Check:
+def _clickhouse(staff: bool) -> Check:
     started = time.perf_counter()
     version = clickhouse.server_version()
     ms = (time.perf_counter() - started) * 1000
-    mode = "embedded (chdb)" if clickhouse.is_embedded() else f"server {settings.CLICKHOUSE['HOST']}:{settings.CLICKHOUSE['PORT']}"
+    mode = "embedded (chdb)" if clickhouse.is_embedded() else "server"
+    if staff and not clickhouse.is_embedded():  # where the server lives is for operators only
+        mode += f" {settings.CLICKHOUSE['HOST']}:{settings.CLICKHOUSE['PORT']}"
     return Check("ClickHouse reachable", True, f"version {version}, {mode}, answered in {ms:.0f} ms")
 
 
@@ -82,22 +84,24 @@ def _age(seconds: int) -> str:
     return f"{max(seconds, 0)} s"
 
 
-def _litellm() -> Check:
+def _litellm(staff: bool) -> Check:
     url = settings.LITELLM_BASE_URL.rstrip("/") + "/health/liveliness"
+    shown = url if staff else "/health/liveliness"
     try:
         with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - an operator-set URL
             body = response.read(200).decode(errors="replace")
-        return Check("LiteLLM gateway", True, f"{url}: {response.status} {json.dumps(body.strip())}")
+        return Check("LiteLLM gateway", True, f"{shown}: {response.status} {json.dumps(body.strip())}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return Check("LiteLLM gateway", False, f"{url}: {exc}", HINT_LITELLM)
+        return Check("LiteLLM gateway", False, f"{shown}: {exc if staff else 'not answering'}", HINT_LITELLM)
 
 
-def run_checks(project_ids: list[str]) -> list[Check]:
+def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
+    """`staff` also see where the services live (hosts, ports, URLs)."""
     try:
-        checks = [_clickhouse(), *_table(project_ids)]
+        checks = [_clickhouse(staff), *_table(project_ids)]
     except clickhouse.ClickHouseError as exc:
         hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
         checks = [Check("ClickHouse reachable", False, f"{exc.kind}: {exc}", hint)]
     if settings.LITELLM_CONFIGURED:
-        checks.append(_litellm())
+        checks.append(_litellm(staff))
     return checks

@@ -24,6 +24,7 @@ Attribute values may be strings (as stored in ClickHouse) or already-typed value
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -170,7 +171,7 @@ def _json(value: Any) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
 
 
@@ -186,9 +187,10 @@ def _text(value: Any) -> str:
 
 def _number(value: Any) -> float | None:
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is None or math.isfinite(number) else None  # "nan", "1e999": not a setting
 
 
 def _integer(value: Any) -> int | None:

@@ -9,7 +9,8 @@ Counting rules (the Overview's five numbers):
 - LLM calls: spans with IsLLMCall, one per model invocation in any dialect (schema.py); an agent's
   LLM span that went through the LiteLLM proxy is the same invocation as the proxy's and not counted.
 - Agent calls: agent runs, i.e. traces that contain an agent step (a dialect's agent marker, a root
-  span of an `agent-*` service, or a span named like the project's agent steps).
+  span of an `agent-*` service, or a span named like the project's agent steps); with a service or
+  model filter, the runs that have a matching span.
 - Cost: each LLM call's reported cost, else its tokens priced by the project's or the public table.
 - Avg latency: mean duration of LLM calls, in ms (and p50/p95/p99).
 - Fail rate: failed LLM calls plus failed agent runs, over LLM calls plus agent runs (0..1).
@@ -17,6 +18,7 @@ Counting rules (the Overview's five numbers):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from monitoring import clickhouse, pricing, schema, semconv
@@ -32,13 +34,15 @@ AGENT = "(IsAgentStep OR SpanName IN {agent_names:Array(String)})"
 # An agent's own LLM span that called through the LiteLLM proxy wraps the proxy's call span in the
 # same trace: one model invocation, two LLM spans. The gateway's span is kept (it has the cost and
 # the alias users know); the caller's span, whose time range holds a gateway call, is not counted.
-# Both sides come from the narrow `otel_llm_calls` table (schema.py), ordered by project and time.
+# Both sides come from the narrow `otel_llm_calls` table (schema.py), ordered by project and time,
+# and both are under the filter bar: when a filter keeps only the caller (its service, its model),
+# the caller is the call that is counted.
 # The keys are 64-bit hashes of (trace) and (trace, span), materialized in that table.
 PROXIED_CALLERS = """(
     SELECT caller.CallKey
     FROM (SELECT TraceKey, CallKey, Timestamp AS s, Timestamp + toIntervalNanosecond(Duration) AS e
-          FROM $calls WHERE $scope AND NOT Gateway) AS caller
-    INNER JOIN (SELECT TraceKey, Timestamp AS ts FROM $calls WHERE $scope AND Gateway) AS gateway
+          FROM $calls WHERE $where AND NOT Gateway) AS caller
+    INNER JOIN (SELECT TraceKey, Timestamp AS ts FROM $calls WHERE $where AND Gateway) AS gateway
     ON caller.TraceKey = gateway.TraceKey
     WHERE gateway.ts >= caller.s AND gateway.ts <= caller.e
 )"""
@@ -48,10 +52,21 @@ CALL = f"(IsLLMCall AND cityHash64(TraceId, SpanId) NOT IN {PROXIED_CALLERS})"
 CALL_ROW = f"CallKey NOT IN {PROXIED_CALLERS}"
 
 
+def agent_where(flt: SpanFilter) -> str:
+    """Agent steps under the filter bar. A service or model filter picks whole runs, those with a
+    matching span: agent spans carry no model, and a run's calls may be another service's."""
+    if not (flt.services or flt.models):
+        return f"{flt.sql()} AND {AGENT}"
+    runs = dataclasses.replace(flt, status="").sql()
+    steps = dataclasses.replace(flt, services=(), models=()).sql()
+    return f"{steps} AND {AGENT} AND TraceId IN (SELECT TraceId FROM $table WHERE {runs})"
+
+
 def sql(template: str, flt: SpanFilter) -> str:
     """Fill the tokens. (`str.format` would trip over the `{name:Type}` placeholders.)"""
     return (
-        template.replace("$where", flt.sql())
+        template.replace("$agents", agent_where(flt))
+        .replace("$where", flt.sql())
         .replace("$scope", _SCOPE)
         .replace("$table", schema.table())
         .replace("$calls", schema.table(schema.LLM_CALLS))
@@ -64,11 +79,6 @@ def params(flt: SpanFilter, **extra) -> dict:
 
 def run(template: str, flt: SpanFilter, *, tag: str, **extra) -> list[dict]:
     return clickhouse.query(sql(template, flt), params(flt, **extra), tag=tag)
-
-
-def priced(rows, project_id) -> float:
-    """USD for rows of {model, input_tokens, output_tokens} that reported no cost."""
-    return pricing.cost_of_tokens(rows, pricing.project_prices(project_id))
 
 
 @dataclass
@@ -115,7 +125,7 @@ GROUP BY GROUPING SETS ((Model), ())
 OVERVIEW_AGENTS_SQL = f"""
 SELECT uniqExact(TraceId) AS agent_calls, uniqExactIf(TraceId, IsError) AS agent_errors
 FROM $table
-WHERE $where AND {AGENT}
+WHERE $agents
 """
 
 

@@ -3,9 +3,9 @@
 A step is a span in start order with its role (agent step, LLM call, tool, span), its messages
 (monitoring.messages reads every dialect), model, tokens, cost, duration, status and parent path.
 A re-run is recorded as a span of its own trace in the project, linked to the call it replays, so
-it shows in Traces and counts in the numbers. When the gateway exports its own spans into the
-project, the re-run's span is the caller of the gateway's call span (we send a `traceparent`), so
-the usual de-duplication counts that invocation once.
+it shows in Traces and counts in the numbers. When the gateway exports its own spans into the same
+project (LITELLM_PROJECT_ID), the re-run's span is the caller of the gateway's call span (we send a
+`traceparent`), so the usual de-duplication counts that invocation once.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -31,7 +32,6 @@ LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
 ROLE_LABELS = {LLM: "LLM call", TOOL: "Tool", AGENT: "Agent step", SPAN: "Span"}
 REPLAY_SERVICE = "apm-replay"
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
-TRACE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _role(span: traces.FullSpan, agent_names: tuple[str, ...]) -> str:
@@ -108,7 +108,7 @@ class Run:
 def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     """The trace as steps in start order; None when the project has no such trace."""
     trace_id = trace_id.strip().lower()
-    if not TRACE_ID_RE.match(trace_id):
+    if not traces.TRACE_ID.fullmatch(trace_id):
         return None
     spans = traces.full_spans(traces.locate(str(project.id), trace_id))
     if not spans:
@@ -134,6 +134,22 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
             params=request_params(span.attributes) if role == LLM else None,
         ))  # fmt: skip
     return Run(trace_id, steps, hidden=len(spans) - len(chosen))
+
+
+def load_step(project, trace_id: str, span_id: str) -> Step | None:
+    """One span of a trace as a step (what a re-run needs), without reading the whole trace."""
+    trace_id = trace_id.strip().lower()
+    if not traces.TRACE_ID.fullmatch(trace_id) or not re.fullmatch(r"[0-9a-f]{16}", span_id or ""):
+        return None
+    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id)
+    if span is None:
+        return None
+    cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens,
+                                  pricing.project_prices(project.id))  # fmt: skip
+    role = _role(span, project.agent_names)
+    return Step(index=1, span=span, role=role, path=[], cost_usd=cost if role == LLM else 0.0, cost_source=source,
+                input=request_messages(span.attributes), output=response_messages(span.attributes),
+                params=request_params(span.attributes) if role == LLM else None)  # fmt: skip
 
 
 # --- recent runs to pick from ---------------------------------------------------------------------
@@ -219,6 +235,7 @@ class Rerun:
     span_id: str
     error: str = ""
     answer: gateway.GatewayAnswer | None = None
+    unrecorded: str = ""  # why the re-run could not be stored as a span (the answer is still shown)
     cost_usd: float = 0.0
     cost_source: str = ""
     diff: list[tuple[str, str]] = field(default_factory=list)
@@ -305,16 +322,23 @@ def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.F
 def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
     """Send the edited request to the gateway, record it as a span linked to the original, compare."""
     trace_id, span_id = os.urandom(16), os.urandom(8)
-    traceparent = f"00-{trace_id.hex()}-{span_id.hex()}-01"
+    # Tie the gateway's spans to ours only when they land in this same project: another project's
+    # re-run must not put its trace id (and a link to its trace) into the gateway's project.
+    same_project = str(project.id) == str(settings.LITELLM_PROJECT_ID)
+    headers = {"traceparent": f"00-{trace_id.hex()}-{span_id.hex()}-01"} if same_project else {}
     started = time.time_ns()
     answer, error = None, ""
     try:
-        answer = gateway.chat(payload, headers={"traceparent": traceparent})
+        answer = gateway.chat(payload, headers=headers)
     except gateway.GatewayError as exc:
         error = str(exc)
     ended = time.time_ns()
-    _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
     result = Rerun(ok=answer is not None, trace_id=trace_id.hex(), span_id=span_id.hex(), error=error, answer=answer)
+    try:
+        _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
+    except clickhouse.ClickHouseError as exc:
+        # The call was made (and paid for): show its answer, and say it is missing from the traces.
+        result.unrecorded = f"ClickHouse {exc.kind}: {exc}"
     if answer is not None:
         if answer.cost_usd is not None:
             result.cost_usd, result.cost_source = answer.cost_usd, "reported"
@@ -328,9 +352,15 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
 # --- differences ------------------------------------------------------------------------------------
 
 
+MAX_DIFF_TOKENS = 4000  # words and spaces per side: the matcher is quadratic in the worst case
+
+
 def text_diff(before: str, after: str) -> list[tuple[str, str]]:
-    """Word-level diff as (op, text) with op "equal", "delete" or "insert"."""
+    """Word-level diff as (op, text) with op "equal", "delete" or "insert"; long texts are compared
+    on their first MAX_DIFF_TOKENS tokens and the rest is shown as a whole."""
     a, b = re.findall(r"\S+|\s+", before), re.findall(r"\S+|\s+", after)
+    rest_a, rest_b = "".join(a[MAX_DIFF_TOKENS:]), "".join(b[MAX_DIFF_TOKENS:])
+    a, b = a[:MAX_DIFF_TOKENS], b[:MAX_DIFF_TOKENS]
     out: list[tuple[str, str]] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if op == "equal":
@@ -339,6 +369,10 @@ def text_diff(before: str, after: str) -> list[tuple[str, str]]:
             out.append(("delete", "".join(a[i1:i2])))
         if op in ("insert", "replace"):
             out.append(("insert", "".join(b[j1:j2])))
+    if rest_a != rest_b:
+        out += [("delete", rest_a)] * bool(rest_a) + [("insert", rest_b)] * bool(rest_b)
+    elif rest_a:
+        out.append(("equal", rest_a))
     return out
 
 

@@ -333,10 +333,10 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
 
 
 def set_retention(days: int) -> list[str]:
-    """Change the TTL of the traces and lookup tables. Cheap: with ttl_only_drop_parts whole daily
+    """Change the TTL of the traces, lookup and LLM-call tables. Cheap: with ttl_only_drop_parts whole daily
     parts are dropped as they expire; nothing is rewritten now (unlike the guide's DELETE mutation)."""
     statements = []
-    for name, column in ((TRACES, "Timestamp"), (LOOKUP, "Start")):
+    for name, column in ((TRACES, "Timestamp"), (LOOKUP, "Start"), (LLM_CALLS, "Timestamp")):
         ttl = _ttl(column, days) if days > 0 else "REMOVE TTL"
         verb = "MODIFY " + ttl if days > 0 else ttl
         statements.append(f"ALTER TABLE {table(name)} {verb} SETTINGS materialize_ttl_after_modify = 0")

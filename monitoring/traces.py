@@ -236,7 +236,11 @@ def _list_conditions(lq: ListQuery) -> tuple[str, dict]:
 def _paged_filter(flt: SpanFilter, lq: ListQuery) -> SpanFilter:
     if lq.cursor is None:
         return flt
-    return flt.with_window(Window(_ns_to_datetime(lq.cursor.since), flt.window.end, flt.window.range))
+    # The cursor keeps the first page's window start (a sliding window moves on), but may not reach
+    # further back than one more window length: it is not signed.
+    earliest = flt.window.nanos()["start"] - (flt.window.nanos()["end"] - flt.window.nanos()["start"])
+    since = max(lq.cursor.since, earliest)
+    return flt.with_window(Window(_ns_to_datetime(since), flt.window.end, flt.window.range))
 
 
 def cost_of(reported: float, model: str, input_tokens: int, output_tokens: int, overrides) -> tuple[float, str]:

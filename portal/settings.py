@@ -1,5 +1,6 @@
 """Settings: everything that differs between machines comes from the environment (see .env.example)."""
 
+import os
 import secrets
 from pathlib import Path
 
@@ -19,9 +20,12 @@ def _secret_key() -> str:
     if key:
         return key
     path = VAR_DIR / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+    try:  # exclusive and private from the first byte: concurrent workers agree on one key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -110,6 +114,8 @@ WHITENOISE_USE_FINDERS = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 21 * 1024 * 1024
 
 SESSION_COOKIE_HTTPONLY = True
+# A new ingest key is shown once through a message: keep messages server-side, not in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
@@ -136,7 +142,9 @@ DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086
 
 # The OpenAI-compatible gateway that Replay sends re-runs to, and whose /health the health page asks.
 LITELLM_BASE_URL = env_str("LITELLM_BASE_URL", "http://localhost:4000")
-LITELLM_CONFIGURED = bool(env_str("LITELLM_BASE_URL"))  # the health page asks the gateway only when told where
+LITELLM_CONFIGURED = bool(env_str("LITELLM_BASE_URL"))
+# The project the gateway's own spans are exported into (its OTEL_RESOURCE_ATTRIBUTES project_id).
+LITELLM_PROJECT_ID = env_uuid("LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID)  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
 
 LOGGING = {

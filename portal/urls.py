@@ -1,9 +1,12 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 urlpatterns = [
     # Ours first: /admin/monitoring must not fall into Django admin's own /admin/ catch-all.
     path("", include("monitoring.urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Log in and out only: no password-reset pages (no mail is configured; admins reset passwords).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

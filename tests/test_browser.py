@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from litellm_proxy import litellm_available, start_litellm_proxy
+from conftest import require
 from otlp import S, post, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,8 +22,6 @@ AT = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
 ANSWER = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 42 orders today."}]}])
 QUESTION = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "How many orders today?"}]}])
 
-if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
 def seed(client, key):
@@ -44,6 +43,7 @@ def seed(client, key):
 
 @pytest.fixture
 def browser(monkeypatch):
+    require(bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the fixtures' ORM calls stay synchronous.
@@ -127,8 +127,7 @@ def test_the_dashboard_end_to_end(page, project):
 
 
 def test_replay_steps_rerun_and_compare(page, live_server, project, tmp_path, settings):
-    if not litellm_available():
-        pytest.skip("no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
+    require(litellm_available(), "no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
     proxy = start_litellm_proxy({
         "model_list": [{"model_name": "gpt-4o", "litellm_params": {
             "model": "openai/gpt-4o", "api_key": "sk-mock", "mock_response": "There were 43 orders today."}}],

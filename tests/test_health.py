@@ -42,6 +42,8 @@ def test_it_shows_the_guides_hint_when_clickhouse_is_down(client, alice, project
 
 
 def test_it_asks_litellm_when_configured(client, alice, project, ingest_key):
+    alice.is_staff = True  # staff see the gateway's URL
+    alice.save()
     assert post(client, ingest_key, request(S("fresh"))).status_code == 200
     client.force_login(alice)
     with override_settings(LITELLM_CONFIGURED=True, LITELLM_BASE_URL="http://127.0.0.1:1"):

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import require
 from litellm_proxy import litellm_available, start_litellm_proxy
 
 from monitoring.models import ApiToken, IngestKey
@@ -53,8 +54,7 @@ def _overview(live_server, project, token, since) -> dict:
 
 
 def test_overview_matches_what_litellm_served(live_server, project, alice, tmp_path):
-    if not litellm_available():
-        pytest.skip("no LiteLLM venv (.venv-litellm); bin/setup installs it")
+    require(litellm_available(), "no LiteLLM venv (.venv-litellm); bin/setup installs it")
     _, ingest_key = IngestKey.issue(project)
     _, token = ApiToken.issue(alice)
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))

@@ -229,3 +229,13 @@ def test_it_survives_garbage():
     assert response_messages(attrs) == [Message("assistant", "1")]
     assert request_messages({}) == [] and response_messages({}) == []
     assert request_params({"gen_ai.request.temperature": "hot"}).temperature is None
+
+
+def test_hostile_values_do_not_break_reading():
+    from monitoring.messages import request_messages, request_params
+
+    deep = "[" * 100_000 + "]" * 100_000
+    attrs = {"gen_ai.request.max_tokens": "nan", "gen_ai.request.temperature": "1e999", "gen_ai.input.messages": deep}
+    params = request_params(attrs)
+    assert params.max_tokens is None and params.temperature is None
+    assert isinstance(request_messages(attrs), list)

@@ -180,3 +180,23 @@ def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
     assert (o.llm_calls, o.agent_calls) == (1, 1)
     assert o.total_cost_usd == pytest.approx(0.25)  # not also 10 x $2.5/M + 20 x $10/M for the caller's span
     assert o.avg_latency_ms == pytest.approx(800.0)
+
+
+def test_a_service_filter_keeps_the_agents_own_calls_and_a_model_filter_keeps_its_runs(client, project, ingest_key):
+    """Through the proxy the gateway's span is the counted call; filtered to the agent's service, its own is."""
+    agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
+    caller = agent.child("ChatCompletion", at=AT, ms=900, attributes={
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 10, "llm.token_count.completion": 20})
+    proxy = litellm_request_spans(model="gpt-4o", cost=0.25, ms=800)
+    for span in proxy:
+        span.trace = caller.trace
+        span.at = AT + dt.timedelta(milliseconds=50)
+    proxy[0].parent = caller.span_id
+    send(client, ingest_key, [agent, caller], scope="openinference")
+    send(client, ingest_key, proxy)
+    by_service = queries.overview(SpanFilter(str(project.id), HOUR, services=("agent-text2sql",)))
+    assert (by_service.llm_calls, by_service.agent_calls) == (1, 1)
+    assert by_service.total_cost_usd == pytest.approx(10 * 2.5e-6 + 20 * 10e-6)  # the caller's tokens, priced
+    by_model = queries.overview(SpanFilter(str(project.id), HOUR, models=("gpt-4o",)))
+    assert (by_model.llm_calls, by_model.agent_calls) == (1, 1)
+    assert by_model.total_cost_usd == pytest.approx(0.25)

@@ -140,3 +140,14 @@ def test_the_api_rejects_bad_windows_with_400(client, alice, project, query):
 def test_an_ingest_key_is_not_an_api_token(client, project, ingest_key):
     r = client.get(f"/api/v1/projects/{project.id}/overview", headers={"Authorization": f"Bearer {ingest_key}"})
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("query", [{"from": "0001-01-01T00:00:00+01:00"}, {"from": "2025-01-01T00:00:00Z", "to": "2300-01-01T00:00:00Z"}])
+def test_times_outside_what_spans_can_hold_are_400_not_500(client, alice, project, query):
+    client.force_login(alice)
+    assert client.get(f"/api/v1/projects/{project.id}/overview", query).status_code == 400
+    assert client.get(f"/admin/monitoring/{project.id}/overview/", query).status_code == 400
+
+
+def test_there_are_no_password_reset_pages(client):
+    assert client.get("/accounts/password_reset/").status_code == 404

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.test import override_settings
+from conftest import require
 from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
@@ -122,8 +123,7 @@ def test_text_diff_is_word_level():
 
 @pytest.mark.e2e
 def test_rerun_through_a_real_litellm_proxy(client, alice, project, ingest_key, tmp_path):
-    if not litellm_available():
-        pytest.skip("no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
+    require(litellm_available(), "no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
     trace, span = agent_run(client, ingest_key)
     config = {
         "model_list": [

@@ -26,6 +26,7 @@ def test_retention_changes_the_ttl_and_lists_partitions(client, project, ingest_
     lookup = clickhouse.query_one("SELECT engine_full FROM system.tables WHERE database = {d:String} AND name = {t:String}",
                                   {"d": clickhouse.database(), "t": schema.LOOKUP}, tag="test")
     assert "toIntervalDay(7)" in lookup["engine_full"]
+    assert "toIntervalDay(7)" in schema.current_ttl(schema.LLM_CALLS)  # derived rows expire with their spans
     out = run("clickhouse_retention", "--days", "0")
     assert "none" in out and schema.current_ttl() == ""
 

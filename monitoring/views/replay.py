@@ -87,8 +87,7 @@ def rerun(request, project_id):
     context = {"project": membership.project}
     status = 200
     try:
-        run = runs.load_run(membership.project, request.POST.get("trace", ""), every_span=True)
-        step = next((s for s in (run.steps if run else []) if s.span.span_id == request.POST.get("span")), None)
+        step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
         if step is None or step.role != runs.LLM:
             context["error"] = "Pick an LLM call of a trace in this project to re-run."
             status = 404 if step is None else 400

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from functools import wraps
 from itertools import chain
 from urllib.parse import urlencode
 
@@ -33,26 +32,12 @@ _MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
 
 
 def replay_path(project_id) -> str:
-    # The Replay tab arrives later; a plain path keeps these links independent of its URLconf.
-    return f"/admin/monitoring/{project_id}/replay/"
+    return reverse("monitoring:replay", args=[project_id])
 
 
 def replay_url(project_id, trace_id: str, span_id: str = "") -> str:
     query = {"trace": trace_id, **({"span": span_id} if span_id else {})}
     return f"{replay_path(project_id)}?{urlencode(query)}"
-
-
-def _answers_400_on_bad_query(view):
-    """dashboard_tab renders with its own status; a list parameter it cannot see makes it a 400."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        response = view(request, *args, **kwargs)
-        if getattr(request, "traces_bad_query", False) and response.status_code == 200:
-            response.status_code = 400
-        return response
-
-    return wrapper
 
 
 # --- the list -----------------------------------------------------------------------------------
@@ -64,8 +49,7 @@ def span_list(request, flt, membership):
     try:
         lq = tq.ListQuery.from_query(query)
     except tq.BadQuery as exc:
-        request.traces_bad_query = True
-        return {"form_error": str(exc), "lq": tq.ListQuery()}
+        return {"form_error": str(exc), "lq": tq.ListQuery()}, 400
     page = tq.list_spans(flt, lq)
     pid = membership.project_id
     base = reverse("monitoring:traces", args=[pid])
@@ -89,7 +73,7 @@ def span_list(request, flt, membership):
     return context
 
 
-traces = _answers_400_on_bad_query(dashboard_tab("traces")(span_list))
+traces = dashboard_tab("traces")(span_list)
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -217,7 +201,7 @@ def _pretty(value: str) -> tuple[str, bool]:
         try:
             text = json.dumps(json.loads(stripped), indent=2, ensure_ascii=False)
             is_json = True
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             pass
     if len(text) > _MAX_SHOWN_VALUE:
         text = text[:_MAX_SHOWN_VALUE] + f"\n… ({len(text) - _MAX_SHOWN_VALUE:,} more characters)"
