@@ -32,9 +32,11 @@ from functools import lru_cache
 from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+from monitoring import ingest
 
 __all__ = ["generate_requests", "estimate_spans", "DIALECT_SERVICES"]
 
@@ -1339,28 +1341,12 @@ def _start_times(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
 # --- encoding ----------------------------------------------------------------------------------------
 
 
-def _any(v: Any) -> AnyValue:
-    # bool before int: bool is an int subclass.
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, (list, tuple)):
-        return AnyValue(array_value=ArrayValue(values=[_any(x) for x in v]))
-    return AnyValue(string_value=str(v))
-
-
-def _attrs(d: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_any(v)) for k, v in d.items()]
-
 
 @lru_cache(maxsize=None)
 def _resource(service: str) -> Resource:
     attrs = {"service.name": service, "telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
              "telemetry.sdk.version": "1.45.2"} | _SERVICE_RESOURCES[service]
-    return Resource(attributes=_attrs(attrs))
+    return Resource(attributes=ingest.key_values(attrs))
 
 
 def _encode(spans: list[tuple[bytes, int, SpanRec]]) -> ExportTraceServiceRequest:
@@ -1368,10 +1354,10 @@ def _encode(spans: list[tuple[bytes, int, SpanRec]]) -> ExportTraceServiceReques
     groups: dict[str, dict[str, list[Span]]] = {}
     for trace_id, t0, s in spans:
         pb = Span(trace_id=trace_id, span_id=s.span_id, parent_span_id=s.parent_id, name=s.name, kind=s.kind,
-                  start_time_unix_nano=t0 + s.start, end_time_unix_nano=t0 + s.end, attributes=_attrs(s.attrs),
+                  start_time_unix_nano=t0 + s.start, end_time_unix_nano=t0 + s.end, attributes=ingest.key_values(s.attrs),
                   status=Status(code=s.status, message=s.message))
         for at, name, attrs in s.events:
-            pb.events.add(time_unix_nano=t0 + at, name=name, attributes=_attrs(attrs))
+            pb.events.add(time_unix_nano=t0 + at, name=name, attributes=ingest.key_values(attrs))
         groups.setdefault(s.service, {}).setdefault(s.scope, []).append(pb)
     return ExportTraceServiceRequest(resource_spans=[
         ResourceSpans(resource=_resource(service), scope_spans=[

@@ -40,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 MAX_BODY_BYTES = 20 * 1024 * 1024  # the collector's default max_request_body_size
@@ -404,6 +404,24 @@ def _serialize(message: Message, as_json: bool) -> bytes:
     if as_json:
         return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
     return message.SerializeToString()
+
+
+def any_value(v: Any) -> AnyValue:
+    """A Python value as an OTLP AnyValue (for spans we make ourselves: demo traffic, Replay's re-runs)."""
+    if isinstance(v, bool):  # before int: bool is an int subclass
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, (list, tuple)):
+        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+    return AnyValue(string_value=str(v))
+
+
+def key_values(d: dict[str, Any]) -> list[KeyValue]:
+    """Attributes as OTLP KeyValues; None values are left out."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in d.items() if v is not None]
 
 
 def encode_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> bytes:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
@@ -241,20 +241,6 @@ class Rerun:
     diff: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _value(v) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    return AnyValue(string_value=str(v))
-
-
-def _kv(d: dict) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_value(v)) for k, v in d.items() if v is not None]
-
-
 def _parts(messages: list[dict]) -> str:
     """Messages in the GenAI semconv "parts" JSON, which monitoring.messages reads back."""
     out = []
@@ -303,16 +289,16 @@ def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.F
         attributes["error.type"] = "GatewayError"
     span = Span(
         trace_id=trace_id, span_id=span_id, name=f"replay {payload['model']}", kind=Span.SPAN_KIND_CLIENT,
-        start_time_unix_nano=started_ns, end_time_unix_nano=ended_ns, attributes=_kv(attributes),
+        start_time_unix_nano=started_ns, end_time_unix_nano=ended_ns, attributes=ingest.key_values(attributes),
         status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
         links=[Span.Link(trace_id=bytes.fromhex(original.trace_id), span_id=bytes.fromhex(original.span_id),
-                         attributes=_kv({"apm.link.type": "replay_of"}))],
+                         attributes=ingest.key_values({"apm.link.type": "replay_of"}))],
     )  # fmt: skip
     if error:
         span.events.append(Span.Event(time_unix_nano=ended_ns, name="exception",
-                                      attributes=_kv({"exception.type": "GatewayError", "exception.message": error})))  # fmt: skip
+                                      attributes=ingest.key_values({"exception.type": "GatewayError", "exception.message": error})))  # fmt: skip
     request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=Resource(attributes=_kv({"service.name": REPLAY_SERVICE})),
+        resource=Resource(attributes=ingest.key_values({"service.name": REPLAY_SERVICE})),
         scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
     )])  # fmt: skip
     rows, _ = ingest.rows_from_request(request, project_id)
