@@ -1,9 +1,10 @@
 """One function per dashboard question, its SQL beside it. Every query is scoped by project and
 binds every value; identifiers come from the schema module only.
 
-SQL templates use three tokens filled by `sql()`: `$table` (otel_traces), `$where` (the filter bar:
-project, window, services, models, status) and `$scope` (project and window only). Values are
-always `{name:Type}` placeholders bound from `SpanFilter.params()`.
+SQL templates use tokens filled by `sql()`: `$table` (otel_traces), `$calls` (otel_llm_calls),
+`$where` (the filter bar: project, window, services, models, status), `$scope` (project and window
+only) and `$agents` (agent steps under the filter bar). Values are always `{name:Type}`
+placeholders bound from `SpanFilter.params()`.
 
 Counting rules (the Overview's five numbers):
 - LLM calls: spans with IsLLMCall, one per model invocation in any dialect (schema.py); an agent's
@@ -21,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
-from monitoring import clickhouse, pricing, schema, semconv
+from monitoring import clickhouse, pricing, schema
 from monitoring.forms import SpanFilter
 
 _SCOPE = (
@@ -122,7 +123,7 @@ WHERE $where AND {CALL_ROW}
 GROUP BY GROUPING SETS ((Model), ())
 """
 
-OVERVIEW_AGENTS_SQL = f"""
+OVERVIEW_AGENTS_SQL = """
 SELECT uniqExact(TraceId) AS agent_calls, uniqExactIf(TraceId, IsError) AS agent_errors
 FROM $table
 WHERE $agents

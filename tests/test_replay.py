@@ -53,7 +53,7 @@ def test_the_step_is_in_the_url(client, alice, project, ingest_key):
     html = r.content.decode()
     assert r.status_code == 200
     assert 'data-step="2"' in html and "Step 2 / 3" in html and "There were 42 orders today." in html
-    assert f"step=1" in html and f"step=3" in html  # back and forward links
+    assert "step=1" in html and "step=3" in html  # back and forward links
     assert 'data-rerun-form' in html  # an admin may re-run the LLM call
     r = client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": trace, "step": 99})
     assert 'data-step="3"' in r.content.decode()
