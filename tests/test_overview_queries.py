@@ -164,8 +164,8 @@ def test_it_counts_real_litellm_1_108_7_exports(client, project, ingest_key, cap
         assert o.reported_cost_usd == pytest.approx(sum(costs) + stream_cost)
 
 
-def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
-    """An OpenInference LLM span whose HTTP call went through LiteLLM: one invocation, the gateway's cost."""
+def agent_call_through_the_proxy(client, key):
+    """An OpenInference agent whose LLM span (gpt-4o, 10 + 20 tokens) called through LiteLLM ($0.25, 800 ms)."""
     agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
     caller = agent.child("ChatCompletion", at=AT, ms=900, attributes={
         "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 10, "llm.token_count.completion": 20})
@@ -174,8 +174,13 @@ def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
         span.trace = caller.trace
         span.at = AT + dt.timedelta(milliseconds=50)
     proxy[0].parent = caller.span_id
-    send(client, ingest_key, [agent, caller], scope="openinference")
-    send(client, ingest_key, proxy)
+    send(client, key, [agent, caller], scope="openinference")
+    send(client, key, proxy)
+
+
+def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
+    """An OpenInference LLM span whose HTTP call went through LiteLLM: one invocation, the gateway's cost."""
+    agent_call_through_the_proxy(client, ingest_key)
     o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert (o.llm_calls, o.agent_calls) == (1, 1)
     assert o.total_cost_usd == pytest.approx(0.25)  # not also 10 x $2.5/M + 20 x $10/M for the caller's span
@@ -184,16 +189,7 @@ def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
 
 def test_a_service_filter_keeps_the_agents_own_calls_and_a_model_filter_keeps_its_runs(client, project, ingest_key):
     """Through the proxy the gateway's span is the counted call; filtered to the agent's service, its own is."""
-    agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
-    caller = agent.child("ChatCompletion", at=AT, ms=900, attributes={
-        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 10, "llm.token_count.completion": 20})
-    proxy = litellm_request_spans(model="gpt-4o", cost=0.25, ms=800)
-    for span in proxy:
-        span.trace = caller.trace
-        span.at = AT + dt.timedelta(milliseconds=50)
-    proxy[0].parent = caller.span_id
-    send(client, ingest_key, [agent, caller], scope="openinference")
-    send(client, ingest_key, proxy)
+    agent_call_through_the_proxy(client, ingest_key)
     by_service = queries.overview(SpanFilter(str(project.id), HOUR, services=("agent-text2sql",)))
     assert (by_service.llm_calls, by_service.agent_calls) == (1, 1)
     assert by_service.total_cost_usd == pytest.approx(10 * 2.5e-6 + 20 * 10e-6)  # the caller's tokens, priced
