@@ -42,16 +42,23 @@ DAYS = 30
 
 
 def load(project: Project, target: int) -> int:
-    have = clickhouse.query_one(f"SELECT count() AS n FROM {schema.table()} WHERE ProjectId = {{p:String}}",
-                                {"p": str(project.id)}, tag="bench.count")["n"]  # fmt: skip
+    have = clickhouse.query_one(
+        f"SELECT count() AS n FROM {schema.table()} WHERE ProjectId = {{p:String}}",
+        {"p": str(project.id)},
+        tag="bench.count",
+    )["n"]
     if have >= target * 0.95:
         return have
     per_run = demo.estimate_spans(days=1, runs_per_day=1000) / 1000
     runs_per_day = max(1, int((target - have) / per_run / DAYS))
     started, stored = time.perf_counter(), have
-    for request, _ in demo.generate_requests(days=DAYS, runs_per_day=runs_per_day, seed=int(time.time()), batch_spans=5000):
+    for request, _ in demo.generate_requests(
+        days=DAYS, runs_per_day=runs_per_day, seed=int(time.time()), batch_spans=5000
+    ):
         rows, _ = ingest.rows_from_request(request, str(project.id))
-        clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="bench.load", nanos_columns=schema.NANOS_COLUMNS)
+        clickhouse.insert(
+            schema.table(), schema.TRACE_COLUMNS, rows, tag="bench.load", nanos_columns=schema.NANOS_COLUMNS
+        )
         stored += len(rows)
         print(f"\r  loaded {stored:,} spans ({stored / (time.perf_counter() - started):,.0f}/s)", end="", flush=True)
     print()
@@ -95,8 +102,9 @@ def main() -> None:
     trace_id = clickhouse.query_one(
         f"SELECT TraceId AS t, count() AS n FROM {schema.table()} WHERE ProjectId = {{p:String}}"
         " AND Timestamp > now64() - INTERVAL 1 DAY GROUP BY TraceId ORDER BY n DESC LIMIT 1",
-        {"p": str(project.id)}, tag="bench.trace",
-    ).get("t", "")  # fmt: skip
+        {"p": str(project.id)},
+        tag="bench.trace",
+    ).get("t", "")
     pages = {
         "overview": f"{base}/overview/",
         "analytics": f"{base}/analytics/",

@@ -93,8 +93,10 @@ access_log_format = '%(h)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%
 capture_output = True
 
 
-def on_starting(server):  # noqa: ARG001 - gunicorn hook signature
+def on_starting(server):
     mode = "embedded (chdb, one process)" if EMBEDDED else "server (CLICKHOUSE_HOST)"
     server.log.info("portal: %s mode, %d worker(s) x %d thread(s) on %s", mode, workers, threads, bind)
     if EMBEDDED and os.environ.get("GUNICORN_WORKERS", "").strip() not in ("", "1"):
-        server.log.warning("portal: GUNICORN_WORKERS ignored in embedded mode (the chdb data folder allows one process)")
+        server.log.warning(
+            "portal: GUNICORN_WORKERS ignored in embedded mode (the chdb data folder allows one process)"
+        )

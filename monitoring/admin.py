@@ -39,7 +39,8 @@ class ProjectAdmin(admin.ModelAdmin):
         for project in queryset:
             _, secret = IngestKey.issue(project, name=f"issued by {request.user}")
             self.message_user(
-                request, f"Ingest key for {project.name} ({project.id}): {secret} (copy it now: it is not stored)",
+                request,
+                f"Ingest key for {project.name} ({project.id}): {secret} (copy it now: it is not stored)",
                 messages.WARNING,
             )
 

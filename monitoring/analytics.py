@@ -60,7 +60,7 @@ class Timeseries:
     def total(self, metric: str) -> list:
         sums = [0] * len(self.times)
         for series in self.values[metric].values():
-            sums = [a + b for a, b in zip(sums, series)]
+            sums = [a + b for a, b in zip(sums, series, strict=False)]
         return [round(v, 10) for v in sums] if metric == "cost_usd" else sums
 
     @property
@@ -70,13 +70,19 @@ class Timeseries:
     def points(self) -> list[dict]:
         """The API's shape: one point per bucket, totals over models."""
         totals = {m: self.total(m) for m in METRICS}
-        return [{"t": t.isoformat().replace("+00:00", "Z"), **{m: totals[m][i] for m in METRICS}}
-                for i, t in enumerate(self.times)]  # fmt: skip
+        return [
+            {"t": t.isoformat().replace("+00:00", "Z"), **{m: totals[m][i] for m in METRICS}}
+            for i, t in enumerate(self.times)
+        ]
 
 
 def _cost(row: dict, overrides: dict) -> float:
     """A (group, model) row's USD: what its calls reported, plus the tokens of those that reported none."""
-    unpriced = {"model": row["model"], "input_tokens": int(row["unpriced_input"]), "output_tokens": int(row["unpriced_output"])}
+    unpriced = {
+        "model": row["model"],
+        "input_tokens": int(row["unpriced_input"]),
+        "output_tokens": int(row["unpriced_output"]),
+    }
     return float(row["reported"]) + pricing.cost_of_tokens([unpriced], overrides)
 
 
@@ -86,7 +92,7 @@ def bucket_starts(flt: SpanFilter, bucket: str) -> list[dt.datetime]:
     t = int(start // step) * step
     starts = []
     while t < end:
-        starts.append(dt.datetime.fromtimestamp(t, dt.timezone.utc))
+        starts.append(dt.datetime.fromtimestamp(t, dt.UTC))
         t += step
     return starts
 
@@ -248,7 +254,7 @@ def latency(flt: SpanFilter) -> Latency:
     bounds = [0, *LATENCY_EDGES_MS, None]
     bins = tuple(
         LatencyBin(_bin_label(lo, hi), lo, hi, int(calls), int(errors))
-        for lo, hi, calls, errors in zip(bounds, bounds[1:], row["calls_by_bin"], row["errors_by_bin"])
+        for lo, hi, calls, errors in zip(bounds, bounds[1:], row["calls_by_bin"], row["errors_by_bin"], strict=False)
     )
     quantiles = [round(float(q) / 1e6, 3) for q in row["q"]] if int(row["calls"]) else [0.0, 0.0, 0.0]
     return Latency(bins, *quantiles)
@@ -361,8 +367,11 @@ class FlowGraph:
 def _flow_sql(flt: SpanFilter, sampled: bool) -> str:
     match = dataclasses.replace(flt, status="").sql()  # services and models, without the status
     sample = "cityHash64(TraceId) % {flow_every:UInt64} = 0" if sampled else "1"
-    return (FLOW_SQL.replace("$match", f"({match})").replace("$run_status", _RUN_STATUS[flt.status])
-            .replace("$sample", sample))  # fmt: skip
+    return (
+        FLOW_SQL.replace("$match", f"({match})")
+        .replace("$run_status", _RUN_STATUS[flt.status])
+        .replace("$sample", sample)
+    )
 
 
 EXACT_RUNS_BELOW = 100_000  # uniq() is exact for small sets and within ~2 % above

@@ -10,7 +10,6 @@ plotly.js does not read time-zone offsets.
 from __future__ import annotations
 
 import html
-
 import json
 from typing import TYPE_CHECKING
 
@@ -39,13 +38,25 @@ _TEMPLATE = go.layout.Template(
         "margin": {"l": 56, "r": 16, "t": 28, "b": 36},
         "hoverlabel": {"font": {"size": 12}, "bordercolor": LINE},
         "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
-        "xaxis": {"gridcolor": GRID, "linecolor": LINE, "zeroline": False, "automargin": True, "tickfont": {"color": MUTED}},
-        "yaxis": {"gridcolor": GRID, "linecolor": LINE, "zeroline": False, "automargin": True, "tickfont": {"color": MUTED},
-                  "rangemode": "tozero"},
+        "xaxis": {
+            "gridcolor": GRID,
+            "linecolor": LINE,
+            "zeroline": False,
+            "automargin": True,
+            "tickfont": {"color": MUTED},
+        },
+        "yaxis": {
+            "gridcolor": GRID,
+            "linecolor": LINE,
+            "zeroline": False,
+            "automargin": True,
+            "tickfont": {"color": MUTED},
+            "rangemode": "tozero",
+        },
         "colorway": list(PALETTE),
         "bargap": 0.18,
     }
-)  # fmt: skip
+)
 
 
 def _figure(fig: go.Figure, height: int) -> dict:
@@ -101,7 +112,7 @@ def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
     out = [(m, series.values[metric][m]) for m in shown]
     rest = [series.values[metric][m] for m in series.models[len(shown) :]]
     if rest:
-        out.append(("Other", [sum(col) for col in zip(*rest)]))
+        out.append(("Other", [sum(col) for col in zip(*rest, strict=False)]))
     return out
 
 
@@ -117,8 +128,13 @@ def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
     for model, values in _folded(series, "cost_usd"):
         if not any(values):
             continue
-        fig.add_bar(x=_x(series), y=[round(v, 6) for v in values], name=_model_label(model),
-                    marker_color=colours.get(model, OTHER), hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>")
+        fig.add_bar(
+            x=_x(series),
+            y=[round(v, 6) for v in values],
+            name=_model_label(model),
+            marker_color=colours.get(model, OTHER),
+            hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>",
+        )
     fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal")
     fig.update_yaxes(tickprefix="$", tickformat=",.4~f")
     _time_axis(fig, series)
@@ -132,20 +148,39 @@ def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
     fig = go.Figure()  # two rows on one time axis, laid out by hand: make_subplots is slow
     mode = "lines+markers" if len(series.times) <= 3 else "lines"  # one point makes no line
     inputs, outputs = _folded(series, "input_tokens"), _folded(series, "output_tokens")
-    for (model, ins), (_, outs) in zip(inputs, outputs):
+    for (model, ins), (_, outs) in zip(inputs, outputs, strict=False):
         if not any(ins) and not any(outs):
             continue
         colour = colours.get(model, OTHER)
         for yaxis, values in (("y", ins), ("y2", outs)):
-            fig.add_scatter(x=_x(series), y=values, yaxis=yaxis, name=_model_label(model), legendgroup=model or "-",
-                            showlegend=yaxis == "y", stackgroup=yaxis, mode=mode,
-                            line={"width": 1.5, "color": colour}, fillcolor=_rgba(colour, 0.35),
-                            hovertemplate="%{fullData.name}: %{y:,d}<extra></extra>")  # fmt: skip
+            fig.add_scatter(
+                x=_x(series),
+                y=values,
+                yaxis=yaxis,
+                name=_model_label(model),
+                legendgroup=model or "-",
+                showlegend=yaxis == "y",
+                stackgroup=yaxis,
+                mode=mode,
+                line={"width": 1.5, "color": colour},
+                fillcolor=_rgba(colour, 0.35),
+                hovertemplate="%{fullData.name}: %{y:,d}<extra></extra>",
+            )
     quiet = {"size": 11, "color": MUTED}
     fig.update_layout(
-        hovermode="x unified", legend_traceorder="normal", xaxis={"anchor": "y2"},
-        yaxis={"domain": [0.55, 1], "title": {"text": "input", "font": quiet}, **_counts(max(series.total("input_tokens")))},
-        yaxis2={"domain": [0, 0.45], "title": {"text": "output", "font": quiet}, **_counts(max(series.total("output_tokens")))},
+        hovermode="x unified",
+        legend_traceorder="normal",
+        xaxis={"anchor": "y2"},
+        yaxis={
+            "domain": [0.55, 1],
+            "title": {"text": "input", "font": quiet},
+            **_counts(max(series.total("input_tokens"))),
+        },
+        yaxis2={
+            "domain": [0, 0.45],
+            "title": {"text": "output", "font": quiet},
+            **_counts(max(series.total("output_tokens"))),
+        },
     )
     _time_axis(fig, series)
     return _figure(fig, 360)
@@ -158,17 +193,41 @@ def calls_and_errors(series: Timeseries) -> dict | None:
         return None
     x = _x(series)
     fig = go.Figure()
-    fig.add_bar(x=x, y=[c - e for c, e in zip(calls, errors)], name="ok", marker_color=_rgba(ACCENT, 0.75),
-                hovertemplate="ok: %{y:,d}<extra></extra>")
+    fig.add_bar(
+        x=x,
+        y=[c - e for c, e in zip(calls, errors, strict=False)],
+        name="ok",
+        marker_color=_rgba(ACCENT, 0.75),
+        hovertemplate="ok: %{y:,d}<extra></extra>",
+    )
     fig.add_bar(x=x, y=errors, name="failed", marker_color=ERROR, hovertemplate="failed: %{y:,d}<extra></extra>")
-    rates = [round(e / c, 4) if c else None for c, e in zip(calls, errors)]
-    fig.add_scatter(x=x, y=rates, name="error rate", yaxis="y2", mode="lines+markers", connectgaps=False,
-                    line={"color": ERROR, "width": 1.5, "dash": "dot"}, marker={"size": 4},
-                    hovertemplate="error rate: %{y:.1%}<extra></extra>")
-    fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal",
-                      yaxis2={"overlaying": "y", "side": "right", "tickformat": ".1~%", "rangemode": "tozero",
-                              "showgrid": False, "zeroline": False, "tickfont": {"color": MUTED},
-                              "range": [0, max(0.05, max(r for r in rates if r is not None) * 1.15)]})  # fmt: skip
+    rates = [round(e / c, 4) if c else None for c, e in zip(calls, errors, strict=False)]
+    fig.add_scatter(
+        x=x,
+        y=rates,
+        name="error rate",
+        yaxis="y2",
+        mode="lines+markers",
+        connectgaps=False,
+        line={"color": ERROR, "width": 1.5, "dash": "dot"},
+        marker={"size": 4},
+        hovertemplate="error rate: %{y:.1%}<extra></extra>",
+    )
+    fig.update_layout(
+        barmode="stack",
+        hovermode="x unified",
+        legend_traceorder="normal",
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "tickformat": ".1~%",
+            "rangemode": "tozero",
+            "showgrid": False,
+            "zeroline": False,
+            "tickfont": {"color": MUTED},
+            "range": [0, max(0.05, max(r for r in rates if r is not None) * 1.15)],
+        },
+    )
     fig.update_layout(yaxis=_counts(max(calls)))
     _time_axis(fig, series)
     return _figure(fig, 300)
@@ -196,8 +255,10 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     for n in flow.nodes:
         labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
         colours.append(_error_colour(n.error_rate))
-        hover = (f"<b>{_esc(n.label)}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
-                 f"<br>avg {n.avg_latency_ms:,.0f} ms")  # fmt: skip
+        hover = (
+            f"<b>{_esc(n.label)}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
+            f"<br>avg {n.avg_latency_ms:,.0f} ms"
+        )
         if n.self_calls:
             hover += f"<br>called itself {n.self_calls:,}×"
         hovers.append(hover)
@@ -216,26 +277,56 @@ def agent_flow(flow: FlowGraph) -> dict | None:
         return _esc(by_key[key].label if key in by_key else key)
 
     fig = go.Figure()
-    fig.add_trace(go.Sankey(
-        arrangement="snap",
-        valueformat=",d",
-        domain={"x": [0, 0.94], "y": [0, 1]},  # room on the right for the colour scale
-        node={"label": labels, "color": colours, "pad": 8 if many else 16, "thickness": 12 if many else 16,
-              "line": {"color": "rgba(0,0,0,0.25)", "width": 0.5},
-              "customdata": hovers, "hovertemplate": "%{customdata}<extra></extra>"},
-        link={"source": [index[s] for s, _, _ in links], "target": [index[t] for _, t, _ in links],
-              "value": [v for _, _, v in links],
-              "color": [_rgba(colours[index[t]], 0.35) if s != "start" else _rgba(OTHER, 0.3) for s, t, _ in links],
-              "customdata": [f"{name(s)} → {name(t)}: {v:,}×" for s, t, v in links],
-              "hovertemplate": "%{customdata}<extra></extra>"},
-        textfont={"size": 11 if many else 12, "color": INK},
-    ))  # fmt: skip
+    fig.add_trace(
+        go.Sankey(
+            arrangement="snap",
+            valueformat=",d",
+            domain={"x": [0, 0.94], "y": [0, 1]},  # room on the right for the colour scale
+            node={
+                "label": labels,
+                "color": colours,
+                "pad": 8 if many else 16,
+                "thickness": 12 if many else 16,
+                "line": {"color": "rgba(0,0,0,0.25)", "width": 0.5},
+                "customdata": hovers,
+                "hovertemplate": "%{customdata}<extra></extra>",
+            },
+            link={
+                "source": [index[s] for s, _, _ in links],
+                "target": [index[t] for _, t, _ in links],
+                "value": [v for _, _, v in links],
+                "color": [_rgba(colours[index[t]], 0.35) if s != "start" else _rgba(OTHER, 0.3) for s, t, _ in links],
+                "customdata": [f"{name(s)} → {name(t)}: {v:,}×" for s, t, v in links],
+                "hovertemplate": "%{customdata}<extra></extra>",
+            },
+            textfont={"size": 11 if many else 12, "color": INK},
+        )
+    )
     # An invisible marker trace only to draw the colour scale beside the graph.
-    fig.add_scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
-                    marker={"colorscale": ERROR_SCALE, "cmin": 0, "cmax": 1, "color": [0], "showscale": True,
-                            "colorbar": {"title": {"text": "errors", "side": "right", "font": {"size": 11}},
-                                         "tickformat": ".0%", "thickness": 8, "len": 0.6, "x": 1.0, "xpad": 4,
-                                         "tickfont": {"size": 10, "color": MUTED}, "outlinewidth": 0}})  # fmt: skip
+    fig.add_scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        hoverinfo="skip",
+        showlegend=False,
+        marker={
+            "colorscale": ERROR_SCALE,
+            "cmin": 0,
+            "cmax": 1,
+            "color": [0],
+            "showscale": True,
+            "colorbar": {
+                "title": {"text": "errors", "side": "right", "font": {"size": 11}},
+                "tickformat": ".0%",
+                "thickness": 8,
+                "len": 0.6,
+                "x": 1.0,
+                "xpad": 4,
+                "tickfont": {"size": 10, "color": MUTED},
+                "outlinewidth": 0,
+            },
+        },
+    )
     fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, margin={"l": 8, "r": 56, "t": 8, "b": 8})
     return _figure(fig, min(1000, max(320, 160 + 24 * len(keys))))
 
@@ -260,32 +351,86 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
             label += " "
         seen.add(label)
         labels.append(label)
-    hover = [f"<b>{_share_label(s, dim)}</b><br>${s.cost_usd:,.4f} · {s.calls:,} calls · {s.errors:,} failed"
-             f"<br>{s.input_tokens:,} in / {s.output_tokens:,} out tokens · avg {s.avg_latency_ms:,.0f} ms"
-             for s in shares]  # fmt: skip
+    hover = [
+        f"<b>{_share_label(s, dim)}</b><br>${s.cost_usd:,.4f} · {s.calls:,} calls · {s.errors:,} failed"
+        f"<br>{s.input_tokens:,} in / {s.output_tokens:,} out tokens · avg {s.avg_latency_ms:,.0f} ms"
+        for s in shares
+    ]
     bar_colours = [(OTHER if s.folded else (colours or {}).get(s.name, ACCENT)) for s in shares]
     # Two panels side by side on one category axis, laid out by hand (make_subplots is slow).
     fig = go.Figure()
-    fig.add_bar(y=labels, x=[round(s.cost_usd, 6) for s in shares], orientation="h", marker_color=bar_colours,
-                customdata=hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False,
-                texttemplate="$%{x:,.4~f}", textposition="outside", cliponaxis=False, textfont={"size": 10})
-    fig.add_bar(y=labels, x=[s.calls - s.errors for s in shares], xaxis="x2", orientation="h", name="ok",
-                marker_color=_rgba(ACCENT, 0.75), customdata=hover, hovertemplate="%{customdata}<extra></extra>")
-    fig.add_bar(y=labels, x=[s.errors for s in shares], xaxis="x2", orientation="h", name="failed", marker_color=ERROR,
-                customdata=hover, hovertemplate="%{customdata}<extra></extra>")
+    fig.add_bar(
+        y=labels,
+        x=[round(s.cost_usd, 6) for s in shares],
+        orientation="h",
+        marker_color=bar_colours,
+        customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>",
+        showlegend=False,
+        texttemplate="$%{x:,.4~f}",
+        textposition="outside",
+        cliponaxis=False,
+        textfont={"size": 10},
+    )
+    fig.add_bar(
+        y=labels,
+        x=[s.calls - s.errors for s in shares],
+        xaxis="x2",
+        orientation="h",
+        name="ok",
+        marker_color=_rgba(ACCENT, 0.75),
+        customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>",
+    )
+    fig.add_bar(
+        y=labels,
+        x=[s.errors for s in shares],
+        xaxis="x2",
+        orientation="h",
+        name="failed",
+        marker_color=ERROR,
+        customdata=hover,
+        hovertemplate="%{customdata}<extra></extra>",
+    )
     quiet = {"size": 11, "color": MUTED}
     fig.update_layout(
-        barmode="stack", showlegend=False, margin={"t": 24},
+        barmode="stack",
+        showlegend=False,
+        margin={"t": 24},
         # Room right of the longest cost bar for its label.
-        xaxis={"domain": [0, 0.47], "tickprefix": "$", "tickformat": ",.4~f",
-               "range": [0, max(s.cost_usd for s in shares) * 1.4 or 1]},
+        xaxis={
+            "domain": [0, 0.47],
+            "tickprefix": "$",
+            "tickformat": ",.4~f",
+            "range": [0, max(s.cost_usd for s in shares) * 1.4 or 1],
+        },
         xaxis2={"domain": [0.53, 1], "anchor": "y", "rangemode": "tozero", **_counts(max(s.calls for s in shares))},
         yaxis={"autorange": "reversed", "showgrid": False},
-        annotations=[{"text": "Cost (USD)", "x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
-                      "yanchor": "bottom", "showarrow": False, "font": quiet},
-                     {"text": "LLM calls", "x": 0.53, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
-                      "yanchor": "bottom", "showarrow": False, "font": quiet}],
-    )  # fmt: skip
+        annotations=[
+            {
+                "text": "Cost (USD)",
+                "x": 0,
+                "xref": "paper",
+                "xanchor": "left",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": quiet,
+            },
+            {
+                "text": "LLM calls",
+                "x": 0.53,
+                "xref": "paper",
+                "xanchor": "left",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": quiet,
+            },
+        ],
+    )
     return _figure(fig, max(180, 70 + 26 * len(shares)))
 
 
@@ -295,10 +440,20 @@ def latency_histogram(latency: Latency) -> dict | None:
         return None
     x = [b.label for b in latency.bins]
     fig = go.Figure()
-    fig.add_bar(x=x, y=[b.calls - b.errors for b in latency.bins], name="ok", marker_color=_rgba(ACCENT, 0.75),
-                hovertemplate="%{x}: %{y:,d} ok<extra></extra>")
-    fig.add_bar(x=x, y=[b.errors for b in latency.bins], name="failed", marker_color=ERROR,
-                hovertemplate="%{x}: %{y:,d} failed<extra></extra>")
+    fig.add_bar(
+        x=x,
+        y=[b.calls - b.errors for b in latency.bins],
+        name="ok",
+        marker_color=_rgba(ACCENT, 0.75),
+        hovertemplate="%{x}: %{y:,d} ok<extra></extra>",
+    )
+    fig.add_bar(
+        x=x,
+        y=[b.errors for b in latency.bins],
+        name="failed",
+        marker_color=ERROR,
+        hovertemplate="%{x}: %{y:,d} failed<extra></extra>",
+    )
     fig.update_layout(barmode="stack", bargap=0.08, legend_traceorder="normal")
     fig.update_xaxes(type="category", tickfont={"size": 10})  # Plotly tilts the labels when they would overlap
     fig.update_yaxes(**_counts(max(b.calls for b in latency.bins)))

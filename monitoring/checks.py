@@ -23,11 +23,13 @@ def _patterns(resolver, prefix=""):
 def clickhouse_password(app_configs, **kwargs):
     ch = settings.CLICKHOUSE
     if ch["HOST"] and ch["PASSWORD"].lower() in WEAK_PASSWORDS:
-        return [Warning(
-            "The ClickHouse password is empty or a well-known default.",
-            hint="Set CLICKHOUSE_PASSWORD (and the server's accounts) to a strong secret; never keep default/password.",
-            id="monitoring.W001",
-        )]  # fmt: skip
+        return [
+            Warning(
+                "The ClickHouse password is empty or a well-known default.",
+                hint="Set CLICKHOUSE_PASSWORD (and the server's accounts) to a strong secret; never keep default/password.",
+                id="monitoring.W001",
+            )
+        ]
     return []
 
 
@@ -36,17 +38,31 @@ def retention(app_configs, **kwargs):
     from monitoring import clickhouse, schema
 
     if settings.CLICKHOUSE["TTL_DAYS"] == 0:
-        return [Warning("No retention: CLICKHOUSE_TTL_DAYS is 0, so spans are kept forever.",
-                        hint="Set CLICKHOUSE_TTL_DAYS (the guide uses 30) and run `manage.py clickhouse_retention --days 30`.",
-                        id="monitoring.W002")]  # fmt: skip
+        return [
+            Warning(
+                "No retention: CLICKHOUSE_TTL_DAYS is 0, so spans are kept forever.",
+                hint="Set CLICKHOUSE_TTL_DAYS (the guide uses 30) and run `manage.py clickhouse_retention --days 30`.",
+                id="monitoring.W002",
+            )
+        ]
     try:
         ttl = schema.current_ttl()
     except clickhouse.ClickHouseError as exc:
-        return [Warning(f"Could not read the otel_traces TTL from ClickHouse ({exc.kind}): {exc}",
-                        hint="Run the check where ClickHouse is reachable.", id="monitoring.W005")]  # fmt: skip
+        return [
+            Warning(
+                f"Could not read the otel_traces TTL from ClickHouse ({exc.kind}): {exc}",
+                hint="Run the check where ClickHouse is reachable.",
+                id="monitoring.W005",
+            )
+        ]
     if not ttl:
-        return [Warning("otel_traces has no TTL: spans are kept forever (a collector may have created the table without one).",
-                        hint="Run `manage.py clickhouse_retention --days 30`.", id="monitoring.W002")]  # fmt: skip
+        return [
+            Warning(
+                "otel_traces has no TTL: spans are kept forever (a collector may have created the table without one).",
+                hint="Run `manage.py clickhouse_retention --days 30`.",
+                id="monitoring.W002",
+            )
+        ]
     return []
 
 
@@ -56,10 +72,13 @@ def timeouts(app_configs, **kwargs):
     problems = []
     for key, var in (("CONNECT_TIMEOUT", "CLICKHOUSE_CONNECT_TIMEOUT"), ("QUERY_TIMEOUT", "CLICKHOUSE_QUERY_TIMEOUT")):
         if ch[key] > MAX_TIMEOUT_SECONDS:
-            problems.append(Warning(
-                f"{var} is {ch[key]:g} s; a dashboard request could hang that long on a sick ClickHouse.",
-                hint=f"Set {var} to {MAX_TIMEOUT_SECONDS:g} s or less.", id="monitoring.W003",
-            ))  # fmt: skip
+            problems.append(
+                Warning(
+                    f"{var} is {ch[key]:g} s; a dashboard request could hang that long on a sick ClickHouse.",
+                    hint=f"Set {var} to {MAX_TIMEOUT_SECONDS:g} s or less.",
+                    id="monitoring.W003",
+                )
+            )
     return problems
 
 
@@ -70,8 +89,10 @@ def monitoring_endpoints_need_auth(app_configs, **kwargs):
 
     open_routes = [route for route, view in _patterns(get_resolver(urls)) if not getattr(view, "apm_auth", None)]
     return [
-        Error(f"The monitoring endpoint /{route} is reachable without authentication.",
-              hint="Wrap the view in login_required / api_view and mark it with access.guarded_by().",
-              id="monitoring.E004")
+        Error(
+            f"The monitoring endpoint /{route} is reachable without authentication.",
+            hint="Wrap the view in login_required / api_view and mark it with access.guarded_by().",
+            id="monitoring.E004",
+        )
         for route in open_routes
-    ]  # fmt: skip
+    ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,14 +65,12 @@ def _kind_of_code(code: int | None) -> str:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 # --- embedded backend -------------------------------------------------------------------------
 
-_ESCAPED = str.maketrans(
-    {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
-)
+_ESCAPED = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"})
 
 
 def _chdb_param(value: Any) -> str:
@@ -182,8 +180,8 @@ class _Embedded:
         rows = []
         for values in payload["data"]:
             if needs_decoding:
-                values = [_decode_json_value(v, t) for v, t in zip(values, types)]
-            rows.append(dict(zip(names, values)))
+                values = [_decode_json_value(v, t) for v, t in zip(values, types, strict=False)]
+            rows.append(dict(zip(names, values, strict=False)))
         return rows
 
     def command(self, sql: str, params: Mapping[str, Any]) -> None:
@@ -253,7 +251,7 @@ class _Server:
         names = [name for name, _ in columns]
         out = []
         for values in rows:
-            row = dict(zip(names, values))
+            row = dict(zip(names, values, strict=False))
             for key, value in row.items():
                 if isinstance(value, dt.datetime):
                     row[key] = _utc(value)
@@ -328,7 +326,15 @@ def _run(tag: str, action: str, fn, *args):
         elapsed = (time.perf_counter() - started) * 1000
         # First line only: a failed INSERT's message can quote span data, which does not belong in logs.
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        log.warning("clickhouse %s tag=%s backend=%s kind=%s ms=%.1f failed: %s", action, tag, impl.name, kind, elapsed, message[:500])
+        log.warning(
+            "clickhouse %s tag=%s backend=%s kind=%s ms=%.1f failed: %s",
+            action,
+            tag,
+            impl.name,
+            kind,
+            elapsed,
+            message[:500],
+        )
         raise ClickHouseError(message, kind=kind, tag=tag, code=code) from exc
     elapsed = (time.perf_counter() - started) * 1000
     log.debug("clickhouse %s tag=%s backend=%s ms=%.1f", action, tag, impl.name, elapsed)

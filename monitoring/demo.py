@@ -27,8 +27,8 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache, lru_cache
 from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -62,8 +62,32 @@ DIALECT_SERVICES: Final = {"litellm": PROXY, "openinference": TEXT2SQL, "openllm
 # multi-step flow that continues into agent-analyze.
 _SCENARIOS: Final = (("proxy", 0.45), ("text2sql", 0.22), ("analyze", 0.18), ("report", 0.15))
 # Traffic per local hour (KST = UTC+9, office hours peak) and the weekend dip.
-_HOURLY: Final = (0.15, 0.1, 0.08, 0.07, 0.07, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 0.9,
-                  0.7, 0.95, 1.0, 1.0, 0.9, 0.75, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2)
+_HOURLY: Final = (
+    0.15,
+    0.1,
+    0.08,
+    0.07,
+    0.07,
+    0.1,
+    0.2,
+    0.4,
+    0.8,
+    1.0,
+    1.0,
+    0.9,
+    0.7,
+    0.95,
+    1.0,
+    1.0,
+    0.9,
+    0.75,
+    0.5,
+    0.4,
+    0.35,
+    0.3,
+    0.25,
+    0.2,
+)
 _WEEKEND: Final = 0.35
 _TZ_OFFSET_H: Final = 9
 
@@ -89,20 +113,41 @@ MODELS: Final = {
     for m in (
         Model("gpt-4o", "openai", "gpt-4o-2024-08-06", 2.5e-6, 1e-5, 0.45, 70, "https://api.openai.com"),
         Model("gpt-4o-mini", "openai", "gpt-4o-mini-2024-07-18", 1.5e-7, 6e-7, 0.3, 95, "https://api.openai.com"),
-        Model("claude-3-5-sonnet", "anthropic", "claude-3-5-sonnet-20241022", 3e-6, 1.5e-5, 0.7, 55,
-              "https://api.anthropic.com/v1/messages"),
+        Model(
+            "claude-3-5-sonnet",
+            "anthropic",
+            "claude-3-5-sonnet-20241022",
+            3e-6,
+            1.5e-5,
+            0.7,
+            55,
+            "https://api.anthropic.com/v1/messages",
+        ),
         # vLLM's OpenAI-compatible server, configured as openai/<model> + api_base like the capture's.
-        Model("qwen-235b", "openai", "Qwen/Qwen3-235B-A22B", 0.0, 0.0, 0.5, 38, "http://qwen-vllm.internal:8000/v1",
-              self_hosted=True),
-        Model("text-embedding-3-small", "openai", "text-embedding-3-small", 2e-8, 0.0, 0.08, 0,
-              "https://api.openai.com"),
+        Model(
+            "qwen-235b",
+            "openai",
+            "Qwen/Qwen3-235B-A22B",
+            0.0,
+            0.0,
+            0.5,
+            38,
+            "http://qwen-vllm.internal:8000/v1",
+            self_hosted=True,
+        ),
+        Model(
+            "text-embedding-3-small", "openai", "text-embedding-3-small", 2e-8, 0.0, 0.08, 0, "https://api.openai.com"
+        ),
     )
 }
 
 _SERVICE_RESOURCES: Final[dict[str, dict[str, str]]] = {
     # LiteLLM's own resource: service.name, deployment.environment, model_id (= service name).
-    PROXY: {"service.instance.id": "5f0c7a52-9d1e-4c3b-8a4f-2e6d9b1c7a30", "deployment.environment": "production",
-            "model_id": PROXY},
+    PROXY: {
+        "service.instance.id": "5f0c7a52-9d1e-4c3b-8a4f-2e6d9b1c7a30",
+        "deployment.environment": "production",
+        "model_id": PROXY,
+    },
     TEXT2SQL: {"service.version": "1.8.2", "deployment.environment": "production", "host.name": "text2sql-7c9f"},
     ANALYZE: {"service.version": "0.14.0", "deployment.environment": "production", "host.name": "analyze-5d2b"},
     REPORT: {"service.version": "2.3.1", "deployment.environment": "production", "host.name": "report-8a41"},
@@ -122,63 +167,128 @@ _SCOPE_VERSIONS: Final = {
 
 _USERS: Final = tuple(
     f"{n}@acme.example"
-    for n in ("minji.kim", "jihoon.park", "seoyeon.lee", "dohyun.choi", "yuna.jung", "hyunwoo.kang", "sora.yoon",
-              "taeyang.lim", "eunji.han", "jaemin.shin", "alex.morgan", "priya.shah", "li.wei", "sam.taylor")
+    for n in (
+        "minji.kim",
+        "jihoon.park",
+        "seoyeon.lee",
+        "dohyun.choi",
+        "yuna.jung",
+        "hyunwoo.kang",
+        "sora.yoon",
+        "taeyang.lim",
+        "eunji.han",
+        "jaemin.shin",
+        "alex.morgan",
+        "priya.shah",
+        "li.wei",
+        "sam.taylor",
+    )
 )
 _TEAMS: Final = (("data-platform", "team-3f1c"), ("analytics", "team-8b22"), ("support", "team-c710"))
 _REGIONS: Final = ("Seoul", "Busan", "Incheon", "Daegu", "Tokyo", "Singapore")
-_MONTHS: Final = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-                  "October", "November", "December")
+_MONTHS: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 # (question, SQL, table) for the text2sql agent; {r} region, {m} month.
 _SQL_TASKS: Final = (
-    ("What was total revenue by region in {m}?",
-     "SELECT region, sum(amount) AS revenue FROM sales.orders WHERE toMonth(created_at) = {mi} GROUP BY region "
-     "ORDER BY revenue DESC", "sales.orders"),
-    ("Top 10 customers in {r} by order count last quarter",
-     "SELECT c.name, count(*) AS orders FROM sales.orders o JOIN sales.customers c ON c.id = o.customer_id "
-     "WHERE c.region = '{r}' AND o.created_at >= now() - INTERVAL 3 MONTH GROUP BY c.name ORDER BY orders DESC "
-     "LIMIT 10", "sales.customers"),
-    ("How many daily active users did we have last week?",
-     "SELECT toDate(ts) AS day, uniqExact(user_id) AS dau FROM app.events WHERE ts >= today() - 7 GROUP BY day "
-     "ORDER BY day", "app.events"),
-    ("Average delivery time per warehouse in {m}",
-     "SELECT warehouse, avg(dateDiff('hour', shipped_at, delivered_at)) AS avg_hours FROM ops.shipments "
-     "WHERE toMonth(shipped_at) = {mi} GROUP BY warehouse", "ops.shipments"),
-    ("지난달 {r} 지역 매출 합계를 알려줘",
-     "SELECT sum(amount) AS revenue FROM sales.orders WHERE region = '{r}' AND toStartOfMonth(created_at) = "
-     "toStartOfMonth(now() - INTERVAL 1 MONTH)", "sales.orders"),
-    ("Which invoices are overdue by more than 30 days?",
-     "SELECT invoice_id, customer_id, amount, due_date FROM finance.invoices WHERE paid = 0 AND due_date < "
-     "today() - 30 ORDER BY due_date", "finance.invoices"),
+    (
+        "What was total revenue by region in {m}?",
+        "SELECT region, sum(amount) AS revenue FROM sales.orders WHERE toMonth(created_at) = {mi} GROUP BY region "
+        "ORDER BY revenue DESC",
+        "sales.orders",
+    ),
+    (
+        "Top 10 customers in {r} by order count last quarter",
+        "SELECT c.name, count(*) AS orders FROM sales.orders o JOIN sales.customers c ON c.id = o.customer_id "
+        "WHERE c.region = '{r}' AND o.created_at >= now() - INTERVAL 3 MONTH GROUP BY c.name ORDER BY orders DESC "
+        "LIMIT 10",
+        "sales.customers",
+    ),
+    (
+        "How many daily active users did we have last week?",
+        "SELECT toDate(ts) AS day, uniqExact(user_id) AS dau FROM app.events WHERE ts >= today() - 7 GROUP BY day "
+        "ORDER BY day",
+        "app.events",
+    ),
+    (
+        "Average delivery time per warehouse in {m}",
+        "SELECT warehouse, avg(dateDiff('hour', shipped_at, delivered_at)) AS avg_hours FROM ops.shipments "
+        "WHERE toMonth(shipped_at) = {mi} GROUP BY warehouse",
+        "ops.shipments",
+    ),
+    (
+        "지난달 {r} 지역 매출 합계를 알려줘",
+        "SELECT sum(amount) AS revenue FROM sales.orders WHERE region = '{r}' AND toStartOfMonth(created_at) = "
+        "toStartOfMonth(now() - INTERVAL 1 MONTH)",
+        "sales.orders",
+    ),
+    (
+        "Which invoices are overdue by more than 30 days?",
+        "SELECT invoice_id, customer_id, amount, due_date FROM finance.invoices WHERE paid = 0 AND due_date < "
+        "today() - 30 ORDER BY due_date",
+        "finance.invoices",
+    ),
 )
 _SCHEMA_DOCS: Final = {
     "sales.orders": "sales.orders(id UInt64, customer_id UInt64, region String, amount Decimal(12,2), "
-                    "created_at DateTime)",
+    "created_at DateTime)",
     "sales.customers": "sales.customers(id UInt64, name String, region String, segment String)",
     "app.events": "app.events(ts DateTime64(3), user_id String, event LowCardinality(String), props JSON)",
     "ops.shipments": "ops.shipments(id UInt64, warehouse String, shipped_at DateTime, delivered_at DateTime)",
     "finance.invoices": "finance.invoices(invoice_id String, customer_id UInt64, amount Decimal(12,2), "
-                        "due_date Date, paid UInt8)",
+    "due_date Date, paid UInt8)",
 }
 _CHAT_TASKS: Final = (
-    ("summarize-ticket", "Summarize this support ticket in three bullet points:\n\nCustomer reports that exports to "
-     "CSV time out for workspaces with more than 50k rows since the last release.",
-     "- CSV exports time out for workspaces over 50k rows\n- Started after the latest release\n"
-     "- Likely regression in the streaming exporter; needs an engineering fix"),
-    ("translate", "Translate to Korean: 'Your order has shipped and will arrive within two business days.'",
-     "주문하신 상품이 발송되었으며 영업일 기준 2일 이내에 도착할 예정입니다."),
-    (None, "Write a Python function that deduplicates a list while keeping order.",
-     "```python\ndef dedupe(items):\n    return list(dict.fromkeys(items))\n```"),
-    (None, "Draft a short email to the finance team asking for the Q3 budget numbers by Friday.",
-     "Hi team,\n\nCould you share the Q3 budget figures by Friday? We need them for the planning review.\n\nThanks!"),
-    ("classify-intent", "Classify the intent of: 'I was charged twice for my subscription this month.'",
-     '{"intent": "billing_dispute", "confidence": 0.93}'),
-    (None, "다음 회의록을 요약해줘: 신규 대시보드 출시 일정은 다음 주 수요일로 확정, QA는 월요일까지 완료.",
-     "신규 대시보드는 다음 주 수요일 출시로 확정되었고, QA는 월요일까지 완료할 예정입니다."),
+    (
+        "summarize-ticket",
+        "Summarize this support ticket in three bullet points:\n\nCustomer reports that exports to "
+        "CSV time out for workspaces with more than 50k rows since the last release.",
+        "- CSV exports time out for workspaces over 50k rows\n- Started after the latest release\n"
+        "- Likely regression in the streaming exporter; needs an engineering fix",
+    ),
+    (
+        "translate",
+        "Translate to Korean: 'Your order has shipped and will arrive within two business days.'",
+        "주문하신 상품이 발송되었으며 영업일 기준 2일 이내에 도착할 예정입니다.",
+    ),
+    (
+        None,
+        "Write a Python function that deduplicates a list while keeping order.",
+        "```python\ndef dedupe(items):\n    return list(dict.fromkeys(items))\n```",
+    ),
+    (
+        None,
+        "Draft a short email to the finance team asking for the Q3 budget numbers by Friday.",
+        "Hi team,\n\nCould you share the Q3 budget figures by Friday? We need them for the planning review.\n\nThanks!",
+    ),
+    (
+        "classify-intent",
+        "Classify the intent of: 'I was charged twice for my subscription this month.'",
+        '{"intent": "billing_dispute", "confidence": 0.93}',
+    ),
+    (
+        None,
+        "다음 회의록을 요약해줘: 신규 대시보드 출시 일정은 다음 주 수요일로 확정, QA는 월요일까지 완료.",
+        "신규 대시보드는 다음 주 수요일 출시로 확정되었고, QA는 월요일까지 완료할 예정입니다.",
+    ),
 )
-_CLIENT_APPS: Final = (("open-webui", "open-webui/0.6.5"), ("batch-jobs", "OpenAI/Python 1.54.4"),
-                       ("support-bot", "OpenAI/Python 1.51.0"))
+_CLIENT_APPS: Final = (
+    ("open-webui", "open-webui/0.6.5"),
+    ("batch-jobs", "OpenAI/Python 1.54.4"),
+    ("support-bot", "OpenAI/Python 1.51.0"),
+)
 
 
 # --- failures ------------------------------------------------------------------------------------
@@ -198,8 +308,16 @@ class Failure:
 
     def event(self, at: int) -> tuple[int, str, dict[str, Any]]:
         """The OTel ``exception`` event, as ``span.record_exception`` writes it."""
-        return (at, "exception", {"exception.type": self.qualified_type, "exception.message": self.message,
-                                  "exception.stacktrace": self.stacktrace, "exception.escaped": "False"})
+        return (
+            at,
+            "exception",
+            {
+                "exception.type": self.qualified_type,
+                "exception.message": self.message,
+                "exception.stacktrace": self.stacktrace,
+                "exception.escaped": "False",
+            },
+        )
 
 
 def _traceback(frames: tuple[tuple[str, int, str, str], ...], exc: str) -> str:
@@ -211,10 +329,18 @@ def _traceback(frames: tuple[tuple[str, int, str, str], ...], exc: str) -> str:
 
 _LITELLM_FRAMES: Final = (
     ("/usr/lib/python3.11/site-packages/litellm/main.py", 560, "acompletion", "response = await init_response"),
-    ("/usr/lib/python3.11/site-packages/litellm/llms/custom_httpx/llm_http_handler.py", 271, "async_completion",
-     "response = await self._make_common_async_call("),
-    ("/usr/lib/python3.11/site-packages/litellm/llms/custom_httpx/llm_http_handler.py", 141,
-     "_make_common_async_call", "raise self._handle_error(e=e, provider_config=provider_config)"),
+    (
+        "/usr/lib/python3.11/site-packages/litellm/llms/custom_httpx/llm_http_handler.py",
+        271,
+        "async_completion",
+        "response = await self._make_common_async_call(",
+    ),
+    (
+        "/usr/lib/python3.11/site-packages/litellm/llms/custom_httpx/llm_http_handler.py",
+        141,
+        "_make_common_async_call",
+        "raise self._handle_error(e=e, provider_config=provider_config)",
+    ),
 )
 
 
@@ -230,16 +356,21 @@ def _proxy_failure(rng: random.Random, model: Model) -> Failure:
     if kind == "rate":
         wait = rng.uniform(0.4, 9)
         typ, code = "RateLimitError", 429
-        msg = (f"litellm.RateLimitError: RateLimitError: {prov} - Rate limit reached for {model.provider_model} "
-               f"on tokens per min (TPM): Limit 450000, Used 449212, Requested 2381. Please try again in {wait:.3f}s.")
+        msg = (
+            f"litellm.RateLimitError: RateLimitError: {prov} - Rate limit reached for {model.provider_model} "
+            f"on tokens per min (TPM): Limit 450000, Used 449212, Requested 2381. Please try again in {wait:.3f}s."
+        )
     elif kind == "context":
         typ, code = "ContextWindowExceededError", 400
-        msg = (f"litellm.ContextWindowExceededError: litellm.BadRequestError: {prov} - This model's maximum context "
-               f"length is 128000 tokens. However, your messages resulted in {rng.randint(128100, 190000)} tokens.")
+        msg = (
+            f"litellm.ContextWindowExceededError: litellm.BadRequestError: {prov} - This model's maximum context "
+            f"length is 128000 tokens. However, your messages resulted in {rng.randint(128100, 190000)} tokens."
+        )
     elif kind == "internal":
         typ, code = "InternalServerError", 500
-        detail = ("Overloaded" if model.provider == "anthropic"
-                  else "The server had an error while processing your request.")
+        detail = (
+            "Overloaded" if model.provider == "anthropic" else "The server had an error while processing your request."
+        )
         msg = f"litellm.InternalServerError: {prov} - {detail}"
     elif kind == "timeout":
         typ, code = "Timeout", 408
@@ -255,29 +386,44 @@ def _sql_failure(rng: random.Random, sql: str) -> Failure:
     if rng.random() < 0.6:
         col = rng.choice(("revenue_krw", "created", "customer", "region_name"))
         typ, mod = "DatabaseError", "clickhouse_connect.driver.exceptions"
-        msg = (f"Code: 47. DB::Exception: Missing columns: '{col}' while processing query: '{sql[:80]}...'. "
-               "(UNKNOWN_IDENTIFIER)")
+        msg = (
+            f"Code: 47. DB::Exception: Missing columns: '{col}' while processing query: '{sql[:80]}...'. "
+            "(UNKNOWN_IDENTIFIER)"
+        )
     else:
         typ, mod = "OperationalError", "clickhouse_connect.driver.exceptions"
         msg = "Code: 159. DB::Exception: Timeout exceeded: elapsed 30.0 seconds, maximum: 30. (TIMEOUT_EXCEEDED)"
     frames = (
         ("/app/text2sql/tools.py", 88, "run_sql", "result = client.query(sql, settings=READONLY)"),
-        ("/usr/local/lib/python3.11/site-packages/clickhouse_connect/driver/client.py", 221, "query",
-         "return self._query_with_context(query_context)"),
-        ("/usr/local/lib/python3.11/site-packages/clickhouse_connect/driver/httpclient.py", 437, "_error_handler",
-         "raise OperationalError(err_str) if retried else DatabaseError(err_str) from None"),
+        (
+            "/usr/local/lib/python3.11/site-packages/clickhouse_connect/driver/client.py",
+            221,
+            "query",
+            "return self._query_with_context(query_context)",
+        ),
+        (
+            "/usr/local/lib/python3.11/site-packages/clickhouse_connect/driver/httpclient.py",
+            437,
+            "_error_handler",
+            "raise OperationalError(err_str) if retried else DatabaseError(err_str) from None",
+        ),
     )
     return Failure(typ, mod, msg, 0, _traceback(frames, f"{mod}.{typ}: {msg}"))
 
 
 def _tool_failure(rng: random.Random, tool: str, path: str) -> Failure:
-    typ, mod, msg = rng.choice((
-        ("KeyError", "", "'conversion_rate'"),
-        ("ValueError", "", "cannot convert float NaN to integer"),
-        ("TimeoutError", "", f"{tool} did not finish within 60s"),
-        ("HTTPStatusError", "httpx",
-         "Server error '503 Service Unavailable' for url 'http://metrics-api.internal/v2/query'"),
-    ))
+    typ, mod, msg = rng.choice(
+        (
+            ("KeyError", "", "'conversion_rate'"),
+            ("ValueError", "", "cannot convert float NaN to integer"),
+            ("TimeoutError", "", f"{tool} did not finish within 60s"),
+            (
+                "HTTPStatusError",
+                "httpx",
+                "Server error '503 Service Unavailable' for url 'http://metrics-api.internal/v2/query'",
+            ),
+        )
+    )
     frames = ((path, rng.randint(40, 200), tool, "return _execute(payload)"),)
     return Failure(typ, mod, msg, 0, _traceback(frames, f"{mod + '.' if mod else ''}{typ}: {msg}"))
 
@@ -330,11 +476,24 @@ class TraceBuilder:
         """A duration in ns, log-uniform between lo and hi ms (latencies are skewed, not flat)."""
         return int(math.exp(self.rng.uniform(math.log(lo), math.log(hi))) * MS)
 
-    def add(self, service: str, scope: str, span_id: bytes, parent: bytes, name: str, kind: int, start: int,
-            end: int, attrs: dict[str, Any], status: int = UNSET, message: str = "",
-            events: list[tuple[int, str, dict[str, Any]]] | None = None) -> None:
-        self.spans.append(SpanRec(service, scope, span_id, parent, name, kind, start, end, attrs, status, message,
-                                  events or []))
+    def add(
+        self,
+        service: str,
+        scope: str,
+        span_id: bytes,
+        parent: bytes,
+        name: str,
+        kind: int,
+        start: int,
+        end: int,
+        attrs: dict[str, Any],
+        status: int = UNSET,
+        message: str = "",
+        events: list[tuple[int, str, dict[str, Any]]] | None = None,
+    ) -> None:
+        self.spans.append(
+            SpanRec(service, scope, span_id, parent, name, kind, start, end, attrs, status, message, events or [])
+        )
 
 
 # --- LLM calls, dialect-neutral ---------------------------------------------------------------------
@@ -375,9 +534,17 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-def _chat(b: TraceBuilder, alias: str, messages: list[dict[str, Any]], *, answer: str | None = None,
-          tool_call: tuple[str, dict[str, Any]] | None = None, tools: list[dict[str, Any]] | None = None,
-          context: int = 0, slow: float = 1.0) -> Call:
+def _chat(
+    b: TraceBuilder,
+    alias: str,
+    messages: list[dict[str, Any]],
+    *,
+    answer: str | None = None,
+    tool_call: tuple[str, dict[str, Any]] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    context: int = 0,
+    slow: float = 1.0,
+) -> Call:
     """A chat completion that answers with text, or with one tool call.
 
     `context` is prompt the demo does not spell out (few-shot examples, chat history); a run keeps it
@@ -389,24 +556,49 @@ def _chat(b: TraceBuilder, alias: str, messages: list[dict[str, Any]], *, answer
         name, args = tool_call
         call_id = f"toolu_01{b.hex(88)}" if model.provider == "anthropic" else f"call_{b.hex(96)}"
         arguments = json.dumps(args, ensure_ascii=False)
-        output: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}
+        output: dict[str, Any] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+        }
         out_tokens = _tokens(arguments) + rng.randint(8, 30)
     else:
         output = {"role": "assistant", "content": answer or ""}
         out_tokens = _tokens(output["content"]) + rng.randint(20, 400)
-    in_tokens = sum(_tokens(str(m.get("content") or "")) + _tokens(str(m.get("tool_calls") or "")) + 4
-                    for m in messages) + context + 90 * len(tools or ())
+    in_tokens = (
+        sum(_tokens(str(m.get("content") or "")) + _tokens(str(m.get("tool_calls") or "")) + 4 for m in messages)
+        + context
+        + 90 * len(tools or ())
+    )
     seconds = model.ttft_s * rng.lognormvariate(0, 0.35) + out_tokens / model.tokens_per_s * rng.lognormvariate(0, 0.2)
     rid = f"msg_01{b.hex(88)}" if model.provider == "anthropic" else f"chatcmpl-{b.hex(116)}"
-    return Call(model, messages, output, in_tokens, out_tokens, int(seconds * slow * SEC), rid, list(tools or ()),
-                temperature=rng.choice((0.0, 0.2, 0.7)))
+    return Call(
+        model,
+        messages,
+        output,
+        in_tokens,
+        out_tokens,
+        int(seconds * slow * SEC),
+        rid,
+        list(tools or ()),
+        temperature=rng.choice((0.0, 0.2, 0.7)),
+    )
 
 
 def _embed(b: TraceBuilder, text: str) -> Call:
     model = MODELS["text-embedding-3-small"]
-    return Call(model, [{"role": "user", "content": text}], {"role": "assistant", "content": ""}, _tokens(text) + 2, 0,
-                b.ms(60, 260), f"emb-{b.hex(64)}", embedding=True, temperature=0.0, set_params=False)
+    return Call(
+        model,
+        [{"role": "user", "content": text}],
+        {"role": "assistant", "content": ""},
+        _tokens(text) + 2,
+        0,
+        b.ms(60, 260),
+        f"emb-{b.hex(64)}",
+        embedding=True,
+        temperature=0.0,
+        set_params=False,
+    )
 
 
 def _failed(call: Call, failure: Failure, rng: random.Random) -> Call:
@@ -427,14 +619,27 @@ def _functions_attrs(tools: list[dict[str, Any]]) -> dict[str, Any]:
     a: dict[str, Any] = {}
     for i, tool in enumerate(tools):
         fn, p = tool["function"], f"llm.request.functions.{i}"
-        a |= {f"{p}.name": fn["name"], f"{p}.description": fn["description"], f"{p}.parameters": json.dumps(fn["parameters"])}
+        a |= {
+            f"{p}.name": fn["name"],
+            f"{p}.description": fn["description"],
+            f"{p}.parameters": json.dumps(fn["parameters"]),
+        }
     return a
 
 
 def _tool_schema(name: str, description: str, **params: str) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": {k: {"type": "string", "description": v} for k, v in params.items()},
-        "required": list(params)}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {k: {"type": "string", "description": v} for k, v in params.items()},
+                "required": list(params),
+            },
+        },
+    }
 
 
 _RUN_SQL: Final = _tool_schema("run_sql", "Run a read-only ClickHouse query", sql="The SQL to run")
@@ -461,8 +666,14 @@ class ProxyClient:
 
 def _proxy_client(b: TraceBuilder, key_alias: str, user_agent: str, team: tuple[str, str] | None = None) -> ProxyClient:
     # One virtual key per client app, so its hash is stable across requests.
-    return ProxyClient(key_alias, _sha_hex(key_alias), team or b.rng.choice(_TEAMS), user_agent,
-                       f"10.0.{b.rng.randint(1, 6)}.{b.rng.randint(2, 250)}", b.user)
+    return ProxyClient(
+        key_alias,
+        _sha_hex(key_alias),
+        team or b.rng.choice(_TEAMS),
+        user_agent,
+        f"10.0.{b.rng.randint(1, 6)}.{b.rng.randint(2, 250)}",
+        b.user,
+    )
 
 
 @lru_cache(maxsize=64)
@@ -471,34 +682,73 @@ def _sha_hex(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def _litellm_metadata(b: TraceBuilder, call: Call, client: ProxyClient, route: str,
-                      generation_name: str | None) -> dict[str, Any]:
+def _litellm_metadata(
+    b: TraceBuilder, call: Call, client: ProxyClient, route: str, generation_name: str | None
+) -> dict[str, Any]:
     """LiteLLM's StandardLoggingMetadata as metadata.* attributes: None becomes "", dicts their repr."""
-    usage = "{}" if call.output is None else str({
-        "completion_tokens": call.output_tokens, "prompt_tokens": call.input_tokens,
-        "total_tokens": call.input_tokens + call.output_tokens, "completion_tokens_details": None,
-        "prompt_tokens_details": None})
+    usage = (
+        "{}"
+        if call.output is None
+        else str(
+            {
+                "completion_tokens": call.output_tokens,
+                "prompt_tokens": call.input_tokens,
+                "total_tokens": call.input_tokens + call.output_tokens,
+                "completion_tokens_details": None,
+                "prompt_tokens_details": None,
+            }
+        )
+    )
     # What the client sent as metadata, plus the trace id and request headers the proxy adds.
     requester = {"generation_name": generation_name} if generation_name else {}
-    requester |= {"trace_id": b.trace_id.hex(), "headers": {
-        "host": "litellm-proxy:4000", "accept": "application/json", "content-type": "application/json",
-        "user-agent": client.user_agent, "content-length": str(len(json.dumps(call.messages)) + 60)},
-        "used_client_oauth_token": False}
+    requester |= {
+        "trace_id": b.trace_id.hex(),
+        "headers": {
+            "host": "litellm-proxy:4000",
+            "accept": "application/json",
+            "content-type": "application/json",
+            "user-agent": client.user_agent,
+            "content-length": str(len(json.dumps(call.messages)) + 60),
+        },
+        "used_client_oauth_token": False,
+    }
     team_alias, team_id = client.team
     md: dict[str, Any] = {
-        "user_api_key_hash": client.key_hash, "user_api_key_alias": client.key_alias,
-        "user_api_key_spend": round(b.rng.uniform(3, 180), 6), "user_api_key_max_budget": "",
-        "user_api_key_budget_reset_at": "", "user_api_key_user_spend": "", "user_api_key_user_max_budget": "",
-        "user_api_key_team_spend": round(b.rng.uniform(200, 900), 4), "user_api_key_team_max_budget": 1000.0,
-        "user_api_key_team_id": team_id, "user_api_key_org_id": "", "user_api_key_org_alias": "",
-        "user_api_key_project_id": "", "user_api_key_project_alias": "", "user_api_key_user_id": client.user,
-        "user_api_key_team_alias": team_alias, "user_api_key_user_email": client.user,
-        "user_api_key_end_user_id": client.user, "user_api_key_request_route": route, "spend_logs_metadata": "",
-        "requester_ip_address": client.ip, "user_agent": client.user_agent, "requester_metadata": str(requester),
-        "prompt_management_metadata": "", "applied_guardrails": "[]", "mcp_tool_call_metadata": "",
-        "vector_store_request_metadata": "", "routing_decision": "", "usage_object": usage,
-        "requester_custom_headers": "{}", "cold_storage_object_key": "", "user_api_key_auth_metadata": "{}",
-        "team_alias": team_alias, "team_id": team_id, "used_client_oauth_token": False,
+        "user_api_key_hash": client.key_hash,
+        "user_api_key_alias": client.key_alias,
+        "user_api_key_spend": round(b.rng.uniform(3, 180), 6),
+        "user_api_key_max_budget": "",
+        "user_api_key_budget_reset_at": "",
+        "user_api_key_user_spend": "",
+        "user_api_key_user_max_budget": "",
+        "user_api_key_team_spend": round(b.rng.uniform(200, 900), 4),
+        "user_api_key_team_max_budget": 1000.0,
+        "user_api_key_team_id": team_id,
+        "user_api_key_org_id": "",
+        "user_api_key_org_alias": "",
+        "user_api_key_project_id": "",
+        "user_api_key_project_alias": "",
+        "user_api_key_user_id": client.user,
+        "user_api_key_team_alias": team_alias,
+        "user_api_key_user_email": client.user,
+        "user_api_key_end_user_id": client.user,
+        "user_api_key_request_route": route,
+        "spend_logs_metadata": "",
+        "requester_ip_address": client.ip,
+        "user_agent": client.user_agent,
+        "requester_metadata": str(requester),
+        "prompt_management_metadata": "",
+        "applied_guardrails": "[]",
+        "mcp_tool_call_metadata": "",
+        "vector_store_request_metadata": "",
+        "routing_decision": "",
+        "usage_object": usage,
+        "requester_custom_headers": "{}",
+        "cold_storage_object_key": "",
+        "user_api_key_auth_metadata": "{}",
+        "team_alias": team_alias,
+        "team_id": team_id,
+        "used_client_oauth_token": False,
     }
     return {f"metadata.{k}": v for k, v in md.items()}
 
@@ -508,8 +758,10 @@ def _litellm_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for m in messages:
         content = m.get("content")
-        msg: dict[str, Any] = {"role": m["role"],
-                               "parts": [{"type": "text", "content": content}] if isinstance(content, str) else []}
+        msg: dict[str, Any] = {
+            "role": m["role"],
+            "parts": [{"type": "text", "content": content}] if isinstance(content, str) else [],
+        }
         for key in ("tool_calls", "tool_call_id"):
             if key in m:
                 msg[key] = m[key]
@@ -517,34 +769,70 @@ def _litellm_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-_COST_EXTRAS: Final = ("discount_percent", "discount_amount", "margin_percent", "margin_fixed_amount",
-                       "margin_total_amount")
+_COST_EXTRAS: Final = (
+    "discount_percent",
+    "discount_amount",
+    "margin_percent",
+    "margin_fixed_amount",
+    "margin_total_amount",
+)
 
 
-def _litellm_request_attrs(b: TraceBuilder, call: Call, client: ProxyClient, route: str, call_id: str,
-                           generation_name: str | None) -> dict[str, Any]:
+def _litellm_request_attrs(
+    b: TraceBuilder, call: Call, client: ProxyClient, route: str, call_id: str, generation_name: str | None
+) -> dict[str, Any]:
     """The ``litellm_request`` span's attributes, in LiteLLM's order and with its value types."""
     m = call.model
     ok = call.output is not None
     cost = call.input_cost + call.output_cost
     a = _litellm_metadata(b, call, client, route, generation_name)
     if ok:
-        headers = {} if call.stream else {"x-litellm-model-group": m.alias, "x-litellm-attempted-retries": 0,
-                                          "x-litellm-attempted-fallbacks": 0}
-        hidden = {"model_id": _sha_hex(m.provider_model), "cache_key": None,
-                  "api_base": "" if call.stream else m.api_base, "response_cost": cost, "additional_headers": headers}
+        headers = (
+            {}
+            if call.stream
+            else {
+                "x-litellm-model-group": m.alias,
+                "x-litellm-attempted-retries": 0,
+                "x-litellm-attempted-fallbacks": 0,
+            }
+        )
+        hidden = {
+            "model_id": _sha_hex(m.provider_model),
+            "cache_key": None,
+            "api_base": "" if call.stream else m.api_base,
+            "response_cost": cost,
+            "additional_headers": headers,
+        }
     else:
-        hidden = {"model_id": None, "cache_key": None, "api_base": None, "response_cost": 0.0,
-                  "additional_headers": None}
-    hidden |= {"litellm_overhead_time_ms": None, "batch_models": None, "batch_successful_requests": None,
-               "batch_failed_requests": None, "litellm_model_name": f"{m.provider}/{m.provider_model}" if ok else None,
-               "usage_object": None}
+        hidden = {
+            "model_id": None,
+            "cache_key": None,
+            "api_base": None,
+            "response_cost": 0.0,
+            "additional_headers": None,
+        }
+    hidden |= {
+        "litellm_overhead_time_ms": None,
+        "batch_models": None,
+        "batch_successful_requests": None,
+        "batch_failed_requests": None,
+        "litellm_model_name": f"{m.provider}/{m.provider_model}" if ok else None,
+        "usage_object": None,
+    }
     a["hidden_params"] = json.dumps(hidden)
-    a |= {"http.route": route, "litellm.model_group": m.alias,
-          "litellm.provider.model": f"{m.provider}/{m.provider_model}"}
+    a |= {
+        "http.route": route,
+        "litellm.model_group": m.alias,
+        "litellm.provider.model": f"{m.provider}/{m.provider_model}",
+    }
     if ok:  # cost 0.0 for a model LiteLLM has no price for (our self-hosted qwen-235b)
-        a |= {"gen_ai.cost.input_cost": call.input_cost, "gen_ai.cost.output_cost": call.output_cost,
-              "gen_ai.cost.total_cost": cost, "gen_ai.cost.tool_usage_cost": 0.0, "gen_ai.cost.original_cost": cost}
+        a |= {
+            "gen_ai.cost.input_cost": call.input_cost,
+            "gen_ai.cost.output_cost": call.output_cost,
+            "gen_ai.cost.total_cost": cost,
+            "gen_ai.cost.tool_usage_cost": 0.0,
+            "gen_ai.cost.original_cost": cost,
+        }
         a |= {f"gen_ai.cost.{k}": 0.0 for k in _COST_EXTRAS}
     call_type = "aembedding" if call.embedding else "acompletion"
     a |= {"gen_ai.request.model": m.provider_model, "llm.request.type": call_type, "gen_ai.system": m.provider}
@@ -555,19 +843,27 @@ def _litellm_request_attrs(b: TraceBuilder, call: Call, client: ProxyClient, rou
         a["llm.user"] = client.user
     a |= {"gen_ai.response.id": call.response_id if ok else call_id, "litellm.call_id": call_id}
     if ok:
-        a |= {"gen_ai.response.model": m.alias, "gen_ai.usage.total_tokens": call.input_tokens + call.output_tokens,
-              "gen_ai.usage.output_tokens": call.output_tokens, "gen_ai.usage.input_tokens": call.input_tokens}
+        a |= {
+            "gen_ai.response.model": m.alias,
+            "gen_ai.usage.total_tokens": call.input_tokens + call.output_tokens,
+            "gen_ai.usage.output_tokens": call.output_tokens,
+            "gen_ai.usage.input_tokens": call.input_tokens,
+        }
     a |= _functions_attrs(call.tools)
     if not call.embedding:  # an embedding request has `input`, not `messages`
         a["gen_ai.input.messages"] = json.dumps(_litellm_parts(call.messages))
     a["gen_ai.operation.name"] = call_type
     if ok and not call.embedding:
         out = _litellm_parts([call.output])[0] | {"finish_reason": call.finish_reason}  # type: ignore[list-item]
-        a |= {"gen_ai.output.messages": json.dumps([out]),
-              "gen_ai.response.finish_reasons": json.dumps([call.finish_reason])}
+        a |= {
+            "gen_ai.output.messages": json.dumps([out]),
+            "gen_ai.response.finish_reasons": json.dumps([call.finish_reason]),
+        }
         for tc in call.output.get("tool_calls") or ():  # type: ignore[union-attr]
-            a |= {"gen_ai.completion.0.function_call.arguments": tc["function"]["arguments"],
-                  "gen_ai.completion.0.function_call.name": tc["function"]["name"]}
+            a |= {
+                "gen_ai.completion.0.function_call.arguments": tc["function"]["arguments"],
+                "gen_ai.completion.0.function_call.name": tc["function"]["name"],
+            }
     return a
 
 
@@ -581,24 +877,46 @@ def _raw_request_attrs(call: Call, created: int) -> dict[str, Any]:
         return {}
     p = f"llm.{call.model.provider}"
     if call.embedding:
-        return {f"{p}.object": "list", f"{p}.model": call.model.provider_model,
-                f"{p}.usage": str({"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens})}
+        return {
+            f"{p}.object": "list",
+            f"{p}.model": call.model.provider_model,
+            f"{p}.usage": str({"prompt_tokens": call.input_tokens, "total_tokens": call.input_tokens}),
+        }
     return {
-        f"{p}.id": call.response_id, f"{p}.object": "chat.completion", f"{p}.created": created,
+        f"{p}.id": call.response_id,
+        f"{p}.object": "chat.completion",
+        f"{p}.created": created,
         f"{p}.model": call.model.provider_model,
         f"{p}.choices": str([{"index": 0, "message": call.output, "finish_reason": call.finish_reason}]),
-        f"{p}.usage": str({"prompt_tokens": call.input_tokens, "completion_tokens": call.output_tokens,
-                           "total_tokens": call.input_tokens + call.output_tokens}),
+        f"{p}.usage": str(
+            {
+                "prompt_tokens": call.input_tokens,
+                "completion_tokens": call.output_tokens,
+                "total_tokens": call.input_tokens + call.output_tokens,
+            }
+        ),
     }
 
 
 _PROXY_FRAMES: Final = (
-    ("/usr/lib/python3.11/site-packages/litellm/proxy/proxy_server.py", 12326, "chat_completion",
-     "result: Final = await base_llm_response_processor.base_process_llm_request("),
-    ("/usr/lib/python3.11/site-packages/litellm/proxy/common_request_processing.py", 2919, "_process_llm_request",
-     "responses = await llm_responses"),
-    ("/usr/lib/python3.11/site-packages/litellm/router.py", 3167, "acompletion",
-     "response = await self.async_function_with_fallbacks(**kwargs)"),
+    (
+        "/usr/lib/python3.11/site-packages/litellm/proxy/proxy_server.py",
+        12326,
+        "chat_completion",
+        "result: Final = await base_llm_response_processor.base_process_llm_request(",
+    ),
+    (
+        "/usr/lib/python3.11/site-packages/litellm/proxy/common_request_processing.py",
+        2919,
+        "_process_llm_request",
+        "responses = await llm_responses",
+    ),
+    (
+        "/usr/lib/python3.11/site-packages/litellm/router.py",
+        3167,
+        "acompletion",
+        "response = await self.async_function_with_fallbacks(**kwargs)",
+    ),
 )
 
 
@@ -608,8 +926,16 @@ def _frames_only(trace: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def proxy_request(b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient, *,
-                  failure: Failure | None = None, generation_name: str | None = None) -> int:
+def proxy_request(
+    b: TraceBuilder,
+    parent: bytes,
+    start: int,
+    call: Call,
+    client: ProxyClient,
+    *,
+    failure: Failure | None = None,
+    generation_name: str | None = None,
+) -> int:
     """The LiteLLM proxy's spans for one request; returns the end time.
 
     FastAPI's server span with ``fastapi.dependencies`` (auth), ``fastapi.endpoint`` and, on success,
@@ -638,8 +964,17 @@ def proxy_request(b: TraceBuilder, parent: bytes, start: int, call: Call, client
     llm1 = llm0 + call.duration
     first_chunk = llm0 + min(call.duration, int(call.model.ttft_s * SEC))
 
-    def litellm(span_id: bytes, parent_id: bytes, name: str, kind: int, s: int, e: int, attrs: dict[str, Any],
-                status: int = OK, events: list[tuple[int, str, dict[str, Any]]] | None = None) -> None:
+    def litellm(
+        span_id: bytes,
+        parent_id: bytes,
+        name: str,
+        kind: int,
+        s: int,
+        e: int,
+        attrs: dict[str, Any],
+        status: int = OK,
+        events: list[tuple[int, str, dict[str, Any]]] | None = None,
+    ) -> None:
         b.add(PROXY, "litellm", span_id, parent_id, name, kind, s, e, attrs, status, "", events)
 
     def service(name: str, s: int, e: int, call_type: str) -> None:
@@ -657,58 +992,146 @@ def proxy_request(b: TraceBuilder, parent: bytes, start: int, call: Call, client
         service("router", r0 + b.ms(0.08, 0.15), r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
         litellm(req, received, name, INTERNAL, llm0, llm1, attrs)
         created = (b.origin + llm1) // SEC  # the provider's unix-seconds stamp
-        litellm(b.new_id(), req, generation_name or "raw_gen_ai_request", INTERNAL, llm0, llm1,
-                _raw_request_attrs(call, created))
+        litellm(
+            b.new_id(),
+            req,
+            generation_name or "raw_gen_ai_request",
+            INTERNAL,
+            llm0,
+            llm1,
+            _raw_request_attrs(call, created),
+        )
         recv_end = llm1
         e1 = router_end + b.ms(0.8, 2.5)
         end = max(e1, llm1) + b.ms(0.5, 1.2)
         if not call.stream:
             s0 = e1 + b.ms(0.05, 0.1)
             end = s0 + b.ms(0.05, 0.1) + b.ms(0.5, 1.2)
-            b.add(PROXY, "fastapi", b.new_id(), server, "fastapi.serialization", INTERNAL, s0, s0 + b.ms(0.04, 0.1),
-                  {"code.function.name": endpoint_fn})
+            b.add(
+                PROXY,
+                "fastapi",
+                b.new_id(),
+                server,
+                "fastapi.serialization",
+                INTERNAL,
+                s0,
+                s0 + b.ms(0.04, 0.1),
+                {"code.function.name": endpoint_fn},
+            )
         if not call.stream:  # a stream's handoff time is not recorded
             recv_attrs["litellm.preprocessing.duration_ms"] = (llm0 - d0) / MS
         recv_attrs |= team | {"http.response.status_code": 200}
         recv_status, recv_events = OK, []
-        b.add(PROXY, "fastapi", b.new_id(), server, "fastapi.endpoint", INTERNAL, e0, e1,
-              {"code.function.name": endpoint_fn})
+        b.add(
+            PROXY,
+            "fastapi",
+            b.new_id(),
+            server,
+            "fastapi.endpoint",
+            INTERNAL,
+            e0,
+            e1,
+            {"code.function.name": endpoint_fn},
+        )
     else:
         service("router", r0 + b.ms(0.08, 0.15), r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
         short = failure.message
-        long = (f"{short}\n\nLiteLLM: model group '{call.model.alias}' failed with the error above. "
-                "No fallback was attempted.")
+        long = (
+            f"{short}\n\nLiteLLM: model group '{call.model.alias}' failed with the error above. "
+            "No fallback was attempted."
+        )
         err = {"error.code": str(status_code), "http.response.status_code": status_code, "error.type": failure.type}
-        attrs |= err | {"error.message": short, "error.llm_provider": call.model.provider,
-                        "error.stack_trace": _frames_only(failure.stacktrace)}
+        attrs |= err | {
+            "error.message": short,
+            "error.llm_provider": call.model.provider,
+            "error.stack_trace": _frames_only(failure.stacktrace),
+        }
         litellm(req, received, name, INTERNAL, llm0, llm1, attrs, ERROR, [failure.event(llm1 - 20_000)])
         recv_end = llm1 + b.ms(2, 40)  # the proxy's failure handling
-        litellm(b.new_id(), received, "Failed Proxy Server Request", INTERNAL, recv_end - 50_000, recv_end - 30_000,
-                {"exception": long} | team, ERROR)
+        litellm(
+            b.new_id(),
+            received,
+            "Failed Proxy Server Request",
+            INTERNAL,
+            recv_end - 50_000,
+            recv_end - 30_000,
+            {"exception": long} | team,
+            ERROR,
+        )
         proxy_trace = _traceback(_PROXY_FRAMES + _LITELLM_FRAMES, f"{failure.qualified_type}: {long}")
-        recv_attrs |= team | err | {"error.message": long, "error.llm_provider": call.model.provider,
-                                    "error.stack_trace": _frames_only(proxy_trace),
-                                    "litellm.preprocessing.duration_ms": (llm0 - d0) / MS}
+        recv_attrs |= (
+            team
+            | err
+            | {
+                "error.message": long,
+                "error.llm_provider": call.model.provider,
+                "error.stack_trace": _frames_only(proxy_trace),
+                "litellm.preprocessing.duration_ms": (llm0 - d0) / MS,
+            }
+        )
         recv_status = ERROR
-        recv_events = [(recv_end - 60_000, "exception", {
-            "exception.type": failure.qualified_type, "exception.message": long,
-            "exception.stacktrace": proxy_trace, "exception.escaped": "False"})]
+        recv_events = [
+            (
+                recv_end - 60_000,
+                "exception",
+                {
+                    "exception.type": failure.qualified_type,
+                    "exception.message": long,
+                    "exception.stacktrace": proxy_trace,
+                    "exception.escaped": "False",
+                },
+            )
+        ]
         e1 = recv_end + b.ms(0.2, 1)
         end = e1 + b.ms(0.3, 1)
-        b.add(PROXY, "fastapi", b.new_id(), server, "fastapi.endpoint", INTERNAL, e0, e1,
-              {"code.function.name": endpoint_fn, "error.type": "litellm.proxy._types.ProxyException"}, ERROR)
-    litellm(received, parent or deps, "Received Proxy Server Request", SERVER, d0 + 200_000, recv_end, recv_attrs,
-            recv_status, recv_events)
+        b.add(
+            PROXY,
+            "fastapi",
+            b.new_id(),
+            server,
+            "fastapi.endpoint",
+            INTERNAL,
+            e0,
+            e1,
+            {"code.function.name": endpoint_fn, "error.type": "litellm.proxy._types.ProxyException"},
+            ERROR,
+        )
+    litellm(
+        received,
+        parent or deps,
+        "Received Proxy Server Request",
+        SERVER,
+        d0 + 200_000,
+        recv_end,
+        recv_attrs,
+        recv_status,
+        recv_events,
+    )
     b.add(PROXY, "fastapi", deps, server, "fastapi.dependencies", INTERNAL, d0, d1, {"code.function.name": endpoint_fn})
     server_attrs: dict[str, Any] = {
-        "server.address": "litellm-proxy", "server.port": 4000, "url.path": route, "url.scheme": "http",
-        "http.request.method": "POST", "network.protocol.version": "1.1", "http.route": route,
+        "server.address": "litellm-proxy",
+        "server.port": 4000,
+        "url.path": route,
+        "url.scheme": "http",
+        "http.request.method": "POST",
+        "network.protocol.version": "1.1",
+        "http.route": route,
         "http.response.status_code": status_code,
     }
     if status_code >= 500:  # FastAPI marks only 5xx as a server error
         server_attrs["error.type"] = str(status_code)
-    b.add(PROXY, "fastapi", server, parent, f"POST {route}", SERVER, start, end, server_attrs,
-          ERROR if status_code >= 500 else UNSET)
+    b.add(
+        PROXY,
+        "fastapi",
+        server,
+        parent,
+        f"POST {route}",
+        SERVER,
+        start,
+        end,
+        server_attrs,
+        ERROR if status_code >= 500 else UNSET,
+    )
     return end
 
 
@@ -720,19 +1143,43 @@ def proxy_auth_failure(b: TraceBuilder, start: int, client: ProxyClient, call: C
     server, deps, received = b.new_id(), b.new_id(), b.new_id()
     d0 = start + b.ms(0.3, 0.45)
     d1 = d0 + b.ms(2, 6)
-    msg = (f"Authentication Error, Invalid proxy server token passed. Received API Key = sk-...Xf3a, Key Hash "
-           f"(Token) ={_sha_hex(b.hex(64))}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`")
-    trace = _traceback((("/usr/lib/python3.11/site-packages/litellm/proxy/auth/user_api_key_auth.py", 1398,
-                         "_user_api_key_auth_builder", "raise ProxyException("),),
-                       f"litellm.proxy._types.ProxyException: {msg}")
+    msg = (
+        f"Authentication Error, Invalid proxy server token passed. Received API Key = sk-...Xf3a, Key Hash "
+        f"(Token) ={_sha_hex(b.hex(64))}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`"
+    )
+    trace = _traceback(
+        (
+            (
+                "/usr/lib/python3.11/site-packages/litellm/proxy/auth/user_api_key_auth.py",
+                1398,
+                "_user_api_key_auth_builder",
+                "raise ProxyException(",
+            ),
+        ),
+        f"litellm.proxy._types.ProxyException: {msg}",
+    )
     err = {"error.code": "401", "http.response.status_code": 401}
-    event = [(d1 - 100_000, "exception", {"exception.type": "litellm.proxy._types.ProxyException",
-                                          "exception.message": msg, "exception.stacktrace": trace,
-                                          "exception.escaped": "False"})]
+    event = [
+        (
+            d1 - 100_000,
+            "exception",
+            {
+                "exception.type": "litellm.proxy._types.ProxyException",
+                "exception.message": msg,
+                "exception.stacktrace": trace,
+                "exception.escaped": "False",
+            },
+        )
+    ]
     # The request never reached a key, so almost all metadata is empty.
-    known = {"metadata.user_api_key_hash": _sha_hex(b.hex(64)), "metadata.user_api_key_spend": 0.0,
-             "metadata.user_api_key_request_route": route, "metadata.applied_guardrails": "[]",
-             "metadata.usage_object": "{}", "metadata.user_api_key_auth_metadata": "{}"}
+    known = {
+        "metadata.user_api_key_hash": _sha_hex(b.hex(64)),
+        "metadata.user_api_key_spend": 0.0,
+        "metadata.user_api_key_request_route": route,
+        "metadata.applied_guardrails": "[]",
+        "metadata.usage_object": "{}",
+        "metadata.user_api_key_auth_metadata": "{}",
+    }
     unanswered = replace(call, output=None, output_tokens=0)
     attrs: dict[str, Any] = {"code.function.name": endpoint_fn}
     for k, v in _litellm_request_attrs(b, unanswered, client, route, b.uuid(), None).items():
@@ -740,16 +1187,53 @@ def proxy_auth_failure(b: TraceBuilder, start: int, client: ProxyClient, call: C
             attrs[k] = known.get(k, "") if k.startswith("metadata.") else v
     attrs |= err | {"error.message": msg, "error.type": "litellm.proxy._types.ProxyException"}
     b.add(PROXY, "fastapi", deps, server, "fastapi.dependencies", INTERNAL, d0, d1, attrs, ERROR, "", event)
-    b.add(PROXY, "litellm", received, deps, "Received Proxy Server Request", SERVER, d0 + 180_000, d1 - 200_000,
-          {"url.path": route, "http.route": route} | err | {"error.type": "ProxyException", "error.message": msg},
-          ERROR, "", event)
-    b.add(PROXY, "litellm", b.new_id(), received, "Failed Proxy Server Request", INTERNAL, d1 - 260_000,
-          d1 - 245_000, {"exception": msg}, ERROR)
+    b.add(
+        PROXY,
+        "litellm",
+        received,
+        deps,
+        "Received Proxy Server Request",
+        SERVER,
+        d0 + 180_000,
+        d1 - 200_000,
+        {"url.path": route, "http.route": route} | err | {"error.type": "ProxyException", "error.message": msg},
+        ERROR,
+        "",
+        event,
+    )
+    b.add(
+        PROXY,
+        "litellm",
+        b.new_id(),
+        received,
+        "Failed Proxy Server Request",
+        INTERNAL,
+        d1 - 260_000,
+        d1 - 245_000,
+        {"exception": msg},
+        ERROR,
+    )
     end = d1 + b.ms(0.5, 1.5)
-    b.add(PROXY, "fastapi", server, b"", f"POST {route}", SERVER, start, end,
-          {"server.address": "litellm-proxy", "server.port": 4000, "url.path": route, "url.scheme": "http",
-           "http.request.method": "POST", "network.protocol.version": "1.1", "http.route": route,
-           "http.response.status_code": 401})
+    b.add(
+        PROXY,
+        "fastapi",
+        server,
+        b"",
+        f"POST {route}",
+        SERVER,
+        start,
+        end,
+        {
+            "server.address": "litellm-proxy",
+            "server.port": 4000,
+            "url.path": route,
+            "url.scheme": "http",
+            "http.request.method": "POST",
+            "network.protocol.version": "1.1",
+            "http.route": route,
+            "http.response.status_code": 401,
+        },
+    )
     return end
 
 
@@ -763,8 +1247,9 @@ def _sdk_failure(f: Failure, model: Model, via_proxy: bool) -> Failure:
     (openai or anthropic) sees the provider's message.
     """
     sdk = "anthropic" if model.provider == "anthropic" and not via_proxy else "openai"
-    typ = {429: "RateLimitError", 400: "BadRequestError", 408: "APITimeoutError"}.get(f.status_code,
-                                                                                      "InternalServerError")
+    typ = {429: "RateLimitError", 400: "BadRequestError", 408: "APITimeoutError"}.get(
+        f.status_code, "InternalServerError"
+    )
     if f.type == "APIConnectionError":
         typ, msg = "APIConnectionError", "Connection error."
     elif typ == "APITimeoutError":
@@ -774,8 +1259,12 @@ def _sdk_failure(f: Failure, model: Model, via_proxy: bool) -> Failure:
         body = {"error": {"message": text, "type": None, "param": None, "code": str(f.status_code)}}
         msg = f"Error code: {f.status_code} - {body}"
     frames = (
-        (f"/usr/local/lib/python3.11/site-packages/{sdk}/_base_client.py", 1594, "request",
-         "raise self._make_status_error_from_response(err.response) from None"),
+        (
+            f"/usr/local/lib/python3.11/site-packages/{sdk}/_base_client.py",
+            1594,
+            "request",
+            "raise self._make_status_error_from_response(err.response) from None",
+        ),
     )
     return Failure(typ, sdk, msg, f.status_code, _traceback(frames, f"{sdk}.{typ}: {msg}"))
 
@@ -789,8 +1278,15 @@ def _maybe_llm_failure(b: TraceBuilder, call: Call, p: float) -> Failure | None:
     return failure
 
 
-def _via_proxy(b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None,
-               failure: Failure | None, generation_name: str | None = None) -> int:
+def _via_proxy(
+    b: TraceBuilder,
+    parent: bytes,
+    start: int,
+    call: Call,
+    client: ProxyClient | None,
+    failure: Failure | None,
+    generation_name: str | None = None,
+) -> int:
     """Time the call: through the proxy (its spans become children of `parent`) or straight to the provider."""
     if client is None:
         return start + call.duration
@@ -821,35 +1317,54 @@ def _oi_messages(prefix: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     return a
 
 
-def _oi_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None,
-            failure: Failure | None) -> int:
+def _oi_llm(
+    b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None, failure: Failure | None
+) -> int:
     """An OpenInference LLM (or EMBEDDING) span; through the proxy there is an httpx client span between."""
     span = b.new_id()
     m = call.model
     model_name = m.alias if client else m.provider_model  # the proxy echoes the alias
     if call.embedding:
-        a: dict[str, Any] = {"openinference.span.kind": "EMBEDDING", "embedding.model_name": model_name,
-                             "embedding.embeddings.0.embedding.text": call.messages[0]["content"],
-                             "input.value": json.dumps({"input": call.messages[0]["content"], "model": m.alias}),
-                             "input.mime_type": "application/json", "llm.token_count.prompt": call.input_tokens,
-                             "llm.token_count.total": call.input_tokens}
+        a: dict[str, Any] = {
+            "openinference.span.kind": "EMBEDDING",
+            "embedding.model_name": model_name,
+            "embedding.embeddings.0.embedding.text": call.messages[0]["content"],
+            "input.value": json.dumps({"input": call.messages[0]["content"], "model": m.alias}),
+            "input.mime_type": "application/json",
+            "llm.token_count.prompt": call.input_tokens,
+            "llm.token_count.total": call.input_tokens,
+        }
         name = "CreateEmbeddingResponse"
     else:
         request = {"messages": call.messages, "model": m.alias, "temperature": call.temperature}
-        a = {"openinference.span.kind": "LLM", "llm.provider": "openai", "llm.system": "openai",
-             "llm.model_name": model_name,
-             "llm.invocation_parameters": json.dumps({"model": m.alias, "temperature": call.temperature}),
-             "input.value": json.dumps(request, ensure_ascii=False), "input.mime_type": "application/json",
-             **_oi_messages("llm.input_messages", call.messages)}
+        a = {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "openai",
+            "llm.system": "openai",
+            "llm.model_name": model_name,
+            "llm.invocation_parameters": json.dumps({"model": m.alias, "temperature": call.temperature}),
+            "input.value": json.dumps(request, ensure_ascii=False),
+            "input.mime_type": "application/json",
+            **_oi_messages("llm.input_messages", call.messages),
+        }
         for i, tool in enumerate(call.tools):
             a[f"llm.tools.{i}.tool.json_schema"] = json.dumps(tool)
         if call.output is not None:
             a |= _oi_messages("llm.output_messages", [call.output])
-            a |= {"output.value": json.dumps({"id": call.response_id, "model": model_name, "choices": [
-                {"index": 0, "message": call.output, "finish_reason": call.finish_reason}]}, ensure_ascii=False),
-                "output.mime_type": "application/json", "llm.token_count.prompt": call.input_tokens,
+            a |= {
+                "output.value": json.dumps(
+                    {
+                        "id": call.response_id,
+                        "model": model_name,
+                        "choices": [{"index": 0, "message": call.output, "finish_reason": call.finish_reason}],
+                    },
+                    ensure_ascii=False,
+                ),
+                "output.mime_type": "application/json",
+                "llm.token_count.prompt": call.input_tokens,
                 "llm.token_count.completion": call.output_tokens,
-                "llm.token_count.total": call.input_tokens + call.output_tokens}
+                "llm.token_count.total": call.input_tokens + call.output_tokens,
+            }
         name = "ChatCompletion"
     a |= {"user.id": b.user, "session.id": b.session}
     t = start + b.ms(0.2, 1.5)
@@ -859,37 +1374,83 @@ def _oi_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: Prox
         h0 = t
         t = _via_proxy(b, http, h0, call, client, failure)
         status = failure.status_code if failure else 200
-        b.add(TEXT2SQL, "opentelemetry.instrumentation.httpx", http, span, "POST", CLIENT, h0, t,
-              {"http.method": "POST", "http.url": f"http://litellm-proxy:4000{route}", "http.status_code": status},
-              ERROR if status >= 400 else UNSET)
+        b.add(
+            TEXT2SQL,
+            "opentelemetry.instrumentation.httpx",
+            http,
+            span,
+            "POST",
+            CLIENT,
+            h0,
+            t,
+            {"http.method": "POST", "http.url": f"http://litellm-proxy:4000{route}", "http.status_code": status},
+            ERROR if status >= 400 else UNSET,
+        )
     else:
         t = _via_proxy(b, span, t, call, None, failure)
     end = t + b.ms(0.3, 3)
     if failure:
         err = _sdk_failure(failure, call.model, client is not None)
-        b.add(TEXT2SQL, _OI_LLM_SCOPE, span, parent, name, INTERNAL, start, end, a, ERROR, f"{err.type}: {err.message}",
-              [err.event(end - 10_000)])
+        b.add(
+            TEXT2SQL,
+            _OI_LLM_SCOPE,
+            span,
+            parent,
+            name,
+            INTERNAL,
+            start,
+            end,
+            a,
+            ERROR,
+            f"{err.type}: {err.message}",
+            [err.event(end - 10_000)],
+        )
     else:
         b.add(TEXT2SQL, _OI_LLM_SCOPE, span, parent, name, INTERNAL, start, end, a, OK)
     return end
 
 
-def _oi_span(b: TraceBuilder, span: bytes, parent: bytes, name: str, kind: str, start: int, end: int,
-             inp: str, out: str | None, extra: dict[str, Any] | None = None, failure: Failure | None = None) -> None:
+def _oi_span(
+    b: TraceBuilder,
+    span: bytes,
+    parent: bytes,
+    name: str,
+    kind: str,
+    start: int,
+    end: int,
+    inp: str,
+    out: str | None,
+    extra: dict[str, Any] | None = None,
+    failure: Failure | None = None,
+) -> None:
     """A user-made OpenInference span (AGENT/CHAIN/TOOL/RETRIEVER)."""
     a: dict[str, Any] = {"openinference.span.kind": kind, "input.value": inp, "input.mime_type": "text/plain"}
     if out is not None:
         a |= {"output.value": out, "output.mime_type": "text/plain"}
     a |= (extra or {}) | {"user.id": b.user, "session.id": b.session}
     if failure:
-        b.add(TEXT2SQL, _OI_AGENT_SCOPE, span, parent, name, INTERNAL, start, end, a, ERROR,
-              f"{failure.type}: {failure.message}", [failure.event(end - 5_000)])
+        b.add(
+            TEXT2SQL,
+            _OI_AGENT_SCOPE,
+            span,
+            parent,
+            name,
+            INTERNAL,
+            start,
+            end,
+            a,
+            ERROR,
+            f"{failure.type}: {failure.message}",
+            [failure.event(end - 5_000)],
+        )
     else:
         b.add(TEXT2SQL, _OI_AGENT_SCOPE, span, parent, name, INTERNAL, start, end, a, OK)
 
 
-_TEXT2SQL_SYSTEM: Final = ("You translate questions into ClickHouse SQL. Use only the tables given. "
-                           "Call run_sql with the query; never modify data.")
+_TEXT2SQL_SYSTEM: Final = (
+    "You translate questions into ClickHouse SQL. Use only the tables given. "
+    "Call run_sql with the query; never modify data."
+)
 
 
 def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
@@ -916,8 +1477,11 @@ def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
     docs = {}
     for i, name in enumerate(tables):
         p = f"retrieval.documents.{i}.document"
-        docs |= {f"{p}.id": name, f"{p}.content": _SCHEMA_DOCS[name],
-                 f"{p}.score": round(0.91 - 0.13 * i - rng.random() / 20, 4)}
+        docs |= {
+            f"{p}.id": name,
+            f"{p}.content": _SCHEMA_DOCS[name],
+            f"{p}.score": round(0.91 - 0.13 * i - rng.random() / 20, 4),
+        }
     t += b.ms(2, 25)  # vector search
     _oi_span(b, retr, root, "retrieve_schema", "RETRIEVER", t0, t, question, None, docs)
 
@@ -947,12 +1511,16 @@ def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
         e0 = t + b.ms(0.1, 0.8)
         slow = rng.random() < 0.03
         t = e0 + (b.ms(20_000, 180_000) if slow else b.ms(15, 1800))
-        tool_attrs = {"tool.name": "run_sql", "tool.description": _RUN_SQL["function"]["description"],
-                      "tool.parameters": json.dumps(_RUN_SQL["function"]["parameters"])}
+        tool_attrs = {
+            "tool.name": "run_sql",
+            "tool.description": _RUN_SQL["function"]["description"],
+            "tool.parameters": json.dumps(_RUN_SQL["function"]["parameters"]),
+        }
         if rng.random() < 0.045:
             failed = _sql_failure(rng, sql)
-            _oi_span(b, ex, root, "execute", "TOOL", e0, t, tool_call["function"]["arguments"], None, tool_attrs,
-                     failed)
+            _oi_span(
+                b, ex, root, "execute", "TOOL", e0, t, tool_call["function"]["arguments"], None, tool_attrs, failed
+            )
             messages.append({"role": "tool", "tool_call_id": tool_call["id"], "content": f"Error: {failed.message}"})
             if attempt == 0 and rng.random() < 0.6:
                 failed = None  # the agent feeds the error back and regenerates
@@ -966,16 +1534,28 @@ def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
 
     answer = None
     if failed is None:
-        answer = (f"I ran the query on {table} and got {n_rows} rows. The largest value is {top:,.0f}; "
-                  "the SQL is attached if you want to refine it.")
+        answer = (
+            f"I ran the query on {table} and got {n_rows} rows. The largest value is {top:,.0f}; "
+            "the SQL is attached if you want to refine it."
+        )
         call = _chat(b, "gpt-4o-mini", messages, answer=answer, context=ctx // 4)
         t = _oi_llm(b, root, t + b.ms(0.2, 1), call, None, None)
         if rng.random() < 0.35:
             t = _flow_to_analyze(b, root, t, question, rows)
     end = t + b.ms(0.5, 4)
-    _oi_span(b, root, b"", "text2sql", "AGENT", start, end, question, answer,
-             {"agent.name": "text2sql", "metadata": json.dumps({"channel": rng.choice(("slack", "web", "api"))})},
-             failed)
+    _oi_span(
+        b,
+        root,
+        b"",
+        "text2sql",
+        "AGENT",
+        start,
+        end,
+        question,
+        answer,
+        {"agent.name": "text2sql", "metadata": json.dumps({"channel": rng.choice(("slack", "web", "api"))})},
+        failed,
+    )
     return end, failed
 
 
@@ -989,17 +1569,42 @@ def _flow_to_analyze(b: TraceBuilder, root: bytes, start: int, question: str, ro
     end, failure = run_analyze(b, http, h0 + b.ms(0.5, 3), question=f"Explain this result: {question}", data=rows)
     h1 = end + b.ms(0.5, 3)
     code = 500 if failure else 200
-    b.add(TEXT2SQL, "opentelemetry.instrumentation.httpx", http, step, "POST", CLIENT, h0, h1,
-          {"http.method": "POST", "http.url": "http://agent-analyze:8080/analyze", "http.status_code": code},
-          ERROR if failure else UNSET)
+    b.add(
+        TEXT2SQL,
+        "opentelemetry.instrumentation.httpx",
+        http,
+        step,
+        "POST",
+        CLIENT,
+        h0,
+        h1,
+        {"http.method": "POST", "http.url": "http://agent-analyze:8080/analyze", "http.status_code": code},
+        ERROR if failure else UNSET,
+    )
     step_failure = None
     if failure:
         msg = "Server error '500 Internal Server Error' for url 'http://agent-analyze:8080/analyze'"
-        step_failure = Failure("HTTPStatusError", "httpx", msg, 0,
-                               _traceback((("/app/text2sql/flow.py", 57, "analyze", "resp.raise_for_status()"),),
-                                          f"httpx.HTTPStatusError: {msg}"))
-    _oi_span(b, step, root, "analyze", "CHAIN", start, h1 + b.ms(0.1, 1), question,
-             None if failure else "analysis attached", failure=step_failure)
+        step_failure = Failure(
+            "HTTPStatusError",
+            "httpx",
+            msg,
+            0,
+            _traceback(
+                (("/app/text2sql/flow.py", 57, "analyze", "resp.raise_for_status()"),), f"httpx.HTTPStatusError: {msg}"
+            ),
+        )
+    _oi_span(
+        b,
+        step,
+        root,
+        "analyze",
+        "CHAIN",
+        start,
+        h1 + b.ms(0.1, 1),
+        question,
+        None if failure else "analysis attached",
+        failure=step_failure,
+    )
     return h1 + b.ms(0.2, 2)
 
 
@@ -1008,34 +1613,66 @@ def _flow_to_analyze(b: TraceBuilder, root: bytes, start: int, question: str, ro
 
 def _tl_context(b: TraceBuilder, path: str) -> dict[str, Any]:
     """What the Traceloop SDK stamps on every span in a workflow, LLM spans included (empty values are skipped)."""
-    a = {"traceloop.workflow.name": "analyze", "traceloop.association.properties.user_id": b.user,
-         "traceloop.association.properties.session_id": b.session}
+    a = {
+        "traceloop.workflow.name": "analyze",
+        "traceloop.association.properties.user_id": b.user,
+        "traceloop.association.properties.session_id": b.session,
+    }
     return a | {"traceloop.entity.path": path} if path else a
 
 
-def _tl_span(b: TraceBuilder, span: bytes, parent: bytes, name: str, kind: str, path: str, start: int, end: int,
-             inp: Any, out: Any, failure: Failure | None = None) -> None:
+def _tl_span(
+    b: TraceBuilder,
+    span: bytes,
+    parent: bytes,
+    name: str,
+    kind: str,
+    path: str,
+    start: int,
+    end: int,
+    inp: Any,
+    out: Any,
+    failure: Failure | None = None,
+) -> None:
     """A Traceloop SDK decorator span: ``<name>.<kind>`` with traceloop.* attributes."""
     a: dict[str, Any] = {"traceloop.span.kind": kind, "traceloop.entity.name": name} | _tl_context(b, path)
     a["traceloop.entity.input"] = json.dumps({"args": [], "kwargs": inp}, ensure_ascii=False)
     if out is not None:
         a["traceloop.entity.output"] = json.dumps(out, ensure_ascii=False)
     if failure:
-        b.add(ANALYZE, "traceloop.tracer", span, parent, f"{name}.{kind}", INTERNAL, start, end, a, ERROR,
-              f"{failure.type}: {failure.message}", [failure.event(end - 5_000)])
+        b.add(
+            ANALYZE,
+            "traceloop.tracer",
+            span,
+            parent,
+            f"{name}.{kind}",
+            INTERNAL,
+            start,
+            end,
+            a,
+            ERROR,
+            f"{failure.type}: {failure.message}",
+            [failure.event(end - 5_000)],
+        )
     else:
         b.add(ANALYZE, "traceloop.tracer", span, parent, f"{name}.{kind}", INTERNAL, start, end, a)
 
 
-def _tl_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None,
-            failure: Failure | None) -> int:
+def _tl_llm(
+    b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None, failure: Failure | None
+) -> int:
     """OpenLLMetry's ``openai.chat`` / ``anthropic.chat`` client span (it propagates trace context itself)."""
     m = call.model
     anthropic = m.provider == "anthropic" and client is None
-    a: dict[str, Any] = {"llm.request.type": "chat", "gen_ai.system": "Anthropic" if anthropic else "openai",
-                         "gen_ai.request.model": m.provider_model if anthropic else m.alias,
-                         "gen_ai.request.temperature": call.temperature, "gen_ai.request.max_tokens": call.max_tokens,
-                         "llm.is_streaming": call.stream, "llm.user": b.user} | _tl_context(b, "analyze.analyze")
+    a: dict[str, Any] = {
+        "llm.request.type": "chat",
+        "gen_ai.system": "Anthropic" if anthropic else "openai",
+        "gen_ai.request.model": m.provider_model if anthropic else m.alias,
+        "gen_ai.request.temperature": call.temperature,
+        "gen_ai.request.max_tokens": call.max_tokens,
+        "llm.is_streaming": call.stream,
+        "llm.user": b.user,
+    } | _tl_context(b, "analyze.analyze")
     if not anthropic:
         a["gen_ai.openai.api_base"] = "http://litellm-proxy:4000/v1/" if client else "https://api.openai.com/v1/"
     a |= _functions_attrs(call.tools)
@@ -1046,27 +1683,37 @@ def _tl_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: Prox
         if "tool_call_id" in msg:
             a[f"gen_ai.prompt.{i}.tool_call_id"] = msg["tool_call_id"]
         for j, tc in enumerate(msg.get("tool_calls") or ()):
-            a |= {f"gen_ai.prompt.{i}.tool_calls.{j}.id": tc["id"],
-                  f"gen_ai.prompt.{i}.tool_calls.{j}.name": tc["function"]["name"],
-                  f"gen_ai.prompt.{i}.tool_calls.{j}.arguments": tc["function"]["arguments"]}
+            a |= {
+                f"gen_ai.prompt.{i}.tool_calls.{j}.id": tc["id"],
+                f"gen_ai.prompt.{i}.tool_calls.{j}.name": tc["function"]["name"],
+                f"gen_ai.prompt.{i}.tool_calls.{j}.arguments": tc["function"]["arguments"],
+            }
     if call.output is not None:
-        a |= {"gen_ai.response.model": m.alias if client else m.provider_model, "gen_ai.response.id": call.response_id,
-              "llm.usage.total_tokens": call.input_tokens + call.output_tokens}
+        a |= {
+            "gen_ai.response.model": m.alias if client else m.provider_model,
+            "gen_ai.response.id": call.response_id,
+            "llm.usage.total_tokens": call.input_tokens + call.output_tokens,
+        }
         # The Anthropic instrumentation still writes the older usage keys.
         if anthropic:
             a |= {"gen_ai.usage.prompt_tokens": call.input_tokens, "gen_ai.usage.completion_tokens": call.output_tokens}
         else:
-            a |= {"gen_ai.usage.input_tokens": call.input_tokens, "gen_ai.usage.output_tokens": call.output_tokens,
-                  "gen_ai.usage.cache_read_input_tokens": 0}
+            a |= {
+                "gen_ai.usage.input_tokens": call.input_tokens,
+                "gen_ai.usage.output_tokens": call.output_tokens,
+                "gen_ai.usage.cache_read_input_tokens": 0,
+            }
         # Anthropic reports its own stop reasons.
         reason = {"tool_calls": "tool_use", "stop": "end_turn"}[call.finish_reason] if anthropic else call.finish_reason
         a |= {"gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.finish_reason": reason}
         if call.output.get("content"):
             a["gen_ai.completion.0.content"] = call.output["content"]
         for j, tc in enumerate(call.output.get("tool_calls") or ()):
-            a |= {f"gen_ai.completion.0.tool_calls.{j}.id": tc["id"],
-                  f"gen_ai.completion.0.tool_calls.{j}.name": tc["function"]["name"],
-                  f"gen_ai.completion.0.tool_calls.{j}.arguments": tc["function"]["arguments"]}
+            a |= {
+                f"gen_ai.completion.0.tool_calls.{j}.id": tc["id"],
+                f"gen_ai.completion.0.tool_calls.{j}.name": tc["function"]["name"],
+                f"gen_ai.completion.0.tool_calls.{j}.arguments": tc["function"]["arguments"],
+            }
     span = b.new_id()
     end = _via_proxy(b, span, start + b.ms(0.1, 0.8), call, client, failure) + b.ms(0.2, 2)
     name = "anthropic.chat" if anthropic else "openai.chat"
@@ -1080,13 +1727,17 @@ def _tl_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: Prox
     return end
 
 
-_ANALYZE_QUESTIONS: Final = ("Why did checkout conversion drop on {d}?", "What drove the spike in refunds in {r}?",
-                             "Is the week-over-week growth in {r} signups significant?",
-                             "{r} 지역 이탈률이 왜 증가했는지 분석해줘")
+_ANALYZE_QUESTIONS: Final = (
+    "Why did checkout conversion drop on {d}?",
+    "What drove the spike in refunds in {r}?",
+    "Is the week-over-week growth in {r} signups significant?",
+    "{r} 지역 이탈률이 왜 증가했는지 분석해줘",
+)
 
 
-def run_analyze(b: TraceBuilder, parent: bytes = b"", start: int = 0, question: str | None = None,
-                data: str | None = None) -> tuple[int, Failure | None]:
+def run_analyze(
+    b: TraceBuilder, parent: bytes = b"", start: int = 0, question: str | None = None, data: str | None = None
+) -> tuple[int, Failure | None]:
     """analyze.workflow -> load_data.task (-> query_warehouse.tool) -> analyze.agent (LLM, run_python, LLM)."""
     rng = b.rng
     region = rng.choice(_REGIONS)
@@ -1104,8 +1755,18 @@ def run_analyze(b: TraceBuilder, parent: bytes = b"", start: int = 0, question: 
     q0 = t + b.ms(0.1, 1)
     t = q0 + (b.ms(60_000, 300_000) if rng.random() < 0.03 else b.ms(80, 4000))
     series = data or json.dumps({"metric": "conversion_rate", "points": 28, "last": round(rng.uniform(0.01, 0.09), 4)})
-    _tl_span(b, tool, load, "query_warehouse", "tool", "analyze.load_data", q0, t,
-             {"metric": "conversion_rate", "window": "28d"}, {"rows": 28})
+    _tl_span(
+        b,
+        tool,
+        load,
+        "query_warehouse",
+        "tool",
+        "analyze.load_data",
+        q0,
+        t,
+        {"metric": "conversion_rate", "window": "28d"},
+        {"rows": 28},
+    )
     t += b.ms(0.5, 20)
     _tl_span(b, load, wf, "load_data", "task", "analyze", l0, t, {"question": question}, {"series": series[:200]})
 
@@ -1117,8 +1778,9 @@ def run_analyze(b: TraceBuilder, parent: bytes = b"", start: int = 0, question: 
     ]
     code = "df['conversion_rate'].pct_change().rolling(7).mean().tail(3)"
     ctx = rng.randint(200, 1500)
-    call = _chat(b, model, list(messages), tool_call=("run_python", {"code": code}), tools=[_RUN_PY, _QUERY_WH],
-                 context=ctx)
+    call = _chat(
+        b, model, list(messages), tool_call=("run_python", {"code": code}), tools=[_RUN_PY, _QUERY_WH], context=ctx
+    )
     failure = _maybe_llm_failure(b, call, 0.02)
     t = _tl_llm(b, agent, a0 + b.ms(0.2, 2), call, client, failure)
     failed: Failure | None = _sdk_failure(failure, call.model, via) if failure else None
@@ -1136,8 +1798,10 @@ def run_analyze(b: TraceBuilder, parent: bytes = b"", start: int = 0, question: 
             result = f"conversion_rate 7d mean change: {rng.uniform(-15, 8):.1f}%"
             _tl_span(b, py, agent, "run_python", "tool", "analyze.analyze", p0, t, {"code": code}, result)
             messages.append({"role": "tool", "tool_call_id": tc["id"], "content": result})
-            answer = (f"{result}. The drop lines up with the {region} payment-provider incident; excluding it, "
-                      "conversion is within its normal range.")
+            answer = (
+                f"{result}. The drop lines up with the {region} payment-provider incident; excluding it, "
+                "conversion is within its normal range."
+            )
             final = _chat(b, model, messages, answer=answer, context=ctx)
             t = _tl_llm(b, agent, t + b.ms(0.2, 2), final, client, None)
     t += b.ms(0.2, 2)
@@ -1165,36 +1829,56 @@ def _semconv_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif m.get("content"):
             parts.append({"type": "text", "content": m["content"]})
         for tc in m.get("tool_calls") or ():
-            parts.append({"type": "tool_call", "id": tc["id"], "name": tc["function"]["name"],
-                          "arguments": json.loads(tc["function"]["arguments"])})
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": tc["id"],
+                    "name": tc["function"]["name"],
+                    "arguments": json.loads(tc["function"]["arguments"]),
+                }
+            )
         out.append({"role": m["role"], "parts": parts})
     return out
 
 
-def _semconv_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None,
-                 failure: Failure | None) -> int:
+def _semconv_llm(
+    b: TraceBuilder, parent: bytes, start: int, call: Call, client: ProxyClient | None, failure: Failure | None
+) -> int:
     m = call.model
     op = "embeddings" if call.embedding else "chat"
-    a: dict[str, Any] = {"gen_ai.operation.name": op, "gen_ai.provider.name": "openai", "gen_ai.request.model": m.alias,
-                         "server.address": "litellm-proxy" if client else m.api_base.split("/")[2],
-                         "server.port": 4000 if client else 443}
+    a: dict[str, Any] = {
+        "gen_ai.operation.name": op,
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": m.alias,
+        "server.address": "litellm-proxy" if client else m.api_base.split("/")[2],
+        "server.port": 4000 if client else 443,
+    }
     if not call.embedding:
-        a |= {"gen_ai.request.temperature": call.temperature, "gen_ai.request.max_tokens": call.max_tokens,
-              "gen_ai.output.type": "text",
-              "gen_ai.input.messages": json.dumps(_semconv_parts(call.messages), ensure_ascii=False)}
+        a |= {
+            "gen_ai.request.temperature": call.temperature,
+            "gen_ai.request.max_tokens": call.max_tokens,
+            "gen_ai.output.type": "text",
+            "gen_ai.input.messages": json.dumps(_semconv_parts(call.messages), ensure_ascii=False),
+        }
         system = [msg["content"] for msg in call.messages if msg["role"] == "system"]
         if system:
             a["gen_ai.system_instructions"] = json.dumps([{"type": "text", "content": s} for s in system])
         if call.tools:
             a["gen_ai.tool.definitions"] = json.dumps(call.tools)
     if call.output is not None:
-        a |= {"gen_ai.response.model": m.alias if client else m.provider_model, "gen_ai.response.id": call.response_id,
-              "gen_ai.usage.input_tokens": call.input_tokens}
+        a |= {
+            "gen_ai.response.model": m.alias if client else m.provider_model,
+            "gen_ai.response.id": call.response_id,
+            "gen_ai.usage.input_tokens": call.input_tokens,
+        }
         if not call.embedding:
-            a |= {"gen_ai.usage.output_tokens": call.output_tokens,
-                  "gen_ai.response.finish_reasons": [call.finish_reason],  # a string array, as the spec says
-                  "gen_ai.output.messages": json.dumps(
-                      [_semconv_parts([call.output])[0] | {"finish_reason": call.finish_reason}], ensure_ascii=False)}
+            a |= {
+                "gen_ai.usage.output_tokens": call.output_tokens,
+                "gen_ai.response.finish_reasons": [call.finish_reason],  # a string array, as the spec says
+                "gen_ai.output.messages": json.dumps(
+                    [_semconv_parts([call.output])[0] | {"finish_reason": call.finish_reason}], ensure_ascii=False
+                ),
+            }
     span = b.new_id()
     end = _via_proxy(b, span, start + b.ms(0.1, 0.8), call, client, failure) + b.ms(0.2, 2)
     name = f"{op} {m.alias}"
@@ -1207,18 +1891,42 @@ def _semconv_llm(b: TraceBuilder, parent: bytes, start: int, call: Call, client:
     return end
 
 
-def _semconv_tool(b: TraceBuilder, parent: bytes, start: int, tc: dict[str, Any], description: str,
-                  result: str | None, duration: int, failure: Failure | None = None) -> int:
+def _semconv_tool(
+    b: TraceBuilder,
+    parent: bytes,
+    start: int,
+    tc: dict[str, Any],
+    description: str,
+    result: str | None,
+    duration: int,
+    failure: Failure | None = None,
+) -> int:
     name = tc["function"]["name"]
-    a: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-                         "gen_ai.tool.call.id": tc["id"], "gen_ai.tool.type": "function",
-                         "gen_ai.tool.description": description,
-                         "gen_ai.tool.call.arguments": tc["function"]["arguments"]}
+    a: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": tc["id"],
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.description": description,
+        "gen_ai.tool.call.arguments": tc["function"]["arguments"],
+    }
     end = start + duration
     if failure:
         a["error.type"] = failure.qualified_type
-        b.add(REPORT, _REPORT_SCOPE, b.new_id(), parent, f"execute_tool {name}", INTERNAL, start, end, a, ERROR,
-              failure.message, [failure.event(end - 5_000)])
+        b.add(
+            REPORT,
+            _REPORT_SCOPE,
+            b.new_id(),
+            parent,
+            f"execute_tool {name}",
+            INTERNAL,
+            start,
+            end,
+            a,
+            ERROR,
+            failure.message,
+            [failure.event(end - 5_000)],
+        )
     else:
         a["gen_ai.tool.call.result"] = result or ""
         b.add(REPORT, _REPORT_SCOPE, b.new_id(), parent, f"execute_tool {name}", INTERNAL, start, end, a)
@@ -1244,17 +1952,27 @@ def run_report(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
     failed: Failure | None = None
     ctx = rng.randint(300, 1500)
     chart = '{"mark": "line", "encoding": {"x": "day", "y": "value"}}'
-    steps = (("fetch_metrics", _FETCH, {"team": team, "period": week}, (150, 5000)),
-             ("render_chart", _CHART, {"spec": chart}, (300, 3000)))
+    steps = (
+        ("fetch_metrics", _FETCH, {"team": team, "period": week}, (150, 5000)),
+        ("render_chart", _CHART, {"spec": chart}, (300, 3000)),
+    )
     for tool_name, schema, args, dur in steps:
         call = _chat(b, "gpt-4o", list(messages), tool_call=(tool_name, args), tools=[_FETCH, _CHART], context=ctx)
         t = _semconv_llm(b, root, t + b.ms(0.1, 1), call, None, None)
         tc = call.output["tool_calls"][0]  # type: ignore[index]
         messages.append(call.output)  # type: ignore[arg-type]
         fail = _tool_failure(rng, tool_name, "/srv/report/tools.py") if rng.random() < 0.02 else None
-        result = (json.dumps({"active_users": rng.randint(900, 40000), "revenue_krw": rng.randint(10**7, 10**9),
-                              "wow_change": round(rng.uniform(-0.2, 0.3), 3)})
-                  if tool_name == "fetch_metrics" else f"https://charts.acme.example/{b.hex(40)}.png")
+        result = (
+            json.dumps(
+                {
+                    "active_users": rng.randint(900, 40000),
+                    "revenue_krw": rng.randint(10**7, 10**9),
+                    "wow_change": round(rng.uniform(-0.2, 0.3), 3),
+                }
+            )
+            if tool_name == "fetch_metrics"
+            else f"https://charts.acme.example/{b.hex(40)}.png"
+        )
         t = _semconv_tool(b, root, t + b.ms(0.1, 1), tc, schema["function"]["description"], result, b.ms(*dur), fail)
         if fail:
             failed = fail
@@ -1262,8 +1980,10 @@ def run_report(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
         messages.append({"role": "tool", "tool_call_id": tc["id"], "content": result})
     answer = None
     if failed is None:
-        answer = (f"# {team.title()} weekly report ({week})\n\n- Active users and revenue are in the table below.\n"
-                  f"- Week over week: see chart.\n\n![trend]({messages[-1]['content']})")
+        answer = (
+            f"# {team.title()} weekly report ({week})\n\n- Active users and revenue are in the table below.\n"
+            f"- Week over week: see chart.\n\n![trend]({messages[-1]['content']})"
+        )
         call = _chat(b, final_model, messages, answer=answer, context=ctx, slow=rng.uniform(1, 2.5))
         via = client if final_model == "qwen-235b" else None
         failure = _maybe_llm_failure(b, call, 0.025 if via else 0.005)
@@ -1272,14 +1992,32 @@ def run_report(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
             failed = _sdk_failure(failure, call.model, via is not None)
             answer = None
     end = t + b.ms(0.3, 3)
-    a: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "report",
-                         "gen_ai.agent.id": "asst_report_v2", "gen_ai.agent.description": "Weekly KPI report writer",
-                         "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-                         "gen_ai.conversation.id": b.session, "user.id": b.user}
+    a: dict[str, Any] = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "report",
+        "gen_ai.agent.id": "asst_report_v2",
+        "gen_ai.agent.description": "Weekly KPI report writer",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.conversation.id": b.session,
+        "user.id": b.user,
+    }
     if failed:
         a["error.type"] = failed.qualified_type
-        b.add(REPORT, _REPORT_SCOPE, root, b"", "invoke_agent report", INTERNAL, start, end, a, ERROR, failed.message,
-              [failed.event(end - 5_000)])
+        b.add(
+            REPORT,
+            _REPORT_SCOPE,
+            root,
+            b"",
+            "invoke_agent report",
+            INTERNAL,
+            start,
+            end,
+            a,
+            ERROR,
+            failed.message,
+            [failed.event(end - 5_000)],
+        )
     else:
         b.add(REPORT, _REPORT_SCOPE, root, b"", "invoke_agent report", INTERNAL, start, end, a)
     return end, failed
@@ -1313,7 +2051,10 @@ def run_proxy(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
 
 
 _RUNNERS: Final[dict[str, Callable[[TraceBuilder], tuple[int, Failure | None]]]] = {
-    "proxy": run_proxy, "text2sql": run_text2sql, "analyze": run_analyze, "report": run_report,
+    "proxy": run_proxy,
+    "text2sql": run_text2sql,
+    "analyze": run_analyze,
+    "report": run_report,
 }
 
 
@@ -1341,11 +2082,14 @@ def _start_times(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
 # --- encoding ----------------------------------------------------------------------------------------
 
 
-
-@lru_cache(maxsize=None)
+@cache
 def _resource(service: str) -> Resource:
-    attrs = {"service.name": service, "telemetry.sdk.language": "python", "telemetry.sdk.name": "opentelemetry",
-             "telemetry.sdk.version": "1.45.2"} | _SERVICE_RESOURCES[service]
+    attrs = {
+        "service.name": service,
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": "1.45.2",
+    } | _SERVICE_RESOURCES[service]
     return Resource(attributes=ingest.key_values(attrs))
 
 
@@ -1353,18 +2097,32 @@ def _encode(spans: list[tuple[bytes, int, SpanRec]]) -> ExportTraceServiceReques
     """One request: spans grouped by service (resource) and instrumentation scope, as an SDK exports them."""
     groups: dict[str, dict[str, list[Span]]] = {}
     for trace_id, t0, s in spans:
-        pb = Span(trace_id=trace_id, span_id=s.span_id, parent_span_id=s.parent_id, name=s.name, kind=s.kind,
-                  start_time_unix_nano=t0 + s.start, end_time_unix_nano=t0 + s.end, attributes=ingest.key_values(s.attrs),
-                  status=Status(code=s.status, message=s.message))
+        pb = Span(
+            trace_id=trace_id,
+            span_id=s.span_id,
+            parent_span_id=s.parent_id,
+            name=s.name,
+            kind=s.kind,
+            start_time_unix_nano=t0 + s.start,
+            end_time_unix_nano=t0 + s.end,
+            attributes=ingest.key_values(s.attrs),
+            status=Status(code=s.status, message=s.message),
+        )
         for at, name, attrs in s.events:
             pb.events.add(time_unix_nano=t0 + at, name=name, attributes=ingest.key_values(attrs))
         groups.setdefault(s.service, {}).setdefault(s.scope, []).append(pb)
-    return ExportTraceServiceRequest(resource_spans=[
-        ResourceSpans(resource=_resource(service), scope_spans=[
-            ScopeSpans(scope=InstrumentationScope(name=scope, version=_SCOPE_VERSIONS[scope]), spans=pbs)
-            for scope, pbs in scopes.items()])
-        for service, scopes in groups.items()
-    ])
+    return ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=_resource(service),
+                scope_spans=[
+                    ScopeSpans(scope=InstrumentationScope(name=scope, version=_SCOPE_VERSIONS[scope]), spans=pbs)
+                    for scope, pbs in scopes.items()
+                ],
+            )
+            for service, scopes in groups.items()
+        ]
+    )
 
 
 # --- public API ----------------------------------------------------------------------------------------
@@ -1381,8 +2139,9 @@ def build_trace(rng: random.Random, origin: int = 0) -> tuple[TraceBuilder, int]
     return b, end
 
 
-def generate_requests(*, days: int = 7, runs_per_day: int = 120, seed: int = 0, now: datetime | None = None,
-                      batch_spans: int = 500) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
+def generate_requests(
+    *, days: int = 7, runs_per_day: int = 120, seed: int = 0, now: datetime | None = None, batch_spans: int = 500
+) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
     """Yield (request, span count) covering the `days` before `now`, oldest first.
 
     `days * runs_per_day` traces, each lying inside one UTC day and ending before `now`; each request
@@ -1391,9 +2150,9 @@ def generate_requests(*, days: int = 7, runs_per_day: int = 120, seed: int = 0, 
     """
     if batch_spans < 1:
         raise ValueError("batch_spans must be >= 1")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     now_ns = int(now.timestamp()) * SEC + now.microsecond * 1000
     lo = now_ns - days * DAY_NS
     rng = random.Random(seed)
@@ -1421,8 +2180,9 @@ def _place(start: int, duration: int, now_ns: int) -> int:
     return day_start - 1000 - duration  # minutes after midnight and still running: it ran just before
 
 
-def _flush(pending: list[tuple[bytes, int, SpanRec]], size: int, *,
-           final: bool) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
+def _flush(
+    pending: list[tuple[bytes, int, SpanRec]], size: int, *, final: bool
+) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
     """Emit full batches (and on `final` the remainder), consuming them from `pending`."""
     while len(pending) >= size or (final and pending):
         chunk = pending[:size]

@@ -12,11 +12,16 @@ from django.utils import timezone
 
 from monitoring import semconv
 
-RANGES = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+RANGES = {
+    "1h": dt.timedelta(hours=1),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
 DEFAULT_RANGE = "24h"
 MAX_WINDOW = dt.timedelta(days=400)
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.timezone.utc)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Window:
     def length(self) -> dt.timedelta:
         return self.end - self.start
 
-    def previous(self) -> "Window":
+    def previous(self) -> Window:
         return Window(self.start - self.length, self.start)
 
     def nanos(self) -> dict[str, int]:
@@ -38,7 +43,7 @@ class Window:
 
 
 def _nanos(value: dt.datetime) -> int:
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
@@ -49,7 +54,7 @@ def _parse_instant(value: str) -> dt.datetime:
         head, _, offset = text.rpartition(" ")
         text = f"{head}+{offset}"
     parsed = dt.datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(dt.timezone.utc)
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 class WindowForm(forms.Form):
@@ -130,10 +135,15 @@ class SpanFilter:
         return " AND ".join(parts)
 
     def params(self) -> dict:
-        return {"project": str(self.project_id), **self.window.nanos(), "services": list(self.services),
-                "models": list(self.models), "agent_names": list(self.agent_names)}  # fmt: skip
+        return {
+            "project": str(self.project_id),
+            **self.window.nanos(),
+            "services": list(self.services),
+            "models": list(self.models),
+            "agent_names": list(self.agent_names),
+        }
 
-    def with_window(self, window: Window) -> "SpanFilter":
+    def with_window(self, window: Window) -> SpanFilter:
         return dataclasses.replace(self, window=window)
 
     def query(self) -> dict[str, list[str] | str]:
@@ -164,13 +174,17 @@ class FilterForm(WindowForm):
         self.models = tuple(m for m in models if m)
 
     @classmethod
-    def from_query(cls, query) -> "FilterForm":
+    def from_query(cls, query) -> FilterForm:
         return cls(
-            {"range": query.get("range", ""), "start": query.get("from", ""), "end": query.get("to", ""),
-             "status": query.get("status", "")},
+            {
+                "range": query.get("range", ""),
+                "start": query.get("from", ""),
+                "end": query.get("to", ""),
+                "status": query.get("status", ""),
+            },
             services=query.getlist("service") if hasattr(query, "getlist") else (),
             models=query.getlist("model") if hasattr(query, "getlist") else (),
-        )  # fmt: skip
+        )
 
     def clean(self):
         data = super().clean()
@@ -181,5 +195,11 @@ class FilterForm(WindowForm):
         return data
 
     def span_filter(self, project) -> SpanFilter:
-        return SpanFilter(str(project.id), self.cleaned_data["window"], self.services, self.models,
-                          self.cleaned_data.get("status") or "", project.agent_names)  # fmt: skip
+        return SpanFilter(
+            str(project.id),
+            self.cleaned_data["window"],
+            self.services,
+            self.models,
+            self.cleaned_data.get("status") or "",
+            project.agent_names,
+        )

@@ -51,8 +51,14 @@ def _error_text(body: bytes) -> str:
     return str(error)[:500]
 
 
-def chat(payload: dict, *, headers: dict | None = None, base_url: str | None = None, api_key: str | None = None,
-         timeout: float = TIMEOUT_SECONDS) -> GatewayAnswer:  # fmt: skip
+def chat(
+    payload: dict,
+    *,
+    headers: dict | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+) -> GatewayAnswer:
     """POST /v1/chat/completions with `payload` (model, messages, temperature, max_tokens, tools...)."""
     url = (base_url or settings.LITELLM_BASE_URL).rstrip("/") + "/v1/chat/completions"
     key = api_key if api_key is not None else settings.LITELLM_API_KEY
@@ -62,14 +68,14 @@ def chat(payload: dict, *, headers: dict | None = None, base_url: str | None = N
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - operator-set URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
             cost_header = response.headers.get("x-litellm-response-cost")
             call_id = response.headers.get("x-litellm-call-id", "")
     except urllib.error.HTTPError as exc:
         text = _error_text(exc.read())
         raise GatewayError(f"The gateway answered {exc.code}: {text}", status=exc.code) from exc
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise GatewayError(f"The gateway did not answer within {timeout:g} s ({url}).", kind="timeout") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, (socket.timeout, TimeoutError)):
@@ -96,7 +102,10 @@ def _answer(data: dict, payload: dict, cost_header: str | None, call_id: str, la
     return GatewayAnswer(
         content=content if isinstance(content, str) else json.dumps(content, ensure_ascii=False),
         tool_calls=[
-            {"name": (c.get("function") or {}).get("name", ""), "arguments": (c.get("function") or {}).get("arguments", "")}
+            {
+                "name": (c.get("function") or {}).get("name", ""),
+                "arguments": (c.get("function") or {}).get("arguments", ""),
+            }
             for c in message.get("tool_calls") or []
         ],
         model=data.get("model") or payload.get("model", ""),

@@ -23,8 +23,12 @@ HINT_NO_SPANS = (
     "(`docker compose logs otel-collector --tail=50`)."
 )
 HINT_STALE = "The newest span is old: is LiteLLM's otel callback on and the collector running?"
-HINT_COLUMNS = "The dashboard's columns are missing: run `python manage.py clickhouse_init` (it only adds, never drops)."
-HINT_LITELLM = "LiteLLM is not answering: `curl http://localhost:4000/health/liveliness`, `docker compose logs litellm`."
+HINT_COLUMNS = (
+    "The dashboard's columns are missing: run `python manage.py clickhouse_init` (it only adds, never drops)."
+)
+HINT_LITELLM = (
+    "LiteLLM is not answering: `curl http://localhost:4000/health/liveliness`, `docker compose logs litellm`."
+)
 
 STALE_AFTER_SECONDS = 3600
 
@@ -59,21 +63,34 @@ def _table(project_ids: list[str]) -> list[Check]:
     if not columns:
         return [Check(f"{clickhouse.database()}.otel_traces present", False, "the table does not exist", HINT_TABLE)]
     checks = []
-    row = clickhouse.query_one(SPANS_SQL.replace("$table", schema.table()), {"projects": project_ids}, tag="health.spans")
+    row = clickhouse.query_one(
+        SPANS_SQL.replace("$table", schema.table()), {"projects": project_ids}, tag="health.spans"
+    )
     spans = int(row.get("spans") or 0)
     detail = f"{spans:,} spans in your projects"
     if spans:
         age = int(row.get("age_s") or 0)
         detail += f"; newest {_age(age)} ago ({row['newest']:%Y-%m-%d %H:%M:%S} UTC)"
-        checks.append(Check(f"{clickhouse.database()}.otel_traces present", age < STALE_AFTER_SECONDS, detail,
-                            "" if age < STALE_AFTER_SECONDS else HINT_STALE))  # fmt: skip
+        checks.append(
+            Check(
+                f"{clickhouse.database()}.otel_traces present",
+                age < STALE_AFTER_SECONDS,
+                detail,
+                "" if age < STALE_AFTER_SECONDS else HINT_STALE,
+            )
+        )
     else:
         checks.append(Check(f"{clickhouse.database()}.otel_traces present", False, detail, HINT_NO_SPANS))
     needed = set(schema.TRACE_COLUMNS) | {name for name, _, _ in schema.derived_columns()}
     missing = sorted(needed - set(columns))
-    checks.append(Check("Schema columns the dashboard needs", not missing,
-                        "all present" if not missing else "missing: " + ", ".join(missing),
-                        "" if not missing else HINT_COLUMNS))  # fmt: skip
+    checks.append(
+        Check(
+            "Schema columns the dashboard needs",
+            not missing,
+            "all present" if not missing else "missing: " + ", ".join(missing),
+            "" if not missing else HINT_COLUMNS,
+        )
+    )
     return checks
 
 
@@ -88,7 +105,7 @@ def _litellm(staff: bool) -> Check:
     url = settings.LITELLM_BASE_URL.rstrip("/") + "/health/liveliness"
     shown = url if staff else "/health/liveliness"
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - an operator-set URL
+        with urllib.request.urlopen(url, timeout=3) as response:
             body = response.read(200).decode(errors="replace")
         return Check("LiteLLM gateway", True, f"{shown}: {response.status} {json.dumps(body.strip())}")
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -100,9 +100,7 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decode_request(
-    body: bytes, content_type: str, content_encoding: str | None
-) -> ExportTraceServiceRequest:
+def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportTraceServiceRequest:
     """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzipped)."""
     media_type = _media_type(content_type)
     if media_type not in (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE):

@@ -30,8 +30,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-_ROLES = {"human": "user", "ai": "assistant", "model": "assistant", "bot": "assistant", "function": "tool",
-          "developer": "system"}  # fmt: skip
+_ROLES = {
+    "human": "user",
+    "ai": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "function": "tool",
+    "developer": "system",
+}
 
 
 @dataclass
@@ -58,7 +64,11 @@ class Message:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [
-                {"id": c.id or f"call_{i}", "type": "function", "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                {
+                    "id": c.id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                }
                 for i, c in enumerate(self.tool_calls)
             ]
             if not self.content:
@@ -139,18 +149,38 @@ def request_params(attrs: Mapping[str, Any]) -> RequestParams:
 
     return RequestParams(
         # The proxy alias first: it is what a client (and Replay) names when calling LiteLLM.
-        model=_text(first(("litellm.model_group", "gen_ai.request.model", "llm.model_name", "gen_ai.response.model"),
-                          (body, "model"))),
-        temperature=_number(first(("gen_ai.request.temperature", "llm.request.temperature"),
-                                  (invocation, "temperature"), (body, "temperature"))),
-        max_tokens=_integer(first(("gen_ai.request.max_tokens", "llm.request.max_tokens"),
-                                  (invocation, "max_tokens"), (invocation, "max_completion_tokens"),
-                                  (body, "max_tokens"), (body, "max_completion_tokens"))),
+        model=_text(
+            first(
+                ("litellm.model_group", "gen_ai.request.model", "llm.model_name", "gen_ai.response.model"),
+                (body, "model"),
+            )
+        ),
+        temperature=_number(
+            first(
+                ("gen_ai.request.temperature", "llm.request.temperature"),
+                (invocation, "temperature"),
+                (body, "temperature"),
+            )
+        ),
+        max_tokens=_integer(
+            first(
+                ("gen_ai.request.max_tokens", "llm.request.max_tokens"),
+                (invocation, "max_tokens"),
+                (invocation, "max_completion_tokens"),
+                (body, "max_tokens"),
+                (body, "max_completion_tokens"),
+            )
+        ),
         top_p=_number(first(("gen_ai.request.top_p", "llm.request.top_p"), (invocation, "top_p"), (body, "top_p"))),
-        stream=_boolean(first(("llm.is_streaming", "gen_ai.request.stream", "llm.request.stream"),
-                              (invocation, "stream"), (body, "stream"))),
+        stream=_boolean(
+            first(
+                ("llm.is_streaming", "gen_ai.request.stream", "llm.request.stream"),
+                (invocation, "stream"),
+                (body, "stream"),
+            )
+        ),
         tools=_tools(attrs, body),
-    )  # fmt: skip
+    )
 
 
 def to_openai(messages: list[Message]) -> list[dict]:
@@ -266,8 +296,12 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
     if "message" in item and isinstance(item["message"], dict):  # an OpenAI choice
         return _one_json_message({**item["message"], "finish_reason": item.get("finish_reason", "")}, default_role)
     role = _role(item.get("role"), default_role)
-    message = Message(role, name=_text(item.get("name")), finish_reason=_text(item.get("finish_reason")),
-                      tool_call_id=_text(item.get("tool_call_id")))  # fmt: skip
+    message = Message(
+        role,
+        name=_text(item.get("name")),
+        finish_reason=_text(item.get("finish_reason")),
+        tool_call_id=_text(item.get("tool_call_id")),
+    )
     results: list[Message] = []
     if isinstance(item.get("parts"), list):
         texts = []
@@ -275,7 +309,9 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
             if not isinstance(part, dict):
                 texts.append(_text(part))
             elif part.get("type") == "tool_call":
-                message.tool_calls.append(ToolCall(_text(part.get("name")), _text(part.get("arguments")), _text(part.get("id"))))
+                message.tool_calls.append(
+                    ToolCall(_text(part.get("name")), _text(part.get("arguments")), _text(part.get("id")))
+                )
             elif part.get("type") == "tool_call_response":
                 response = part.get("response", part.get("result", part.get("content")))
                 results.append(Message("tool", _text(response), tool_call_id=_text(part.get("id"))))
@@ -287,15 +323,21 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
         if isinstance(content, list):  # Anthropic blocks may carry tool use and tool results
             for block in content:
                 if isinstance(block, dict) and block.get("type") == "tool_use":
-                    message.tool_calls.append(ToolCall(_text(block.get("name")), _text(block.get("input")), _text(block.get("id"))))
+                    message.tool_calls.append(
+                        ToolCall(_text(block.get("name")), _text(block.get("input")), _text(block.get("id")))
+                    )
                 elif isinstance(block, dict) and block.get("type") == "tool_result":
-                    results.append(Message("tool", _content(block.get("content")), tool_call_id=_text(block.get("tool_use_id"))))
+                    results.append(
+                        Message("tool", _content(block.get("content")), tool_call_id=_text(block.get("tool_use_id")))
+                    )
             content = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result"))]
         message.content = _content(content)
         for call in item.get("tool_calls") or []:
             if isinstance(call, dict):
                 fn = call.get("function") if isinstance(call.get("function"), dict) else call
-                message.tool_calls.append(ToolCall(_text(fn.get("name")), _text(fn.get("arguments")), _text(call.get("id"))))
+                message.tool_calls.append(
+                    ToolCall(_text(fn.get("name")), _text(fn.get("arguments")), _text(call.get("id")))
+                )
         if isinstance(item.get("function_call"), dict):
             fc = item["function_call"]
             message.tool_calls.append(ToolCall(_text(fc.get("name")), _text(fc.get("arguments"))))
@@ -376,13 +418,29 @@ def _openinference(attrs: Mapping[str, Any], prefix: str, default_role: str) -> 
                 parts.append(_text(part.get("message_content.text")) if kind == "text" else f"[{kind}]")
             content = "\n".join(p for p in parts if p)
         calls = [
-            ToolCall(_text(c.get("tool_call.function.name")), _text(c.get("tool_call.function.arguments")), _text(c.get("tool_call.id")))
+            ToolCall(
+                _text(c.get("tool_call.function.name")),
+                _text(c.get("tool_call.function.arguments")),
+                _text(c.get("tool_call.id")),
+            )
             for c in _indexed(fields, "message.tool_calls").values()
         ]
         if fields.get("message.function_call_name"):
-            calls.append(ToolCall(_text(fields["message.function_call_name"]), _text(fields.get("message.function_call_arguments_json"))))
-        messages.append(Message(_role(fields.get("message.role"), default_role), content, calls,
-                                _text(fields.get("message.tool_call_id")), _text(fields.get("message.name"))))  # fmt: skip
+            calls.append(
+                ToolCall(
+                    _text(fields["message.function_call_name"]),
+                    _text(fields.get("message.function_call_arguments_json")),
+                )
+            )
+        messages.append(
+            Message(
+                _role(fields.get("message.role"), default_role),
+                content,
+                calls,
+                _text(fields.get("message.tool_call_id")),
+                _text(fields.get("message.name")),
+            )
+        )
     return messages
 
 
@@ -424,10 +482,14 @@ def _raw_output(attrs: Mapping[str, Any]) -> list[Message]:
                 if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
                     messages += _one_json_message(choice, "assistant")
                 elif isinstance(choice, dict) and "text" in choice:
-                    messages.append(Message("assistant", _text(choice["text"]), finish_reason=_text(choice.get("finish_reason"))))
+                    messages.append(
+                        Message("assistant", _text(choice["text"]), finish_reason=_text(choice.get("finish_reason")))
+                    )
             return messages
         if isinstance(body, dict) and body.get("type") == "message" and isinstance(body.get("content"), list):
-            return _one_json_message({**body, "role": "assistant", "finish_reason": body.get("stop_reason", "")}, "assistant")
+            return _one_json_message(
+                {**body, "role": "assistant", "finish_reason": body.get("stop_reason", "")}, "assistant"
+            )
         return [Message("assistant", _text(value))]
     return []
 
@@ -447,15 +509,18 @@ def _tool_from_json(item: Any) -> Tool | None:
     if not fn.get("name"):
         return None
     params = fn.get("parameters", fn.get("input_schema"))
-    return Tool(_text(fn["name"]), _text(fn.get("description")), params if isinstance(params, dict) else _schema(params))
+    return Tool(
+        _text(fn["name"]), _text(fn.get("description")), params if isinstance(params, dict) else _schema(params)
+    )
 
 
 def _tools(attrs: Mapping[str, Any], body: dict) -> list[Tool]:
     for prefix in ("llm.request.functions", "gen_ai.tool"):
         flat = [
             Tool(_text(f["name"]), _text(f.get("description")), _schema(f.get("parameters")))
-            for f in _indexed(attrs, prefix).values() if f.get("name")
-        ]  # fmt: skip
+            for f in _indexed(attrs, prefix).values()
+            if f.get("name")
+        ]
         if flat:
             return flat
     definitions = _json(attrs.get("gen_ai.tool.definitions"))

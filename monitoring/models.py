@@ -118,7 +118,7 @@ class IngestKey(_HashedKey):
         return f"{self.prefix}… ({self.project})"
 
     @classmethod
-    def issue(cls, project: Project, name: str = "") -> tuple["IngestKey", str]:
+    def issue(cls, project: Project, name: str = "") -> tuple[IngestKey, str]:
         secret = cls.new_secret()
         key = cls(project=project, name=name)
         key.set_secret(secret)
@@ -136,7 +136,7 @@ class ApiToken(_HashedKey):
         return f"{self.prefix}… ({self.user})"
 
     @classmethod
-    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+    def issue(cls, user, name: str = "") -> tuple[ApiToken, str]:
         secret = cls.new_secret()
         token = cls(user=user, name=name)
         token.set_secret(secret)

@@ -38,9 +38,11 @@ def _role(span: traces.FullSpan, agent_names: tuple[str, ...]) -> str:
     a = span.attributes
     if span.is_llm_call:
         return LLM
-    if (a.get("gen_ai.operation.name") in semconv.GENAI_TOOL_OPERATIONS
-            or a.get("traceloop.span.kind") in semconv.TRACELOOP_TOOL_KINDS
-            or a.get("openinference.span.kind") in semconv.OPENINFERENCE_TOOL_KINDS):  # fmt: skip
+    if (
+        a.get("gen_ai.operation.name") in semconv.GENAI_TOOL_OPERATIONS
+        or a.get("traceloop.span.kind") in semconv.TRACELOOP_TOOL_KINDS
+        or a.get("openinference.span.kind") in semconv.OPENINFERENCE_TOOL_KINDS
+    ):
         return TOOL
     if span.is_agent_step or span.name in agent_names:
         return AGENT
@@ -74,8 +76,14 @@ class Step:
 
     @property
     def exceptions(self) -> list[dict]:
-        return [{"type": e.attributes.get("exception.type", ""), "message": e.attributes.get("exception.message", ""),
-                 "stacktrace": e.attributes.get("exception.stacktrace", "")} for e in self.span.exceptions]  # fmt: skip
+        return [
+            {
+                "type": e.attributes.get("exception.type", ""),
+                "message": e.attributes.get("exception.message", ""),
+                "stacktrace": e.attributes.get("exception.stacktrace", ""),
+            }
+            for e in self.span.exceptions
+        ]
 
     @property
     def tools_called(self) -> list[str]:
@@ -128,11 +136,19 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
             parent = by_id.get(parent.parent_span_id)
         cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens, overrides)
         role = roles[span.span_id]
-        steps.append(Step(
-            index=len(steps) + 1, span=span, role=role, path=path, cost_usd=cost if role == LLM else 0.0,
-            cost_source=source, input=request_messages(span.attributes), output=response_messages(span.attributes),
-            params=request_params(span.attributes) if role == LLM else None,
-        ))  # fmt: skip
+        steps.append(
+            Step(
+                index=len(steps) + 1,
+                span=span,
+                role=role,
+                path=path,
+                cost_usd=cost if role == LLM else 0.0,
+                cost_source=source,
+                input=request_messages(span.attributes),
+                output=response_messages(span.attributes),
+                params=request_params(span.attributes) if role == LLM else None,
+            )
+        )
     return Run(trace_id, steps, hidden=len(spans) - len(chosen))
 
 
@@ -144,12 +160,21 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
     span = traces.full_span(traces.locate(str(project.id), trace_id), span_id)
     if span is None:
         return None
-    cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens,
-                                  pricing.project_prices(project.id))  # fmt: skip
+    cost, source = traces.cost_of(
+        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
+    )
     role = _role(span, project.agent_names)
-    return Step(index=1, span=span, role=role, path=[], cost_usd=cost if role == LLM else 0.0, cost_source=source,
-                input=request_messages(span.attributes), output=response_messages(span.attributes),
-                params=request_params(span.attributes) if role == LLM else None)  # fmt: skip
+    return Step(
+        index=1,
+        span=span,
+        role=role,
+        path=[],
+        cost_usd=cost if role == LLM else 0.0,
+        cost_source=source,
+        input=request_messages(span.attributes),
+        output=response_messages(span.attributes),
+        params=request_params(span.attributes) if role == LLM else None,
+    )
 
 
 # --- recent runs to pick from ---------------------------------------------------------------------
@@ -172,7 +197,7 @@ LIMIT {{limit:UInt32}}
 def recent_runs(flt: SpanFilter, limit: int = 20) -> list[dict]:
     rows = queries.run(RECENT_RUNS_SQL, flt, tag="replay.recent", limit=limit)
     for row in rows:
-        row["start"] = dt.datetime.fromtimestamp(int(row["start_ns"]) / 1e9, dt.timezone.utc)
+        row["start"] = dt.datetime.fromtimestamp(int(row["start_ns"]) / 1e9, dt.UTC)
     return rows
 
 
@@ -192,9 +217,14 @@ def payload_from_form(data) -> dict:
         messages = json.loads(data.get("messages") or "[]")
     except ValueError as exc:
         raise RerunInputError(f"Messages are not valid JSON: {exc}") from None
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and m.get("role") for m in messages):
-        raise RerunInputError("Messages must be a JSON list of objects with a role, e.g. "
-                              '[{"role": "user", "content": "Hello"}].')  # fmt: skip
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) and m.get("role") for m in messages)
+    ):
+        raise RerunInputError(
+            'Messages must be a JSON list of objects with a role, e.g. [{"role": "user", "content": "Hello"}].'
+        )
     payload: dict = {"model": model, "messages": messages}
     for name, cast in (("temperature", float), ("max_tokens", int)):
         raw = (data.get(name) or "").strip()
@@ -224,7 +254,9 @@ def editor_defaults(step: Step) -> dict:
         "temperature": "" if params.temperature is None else params.temperature,
         "max_tokens": "" if params.max_tokens is None else params.max_tokens,
         "messages": json.dumps(messages, indent=2, ensure_ascii=False),
-        "tools": json.dumps([t.as_openai() for t in params.tools], indent=2, ensure_ascii=False) if params.tools else "",
+        "tools": json.dumps([t.as_openai() for t in params.tools], indent=2, ensure_ascii=False)
+        if params.tools
+        else "",
     }
 
 
@@ -247,11 +279,19 @@ def _parts(messages: list[dict]) -> str:
     for m in messages:
         parts = []
         if m.get("content"):
-            parts.append({"type": "text", "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])})
+            parts.append(
+                {"type": "text", "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])}
+            )
         for call in m.get("tool_calls") or []:
             fn = call.get("function") or {}
-            parts.append({"type": "tool_call", "id": call.get("id", ""), "name": fn.get("name", ""),
-                          "arguments": fn.get("arguments", "")})  # fmt: skip
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call.get("id", ""),
+                    "name": fn.get("name", ""),
+                    "arguments": fn.get("arguments", ""),
+                }
+            )
         item = {"role": m.get("role", "user"), "parts": parts}
         if m.get("tool_call_id"):
             item["parts"] = [{"type": "tool_call_response", "id": m["tool_call_id"], "response": m.get("content", "")}]
@@ -259,8 +299,18 @@ def _parts(messages: list[dict]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.FullSpan, payload: dict,
-            started_ns: int, ended_ns: int, answer: gateway.GatewayAnswer | None, error: str, user: str) -> None:  # fmt: skip
+def _record(
+    project_id: str,
+    trace_id: bytes,
+    span_id: bytes,
+    original: traces.FullSpan,
+    payload: dict,
+    started_ns: int,
+    ended_ns: int,
+    answer: gateway.GatewayAnswer | None,
+    error: str,
+    user: str,
+) -> None:
     attributes = {
         "gen_ai.operation.name": "chat",
         "gen_ai.request.model": payload["model"],
@@ -272,8 +322,11 @@ def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.F
         "apm.replay.user": user,
     }
     if answer is not None:
-        output = {"role": "assistant", "content": answer.content,
-                  "tool_calls": [{"function": c} for c in answer.tool_calls]}  # fmt: skip
+        output = {
+            "role": "assistant",
+            "content": answer.content,
+            "tool_calls": [{"function": c} for c in answer.tool_calls],
+        }
         attributes |= {
             "gen_ai.response.model": answer.model,
             "gen_ai.usage.input_tokens": answer.input_tokens,
@@ -288,21 +341,42 @@ def _record(project_id: str, trace_id: bytes, span_id: bytes, original: traces.F
     else:
         attributes["error.type"] = "GatewayError"
     span = Span(
-        trace_id=trace_id, span_id=span_id, name=f"replay {payload['model']}", kind=Span.SPAN_KIND_CLIENT,
-        start_time_unix_nano=started_ns, end_time_unix_nano=ended_ns, attributes=ingest.key_values(attributes),
+        trace_id=trace_id,
+        span_id=span_id,
+        name=f"replay {payload['model']}",
+        kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=started_ns,
+        end_time_unix_nano=ended_ns,
+        attributes=ingest.key_values(attributes),
         status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
-        links=[Span.Link(trace_id=bytes.fromhex(original.trace_id), span_id=bytes.fromhex(original.span_id),
-                         attributes=ingest.key_values({"apm.link.type": "replay_of"}))],
-    )  # fmt: skip
+        links=[
+            Span.Link(
+                trace_id=bytes.fromhex(original.trace_id),
+                span_id=bytes.fromhex(original.span_id),
+                attributes=ingest.key_values({"apm.link.type": "replay_of"}),
+            )
+        ],
+    )
     if error:
-        span.events.append(Span.Event(time_unix_nano=ended_ns, name="exception",
-                                      attributes=ingest.key_values({"exception.type": "GatewayError", "exception.message": error})))  # fmt: skip
-    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=Resource(attributes=ingest.key_values({"service.name": REPLAY_SERVICE})),
-        scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
-    )])  # fmt: skip
+        span.events.append(
+            Span.Event(
+                time_unix_nano=ended_ns,
+                name="exception",
+                attributes=ingest.key_values({"exception.type": "GatewayError", "exception.message": error}),
+            )
+        )
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=ingest.key_values({"service.name": REPLAY_SERVICE})),
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
+            )
+        ]
+    )
     rows, _ = ingest.rows_from_request(request, project_id)
-    clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="replay.record", nanos_columns=schema.NANOS_COLUMNS)
+    clickhouse.insert(
+        schema.table(), schema.TRACE_COLUMNS, rows, tag="replay.record", nanos_columns=schema.NANOS_COLUMNS
+    )
 
 
 def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
@@ -330,7 +404,8 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
             result.cost_usd, result.cost_source = answer.cost_usd, "reported"
         else:
             result.cost_usd, result.cost_source = traces.cost_of(
-                0.0, payload["model"], answer.input_tokens, answer.output_tokens, pricing.project_prices(project.id))
+                0.0, payload["model"], answer.input_tokens, answer.output_tokens, pricing.project_prices(project.id)
+            )
         result.diff = text_diff(step.output_text, answer.content)
     return result
 
@@ -408,7 +483,10 @@ def compare(run_a: Run, run_b: Run) -> list[Pair]:
     pairs: list[Pair] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=keys_a, b=keys_b, autojunk=False).get_opcodes():
         if op == "equal":
-            pairs += [_compare_steps(run_a.steps[i], run_b.steps[j]) for i, j in zip(range(i1, i2), range(j1, j2))]
+            pairs += [
+                _compare_steps(run_a.steps[i], run_b.steps[j])
+                for i, j in zip(range(i1, i2), range(j1, j2), strict=False)
+            ]
             continue
         # replace/insert/delete: pair what lines up, the rest stands alone
         left, right = run_a.steps[i1:i2], run_b.steps[j1:j2]

@@ -22,11 +22,29 @@ LLM_CALLS_MV = "otel_llm_calls_mv"
 
 # The exporter's INSERT list (OTEL.md §1), in order.
 TRACE_COLUMNS = (
-    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind",
-    "ServiceName", "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration",
-    "StatusCode", "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes",
-    "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes",
-)  # fmt: skip
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events.Timestamp",
+    "Events.Name",
+    "Events.Attributes",
+    "Links.TraceId",
+    "Links.SpanId",
+    "Links.TraceState",
+    "Links.Attributes",
+)
 NANOS_COLUMNS = ("Timestamp", "Events.Timestamp")
 
 
@@ -209,9 +227,22 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
 # Analytics' LLM questions (and the proxy de-duplication join) read a few granules instead.
 
 LLM_CALL_COLUMNS = (
-    "ProjectId", "Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "ServiceName", "ScopeName",
-    "Model", "InputTokens", "OutputTokens", "ReportedCost", "Duration", "IsError", "EndUser",
-)  # fmt: skip
+    "ProjectId",
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "SpanName",
+    "ServiceName",
+    "ScopeName",
+    "Model",
+    "InputTokens",
+    "OutputTokens",
+    "ReportedCost",
+    "Duration",
+    "IsError",
+    "EndUser",
+)
 
 
 def _llm_calls_ddl(ttl_days: int, name: str = LLM_CALLS, engine: str = "MergeTree", on_cluster: str = "") -> str:
@@ -270,8 +301,11 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     later = [*_derived_columns_ddl(comments), _project_index_ddl()]
     if not _exists(LLM_CALLS):
         # The view first, then the spans already stored (a batch landing in between may be counted twice).
-        later += [_llm_calls_ddl(days), _llm_calls_mv_ddl(),
-                  f"INSERT INTO {table(LLM_CALLS)} ({', '.join(LLM_CALL_COLUMNS)}) {_llm_calls_select()}"]  # fmt: skip
+        later += [
+            _llm_calls_ddl(days),
+            _llm_calls_mv_ddl(),
+            f"INSERT INTO {table(LLM_CALLS)} ({', '.join(LLM_CALL_COLUMNS)}) {_llm_calls_select()}",
+        ]
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     return statements + later

@@ -44,12 +44,14 @@ class BadQuery(ValueError):
 
 
 def _ns_to_datetime(ns: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ns // 1000)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
 
 
 def status_name(code: str) -> str:
     """The exporter's status spelling, old or new, as one word."""
-    return {"STATUS_CODE_ERROR": "Error", "STATUS_CODE_OK": "Ok", "STATUS_CODE_UNSET": "Unset"}.get(code, code or "Unset")
+    return {"STATUS_CODE_ERROR": "Error", "STATUS_CODE_OK": "Ok", "STATUS_CODE_UNSET": "Unset"}.get(
+        code, code or "Unset"
+    )
 
 
 # --- the list's parameters ----------------------------------------------------------------------
@@ -68,14 +70,19 @@ class Cursor:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> "Cursor":
+    def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             ts, span_id, since = json.loads(raw)
         except (binascii.Error, ValueError, TypeError):
             raise BadQuery("'cursor' is not a cursor this server gave out") from None
-        if not (isinstance(ts, int) and isinstance(since, int) and 0 <= since <= ts < 2**63
-                and isinstance(span_id, str) and SPAN_ID.fullmatch(span_id)):  # fmt: skip
+        if not (
+            isinstance(ts, int)
+            and isinstance(since, int)
+            and 0 <= since <= ts < 2**63
+            and isinstance(span_id, str)
+            and SPAN_ID.fullmatch(span_id)
+        ):
             raise BadQuery("'cursor' is not a cursor this server gave out")
         return cls(ts, span_id, since)
 
@@ -91,7 +98,7 @@ class ListQuery:
     limit: int = PAGE_SIZE
 
     @classmethod
-    def from_query(cls, query, max_limit: int = PAGE_SIZE) -> "ListQuery":
+    def from_query(cls, query, max_limit: int = PAGE_SIZE) -> ListQuery:
         """`kind`, `q`, `min_ms`, `cursor`, `limit` from a QueryDict; BadQuery when one is wrong."""
         kind = query.get("kind") or DEFAULT_KIND
         if kind not in KINDS:
@@ -248,21 +255,36 @@ def cost_of(reported: float, model: str, input_tokens: int, output_tokens: int, 
     if reported > 0:
         return float(reported), "reported"
     if input_tokens or output_tokens:
-        priced = pricing.cost_of_tokens([{"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens}], overrides)
+        priced = pricing.cost_of_tokens(
+            [{"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens}], overrides
+        )
         if priced > 0:
             return priced, "priced"
     return 0.0, ""
 
 
 def _span_row(row: dict, overrides) -> SpanRow:
-    cost, source = cost_of(float(row["reported_cost"] or 0), row["model"], int(row["input_tokens"]), int(row["output_tokens"]), overrides)
+    cost, source = cost_of(
+        float(row["reported_cost"] or 0), row["model"], int(row["input_tokens"]), int(row["output_tokens"]), overrides
+    )
     return SpanRow(
-        ts=int(row["ts"]), trace_id=row["trace_id"], span_id=row["span_id"], parent_span_id=row["parent_span_id"],
-        name=row["name"], span_kind=row["span_kind"], service=row["service"], model=row["model"],
-        input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
-        cost_usd=round(cost, 10), cost_source=source, duration_ms=round(int(row["duration_ns"]) / 1e6, 3),
-        status=status_name(row["status_code"]), status_message=row["status_message"], is_llm_call=bool(row["is_llm_call"]),
-    )  # fmt: skip
+        ts=int(row["ts"]),
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        span_kind=row["span_kind"],
+        service=row["service"],
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cost_usd=round(cost, 10),
+        cost_source=source,
+        duration_ms=round(int(row["duration_ns"]) / 1e6, 3),
+        status=status_name(row["status_code"]),
+        status_message=row["status_message"],
+        is_llm_call=bool(row["is_llm_call"]),
+    )
 
 
 def list_spans(flt: SpanFilter, lq: ListQuery, overrides=None) -> Page:
@@ -270,7 +292,9 @@ def list_spans(flt: SpanFilter, lq: ListQuery, overrides=None) -> Page:
     flt = _paged_filter(flt, lq)
     extra, params = _list_conditions(lq)
     # One row more than asked tells whether another page exists without a count().
-    rows = queries.run(LIST_SQL.replace("$extra", extra), flt, tag=f"traces.list.{lq.kind}", limit=lq.limit + 1, **params)
+    rows = queries.run(
+        LIST_SQL.replace("$extra", extra), flt, tag=f"traces.list.{lq.kind}", limit=lq.limit + 1, **params
+    )
     overrides = pricing.project_prices(flt.project_id) if overrides is None else overrides
     items = [_span_row(r, overrides) for r in rows[: lq.limit]]
     next_cursor = None
@@ -288,8 +312,7 @@ def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) 
     query = ListQuery(lq.kind, lq.q, lq.min_ms, lq.cursor, min(EXPORT_CHUNK, max_rows))
     while sent < max_rows:
         page = list_spans(flt, query, overrides)
-        for item in page.items[: max_rows - sent]:
-            yield item
+        yield from page.items[: max_rows - sent]
         sent += len(page.items)
         if page.next_cursor is None:
             return
@@ -321,11 +344,21 @@ class TraceRef:
     end_ns: int
 
     def params(self, **extra) -> dict:
-        return {"project": self.project_id, "trace": self.trace_id, "t_start": self.start_ns, "t_end": self.end_ns, **extra}
+        return {
+            "project": self.project_id,
+            "trace": self.trace_id,
+            "t_start": self.start_ns,
+            "t_end": self.end_ns,
+            **extra,
+        }
 
 
 def _trace_sql(template: str) -> str:
-    return template.replace("$trace", _TRACE_SCOPE).replace("$lookup", schema.table(schema.LOOKUP)).replace("$table", schema.table())
+    return (
+        template.replace("$trace", _TRACE_SCOPE)
+        .replace("$lookup", schema.table(schema.LOOKUP))
+        .replace("$table", schema.table())
+    )
 
 
 def _run_trace(template: str, ref: TraceRef, *, tag: str, **extra) -> list[dict]:
@@ -395,12 +428,22 @@ LIMIT {{limit:UInt32}}
 
 def _tree_span(row: dict) -> TreeSpan:
     return TreeSpan(
-        ts=int(row["ts"]), span_id=row["span_id"], parent_span_id=row["parent_span_id"], name=row["name"],
-        service=row["service"], span_kind=row["span_kind"], scope=row["scope"], duration_ns=int(row["duration_ns"]),
-        status=status_name(row["status_code"]), is_llm_call=bool(row["is_llm_call"]), is_agent_step=bool(row["is_agent_step"]),
-        model=row["model"], input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
+        ts=int(row["ts"]),
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        service=row["service"],
+        span_kind=row["span_kind"],
+        scope=row["scope"],
+        duration_ns=int(row["duration_ns"]),
+        status=status_name(row["status_code"]),
+        is_llm_call=bool(row["is_llm_call"]),
+        is_agent_step=bool(row["is_agent_step"]),
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
         reported_cost=float(row["reported_cost"] or 0),
-    )  # fmt: skip
+    )
 
 
 def tree_spans(ref: TraceRef, limit: int = MAX_TRACE_SPANS) -> list[TreeSpan]:
@@ -460,13 +503,20 @@ def summarize(trace_id: str, spans: list[TreeSpan], overrides, limit: int = MAX_
     for s in calls:
         cost += cost_of(s.reported_cost, s.model, s.input_tokens, s.output_tokens, overrides)[0]
     return TraceSummary(
-        trace_id=trace_id, root_name=root.name, root_span_id=root.span_id,
+        trace_id=trace_id,
+        root_name=root.name,
+        root_span_id=root.span_id,
         services=list(dict.fromkeys(s.service for s in spans)),
-        start_ns=min(s.ts for s in spans), end_ns=max(s.end for s in spans), spans=len(spans),
-        errors=sum(s.is_error for s in spans), llm_calls=len(calls),
-        input_tokens=sum(s.input_tokens for s in calls), output_tokens=sum(s.output_tokens for s in calls),
-        cost_usd=round(cost, 10), truncated=len(spans) >= limit,
-    )  # fmt: skip
+        start_ns=min(s.ts for s in spans),
+        end_ns=max(s.end for s in spans),
+        spans=len(spans),
+        errors=sum(s.is_error for s in spans),
+        llm_calls=len(calls),
+        input_tokens=sum(s.input_tokens for s in calls),
+        output_tokens=sum(s.output_tokens for s in calls),
+        cost_usd=round(cost, 10),
+        truncated=len(spans) >= limit,
+    )
 
 
 # --- the visible part of a big tree --------------------------------------------------------------
@@ -513,7 +563,7 @@ def visible_rows(spans: list[TreeSpan], open_depth: int = 2, budget: int = 300, 
     opened: set[str] = set()
     count = shown(roots)
     level = roots[:per_parent]
-    for depth in range(max_depth):
+    for _depth in range(max_depth):
         next_level = []
         for span in level:
             kids = children.get(span.span_id, [])
@@ -533,8 +583,15 @@ def visible_rows(spans: list[TreeSpan], open_depth: int = 2, budget: int = 300, 
         if index >= len(siblings):
             continue
         if index >= per_parent:
-            out.append(TreeRow(None, depth, more_parent=parent, more_after=after_token(siblings[index - 1]),
-                               more_count=len(siblings) - index))  # fmt: skip
+            out.append(
+                TreeRow(
+                    None,
+                    depth,
+                    more_parent=parent,
+                    more_after=after_token(siblings[index - 1]),
+                    more_count=len(siblings) - index,
+                )
+            )
             continue
         span = siblings[index]
         stack.append((parent, siblings, index + 1, depth))
@@ -572,15 +629,22 @@ WHERE $trace $span
 """
 
 
-def children(ref: TraceRef, parent: str, after: tuple[int, str] = (0, ""), limit: int = 100) -> tuple[list[TreeSpan], bool] | None:
+def children(
+    ref: TraceRef, parent: str, after: tuple[int, str] = (0, ""), limit: int = 100
+) -> tuple[list[TreeSpan], bool] | None:
     """A page of a span's children (oldest first; `parent` "" for the roots) with their own child
     counts, and whether more follow; None when the parent is not a span of this project's trace."""
-    exists = clickhouse.query_one(_trace_sql(SPAN_EXISTS_SQL.replace("$span", "AND SpanId = {span:String}" if parent else "")),
-                                  ref.params(span=parent), tag="traces.span_exists")  # fmt: skip
+    exists = clickhouse.query_one(
+        _trace_sql(SPAN_EXISTS_SQL.replace("$span", "AND SpanId = {span:String}" if parent else "")),
+        ref.params(span=parent),
+        tag="traces.span_exists",
+    )
     if not int(exists.get("n") or 0):
         return None
     sql = CHILDREN_SQL.replace("$parent", _IS_CHILD if parent else _IS_ROOT)
-    rows = _run_trace(sql, ref, tag="traces.children", parent=parent, after_ts=after[0], after_span=after[1], limit=limit + 1)
+    rows = _run_trace(
+        sql, ref, tag="traces.children", parent=parent, after_ts=after[0], after_span=after[1], limit=limit + 1
+    )
     kids = [_tree_span(r) for r in rows[:limit]]
     if kids:
         counts = _run_trace(CHILD_COUNTS_SQL, ref, tag="traces.child_counts", parents=[k.span_id for k in kids])
@@ -620,8 +684,12 @@ class Event:
         return self.name == "exception"
 
     def as_dict(self) -> dict:
-        return {"time": _ns_to_datetime(self.ts).isoformat().replace("+00:00", "Z"), "timestamp_ns": self.ts,
-                "name": self.name, "attributes": self.attributes}  # fmt: skip
+        return {
+            "time": _ns_to_datetime(self.ts).isoformat().replace("+00:00", "Z"),
+            "timestamp_ns": self.ts,
+            "name": self.name,
+            "attributes": self.attributes,
+        }
 
 
 @dataclass
@@ -664,35 +732,68 @@ class FullSpan:
 
     def as_dict(self) -> dict:
         return {
-            "trace_id": self.trace_id, "span_id": self.span_id, "parent_span_id": self.parent_span_id,
-            "trace_state": self.trace_state, "name": self.name, "kind": self.span_kind, "service": self.service,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "trace_state": self.trace_state,
+            "name": self.name,
+            "kind": self.span_kind,
+            "service": self.service,
             "scope": {"name": self.scope_name, "version": self.scope_version},
             "start": _ns_to_datetime(self.ts).isoformat().replace("+00:00", "Z"),
-            "start_ns": self.ts, "end_ns": self.ts + self.duration_ns, "duration_ms": self.duration_ms,
+            "start_ns": self.ts,
+            "end_ns": self.ts + self.duration_ns,
+            "duration_ms": self.duration_ms,
             "status": {"code": self.status, "message": self.status_message},
-            "model": self.model, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-            "reported_cost_usd": self.reported_cost, "is_llm_call": self.is_llm_call, "is_agent_step": self.is_agent_step,
-            "resource": self.resource, "attributes": self.attributes,
-            "events": [e.as_dict() for e in self.events], "links": self.links,
-        }  # fmt: skip
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "reported_cost_usd": self.reported_cost,
+            "is_llm_call": self.is_llm_call,
+            "is_agent_step": self.is_agent_step,
+            "resource": self.resource,
+            "attributes": self.attributes,
+            "events": [e.as_dict() for e in self.events],
+            "links": self.links,
+        }
 
 
 def _full_span(row: dict) -> FullSpan:
-    events = [Event(int(t), n, dict(a or {})) for t, n, a in zip(row["event_ts"], row["event_names"], row["event_attributes"])]
+    events = [
+        Event(int(t), n, dict(a or {}))
+        for t, n, a in zip(row["event_ts"], row["event_names"], row["event_attributes"], strict=False)
+    ]
     links = [
         {"trace_id": t, "span_id": s, "trace_state": st, "attributes": dict(a or {})}
-        for t, s, st, a in zip(row["link_trace_ids"], row["link_span_ids"], row["link_states"], row["link_attributes"])
+        for t, s, st, a in zip(
+            row["link_trace_ids"], row["link_span_ids"], row["link_states"], row["link_attributes"], strict=False
+        )
     ]
     return FullSpan(
-        ts=int(row["ts"]), trace_id=row["trace_id"], span_id=row["span_id"], parent_span_id=row["parent_span_id"],
-        trace_state=row["trace_state"], name=row["name"], span_kind=row["span_kind"], service=row["service"],
-        resource=dict(row["resource"] or {}), scope_name=row["scope_name"], scope_version=row["scope_version"],
-        attributes=dict(row["attributes"] or {}), duration_ns=int(row["duration_ns"]),
-        status=status_name(row["status_code"]), status_message=row["status_message"], events=events, links=links,
-        model=row["model"], input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
-        reported_cost=float(row["reported_cost"] or 0), is_llm_call=bool(row["is_llm_call"]),
+        ts=int(row["ts"]),
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        trace_state=row["trace_state"],
+        name=row["name"],
+        span_kind=row["span_kind"],
+        service=row["service"],
+        resource=dict(row["resource"] or {}),
+        scope_name=row["scope_name"],
+        scope_version=row["scope_version"],
+        attributes=dict(row["attributes"] or {}),
+        duration_ns=int(row["duration_ns"]),
+        status=status_name(row["status_code"]),
+        status_message=row["status_message"],
+        events=events,
+        links=links,
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        reported_cost=float(row["reported_cost"] or 0),
+        is_llm_call=bool(row["is_llm_call"]),
         is_agent_step=bool(row["is_agent_step"]),
-    )  # fmt: skip
+    )
 
 
 def full_spans(ref: TraceRef, limit: int = MAX_TRACE_SPANS) -> list[FullSpan]:

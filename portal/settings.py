@@ -77,9 +77,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
-    )
+    "default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60)
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -144,7 +142,9 @@ DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086
 LITELLM_BASE_URL = env_str("LITELLM_BASE_URL", "http://localhost:4000")
 LITELLM_CONFIGURED = bool(env_str("LITELLM_BASE_URL"))
 # The project the gateway's own spans are exported into (its OTEL_RESOURCE_ATTRIBUTES project_id).
-LITELLM_PROJECT_ID = env_uuid("LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID)  # the health page asks the gateway only when told where
+LITELLM_PROJECT_ID = env_uuid(
+    "LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID
+)  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
 
 LOGGING = {

@@ -9,6 +9,6 @@ os.environ.pop("CLICKHOUSE_HOST", None)
 # Fixtures carry fixed 2023 timestamps; a TTL would drop them at insert. Retention has its own tests.
 os.environ["CLICKHOUSE_TTL_DAYS"] = "0"
 
-from portal.settings import *  # noqa: E402,F403
+from portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

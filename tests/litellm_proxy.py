@@ -121,13 +121,17 @@ def start_litellm_proxy(config: dict, env: dict, tmp_path, timeout: float = 120)
 
     log_file = open(log_path, "wb")
     process = subprocess.Popen(
-        [str(litellm_bin()), "--config", str(config_path), "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=child_env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
+        [str(litellm_bin()), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)],
+        env=child_env,
+        cwd=tmp_path,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    proxy = LiteLLMProxy(f"http://127.0.0.1:{port}", child_env["LITELLM_MASTER_KEY"], process,
-                         log_path, config_path, log_file)
+    proxy = LiteLLMProxy(
+        f"http://127.0.0.1:{port}", child_env["LITELLM_MASTER_KEY"], process, log_path, config_path, log_file
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

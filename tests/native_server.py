@@ -66,8 +66,7 @@ KEEPALIVE_SQL = (
 # --------------------------------------------------------------------------
 # server side (runs inside the subprocess)
 # --------------------------------------------------------------------------
-def serve(path: str, port: int, host: str = "127.0.0.1",
-          parent_pid: int | None = None) -> int:
+def serve(path: str, port: int, host: str = "127.0.0.1", parent_pid: int | None = None) -> int:
     """Serve ``path`` on ``host:port`` until signalled; returns an exit code.
 
     With ``parent_pid`` the server also exits once that process is gone
@@ -98,7 +97,7 @@ def serve(path: str, port: int, host: str = "127.0.0.1",
 
     os.chdir(conf_dir)
     # Import after chdir: importing chdb already boots an in-memory engine.
-    from chdb import _chdb  # noqa: PLC0415
+    from chdb import _chdb
 
     def run() -> None:
         try:
@@ -112,22 +111,22 @@ def serve(path: str, port: int, host: str = "127.0.0.1",
     # The query runs in a worker thread so that the main thread stays in the
     # interpreter and can handle SIGTERM/SIGINT.
     threading.Thread(target=run, name="chdb-native-server", daemon=True).start()
-    print(f"native_server: pid {os.getpid()} serving {path} on {host}:{port}",
-          file=sys.stderr, flush=True)
+    print(f"native_server: pid {os.getpid()} serving {path} on {host}:{port}", file=sys.stderr, flush=True)
     while not done.wait(0.5):
         if parent_pid is not None and os.getppid() != parent_pid:
-            print("native_server: parent process gone; exiting",
-                  file=sys.stderr, flush=True)
+            print("native_server: parent process gone; exiting", file=sys.stderr, flush=True)
             cleanup()
             os._exit(0)
     cleanup()
     err = outcome.get("error")
     if err:
-        print(f"native_server: engine stopped with error: {err}",
-              file=sys.stderr, flush=True)
+        print(f"native_server: engine stopped with error: {err}", file=sys.stderr, flush=True)
         return 1
-    print("native_server: keep-alive query ended (KILL QUERY, or an engine "
-          "error printed above); exiting", file=sys.stderr, flush=True)
+    print(
+        "native_server: keep-alive query ended (KILL QUERY, or an engine error printed above); exiting",
+        file=sys.stderr,
+        flush=True,
+    )
     return 2
 
 
@@ -136,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", required=True, help="chdb/ClickHouse data directory")
     ap.add_argument("--port", required=True, type=int, help="native TCP port")
     ap.add_argument("--host", default="127.0.0.1", help="listen host")
-    ap.add_argument("--parent-pid", type=int, default=None,
-                    help="exit when this parent process goes away")
+    ap.add_argument("--parent-pid", type=int, default=None, help="exit when this parent process goes away")
     args = ap.parse_args(argv)
     return serve(args.path, args.port, args.host, args.parent_pid)
 
@@ -168,8 +166,8 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
     the subprocess's stderr) when it cannot start within ``timeout`` seconds.
     ``data_dir`` must not be used by any other chdb process/session.
     """
-    from clickhouse_driver import Client  # noqa: PLC0415
-    from clickhouse_driver.errors import Error as DriverError  # noqa: PLC0415
+    from clickhouse_driver import Client
+    from clickhouse_driver.errors import Error as DriverError
 
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
@@ -182,8 +180,16 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
         port = _free_port()
         log = tempfile.TemporaryFile(prefix="chdb-native-server-", suffix=".log")
         proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--path", data_dir,
-             "--port", str(port), "--parent-pid", str(os.getpid())],
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--path",
+                data_dir,
+                "--port",
+                str(port),
+                "--parent-pid",
+                str(os.getpid()),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -204,8 +210,7 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
                 last_reason = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.1)
                 continue
-            client = Client("127.0.0.1", port=port, connect_timeout=1,
-                            send_receive_timeout=5)
+            client = Client("127.0.0.1", port=port, connect_timeout=1, send_receive_timeout=5)
             try:
                 if client.execute("SELECT 1") == [(1,)]:
                     return proc, port
@@ -222,8 +227,7 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
         if "Address already in use" not in output and "NETWORK_ERROR" not in output:
             break
     raise RuntimeError(
-        f"chdb native server for {data_dir!r} did not start: {last_reason}\n"
-        f"--- server output ---\n{output}"
+        f"chdb native server for {data_dir!r} did not start: {last_reason}\n--- server output ---\n{output}"
     )
 
 

@@ -30,7 +30,7 @@ class S:
     parent: bytes = b""
     span_id: bytes = field(default_factory=lambda: os.urandom(8))
 
-    def child(self, name: str, **kw) -> "S":
+    def child(self, name: str, **kw) -> S:
         kw.setdefault("service", self.service)
         kw.setdefault("at", self.at)
         return S(name, trace=self.trace, parent=self.span_id, **kw)
@@ -38,7 +38,7 @@ class S:
 
 def request(*spans: S, resource: dict | None = None) -> ExportTraceServiceRequest:
     """Spans grouped by service into one request."""
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     by_service: dict[str, list[Span]] = {}
     for s in spans:
         start = nanos(s.at or now)

@@ -18,7 +18,7 @@ from monitoring.models import IngestKey, ModelPrice
 
 pytestmark = pytest.mark.django_db
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.datetime(2025, 3, 1, tzinfo=UTC)
 DAYS = Window(DAY, DAY + dt.timedelta(days=3))  # 72 h: daily buckets
 HOURS = Window(DAY + dt.timedelta(hours=9, minutes=30), DAY + dt.timedelta(hours=12, minutes=30))  # hourly
@@ -38,29 +38,60 @@ def send(client, key, spans, scope="tests"):
 
 def litellm(when, model, cost, *, inp=10, out=20, ms=100.0, user=""):
     """LiteLLM's call span (the proxy's other spans are not LLM calls; test_overview_queries covers them)."""
-    attrs = {"llm.request.type": "acompletion", "litellm.model_group": model, "gen_ai.request.model": f"openai/{model}",
-             "gen_ai.usage.input_tokens": inp, "gen_ai.usage.output_tokens": out, "gen_ai.cost.total_cost": cost}
+    attrs = {
+        "llm.request.type": "acompletion",
+        "litellm.model_group": model,
+        "gen_ai.request.model": f"openai/{model}",
+        "gen_ai.usage.input_tokens": inp,
+        "gen_ai.usage.output_tokens": out,
+        "gen_ai.cost.total_cost": cost,
+    }
     if user:
         attrs["llm.user"] = user
     return S("litellm_request", service="litellm-proxy", at=when, ms=ms, attributes=attrs)
 
 
 def openinference(when, model, inp, out, *, ms=100.0, service="svc-analyze", **attrs):
-    return S("ChatCompletion", service=service, at=when, ms=ms, attributes={
-        "openinference.span.kind": "LLM", "llm.model_name": model, "llm.token_count.prompt": inp,
-        "llm.token_count.completion": out, **attrs})
+    return S(
+        "ChatCompletion",
+        service=service,
+        at=when,
+        ms=ms,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": model,
+            "llm.token_count.prompt": inp,
+            "llm.token_count.completion": out,
+            **attrs,
+        },
+    )
 
 
 def genai(when, model, inp=None, out=None, *, ms=100.0, error=False, service="svc-text2sql", **attrs):
     usage = {} if inp is None else {"gen_ai.usage.input_tokens": inp, "gen_ai.usage.output_tokens": out}
-    return S(f"chat {model}", service=service, at=when, ms=ms, error=error, attributes={
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": model, **usage, **attrs})
+    return S(
+        f"chat {model}",
+        service=service,
+        at=when,
+        ms=ms,
+        error=error,
+        attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model, **usage, **attrs},
+    )
 
 
 def openllmetry(when, model, inp, out, *, ms=100.0, service="svc-report"):
-    return S("anthropic.chat", service=service, at=when, ms=ms, attributes={
-        "llm.request.type": "chat", "gen_ai.request.model": model,
-        "gen_ai.usage.prompt_tokens": inp, "gen_ai.usage.completion_tokens": out})
+    return S(
+        "anthropic.chat",
+        service=service,
+        at=when,
+        ms=ms,
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.usage.prompt_tokens": inp,
+            "gen_ai.usage.completion_tokens": out,
+        },
+    )
 
 
 @pytest.fixture
@@ -73,16 +104,24 @@ def calls(client, project, ingest_key):
            claude-3-5-sonnet via OpenLLMetry (2000 x $3/M + 100 x $15/M = $0.0075)
     """
     ModelPrice.objects.create(project=project, model="qwen-235b", input_per_million=1, output_per_million=2)
-    send(client, ingest_key, [litellm(at(0, 10), "gpt-4o", 0.5, ms=100, user="u-1"),
-                              litellm(at(0, 11), "gpt-4o", 0.0, ms=300)], scope="litellm")
-    send(client, ingest_key, [
-        openinference(at(0, 12), "gpt-4o", 1000, 500, ms=800, **{"user.id": "u-1"}),
-        genai(at(1, 9), "qwen-235b", 1000, 1000, ms=1200, **{"user.id": "u-2"}),
-        genai(at(1, 16), "qwen-235b", ms=70_000, error=True, **{"user.id": "u-2"}),
-        openllmetry(at(1, 15), "claude-3-5-sonnet", 2000, 100, ms=40),
-        genai(DAY - dt.timedelta(minutes=1), "gpt-4o", 5, 5),  # before the window
-        genai(DAYS.end, "gpt-4o", 5, 5),  # the end is exclusive
-    ])
+    send(
+        client,
+        ingest_key,
+        [litellm(at(0, 10), "gpt-4o", 0.5, ms=100, user="u-1"), litellm(at(0, 11), "gpt-4o", 0.0, ms=300)],
+        scope="litellm",
+    )
+    send(
+        client,
+        ingest_key,
+        [
+            openinference(at(0, 12), "gpt-4o", 1000, 500, ms=800, **{"user.id": "u-1"}),
+            genai(at(1, 9), "qwen-235b", 1000, 1000, ms=1200, **{"user.id": "u-2"}),
+            genai(at(1, 16), "qwen-235b", ms=70_000, error=True, **{"user.id": "u-2"}),
+            openllmetry(at(1, 15), "claude-3-5-sonnet", 2000, 100, ms=40),
+            genai(DAY - dt.timedelta(minutes=1), "gpt-4o", 5, 5),  # before the window
+            genai(DAYS.end, "gpt-4o", 5, 5),  # the end is exclusive
+        ],
+    )
 
 
 def flt(project, window=DAYS, **kw) -> SpanFilter:
@@ -131,13 +170,16 @@ def test_it_switches_to_days_beyond_48_hours():
     assert analytics.bucket_starts(day, "day") == [DAY, at(1, 0), at(2, 0)]
 
 
-@pytest.mark.parametrize("kw, llm_calls, errors, cost", [
-    ({"services": ("litellm-proxy",)}, [2, 0, 0], [0, 0, 0], [0.500225, 0, 0]),
-    ({"models": ("qwen-235b",)}, [0, 2, 0], [0, 1, 0], [0, 0.003, 0]),
-    ({"status": "error"}, [0, 1, 0], [0, 1, 0], [0, 0, 0]),
-    ({"status": "ok"}, [3, 2, 0], [0, 0, 0], [0.507725, 0.0105, 0]),
-    ({"services": ("svc-report", "svc-analyze"), "models": ("gpt-4o",)}, [1, 0, 0], [0, 0, 0], [0.0075, 0, 0]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw, llm_calls, errors, cost",
+    [
+        ({"services": ("litellm-proxy",)}, [2, 0, 0], [0, 0, 0], [0.500225, 0, 0]),
+        ({"models": ("qwen-235b",)}, [0, 2, 0], [0, 1, 0], [0, 0.003, 0]),
+        ({"status": "error"}, [0, 1, 0], [0, 1, 0], [0, 0, 0]),
+        ({"status": "ok"}, [3, 2, 0], [0, 0, 0], [0.507725, 0.0105, 0]),
+        ({"services": ("svc-report", "svc-analyze"), "models": ("gpt-4o",)}, [1, 0, 0], [0, 0, 0], [0.0075, 0, 0]),
+    ],
+)
 def test_the_filter_bar_changes_the_series(project, calls, kw, llm_calls, errors, cost):
     s = analytics.timeseries(flt(project, **kw))
     assert s.total("llm_calls") == llm_calls
@@ -154,9 +196,17 @@ def _rows(shares):
 
 def test_it_breaks_cost_and_calls_down_by_model_service_and_end_user(project, calls):
     b = analytics.breakdowns(flt(project))
-    assert _rows(b["model"]) == [("gpt-4o", 3, 0, 0.507725), ("claude-3-5-sonnet", 1, 0, 0.0075), ("qwen-235b", 2, 1, 0.003)]
-    assert _rows(b["service"]) == [("litellm-proxy", 2, 0, 0.500225), ("svc-analyze", 1, 0, 0.0075),
-                                   ("svc-report", 1, 0, 0.0075), ("svc-text2sql", 2, 1, 0.003)]  # fmt: skip
+    assert _rows(b["model"]) == [
+        ("gpt-4o", 3, 0, 0.507725),
+        ("claude-3-5-sonnet", 1, 0, 0.0075),
+        ("qwen-235b", 2, 1, 0.003),
+    ]
+    assert _rows(b["service"]) == [
+        ("litellm-proxy", 2, 0, 0.500225),
+        ("svc-analyze", 1, 0, 0.0075),
+        ("svc-report", 1, 0, 0.0075),
+        ("svc-text2sql", 2, 1, 0.003),
+    ]
     assert _rows(b["user"]) == [("u-1", 2, 0, 0.5075), ("", 2, 0, 0.007725), ("u-2", 2, 1, 0.003)]
     gpt = b["model"][0]
     assert (gpt.input_tokens, gpt.output_tokens, gpt.avg_latency_ms) == (1020, 540, 400.0)
@@ -171,8 +221,14 @@ def test_it_folds_the_long_tail_into_one_row(project, calls):
 def test_it_bins_llm_latency(project, calls):
     lat = analytics.latency(flt(project))
     counts = {b.label: (b.calls, b.errors) for b in lat.bins if b.calls}
-    assert counts == {"<50ms": (1, 0), "100–250ms": (1, 0), "250–500ms": (1, 0), "0.5–1s": (1, 0), "1–2.5s": (1, 0),
-                      "≥60s": (1, 1)}  # fmt: skip
+    assert counts == {
+        "<50ms": (1, 0),
+        "100–250ms": (1, 0),
+        "250–500ms": (1, 0),
+        "0.5–1s": (1, 0),
+        "1–2.5s": (1, 0),
+        "≥60s": (1, 1),
+    }
     assert [b.label for b in lat.bins][:2] == ["<50ms", "50–100ms"]
     assert lat.calls == 6
     assert lat.p50_ms > 0
@@ -191,28 +247,73 @@ def agent_runs(client, project, ingest_key):
     LLM call and a run outside the window, which the graph must not show."""
     oi = {"service": "agent-text2sql", "at": T}
     run1 = S("text2sql", ms=2000, attributes={"openinference.span.kind": "AGENT"}, **oi)
-    run1_llm = run1.child("ChatCompletion", ms=500, attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
-                                                                "llm.token_count.prompt": 10, "llm.token_count.completion": 5})
+    run1_llm = run1.child(
+        "ChatCompletion",
+        ms=500,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 10,
+            "llm.token_count.completion": 5,
+        },
+    )
     run1_tool = run1.child("run_sql", ms=100, error=True, attributes={"openinference.span.kind": "TOOL"})
     run2 = S("text2sql", ms=3000, attributes={"openinference.span.kind": "AGENT"}, **oi)
-    caller = run2.child("ChatCompletion", ms=900, attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
-                                                              "llm.token_count.prompt": 10, "llm.token_count.completion": 5})
+    caller = run2.child(
+        "ChatCompletion",
+        ms=900,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 10,
+            "llm.token_count.completion": 5,
+        },
+    )
     run2_tool = run2.child("run_sql", ms=300, attributes={"openinference.span.kind": "TOOL"})
     # The proxy's spans between the agent's LLM span and the gateway's call span.
     inside = T + dt.timedelta(milliseconds=50)
-    server = S("POST /v1/chat/completions", service="litellm-proxy", at=inside, ms=850, trace=run2.trace, parent=caller.span_id)
+    server = S(
+        "POST /v1/chat/completions", service="litellm-proxy", at=inside, ms=850, trace=run2.trace, parent=caller.span_id
+    )
     received = server.child("Received Proxy Server Request", ms=840)
-    gateway = received.child("litellm_request", ms=800, attributes={
-        "llm.request.type": "acompletion", "litellm.model_group": "gpt-4o", "gen_ai.cost.total_cost": 0.25,
-        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5})
+    gateway = received.child(
+        "litellm_request",
+        ms=800,
+        attributes={
+            "llm.request.type": "acompletion",
+            "litellm.model_group": "gpt-4o",
+            "gen_ai.cost.total_cost": 0.25,
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 5,
+        },
+    )
     raw = gateway.child("raw_gen_ai_request", attributes={"llm.openai.stringified_raw_response": "{}"})
-    planner = S("invoke_agent planner", service="agent-planner", at=T, ms=4000, attributes={"gen_ai.operation.name": "invoke_agent"})
-    planner_llm = planner.child("chat qwen-235b", ms=1000, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "qwen-235b"})
-    planner_tool = planner.child("execute_tool search", ms=200, error=True, attributes={"gen_ai.operation.name": "execute_tool"})
+    planner = S(
+        "invoke_agent planner",
+        service="agent-planner",
+        at=T,
+        ms=4000,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    planner_llm = planner.child(
+        "chat qwen-235b", ms=1000, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "qwen-235b"}
+    )
+    planner_tool = planner.child(
+        "execute_tool search", ms=200, error=True, attributes={"gen_ai.operation.name": "execute_tool"}
+    )
     plain = genai(T, "gpt-4o", 1, 1, service="backend")
-    old = S("text2sql", service="agent-text2sql", at=FLOW.start - dt.timedelta(hours=1), attributes={"openinference.span.kind": "AGENT"})
-    send(client, ingest_key, [run1, run1_llm, run1_tool, run2, caller, run2_tool, planner, planner_llm, planner_tool, plain, old],
-         scope="openinference")  # fmt: skip
+    old = S(
+        "text2sql",
+        service="agent-text2sql",
+        at=FLOW.start - dt.timedelta(hours=1),
+        attributes={"openinference.span.kind": "AGENT"},
+    )
+    send(
+        client,
+        ingest_key,
+        [run1, run1_llm, run1_tool, run2, caller, run2_tool, planner, planner_llm, planner_tool, plain, old],
+        scope="openinference",
+    )
     send(client, ingest_key, [server, received, gateway, raw], scope="litellm")
 
 
@@ -238,20 +339,31 @@ def test_it_draws_the_agent_flow_of_a_known_run_shape(project, agent_runs):
         ("agent:invoke_agent planner", "llm:qwen-235b"): 1,
         ("agent:invoke_agent planner", "tool:execute_tool search"): 1,
     }
-    assert [n.key for n in analytics.agent_flow(flt(project, FLOW)).nodes][:3] == ["agent:text2sql", "llm:gpt-4o", "tool:run_sql"]
+    assert [n.key for n in analytics.agent_flow(flt(project, FLOW)).nodes][:3] == [
+        "agent:text2sql",
+        "llm:gpt-4o",
+        "tool:run_sql",
+    ]
 
 
-@pytest.mark.parametrize("kw, runs, text2sql, planner", [
-    ({"status": "error"}, 2, 1, 1),  # runs with a failed span
-    ({"status": "ok"}, 1, 1, 0),  # runs without one
-    ({"services": ("agent-planner",)}, 1, 0, 1),
-    ({"models": ("gpt-4o",)}, 2, 2, 0),
-    ({"models": ("claude-3-5-sonnet",)}, 0, 0, 0),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw, runs, text2sql, planner",
+    [
+        ({"status": "error"}, 2, 1, 1),  # runs with a failed span
+        ({"status": "ok"}, 1, 1, 0),  # runs without one
+        ({"services": ("agent-planner",)}, 1, 0, 1),
+        ({"models": ("gpt-4o",)}, 2, 2, 0),
+        ({"models": ("claude-3-5-sonnet",)}, 0, 0, 0),
+    ],
+)
 def test_the_filter_bar_selects_the_runs_of_the_flow(project, agent_runs, kw, runs, text2sql, planner):
     g = analytics.agent_flow(flt(project, FLOW, **kw))
     counts = {n.key: n.count for n in g.nodes}
-    assert (g.runs, counts.get("agent:text2sql", 0), counts.get("agent:invoke_agent planner", 0)) == (runs, text2sql, planner)
+    assert (g.runs, counts.get("agent:text2sql", 0), counts.get("agent:invoke_agent planner", 0)) == (
+        runs,
+        text2sql,
+        planner,
+    )
 
 
 def test_it_caps_the_flow_to_the_most_frequent_nodes(project, agent_runs):
@@ -263,8 +375,10 @@ def test_it_caps_the_flow_to_the_most_frequent_nodes(project, agent_runs):
 
 def test_it_climbs_to_the_nearest_step_and_notes_recursion():
     """Pure: the graph's bookkeeping on rows as the SQL returns them."""
-    rows = [{"parent": "", "child": "agent:a", "calls": 3, "errors": 1, "duration": 3_000_000, "runs": 3},
-            {"parent": "agent:a", "child": "agent:a", "calls": 2, "errors": 0, "duration": 2_000_000, "runs": 3}]
+    rows = [
+        {"parent": "", "child": "agent:a", "calls": 3, "errors": 1, "duration": 3_000_000, "runs": 3},
+        {"parent": "agent:a", "child": "agent:a", "calls": 2, "errors": 0, "duration": 2_000_000, "runs": 3},
+    ]
     with mock.patch.object(queries, "run", return_value=rows):
         g = analytics.agent_flow(SpanFilter("p", FLOW))
     (node,) = g.nodes
@@ -292,7 +406,11 @@ def test_charts_give_a_model_one_colour_and_stack_cost(project, calls):
     colours = charts.model_colours(s.models)
     cost = charts.cost_trend(s, colours)
     assert cost["layout"]["barmode"] == "stack"
-    assert [(t["type"], t["name"]) for t in cost["data"]] == [("bar", "gpt-4o"), ("bar", "claude-3-5-sonnet"), ("bar", "qwen-235b")]
+    assert [(t["type"], t["name"]) for t in cost["data"]] == [
+        ("bar", "gpt-4o"),
+        ("bar", "claude-3-5-sonnet"),
+        ("bar", "qwen-235b"),
+    ]
     assert cost["data"][0]["x"] == ["2025-03-01 00:00", "2025-03-02 00:00", "2025-03-03 00:00"]
     assert cost["data"][0]["y"] == pytest.approx([0.507725, 0, 0])
     tokens = charts.token_usage(s, colours)
@@ -308,20 +426,29 @@ def test_the_flow_chart_colours_nodes_by_error_rate_and_stays_readable_at_60_nod
     fig = charts.agent_flow(analytics.agent_flow(flt(project, FLOW)))
     (sankey,) = [t for t in fig["data"] if t["type"] == "sankey"]
     labels = sankey["node"]["label"]
-    colour = dict(zip(labels, sankey["node"]["color"]))
+    colour = dict(zip(labels, sankey["node"]["color"], strict=False))
     assert colour["◆ text2sql"] == charts._error_colour(0.0) != colour["⚙ run_sql"] == charts._error_colour(0.5)
     assert colour["⚙ execute_tool search"] == charts._error_colour(1.0)
     assert "650 ms" in sankey["node"]["customdata"][labels.index("● gpt-4o")]
-    links = {(labels[s], labels[t]): v for s, t, v in zip(sankey["link"]["source"], sankey["link"]["target"], sankey["link"]["value"])}
+    links = {
+        (labels[s], labels[t]): v
+        for s, t, v in zip(sankey["link"]["source"], sankey["link"]["target"], sankey["link"]["value"], strict=False)
+    }
     assert links[("◆ text2sql", "● gpt-4o")] == 2 and links[("▶ 3 runs", "◆ text2sql")] == 2
 
-    big = analytics.FlowGraph(runs=100, nodes=[analytics.FlowNode(f"agent:step {i:02d}", count=100 - i, roots=1) for i in range(60)],
-                              edges={(f"agent:step {i:02d}", f"agent:step {i + 1:02d}"): 5 for i in range(59)},
-                              hidden_nodes=10, hidden_edges={"agent:step 05": 3})  # fmt: skip
+    big = analytics.FlowGraph(
+        runs=100,
+        nodes=[analytics.FlowNode(f"agent:step {i:02d}", count=100 - i, roots=1) for i in range(60)],
+        edges={(f"agent:step {i:02d}", f"agent:step {i + 1:02d}"): 5 for i in range(59)},
+        hidden_nodes=10,
+        hidden_edges={"agent:step 05": 3},
+    )
     fig = charts.agent_flow(big)
     (sankey,) = [t for t in fig["data"] if t["type"] == "sankey"]
     assert len(sankey["node"]["label"]) == 62  # start + 60 + "more steps"
-    assert fig["layout"]["height"] <= 1000 and max(len(label) for label in sankey["node"]["label"]) <= 26  # short labels
+    assert (
+        fig["layout"]["height"] <= 1000 and max(len(label) for label in sankey["node"]["label"]) <= 26
+    )  # short labels
 
 
 # --- the page -------------------------------------------------------------------------------------
@@ -330,8 +457,10 @@ PAGE_QUERY = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-04T00:00:00Z"}
 
 
 def _figures(html: str) -> dict[str, dict]:
-    return {m.group(1): json.loads(m.group(2)) for m in
-            re.finditer(r'<script id="(fig-[\w-]+)" type="application/json">(.*?)</script>', html, re.S)}  # fmt: skip
+    return {
+        m.group(1): json.loads(m.group(2))
+        for m in re.finditer(r'<script id="(fig-[\w-]+)" type="application/json">(.*?)</script>', html, re.S)
+    }
 
 
 def _with_parts(client, html: str) -> str:
@@ -354,8 +483,19 @@ def test_the_page_draws_every_chart(client, alice, project, calls):
     html = _with_parts(client, html)
     figures = _figures(html)
     charted = re.findall(r'data-chart="(fig-[\w-]+)"', html)
-    assert set(charted) == set(figures) >= {"fig-cost-trend", "fig-token-usage", "fig-calls-errors", "fig-latency",
-                                            "fig-by-model", "fig-by-service", "fig-by-user"}  # fmt: skip
+    assert (
+        set(charted)
+        == set(figures)
+        >= {
+            "fig-cost-trend",
+            "fig-token-usage",
+            "fig-calls-errors",
+            "fig-latency",
+            "fig-by-model",
+            "fig-by-service",
+            "fig-by-user",
+        }
+    )
     assert 'data-empty="agent-flow"' in html  # no agent runs among these calls
     assert figures["fig-cost-trend"]["data"][0]["name"] == "gpt-4o"
     assert '<strong data-total="cost_usd">$0.5182</strong>' in html  # 0.507725 + 0.0075 + 0.003
@@ -365,7 +505,9 @@ def test_the_page_draws_every_chart(client, alice, project, calls):
 
 def test_the_page_draws_the_flow_graph(client, alice, project, agent_runs):
     client.force_login(alice)
-    r = client.get(f"/admin/monitoring/{project.id}/analytics/", {"from": "2025-04-01T10:00:00Z", "to": "2025-04-01T11:00:00Z"})
+    r = client.get(
+        f"/admin/monitoring/{project.id}/analytics/", {"from": "2025-04-01T10:00:00Z", "to": "2025-04-01T11:00:00Z"}
+    )
     html = _with_parts(client, r.content.decode())
     figures = _figures(html)
     assert any(t["type"] == "sankey" for t in figures["fig-agent-flow"]["data"])
@@ -378,8 +520,10 @@ def test_an_unknown_part_is_404(client, alice, project):
 
 
 def test_the_flow_graph_samples_runs_beyond_its_cap(client, project, agent_runs):
-    flt = SpanFilter(str(project.id), Window(dt.datetime(2025, 4, 1, 10, tzinfo=dt.timezone.utc),
-                                             dt.datetime(2025, 4, 1, 11, tzinfo=dt.timezone.utc)))
+    flt = SpanFilter(
+        str(project.id),
+        Window(dt.datetime(2025, 4, 1, 10, tzinfo=dt.UTC), dt.datetime(2025, 4, 1, 11, tzinfo=dt.UTC)),
+    )
     graph = analytics.agent_flow(flt, max_runs=1)
     assert graph.sampled_every == 3
     assert all(n.count % 3 == 0 for n in graph.nodes) and graph.runs % 3 == 0
@@ -387,7 +531,9 @@ def test_the_flow_graph_samples_runs_beyond_its_cap(client, project, agent_runs)
 
 def test_it_serves_only_the_panel_to_htmx(client, alice, project, calls):
     client.force_login(alice)
-    r = client.get(f"/admin/monitoring/{project.id}/analytics/", PAGE_QUERY, headers={"HX-Request": "true", "HX-Target": "panel"})
+    r = client.get(
+        f"/admin/monitoring/{project.id}/analytics/", PAGE_QUERY, headers={"HX-Request": "true", "HX-Target": "panel"}
+    )
     html = r.content.decode()
     assert r.status_code == 200 and html.lstrip().startswith('<section class="panel" data-tab="analytics">')
     assert "<html" not in html and 'data-chart="fig-cost-trend"' in html and "fig-cost-trend" in _figures(html)
@@ -447,9 +593,11 @@ def api_token(username) -> str:
 
 
 def test_the_api_answers_the_time_series_exactly(client, bob, project, calls):
-    r = client.get(f"/api/v1/projects/{project.id}/timeseries",
-                   {"from": "2025-03-01T09:30:00Z", "to": "2025-03-01T12:30:00Z"},
-                   headers={"Authorization": f"Bearer {api_token('bob')}"})  # fmt: skip
+    r = client.get(
+        f"/api/v1/projects/{project.id}/timeseries",
+        {"from": "2025-03-01T09:30:00Z", "to": "2025-03-01T12:30:00Z"},
+        headers={"Authorization": f"Bearer {api_token('bob')}"},
+    )
     assert r.status_code == 200
     data = r.json()
     assert data["bucket"] == "hour"
@@ -457,10 +605,38 @@ def test_the_api_answers_the_time_series_exactly(client, bob, project, calls):
     for p in points:
         p["cost_usd"] = round(p["cost_usd"], 9)
     assert points == [
-        {"t": "2025-03-01T09:00:00Z", "cost_usd": 0, "input_tokens": 0, "output_tokens": 0, "llm_calls": 0, "errors": 0},
-        {"t": "2025-03-01T10:00:00Z", "cost_usd": 0.5, "input_tokens": 10, "output_tokens": 20, "llm_calls": 1, "errors": 0},
-        {"t": "2025-03-01T11:00:00Z", "cost_usd": 0.000225, "input_tokens": 10, "output_tokens": 20, "llm_calls": 1, "errors": 0},
-        {"t": "2025-03-01T12:00:00Z", "cost_usd": 0.0075, "input_tokens": 1000, "output_tokens": 500, "llm_calls": 1, "errors": 0},
+        {
+            "t": "2025-03-01T09:00:00Z",
+            "cost_usd": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "llm_calls": 0,
+            "errors": 0,
+        },
+        {
+            "t": "2025-03-01T10:00:00Z",
+            "cost_usd": 0.5,
+            "input_tokens": 10,
+            "output_tokens": 20,
+            "llm_calls": 1,
+            "errors": 0,
+        },
+        {
+            "t": "2025-03-01T11:00:00Z",
+            "cost_usd": 0.000225,
+            "input_tokens": 10,
+            "output_tokens": 20,
+            "llm_calls": 1,
+            "errors": 0,
+        },
+        {
+            "t": "2025-03-01T12:00:00Z",
+            "cost_usd": 0.0075,
+            "input_tokens": 1000,
+            "output_tokens": 500,
+            "llm_calls": 1,
+            "errors": 0,
+        },
     ]
 
 
@@ -470,7 +646,10 @@ def test_the_api_honours_the_filter_bar_and_days(client, alice, project, calls):
     data = r.json()
     assert data["bucket"] == "day"
     assert [(p["t"], p["llm_calls"], p["errors"]) for p in data["points"]] == [
-        ("2025-03-01T00:00:00Z", 0, 0), ("2025-03-02T00:00:00Z", 1, 1), ("2025-03-03T00:00:00Z", 0, 0)]
+        ("2025-03-01T00:00:00Z", 0, 0),
+        ("2025-03-02T00:00:00Z", 1, 1),
+        ("2025-03-03T00:00:00Z", 0, 0),
+    ]
 
 
 def test_the_api_refuses_strangers_and_bad_filters(client, alice, charlie, project):

@@ -10,48 +10,79 @@ import shutil
 from pathlib import Path
 
 import pytest
-from litellm_proxy import litellm_available, start_litellm_proxy
 from conftest import require
+from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-AT = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
+AT = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
 ANSWER = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 42 orders today."}]}])
 QUESTION = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "How many orders today?"}]}])
-
 
 
 def seed(client, key):
     """An agent run with two LLM calls on two models and a tool, plus a plain LiteLLM call."""
     root = S("text2sql", service="agent-text2sql", at=AT, ms=4000, attributes={"openinference.span.kind": "AGENT"})
-    first = root.child("ChatCompletion", at=AT + dt.timedelta(milliseconds=100), ms=900, attributes={
-        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.token_count.prompt": 1000,
-        "llm.token_count.completion": 200, "llm.input_messages.0.message.role": "user",
-        "llm.input_messages.0.message.content": "How many orders today?",
-        "llm.output_messages.0.message.role": "assistant",
-        "llm.output_messages.0.message.content": "SELECT count(*) FROM orders"})
-    tool = root.child("run_sql", at=AT + dt.timedelta(seconds=1), ms=500, attributes={"openinference.span.kind": "TOOL"})
-    second = root.child("chat", at=AT + dt.timedelta(seconds=2), ms=1200, attributes={
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 500,
-        "gen_ai.usage.output_tokens": 50, "gen_ai.input.messages": QUESTION, "gen_ai.output.messages": ANSWER})
+    first = root.child(
+        "ChatCompletion",
+        at=AT + dt.timedelta(milliseconds=100),
+        ms=900,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.completion": 200,
+            "llm.input_messages.0.message.role": "user",
+            "llm.input_messages.0.message.content": "How many orders today?",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "SELECT count(*) FROM orders",
+        },
+    )
+    tool = root.child(
+        "run_sql", at=AT + dt.timedelta(seconds=1), ms=500, attributes={"openinference.span.kind": "TOOL"}
+    )
+    second = root.child(
+        "chat",
+        at=AT + dt.timedelta(seconds=2),
+        ms=1200,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 500,
+            "gen_ai.usage.output_tokens": 50,
+            "gen_ai.input.messages": QUESTION,
+            "gen_ai.output.messages": ANSWER,
+        },
+    )
     assert post(client, key, request(root, first, tool, second)).status_code == 200
     return root.trace.hex()
 
 
 @pytest.fixture
 def browser(monkeypatch):
-    require(bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    require(
+        bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM),
+        f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+    )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the fixtures' ORM calls stay synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         yield b
         b.close()
 
@@ -128,11 +159,23 @@ def test_the_dashboard_end_to_end(page, project):
 
 def test_replay_steps_rerun_and_compare(page, live_server, project, tmp_path, settings):
     require(litellm_available(), "no LiteLLM venv (.venv-litellm); bin/setup --test installs it")
-    proxy = start_litellm_proxy({
-        "model_list": [{"model_name": "gpt-4o", "litellm_params": {
-            "model": "openai/gpt-4o", "api_key": "sk-mock", "mock_response": "There were 43 orders today."}}],
-        "litellm_settings": {"num_retries": 0},
-    }, {}, tmp_path)
+    proxy = start_litellm_proxy(
+        {
+            "model_list": [
+                {
+                    "model_name": "gpt-4o",
+                    "litellm_params": {
+                        "model": "openai/gpt-4o",
+                        "api_key": "sk-mock",
+                        "mock_response": "There were 43 orders today.",
+                    },
+                }
+            ],
+            "litellm_settings": {"num_retries": 0},
+        },
+        {},
+        tmp_path,
+    )
     settings.LITELLM_BASE_URL, settings.LITELLM_API_KEY = proxy.base_url, proxy.master_key
     try:
         page.click("[data-tab-link=replay]")

@@ -33,8 +33,11 @@ def backend(request, settings):
 
 def test_it_binds_every_parameter_exactly(backend):
     for text in TRICKY:
-        row = clickhouse.query_one("SELECT {s:String} AS s, {n:Int64} AS n, {f:Float64} AS f",
-                                   {"s": text, "n": -(2**62), "f": 0.25}, tag="test.params")
+        row = clickhouse.query_one(
+            "SELECT {s:String} AS s, {n:Int64} AS n, {f:Float64} AS f",
+            {"s": text, "n": -(2**62), "f": 0.25},
+            tag="test.params",
+        )
         assert row == {"s": text, "n": -(2**62), "f": 0.25}
     row = clickhouse.query_one("SELECT {a:Array(String)} AS a", {"a": TRICKY}, tag="test.params")
     assert row["a"] == TRICKY
@@ -42,21 +45,40 @@ def test_it_binds_every_parameter_exactly(backend):
 
 def test_it_inserts_rows_with_nanoseconds_maps_and_nested_columns(backend):
     ts = 1_764_000_000_123_456_789
-    row = {c: "" for c in schema.TRACE_COLUMNS} | {
-        "Timestamp": ts, "TraceId": "t" * 32, "SpanId": "s" * 16, "SpanName": "n", "ServiceName": "svc",
+    row = dict.fromkeys(schema.TRACE_COLUMNS, "") | {
+        "Timestamp": ts,
+        "TraceId": "t" * 32,
+        "SpanId": "s" * 16,
+        "SpanName": "n",
+        "ServiceName": "svc",
         "ResourceAttributes": {"project_id": "p-" + backend, "it's": "x\ny"},
-        "SpanAttributes": {"gen_ai.usage.input_tokens": "7", "llm.model_name": "m"}, "Duration": 5,
-        "Events.Timestamp": [ts + 1], "Events.Name": ["exception"], "Events.Attributes": [{"exception.type": "E"}],
-        "Links.TraceId": [], "Links.SpanId": [], "Links.TraceState": [], "Links.Attributes": [],
+        "SpanAttributes": {"gen_ai.usage.input_tokens": "7", "llm.model_name": "m"},
+        "Duration": 5,
+        "Events.Timestamp": [ts + 1],
+        "Events.Name": ["exception"],
+        "Events.Attributes": [{"exception.type": "E"}],
+        "Links.TraceId": [],
+        "Links.SpanId": [],
+        "Links.TraceState": [],
+        "Links.Attributes": [],
     }
-    clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, [row], tag="test.insert", nanos_columns=schema.NANOS_COLUMNS)
+    clickhouse.insert(
+        schema.table(), schema.TRACE_COLUMNS, [row], tag="test.insert", nanos_columns=schema.NANOS_COLUMNS
+    )
     got = clickhouse.query_one(
         f"SELECT toUnixTimestamp64Nano(Timestamp) AS ts, arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS ev,"
         f" ResourceAttributes AS ra, Model, InputTokens, IsLLMCall FROM {schema.table()} WHERE ProjectId = {{p:String}}",
-        {"p": "p-" + backend}, tag="test.read",
+        {"p": "p-" + backend},
+        tag="test.read",
     )
-    assert got == {"ts": ts, "ev": [ts + 1], "ra": {"project_id": "p-" + backend, "it's": "x\ny"},
-                   "Model": "m", "InputTokens": 7, "IsLLMCall": 0}
+    assert got == {
+        "ts": ts,
+        "ev": [ts + 1],
+        "ra": {"project_id": "p-" + backend, "it's": "x\ny"},
+        "Model": "m",
+        "InputTokens": 7,
+        "IsLLMCall": 0,
+    }
 
 
 def test_it_classifies_a_bad_query(backend):
@@ -79,7 +101,9 @@ def test_schema_setup_is_idempotent(backend):
 
 
 def test_it_reports_an_unreachable_server():
-    with override_settings(CLICKHOUSE={**clickhouse.settings.CLICKHOUSE, "HOST": "127.0.0.1", "PORT": 1, "CONNECT_TIMEOUT": 2.0}):
+    with override_settings(
+        CLICKHOUSE={**clickhouse.settings.CLICKHOUSE, "HOST": "127.0.0.1", "PORT": 1, "CONNECT_TIMEOUT": 2.0}
+    ):
         with pytest.raises(clickhouse.ClickHouseError) as exc:
             clickhouse.query("SELECT 1", tag="test.down")
     assert exc.value.kind == clickhouse.UNAVAILABLE and exc.value.retryable
@@ -102,8 +126,11 @@ def test_it_completes_a_table_a_stock_collector_made_without_losing_rows(setting
     schema.ensure_schema(ttl_days=0)
     columns = schema.existing_columns()
     assert {"ProjectId", "Model", "InputTokens", "IsLLMCall", "IsError"} <= set(columns)
-    row = clickhouse.query_one("SELECT count() AS n, any(ProjectId) AS p, any(Model) AS m, any(InputTokens) AS i, any(IsError) AS e"
-                               " FROM otel_stock.otel_traces", tag="test")
+    row = clickhouse.query_one(
+        "SELECT count() AS n, any(ProjectId) AS p, any(Model) AS m, any(InputTokens) AS i, any(IsError) AS e"
+        " FROM otel_stock.otel_traces",
+        tag="test",
+    )
     assert row == {"n": 1, "p": "p1", "m": "gpt-4o", "i": 3, "e": 1}
     names = {r["name"] for r in clickhouse.query("SHOW TABLES FROM otel_stock", tag="test")}
     assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv"} <= names

@@ -60,7 +60,7 @@ def test_demo_traces_go_through_ingest_and_fill_the_overview(settings):
     run("demo_traces", "--project", str(project.id), "--days", "2", "--runs-per-day", "20", "--no-progress")
     import datetime as dt
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     o = queries.overview(SpanFilter(str(project.id), Window(now - dt.timedelta(days=3), now + dt.timedelta(hours=1))))
     assert o.llm_calls > 20 and o.agent_calls > 5 and o.total_cost_usd > 0 and 0 < o.fail_rate < 0.5
 
@@ -70,11 +70,18 @@ def test_clickhouse_init_is_idempotent():
     assert "Schema ready" in run("clickhouse_init")
 
 
-@pytest.mark.parametrize("name, value", [
-    ("CLICKHOUSE_PORT", "ninety"), ("CLICKHOUSE_PORT", "70000"), ("CLICKHOUSE_TTL_DAYS", "-1"),
-    ("CLICKHOUSE_CONNECT_TIMEOUT", "0"), ("CLICKHOUSE_DATABASE", "otel; DROP"), ("DEFAULT_PROJECT_ID", "default"),
-    ("DEBUG", "maybe"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("CLICKHOUSE_PORT", "ninety"),
+        ("CLICKHOUSE_PORT", "70000"),
+        ("CLICKHOUSE_TTL_DAYS", "-1"),
+        ("CLICKHOUSE_CONNECT_TIMEOUT", "0"),
+        ("CLICKHOUSE_DATABASE", "otel; DROP"),
+        ("DEFAULT_PROJECT_ID", "default"),
+        ("DEBUG", "maybe"),
+    ],
+)
 def test_bad_settings_stop_start_up_naming_the_variable(tmp_path, name, value):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_VAR_DIR": str(tmp_path), name: value}
     r = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True)

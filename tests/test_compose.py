@@ -64,11 +64,24 @@ SEED_PORTS = {
 }
 # What the portal reads from its environment (portal/settings.py).
 PORTAL_ENV = {
-    "CLICKHOUSE_HOST", "CLICKHOUSE_PORT", "CLICKHOUSE_HTTP_PORT", "CLICKHOUSE_DATABASE",
-    "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_CONNECT_TIMEOUT", "CLICKHOUSE_QUERY_TIMEOUT",
-    "CLICKHOUSE_TTL_DAYS", "DEFAULT_PROJECT_ID", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS",
-    "DATABASE_URL", "CSRF_TRUSTED_ORIGINS", "LITELLM_BASE_URL", "LITELLM_API_KEY",
-}  # fmt: skip
+    "CLICKHOUSE_HOST",
+    "CLICKHOUSE_PORT",
+    "CLICKHOUSE_HTTP_PORT",
+    "CLICKHOUSE_DATABASE",
+    "CLICKHOUSE_USER",
+    "CLICKHOUSE_PASSWORD",
+    "CLICKHOUSE_CONNECT_TIMEOUT",
+    "CLICKHOUSE_QUERY_TIMEOUT",
+    "CLICKHOUSE_TTL_DAYS",
+    "DEFAULT_PROJECT_ID",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "CSRF_TRUSTED_ORIGINS",
+    "LITELLM_BASE_URL",
+    "LITELLM_API_KEY",
+}
 SEED_PROJECT_ID = "8c59e361-3727-418c-bc68-086b69f7598b"
 
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -218,8 +231,13 @@ def test_it_gives_clickhouse_its_ulimits_volume_and_config(services):
     volumes = [str(v) for v in clickhouse["volumes"]]
     assert any(v.startswith("clickhouse-data:/var/lib/clickhouse") for v in volumes)
     # Files, not directories: the image's own config.d/users.d files must stay visible.
-    assert any(v.startswith("./config/clickhouse/users.d/monitoring-users.xml:/etc/clickhouse-server/users.d/") for v in volumes)
-    assert any(v.startswith("./config/clickhouse/config.d/monitoring.xml:/etc/clickhouse-server/config.d/") for v in volumes)
+    assert any(
+        v.startswith("./config/clickhouse/users.d/monitoring-users.xml:/etc/clickhouse-server/users.d/")
+        for v in volumes
+    )
+    assert any(
+        v.startswith("./config/clickhouse/config.d/monitoring.xml:/etc/clickhouse-server/config.d/") for v in volumes
+    )
     env = _env(clickhouse)
     assert env.get("CLICKHOUSE_SKIP_USER_SETUP") == "1"
     # The image would turn these into an unrestricted account.
@@ -233,8 +251,14 @@ def test_it_puts_prometheus_in_its_own_profile(services):
 
 def test_it_passes_the_seeds_env_names(services):
     backend = _env(services["backend"])
-    for name in ("CLICKHOUSE_HOST", "CLICKHOUSE_HTTP_PORT", "CLICKHOUSE_DATABASE", "CLICKHOUSE_USER",
-                 "CLICKHOUSE_PASSWORD", "DEFAULT_PROJECT_ID"):  # fmt: skip
+    for name in (
+        "CLICKHOUSE_HOST",
+        "CLICKHOUSE_HTTP_PORT",
+        "CLICKHOUSE_DATABASE",
+        "CLICKHOUSE_USER",
+        "CLICKHOUSE_PASSWORD",
+        "DEFAULT_PROJECT_ID",
+    ):
         assert name in backend, name
     assert backend["CLICKHOUSE_HOST"] == "monitoring-clickhouse"
     assert backend["CLICKHOUSE_DATABASE"] == "otel_2"
@@ -271,11 +295,16 @@ def test_it_runs_the_schema_step_with_the_ddl_account_only(services):
 def test_it_refuses_to_start_without_secrets(services):
     """ClickHouse reads a missing from_env password as NO password: compose must insist."""
     required = {
-        ("monitoring-clickhouse", "CH_WRITER_PASSWORD"), ("monitoring-clickhouse", "CH_MIGRATOR_PASSWORD"),
-        ("monitoring-clickhouse", "CH_READER_PASSWORD"), ("otel-collector", "CLICKHOUSE_WRITER_PASSWORD"),
-        ("backend", "CLICKHOUSE_PASSWORD"), ("clickhouse-init", "CLICKHOUSE_PASSWORD"),
-        ("backend", "SECRET_KEY"), ("postgres", "POSTGRES_PASSWORD"), ("litellm", "LITELLM_MASTER_KEY"),
-    }  # fmt: skip
+        ("monitoring-clickhouse", "CH_WRITER_PASSWORD"),
+        ("monitoring-clickhouse", "CH_MIGRATOR_PASSWORD"),
+        ("monitoring-clickhouse", "CH_READER_PASSWORD"),
+        ("otel-collector", "CLICKHOUSE_WRITER_PASSWORD"),
+        ("backend", "CLICKHOUSE_PASSWORD"),
+        ("clickhouse-init", "CLICKHOUSE_PASSWORD"),
+        ("backend", "SECRET_KEY"),
+        ("postgres", "POSTGRES_PASSWORD"),
+        ("litellm", "LITELLM_MASTER_KEY"),
+    }
     for service, name in required:
         value = _env(services[service])[name]
         assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), f"{service}.{name} = {value!r}"
@@ -457,9 +486,12 @@ def test_the_image_runs_the_entrypoint_as_a_non_root_user():
     assert user and not user[-1].startswith(("root", "0"))
     assert 'ENTRYPOINT ["/app/config/portal-entrypoint.sh"]' in dockerfile
     script = ENTRYPOINT.read_text(encoding="utf-8")
-    steps = ["python manage.py migrate", "python manage.py clickhouse_init",
-             "python manage.py collectstatic --noinput",
-             "exec gunicorn -c config/gunicorn.conf.py portal.wsgi:application"]  # fmt: skip
+    steps = [
+        "python manage.py migrate",
+        "python manage.py clickhouse_init",
+        "python manage.py collectstatic --noinput",
+        "exec gunicorn -c config/gunicorn.conf.py portal.wsgi:application",
+    ]
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
     positions = [code.index(step) for step in steps]
     assert positions == sorted(positions), "migrate, clickhouse_init, collectstatic, then gunicorn"

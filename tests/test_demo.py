@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from monitoring import demo
 
-NOW = datetime(2025, 6, 11, 3, 30, 12, 345678, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 11, 3, 30, 12, 345678, tzinfo=UTC)
 DAY_NS = 86_400 * 10**9
 FIXTURE = Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json"
 KINDS = {PbSpan.SPAN_KIND_INTERNAL: "Internal", PbSpan.SPAN_KIND_SERVER: "Server", PbSpan.SPAN_KIND_CLIENT: "Client"}
@@ -59,11 +59,22 @@ def decode(requests) -> tuple[list[S], list[int], list[set[int]]]:
             assert "project_id" not in resource  # the ingest sets it
             for ss in rs.scope_spans:
                 for p in ss.spans:
-                    spans.append(S(p.trace_id, p.span_id, p.parent_span_id, p.name, KINDS[p.kind],
-                                   STATUSES[p.status.code], resource["service.name"], ss.scope.name,
-                                   p.start_time_unix_nano, p.end_time_unix_nano,
-                                   {kv.key: kv.value for kv in p.attributes},
-                                   [(e.name, {kv.key: kv.value for kv in e.attributes}) for e in p.events]))
+                    spans.append(
+                        S(
+                            p.trace_id,
+                            p.span_id,
+                            p.parent_span_id,
+                            p.name,
+                            KINDS[p.kind],
+                            STATUSES[p.status.code],
+                            resource["service.name"],
+                            ss.scope.name,
+                            p.start_time_unix_nano,
+                            p.end_time_unix_nano,
+                            {kv.key: kv.value for kv in p.attributes},
+                            [(e.name, {kv.key: kv.value for kv in e.attributes}) for e in p.events],
+                        )
+                    )
                     req_days |= {p.start_time_unix_nano // DAY_NS, (p.end_time_unix_nano - 1) // DAY_NS}
         days.append(req_days)
     return spans, counts, days
@@ -84,8 +95,10 @@ def traces(week) -> dict[bytes, list[S]]:
 
 def test_it_is_deterministic_for_a_seed_and_now():
     def blob(seed: int) -> bytes:
-        return b"".join(r.SerializeToString(deterministic=True) for r, _ in demo.generate_requests(
-            days=2, runs_per_day=40, seed=seed, now=NOW))
+        return b"".join(
+            r.SerializeToString(deterministic=True)
+            for r, _ in demo.generate_requests(days=2, runs_per_day=40, seed=seed, now=NOW)
+        )
 
     assert blob(7) == blob(7)
     assert blob(7) != blob(8)
@@ -127,7 +140,7 @@ def test_every_parent_is_in_the_same_trace_and_each_trace_has_one_root(traces):
 
 
 def test_traffic_follows_office_hours(traces):
-    hours = Counter(datetime.fromtimestamp(min(s.start for s in t) / 1e9, timezone.utc).hour for t in traces.values())
+    hours = Counter(datetime.fromtimestamp(min(s.start for s in t) / 1e9, UTC).hour for t in traces.values())
     office = sum(hours[h] for h in range(0, 9))  # 09-18 KST
     night = sum(hours[h] for h in range(15, 21))  # 00-06 KST
     assert office > 5 * night
@@ -138,8 +151,11 @@ def test_every_dialect_is_present(week):
     by_service = Counter(s.service for s in spans)
     assert set(by_service) == set(demo.DIALECT_SERVICES.values())
 
-    litellm = [s for s in spans if "litellm.call_id" in s.attrs and s.service == "litellm-proxy"
-               and s.name != "fastapi.dependencies"]  # a 401 puts the request's attributes there
+    litellm = [
+        s
+        for s in spans
+        if "litellm.call_id" in s.attrs and s.service == "litellm-proxy" and s.name != "fastapi.dependencies"
+    ]  # a 401 puts the request's attributes there
     assert len(litellm) > 500
     assert {s.name for s in litellm} > {"litellm_request", "summarize-ticket"}  # renamed by generation_name
 
@@ -153,18 +169,26 @@ def test_every_dialect_is_present(week):
     assert any("gen_ai.usage.input_tokens" in s.attrs for s in tl_llm)
     assert any("gen_ai.prompt.0.content" in s.attrs for s in tl_llm)
 
-    ops = Counter(s.value("gen_ai.operation.name") for s in spans
-                  if s.service == "agent-report" and "gen_ai.operation.name" in s.attrs)
+    ops = Counter(
+        s.value("gen_ai.operation.name")
+        for s in spans
+        if s.service == "agent-report" and "gen_ai.operation.name" in s.attrs
+    )
     assert set(ops) == {"invoke_agent", "execute_tool", "chat", "embeddings"}
 
-    models = {s.value(k) for s in spans for k in ("litellm.model_group", "gen_ai.request.model", "llm.model_name",
-                                                  "embedding.model_name") if k in s.attrs}
+    models = {
+        s.value(k)
+        for s in spans
+        for k in ("litellm.model_group", "gen_ai.request.model", "llm.model_name", "embedding.model_name")
+        if k in s.attrs
+    }
     assert {"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "qwen-235b", "text-embedding-3-small"} <= models
 
 
 def test_agents_call_through_the_proxy_in_the_same_trace(traces):
-    crossing = [t for t in traces.values()
-                if len({s.service for s in t}) > 1 and any(s.name == "litellm_request" for s in t)]
+    crossing = [
+        t for t in traces.values() if len({s.service for s in t}) > 1 and any(s.name == "litellm_request" for s in t)
+    ]
     assert len(crossing) > 50
     for trace in crossing[:20]:
         by_id = {s.id: s for s in trace}
@@ -195,12 +219,17 @@ def test_errors_are_a_realistic_share_and_carry_exceptions(traces, week):
     assert litellm_failures
     for s in litellm_failures:
         assert {"error.type", "error.code", "http.response.status_code"} <= set(s.attrs)
-        (name, event), = s.events
+        ((name, event),) = s.events
         assert name == "exception"
         assert {"exception.type", "exception.message", "exception.stacktrace"} <= set(event)
     assert any(s.name == "Failed Proxy Server Request" for s in errors)
-    tool_failures = [s for s in errors if s.service.startswith("agent-") and s.events
-                     and "tool" in (s.name + str(s.attrs.get("openinference.span.kind", "")).lower())]
+    tool_failures = [
+        s
+        for s in errors
+        if s.service.startswith("agent-")
+        and s.events
+        and "tool" in (s.name + str(s.attrs.get("openinference.span.kind", "")).lower())
+    ]
     assert tool_failures
 
 
@@ -223,7 +252,7 @@ def test_a_naive_now_is_taken_as_utc():
     assert a == b
 
 
-@pytest.mark.parametrize("now", [NOW + timedelta(days=30), datetime(2025, 6, 12, 0, 2, tzinfo=timezone.utc)])
+@pytest.mark.parametrize("now", [NOW + timedelta(days=30), datetime(2025, 6, 12, 0, 2, tzinfo=UTC)])
 def test_nothing_ends_after_now_even_just_after_midnight(now):
     spans, _, days = decode(demo.generate_requests(days=1, runs_per_day=300, now=now))
     assert max(s.end for s in spans) <= int(now.timestamp() * 10**9)
@@ -258,15 +287,24 @@ def _my_shape(request: list[S]) -> Counter:
             return "litellm_request"
         return "raw_gen_ai_request" if s.parent in call else s.name
 
-    return Counter((name(s), s.kind, s.status, name(by_id[s.parent]) if s.parent in by_id
-                    else ("<caller>" if s.parent else "")) for s in request)
+    return Counter(
+        (name(s), s.kind, s.status, name(by_id[s.parent]) if s.parent in by_id else ("<caller>" if s.parent else ""))
+        for s in request
+    )
 
 
 def _fixture_shape(spans: list[dict[str, Any]], label: str) -> Counter:
     mine = [s for s in spans if s["request_label"] == label]
     names = {s["span_id"]: s["name"] for s in mine}
-    return Counter((s["name"], s["kind"], s["status"]["code"],
-                    names.get(s["parent_span_id"], "<caller>" if s["parent_span_id"] else "")) for s in mine)
+    return Counter(
+        (
+            s["name"],
+            s["kind"],
+            s["status"]["code"],
+            names.get(s["parent_span_id"], "<caller>" if s["parent_span_id"] else ""),
+        )
+        for s in mine
+    )
 
 
 def _label_of(request: list[S]) -> str | None:
@@ -301,10 +339,16 @@ def test_proxy_spans_carry_the_captured_attribute_keys(traces):
     real = {s["name"]: set(s["attributes"]) for s in captured if s["request_label"] == "success"}
     # What the capture's requests did not exercise: a team key, client-sent params, `user`,
     # tools, and a real provider's raw response (mocks answer a placeholder string).
-    optional = {"metadata.user_api_key_team_id", "metadata.user_api_key_team_alias", "gen_ai.request.max_tokens",
-                "gen_ai.request.temperature", "llm.user"}
-    request = next(r for r in _proxy_requests(traces) if _label_of(r) == "success"
-                   and any(s.name == "litellm_request" for s in r))
+    optional = {
+        "metadata.user_api_key_team_id",
+        "metadata.user_api_key_team_alias",
+        "gen_ai.request.max_tokens",
+        "gen_ai.request.temperature",
+        "llm.user",
+    }
+    request = next(
+        r for r in _proxy_requests(traces) if _label_of(r) == "success" and any(s.name == "litellm_request" for s in r)
+    )
     for s in request:
         if s.name == "raw_gen_ai_request":
             assert all(k.startswith("llm.") for k in s.attrs)
@@ -312,6 +356,7 @@ def test_proxy_spans_carry_the_captured_attribute_keys(traces):
         assert real[s.name] <= set(s.attrs), s.name
         assert set(s.attrs) - real[s.name] <= optional, s.name
     keys = list(next(s for s in request if s.name == "litellm_request").attrs)
-    real_order = [k for k in next(s for s in captured if s["request_label"] == "success"
-                                  and s["name"] == "litellm_request")["attributes"]]
+    real_order = list(
+        next(s for s in captured if s["request_label"] == "success" and s["name"] == "litellm_request")["attributes"]
+    )
     assert [k for k in keys if k in real_order] == real_order  # LiteLLM's own order

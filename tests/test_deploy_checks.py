@@ -30,8 +30,14 @@ GOOD_ENV = {
 def check_deploy(tmp_path, **overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "SECURE_", "DEBUG", "DJANGO_ALLOW"))}
     env |= {"DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_VAR_DIR": str(tmp_path)} | GOOD_ENV | overrides
-    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_correct_configuration_passes(tmp_path):
@@ -40,14 +46,17 @@ def test_a_correct_configuration_passes(tmp_path):
     assert "no issues" in r.stdout
 
 
-@pytest.mark.parametrize("overrides, flagged", [
-    ({"CLICKHOUSE_TTL_DAYS": "0"}, "monitoring.W002"),
-    ({"CLICKHOUSE_CONNECT_TIMEOUT": "120"}, "monitoring.W003"),
-    ({"CLICKHOUSE_QUERY_TIMEOUT": "600"}, "monitoring.W003"),
-    ({"DEBUG": "true"}, "security.W018"),
-    ({"SESSION_COOKIE_SECURE": "false"}, "security.W012"),
-    ({"SECRET_KEY": "short"}, "security.W009"),
-])
+@pytest.mark.parametrize(
+    "overrides, flagged",
+    [
+        ({"CLICKHOUSE_TTL_DAYS": "0"}, "monitoring.W002"),
+        ({"CLICKHOUSE_CONNECT_TIMEOUT": "120"}, "monitoring.W003"),
+        ({"CLICKHOUSE_QUERY_TIMEOUT": "600"}, "monitoring.W003"),
+        ({"DEBUG": "true"}, "security.W018"),
+        ({"SESSION_COOKIE_SECURE": "false"}, "security.W012"),
+        ({"SECRET_KEY": "short"}, "security.W009"),
+    ],
+)
 def test_it_flags_each_checklist_item(tmp_path, overrides, flagged):
     r = check_deploy(tmp_path, **overrides)
     assert r.returncode != 0 and flagged in r.stderr + r.stdout

@@ -34,10 +34,18 @@ def count(project_id) -> int:
 def test_it_stores_protobuf_and_json_as_identical_rows(client, project, other_project):
     pb_key = IngestKey.issue(project)[1]
     json_key = IngestKey.issue(other_project)[1]
-    r1 = client.post("/v1/traces", data=sample_request().SerializeToString(), content_type="application/x-protobuf",
-                     headers={"Authorization": f"Bearer {pb_key}"})
-    r2 = client.post("/v1/traces", data=SAMPLE_JSON_PATH.read_bytes(), content_type="application/json",
-                     headers={"Authorization": f"Bearer {json_key}"})
+    r1 = client.post(
+        "/v1/traces",
+        data=sample_request().SerializeToString(),
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {pb_key}"},
+    )
+    r2 = client.post(
+        "/v1/traces",
+        data=SAMPLE_JSON_PATH.read_bytes(),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {json_key}"},
+    )
     assert r1.status_code == 200, r1.content
     assert r2.status_code == 200, r2.content
     assert r1["Content-Type"] == "application/x-protobuf"
@@ -65,7 +73,12 @@ def test_it_keeps_every_attribute_type_as_the_exporter_writes_it(client, project
     [row] = stored(project.id)
     attrs = row["SpanAttributes"]
     assert (attrs["i"], attrs["f"], attrs["tiny"], attrs["big"], attrs["b"], attrs["s"]) == (
-        "42", "0.5", "1e-7", "1e+21", "true", "x"  # pdata strips the exponent's leading zero
+        "42",
+        "0.5",
+        "1e-7",
+        "1e+21",
+        "true",
+        "x",  # pdata strips the exponent's leading zero
     )
     assert row["Duration"] == 100_000_000
 
@@ -78,24 +91,33 @@ def test_it_writes_the_keys_project_whatever_the_sender_says(client, project, ot
 
 
 def test_it_accepts_the_key_as_x_api_key(client, project, ingest_key):
-    r = client.post("/v1/traces", data=request(S("a")).SerializeToString(), content_type="application/x-protobuf",
-                    headers={"X-Api-Key": ingest_key})
+    r = client.post(
+        "/v1/traces",
+        data=request(S("a")).SerializeToString(),
+        content_type="application/x-protobuf",
+        headers={"X-Api-Key": ingest_key},
+    )
     assert r.status_code == 200
     assert count(project.id) == 1
 
 
 def test_it_accepts_gzip(client, project, ingest_key):
     body = gzip.compress(request(S("zipped")).SerializeToString())
-    r = client.post("/v1/traces", data=body, content_type="application/x-protobuf",
-                    headers={"Authorization": f"Bearer {ingest_key}", "Content-Encoding": "gzip"})
+    r = client.post(
+        "/v1/traces",
+        data=body,
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {ingest_key}", "Content-Encoding": "gzip"},
+    )
     assert r.status_code == 200
     assert count(project.id) == 1
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer apm_ingest_wrong"}, {"Authorization": "Basic xyz"}])
 def test_it_rejects_a_missing_or_wrong_key_with_401(client, project, headers):
-    r = client.post("/v1/traces", data=request(S("a")).SerializeToString(), content_type="application/x-protobuf",
-                    headers=headers)
+    r = client.post(
+        "/v1/traces", data=request(S("a")).SerializeToString(), content_type="application/x-protobuf", headers=headers
+    )
     assert r.status_code == 401
     assert count(project.id) == 0
 
@@ -108,8 +130,12 @@ def test_it_rejects_a_revoked_key(client, project):
 
 
 def test_it_rejects_undecodable_protobuf_with_400_and_a_status_body(client, project, ingest_key):
-    r = client.post("/v1/traces", data=b"\xff\xff\xff garbage", content_type="application/x-protobuf",
-                    headers={"Authorization": f"Bearer {ingest_key}"})
+    r = client.post(
+        "/v1/traces",
+        data=b"\xff\xff\xff garbage",
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {ingest_key}"},
+    )
     assert r.status_code == 400
     status = ingest.Status.FromString(r.content)
     assert status.code == 3 and status.message  # INVALID_ARGUMENT
@@ -117,32 +143,42 @@ def test_it_rejects_undecodable_protobuf_with_400_and_a_status_body(client, proj
 
 
 def test_it_rejects_bad_json_with_400(client, project, ingest_key):
-    r = client.post("/v1/traces", data=b'{"resourceSpans": [', content_type="application/json",
-                    headers={"Authorization": f"Bearer {ingest_key}"})
+    r = client.post(
+        "/v1/traces",
+        data=b'{"resourceSpans": [',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {ingest_key}"},
+    )
     assert r.status_code == 400
     assert "message" in json.loads(r.content)
     assert count(project.id) == 0
 
 
 def test_it_rejects_a_wrong_content_type_with_415(client, project, ingest_key):
-    r = client.post("/v1/traces", data=b"hello", content_type="text/plain",
-                    headers={"Authorization": f"Bearer {ingest_key}"})
+    r = client.post(
+        "/v1/traces", data=b"hello", content_type="text/plain", headers={"Authorization": f"Bearer {ingest_key}"}
+    )
     assert r.status_code == 415
     assert count(project.id) == 0
 
 
 def test_it_rejects_a_body_over_20_mib_with_413(client, project, ingest_key):
     big = b"\x00" * (20 * 1024 * 1024 + 1)
-    r = client.post("/v1/traces", data=big, content_type="application/x-protobuf",
-                    headers={"Authorization": f"Bearer {ingest_key}"})
+    r = client.post(
+        "/v1/traces", data=big, content_type="application/x-protobuf", headers={"Authorization": f"Bearer {ingest_key}"}
+    )
     assert r.status_code == 413
     assert count(project.id) == 0
 
 
 def test_it_rejects_a_gzip_bomb_with_413(client, project, ingest_key):
     bomb = gzip.compress(b"\x00" * (21 * 1024 * 1024))
-    r = client.post("/v1/traces", data=bomb, content_type="application/x-protobuf",
-                    headers={"Authorization": f"Bearer {ingest_key}", "Content-Encoding": "gzip"})
+    r = client.post(
+        "/v1/traces",
+        data=bomb,
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {ingest_key}", "Content-Encoding": "gzip"},
+    )
     assert r.status_code == 413
     assert count(project.id) == 0
 

@@ -16,20 +16,42 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 CONFIG = {
     "model_list": [
-        {"model_name": "gpt-4o-mini", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-mock", "mock_response": "Hello!"}},
-        {"model_name": "qwen-235b", "litellm_params": {
-            "model": "openai/Qwen/Qwen3-235B-A22B", "api_base": "http://127.0.0.1:9/v1", "api_key": "none",
-            "mock_response": "Qwen says hi", "input_cost_per_token": 2e-7, "output_cost_per_token": 6e-7}},
-        {"model_name": "gpt-ratelimited", "litellm_params": {
-            "model": "openai/gpt-4o", "api_key": "sk-mock", "mock_response": "litellm.RateLimitError"}},
+        {
+            "model_name": "gpt-4o-mini",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-mock", "mock_response": "Hello!"},
+        },
+        {
+            "model_name": "qwen-235b",
+            "litellm_params": {
+                "model": "openai/Qwen/Qwen3-235B-A22B",
+                "api_base": "http://127.0.0.1:9/v1",
+                "api_key": "none",
+                "mock_response": "Qwen says hi",
+                "input_cost_per_token": 2e-7,
+                "output_cost_per_token": 6e-7,
+            },
+        },
+        {
+            "model_name": "gpt-ratelimited",
+            "litellm_params": {
+                "model": "openai/gpt-4o",
+                "api_key": "sk-mock",
+                "mock_response": "litellm.RateLimitError",
+            },
+        },
     ],
     "litellm_settings": {"callbacks": ["otel"], "num_retries": 0},
 }
 
 # (model, metadata) per request; one renamed by generation_name, two failing.
 CALLS = [
-    ("gpt-4o-mini", {}), ("gpt-4o-mini", {"generation_name": "sql-writer"}), ("qwen-235b", {}),
-    ("qwen-235b", {}), ("gpt-ratelimited", {}), ("gpt-4o-mini", {}), ("gpt-ratelimited", {}),
+    ("gpt-4o-mini", {}),
+    ("gpt-4o-mini", {"generation_name": "sql-writer"}),
+    ("qwen-235b", {}),
+    ("qwen-235b", {}),
+    ("gpt-ratelimited", {}),
+    ("gpt-4o-mini", {}),
+    ("gpt-ratelimited", {}),
 ]
 
 
@@ -37,8 +59,9 @@ def _chat(proxy, model, metadata) -> tuple[int, float]:
     body = {"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 10}
     if metadata:
         body["metadata"] = metadata
-    req = urllib.request.Request(f"{proxy.base_url}/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers=proxy.headers, method="POST")
+    req = urllib.request.Request(
+        f"{proxy.base_url}/v1/chat/completions", data=json.dumps(body).encode(), headers=proxy.headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, float(r.headers.get("x-litellm-response-cost") or 0)
@@ -47,8 +70,10 @@ def _chat(proxy, model, metadata) -> tuple[int, float]:
 
 
 def _overview(live_server, project, token, since) -> dict:
-    req = urllib.request.Request(f"{live_server.url}/api/v1/projects/{project.id}/overview?from={since}",
-                                 headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"{live_server.url}/api/v1/projects/{project.id}/overview?from={since}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 

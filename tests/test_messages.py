@@ -10,8 +10,11 @@ CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_span
 
 def capture_span(label, capture="otel", scope="litellm"):
     """The LLM call span LiteLLM 1.108.7 wrote for one request of the capture."""
-    spans = [s for s in CAPTURE["captures"][capture]["spans"]
-             if s["request_label"] == label and s["scope"]["name"] == scope and "llm.request.type" in s["attributes"]]
+    spans = [
+        s
+        for s in CAPTURE["captures"][capture]["spans"]
+        if s["request_label"] == label and s["scope"]["name"] == scope and "llm.request.type" in s["attributes"]
+    ]
     assert len(spans) == 1, [s["name"] for s in spans]
     return spans[0]["attributes"]
 
@@ -48,7 +51,9 @@ def test_it_merges_litellms_function_call_keys_into_the_answer():
     params = request_params(attrs)
     assert params.model == "gpt-tools"  # the proxy alias a client would call again
     assert params.stream is False
-    assert [(t.name, t.parameters) for t in params.tools] == [("run_sql", {"type": "object", "properties": {"query": {"type": "string"}}})]
+    assert [(t.name, t.parameters) for t in params.tools] == [
+        ("run_sql", {"type": "object", "properties": {"query": {"type": "string"}}})
+    ]
 
 
 def test_it_reads_a_failed_litellm_call_that_has_no_answer():
@@ -75,18 +80,42 @@ def test_it_reads_the_v2_tracers_tool_keys():
 def test_it_reads_genai_parts_with_tool_calls_and_results_and_system_instructions():
     attrs = {
         "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "You write SQL."}]),
-        "gen_ai.input.messages": json.dumps([
-            {"role": "user", "parts": [{"type": "text", "content": "How many users?"}]},
-            {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "run_sql",
-                                             "arguments": {"query": "select count() from users"}}]},
-            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": {"rows": [[42]]}}]},
-        ]),
-        "gen_ai.output.messages": json.dumps([
-            {"role": "assistant", "parts": [{"type": "text", "content": "There are 42 users."}], "finish_reason": "stop"}]),
-        "gen_ai.request.model": "gpt-4o", "gen_ai.request.temperature": "0.2", "gen_ai.request.max_tokens": "256",
-        "gen_ai.tool.definitions": json.dumps([{"type": "function", "name": "run_sql", "description": "Run SQL",
-                                                "parameters": {"type": "object"}}]),
-    }  # fmt: skip
+        "gen_ai.input.messages": json.dumps(
+            [
+                {"role": "user", "parts": [{"type": "text", "content": "How many users?"}]},
+                {
+                    "role": "assistant",
+                    "parts": [
+                        {
+                            "type": "tool_call",
+                            "id": "call_1",
+                            "name": "run_sql",
+                            "arguments": {"query": "select count() from users"},
+                        }
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "parts": [{"type": "tool_call_response", "id": "call_1", "response": {"rows": [[42]]}}],
+                },
+            ]
+        ),
+        "gen_ai.output.messages": json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": "There are 42 users."}],
+                    "finish_reason": "stop",
+                }
+            ]
+        ),
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.request.temperature": "0.2",
+        "gen_ai.request.max_tokens": "256",
+        "gen_ai.tool.definitions": json.dumps(
+            [{"type": "function", "name": "run_sql", "description": "Run SQL", "parameters": {"type": "object"}}]
+        ),
+    }
     assert request_messages(attrs) == [
         Message("system", "You write SQL."),
         Message("user", "How many users?"),
@@ -100,14 +129,22 @@ def test_it_reads_genai_parts_with_tool_calls_and_results_and_system_instruction
 
 
 def test_it_turns_messages_into_an_openai_request_for_replay():
-    attrs = {"gen_ai.input.messages": json.dumps([
-        {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": {"a": 1}}]},
-        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "ok"}]}])}  # fmt: skip
+    attrs = {
+        "gen_ai.input.messages": json.dumps(
+            [
+                {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": {"a": 1}}]},
+                {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": "ok"}]},
+            ]
+        )
+    }
     assert to_openai(request_messages(attrs)) == [
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+        },
         {"role": "tool", "content": "ok", "tool_call_id": "c1"},
-    ]  # fmt: skip
+    ]
 
 
 # --- older GenAI / OpenLLMetry flat keys ------------------------------------------------------
@@ -115,17 +152,26 @@ def test_it_turns_messages_into_an_openai_request_for_replay():
 
 def test_it_reads_flat_prompt_and_completion_keys_with_tool_calls():
     attrs = {
-        "gen_ai.prompt.0.role": "system", "gen_ai.prompt.0.content": "Be brief.",
-        "gen_ai.prompt.1.role": "user", "gen_ai.prompt.1.content": "Weather in Paris?",
-        "gen_ai.prompt.2.role": "assistant", "gen_ai.prompt.2.tool_calls.0.id": "t1",
-        "gen_ai.prompt.2.tool_calls.0.name": "weather", "gen_ai.prompt.2.tool_calls.0.arguments": '{"city": "Paris"}',
-        "gen_ai.prompt.3.role": "tool", "gen_ai.prompt.3.tool_call_id": "t1", "gen_ai.prompt.3.content": "rain",
-        "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.content": "It rains.",
+        "gen_ai.prompt.0.role": "system",
+        "gen_ai.prompt.0.content": "Be brief.",
+        "gen_ai.prompt.1.role": "user",
+        "gen_ai.prompt.1.content": "Weather in Paris?",
+        "gen_ai.prompt.2.role": "assistant",
+        "gen_ai.prompt.2.tool_calls.0.id": "t1",
+        "gen_ai.prompt.2.tool_calls.0.name": "weather",
+        "gen_ai.prompt.2.tool_calls.0.arguments": '{"city": "Paris"}',
+        "gen_ai.prompt.3.role": "tool",
+        "gen_ai.prompt.3.tool_call_id": "t1",
+        "gen_ai.prompt.3.content": "rain",
+        "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.content": "It rains.",
         "gen_ai.completion.0.finish_reason": "stop",
-        "gen_ai.completion.1.role": "assistant", "gen_ai.completion.1.tool_calls.0.name": "umbrella",
+        "gen_ai.completion.1.role": "assistant",
+        "gen_ai.completion.1.tool_calls.0.name": "umbrella",
         "gen_ai.completion.1.tool_calls.0.arguments": "{}",
-        "llm.request.functions.0.name": "weather", "llm.request.functions.0.parameters": '{"type": "object"}',
-    }  # fmt: skip
+        "llm.request.functions.0.name": "weather",
+        "llm.request.functions.0.parameters": '{"type": "object"}',
+    }
     assert request_messages(attrs) == [
         Message("system", "Be brief."),
         Message("user", "Weather in Paris?"),
@@ -154,22 +200,28 @@ def test_it_reads_a_litellm_function_call_without_json_output():
 
 def test_it_reads_openinference_messages_tool_calls_and_invocation_parameters():
     attrs = {
-        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
+        "openinference.span.kind": "LLM",
+        "llm.model_name": "gpt-4o",
         "llm.invocation_parameters": '{"temperature": 0.5, "max_completion_tokens": 100}',
-        "llm.input_messages.0.message.role": "system", "llm.input_messages.0.message.content": "You are terse.",
+        "llm.input_messages.0.message.role": "system",
+        "llm.input_messages.0.message.content": "You are terse.",
         "llm.input_messages.1.message.role": "user",
         "llm.input_messages.1.message.contents.0.message_content.type": "text",
         "llm.input_messages.1.message.contents.0.message_content.text": "What is in this picture?",
         "llm.input_messages.1.message.contents.1.message_content.type": "image",
-        "llm.input_messages.2.message.role": "tool", "llm.input_messages.2.message.tool_call_id": "x",
+        "llm.input_messages.2.message.role": "tool",
+        "llm.input_messages.2.message.tool_call_id": "x",
         "llm.input_messages.2.message.content": "42",
         "llm.output_messages.0.message.role": "assistant",
         "llm.output_messages.0.message.tool_calls.0.tool_call.id": "call_9",
         "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup",
         "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": '{"q": "cat"}',
-        "llm.tools.0.tool.json_schema": json.dumps({"type": "function", "function": {"name": "lookup", "parameters": {}}}),
-        "input.value": '{"messages": []}', "output.value": "ignored: flat keys come first",
-    }  # fmt: skip
+        "llm.tools.0.tool.json_schema": json.dumps(
+            {"type": "function", "function": {"name": "lookup", "parameters": {}}}
+        ),
+        "input.value": '{"messages": []}',
+        "output.value": "ignored: flat keys come first",
+    }
     assert request_messages(attrs) == [
         Message("system", "You are terse."),
         Message("user", "What is in this picture?\n[image]"),
@@ -187,31 +239,67 @@ def test_it_reads_openinference_messages_tool_calls_and_invocation_parameters():
 def test_it_falls_back_to_an_openai_body_in_input_and_output_value():
     attrs = {
         "input.mime_type": "application/json",
-        "input.value": json.dumps({"model": "gpt-4o-mini", "temperature": 0, "messages": [
-            {"role": "system", "content": "sys"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-            "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}]}),
-        "output.value": json.dumps({"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
-            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]}),
-    }  # fmt: skip
+        "input.value": json.dumps(
+            {
+                "model": "gpt-4o-mini",
+                "temperature": 0,
+                "messages": [
+                    {"role": "system", "content": "sys"},
+                    {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                ],
+                "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}],
+            }
+        ),
+        "output.value": json.dumps(
+            {
+                "choices": [
+                    {
+                        "finish_reason": "tool_calls",
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [
+                                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                            ],
+                        },
+                    }
+                ]
+            }
+        ),
+    }
     assert request_messages(attrs) == [Message("system", "sys"), Message("user", "hi")]
-    assert response_messages(attrs) == [Message("assistant", "", [ToolCall("f", "{}", "c")], finish_reason="tool_calls")]
+    assert response_messages(attrs) == [
+        Message("assistant", "", [ToolCall("f", "{}", "c")], finish_reason="tool_calls")
+    ]
     params = request_params(attrs)
     assert (params.model, params.temperature, [t.name for t in params.tools]) == ("gpt-4o-mini", 0.0, ["f"])
 
 
 def test_it_reads_anthropic_blocks_in_raw_payloads():
     attrs = {
-        "input.value": json.dumps({"system": "sys", "messages": [
-            {"role": "user", "content": "q"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "tu1", "name": "calc", "input": {"x": 1}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "2"}]}]}),
-        "output.value": json.dumps({"type": "message", "stop_reason": "end_turn", "content": [{"type": "text", "text": "two"}]}),
-    }  # fmt: skip
+        "input.value": json.dumps(
+            {
+                "system": "sys",
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "tu1", "name": "calc", "input": {"x": 1}}],
+                    },
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu1", "content": "2"}]},
+                ],
+            }
+        ),
+        "output.value": json.dumps(
+            {"type": "message", "stop_reason": "end_turn", "content": [{"type": "text", "text": "two"}]}
+        ),
+    }
     assert request_messages(attrs) == [
-        Message("system", "sys"), Message("user", "q"),
+        Message("system", "sys"),
+        Message("user", "q"),
         Message("assistant", tool_calls=[ToolCall("calc", '{"x": 1}', "tu1")]),
         Message("tool", "2", tool_call_id="tu1"),
-    ]  # fmt: skip
+    ]
     assert response_messages(attrs) == [Message("assistant", "two", finish_reason="end_turn")]
 
 
@@ -223,8 +311,12 @@ def test_it_shows_plain_text_payloads_as_one_message_each():
 
 
 def test_it_survives_garbage():
-    attrs = {"gen_ai.input.messages": "not json", "gen_ai.output.messages": "[1, {\"parts\": 5}]",
-             "gen_ai.prompt.x.content": "ignored", "llm.input_messages.0.message.role": ""}  # fmt: skip
+    attrs = {
+        "gen_ai.input.messages": "not json",
+        "gen_ai.output.messages": '[1, {"parts": 5}]',
+        "gen_ai.prompt.x.content": "ignored",
+        "llm.input_messages.0.message.role": "",
+    }
     assert request_messages(attrs) == [Message("user", "")]
     assert response_messages(attrs) == [Message("assistant", "1")]
     assert request_messages({}) == [] and response_messages({}) == []

@@ -17,8 +17,8 @@ try:  # works whether or not tests/ becomes a package
 except ImportError:  # pragma: no cover - depends on sys.path layout
     from native_server import start_native_server, stop_native_server
 
-from clickhouse_driver import Client  # noqa: E402
-from clickhouse_driver.errors import NetworkError, ServerException  # noqa: E402
+from clickhouse_driver import Client
+from clickhouse_driver.errors import NetworkError, ServerException
 
 SERVER_SIDE = {"server_side_params": True}
 
@@ -37,8 +37,7 @@ def native_server(tmp_path_factory):
 @pytest.fixture
 def client(native_server):
     _proc, port, _data_dir = native_server
-    c = Client("127.0.0.1", port=port, connect_timeout=5,
-               send_receive_timeout=30, settings={"max_execution_time": 30})
+    c = Client("127.0.0.1", port=port, connect_timeout=5, send_receive_timeout=30, settings={"max_execution_time": 30})
     yield c
     c.disconnect()
 
@@ -62,8 +61,7 @@ def test_roundtrip_map_datetime64_nested(client):
     ns = 1_700_000_000_123_456_789  # 2023-11-14 22:13:20.123456789 UTC
     rows = [
         # DateTime64(9) from a Python int = raw nanosecond ticks (exact).
-        (ns, "agent", {"llm.model": "gpt", "status": "ok"}, 1500,
-         [ns + 1, ns + 2], ["start", "end"]),
+        (ns, "agent", {"llm.model": "gpt", "status": "ok"}, 1500, [ns + 1, ns + 2], ["start", "end"]),
         # ... from a datetime = microsecond precision only.
         (dt.datetime(2024, 1, 2, 3, 4, 5, 123456), "portal", {}, 7, [], []),
     ]
@@ -87,13 +85,13 @@ def test_roundtrip_map_datetime64_nested(client):
         settings=SERVER_SIDE,
     )
     assert got == [
-        (ns, {"llm.model": "gpt", "status": "ok"}, 1500, [ns + 1, ns + 2],
-         ["start", "end"]),
+        (ns, {"llm.model": "gpt", "status": "ok"}, 1500, [ns + 1, ns + 2], ["start", "end"]),
     ]
 
-    (ts,), = client.execute(
+    ((ts,),) = client.execute(
         "SELECT Timestamp FROM monitoring_test.spans WHERE ServiceName = {svc:String}",
-        {"svc": "portal"}, settings=SERVER_SIDE,
+        {"svc": "portal"},
+        settings=SERVER_SIDE,
     )
     assert ts == dt.datetime(2024, 1, 2, 3, 4, 5, 123456)
 

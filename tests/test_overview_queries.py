@@ -13,7 +13,7 @@ from monitoring.models import ModelPrice
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 HOUR = Window(NOW - dt.timedelta(hours=1), NOW + dt.timedelta(minutes=1))
 AT = NOW - dt.timedelta(minutes=10)
 CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json").read_text())
@@ -23,15 +23,32 @@ def litellm_request_spans(name="litellm_request", *, model="gpt-4o-mini", cost=0
     """The LiteLLM proxy's spans for one chat completion, as 1.108.7 writes them."""
     server = S("POST /v1/chat/completions", service="litellm-proxy", at=AT, ms=ms + 20)
     received = server.child("Received Proxy Server Request", ms=ms + 10, error=error)
-    call_attrs = {"llm.request.type": "acompletion", "gen_ai.operation.name": "acompletion",
-                  "litellm.model_group": model, "gen_ai.request.model": f"openai/{model}",
-                  "litellm.call_id": "c-1"}
+    call_attrs = {
+        "llm.request.type": "acompletion",
+        "gen_ai.operation.name": "acompletion",
+        "litellm.model_group": model,
+        "gen_ai.request.model": f"openai/{model}",
+        "litellm.call_id": "c-1",
+    }
     if not error:
-        call_attrs |= {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 20, "gen_ai.cost.total_cost": cost}
+        call_attrs |= {
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 20,
+            "gen_ai.cost.total_cost": cost,
+        }
     call = received.child(name, ms=ms, attributes=call_attrs, error=error)
-    spans = [server, received, received.child("auth"), received.child("router"), received.child("proxy_pre_call"), call,
-             call.child(name if name != "litellm_request" else "raw_gen_ai_request",
-                        attributes={"llm.openai.stringified_raw_response": "{}"})]
+    spans = [
+        server,
+        received,
+        received.child("auth"),
+        received.child("router"),
+        received.child("proxy_pre_call"),
+        call,
+        call.child(
+            name if name != "litellm_request" else "raw_gen_ai_request",
+            attributes={"llm.openai.stringified_raw_response": "{}"},
+        ),
+    ]
     if error:
         spans.append(received.child("Failed Proxy Server Request", error=True, attributes={"exception": "boom"}))
     return spans
@@ -60,23 +77,57 @@ def test_it_counts_agents_and_llm_calls_of_every_dialect_and_prices_tokens(clien
     ModelPrice.objects.create(project=project, model="qwen-235b", input_per_million=1, output_per_million=2)
     # OpenInference: an AGENT run with one LLM call (gpt-4o: $2.5 / $10 per 1M tokens).
     oi = S("analyze", service="agent-analyze", at=AT, attributes={"openinference.span.kind": "AGENT"})
-    oi_llm = oi.child("ChatCompletion", ms=400, attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o",
-                                                           "llm.token_count.prompt": 1000, "llm.token_count.completion": 500})
+    oi_llm = oi.child(
+        "ChatCompletion",
+        ms=400,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.completion": 500,
+        },
+    )
     # OpenLLMetry: a workflow with an LLM call in the older token keys (claude-3-5-sonnet: $3 / $15).
     tl = S("generate.workflow", service="agent-report", at=AT, attributes={"traceloop.span.kind": "workflow"})
-    tl_llm = tl.child("anthropic.chat", ms=600, attributes={"llm.request.type": "chat", "gen_ai.request.model": "claude-3-5-sonnet",
-                                                           "gen_ai.usage.prompt_tokens": 2000, "gen_ai.usage.completion_tokens": 100})
+    tl_llm = tl.child(
+        "anthropic.chat",
+        ms=600,
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.request.model": "claude-3-5-sonnet",
+            "gen_ai.usage.prompt_tokens": 2000,
+            "gen_ai.usage.completion_tokens": 100,
+        },
+    )
     # GenAI semconv: a failing agent with a chat call on a self-hosted model priced by the project.
-    ga = S("invoke_agent text2sql", service="agent-text2sql", at=AT, error=True,
-           attributes={"gen_ai.operation.name": "invoke_agent"})
-    ga_llm = ga.child("chat qwen-235b", ms=200, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "qwen-235b",
-                                                           "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 1000})
+    ga = S(
+        "invoke_agent text2sql",
+        service="agent-text2sql",
+        at=AT,
+        error=True,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    ga_llm = ga.child(
+        "chat qwen-235b",
+        ms=200,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "qwen-235b",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 1000,
+        },
+    )
     ga_tool = ga.child("execute_tool run_sql", attributes={"gen_ai.operation.name": "execute_tool"})
     # No dialect at all: the root span of an agent-* service is an agent run; a seed name is a step.
     plain = S("execute", service="agent-sql", at=AT)
     named = S("text2sql", service="backend", at=AT)
     # Not counted: outside the window, and a plain span.
-    old = S("analyze", service="agent-analyze", at=NOW - dt.timedelta(days=2), attributes={"openinference.span.kind": "AGENT"})
+    old = S(
+        "analyze",
+        service="agent-analyze",
+        at=NOW - dt.timedelta(days=2),
+        attributes={"openinference.span.kind": "AGENT"},
+    )
     noise = S("GET /healthz", service="backend", at=AT)
     send(client, ingest_key, [oi, oi_llm, tl, tl_llm, ga, ga_llm, ga_tool, plain, named, old, noise], scope="agent-sdk")
 
@@ -127,17 +178,28 @@ def _otlp_json(spans) -> dict:
     groups = {}
     for s in spans:
         key = (json.dumps(s["resource"], sort_keys=True), s["scope"]["name"], s["scope"].get("version", ""))
-        groups.setdefault(key, []).append({
-            "traceId": s["trace_id"], "spanId": s["span_id"], "parentSpanId": s["parent_span_id"], "name": s["name"],
-            "kind": _KINDS[s["kind"]], "startTimeUnixNano": str(s["start_ns"]), "endTimeUnixNano": str(s["end_ns"]),
-            "attributes": [{"key": k, "value": _otlp_value(v)} for k, v in s["attributes"].items()],
-            "status": {"code": _CODES[s["status"]["code"]], "message": s["status"]["message"]},
-        })
-    return {"resourceSpans": [
-        {"resource": {"attributes": [{"key": k, "value": _otlp_value(v)} for k, v in json.loads(res).items()]},
-         "scopeSpans": [{"scope": {"name": scope, "version": version}, "spans": group}]}
-        for (res, scope, version), group in groups.items()
-    ]}
+        groups.setdefault(key, []).append(
+            {
+                "traceId": s["trace_id"],
+                "spanId": s["span_id"],
+                "parentSpanId": s["parent_span_id"],
+                "name": s["name"],
+                "kind": _KINDS[s["kind"]],
+                "startTimeUnixNano": str(s["start_ns"]),
+                "endTimeUnixNano": str(s["end_ns"]),
+                "attributes": [{"key": k, "value": _otlp_value(v)} for k, v in s["attributes"].items()],
+                "status": {"code": _CODES[s["status"]["code"]], "message": s["status"]["message"]},
+            }
+        )
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": k, "value": _otlp_value(v)} for k, v in json.loads(res).items()]},
+                "scopeSpans": [{"scope": {"name": scope, "version": version}, "spans": group}],
+            }
+            for (res, scope, version), group in groups.items()
+        ]
+    }
 
 
 # 12 requests: 11 reached model routing, 3 of those failed (429, 500, unknown model), one key was
@@ -147,19 +209,29 @@ def test_it_counts_real_litellm_1_108_7_exports(client, project, ingest_key, cap
     """The proxy's own OTLP exports, replayed into the receiver."""
     cap = CAPTURE["captures"][capture]
     for body in cap.get("otlp_requests") or [_otlp_json(cap["spans"])]:
-        r = client.post("/v1/traces", data=json.dumps(body), content_type="application/json",
-                        headers={"Authorization": f"Bearer {ingest_key}"})
+        r = client.post(
+            "/v1/traces",
+            data=json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {ingest_key}"},
+        )
         assert r.status_code == 200, r.content
     starts = [int(s["start_ns"]) for s in cap["spans"]]
-    window = Window(dt.datetime.fromtimestamp(min(starts) / 1e9 - 60, dt.timezone.utc),
-                    dt.datetime.fromtimestamp(max(starts) / 1e9 + 60, dt.timezone.utc))
-    costs = [float(r["response_headers"].get("x-litellm-response-cost") or 0) for r in cap["requests"] if r["status"] == 200]
+    window = Window(
+        dt.datetime.fromtimestamp(min(starts) / 1e9 - 60, dt.UTC),
+        dt.datetime.fromtimestamp(max(starts) / 1e9 + 60, dt.UTC),
+    )
+    costs = [
+        float(r["response_headers"].get("x-litellm-response-cost") or 0) for r in cap["requests"] if r["status"] == 200
+    ]
     o = queries.overview(SpanFilter(str(project.id), window))
     assert o.llm_calls == calls
     assert o.llm_errors == failed
     assert o.agent_calls == 0
     if capture != "otel_v2":  # the V2 tracer reports cost on its own keys; streaming cost is only on the span
-        streamed = [s for s in cap["spans"] if s["request_label"] == "stream" and "gen_ai.cost.total_cost" in s["attributes"]]
+        streamed = [
+            s for s in cap["spans"] if s["request_label"] == "stream" and "gen_ai.cost.total_cost" in s["attributes"]
+        ]
         stream_cost = sum(float(s["attributes"]["gen_ai.cost.total_cost"]) for s in streamed)
         assert o.reported_cost_usd == pytest.approx(sum(costs) + stream_cost)
 
@@ -167,8 +239,17 @@ def test_it_counts_real_litellm_1_108_7_exports(client, project, ingest_key, cap
 def agent_call_through_the_proxy(client, key):
     """An OpenInference agent whose LLM span (gpt-4o, 10 + 20 tokens) called through LiteLLM ($0.25, 800 ms)."""
     agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
-    caller = agent.child("ChatCompletion", at=AT, ms=900, attributes={
-        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 10, "llm.token_count.completion": 20})
+    caller = agent.child(
+        "ChatCompletion",
+        at=AT,
+        ms=900,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 10,
+            "llm.token_count.completion": 20,
+        },
+    )
     proxy = litellm_request_spans(model="gpt-4o", cost=0.25, ms=800)
     for span in proxy:
         span.trace = caller.trace

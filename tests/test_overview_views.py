@@ -11,15 +11,30 @@ from monitoring import clickhouse
 
 pytestmark = pytest.mark.django_db
 
-AT = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+AT = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
 
 
 @pytest.fixture
 def spans(client, project, ingest_key):
     req = request(
-        S("chat", at=AT, ms=250, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-                                             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 1000}),
-        S("chat", at=AT, ms=750, error=True, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}),
+        S(
+            "chat",
+            at=AT,
+            ms=250,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 1000,
+            },
+        ),
+        S(
+            "chat",
+            at=AT,
+            ms=750,
+            error=True,
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"},
+        ),
     )
     assert post(client, ingest_key, req).status_code == 200
 
@@ -100,7 +115,11 @@ def test_the_api_answers_a_session(client, alice, project, spans):
     r = client.get(f"/api/v1/projects/{project.id}/overview")
     assert r.status_code == 200
     data = r.json()
-    assert {k: data[k] for k in ["llm_calls", "agent_calls", "fail_rate"]} == {"llm_calls": 2, "agent_calls": 0, "fail_rate": 0.5}
+    assert {k: data[k] for k in ["llm_calls", "agent_calls", "fail_rate"]} == {
+        "llm_calls": 2,
+        "agent_calls": 0,
+        "fail_rate": 0.5,
+    }
     assert data["total_cost_usd"] == pytest.approx(0.0125)
     assert data["avg_latency_ms"] == pytest.approx(500.0)
 
@@ -108,11 +127,15 @@ def test_the_api_answers_a_session(client, alice, project, spans):
 def test_the_api_answers_a_personal_token_and_honours_the_window(client, bob, project, spans):
     token = api_token("bob")
     since = (AT + dt.timedelta(minutes=1)).isoformat()
-    r = client.get(f"/api/v1/projects/{project.id}/overview", {"from": since}, headers={"Authorization": f"Bearer {token}"})
+    r = client.get(
+        f"/api/v1/projects/{project.id}/overview", {"from": since}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 200 and r.json()["llm_calls"] == 0
-    r = client.get(f"/api/v1/projects/{project.id}/overview",
-                   {"from": (AT - dt.timedelta(minutes=1)).isoformat().replace("+00:00", "Z")},
-                   headers={"Authorization": f"Bearer {token}"})
+    r = client.get(
+        f"/api/v1/projects/{project.id}/overview",
+        {"from": (AT - dt.timedelta(minutes=1)).isoformat().replace("+00:00", "Z")},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert r.json()["llm_calls"] == 2
 
 
@@ -129,8 +152,15 @@ def test_the_api_hides_other_projects(client, charlie, project):
         assert r.status_code == 404, pid
 
 
-@pytest.mark.parametrize("query", [{"from": "nope"}, {"to": "2025-01-01T00:00:00Z"},
-                                   {"from": "2025-01-02T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, {"range": "5y"}])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"from": "nope"},
+        {"to": "2025-01-01T00:00:00Z"},
+        {"from": "2025-01-02T00:00:00Z", "to": "2025-01-01T00:00:00Z"},
+        {"range": "5y"},
+    ],
+)
 def test_the_api_rejects_bad_windows_with_400(client, alice, project, query):
     client.force_login(alice)
     r = client.get(f"/api/v1/projects/{project.id}/overview", query)
@@ -142,7 +172,9 @@ def test_an_ingest_key_is_not_an_api_token(client, project, ingest_key):
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize("query", [{"from": "0001-01-01T00:00:00+01:00"}, {"from": "2025-01-01T00:00:00Z", "to": "2300-01-01T00:00:00Z"}])
+@pytest.mark.parametrize(
+    "query", [{"from": "0001-01-01T00:00:00+01:00"}, {"from": "2025-01-01T00:00:00Z", "to": "2300-01-01T00:00:00Z"}]
+)
 def test_times_outside_what_spans_can_hold_are_400_not_500(client, alice, project, query):
     client.force_login(alice)
     assert client.get(f"/api/v1/projects/{project.id}/overview", query).status_code == 400

@@ -4,8 +4,8 @@ import datetime as dt
 import json
 
 import pytest
-from django.test import override_settings
 from conftest import require
+from django.test import override_settings
 from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
@@ -13,21 +13,42 @@ from monitoring import clickhouse, replay, schema
 
 pytestmark = pytest.mark.django_db
 
-AT = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+AT = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
 MESSAGES = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "How many orders today?"}]}])
 ANSWER = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 42 orders today."}]}])
 
 
 def agent_run(client, key, *, answer=ANSWER, model="gpt-4o-mini", tool_error=False):
     """text2sql agent (GenAI semconv): chat call, run_sql tool, then a plumbing span."""
-    root = S("invoke_agent text2sql", service="agent-text2sql", at=AT, ms=3000,
-             attributes={"gen_ai.operation.name": "invoke_agent"})
-    llm = root.child("chat " + model, at=AT + dt.timedelta(milliseconds=10), ms=800, attributes={
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": model, "gen_ai.request.temperature": 0.2,
-        "gen_ai.request.max_tokens": 64, "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 7,
-        "gen_ai.input.messages": MESSAGES, "gen_ai.output.messages": answer})
-    tool = root.child("execute_tool run_sql", at=AT + dt.timedelta(seconds=1), ms=300, error=tool_error,
-                      attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "run_sql"})
+    root = S(
+        "invoke_agent text2sql",
+        service="agent-text2sql",
+        at=AT,
+        ms=3000,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    llm = root.child(
+        "chat " + model,
+        at=AT + dt.timedelta(milliseconds=10),
+        ms=800,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.request.temperature": 0.2,
+            "gen_ai.request.max_tokens": 64,
+            "gen_ai.usage.input_tokens": 12,
+            "gen_ai.usage.output_tokens": 7,
+            "gen_ai.input.messages": MESSAGES,
+            "gen_ai.output.messages": answer,
+        },
+    )
+    tool = root.child(
+        "execute_tool run_sql",
+        at=AT + dt.timedelta(seconds=1),
+        ms=300,
+        error=tool_error,
+        attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "run_sql"},
+    )
     plumbing = root.child("GET /healthz", at=AT + dt.timedelta(seconds=2), ms=5)
     assert post(client, key, request(root, llm, tool, plumbing)).status_code == 200
     return root.trace.hex(), llm.span_id.hex()
@@ -37,7 +58,10 @@ def test_it_plays_the_run_as_steps_with_roles_messages_and_paths(client, alice, 
     trace, _ = agent_run(client, ingest_key)
     run = replay.load_run(project, trace)
     assert [(s.role, s.span.name) for s in run.steps] == [
-        ("agent", "invoke_agent text2sql"), ("llm", "chat gpt-4o-mini"), ("tool", "execute_tool run_sql")]
+        ("agent", "invoke_agent text2sql"),
+        ("llm", "chat gpt-4o-mini"),
+        ("tool", "execute_tool run_sql"),
+    ]
     assert run.hidden == 1  # the health check is plumbing, shown on request
     llm = run.steps[1]
     assert llm.path == ["invoke_agent text2sql"]
@@ -54,7 +78,7 @@ def test_the_step_is_in_the_url(client, alice, project, ingest_key):
     assert r.status_code == 200
     assert 'data-step="2"' in html and "Step 2 / 3" in html and "There were 42 orders today." in html
     assert "step=1" in html and "step=3" in html  # back and forward links
-    assert 'data-rerun-form' in html  # an admin may re-run the LLM call
+    assert "data-rerun-form" in html  # an admin may re-run the LLM call
     r = client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": trace, "step": 99})
     assert 'data-step="3"' in r.content.decode()
 
@@ -64,8 +88,10 @@ def test_a_viewer_steps_through_but_cannot_rerun(client, bob, project, ingest_ke
     client.force_login(bob)
     r = client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": trace, "step": 2})
     assert r.status_code == 200 and "data-rerun-form" not in r.content.decode()
-    r = client.post(f"/admin/monitoring/{project.id}/replay/rerun", {"trace": trace, "span": span, "model": "x",
-                                                                     "messages": '[{"role":"user","content":"hi"}]'})
+    r = client.post(
+        f"/admin/monitoring/{project.id}/replay/rerun",
+        {"trace": trace, "span": span, "model": "x", "messages": '[{"role":"user","content":"hi"}]'},
+    )
     assert r.status_code == 403
 
 
@@ -74,8 +100,10 @@ def test_another_projects_trace_is_404(client, charlie, project, other_project, 
     client.force_login(charlie)
     assert client.get(f"/admin/monitoring/{other_project.id}/replay/", {"trace": trace}).status_code == 404
     assert client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": trace}).status_code == 404
-    r = client.post(f"/admin/monitoring/{other_project.id}/replay/rerun", {"trace": trace, "span": span, "model": "x",
-                                                                           "messages": '[{"role":"user","content":"hi"}]'})
+    r = client.post(
+        f"/admin/monitoring/{other_project.id}/replay/rerun",
+        {"trace": trace, "span": span, "model": "x", "messages": '[{"role":"user","content":"hi"}]'},
+    )
     assert r.status_code == 404
 
 
@@ -83,8 +111,10 @@ def test_bad_editor_input_is_400(client, alice, project, ingest_key):
     trace, span = agent_run(client, ingest_key)
     client.force_login(alice)
     for messages in ["not json", "[]", '[{"content": "no role"}]']:
-        r = client.post(f"/admin/monitoring/{project.id}/replay/rerun",
-                        {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": messages})
+        r = client.post(
+            f"/admin/monitoring/{project.id}/replay/rerun",
+            {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": messages},
+        )
         assert r.status_code == 400, messages
 
 
@@ -92,13 +122,18 @@ def test_an_unreachable_gateway_is_a_message_and_a_failed_span(client, alice, pr
     trace, span = agent_run(client, ingest_key)
     client.force_login(alice)
     with override_settings(LITELLM_BASE_URL="http://127.0.0.1:1"):
-        r = client.post(f"/admin/monitoring/{project.id}/replay/rerun", {
-            "trace": trace, "span": span, "model": "gpt-4o-mini", "messages": '[{"role":"user","content":"hi"}]'})
+        r = client.post(
+            f"/admin/monitoring/{project.id}/replay/rerun",
+            {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": '[{"role":"user","content":"hi"}]'},
+        )
     assert r.status_code == 200
     assert "unreachable" in r.content.decode() and 'data-rerun-outcome="error"' in r.content.decode()
     row = clickhouse.query_one(
         f"SELECT count() AS n, any(StatusCode) AS status, any(Links.SpanId) AS links FROM {schema.table()}"
-        " WHERE ProjectId = {p:String} AND ServiceName = 'apm-replay'", {"p": str(project.id)}, tag="test")
+        " WHERE ProjectId = {p:String} AND ServiceName = 'apm-replay'",
+        {"p": str(project.id)},
+        tag="test",
+    )
     assert row == {"n": 1, "status": "Error", "links": [span]}
 
 
@@ -108,8 +143,15 @@ def test_compare_aligns_steps_and_shows_what_differs(client, alice, project, ing
     b, _ = agent_run(client, ingest_key, answer=other, tool_error=True)
     pairs = replay.compare(replay.load_run(project, a), replay.load_run(project, b))
     assert [(p.kind, p.a.span.name) for p in pairs] == [
-        ("same", "invoke_agent text2sql"), ("changed", "chat gpt-4o-mini"), ("changed", "execute_tool run_sql")]
-    assert pairs[1].changed == ["output"] and ("delete", "42") in pairs[1].output_diff and ("insert", "40") in pairs[1].output_diff
+        ("same", "invoke_agent text2sql"),
+        ("changed", "chat gpt-4o-mini"),
+        ("changed", "execute_tool run_sql"),
+    ]
+    assert (
+        pairs[1].changed == ["output"]
+        and ("delete", "42") in pairs[1].output_diff
+        and ("insert", "40") in pairs[1].output_diff
+    )
     assert pairs[2].changed == ["status"]
     client.force_login(alice)
     r = client.get(f"/admin/monitoring/{project.id}/replay/compare/", {"a": a, "b": b})
@@ -118,7 +160,11 @@ def test_compare_aligns_steps_and_shows_what_differs(client, alice, project, ing
 
 def test_text_diff_is_word_level():
     assert replay.text_diff("the cat sat", "the dog sat") == [
-        ("equal", "the "), ("delete", "cat"), ("insert", "dog"), ("equal", " sat")]
+        ("equal", "the "),
+        ("delete", "cat"),
+        ("insert", "dog"),
+        ("equal", " sat"),
+    ]
 
 
 @pytest.mark.e2e
@@ -127,10 +173,22 @@ def test_rerun_through_a_real_litellm_proxy(client, alice, project, ingest_key, 
     trace, span = agent_run(client, ingest_key)
     config = {
         "model_list": [
-            {"model_name": "gpt-4o-mini", "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-mock",
-                                                             "mock_response": "There were 43 orders today."}},
-            {"model_name": "broken", "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-mock",
-                                                        "mock_response": "litellm.InternalServerError"}},
+            {
+                "model_name": "gpt-4o-mini",
+                "litellm_params": {
+                    "model": "openai/gpt-4o-mini",
+                    "api_key": "sk-mock",
+                    "mock_response": "There were 43 orders today.",
+                },
+            },
+            {
+                "model_name": "broken",
+                "litellm_params": {
+                    "model": "openai/gpt-4o",
+                    "api_key": "sk-mock",
+                    "mock_response": "litellm.InternalServerError",
+                },
+            },
         ],
         "litellm_settings": {"num_retries": 0},
     }
@@ -139,10 +197,14 @@ def test_rerun_through_a_real_litellm_proxy(client, alice, project, ingest_key, 
     edited = json.dumps([{"role": "user", "content": "How many orders yesterday?"}])
     try:
         with override_settings(LITELLM_BASE_URL=proxy.base_url, LITELLM_API_KEY=proxy.master_key):
-            ok = client.post(f"/admin/monitoring/{project.id}/replay/rerun",
-                             {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": edited, "max_tokens": "20"})
-            failed = client.post(f"/admin/monitoring/{project.id}/replay/rerun",
-                                 {"trace": trace, "span": span, "model": "broken", "messages": edited})
+            ok = client.post(
+                f"/admin/monitoring/{project.id}/replay/rerun",
+                {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": edited, "max_tokens": "20"},
+            )
+            failed = client.post(
+                f"/admin/monitoring/{project.id}/replay/rerun",
+                {"trace": trace, "span": span, "model": "broken", "messages": edited},
+            )
     finally:
         proxy.stop()
     html = ok.content.decode()
@@ -150,12 +212,18 @@ def test_rerun_through_a_real_litellm_proxy(client, alice, project, ingest_key, 
     assert "There were 43 orders today." in html and 'data-rerun-outcome="ok"' in html
     assert "<del>42</del><ins>43</ins>" in html
     assert "(reported)" in html  # LiteLLM said what it cost
-    assert failed.status_code == 200 and "500" in failed.content.decode() and 'data-rerun-outcome="error"' in failed.content.decode()
+    assert (
+        failed.status_code == 200
+        and "500" in failed.content.decode()
+        and 'data-rerun-outcome="error"' in failed.content.decode()
+    )
     rows = clickhouse.query(
         f"SELECT StatusCode AS status, Links.TraceId AS link_traces, Links.SpanId AS link_spans, InputTokens AS i,"
         f" OutputTokens AS o, ReportedCost AS cost, IsLLMCall AS llm, SpanAttributes['gen_ai.input.messages'] AS msgs"
         f" FROM {schema.table()} WHERE ProjectId = {{p:String}} AND ServiceName = 'apm-replay' ORDER BY Timestamp",
-        {"p": str(project.id)}, tag="test")
+        {"p": str(project.id)},
+        tag="test",
+    )
     assert [r["status"] for r in rows] == ["Ok", "Error"]
     assert rows[0]["link_traces"] == [trace] and rows[0]["link_spans"] == [span]
     assert rows[0]["i"] > 0 and rows[0]["o"] > 0 and rows[0]["cost"] > 0 and rows[0]["llm"] == 1

@@ -23,8 +23,11 @@ def test_retention_changes_the_ttl_and_lists_partitions(client, project, ingest_
     assert "total" in out and "partitions" in out
     today = [p for p in schema.partitions() if p["rows"] > 0]
     assert today and sum(p["rows"] for p in today) >= 1
-    lookup = clickhouse.query_one("SELECT engine_full FROM system.tables WHERE database = {d:String} AND name = {t:String}",
-                                  {"d": clickhouse.database(), "t": schema.LOOKUP}, tag="test")
+    lookup = clickhouse.query_one(
+        "SELECT engine_full FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        {"d": clickhouse.database(), "t": schema.LOOKUP},
+        tag="test",
+    )
     assert "toIntervalDay(7)" in lookup["engine_full"]
     assert "toIntervalDay(7)" in schema.current_ttl(schema.LLM_CALLS)  # derived rows expire with their spans
     out = run("clickhouse_retention", "--days", "0")
@@ -42,16 +45,26 @@ def test_cluster_ddl_builds_replicated_locals_and_distributed_tables():
     sql = run("clickhouse_init", "--cluster", "monitoring", "--dry-run", "--ttl-days", "30")
     statements = [s.strip() for s in sql.split(";") if s.strip()]
     assert all("ON CLUSTER `monitoring`" in s for s in statements)
-    assert any("otel_traces_local` ON CLUSTER `monitoring` (" in s and
-               "ReplicatedMergeTree('/clickhouse/tables/{shard}/otel_2/otel_traces_local', '{replica}')" in s
-               and "toIntervalDay(30)" in s for s in statements)
-    assert any("ENGINE = Distributed(`monitoring`, `otel_2`, `otel_traces_local`, cityHash64(TraceId))" in s for s in statements)
-    assert any("ENGINE = Distributed(`monitoring`, `otel_2`, `otel_traces_trace_id_ts_local`, cityHash64(TraceId))" in s
-               for s in statements)
+    assert any(
+        "otel_traces_local` ON CLUSTER `monitoring` (" in s
+        and "ReplicatedMergeTree('/clickhouse/tables/{shard}/otel_2/otel_traces_local', '{replica}')" in s
+        and "toIntervalDay(30)" in s
+        for s in statements
+    )
+    assert any(
+        "ENGINE = Distributed(`monitoring`, `otel_2`, `otel_traces_local`, cityHash64(TraceId))" in s
+        for s in statements
+    )
+    assert any(
+        "ENGINE = Distributed(`monitoring`, `otel_2`, `otel_traces_trace_id_ts_local`, cityHash64(TraceId))" in s
+        for s in statements
+    )
     assert any("MATERIALIZED VIEW" in s and "FROM `otel_2`.`otel_traces_local`" in s for s in statements)
     # the derived columns exist on both the local and the Distributed table
     for table in ("otel_traces_local", "otel_traces"):
-        assert any(f"`otel_2`.`{table}` ON CLUSTER `monitoring` ADD COLUMN IF NOT EXISTS IsLLMCall" in s for s in statements)
+        assert any(
+            f"`otel_2`.`{table}` ON CLUSTER `monitoring` ADD COLUMN IF NOT EXISTS IsLLMCall" in s for s in statements
+        )
 
 
 def test_cluster_name_must_be_plain():

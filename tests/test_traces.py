@@ -16,7 +16,7 @@ from monitoring.models import ModelPrice
 
 pytestmark = pytest.mark.django_db
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 AT = NOW - dt.timedelta(minutes=10)
 CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json").read_text())
 TRACEBACK = 'Traceback (most recent call last):\n  File "agent.py", line 7, in run\n    cursor.execute(sql)\nsqlite3.OperationalError: no such table: users\n'
@@ -31,9 +31,13 @@ def send(client, key, spans, scope="tests", events=None, links=None):
             ss.scope.name = scope
             for span in ss.spans:
                 for name, attributes in events.get(span.span_id, []):
-                    span.events.add(name=name, time_unix_nano=span.start_time_unix_nano + 1_000_000, attributes=attrs(attributes))
+                    span.events.add(
+                        name=name, time_unix_nano=span.start_time_unix_nano + 1_000_000, attributes=attrs(attributes)
+                    )
                 for target in links.get(span.span_id, []):
-                    span.links.add(trace_id=target.trace, span_id=target.span_id, attributes=attrs({"link.kind": "follows"}))
+                    span.links.add(
+                        trace_id=target.trace, span_id=target.span_id, attributes=attrs({"link.kind": "follows"})
+                    )
     r = post(client, key, req)
     assert r.status_code == 200, r.content
 
@@ -58,15 +62,36 @@ def litellm_request(name="litellm_request", *, at=AT, cost=0.002, trace=None, co
     if trace:
         server.trace = trace
     received = server.child("Received Proxy Server Request", ms=230)
-    call = received.child(name, ms=200, attributes={
-        "llm.request.type": "acompletion", "gen_ai.operation.name": "acompletion", "litellm.model_group": "gpt-4o-mini",
-        "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 20,
-        "gen_ai.cost.total_cost": cost,
-        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": content}]}]),
-        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "Hello!"}], "finish_reason": "stop"}]),
-    })  # fmt: skip
-    raw = call.child(name if name != "litellm_request" else "raw_gen_ai_request", attributes={"llm.openai.stringified_raw_response": "{}"})
-    return [server, received, received.child("auth"), received.child("router"), received.child("proxy_pre_call"), call, raw], call
+    call = received.child(
+        name,
+        ms=200,
+        attributes={
+            "llm.request.type": "acompletion",
+            "gen_ai.operation.name": "acompletion",
+            "litellm.model_group": "gpt-4o-mini",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 20,
+            "gen_ai.cost.total_cost": cost,
+            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": content}]}]),
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": "Hello!"}], "finish_reason": "stop"}]
+            ),
+        },
+    )
+    raw = call.child(
+        name if name != "litellm_request" else "raw_gen_ai_request",
+        attributes={"llm.openai.stringified_raw_response": "{}"},
+    )
+    return [
+        server,
+        received,
+        received.child("auth"),
+        received.child("router"),
+        received.child("proxy_pre_call"),
+        call,
+        raw,
+    ], call
 
 
 @pytest.fixture
@@ -82,43 +107,117 @@ def write_world(client, ingest_key):
     send(client, ingest_key, w["litellm"] + w["renamed"], scope="litellm")
 
     # OpenInference: an AGENT with an LLM call (priced from tokens) and a TOOL step.
-    w["oi_agent"] = S("analyze", service="agent-analyze", at=AT, ms=3000, attributes={"openinference.span.kind": "AGENT"})
-    w["oi_llm"] = w["oi_agent"].child("ChatCompletion", ms=900, at=AT + dt.timedelta(milliseconds=100), attributes={
-        "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.token_count.prompt": 1000, "llm.token_count.completion": 500,
-        "llm.input_messages.0.message.role": "system", "llm.input_messages.0.message.content": "You analyse sales.",
-        "llm.input_messages.1.message.role": "user", "llm.input_messages.1.message.content": "Summarise Q3",
-        "llm.output_messages.0.message.role": "assistant", "llm.output_messages.0.message.content": "Q3 grew 12%.",
-    })  # fmt: skip
-    w["oi_tool"] = w["oi_agent"].child("search", ms=50, at=AT + dt.timedelta(milliseconds=1100), attributes={"openinference.span.kind": "TOOL"})
+    w["oi_agent"] = S(
+        "analyze", service="agent-analyze", at=AT, ms=3000, attributes={"openinference.span.kind": "AGENT"}
+    )
+    w["oi_llm"] = w["oi_agent"].child(
+        "ChatCompletion",
+        ms=900,
+        at=AT + dt.timedelta(milliseconds=100),
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.completion": 500,
+            "llm.input_messages.0.message.role": "system",
+            "llm.input_messages.0.message.content": "You analyse sales.",
+            "llm.input_messages.1.message.role": "user",
+            "llm.input_messages.1.message.content": "Summarise Q3",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": "Q3 grew 12%.",
+        },
+    )
+    w["oi_tool"] = w["oi_agent"].child(
+        "search", ms=50, at=AT + dt.timedelta(milliseconds=1100), attributes={"openinference.span.kind": "TOOL"}
+    )
     send(client, ingest_key, [w["oi_agent"], w["oi_llm"], w["oi_tool"]], scope="openinference")
 
     # OpenLLMetry: a workflow with a chat call in the flat prompt/completion keys.
-    w["tl_flow"] = S("report.workflow", service="report-svc", at=AT, ms=5000, attributes={"traceloop.span.kind": "workflow"})
-    w["tl_llm"] = w["tl_flow"].child("openai.chat", ms=700, attributes={
-        "llm.request.type": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.prompt_tokens": 30,
-        "gen_ai.usage.completion_tokens": 5, "gen_ai.prompt.0.role": "user", "gen_ai.prompt.0.content": "Weather in Paris?",
-        "gen_ai.completion.0.role": "assistant", "gen_ai.completion.0.tool_calls.0.name": "get_weather",
-        "gen_ai.completion.0.tool_calls.0.arguments": '{"city": "Paris"}',
-    })  # fmt: skip
+    w["tl_flow"] = S(
+        "report.workflow", service="report-svc", at=AT, ms=5000, attributes={"traceloop.span.kind": "workflow"}
+    )
+    w["tl_llm"] = w["tl_flow"].child(
+        "openai.chat",
+        ms=700,
+        attributes={
+            "llm.request.type": "chat",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.prompt_tokens": 30,
+            "gen_ai.usage.completion_tokens": 5,
+            "gen_ai.prompt.0.role": "user",
+            "gen_ai.prompt.0.content": "Weather in Paris?",
+            "gen_ai.completion.0.role": "assistant",
+            "gen_ai.completion.0.tool_calls.0.name": "get_weather",
+            "gen_ai.completion.0.tool_calls.0.arguments": '{"city": "Paris"}',
+        },
+    )
     send(client, ingest_key, [w["tl_flow"], w["tl_llm"]], scope="opentelemetry.instrumentation.openai")
 
     # GenAI semconv: a failing agent; its chat call (Korean text, JSON-escaped like json.dumps does) and a failing tool.
-    w["ga_agent"] = S("invoke_agent text2sql", service="agent-text2sql", at=AT, ms=1500, error=True,
-                      attributes={"gen_ai.operation.name": "invoke_agent"})  # fmt: skip
-    w["ga_llm"] = w["ga_agent"].child("chat qwen-235b", ms=400, at=AT + dt.timedelta(milliseconds=10), attributes={
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "qwen-235b",
-        "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 50,
-        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "사용자 수를 알려줘"}]}]),
-        "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
-            {"type": "tool_call", "id": "call_1", "name": "run_sql", "arguments": {"query": "select count() from users"}}]}]),
-    })  # fmt: skip
-    w["ga_tool"] = w["ga_agent"].child("execute_tool run_sql", ms=30, at=AT + dt.timedelta(milliseconds=500), error=True,
-                                       attributes={"gen_ai.operation.name": "execute_tool"})  # fmt: skip
-    send(client, ingest_key, [w["ga_agent"], w["ga_llm"], w["ga_tool"]], scope="genai",
-         events={w["ga_tool"].span_id: [("exception", {"exception.type": "sqlite3.OperationalError",
-                                               "exception.message": "no such table: users", "exception.stacktrace": TRACEBACK})],
-                 w["ga_llm"].span_id: [("gen_ai.content.prompt", {"note": "kept"})]},
-         links={w["ga_llm"].span_id: [w["oi_agent"]]})  # fmt: skip
+    w["ga_agent"] = S(
+        "invoke_agent text2sql",
+        service="agent-text2sql",
+        at=AT,
+        ms=1500,
+        error=True,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    w["ga_llm"] = w["ga_agent"].child(
+        "chat qwen-235b",
+        ms=400,
+        at=AT + dt.timedelta(milliseconds=10),
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "qwen-235b",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 50,
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": "사용자 수를 알려줘"}]}]
+            ),
+            "gen_ai.output.messages": json.dumps(
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [
+                            {
+                                "type": "tool_call",
+                                "id": "call_1",
+                                "name": "run_sql",
+                                "arguments": {"query": "select count() from users"},
+                            }
+                        ],
+                    }
+                ]
+            ),
+        },
+    )
+    w["ga_tool"] = w["ga_agent"].child(
+        "execute_tool run_sql",
+        ms=30,
+        at=AT + dt.timedelta(milliseconds=500),
+        error=True,
+        attributes={"gen_ai.operation.name": "execute_tool"},
+    )
+    send(
+        client,
+        ingest_key,
+        [w["ga_agent"], w["ga_llm"], w["ga_tool"]],
+        scope="genai",
+        events={
+            w["ga_tool"].span_id: [
+                (
+                    "exception",
+                    {
+                        "exception.type": "sqlite3.OperationalError",
+                        "exception.message": "no such table: users",
+                        "exception.stacktrace": TRACEBACK,
+                    },
+                )
+            ],
+            w["ga_llm"].span_id: [("gen_ai.content.prompt", {"note": "kept"})],
+        },
+        links={w["ga_llm"].span_id: [w["oi_agent"]]},
+    )
 
     # No dialect: a span named like the project's agent steps, and noise.
     w["named"] = S("text2sql", service="backend", at=AT, ms=80)
@@ -166,7 +265,9 @@ def test_it_renders_the_sub_tabs_with_the_columns(client, alice, project, world)
 
 def test_it_serves_the_panel_to_htmx_and_keeps_the_search_on_the_filter_bar(client, alice, project, world):
     client.force_login(alice)
-    r = client.get(f"/admin/monitoring/{project.id}/traces/?kind=all&q=paris", headers={"HX-Request": "true", "HX-Target": "panel"})
+    r = client.get(
+        f"/admin/monitoring/{project.id}/traces/?kind=all&q=paris", headers={"HX-Request": "true", "HX-Target": "panel"}
+    )
     html = r.content.decode()
     assert r.status_code == 200 and "<html" not in html and 'data-tab="traces"' in html
     assert 'hx-include="[data-trace-param]"' in html
@@ -176,15 +277,23 @@ def test_it_serves_the_panel_to_htmx_and_keeps_the_search_on_the_filter_bar(clie
 def test_it_shows_a_real_litellm_capture_one_row_per_call(client, alice, project, ingest_key):
     cap = CAPTURE["captures"]["otel"]
     for body in cap["otlp_requests"]:
-        r = client.post("/v1/traces", data=json.dumps(body), content_type="application/json",
-                        headers={"Authorization": f"Bearer {ingest_key}"})  # fmt: skip
+        r = client.post(
+            "/v1/traces",
+            data=json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {ingest_key}"},
+        )
         assert r.status_code == 200
     starts = [int(s["start_ns"]) for s in cap["spans"]]
-    window = {"from": dt.datetime.fromtimestamp(min(starts) / 1e9 - 60, dt.timezone.utc).isoformat(),
-              "to": dt.datetime.fromtimestamp(max(starts) / 1e9 + 60, dt.timezone.utc).isoformat()}  # fmt: skip
+    window = {
+        "from": dt.datetime.fromtimestamp(min(starts) / 1e9 - 60, dt.UTC).isoformat(),
+        "to": dt.datetime.fromtimestamp(max(starts) / 1e9 + 60, dt.UTC).isoformat(),
+    }
     client.force_login(alice)
     items = api(client, project, kind="llm", limit=500, **window)["items"]
-    calls = {s["span_id"] for s in cap["spans"] if s["scope"]["name"] == "litellm" and "llm.request.type" in s["attributes"]}
+    calls = {
+        s["span_id"] for s in cap["spans"] if s["scope"]["name"] == "litellm" and "llm.request.type" in s["attributes"]
+    }
     assert ids(items) == calls and len(items) == 11
     assert {i["name"] for i in items} == {"litellm_request", "my-generation", "qwen-named"}
     assert sum(i["status"] == "Error" for i in items) == 3
@@ -194,7 +303,9 @@ def test_it_shows_a_real_litellm_capture_one_row_per_call(client, alice, project
 
 def test_it_lists_an_agents_llm_call_through_the_proxy_once(client, alice, project, ingest_key):
     agent = S("text2sql", service="agent-text2sql", at=AT, ms=2000, attributes={"openinference.span.kind": "AGENT"})
-    caller = agent.child("ChatCompletion", ms=900, attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o"})
+    caller = agent.child(
+        "ChatCompletion", ms=900, attributes={"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o"}
+    )
     proxy, call = litellm_request(at=AT + dt.timedelta(milliseconds=50), trace=caller.trace)
     for span in proxy:
         span.trace = caller.trace
@@ -214,13 +325,20 @@ def test_it_searches_by_trace_id_name_and_message_text(client, alice, project, w
     client.force_login(alice)
     w = world
     trace = w["oi_agent"].trace.hex()
-    assert ids(api(client, project, kind="all", q=trace)["items"]) == {hexid(w[k]) for k in ("oi_agent", "oi_llm", "oi_tool")}
-    assert ids(api(client, project, kind="all", q=trace.upper())["items"]) == {hexid(w[k]) for k in ("oi_agent", "oi_llm", "oi_tool")}
+    assert ids(api(client, project, kind="all", q=trace)["items"]) == {
+        hexid(w[k]) for k in ("oi_agent", "oi_llm", "oi_tool")
+    }
+    assert ids(api(client, project, kind="all", q=trace.upper())["items"]) == {
+        hexid(w[k]) for k in ("oi_agent", "oi_llm", "oi_tool")
+    }
     assert ids(api(client, project, kind="all", q="REPORT.WORK")["items"]) == {hexid(w["tl_flow"])}  # name, any case
     assert ids(api(client, project, kind="all", q="paris")["items"]) == {hexid(w["tl_llm"])}  # a prompt's text
     assert ids(api(client, project, kind="all", q="Q3 GREW")["items"]) == {hexid(w["oi_llm"])}  # an answer's text
     assert ids(api(client, project, kind="all", q="사용자 수")["items"]) == {hexid(w["ga_llm"])}  # JSON-escaped Korean
-    assert ids(api(client, project, kind="llm", q="hello")["items"]) == {hexid(w["litellm_call"]), hexid(w["renamed_call"])}
+    assert ids(api(client, project, kind="llm", q="hello")["items"]) == {
+        hexid(w["litellm_call"]),
+        hexid(w["renamed_call"]),
+    }
     assert api(client, project, kind="all", q="'; DROP TABLE otel_traces; --")["items"] == []
     assert api(client, project, kind="all", q="0" * 32)["items"] == []
 
@@ -234,15 +352,27 @@ def test_it_filters_by_minimum_duration_and_status(client, alice, project, world
     assert ids(api(client, project, kind="agent", status="error", min_ms=1000)["items"]) == {hexid(w["ga_agent"])}
     ok = ids(api(client, project, kind="llm", status="ok")["items"])
     assert ok == {hexid(w[k]) for k in ("litellm_call", "renamed_call", "oi_llm", "tl_llm", "ga_llm")}
-    assert ids(api(client, project, kind="all", service="report-svc")["items"]) == {hexid(w["tl_flow"]), hexid(w["tl_llm"])}
+    assert ids(api(client, project, kind="all", service="report-svc")["items"]) == {
+        hexid(w["tl_flow"]),
+        hexid(w["tl_llm"]),
+    }
     assert ids(api(client, project, kind="llm", model="gpt-4o")["items"]) == {hexid(w["oi_llm"])}
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"kind": "spans"}, "'kind'"), ({"min_ms": "fast"}, "'min_ms'"), ({"min_ms": "-1"}, "'min_ms'"),
-    ({"limit": "501"}, "'limit'"), ({"limit": "0"}, "'limit'"), ({"cursor": "not-a-cursor!"}, "'cursor'"),
-    ({"cursor": "W1swXV0"}, "'cursor'"), ({"q": "x" * 501}, "'q'"), ({"range": "2y"}, "2y"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"kind": "spans"}, "'kind'"),
+        ({"min_ms": "fast"}, "'min_ms'"),
+        ({"min_ms": "-1"}, "'min_ms'"),
+        ({"limit": "501"}, "'limit'"),
+        ({"limit": "0"}, "'limit'"),
+        ({"cursor": "not-a-cursor!"}, "'cursor'"),
+        ({"cursor": "W1swXV0"}, "'cursor'"),
+        ({"q": "x" * 501}, "'q'"),
+        ({"range": "2y"}, "2y"),
+    ],
+)
 def test_it_answers_400_to_bad_parameters(client, alice, project, params, message):
     client.force_login(alice)
     r = client.get(f"/api/v1/projects/{project.id}/traces", params)
@@ -311,7 +441,11 @@ def test_it_appends_older_rows_to_the_table_through_htmx(client, alice, project,
     assert shown == {hexid(s) for s in spans}
     # Without JS the same link is a whole page of older rows.
     page2 = client.get(older.replace("&amp;", "&"))
-    assert page2.status_code == 200 and page2.content.decode().count('class="span-item') == 10 and "↑ Newest" in page2.content.decode()
+    assert (
+        page2.status_code == 200
+        and page2.content.decode().count('class="span-item') == 10
+        and "↑ Newest" in page2.content.decode()
+    )
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -332,8 +466,14 @@ def test_it_exports_the_filtered_list_as_csv_streamed_in_chunks(client, alice, p
     assert len(rows) == 14 and len(calls) == 4  # 14 rows in pages of 4
     assert {row["span_id"] for row in rows} == {hexid(s) for s in world["litellm"] + world["renamed"]}
     call = next(row for row in rows if row["span_id"] == hexid(world["litellm_call"]))
-    assert (call["name"], call["model"], call["input_tokens"], call["cost_usd"], call["cost_source"], call["duration_ms"]) == (
-        "litellm_request", "gpt-4o-mini", "10", "0.002", "reported", "200.0")
+    assert (
+        call["name"],
+        call["model"],
+        call["input_tokens"],
+        call["cost_usd"],
+        call["cost_source"],
+        call["duration_ms"],
+    ) == ("litellm_request", "gpt-4o-mini", "10", "0.002", "reported", "200.0")
     assert call["trace_id"] == world["litellm_call"].trace.hex() and call["status"] == "Ok"
 
 
@@ -345,12 +485,14 @@ def test_it_exports_json_with_the_cap_and_the_search(client, alice, project, wor
     assert ids(data["items"]) == {hexid(world["litellm_call"]), hexid(world["renamed_call"])}
     assert (data["count"], data["truncated"], data["max_rows"]) == (2, False, tq.EXPORT_MAX_ROWS)
     monkeypatch.setattr(tq, "EXPORT_MAX_ROWS", 3)
-    data = json.loads(b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.json", {"kind": "all"}).streaming_content))
+    data = json.loads(
+        b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.json", {"kind": "all"}).streaming_content)
+    )
     assert (len(data["items"]), data["count"], data["truncated"], data["max_rows"]) == (3, 3, True, 3)
 
 
 def test_it_exports_only_csv_and_json_and_defuses_formulas(client, alice, project, ingest_key):
-    send(client, ingest_key, [S("=HYPERLINK(\"http://evil\")", at=AT)])
+    send(client, ingest_key, [S('=HYPERLINK("http://evil")', at=AT)])
     client.force_login(alice)
     assert client.get(f"/admin/monitoring/{project.id}/traces/export.xml").status_code == 404
     assert client.get(f"/admin/monitoring/{project.id}/traces/export.csv?cursor=bad").status_code == 400
@@ -368,7 +510,11 @@ def trace_page(client, project, s: S, **params):
 
 
 def panel(client, project, s: S):
-    r = client.get(f"/admin/monitoring/{project.id}/traces/{s.trace.hex()}/spans", {"span": hexid(s)}, headers={"HX-Request": "true"})
+    r = client.get(
+        f"/admin/monitoring/{project.id}/traces/{s.trace.hex()}/spans",
+        {"span": hexid(s)},
+        headers={"HX-Request": "true"},
+    )
     assert r.status_code == 200
     return r.content.decode()
 
@@ -379,14 +525,22 @@ def test_it_shows_a_trace_with_summary_tree_waterfall_and_chat_of_each_dialect(c
     html = trace_page(client, project, w["oi_agent"])
     assert "<h2>analyze</h2>" in html
     assert html.count('class="span-row') == 3 and html.count('class="wf-bar') == 3
-    assert re.search(r'data-span="%s" data-depth="0" data-open="1"' % hexid(w["oi_agent"]), html)
+    assert re.search(r'data-span="{}" data-depth="0" data-open="1"'.format(hexid(w["oi_agent"])), html)
     assert 'data-depth="1"' in html
     assert "<dt>Spans</dt><dd>3</dd>" in html and "<dt>Duration</dt><dd>3000.0 ms</dd>" in html
     assert "<dt>Cost</dt><dd>$0.007500</dd>" in html and "1000 in · 500 out" in html
     # The panel opens on the LLM call: its chat, and a Replay link for it.
     assert f'data-span-detail="{hexid(w["oi_llm"])}"' in html
-    assert 'data-role="system"' in html and "You analyse sales." in html and "Summarise Q3" in html and "Q3 grew 12%." in html
-    assert f'/admin/monitoring/{project.id}/replay/?trace={w["oi_agent"].trace.hex()}&amp;span={hexid(w["oi_llm"])}' in html
+    assert (
+        'data-role="system"' in html
+        and "You analyse sales." in html
+        and "Summarise Q3" in html
+        and "Q3 grew 12%." in html
+    )
+    assert (
+        f"/admin/monitoring/{project.id}/replay/?trace={w['oi_agent'].trace.hex()}&amp;span={hexid(w['oi_llm'])}"
+        in html
+    )
     assert f'/admin/monitoring/{project.id}/replay/?trace={w["oi_agent"].trace.hex()}"' in html
 
     html = trace_page(client, project, w["tl_flow"], span=hexid(w["tl_llm"]))
@@ -399,7 +553,7 @@ def test_it_shows_a_trace_with_summary_tree_waterfall_and_chat_of_each_dialect(c
 
     html = panel(client, project, w["litellm_call"])
     assert 'data-role="user"' in html and "Say hello" in html and 'data-role="assistant"' in html and "Hello!" in html
-    assert "$0.002000 <span class=\"muted\">(reported)</span>" in html
+    assert '$0.002000 <span class="muted">(reported)</span>' in html
     html = trace_page(client, project, w["litellm_call"])
     assert "<h2>POST /v1/chat/completions</h2>" in html and html.count('class="span-row') == 7  # small: shown whole
     assert "<dt>LLM calls</dt><dd>1</dd>" in html
@@ -411,22 +565,40 @@ def test_it_shows_exceptions_with_their_stack_trace(client, alice, project, worl
     assert "sqlite3.OperationalError" in html and "no such table: users" in html
     assert '<pre class="stacktrace">Traceback (most recent call last):\n  File &quot;agent.py&quot;, line 7' in html
     html = trace_page(client, project, world["ga_agent"])
-    assert "<dt>Errors</dt><dd class=\"bad\">2</dd>" in html and 'class="span-row error' in html
+    assert '<dt>Errors</dt><dd class="bad">2</dd>' in html and 'class="span-row error' in html
 
 
 def test_it_shows_the_real_litellm_tool_call_and_error_trace(client, alice, project, ingest_key):
     for body in CAPTURE["captures"]["otel"]["otlp_requests"]:
-        assert client.post("/v1/traces", data=json.dumps(body), content_type="application/json",
-                           headers={"Authorization": f"Bearer {ingest_key}"}).status_code == 200  # fmt: skip
+        assert (
+            client.post(
+                "/v1/traces",
+                data=json.dumps(body),
+                content_type="application/json",
+                headers={"Authorization": f"Bearer {ingest_key}"},
+            ).status_code
+            == 200
+        )
     spans = CAPTURE["captures"]["otel"]["spans"]
     client.force_login(alice)
     call = next(s for s in spans if s["request_label"] == "tool_call" and s["name"] == "litellm_request")
     html = client.get(f"/admin/monitoring/{project.id}/traces/{call['trace_id']}/").content.decode()
     assert f'data-span-detail="{call["span_id"]}"' in html  # the call, not the FastAPI root
-    assert "Use a tool" in html and "This is a mock request" in html and "🔧 run_sql" in html and "tool offered: run_sql" in html
+    assert (
+        "Use a tool" in html
+        and "This is a mock request" in html
+        and "🔧 run_sql" in html
+        and "tool offered: run_sql" in html
+    )
     failed = next(s for s in spans if s["request_label"] == "rate_limit_429" and s["name"] == "litellm_request")
-    html = client.get(f"/admin/monitoring/{project.id}/traces/{failed['trace_id']}/spans", {"span": failed["span_id"]}).content.decode()
-    assert "litellm.exceptions.RateLimitError" in html and '<pre class="stacktrace">Traceback' in html and "Fail please" in html
+    html = client.get(
+        f"/admin/monitoring/{project.id}/traces/{failed['trace_id']}/spans", {"span": failed["span_id"]}
+    ).content.decode()
+    assert (
+        "litellm.exceptions.RateLimitError" in html
+        and '<pre class="stacktrace">Traceback' in html
+        and "Fail please" in html
+    )
 
 
 def test_it_answers_404_for_bad_or_unknown_traces_and_400_for_bad_fragments(client, alice, project, world):
@@ -451,11 +623,23 @@ def test_it_opens_a_10000_span_trace_with_a_bounded_page_and_lazy_subtrees(clien
     # A run of 120 steps; 99 of them made 100 LLM calls each, one made 150: 10,071 spans.
     root = S("batch", service="agent-batch", at=AT, ms=60_000)
     steps = [root.child(f"step {i}", at=AT + dt.timedelta(milliseconds=10 * i), ms=500) for i in range(120)]
-    calls = {i: [step.child(f"llm {i}.{j}", at=step.at + dt.timedelta(microseconds=j), ms=5,
-                            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-                                        "gen_ai.usage.input_tokens": 1, "gen_ai.usage.output_tokens": 1})
-                 for j in range(150 if i == 2 else 100)]
-             for i, step in enumerate(steps[:99])}  # fmt: skip
+    calls = {
+        i: [
+            step.child(
+                f"llm {i}.{j}",
+                at=step.at + dt.timedelta(microseconds=j),
+                ms=5,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.usage.input_tokens": 1,
+                    "gen_ai.usage.output_tokens": 1,
+                },
+            )
+            for j in range(150 if i == 2 else 100)
+        ]
+        for i, step in enumerate(steps[:99])
+    }
     send(client, ingest_key, [root, *steps, *(c for group in calls.values() for c in group)])
     client.force_login(alice)
     base = f"/admin/monitoring/{project.id}/traces/{root.trace.hex()}"
@@ -475,7 +659,7 @@ def test_it_opens_a_10000_span_trace_with_a_bounded_page_and_lazy_subtrees(clien
     assert shown == [hexid(s) for s in steps[:100]]
     assert f'data-span="{hexid(steps[0])}" data-depth="1" data-open="1"' in html
     assert f'data-span="{hexid(steps[60])}" data-depth="1" data-open="0" data-loaded="0"' in html
-    more = re.findall(r'hx-get="([^"]*parent=%s[^"]*after=[^"]+)"' % hexid(root), html)
+    more = re.findall(rf'hx-get="([^"]*parent={hexid(root)}[^"]*after=[^"]+)"', html)
     assert len(more) == 1 and "Show 20 more" in html
     rest = client.get(more[0].replace("&amp;", "&"), headers={"HX-Request": "true"}).content.decode()
     assert re.findall(r'data-span="([0-9a-f]{16})" data-depth="1"', rest) == [hexid(s) for s in steps[100:]]
@@ -483,7 +667,9 @@ def test_it_opens_a_10000_span_trace_with_a_bounded_page_and_lazy_subtrees(clien
     # A collapsed step's children come on demand, on the trace's time axis, a page at a time.
     t0 = re.search(r'data-t0="(\d+)"', html).group(1)
     tn = re.search(r'data-tn="(\d+)"', html).group(1)
-    sub = client.get(f"{base}/spans", {"parent": hexid(steps[60]), "depth": 2, "t0": t0, "tn": tn}, headers={"HX-Request": "true"})
+    sub = client.get(
+        f"{base}/spans", {"parent": hexid(steps[60]), "depth": 2, "t0": t0, "tn": tn}, headers={"HX-Request": "true"}
+    )
     frag = sub.content.decode()
     assert sub.status_code == 200 and "<html" not in frag
     assert re.findall(r'data-span="([0-9a-f]{16})" data-depth="2"', frag) == [hexid(c) for c in calls[60]]
@@ -514,24 +700,38 @@ def test_it_hides_another_projects_traces_everywhere(client, charlie, project, o
     trace = world["oi_agent"].trace.hex()
     span = hexid(world["oi_llm"])
     for pid in (project.id,):  # not a member: the project does not exist for charlie
-        for url in [f"/admin/monitoring/{pid}/traces/", f"/admin/monitoring/{pid}/traces/export.csv",
-                    f"/admin/monitoring/{pid}/traces/{trace}/", f"/admin/monitoring/{pid}/traces/{trace}/spans?span={span}",
-                    f"/api/v1/projects/{pid}/traces", f"/api/v1/projects/{pid}/traces/{trace}"]:  # fmt: skip
+        for url in [
+            f"/admin/monitoring/{pid}/traces/",
+            f"/admin/monitoring/{pid}/traces/export.csv",
+            f"/admin/monitoring/{pid}/traces/{trace}/",
+            f"/admin/monitoring/{pid}/traces/{trace}/spans?span={span}",
+            f"/api/v1/projects/{pid}/traces",
+            f"/api/v1/projects/{pid}/traces/{trace}",
+        ]:
             assert client.get(url).status_code == 404, url
     # A member of another project asks for this project's trace through their own project.
     pid = other_project.id
-    for url in [f"/admin/monitoring/{pid}/traces/{trace}/", f"/admin/monitoring/{pid}/traces/{trace}/spans?span={span}",
-                f"/admin/monitoring/{pid}/traces/{trace}/spans?parent={hexid(world['oi_agent'])}",
-                f"/api/v1/projects/{pid}/traces/{trace}"]:  # fmt: skip
+    for url in [
+        f"/admin/monitoring/{pid}/traces/{trace}/",
+        f"/admin/monitoring/{pid}/traces/{trace}/spans?span={span}",
+        f"/admin/monitoring/{pid}/traces/{trace}/spans?parent={hexid(world['oi_agent'])}",
+        f"/api/v1/projects/{pid}/traces/{trace}",
+    ]:
         assert client.get(url).status_code == 404, url
     assert client.get(f"/api/v1/projects/{pid}/traces", {"q": trace, "kind": "all"}).json()["items"] == []
-    body = b"".join(client.get(f"/admin/monitoring/{pid}/traces/export.csv", {"kind": "all", "q": trace}).streaming_content)
+    body = b"".join(
+        client.get(f"/admin/monitoring/{pid}/traces/export.csv", {"kind": "all", "q": trace}).streaming_content
+    )
     assert body.decode().count("\n") == 1  # the header only
 
 
 def test_it_needs_a_login(client, project):
-    for url in [f"/admin/monitoring/{project.id}/traces/", f"/admin/monitoring/{project.id}/traces/export.csv",
-                f"/admin/monitoring/{project.id}/traces/{'a' * 32}/", f"/admin/monitoring/{project.id}/traces/{'a' * 32}/spans"]:  # fmt: skip
+    for url in [
+        f"/admin/monitoring/{project.id}/traces/",
+        f"/admin/monitoring/{project.id}/traces/export.csv",
+        f"/admin/monitoring/{project.id}/traces/{'a' * 32}/",
+        f"/admin/monitoring/{project.id}/traces/{'a' * 32}/spans",
+    ]:
         r = client.get(url)
         assert r.status_code == 302 and r["Location"].startswith("/accounts/login/"), url
     assert client.get(f"/api/v1/projects/{project.id}/traces").status_code == 401
@@ -552,14 +752,37 @@ def test_the_api_lists_spans_with_a_stable_shape_and_a_bearer_token(client, alic
     r = client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "llm", "limit": 2}, headers=headers)
     data = r.json()
     assert r.status_code == 200 and set(data) == {"items", "next_cursor"} and len(data["items"]) == 2
-    assert set(data["items"][0]) == {"time", "timestamp_ns", "trace_id", "span_id", "parent_span_id", "name", "span_kind",
-                                     "service", "model", "input_tokens", "output_tokens", "cost_usd", "cost_source",
-                                     "duration_ms", "status", "status_message", "is_llm_call"}  # fmt: skip
+    assert set(data["items"][0]) == {
+        "time",
+        "timestamp_ns",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "name",
+        "span_kind",
+        "service",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "cost_source",
+        "duration_ms",
+        "status",
+        "status_message",
+        "is_llm_call",
+    }
     assert isinstance(data["next_cursor"], str)
     client.force_login(alice)
-    item = next(i for i in api(client, project, kind="llm", limit=500)["items"] if i["span_id"] == hexid(world["oi_llm"]))
+    item = next(
+        i for i in api(client, project, kind="llm", limit=500)["items"] if i["span_id"] == hexid(world["oi_llm"])
+    )
     assert (item["model"], item["input_tokens"], item["output_tokens"], item["cost_source"], item["duration_ms"]) == (
-        "gpt-4o", 1000, 500, "priced", 900.0)
+        "gpt-4o",
+        1000,
+        500,
+        "priced",
+        900.0,
+    )
     assert item["cost_usd"] == pytest.approx(0.0075) and item["is_llm_call"] is True and item["time"].endswith("Z")
     assert client.get(f"/api/v1/projects/{project.id}/traces", {"limit": 500}).status_code == 200
 
@@ -572,15 +795,40 @@ def test_the_api_returns_a_whole_trace(client, alice, project, world):
     assert r.status_code == 200 and set(data) == {"trace_id", "spans", "truncated"} and data["trace_id"] == trace
     assert [s["name"] for s in data["spans"]] == ["invoke_agent text2sql", "chat qwen-235b", "execute_tool run_sql"]
     llm = data["spans"][1]
-    assert set(llm) >= {"trace_id", "span_id", "parent_span_id", "name", "kind", "service", "scope", "start", "start_ns",
-                        "end_ns", "duration_ms", "status", "resource", "attributes", "events", "links"}  # fmt: skip
+    assert set(llm) >= {
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "name",
+        "kind",
+        "service",
+        "scope",
+        "start",
+        "start_ns",
+        "end_ns",
+        "duration_ms",
+        "status",
+        "resource",
+        "attributes",
+        "events",
+        "links",
+    }
     assert llm["parent_span_id"] == hexid(world["ga_agent"]) and llm["resource"]["project_id"] == str(project.id)
     assert llm["attributes"]["gen_ai.request.model"] == "qwen-235b" and llm["scope"]["name"] == "genai"
-    assert llm["links"] == [{"trace_id": world["oi_agent"].trace.hex(), "span_id": hexid(world["oi_agent"]),
-                             "trace_state": "", "attributes": {"link.kind": "follows"}}]  # fmt: skip
+    assert llm["links"] == [
+        {
+            "trace_id": world["oi_agent"].trace.hex(),
+            "span_id": hexid(world["oi_agent"]),
+            "trace_state": "",
+            "attributes": {"link.kind": "follows"},
+        }
+    ]
     tool = data["spans"][2]
     assert tool["status"]["code"] == "Error"
-    assert tool["events"][0]["name"] == "exception" and tool["events"][0]["attributes"]["exception.stacktrace"] == TRACEBACK
+    assert (
+        tool["events"][0]["name"] == "exception"
+        and tool["events"][0]["attributes"]["exception.stacktrace"] == TRACEBACK
+    )
     assert client.get(f"/api/v1/projects/{project.id}/traces/xyz").status_code == 400
     assert client.get(f"/api/v1/projects/{project.id}/traces/{'0' * 32}").status_code == 404
 

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ("monitoring", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='agent_span_names',
-            field=models.CharField(blank=True, default='text2sql,analyze,generate,execute', help_text="Comma-separated span names that are agent steps (beside the SDKs' own agent markers).", max_length=1000),
+            model_name="project",
+            name="agent_span_names",
+            field=models.CharField(
+                blank=True,
+                default="text2sql,analyze,generate,execute",
+                help_text="Comma-separated span names that are agent steps (beside the SDKs' own agent markers).",
+                max_length=1000,
+            ),
         ),
     ]

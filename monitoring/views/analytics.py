@@ -24,14 +24,27 @@ def analytics(request, flt, membership):
     none = "No LLM calls in this window."
     part_url = reverse("monitoring:analytics-part", args=[membership.project_id, "{part}"]) + filter_query(request)
     panels = [  # in the order the grid shows them; a None figure shows its empty text instead
-        _panel("cost-trend", "Cost Trend", f"USD per {series.bucket}, by model", charts.cost_trend(series, colours),
-               "No cost in this window.", wide=True),
-        _panel("token-usage", "Token Usage", f"tokens per {series.bucket}, by model", charts.token_usage(series, colours),
-               "No tokens reported in this window."),
-        _panel("calls-errors", "LLM Calls & Errors", f"calls per {series.bucket}", charts.calls_and_errors(series), none),
+        _panel(
+            "cost-trend",
+            "Cost Trend",
+            f"USD per {series.bucket}, by model",
+            charts.cost_trend(series, colours),
+            "No cost in this window.",
+            wide=True,
+        ),
+        _panel(
+            "token-usage",
+            "Token Usage",
+            f"tokens per {series.bucket}, by model",
+            charts.token_usage(series, colours),
+            "No tokens reported in this window.",
+        ),
+        _panel(
+            "calls-errors", "LLM Calls & Errors", f"calls per {series.bucket}", charts.calls_and_errors(series), none
+        ),
         _lazy("agent-flow", "Agent Flow Graph", part_url.replace("%7Bpart%7D", "flow"), wide=True),
         _lazy("breakdowns", "Latency and breakdowns", part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
-    ]  # fmt: skip
+    ]
     totals = {m: sum(series.total(m)) for m in questions.METRICS}
     stats = [
         ("Cost", "cost_usd", f"${totals['cost_usd']:,.4f}"),
@@ -49,19 +62,35 @@ def analytics_part(request, flt, membership, part: str):
     """One group of Analytics cards, loaded by the tab beside its time series."""
     if part == "flow":
         flow = questions.agent_flow(flt)
-        return {"panels": [_panel("agent-flow", "Agent Flow Graph", _flow_note(flow), charts.agent_flow(flow),
-                                  "No agent runs in this window.", wide=True)]}  # fmt: skip
+        return {
+            "panels": [
+                _panel(
+                    "agent-flow",
+                    "Agent Flow Graph",
+                    _flow_note(flow),
+                    charts.agent_flow(flow),
+                    "No agent runs in this window.",
+                    wide=True,
+                )
+            ]
+        }
     if part == "breakdowns":
         shares = questions.breakdowns(flt)
         latency = questions.latency(flt)
         colours = charts.model_colours([s.name for s in shares["model"]])
         none = "No LLM calls in this window."
-        return {"panels": [
-            _panel("latency", "LLM Latency", _latency_note(latency), charts.latency_histogram(latency), none),
-            _panel("by-model", "By Model", "cost and calls", charts.breakdown(shares["model"], "model", colours), none),
-            _panel("by-service", "By Service", "cost and calls", charts.breakdown(shares["service"], "service"), none),
-            _panel("by-user", "By End User", "cost and calls", charts.breakdown(shares["user"], "user"), none),
-        ]}  # fmt: skip
+        return {
+            "panels": [
+                _panel("latency", "LLM Latency", _latency_note(latency), charts.latency_histogram(latency), none),
+                _panel(
+                    "by-model", "By Model", "cost and calls", charts.breakdown(shares["model"], "model", colours), none
+                ),
+                _panel(
+                    "by-service", "By Service", "cost and calls", charts.breakdown(shares["service"], "service"), none
+                ),
+                _panel("by-user", "By End User", "cost and calls", charts.breakdown(shares["user"], "user"), none),
+            ]
+        }
     raise Http404("No such part")
 
 
@@ -71,7 +100,15 @@ def _lazy(key: str, title: str, url: str, wide: bool = False) -> dict:
 
 def _panel(key: str, title: str, note: str, figure: dict | None, empty: str, wide: bool = False) -> dict:
     """One chart card; `fig_id` names both the chart's div (data-chart) and its figure's json_script."""
-    return {"id": key, "fig_id": f"fig-{key}", "title": title, "note": note, "figure": figure, "empty": empty, "wide": wide}
+    return {
+        "id": key,
+        "fig_id": f"fig-{key}",
+        "title": title,
+        "note": note,
+        "figure": figure,
+        "empty": empty,
+        "wide": wide,
+    }
 
 
 def _flow_note(flow: questions.FlowGraph) -> str:
@@ -96,5 +133,11 @@ def api_timeseries(request, membership):
     if error:
         return error
     series = questions.timeseries(flt)
-    return JsonResponse({"bucket": series.bucket, "from": flt.window.start.isoformat(),
-                         "to": flt.window.end.isoformat(), "points": series.points()})  # fmt: skip
+    return JsonResponse(
+        {
+            "bucket": series.bucket,
+            "from": flt.window.start.isoformat(),
+            "to": flt.window.end.isoformat(),
+            "points": series.points(),
+        }
+    )

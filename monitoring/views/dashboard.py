@@ -87,8 +87,10 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 "membership": membership,
                 "projects": access.projects_for(request.user),
                 "tab": tab,
-                "tab_links": [(key, label, reverse(f"monitoring:{key}", args=[membership.project_id]) + filter_query(request))
-                              for key, label in TABS],
+                "tab_links": [
+                    (key, label, reverse(f"monitoring:{key}", args=[membership.project_id]) + filter_query(request))
+                    for key, label in TABS
+                ],
                 "range_links": [(r, filter_query(request, range=r, **{"from": "", "to": ""})) for r in RANGES],
                 "statuses": STATUSES,
                 "filter_query": filter_query(request),
@@ -138,9 +140,15 @@ def overview(request, flt, membership):
         kpi("Total Cost", f"${current.total_cost_usd:,.4f}", current.total_cost_usd, previous.total_cost_usd, "up-bad"),
         kpi("LLM Calls", f"{current.llm_calls:,}", current.llm_calls, previous.llm_calls, "neutral"),
         kpi("Agent Calls", f"{current.agent_calls:,}", current.agent_calls, previous.agent_calls, "neutral"),
-        kpi("Avg Latency", f"{current.avg_latency_ms:,.0f} ms", current.avg_latency_ms, previous.avg_latency_ms, "up-bad"),
+        kpi(
+            "Avg Latency",
+            f"{current.avg_latency_ms:,.0f} ms",
+            current.avg_latency_ms,
+            previous.avg_latency_ms,
+            "up-bad",
+        ),
         kpi("Fail Rate", f"{current.fail_rate:.2%}", current.fail_rate, previous.fail_rate, "up-bad"),
-    ]  # fmt: skip
+    ]
     return {
         "overview": current,
         "kpis": kpis,

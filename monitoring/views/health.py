@@ -2,7 +2,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from monitoring import access, health as checks
+from monitoring import access
+from monitoring import health as checks
 
 
 @access.guarded_by("login")

@@ -10,7 +10,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from monitoring import access, clickhouse, replay as runs
+from monitoring import access, clickhouse
+from monitoring import replay as runs
 from monitoring.views.dashboard import CLICKHOUSE_HINTS, dashboard_tab
 
 SPEEDS = [("0.5", "0.5x"), ("1", "1x"), ("2", "2x"), ("4", "4x")]
@@ -93,8 +94,11 @@ def rerun(request, project_id):
             status = 404 if step is None else 400
         else:
             payload = runs.payload_from_form(request.POST)
-            context |= {"step": step, "payload": payload, "result": runs.rerun(membership.project, step, payload,
-                                                                             request.user.get_username())}  # fmt: skip
+            context |= {
+                "step": step,
+                "payload": payload,
+                "result": runs.rerun(membership.project, step, payload, request.user.get_username()),
+            }
     except runs.RerunInputError as exc:
         context["error"] = str(exc)
         status = 400

@@ -57,7 +57,9 @@ def span_list(request, flt, membership):
     context = {
         "lq": lq,
         "page": page,
-        "kind_links": [(k, label, base + filter_query(request, **{**keep, "kind": k})) for k, label in tq.KINDS.items()],
+        "kind_links": [
+            (k, label, base + filter_query(request, **{**keep, "kind": k})) for k, label in tq.KINDS.items()
+        ],
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
         "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
         "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
@@ -66,7 +68,9 @@ def span_list(request, flt, membership):
         "replay_base": replay_path(pid),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
-        "filter_hidden": [(k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)],
+        "filter_hidden": [
+            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
+        ],
     }
     if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
         return render(request, TEMPLATE + "#rows", {"project": membership.project, **context})
@@ -78,9 +82,24 @@ traces = dashboard_tab("traces")(span_list)
 
 # --- export -------------------------------------------------------------------------------------
 
-_CSV_COLUMNS = ("time", "trace_id", "span_id", "parent_span_id", "name", "span_kind", "service", "model",
-                "input_tokens", "output_tokens", "cost_usd", "cost_source", "duration_ms", "status",
-                "status_message", "is_llm_call")  # fmt: skip
+_CSV_COLUMNS = (
+    "time",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "span_kind",
+    "service",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_source",
+    "duration_ms",
+    "status",
+    "status_message",
+    "is_llm_call",
+)
 
 
 class _Line:
@@ -183,7 +202,9 @@ def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
             line["width"] = round(max(min(s.duration_ns / total * 100, 100 - line["left"]), 0.15), 3)
             line["offset_ms"] = round((s.ts - t0) / 1e6, 3)
         else:
-            line["more_url"] = f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
+            line["more_url"] = (
+                f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
+            )
         lines.append(line)
     return lines
 
@@ -212,25 +233,44 @@ def _chat(items: list[messages.Message]) -> list[dict]:
     out = []
     for m in items:
         calls = [{"name": c.name, "id": c.id, "arguments": _pretty(c.arguments)[0]} for c in m.tool_calls]
-        out.append({"role": m.role, "content": _pretty(m.content)[0] if m.role == "tool" else m.content[: _MAX_SHOWN_VALUE * 5],
-                    "tool_calls": calls, "tool_call_id": m.tool_call_id, "name": m.name, "finish_reason": m.finish_reason})  # fmt: skip
+        out.append(
+            {
+                "role": m.role,
+                "content": _pretty(m.content)[0] if m.role == "tool" else m.content[: _MAX_SHOWN_VALUE * 5],
+                "tool_calls": calls,
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+                "finish_reason": m.finish_reason,
+            }
+        )
     return out
 
 
 def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
     attrs = span.attributes
     exceptions = [
-        {"type": e.attributes.get("exception.type", ""), "message": e.attributes.get("exception.message", ""),
-         "stacktrace": e.attributes.get("exception.stacktrace", ""), "offset_ms": round((e.ts - span.ts) / 1e6, 3)}
+        {
+            "type": e.attributes.get("exception.type", ""),
+            "message": e.attributes.get("exception.message", ""),
+            "stacktrace": e.attributes.get("exception.stacktrace", ""),
+            "offset_ms": round((e.ts - span.ts) / 1e6, 3),
+        }
         for e in span.exceptions
-    ]  # fmt: skip
+    ]
     if not any(e["stacktrace"] for e in exceptions) and attrs.get("error.stack_trace"):
         # LiteLLM puts the trace on the span too (and on some spans only there).
-        exceptions.append({"type": attrs.get("error.type", ""), "message": attrs.get("error.message", ""),
-                           "stacktrace": attrs["error.stack_trace"], "offset_ms": None})  # fmt: skip
+        exceptions.append(
+            {
+                "type": attrs.get("error.type", ""),
+                "message": attrs.get("error.message", ""),
+                "stacktrace": attrs["error.stack_trace"],
+                "offset_ms": None,
+            }
+        )
     params = messages.request_params(attrs)
-    cost, cost_source = tq.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens,
-                                   pricing.project_prices(project.id))  # fmt: skip
+    cost, cost_source = tq.cost_of(
+        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
+    )
     return {
         "span": span,
         "offset_ms": round((span.ts - t0) / 1e6, 3),
@@ -239,15 +279,27 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
         "request": _chat(messages.request_messages(attrs)),
         "response": _chat(messages.response_messages(attrs)),
         "params": params,
-        "tools": [{"name": t.name, "description": t.description, "parameters": _pretty(json.dumps(t.parameters))[0] if t.parameters else ""}
-                  for t in params.tools],
+        "tools": [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": _pretty(json.dumps(t.parameters))[0] if t.parameters else "",
+            }
+            for t in params.tools
+        ],
         "exceptions": exceptions,
-        "events": [{"name": e.name, "offset_ms": round((e.ts - span.ts) / 1e6, 3), "attributes": sorted(e.attributes.items())}
-                   for e in span.events if not e.is_exception],
-        "attributes": [(k, text, is_json or "\n" in text) for k, (text, is_json) in ((k, _pretty(v)) for k, v in sorted(attrs.items()))],
+        "events": [
+            {"name": e.name, "offset_ms": round((e.ts - span.ts) / 1e6, 3), "attributes": sorted(e.attributes.items())}
+            for e in span.events
+            if not e.is_exception
+        ],
+        "attributes": [
+            (k, text, is_json or "\n" in text)
+            for k, (text, is_json) in ((k, _pretty(v)) for k, v in sorted(attrs.items()))
+        ],
         "resource": sorted(span.resource.items()),
         "replay_url": replay_url(project.id, span.trace_id, span.span_id) if span.is_llm_call else "",
-    }  # fmt: skip
+    }
 
 
 def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
@@ -315,7 +367,9 @@ def trace_spans(request, project_id, trace_id):
             if span is None:
                 raise Http404("No such span in this project")
             t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
-            return render(request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)})
+            return render(
+                request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)}
+            )
         if "parent" not in request.GET:
             raise tq.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
         parent = request.GET["parent"].lower()
@@ -334,8 +388,12 @@ def trace_spans(request, project_id, trace_id):
         if more:
             rows.append(tq.TreeRow(None, depth, more_parent=parent, more_after=tq.after_token(kids[-1])))
         spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
-        context = {"project": project, "lines": _tree_lines(rows, t0, tn - t0, spans_url), "spans_url": spans_url,
-                   "detail_url": reverse("monitoring:trace", args=[project.id, trace_id])}  # fmt: skip
+        context = {
+            "project": project,
+            "lines": _tree_lines(rows, t0, tn - t0, spans_url),
+            "spans_url": spans_url,
+            "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
+        }
         return render(request, TEMPLATE + "#tree-rows", context)
     except tq.BadQuery as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
@@ -370,5 +428,6 @@ def api_trace(request, membership, trace_id):
     spans = tq.full_spans(tq.locate(membership.project_id, trace_id))
     if not spans:
         return JsonResponse({"error": "no such trace"}, status=404)
-    return JsonResponse({"trace_id": trace_id, "spans": [s.as_dict() for s in spans],
-                         "truncated": len(spans) >= tq.MAX_TRACE_SPANS})  # fmt: skip
+    return JsonResponse(
+        {"trace_id": trace_id, "spans": [s.as_dict() for s in spans], "truncated": len(spans) >= tq.MAX_TRACE_SPANS}
+    )

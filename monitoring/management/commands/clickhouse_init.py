@@ -38,7 +38,9 @@ class Command(BaseCommand):
             raise CommandError(f"ClickHouse schema setup failed ({exc.kind}): {exc}") from exc
         where = "embedded engine" if clickhouse.is_embedded() else "server"
         self.stdout.write(
-            self.style.SUCCESS(f"Schema ready in {clickhouse.database()} on the {where}: {len(columns)} columns in otel_traces")
+            self.style.SUCCESS(
+                f"Schema ready in {clickhouse.database()} on the {where}: {len(columns)} columns in otel_traces"
+            )
         )
 
     @staticmethod
