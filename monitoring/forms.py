@@ -116,6 +116,7 @@ class SpanFilter:
     models: tuple[str, ...] = ()
     status: str = ""  # "", "ok" or "error"
     agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES  # the project's agent step names
+    tz: str = "UTC"  # IANA zone the viewer reads times in: bucket boundaries (a day is a local day)
 
     def sql(self) -> str:
         """The WHERE fragment: fixed text chosen by which filters are set; values are bound by `params`."""
@@ -194,7 +195,8 @@ class FilterForm(WindowForm):
             raise forms.ValidationError("a service or model name is too long")
         return data
 
-    def span_filter(self, project) -> SpanFilter:
+    def span_filter(self, project, tz: str = "UTC") -> SpanFilter:
+        """`tz`: an IANA zone name already validated by the caller (the user's or the request's zone)."""
         return SpanFilter(
             str(project.id),
             self.cleaned_data["window"],
@@ -202,4 +204,5 @@ class FilterForm(WindowForm):
             self.models,
             self.cleaned_data.get("status") or "",
             project.agent_names,
+            tz,
         )
