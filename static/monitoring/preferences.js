@@ -1,0 +1,25 @@
+/* Reports the browser's time zone once, so times are shown in it until the person picks another
+ * (the server keeps a picked zone over a reported one). The page was rendered in a default zone:
+ * when the browser's differs, reload once to show the right times. */
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var body = document.body;
+    if (!body || body.dataset.timeZoneKnown !== "0" || !window.fetch || !window.Intl) return;
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (err) { return; }
+    if (!zone) return;
+    var headers = {};
+    try { headers = JSON.parse(body.getAttribute("hx-headers") || "{}"); } catch (err) { headers = {}; }
+    var form = new URLSearchParams({ time_zone: zone, source: "browser" });
+    fetch(body.dataset.preferencesUrl, { method: "POST", body: form, headers: headers, credentials: "same-origin" })
+      .then(function (response) {
+        // Reload once at most: a browser that refuses cookies must not reload forever.
+        if (response.ok && zone !== body.dataset.timeZone && !sessionStorage.getItem("apm-tz-reloaded")) {
+          sessionStorage.setItem("apm-tz-reloaded", "1");
+          window.location.reload();
+        }
+      })
+      .catch(function () {});
+  });
+})();
