@@ -269,6 +269,35 @@ def _error_colour(rate: float) -> str:
     return f"#{round(r):02x}{round(g):02x}{round(b):02x}"
 
 
+SANKEY_PAD = 18  # px between nodes of a column: more than a 12 px label's line
+SANKEY_MAX_HEIGHT = 1600
+
+
+def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
+    """How many nodes the fullest column of the Sankey holds, as plotly.js lays it out (d3-sankey,
+    "justify": a node's column is its distance from a source; nodes that lead nowhere go last)."""
+    outgoing: dict[str, list[str]] = {}
+    incoming = {t for _s, t in links}
+    for s, t in links:
+        outgoing.setdefault(s, []).append(t)
+    depth = {k: 0 for k in keys if k not in incoming}
+    frontier = list(depth)
+    while frontier:  # breadth first: cycles stop at the first visit
+        nxt = []
+        for k in frontier:
+            for t in outgoing.get(k, []):
+                if t not in depth:
+                    depth[t] = depth[k] + 1
+                    nxt.append(t)
+        frontier = nxt
+    last = max(depth.values(), default=0)
+    columns: dict[int, int] = {}
+    for k in keys:
+        column = last if not outgoing.get(k) else depth.get(k, 0)
+        columns[column] = columns.get(column, 0) + 1
+    return max(columns.values(), default=1)
+
+
 def agent_flow(flow: FlowGraph) -> dict | None:
     """A Sankey of agent steps and LLM calls: link width = how often a step led to the next, node colour
     = error rate, hover = count, errors and average latency. A "start" node feeds each run's entry
@@ -280,7 +309,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     runs = ngettext("%(count)s run", "%(count)s runs", flow.runs) % {"count": display.count(flow.runs)}
     labels = [f"▶ {runs}"]
     colours = [OTHER]
-    hovers = [f"<b>{_('start')}</b><br>{runs}"]
+    start = _("start")  # not inside the f-string: xgettext does not read f-strings
+    hovers = [f"<b>{start}</b><br>{runs}"]
     kinds = {"agent": _("agent step"), "tool": _("tool"), "llm": _("LLM call")}
     for n in flow.nodes:
         labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
@@ -324,7 +354,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
             node={
                 "label": labels,
                 "color": colours,
-                "pad": 8 if many else 16,
+                # At least a label's line height between nodes, so labels of thin neighbours never collide.
+                "pad": SANKEY_PAD,
                 "thickness": 12 if many else 16,
                 "line": {"color": "rgba(0,0,0,0.25)", "width": 0.5},
                 "customdata": hovers,
@@ -367,7 +398,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
         },
     )
     fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, margin={"l": 8, "r": 56, "t": 8, "b": 8})
-    return _figure(fig, min(1000, max(320, 160 + 24 * len(keys))))
+    tallest = _tallest_column(keys, [(s, t) for s, t, _v in links])
+    return _figure(fig, min(SANKEY_MAX_HEIGHT, max(320, 40 + tallest * (SANKEY_PAD + 14))))
 
 
 # --- breakdowns and latency -----------------------------------------------------------------------
