@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring.views import analytics, api, dashboard, health, ingest, preferences, replay, traces
+from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, traces
 
 app_name = "monitoring"
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/monitoring/", dashboard.home, name="home"),
     path("admin/monitoring/health", health.health, name="health"),
     path("admin/monitoring/preferences", preferences.preferences_view, name="preferences"),
+    path("admin/monitoring/maintenance", maintenance.maintenance_view, name="maintenance"),
     path("admin/monitoring/<uuid:project_id>/overview/", dashboard.overview, name="overview"),
     path("admin/monitoring/<uuid:project_id>/analytics/", analytics.analytics, name="analytics"),
     path("admin/monitoring/<uuid:project_id>/analytics/<str:part>", analytics.analytics_part, name="analytics-part"),
