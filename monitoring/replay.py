@@ -212,7 +212,9 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
 # --- recent runs to pick from ---------------------------------------------------------------------
 
 RECENT_RUNS_SQL = f"""
-SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns, argMin(SpanName, Timestamp) AS root,
+SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns,
+       -- the root span's name (a child may start at the same instant), else the earliest span's
+       if(countIf(ParentSpanId = '') > 0, argMinIf(SpanName, Timestamp, ParentSpanId = ''), argMin(SpanName, Timestamp)) AS root,
        any(ServiceName) AS service, count() AS spans, countIf(IsError) AS errors,
        countIf(IsLLMCall) AS llm_spans, countIf({queries.AGENT}) AS agent_steps
 FROM $table

@@ -14,6 +14,7 @@
     var form = new URLSearchParams({ time_zone: zone, source: "browser" });
     fetch(body.dataset.preferencesUrl, { method: "POST", body: form, headers: headers, credentials: "same-origin" })
       .then(function (response) {
+        if (response.ok) body.dataset.timeZoneKnown = "1";
         // Reload once at most: a browser that refuses cookies must not reload forever.
         if (response.ok && zone !== body.dataset.timeZone && !sessionStorage.getItem("apm-tz-reloaded")) {
           sessionStorage.setItem("apm-tz-reloaded", "1");
