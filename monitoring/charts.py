@@ -270,7 +270,7 @@ def _error_colour(rate: float) -> str:
 
 
 SANKEY_PAD = 18  # px between nodes of a column: more than a 12 px label's line
-SANKEY_MAX_HEIGHT = 1600
+SANKEY_MAX_HEIGHT = 1000  # 60 nodes in one column still get ~16 px each: the labels do not collide
 
 
 def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
