@@ -275,6 +275,18 @@ def test_replay_step_5_of_a_proxied_run_keeps_two_columns_and_the_trace_pages_nu
     row = page.locator(".wf-rows .span-row").first
     bar, label = row.locator(".wf-bar").bounding_box(), row.locator(".wf-dur").bounding_box()
     assert label["x"] >= bar["x"] + bar["width"]
+    # Its name column widens by dragging, and stays so on the next trace page.
+    name = page.locator(".wf-head .wf-name")
+    before = name.bounding_box()["width"]
+    handle = page.locator("[data-wf-resize]").bounding_box()
+    page.mouse.move(handle["x"] + 4, handle["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + 124, handle["y"] + 10, steps=5)
+    page.mouse.up()
+    widened = name.bounding_box()["width"]
+    assert widened > before + 100
+    page.goto(f"{base(world)}/traces/{world['traces']['b']}/")
+    assert abs(page.locator(".wf-head .wf-name").bounding_box()["width"] - widened) < 2
     assert not page.errors, page.errors
 
 
