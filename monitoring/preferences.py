@@ -2,8 +2,9 @@
 
 Language: a signed-in person's saved choice (UserPreference), else the `django_language` cookie,
 else the browser's Accept-Language (Django's LocaleMiddleware does those two), else English.
-Time zone: the saved zone, else the `apm_tz` cookie (the browser's zone, reported once by
-static/monitoring/preferences.js), else settings.PORTAL_TIME_ZONE. Every time shown on a page is in
+Time zone: the zone the person picked, else the `apm_tz` cookie (the browser's zone, reported by
+static/monitoring/preferences.js), else the zone a browser of theirs reported before, else
+settings.PORTAL_TIME_ZONE. Every time shown on a page is in
 this zone (`django.utils.timezone.activate`), naive From/To times typed into the filter bar mean it,
 and queries get it as `SpanFilter.tz` so a daily bucket is a local day.
 """
@@ -72,10 +73,13 @@ class PreferenceMiddleware:
             translation.activate(pref.language)
             request.LANGUAGE_CODE = pref.language
         saved = valid_zone(pref.time_zone) if pref is not None else None
-        browser = valid_zone(request.COOKIES.get(TZ_COOKIE))
-        request.time_zone = saved or browser or settings.PORTAL_TIME_ZONE
-        # Whether the zone came from the person or their browser; if not, the page asks the browser.
-        request.time_zone_known = bool(saved or browser)
+        chosen = saved if saved and pref.time_zone_chosen else None
+        browser = valid_zone(request.COOKIES.get(TZ_COOKIE))  # what this browser reported last
+        request.time_zone = chosen or browser or saved or settings.PORTAL_TIME_ZONE
+        # Unless the person picked a zone, the page reports the browser's when it has not here yet,
+        # or when it differs (a laptop that travelled): static/monitoring/preferences.js.
+        request.time_zone_known = bool(chosen or browser)
+        request.time_zone_chosen = bool(chosen)
         timezone.activate(zoneinfo.ZoneInfo(request.time_zone))
         try:
             return self.get_response(request)
@@ -91,4 +95,5 @@ def context(request) -> dict:
         "time_zone": zone,
         "time_zone_label": zone_label(zone),
         "time_zone_known": getattr(request, "time_zone_known", False),
+        "time_zone_chosen": getattr(request, "time_zone_chosen", False),
     }

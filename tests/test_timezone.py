@@ -160,3 +160,17 @@ def test_a_daily_bucket_is_a_seoul_day(project, midnight):
         )
     )
     assert calls[dt.date(2025, 12, 4)] == 1 and calls[dt.date(2025, 12, 5)] == 1
+
+
+def test_a_reported_zone_follows_the_browser_but_a_chosen_one_stays(client, alice, project):
+    client.force_login(alice)
+    url = f"/admin/monitoring/{project.id}/overview/"
+    zone(alice, "Europe/Berlin", chosen=False)  # reported by another browser of alice's
+    html = client.get(url).content.decode()
+    assert 'data-time-zone="Europe/Berlin"' in html and 'data-time-zone-known="0"' in html  # this one reports too
+    client.cookies["apm_tz"] = "Asia/Tokyo"  # this browser's zone
+    html = client.get(url).content.decode()
+    assert 'data-time-zone="Asia/Tokyo"' in html and 'data-time-zone-chosen="0"' in html
+    zone(alice, "Asia/Seoul", chosen=True)
+    html = client.get(url).content.decode()
+    assert 'data-time-zone="Asia/Seoul"' in html and 'data-time-zone-chosen="1"' in html

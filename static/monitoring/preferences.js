@@ -1,14 +1,14 @@
-/* Reports the browser's time zone once, so times are shown in it until the person picks another
- * (the server keeps a picked zone over a reported one). The page was rendered in a default zone:
- * when the browser's differs, reload once to show the right times. */
+/* Reports the browser's time zone, so times are shown in it unless the person picked a zone (the
+ * server keeps a picked zone over a reported one): once per browser, and again when the browser's
+ * zone moved. When the page was rendered in another zone, reload once to show the right times. */
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
     var body = document.body;
-    if (!body || body.dataset.timeZoneKnown !== "0" || !window.fetch || !window.Intl) return;
+    if (!body || body.dataset.timeZoneChosen === "1" || !window.fetch || !window.Intl) return;
     var zone = "";
     try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (err) { return; }
-    if (!zone) return;
+    if (!zone || (body.dataset.timeZoneKnown === "1" && zone === body.dataset.timeZone)) return;
     var headers = {};
     try { headers = JSON.parse(body.getAttribute("hx-headers") || "{}"); } catch (err) { headers = {}; }
     var form = new URLSearchParams({ time_zone: zone, source: "browser" });
