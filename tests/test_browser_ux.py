@@ -80,6 +80,9 @@ def proxied_run(at: dt.datetime, answer: str = "Delivery takes 31 hours on avera
             "llm.model_name": "gpt-4o-mini",
             "llm.token_count.prompt": 700,
             "llm.token_count.completion": 60,
+            "llm.input_messages.0.message.role": "tool",
+            "llm.input_messages.0.message.tool_call_id": "call_D3378aA7f88F",
+            "llm.input_messages.0.message.content": '{"rows": [["north", 31.2]]}',
             "llm.output_messages.0.message.role": "assistant",
             "llm.output_messages.0.message.content": answer,
         },
@@ -262,10 +265,12 @@ def test_replay_step_5_of_a_proxied_run_keeps_two_columns_and_the_trace_pages_nu
     assert inp["width"] >= 0.45 * io["width"] and out["width"] >= 0.45 * io["width"], (inp, out, io)
     assert abs(inp["y"] - out["y"]) < 2  # side by side
     assert no_page_scroll(page)
-    assert "call_D3378aA7f88F" in page.text_content("[data-io=output]")  # ids keep their case
+    assert "call_D3378aA7f88F" in page.inner_text("[data-io=output]")  # ids keep their case on screen
     replay_numbers = {
         k: page.text_content(f"[data-summary={k}] dd").strip() for k in ("llm-calls", "cost", "spans", "errors")
     }
+    page.goto(f"{base(world)}/replay/?trace={trace}&step=8")
+    assert "↩ call_D3378aA7f88F" in page.inner_text("[data-io=input] .msg-role")  # not upper-cased with the role
     page.goto(f"{base(world)}/traces/{trace}/")
     trace_numbers = {
         k: page.text_content(f"[data-summary={k}] dd").strip() for k in ("llm-calls", "cost", "spans", "errors")
