@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -29,7 +30,12 @@ from monitoring.forms import SpanFilter
 from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
-ROLE_LABELS = {LLM: "LLM call", TOOL: "Tool", AGENT: "Agent step", SPAN: "Span"}
+ROLE_LABELS = {
+    LLM: gettext_lazy("LLM call"),
+    TOOL: gettext_lazy("Tool"),
+    AGENT: gettext_lazy("Agent step"),
+    SPAN: gettext_lazy("Span"),
+}
 REPLAY_SERVICE = "apm-replay"
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
 
@@ -60,10 +66,13 @@ class Step:
     input: list[Message] = field(default_factory=list)
     output: list[Message] = field(default_factory=list)
     params: RequestParams | None = None
+    # False for an LLM span that is not counted as a call of its own: an agent's span whose request
+    # went through the LiteLLM gateway, whose span is the counted one (traces.model_calls).
+    counted: bool = True
 
     @property
     def role_label(self) -> str:
-        return ROLE_LABELS[self.role]
+        return str(ROLE_LABELS[self.role])
 
     @property
     def key(self) -> str:
@@ -92,38 +101,60 @@ class Step:
 
 @dataclass
 class Run:
+    """A trace as steps. Its numbers (duration, LLM calls, tokens, cost, errors) are the trace page's:
+    `summary` is traces.summarize of the same trace, so one invocation is counted once everywhere."""
+
     trace_id: str
     steps: list[Step]
     hidden: int  # spans left out because they are plumbing (auth, router, HTTP...)
+    summary: traces.TraceSummary
 
     @property
     def duration_ms(self) -> float:
-        if not self.steps:
-            return 0.0
-        start = min(s.span.ts for s in self.steps)
-        end = max(s.span.ts + s.span.duration_ns for s in self.steps)
-        return round((end - start) / 1e6, 3)
+        return self.summary.duration_ms
 
     @property
     def cost_usd(self) -> float:
-        return round(sum(s.cost_usd for s in self.steps if s.role == LLM), 10)
+        return self.summary.cost_usd
 
     @property
     def errors(self) -> int:
-        return sum(1 for s in self.steps if s.span.is_error)
+        return self.summary.errors
+
+
+def _depths(spans: list[traces.FullSpan]) -> dict[str, int]:
+    """Each span's depth in its tree (0 for a root, also for one whose parent was not received)."""
+    parents = {s.span_id: s.parent_span_id for s in spans}
+    depths: dict[str, int] = {}
+    for span in spans:
+        chain, current = [], span.span_id
+        while current in parents and current not in depths and current not in chain:  # `chain`: no cycles
+            chain.append(current)
+            current = parents[current]
+        depth = depths.get(current, -1) if current in parents else -1
+        for span_id in reversed(chain):
+            depth += 1
+            depths[span_id] = depth
+    return depths
 
 
 def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
-    """The trace as steps in start order; None when the project has no such trace."""
+    """The trace as steps in start order (a parent before a child that starts at the same instant);
+    None when the project has no such trace."""
     trace_id = trace_id.strip().lower()
     if not traces.TRACE_ID.fullmatch(trace_id):
         return None
-    spans = traces.full_spans(traces.locate(str(project.id), trace_id))
+    ref = traces.locate(str(project.id), trace_id)
+    spans = traces.full_spans(ref)
     if not spans:
         return None
-    spans.sort(key=lambda s: (s.ts, s.span_id))
-    by_id = {s.span_id: s for s in spans}
     overrides = pricing.project_prices(project.id)
+    tree = traces.tree_spans(ref)
+    summary = traces.summarize(trace_id, tree, overrides)
+    counted = {s.span_id for s in traces.model_calls(tree)}
+    depth = _depths(spans)
+    spans.sort(key=lambda s: (s.ts, depth[s.span_id], s.span_id))
+    by_id = {s.span_id: s for s in spans}
     roles = {s.span_id: _role(s, project.agent_names) for s in spans}
     meaningful = [s for s in spans if roles[s.span_id] != SPAN]
     chosen = spans if every_span or not meaningful else meaningful
@@ -147,9 +178,10 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
                 input=request_messages(span.attributes),
                 output=response_messages(span.attributes),
                 params=request_params(span.attributes) if role == LLM else None,
+                counted=role != LLM or span.span_id in counted,
             )
         )
-    return Run(trace_id, steps, hidden=len(spans) - len(chosen))
+    return Run(trace_id, steps, hidden=len(spans) - len(chosen), summary=summary)
 
 
 def load_step(project, trace_id: str, span_id: str) -> Step | None:
@@ -180,7 +212,9 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
 # --- recent runs to pick from ---------------------------------------------------------------------
 
 RECENT_RUNS_SQL = f"""
-SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns, argMin(SpanName, Timestamp) AS root,
+SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns,
+       -- the root span's name (a child may start at the same instant), else the earliest span's
+       if(countIf(ParentSpanId = '') > 0, argMinIf(SpanName, Timestamp, ParentSpanId = ''), argMin(SpanName, Timestamp)) AS root,
        any(ServiceName) AS service, count() AS spans, countIf(IsError) AS errors,
        countIf(IsLLMCall) AS llm_spans, countIf({queries.AGENT}) AS agent_steps
 FROM $table
@@ -451,6 +485,32 @@ class Pair:
         if self.b is None:
             return "removed"
         return "changed" if self.changed else "same"
+
+    @property
+    def kind_label(self) -> str:
+        return str(PAIR_KINDS[self.kind])
+
+    @property
+    def changed_labels(self) -> list[str]:
+        return [str(CHANGES.get(c, c)) for c in self.changed]
+
+
+PAIR_KINDS = {
+    "same": gettext_lazy("same"),
+    "added": gettext_lazy("only in B"),
+    "removed": gettext_lazy("only in A"),
+    "changed": gettext_lazy("changed"),
+}
+CHANGES = {
+    "name": gettext_lazy("name"),
+    "status": gettext_lazy("status"),
+    "tokens": gettext_lazy("tokens"),
+    "cost": gettext_lazy("cost"),
+    "latency": gettext_lazy("latency"),
+    "input": gettext_lazy("input"),
+    "output": gettext_lazy("output"),
+    "tools": gettext_lazy("tools"),
+}
 
 
 LATENCY_TOLERANCE = 0.2  # a latency counts as changed beyond +-20 %

@@ -9,6 +9,19 @@ import plotly
 
 from portal.env import env_bool, env_float, env_identifier, env_int, env_list, env_str, env_uuid
 
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA zone name (Asia/Seoul, UTC) from the environment; start-up fails naming the variable."""
+    import zoneinfo
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = env_str(name, default)
+    if value not in zoneinfo.available_timezones() | {"UTC"}:
+        raise ImproperlyConfigured(f"{name} must be an IANA time zone such as Asia/Seoul or UTC, not {value!r}")
+    return value
+
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -50,9 +63,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Language from the cookie, else Accept-Language; a signed-in user's saved choice wins (below).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The viewer's saved language and time zone (else the browser's), active for the whole request.
+    "monitoring.preferences.PreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -71,6 +88,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "monitoring.preferences.context",
             ],
         },
     },
@@ -91,10 +109,15 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/admin/monitoring/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ko", "한국어")]
+LOCALE_PATHS = [BASE_DIR / "monitoring" / "locale"]
 USE_I18N = True
 USE_TZ = True
+# The server's zone (logs, the database). People read times in their own zone: the one they chose,
+# else their browser's, else PORTAL_TIME_ZONE (monitoring/preferences.py).
+TIME_ZONE = "UTC"
+PORTAL_TIME_ZONE = env_time_zone("PORTAL_TIME_ZONE", "Asia/Seoul")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
