@@ -236,11 +236,12 @@ def email_message(n: Notification, recipients: list[str]) -> mail.EmailMessage:
         lines = [n.summary, ""]
         lines += [f"{label}: {value}" for label, value in n.fields]
         lines.append("")
+        open_monitor, open_dashboard, brand = _("Open monitor"), _("Open dashboard"), _("Monitoring")
         if n.monitor_url:
-            lines.append(f"{_('Open monitor')}: {n.monitor_url}")
+            lines.append(f"{open_monitor}: {n.monitor_url}")
         if n.dashboard_url:
-            lines.append(f"{_('Open dashboard')}: {n.dashboard_url}")
-        subject = f"[{_('Monitoring')}] {n.title}"
+            lines.append(f"{open_dashboard}: {n.dashboard_url}")
+        subject = f"[{brand}] {n.title}"
     return mail.EmailMessage(subject=subject, body="\n".join(lines), to=recipients)
 
 
