@@ -139,14 +139,16 @@ def test_the_state_panel_refreshes_as_an_htmx_partial(client, bob, project, spen
 
 
 def test_the_pages_in_korean(client, alice, project, spend):
-    client.force_login(alice)
-    html = client.get(base(project), headers={"Accept-Language": "ko"}).content.decode()
-    # LocaleMiddleware is the UI's to install; the catalogue is ours: render with it active.
     from django.utils import translation
 
+    client.force_login(alice)
+    # The request's language comes from LocaleMiddleware (the UI's); here it is set around the request.
     with translation.override("ko"):
         assert spend.describe() == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.0000"
-    assert "spend" in html
+        html = client.get(base(project)).content.decode()
+        detail = client.get(base(project) + f"{spend.pk}/").content.decode()
+    assert ">모니터</a>" in html and "새 모니터" in html and "아직 평가 전" in html
+    assert "지금 평가" in detail and "현재 발생 중" in detail
 
 
 def test_the_dashboard_tab_bar_links_to_monitors(client, alice, project):
