@@ -12,8 +12,8 @@ from monitoring.monitors import metrics
 pytestmark = pytest.mark.django_db
 
 
-def last(project, minutes=60, **kw) -> SpanFilter:
-    end = now()
+def last(project, minutes=60, end=None, **kw) -> SpanFilter:
+    end = end or now()
     return SpanFilter(str(project.id), Window(end - dt.timedelta(minutes=minutes), end), **kw)
 
 
@@ -83,3 +83,31 @@ def test_one_question_is_asked_once(project, traffic):
     q = metrics.Question(last(project), "model")
     answers = metrics.measure_many([q, q, metrics.Question(q.flt)])
     assert len(answers) == 2 and set(answers[q]) == {"gpt-4o", "gpt-4o-mini"}
+
+
+def test_a_call_through_the_proxy_counts_once_under_every_filter(client, project, ingest_key):
+    from test_overview_queries import agent_call_through_the_proxy
+
+    agent_call_through_the_proxy(client, ingest_key)
+    filters = [{}, {"services": ("agent-text2sql",)}, {"models": ("gpt-4o",)}, {"status": "ok"}, {"status": "error"}]
+    questions = [metrics.Question(last(project, **kw)) for kw in filters]
+    answers = metrics.measure_many(questions)  # one statement for all five
+    for question in questions:
+        values, overview = answers[question][""], queries.overview(question.flt)
+        assert (values.llm_calls, values.agent_runs) == (overview.llm_calls, overview.agent_calls), question.flt
+        assert values.cost_usd == pytest.approx(overview.total_cost_usd), question.flt
+        assert values.latency_p50_ms == pytest.approx(overview.p50_latency_ms), question.flt
+
+
+def test_a_batch_answers_as_each_question_alone(project, traffic):
+    end = now()
+    questions = [
+        metrics.Question(last(project, minutes=minutes, end=end, **kw), group_by)
+        for minutes in (60, 240)
+        for kw in ({}, {"models": ("gpt-4o",)}, {"services": ("api", "svc")}, {"status": "error"})
+        for group_by in ("", "user", "model", "service")
+    ]
+    together = metrics.measure_many(questions)
+    for question in questions[::3]:
+        assert metrics.measure(question) == together[question], question
+    assert together[metrics.Question(last(project, minutes=240, end=end), "user")]["old"].cost_usd == pytest.approx(100)

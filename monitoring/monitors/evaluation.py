@@ -190,7 +190,7 @@ def _failed(monitor: Monitor, error: clickhouse.ClickHouseError, now: dt.datetim
 
 def evaluate(monitors: list[Monitor] | None = None, now: dt.datetime | None = None) -> list[Outcome]:
     """Evaluate the given (default: every enabled) monitors at `now`, asking each distinct question once."""
-    now = (now or timezone.now()).replace(microsecond=0)
+    now = now or timezone.now()
     if monitors is None:
         monitors = list(Monitor.objects.filter(enabled=True).select_related("project"))
     plan = []

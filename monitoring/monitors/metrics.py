@@ -24,56 +24,155 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from monitoring import clickhouse, pricing, queries, schema
-from monitoring.forms import SpanFilter
+from monitoring.forms import SpanFilter, Window
 
-# Group-by identifiers come from this whitelist only: (column on otel_llm_calls and otel_traces).
+# Group-by names and the columns they read (on otel_llm_calls and otel_traces alike).
 GROUP_COLUMNS = {"": "''", "user": "EndUser", "model": "Model", "service": "ServiceName"}
 
-# Per (group, model) first, so tokens are priced per model; quantile states merge per group.
+# One statement answers every question of a project. Its distinct filters (services, models,
+# status) are numbered f = 1..m and its distinct (window, filter) pairs are the slots i = 1..n, all
+# given as bound arrays:
+#   {fsvcs,fmdls:Array(Array(String))} ([] = any), {fstats:Array(String)} ('', 'ok', 'error'),
+#   {starts,ends:Array(Int64)} (ns), {sfilter:Array(UInt32)} (slot i's filter f).
+# A row is tested once per filter, then once per slot (two comparisons), counted in every slot it
+# falls in (`ARRAY JOIN arrayFilter(...)`), and grouped per slot by all three dimensions at once.
+_FILTERS = "range(1, length({fstats:Array(String)}) + 1)"
+_SLOTS = "range(1, length({starts:Array(Int64)}) + 1)"
+_FILTER_OF = "{sfilter:Array(UInt32)}[i]"
+
+
+def _in_window(column: str) -> str:
+    return f"({column} >= {{starts:Array(Int64)}}[i] AND {column} < {{ends:Array(Int64)}}[i])"
+
+
+def _services_ok(column: str) -> str:
+    return f"(empty({{fsvcs:Array(Array(String))}}[f]) OR has({{fsvcs:Array(Array(String))}}[f], {column}))"
+
+
+def _models_ok(column: str) -> str:
+    return f"(empty({{fmdls:Array(Array(String))}}[f]) OR has({{fmdls:Array(Array(String))}}[f], {column}))"
+
+
+def _status_ok(column: str) -> str:
+    return f"multiIf({{fstats:Array(String)}}[f] = 'error', {column} = 1, {{fstats:Array(String)}}[f] = 'ok', {column} = 0, 1)"
+
+
+def _per_filter(condition: str) -> str:
+    """[condition under filter 1, ..., filter m] for the current row."""
+    return f"arrayMap(f -> toUInt8({condition}), {_FILTERS})"
+
+
+_SCOPE = (
+    "ProjectId = {project:String}"
+    " AND Timestamp >= fromUnixTimestamp64Nano({start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({end:Int64})"
+)
+
+# LLM calls. The dashboard does not count an agent's own LLM span whose time range holds the LiteLLM
+# proxy's span of the same call (queries.PROXIED_CALLERS) when that gateway span is under the same
+# filter: each caller carries its gateway's columns (one join for all slots), and a slot drops the
+# caller when the gateway is in that slot too.
 CALLS_SQL = f"""
-SELECT 'calls' AS part, grp,
+SELECT 'calls' AS part, slot, pair.1 AS dim, pair.2 AS grp,
        sum(calls) AS calls, sum(errors) AS errors, sum(reported) AS reported, sum(tokens) AS tokens,
        groupArray(model) AS models, groupArray(unpriced_input) AS unpriced_input,
        groupArray(unpriced_output) AS unpriced_output,
        quantilesMerge(0.5, 0.95, 0.99)(duration_q) AS q,
        toUInt64(0) AS runs, toUInt64(0) AS failed_runs
 FROM (
-    SELECT $group AS grp, Model AS model, count() AS calls, countIf(IsError) AS errors,
-           sum(ReportedCost) AS reported, sum(InputTokens) + sum(OutputTokens) AS tokens,
+    SELECT slot, grouping(EndUser, ServiceName) AS level, EndUser, ServiceName, Model AS model,
+           count() AS calls, countIf(IsError) AS errors, sum(ReportedCost) AS reported,
+           sum(InputTokens) + sum(OutputTokens) AS tokens,
            sumIf(InputTokens, ReportedCost = 0) AS unpriced_input,
            sumIf(OutputTokens, ReportedCost = 0) AS unpriced_output,
            quantilesState(0.5, 0.95, 0.99)(Duration) AS duration_q
-    FROM $calls
-    WHERE $where AND {queries.CALL_ROW}
-    GROUP BY grp, model
+    FROM (
+        SELECT *,
+               {_per_filter(f"{_services_ok('ServiceName')} AND {_models_ok('Model')} AND {_status_ok('IsError')}")} AS row_ok,
+               {_per_filter(f"has_gw = 1 AND NOT Gateway AND {_services_ok('g_service')} AND {_models_ok('g_model')} AND {_status_ok('g_error')}")} AS proxied
+        FROM (
+            SELECT c.*, g.has_gw, g.g_tns, g.g_service, g.g_model, g.g_error
+            FROM (SELECT CallKey, Gateway, toUnixTimestamp64Nano(Timestamp) AS tns, ServiceName, Model, EndUser,
+                         IsError, ReportedCost, InputTokens, OutputTokens, Duration
+                  FROM $calls WHERE {_SCOPE}) AS c
+            LEFT JOIN (
+                SELECT caller.CallKey AS CallKey, 1 AS has_gw, any(gateway.tns) AS g_tns,
+                       any(gateway.ServiceName) AS g_service, any(gateway.Model) AS g_model,
+                       any(gateway.IsError) AS g_error
+                FROM (SELECT TraceKey, CallKey, Timestamp AS s, Timestamp + toIntervalNanosecond(Duration) AS e
+                      FROM $calls WHERE {_SCOPE} AND NOT Gateway) AS caller
+                INNER JOIN (SELECT TraceKey, Timestamp AS ts, toUnixTimestamp64Nano(Timestamp) AS tns,
+                                   ServiceName, Model, IsError
+                            FROM $calls WHERE {_SCOPE} AND Gateway) AS gateway
+                ON caller.TraceKey = gateway.TraceKey
+                WHERE gateway.ts >= caller.s AND gateway.ts <= caller.e
+                GROUP BY caller.CallKey
+            ) AS g ON c.CallKey = g.CallKey
+        )
+    )
+    ARRAY JOIN arrayFilter(
+        i -> {_in_window("tns")} AND row_ok[{_FILTER_OF}] = 1
+             AND NOT (proxied[{_FILTER_OF}] = 1 AND {_in_window("g_tns")}),
+        {_SLOTS}) AS slot
+    GROUP BY GROUPING SETS ((slot, Model), (slot, EndUser, Model), (slot, ServiceName, Model))
 )
-GROUP BY grp
+-- level 3: per model (also the whole project); 1: per end user; 2: per service
+ARRAY JOIN multiIf(level = 3, [('', ''), ('model', model)], level = 1, [('user', EndUser)], [('service', ServiceName)]) AS pair
+GROUP BY slot, dim, grp
 """
 
-_AGENT_PART_COLUMNS = (
+_NO_CALLS = (
     "toUInt64(0) AS calls, toUInt64(0) AS errors, toFloat64(0) AS reported, toUInt64(0) AS tokens,"
     " CAST([], 'Array(String)') AS models, CAST([], 'Array(UInt64)') AS unpriced_input,"
     " CAST([], 'Array(UInt64)') AS unpriced_output, CAST([], 'Array(Float64)') AS q"
 )
 
+# Agent runs: traces with an agent step (queries.AGENT) under slot i's window and status; with a
+# service or model filter, the trace must also have a span of those services/models in the window
+# (queries.agent_where). A run failed when one of those agent steps did. A run belongs to every end
+# user, model and service its spans name.
+# Spans are first folded per (trace, service, model); slots are then tested per trace, on its agent
+# steps (time, error) and on each (service, model)'s first and last span time, not per span. Read
+# over all the slots' windows together, two edge cases may differ from one window asked alone: a
+# (service, model) whose spans surround a window without one inside it matches the filter, and a
+# run straddling a window's edge may name a group from just outside it.
 RUNS_SQL = f"""
-SELECT 'runs' AS part, '' AS grp, {_AGENT_PART_COLUMNS},
-       uniqExact(TraceId) AS runs, uniqExactIf(TraceId, IsError) AS failed_runs
-FROM $table
-WHERE $agents
+SELECT 'runs' AS part, slot, pair.1 AS dim, pair.2 AS grp, {_NO_CALLS},
+       count() AS runs, countIf(failed_in[slot] = 1) AS failed_runs
+FROM (
+    SELECT users, models, services,
+           arrayMap(f -> arrayFilter(s -> {_status_ok("s.2")}, steps), {_FILTERS}) AS steps_of,
+           arrayMap(f -> arrayFilter(k -> {_services_ok("k.1")} AND {_models_ok("k.2")}, keys), {_FILTERS}) AS keys_of,
+           arrayMap(i -> toUInt8(arrayExists(s -> {_in_window("s.1")}, steps_of[{_FILTER_OF}])), {_SLOTS}) AS run_in,
+           arrayMap(i -> toUInt8(arrayExists(s -> s.2 = 1 AND {_in_window("s.1")}, steps_of[{_FILTER_OF}])), {_SLOTS}) AS failed_in,
+           arrayMap(i -> toUInt8(arrayExists(k -> k.4 >= {{starts:Array(Int64)}}[i] AND k.3 < {{ends:Array(Int64)}}[i],
+                                             keys_of[{_FILTER_OF}])), {_SLOTS}) AS match_in
+    FROM (
+        SELECT TraceId,
+               arrayFlatten(groupArray(key_steps)) AS steps,
+               groupArray((ServiceName, Model, lo, hi)) AS keys,
+               arrayDistinct(arrayFlatten(groupArray(key_users))) AS users,
+               groupUniqArrayIf(Model, Model != '') AS models,
+               groupUniqArray(ServiceName) AS services
+        FROM (
+            SELECT TraceId, ServiceName, Model,
+                   min(toUnixTimestamp64Nano(Timestamp)) AS lo, max(toUnixTimestamp64Nano(Timestamp)) AS hi,
+                   groupArrayIf((toUnixTimestamp64Nano(Timestamp), IsError), {queries.AGENT}) AS key_steps,
+                   groupUniqArrayIf(EndUser, EndUser != '') AS key_users
+            FROM $table
+            WHERE {_SCOPE} AND TraceId IN (SELECT TraceId FROM $table WHERE {_SCOPE} AND {queries.AGENT})
+            GROUP BY TraceId, ServiceName, Model
+        )
+        GROUP BY TraceId
+        HAVING notEmpty(steps)
+    )
+)
+ARRAY JOIN arrayFilter(i -> run_in[i] = 1 AND match_in[i] = 1, {_SLOTS}) AS slot
+ARRAY JOIN arrayConcat([('', '')], arrayMap(u -> ('user', u), users), arrayMap(m -> ('model', m), models),
+                       arrayMap(s -> ('service', s), services)) AS pair
+GROUP BY slot, dim, grp
 """
 
-# A run belongs to each group one of its spans in the window names (any span: the end user is
-# often on the agent's root span, the model only on its calls).
-GROUPED_RUNS_SQL = f"""
-SELECT 'runs' AS part, named.grp AS grp, {_AGENT_PART_COLUMNS},
-       count() AS runs, countIf(run.failed) AS failed_runs
-FROM (SELECT TraceId, max(IsError) AS failed FROM $table WHERE $agents GROUP BY TraceId) AS run
-INNER JOIN (
-    SELECT DISTINCT TraceId, $group AS grp FROM $table WHERE $scope AND $group != ''
-) AS named ON run.TraceId = named.TraceId
-GROUP BY grp
-"""
+STATEMENT = f"{CALLS_SQL}\nUNION ALL\n{RUNS_SQL}"
 
 
 @dataclass(frozen=True)
@@ -131,12 +230,53 @@ _SAMPLE_OF = {
 METRIC_NAMES = tuple(_SAMPLE_OF)
 
 
-def sql(question: Question) -> str:
-    """The statement for a question: fixed text; the group column from the whitelist; values bound."""
-    column = GROUP_COLUMNS[question.group_by]
-    runs = GROUPED_RUNS_SQL if question.group_by else RUNS_SQL
-    template = f"{CALLS_SQL}\nUNION ALL\n{runs}"
-    return queries.sql(template.replace("$group", column), question.flt).replace("$table", schema.table())
+@dataclass(frozen=True)
+class Batch:
+    """The questions of one project, answered by one statement: their distinct filters, and their
+    distinct (window, filter) slots (1-based in SQL)."""
+
+    project_id: str
+    agent_names: tuple[str, ...]
+    filters: tuple[tuple, ...]  # (services, models, status)
+    slots: tuple[tuple, ...]  # (window, filter index 1..m)
+
+    @classmethod
+    def of(cls, questions: list[Question]) -> Batch:
+        first = questions[0].flt
+        filters = tuple(dict.fromkeys(_filter(q.flt) for q in questions))
+        slots = tuple(dict.fromkeys((q.flt.window, filters.index(_filter(q.flt)) + 1) for q in questions))
+        return cls(first.project_id, first.agent_names, filters, slots)
+
+    def slot_of(self, flt: SpanFilter) -> int:
+        return self.slots.index((flt.window, self.filters.index(_filter(flt)) + 1)) + 1
+
+    def params(self) -> dict:
+        windows = [window for window, _ in self.slots]
+        return {
+            "project": str(self.project_id),
+            "start": _nanos(min(w.start for w in windows)),
+            "end": _nanos(max(w.end for w in windows)),
+            "agent_names": list(self.agent_names),
+            "fsvcs": [list(services) for services, _, _ in self.filters],
+            "fmdls": [list(models) for _, models, _ in self.filters],
+            "fstats": [status for _, _, status in self.filters],
+            "starts": [_nanos(w.start) for w in windows],
+            "ends": [_nanos(w.end) for w in windows],
+            "sfilter": [f for _, f in self.slots],
+        }
+
+
+def _filter(flt: SpanFilter) -> tuple:
+    return (tuple(flt.services), tuple(flt.models), flt.status)
+
+
+def _nanos(value) -> int:
+    return Window(value, value).nanos()["start"]
+
+
+def sql() -> str:
+    """The one statement (fixed text; tables from the schema module; every value bound)."""
+    return STATEMENT.replace("$table", schema.table()).replace("$calls", schema.table(schema.LLM_CALLS))
 
 
 def _ms(ns) -> float:
@@ -144,50 +284,70 @@ def _ms(ns) -> float:
     return round(value / 1e6, 3) if value == value else 0.0  # NaN for an empty group
 
 
-def measure(question: Question) -> dict[str, Values]:
-    """{group: Values} for the question: {'': Values} for an ungrouped one (zeros when empty); per
-    group otherwise, without calls that name no group (a call with no end user is no user's).
-    Raises clickhouse.ClickHouseError."""
-    rows = clickhouse.query(
-        sql(question), queries.params(question.flt), tag=f"monitors.measure.{question.group_by or 'all'}"
-    )
-    overrides = pricing.project_prices(question.flt.project_id)
-    found: dict[str, dict] = {}
+def _answer(batch: Batch) -> dict[tuple[int, str, str], dict]:
+    """{(slot, dim, group): numbers} for a batch. Raises clickhouse.ClickHouseError."""
+    rows = clickhouse.query(sql(), batch.params(), tag="monitors.measure")
+    overrides = pricing.project_prices(batch.project_id)
+    found: dict[tuple[int, str, str], dict] = {}
     for row in rows:
-        group = found.setdefault(row["grp"], {})
+        numbers = found.setdefault((int(row["slot"]), row["dim"], row["grp"]), {})
         if row["part"] == "calls":
             priced = [
                 {"model": m, "input_tokens": int(i), "output_tokens": int(o)}
                 for m, i, o in zip(row["models"], row["unpriced_input"], row["unpriced_output"], strict=True)
             ]
+            calls = int(row["calls"])
             quantiles = [_ms(q) for q in row["q"]] + [0.0, 0.0, 0.0]
-            group |= {
-                "llm_calls": int(row["calls"]),
+            numbers |= {
+                "llm_calls": calls,
                 "llm_errors": int(row["errors"]),
                 "cost_usd": round(float(row["reported"]) + pricing.cost_of_tokens(priced, overrides), 10),
                 "tokens": int(row["tokens"]),
-                "latency_p50_ms": quantiles[0] if int(row["calls"]) else 0.0,
-                "latency_p95_ms": quantiles[1] if int(row["calls"]) else 0.0,
-                "latency_p99_ms": quantiles[2] if int(row["calls"]) else 0.0,
+                "latency_p50_ms": quantiles[0] if calls else 0.0,
+                "latency_p95_ms": quantiles[1] if calls else 0.0,
+                "latency_p99_ms": quantiles[2] if calls else 0.0,
             }
         else:
-            group |= {"agent_runs": int(row["runs"]), "agent_errors": int(row["failed_runs"])}
-    result = {name: Values(**numbers) for name, numbers in found.items() if numbers}
+            numbers |= {"agent_runs": int(row["runs"]), "agent_errors": int(row["failed_runs"])}
+    return found
+
+
+def _values_of(question: Question, batch: Batch, found: dict) -> dict[str, Values]:
+    slot = batch.slot_of(question.flt)
     if not question.group_by:
-        result.setdefault("", Values())
-    else:
-        # Calls that name no user (model, service) belong to no group.
-        result = {g: v for g, v in result.items() if g and (v.llm_calls or v.agent_runs)}
-    return result
+        return {"": Values(**found.get((slot, "", ""), {}))}
+    # Calls that name no user (model, service) belong to no group.
+    return {
+        group: Values(**numbers)
+        for (s, dim, group), numbers in found.items()
+        if s == slot and dim == question.group_by and group
+    }
 
 
 def measure_many(questions: Iterable[Question]) -> dict[Question, dict[str, Values] | clickhouse.ClickHouseError]:
-    """Each distinct question asked once. A failed question maps to its ClickHouseError (the
-    others still answer), so one bad window does not silence every monitor."""
-    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
+    """{question: {group: Values}}: {'': Values} for an ungrouped question (zeros when empty), else
+    one entry per group with calls or runs (calls that name no group are in none). One statement per
+    project, whatever the number of questions. A project whose statement fails maps its questions to
+    the ClickHouseError, so one project's trouble does not silence the others' monitors."""
+    by_project: dict[tuple, list[Question]] = {}
     for question in dict.fromkeys(questions):
+        by_project.setdefault((question.flt.project_id, question.flt.agent_names), []).append(question)
+    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
+    for group in by_project.values():
+        batch = Batch.of(group)
         try:
-            answers[question] = measure(question)
+            found = _answer(batch)
         except clickhouse.ClickHouseError as exc:
-            answers[question] = exc
+            answers |= dict.fromkeys(group, exc)
+            continue
+        for question in group:
+            answers[question] = _values_of(question, batch, found)
     return answers
+
+
+def measure(question: Question) -> dict[str, Values]:
+    """The answer to one question (see measure_many). Raises clickhouse.ClickHouseError."""
+    answer = measure_many([question])[question]
+    if isinstance(answer, clickhouse.ClickHouseError):
+        raise answer
+    return answer
