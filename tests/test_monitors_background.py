@@ -76,3 +76,37 @@ def test_run_monitors_evaluates_once(client, project, ingest_key):
     call_command("run_monitors", stdout=out)
     assert out.getvalue().strip() == "1 monitors evaluated: 1 fired, 0 resolved, 0 failed"
     assert Event.objects.get().monitor == m
+
+
+def test_the_loop_heartbeat_is_what_the_container_checks(tmp_path, monkeypatch):
+    from django.core.management.base import CommandError
+
+    from monitoring.monitors.management.commands import run_monitors
+
+    monkeypatch.setattr(run_monitors, "HEARTBEAT", tmp_path / "beat")
+    with pytest.raises(CommandError, match="no heartbeat"):
+        call_command("run_monitors", "--healthcheck")
+    (tmp_path / "beat").touch()
+    out = StringIO()
+    call_command("run_monitors", "--healthcheck", stdout=out)
+    assert out.getvalue().startswith("ok: last pass")
+    old = time.time() - 10 * 60
+    import os
+
+    os.utime(tmp_path / "beat", (old, old))
+    with pytest.raises(CommandError, match="the last pass was"):
+        call_command("run_monitors", "--healthcheck")
+
+
+def test_compose_runs_one_monitors_loop_with_the_readers_account():
+    from pathlib import Path
+
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+    service = compose["services"]["monitors"]
+    assert service["command"] == ["python", "manage.py", "run_monitors", "--loop"]
+    assert service["environment"]["CLICKHOUSE_USER"] == "portal_reader"
+    assert service["healthcheck"]["test"][-1] == "--healthcheck"
+    assert "deploy" in service and not service.get("ports")
+    assert compose["x-portal-env"]["EMAIL_HOST"].startswith("${EMAIL_HOST")
