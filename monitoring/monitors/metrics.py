@@ -130,7 +130,7 @@ _NO_CALLS = (
 # service or model filter, the trace must also have a span of those services/models in the window
 # (queries.agent_where). A run failed when one of those agent steps did. A run belongs to every end
 # user, model and service its spans name.
-# Spans are first folded per (trace, service, model); slots are then tested per trace, on its agent
+# Spans are first folded per (trace, service, model) (traces keyed by a 64-bit hash of TraceId); slots are then tested per trace, on its agent
 # steps (time, error) and on each (service, model)'s first and last span time, not per span. Read
 # over all the slots' windows together, two edge cases may differ from one window asked alone: a
 # (service, model) whose spans surround a window without one inside it matches the filter, and a
@@ -147,22 +147,23 @@ FROM (
            arrayMap(i -> toUInt8(arrayExists(k -> k.4 >= {{starts:Array(Int64)}}[i] AND k.3 < {{ends:Array(Int64)}}[i],
                                              keys_of[{_FILTER_OF}])), {_SLOTS}) AS match_in
     FROM (
-        SELECT TraceId,
+        SELECT trace,
                arrayFlatten(groupArray(key_steps)) AS steps,
                groupArray((ServiceName, Model, lo, hi)) AS keys,
                arrayDistinct(arrayFlatten(groupArray(key_users))) AS users,
                groupUniqArrayIf(Model, Model != '') AS models,
                groupUniqArray(ServiceName) AS services
         FROM (
-            SELECT TraceId, ServiceName, Model,
+            SELECT cityHash64(TraceId) AS trace, ServiceName, Model,
                    min(toUnixTimestamp64Nano(Timestamp)) AS lo, max(toUnixTimestamp64Nano(Timestamp)) AS hi,
                    groupArrayIf((toUnixTimestamp64Nano(Timestamp), IsError), {queries.AGENT}) AS key_steps,
                    groupUniqArrayIf(EndUser, EndUser != '') AS key_users
             FROM $table
-            WHERE {_SCOPE} AND TraceId IN (SELECT TraceId FROM $table WHERE {_SCOPE} AND {queries.AGENT})
-            GROUP BY TraceId, ServiceName, Model
+            WHERE {_SCOPE} AND TraceId != ''
+              AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId) FROM $table WHERE {_SCOPE} AND {queries.AGENT})
+            GROUP BY trace, ServiceName, Model
         )
-        GROUP BY TraceId
+        GROUP BY trace
         HAVING notEmpty(steps)
     )
 )
