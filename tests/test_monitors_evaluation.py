@@ -166,3 +166,20 @@ def test_clickhouse_down_is_recorded_once_and_keeps_the_state(client, project, i
     evaluation.evaluate([Monitor.objects.get(pk=m.pk)])
     m.refresh_from_db()
     assert m.last_error == "" and m.state() == "firing"
+
+
+def test_two_passes_at_once_open_one_alert(client, project, ingest_key):
+    """'Evaluate now' may race the minute's pass: the second sees the open alert and stays quiet."""
+    m = monitor(project)
+    send(client, ingest_key, llm_call(cost=5))
+    stale = Monitor.objects.get(pk=m.pk)
+    assert evaluation.evaluate([m])[0].fired == [""]
+    # A pass that read no open alert before the other one wrote it:
+    found = {"": evaluation.Finding(5.0, 1)}
+    window = evaluation.windows(stale, now())[0]
+    from unittest import mock
+
+    with mock.patch.object(Monitor, "open_alerts", lambda self: Alert.objects.none()):
+        outcome = evaluation.apply(stale, found, window, now())
+    assert outcome.fired == [] and Alert.objects.filter(monitor=m).count() == 1
+    assert len(events(m, Event.FIRED)) == 1

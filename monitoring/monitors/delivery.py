@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from django.db import transaction
 from django.utils import timezone
 
 from monitoring.monitors import channels
@@ -60,14 +59,14 @@ def attempt(item: Delivery, now: dt.datetime | None = None) -> bool:
 
 def deliver_due(now: dt.datetime | None = None, limit: int = 200) -> list[Delivery]:
     """Attempt every pending delivery whose time has come (oldest first); returns them."""
+    # One evaluator runs at a time (the serving process in embedded mode, or the one `monitors`
+    # service): deliveries are not claimed against a second one.
     now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            Delivery.objects.select_for_update()
-            .filter(state=Delivery.PENDING, next_attempt_at__lte=now)
-            .select_related("channel", "event__monitor__project", "event__alert")
-            .order_by("next_attempt_at", "id")[:limit]
-        )
+    due = list(
+        Delivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=now)
+        .select_related("channel__project", "event__monitor__project")
+        .order_by("next_attempt_at", "id")[:limit]
+    )
     for item in due:
         attempt(item, now)
     return due

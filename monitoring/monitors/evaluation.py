@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from monitoring import clickhouse
@@ -126,9 +126,13 @@ def apply(monitor: Monitor, found: dict[str, Finding], window: Window, now: dt.d
             if alert is not None:  # still firing: keep quiet
                 Alert.objects.filter(pk=alert.pk).update(last_value=finding.value)
                 continue
-            alert = Alert.objects.create(
-                monitor=monitor, group=group, opened_at=now, value=finding.value, last_value=finding.value
-            )
+            try:
+                with transaction.atomic():  # a savepoint: another pass may have opened it a moment ago
+                    alert = Alert.objects.create(
+                        monitor=monitor, group=group, opened_at=now, value=finding.value, last_value=finding.value
+                    )
+            except IntegrityError:
+                continue
             _event(
                 monitor,
                 Event.FIRED,
