@@ -130,47 +130,74 @@ _NO_CALLS = (
 # service or model filter, the trace must also have a span of those services/models in the window
 # (queries.agent_where). A run failed when one of those agent steps did. A run belongs to every end
 # user, model and service its spans name.
-# Spans are first folded per (trace, service, model) (traces keyed by a 64-bit hash of TraceId); slots are then tested per trace, on its agent
-# steps (time, error) and on each (service, model)'s first and last span time, not per span. Read
-# over all the slots' windows together, two edge cases may differ from one window asked alone: a
-# (service, model) whose spans surround a window without one inside it matches the filter, and a
-# run straddling a window's edge may name a group from just outside it.
-RUNS_SQL = f"""
-SELECT 'runs' AS part, slot, pair.1 AS dim, pair.2 AS grp, {_NO_CALLS},
-       count() AS runs, countIf(failed_in[slot] = 1) AS failed_runs
-FROM (
-    SELECT users, models, services,
-           arrayMap(f -> arrayFilter(s -> {_status_ok("s.2")}, steps), {_FILTERS}) AS steps_of,
-           arrayMap(f -> arrayFilter(k -> {_services_ok("k.1")} AND {_models_ok("k.2")}, keys), {_FILTERS}) AS keys_of,
-           arrayMap(i -> toUInt8(arrayExists(s -> {_in_window("s.1")}, steps_of[{_FILTER_OF}])), {_SLOTS}) AS run_in,
-           arrayMap(i -> toUInt8(arrayExists(s -> s.2 = 1 AND {_in_window("s.1")}, steps_of[{_FILTER_OF}])), {_SLOTS}) AS failed_in,
-           arrayMap(i -> toUInt8(arrayExists(k -> k.4 >= {{starts:Array(Int64)}}[i] AND k.3 < {{ends:Array(Int64)}}[i],
-                                             keys_of[{_FILTER_OF}])), {_SLOTS}) AS match_in
-    FROM (
-        SELECT trace,
-               arrayFlatten(groupArray(key_steps)) AS steps,
-               groupArray((ServiceName, Model, lo, hi)) AS keys,
-               arrayDistinct(arrayFlatten(groupArray(key_users))) AS users,
-               groupUniqArrayIf(Model, Model != '') AS models,
-               groupUniqArray(ServiceName) AS services
-        FROM (
-            SELECT cityHash64(TraceId) AS trace, ServiceName, Model,
-                   min(toUnixTimestamp64Nano(Timestamp)) AS lo, max(toUnixTimestamp64Nano(Timestamp)) AS hi,
-                   groupArrayIf((toUnixTimestamp64Nano(Timestamp), IsError), {queries.AGENT}) AS key_steps,
-                   groupUniqArrayIf(EndUser, EndUser != '') AS key_users
-            FROM $table
-            WHERE {_SCOPE} AND TraceId != ''
-              AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId) FROM $table WHERE {_SCOPE} AND {queries.AGENT})
-            GROUP BY trace, ServiceName, Model
-        )
-        GROUP BY trace
-        HAVING notEmpty(steps)
+# Spans are first folded per (trace, service, model), traces keyed by a 64-bit hash of TraceId. Per
+# trace and filter, the agent steps (all, failed) and the spans that pass the filter are reduced to
+# (count, first, last); a slot counts the run when both meet its window. Runs are counted per group
+# as vectors over the slots (sumForEach), not as one row per (trace, slot, group).
+# Read over all the slots' windows together, this may differ from one window asked alone at a
+# window's edges: a trace whose steps (or filtered spans) surround a window without one inside it
+# counts in it, and a run straddling a window's edge may name a group from just outside it.
+
+
+def _meets(name: str) -> str:
+    """The trace's `name` times under slot i's filter (count, first, last) meet slot i's window."""
+    f = _FILTER_OF
+    return (
+        f"({name}_n[{f}] > 0 AND {name}_lo[{f}] < {{ends:Array(Int64)}}[i]"
+        f" AND {name}_hi[{f}] >= {{starts:Array(Int64)}}[i])"
     )
+
+
+RUNS_SQL = f"""
+SELECT 'runs' AS part, slot, dim, grp, {_NO_CALLS}, runs, failed_runs
+FROM (
+    SELECT pair.1 AS dim, pair.2 AS grp, sumForEach(counted) AS runs_by_slot, sumForEach(failed) AS failed_by_slot
+    FROM (
+        SELECT users, models, services,
+               arrayMap(i -> toUInt8({_meets("step")} AND {_meets("match")}), {_SLOTS}) AS counted,
+               arrayMap(i -> toUInt8(counted[i] = 1 AND {_meets("fail")}), {_SLOTS}) AS failed
+        FROM (
+            SELECT users, models, services,
+                   arrayMap(f -> arrayMap(s -> s.1, arrayFilter(s -> {_status_ok("s.2")}, steps)), {_FILTERS}) AS step_t,
+                   arrayMap(f -> arrayMap(s -> s.1, arrayFilter(s -> s.2 = 1 AND {_status_ok("s.2")}, steps)), {_FILTERS}) AS fail_t,
+                   arrayMap(f -> arrayFilter(k -> {_services_ok("k.1")} AND {_models_ok("k.2")}, keys), {_FILTERS}) AS match_k,
+                   arrayMap(a -> length(a), step_t) AS step_n,
+                   arrayMap(a -> arrayMin(a), step_t) AS step_lo,
+                   arrayMap(a -> arrayMax(a), step_t) AS step_hi,
+                   arrayMap(a -> length(a), fail_t) AS fail_n,
+                   arrayMap(a -> arrayMin(a), fail_t) AS fail_lo,
+                   arrayMap(a -> arrayMax(a), fail_t) AS fail_hi,
+                   arrayMap(a -> length(a), match_k) AS match_n,
+                   arrayMap(a -> arrayMin(arrayMap(k -> k.3, a)), match_k) AS match_lo,
+                   arrayMap(a -> arrayMax(arrayMap(k -> k.4, a)), match_k) AS match_hi
+            FROM (
+                SELECT trace,
+                       arrayFlatten(groupArray(key_steps)) AS steps,
+                       groupArray((ServiceName, Model, lo, hi)) AS keys,
+                       arrayDistinct(arrayFlatten(groupArray(key_users))) AS users,
+                       groupUniqArrayIf(Model, Model != '') AS models,
+                       groupUniqArray(ServiceName) AS services
+                FROM (
+                    SELECT cityHash64(TraceId) AS trace, ServiceName, Model,
+                           min(toUnixTimestamp64Nano(Timestamp)) AS lo, max(toUnixTimestamp64Nano(Timestamp)) AS hi,
+                           groupArrayIf((toUnixTimestamp64Nano(Timestamp), IsError), {queries.AGENT}) AS key_steps,
+                           groupUniqArrayIf(EndUser, EndUser != '') AS key_users
+                    FROM $table
+                    WHERE {_SCOPE} AND TraceId != ''
+                      AND cityHash64(TraceId) IN (SELECT cityHash64(TraceId) FROM $table WHERE {_SCOPE} AND {queries.AGENT})
+                    GROUP BY trace, ServiceName, Model
+                )
+                GROUP BY trace
+                HAVING notEmpty(steps)
+            )
+        )
+    )
+    ARRAY JOIN arrayConcat([('', '')], arrayMap(u -> ('user', u), users), arrayMap(m -> ('model', m), models),
+                           arrayMap(s -> ('service', s), services)) AS pair
+    GROUP BY dim, grp
 )
-ARRAY JOIN arrayFilter(i -> run_in[i] = 1 AND match_in[i] = 1, {_SLOTS}) AS slot
-ARRAY JOIN arrayConcat([('', '')], arrayMap(u -> ('user', u), users), arrayMap(m -> ('model', m), models),
-                       arrayMap(s -> ('service', s), services)) AS pair
-GROUP BY slot, dim, grp
+ARRAY JOIN arrayEnumerate(runs_by_slot) AS slot, runs_by_slot AS runs, failed_by_slot AS failed_runs
+WHERE runs > 0
 """
 
 STATEMENT = f"{CALLS_SQL}\nUNION ALL\n{RUNS_SQL}"
