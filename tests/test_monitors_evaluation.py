@@ -183,3 +183,17 @@ def test_two_passes_at_once_open_one_alert(client, project, ingest_key):
         outcome = evaluation.apply(stale, found, window, now())
     assert outcome.fired == [] and Alert.objects.filter(monitor=m).count() == 1
     assert len(events(m, Event.FIRED)) == 1
+
+
+def test_the_health_page_data_names_failing_and_stale_monitors(client, project, ingest_key, other_project):
+    from monitoring.monitors import health
+
+    failing = monitor(project, name="failing")
+    Monitor.objects.filter(pk=failing.pk).update(last_error="ClickHouse unavailable: down", last_evaluated_at=now())
+    stale = monitor(project, name="stale")
+    Monitor.objects.filter(pk=stale.pk).update(created=now() - dt.timedelta(minutes=10))
+    monitor(other_project, name="not yours", last_error="x")
+    problems = {(p.kind, p.subject) for p in health.delivery_problems([project])}
+    assert problems == {("evaluation_failing", "failing"), ("evaluator_stale", "stale")}
+    evaluation.evaluate([Monitor.objects.get(pk=stale.pk)])
+    assert ("evaluator_stale", "stale") not in {(p.kind, p.subject) for p in health.delivery_problems([project.pk])}
