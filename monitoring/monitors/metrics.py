@@ -5,9 +5,11 @@ Interface (what the evaluation needs, and all the query layer must answer):
     measure(question) -> {group: Values}            ('' is the group of an ungrouped question)
     measure_many(questions) -> {question: {group: Values} | ClickHouseError}
 
-One question is one SQL statement (UNION ALL of an LLM-call part and an agent-run part), whatever
-number of monitors and metrics share it: monitors with the same (project, window, filter, group-by)
-are answered together. Counting rules are the dashboard's (monitoring/queries.py docstring):
+All questions of one project are one SQL statement (an LLM-call part UNION ALL an agent-run part),
+whatever their number, windows, filters and group-bys: every distinct (window, filter) is a slot
+of the statement, every group-by is computed at once. measure_many asks one statement per project;
+a port onto rollup tables keeps this interface (Question in, {group: Values} out).
+Counting rules are the dashboard's (monitoring/queries.py docstring):
 - LLM calls, errors, tokens, cost and latency read `otel_llm_calls` under `queries.CALL_ROW` (one
   row per model invocation, the proxied caller's span not counted), priced like the Overview: the
   reported cost, else the tokens at the project's or the public price, per model.
@@ -26,8 +28,8 @@ from dataclasses import dataclass
 from monitoring import clickhouse, pricing, queries, schema
 from monitoring.forms import SpanFilter, Window
 
-# Group-by names and the columns they read (on otel_llm_calls and otel_traces alike).
-GROUP_COLUMNS = {"": "''", "user": "EndUser", "model": "Model", "service": "ServiceName"}
+# Group-bys: none, the EndUser, Model or ServiceName column (on otel_llm_calls and otel_traces alike).
+GROUP_BYS = ("", "user", "model", "service")
 
 # One statement answers every question of a project. Its distinct filters (services, models,
 # status) are numbered f = 1..m and its distinct (window, filter) pairs are the slots i = 1..n, all
@@ -211,7 +213,7 @@ class Question:
     group_by: str = ""
 
     def __post_init__(self):
-        if self.group_by not in GROUP_COLUMNS:
+        if self.group_by not in GROUP_BYS:
             raise ValueError(f"unknown group-by {self.group_by!r}")
 
 
