@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, traces
 
@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
+    path("", include("monitoring.monitors.urls")),
 ]

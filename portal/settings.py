@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 import plotly
 
-from portal.env import env_bool, env_float, env_identifier, env_int, env_list, env_str, env_uuid
+from portal.env import env_bool, env_choice, env_float, env_identifier, env_int, env_list, env_str, env_uuid
 
 
 def env_time_zone(name: str, default: str) -> str:
@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "monitoring",
+    "monitoring.monitors",
 ]
 
 MIDDLEWARE = [
@@ -169,6 +170,23 @@ LITELLM_PROJECT_ID = env_uuid(
     "LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID
 )  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
+
+# Periodic jobs in the serving process (monitoring/background.py): "auto" = in embedded mode only
+# (there one process owns the data folder; in server mode `manage.py run_monitors --loop` runs them).
+BACKGROUND_JOBS = env_choice("BACKGROUND_JOBS", "auto", ("auto", "on", "off"))
+# Where the portal is reached, for links in notifications (Slack, webhook, email).
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:3009").rstrip("/")
+
+# Email notifications of monitors: Django's SMTP backend (or EMAIL_BACKEND, e.g. the console one).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "monitoring@localhost")
 
 LOGGING = {
     "version": 1,
