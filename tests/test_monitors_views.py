@@ -142,11 +142,12 @@ def test_the_pages_in_korean(client, alice, project, spend):
     from django.utils import translation
 
     client.force_login(alice)
-    # The request's language comes from LocaleMiddleware (the UI's); here it is set around the request.
     with translation.override("ko"):
         assert spend.describe() == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.0000"
-        html = client.get(base(project)).content.decode()
-        detail = client.get(base(project) + f"{spend.pk}/").content.decode()
+    # The request's language comes from LocaleMiddleware: the browser's Accept-Language here.
+    korean = {"Accept-Language": "ko"}
+    html = client.get(base(project), headers=korean).content.decode()
+    detail = client.get(base(project) + f"{spend.pk}/", headers=korean).content.decode()
     assert ">모니터</a>" in html and "새 모니터" in html and "아직 평가 전" in html
     assert "지금 평가" in detail and "현재 발생 중" in detail
 
@@ -154,7 +155,7 @@ def test_the_pages_in_korean(client, alice, project, spend):
 def test_the_dashboard_tab_bar_links_to_monitors(client, alice, project):
     client.force_login(alice)
     html = client.get(f"/admin/monitoring/{project.id}/overview/").content.decode()
-    assert f'href="/admin/monitoring/{project.id}/monitors/" data-tab-link="monitors"' in html
+    assert f'href="/admin/monitoring/{project.id}/monitors/" hx-boost="false" data-tab-link="monitors"' in html
 
 
 # --- the API ----------------------------------------------------------------------------------
