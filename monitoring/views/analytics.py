@@ -17,7 +17,7 @@ def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
     series = questions.timeseries(flt)
-    runs = questions.agent_run_estimate(flt)
+    runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
         return {"analytics_empty": True, "series": series}
     colours = charts.model_colours(series.models)  # a model keeps its colour in every chart
@@ -52,7 +52,7 @@ def analytics(request, flt, membership):
         ("Failed", "errors", f"{totals['errors']:,}"),
         ("Input tokens", "input_tokens", f"{totals['input_tokens']:,}"),
         ("Output tokens", "output_tokens", f"{totals['output_tokens']:,}"),
-        ("Agent runs", "agent_runs", f"~{runs:,}" if runs > questions.EXACT_RUNS_BELOW else f"{runs:,}"),
+        ("Agent runs", "agent_runs", f"{runs:,}"),
     ]
     return {"series": series, "stats": stats, "panels": panels}
 

@@ -7,8 +7,9 @@ from functools import wraps
 from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_GET
 
-from monitoring import access, clickhouse, queries
+from monitoring import access, clickhouse
 from monitoring.forms import FilterForm
+from monitoring.queries import overview as overview_q
 
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
@@ -55,7 +56,7 @@ def overview(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
-    data = queries.overview(flt).as_dict()
+    data = overview_q.overview(flt).as_dict()
     data["from"] = flt.window.start.isoformat()
     data["to"] = flt.window.end.isoformat()
     return JsonResponse(data)

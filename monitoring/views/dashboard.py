@@ -19,8 +19,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, clickhouse, queries
+from monitoring import access, clickhouse
 from monitoring.forms import RANGES, STATUSES, FilterForm
+from monitoring.queries import facets as facets_q
+from monitoring.queries import overview as overview_q
 
 CLICKHOUSE_HINTS = {
     clickhouse.UNAVAILABLE: (
@@ -105,7 +107,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 context |= {"flt": flt, "window": flt.window}
                 try:
                     if facets:
-                        context["facets"] = queries.facets(flt)
+                        context["facets"] = facets_q.facets(flt)
                     result = fn(request, flt, membership, **kwargs)
                     if isinstance(result, HttpResponse):
                         return result
@@ -129,11 +131,11 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    current = queries.overview(flt)
-    previous = queries.overview(flt.with_window(flt.window.previous()))
+    current = overview_q.overview(flt)
+    previous = overview_q.overview(flt.with_window(flt.window.previous()))
 
     def kpi(label, value, now, before, sense):
-        delta = queries.change(now, before)
+        delta = overview_q.change(now, before)
         return (label, value, None if delta is None else delta * 100, sense)
 
     kpis = [
@@ -153,5 +155,5 @@ def overview(request, flt, membership):
         "overview": current,
         "kpis": kpis,
         "top_models": current.models[:5],
-        "top_services": queries.top_services_by_errors(flt),
+        "top_services": overview_q.top_services_by_errors(flt),
     }
