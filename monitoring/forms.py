@@ -6,18 +6,17 @@ and returned by the API as its `error`.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 import zoneinfo
-from dataclasses import dataclass
 
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from monitoring import preferences, semconv
+from monitoring import preferences
+from monitoring.queries.filter import SpanFilter, Window
 
 RANGES = {
     "1h": dt.timedelta(hours=1),
@@ -29,29 +28,6 @@ DEFAULT_RANGE = "24h"
 MAX_WINDOW = dt.timedelta(days=400)
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: dt.datetime
-    end: dt.datetime
-    range: str = ""  # "24h" etc. when the window is a preset, "" for a custom from-to
-
-    @property
-    def length(self) -> dt.timedelta:
-        return self.end - self.start
-
-    def previous(self) -> Window:
-        return Window(self.start - self.length, self.start)
-
-    def nanos(self) -> dict[str, int]:
-        """The bound parameters every span query takes."""
-        return {"start": _nanos(self.start), "end": _nanos(self.end)}
-
-
-def _nanos(value: dt.datetime) -> int:
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def _parse_instant(value: str, zone: str = "UTC") -> dt.datetime:
@@ -128,73 +104,16 @@ STATUSES = {"ok": gettext_lazy("OK only"), "error": gettext_lazy("Errors only")}
 _MAX_FILTER_VALUES = 50
 
 
-@dataclass(frozen=True)
-class SpanFilter:
-    """One project, one window, and the filter bar's choices: what every number, chart and list honours."""
-
-    project_id: str
-    window: Window
-    services: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    status: str = ""  # "", "ok" or "error"
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES  # the project's agent step names
-    tz: str = "UTC"  # IANA zone the viewer reads times in: bucket boundaries (a day is a local day)
-
-    def sql(self) -> str:
-        """The WHERE fragment: fixed text chosen by which filters are set; values are bound by `params`."""
-        parts = [
-            "ProjectId = {project:String}",
-            "Timestamp >= fromUnixTimestamp64Nano({start:Int64})",
-            "Timestamp < fromUnixTimestamp64Nano({end:Int64})",
-        ]
-        if self.services:
-            parts.append("ServiceName IN {services:Array(String)}")
-        if self.models:
-            parts.append("Model IN {models:Array(String)}")
-        if self.status == "error":
-            parts.append("IsError")
-        elif self.status == "ok":
-            parts.append("NOT IsError")
-        return " AND ".join(parts)
-
-    def params(self) -> dict:
-        return {
-            "project": str(self.project_id),
-            **self.window.nanos(),
-            "services": list(self.services),
-            "models": list(self.models),
-            "agent_names": list(self.agent_names),
-        }
-
-    def with_window(self, window: Window) -> SpanFilter:
-        return dataclasses.replace(self, window=window)
-
-    def query(self) -> dict[str, list[str] | str]:
-        """The filter as URL query parameters (for links that keep it)."""
-        q: dict[str, list[str] | str] = {}
-        if self.window.range:
-            q["range"] = self.window.range
-        else:
-            q["from"] = self.window.start.isoformat().replace("+00:00", "Z")
-            q["to"] = self.window.end.isoformat().replace("+00:00", "Z")
-        if self.services:
-            q["service"] = list(self.services)
-        if self.models:
-            q["model"] = list(self.models)
-        if self.status:
-            q["status"] = self.status
-        return q
-
-
 class FilterForm(WindowForm):
     """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
 
     status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
 
-    def __init__(self, data, services=(), models=(), tz: str = "UTC"):
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False):
         super().__init__(data, tz=tz)
         self.services = tuple(s for s in services if s)
         self.models = tuple(m for m in models if m)
+        self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
 
     @classmethod
     def from_query(cls, query, tz: str = "UTC") -> FilterForm:
@@ -209,6 +128,7 @@ class FilterForm(WindowForm):
             services=query.getlist("service") if hasattr(query, "getlist") else (),
             models=query.getlist("model") if hasattr(query, "getlist") else (),
             tz=tz,
+            replays=query.get("replays", "") in ("1", "true", "on"),
         )
 
     def clean(self):
@@ -231,6 +151,7 @@ class FilterForm(WindowForm):
             self.cleaned_data.get("status") or "",
             project.agent_names,
             tz or self.tz,
+            self.replays,
         )
 
 

@@ -10,7 +10,6 @@ project (LITELLM_PROJECT_ID), the re-run's span is the caller of the gateway's c
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import json
 import os
@@ -25,9 +24,10 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, gateway, ingest, pricing, queries, schema, semconv, traces
-from monitoring.forms import SpanFilter
+from monitoring import clickhouse, gateway, ingest, pricing, schema, semconv, traces
 from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
+from monitoring.queries import runs as runs_q
+from monitoring.queries.filter import SpanFilter
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
 ROLE_LABELS = {
@@ -67,7 +67,7 @@ class Step:
     output: list[Message] = field(default_factory=list)
     params: RequestParams | None = None
     # False for an LLM span that is not counted as a call of its own: an agent's span whose request
-    # went through the LiteLLM gateway, whose span is the counted one (traces.model_calls).
+    # went through the LiteLLM gateway, whose span is the counted one (traces.invocations).
     counted: bool = True
 
     @property
@@ -145,13 +145,12 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     if not traces.TRACE_ID.fullmatch(trace_id):
         return None
     ref = traces.locate(str(project.id), trace_id)
-    spans = traces.full_spans(ref)
+    spans = traces.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
     if not spans:
         return None
-    overrides = pricing.project_prices(project.id)
-    tree = traces.tree_spans(ref)
-    summary = traces.summarize(trace_id, tree, overrides)
-    counted = {s.span_id for s in traces.model_calls(tree)}
+    tree = traces.tree_spans(ref, agent_names=project.agent_names)
+    summary = traces.summarize(ref, tree, traces.invocations(ref, project.agent_names))
+    counted = {s.span_id for s in spans if s.invocation}
     depth = _depths(spans)
     spans.sort(key=lambda s: (s.ts, depth[s.span_id], s.span_id))
     by_id = {s.span_id: s for s in spans}
@@ -165,8 +164,9 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
             seen.add(parent.span_id)
             path.insert(0, parent.name)
             parent = by_id.get(parent.parent_span_id)
-        cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens, overrides)
+        cost, source = span.cost_usd, span.cost_source
         role = roles[span.span_id]
+        events = [(e.name, e.attributes) for e in span.events]
         steps.append(
             Step(
                 index=len(steps) + 1,
@@ -175,8 +175,8 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
                 path=path,
                 cost_usd=cost if role == LLM else 0.0,
                 cost_source=source,
-                input=request_messages(span.attributes),
-                output=response_messages(span.attributes),
+                input=request_messages(span.attributes, events),
+                output=response_messages(span.attributes, events),
                 params=request_params(span.attributes) if role == LLM else None,
                 counted=role != LLM or span.span_id in counted,
             )
@@ -189,13 +189,12 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
     trace_id = trace_id.strip().lower()
     if not traces.TRACE_ID.fullmatch(trace_id) or not re.fullmatch(r"[0-9a-f]{16}", span_id or ""):
         return None
-    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id)
+    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id, project.agent_names)
     if span is None:
         return None
-    cost, source = traces.cost_of(
-        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
-    )
+    cost, source = span.cost_usd, span.cost_source
     role = _role(span, project.agent_names)
+    events = [(e.name, e.attributes) for e in span.events]
     return Step(
         index=1,
         span=span,
@@ -203,36 +202,19 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
         path=[],
         cost_usd=cost if role == LLM else 0.0,
         cost_source=source,
-        input=request_messages(span.attributes),
-        output=response_messages(span.attributes),
+        input=request_messages(span.attributes, events),
+        output=response_messages(span.attributes, events),
         params=request_params(span.attributes) if role == LLM else None,
     )
 
 
 # --- recent runs to pick from ---------------------------------------------------------------------
 
-RECENT_RUNS_SQL = f"""
-SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns,
-       -- the root span's name (a child may start at the same instant), else the earliest span's
-       if(countIf(ParentSpanId = '') > 0, argMinIf(SpanName, Timestamp, ParentSpanId = ''), argMin(SpanName, Timestamp)) AS root,
-       any(ServiceName) AS service, count() AS spans, countIf(IsError) AS errors,
-       countIf(IsLLMCall) AS llm_spans, countIf({queries.AGENT}) AS agent_steps
-FROM $table
-WHERE $where AND TraceId IN (
-    SELECT TraceId FROM $table WHERE $where AND (IsLLMCall OR {queries.AGENT})
-    GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {{limit:UInt32}}
-)
-GROUP BY TraceId
-ORDER BY start_ns DESC
-LIMIT {{limit:UInt32}}
-"""
-
 
 def recent_runs(flt: SpanFilter, limit: int = 20) -> list[dict]:
-    rows = queries.run(RECENT_RUNS_SQL, flt, tag="replay.recent", limit=limit)
-    for row in rows:
-        row["start"] = dt.datetime.fromtimestamp(int(row["start_ns"]) / 1e9, dt.UTC)
-    return rows
+    """The newest traces with an LLM call or an agent step, for the run picker (LLM calls counted
+    once, as everywhere)."""
+    return runs_q.recent_traces(flt, limit)
 
 
 # --- re-run ---------------------------------------------------------------------------------------
@@ -437,8 +419,8 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
         if answer.cost_usd is not None:
             result.cost_usd, result.cost_source = answer.cost_usd, "reported"
         else:
-            result.cost_usd, result.cost_source = traces.cost_of(
-                0.0, payload["model"], answer.input_tokens, answer.output_tokens, pricing.project_prices(project.id)
+            result.cost_usd, result.cost_source = pricing.cost_of_call(
+                project.id, payload["model"], answer.input_tokens, answer.output_tokens
             )
         result.diff = text_diff(step.output_text, answer.content)
     return result

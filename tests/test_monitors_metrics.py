@@ -5,9 +5,10 @@ import datetime as dt
 import pytest
 from monitor_data import agent_run, llm_call, now, send
 
-from monitoring import analytics, queries
+from monitoring import analytics
 from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import metrics
+from monitoring.queries import overview as queries
 
 pytestmark = pytest.mark.django_db
 

@@ -143,11 +143,6 @@ def test_the_api_refuses_an_unknown_zone(client, alice, project, bad):
         assert r.status_code == 400 and "time zone" in r.json()["error"], path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daily buckets follow SpanFilter.tz once the lead's query layer lands (analytics.timeseries); "
-    "strict: remove this mark when it passes",
-)
 def test_a_daily_bucket_is_a_seoul_day(project, midnight):
     week = Window(dt.datetime(2025, 12, 1, tzinfo=UTC), dt.datetime(2025, 12, 8, tzinfo=UTC))
     series = analytics.timeseries(SpanFilter(str(project.id), week, tz="Asia/Seoul"))

@@ -5,7 +5,8 @@ import datetime as dt
 
 from django.utils import translation
 
-from monitoring import analytics, charts, kpis, queries
+from monitoring import analytics, charts, kpis
+from monitoring.queries import overview as queries
 
 
 def series(calls, errors, bucket="hour"):

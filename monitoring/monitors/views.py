@@ -20,12 +20,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, clickhouse, queries
+from monitoring import access, clickhouse
 from monitoring.forms import FilterForm, SpanFilter, Window
 from monitoring.models import Membership
 from monitoring.monitors import delivery, evaluation
 from monitoring.monitors.forms import ChannelForm, MonitorForm, MuteForm, parse_filter
 from monitoring.monitors.models import Alert, Channel, Delivery, Monitor
+from monitoring.queries import facets as facets_q
 from monitoring.views.dashboard import TABS
 
 FACET_DAYS = 7  # services and models offered in the monitor form: those seen in the last week
@@ -57,7 +58,7 @@ def _facets(project) -> tuple[dict, str]:
     now = timezone.now()
     flt = SpanFilter(str(project.id), Window(now - dt.timedelta(days=FACET_DAYS), now))
     try:
-        return queries.facets(flt), ""
+        return facets_q.facets(flt), ""
     except clickhouse.ClickHouseError as exc:
         return {}, _("ClickHouse %(kind)s: the lists of services and models are not available.") % {"kind": exc.kind}
 

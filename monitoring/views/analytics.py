@@ -19,18 +19,27 @@ def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
     series = questions.timeseries(flt)
-    runs = questions.agent_run_estimate(flt)
+    runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
         return {"analytics_empty": True, "series": series}
     colours = charts.model_colours(series.models)  # a model keeps its colour in every chart
     none = _("No LLM calls in this window.")
-    hourly = series.bucket == "hour"
+    per = {
+        "minute": (
+            _("USD per minute, by model"),
+            _("tokens per minute, by model"),
+            _("calls per minute"),
+            _("per minute"),
+        ),
+        "hour": (_("USD per hour, by model"), _("tokens per hour, by model"), _("calls per hour"), _("per hour")),
+        "day": (_("USD per day, by model"), _("tokens per day, by model"), _("calls per day"), _("per day")),
+    }[series.bucket]
     part_url = reverse("monitoring:analytics-part", args=[membership.project_id, "{part}"]) + filter_query(request)
     panels = [  # in the order the grid shows them; a None figure shows its empty text instead
         _panel(
             "cost-trend",
             _("Cost Trend"),
-            _("USD per hour, by model") if hourly else _("USD per day, by model"),
+            per[0],
             charts.cost_trend(series, colours),
             _("No cost in this window."),
             wide=True,
@@ -38,14 +47,14 @@ def analytics(request, flt, membership):
         _panel(
             "token-usage",
             _("Token Usage"),
-            _("tokens per hour, by model") if hourly else _("tokens per day, by model"),
+            per[1],
             charts.token_usage(series, colours),
             _("No tokens reported in this window."),
         ),
         _panel(
             "calls-errors",
             _("LLM Calls & Errors"),
-            _("calls per hour") if hourly else _("calls per day"),
+            per[2],
             charts.calls_and_errors(series),
             none,
         ),
@@ -53,20 +62,19 @@ def analytics(request, flt, membership):
         _lazy("breakdowns", _("Latency and breakdowns"), part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
     ]
     totals = {m: sum(series.total(m)) for m in questions.METRICS}
-    approx = runs > questions.EXACT_RUNS_BELOW
     stats = [
         {"label": _("Cost"), "key": "cost_usd", "text": display.usd(totals["cost_usd"])},
         {"label": _("LLM calls"), "key": "llm_calls", "text": display.count(totals["llm_calls"])},
         {"label": _("Failed"), "key": "errors", "text": display.count(totals["errors"])},
         {"label": _("Input tokens"), "key": "input_tokens", "text": display.count(totals["input_tokens"])},
         {"label": _("Output tokens"), "key": "output_tokens", "text": display.count(totals["output_tokens"])},
-        {"label": _("Agent runs"), "key": "agent_runs", "text": ("~" if approx else "") + display.count(runs)},
+        {"label": _("Agent runs"), "key": "agent_runs", "text": display.count(runs)},
     ]
     return {
         "series": series,
         "stats": stats,
         "panels": panels,
-        "bucket_note": _("per hour") if hourly else _("per day"),
+        "bucket_note": per[3],
     }
 
 

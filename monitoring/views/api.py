@@ -15,8 +15,9 @@ from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from monitoring import access, clickhouse, preferences, queries
+from monitoring import access, clickhouse, preferences
 from monitoring.forms import FilterForm
+from monitoring.queries import overview as overview_q
 
 
 def iso(value: dt.datetime | str, zone: str = "UTC") -> str:
@@ -85,7 +86,7 @@ def overview(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
-    data = queries.overview(flt).as_dict()
+    data = overview_q.overview(flt).as_dict()
     data["from"] = iso(flt.window.start, flt.tz)
     data["to"] = iso(flt.window.end, flt.tz)
     data["tz"] = flt.tz

@@ -20,8 +20,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, analytics, clickhouse, kpis, preferences, queries
+from monitoring import access, analytics, clickhouse, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
+from monitoring.queries import facets as facets_q
+from monitoring.queries import overview as overview_q
 
 CLICKHOUSE_HINTS = {
     clickhouse.UNAVAILABLE: _(
@@ -125,7 +127,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 context |= {"flt": flt, "window": flt.window}
                 try:
                     if facets:
-                        context["facets"] = queries.facets(flt)
+                        context["facets"] = facets_q.facets(flt)
                     result = fn(request, flt, membership, **kwargs)
                     if isinstance(result, HttpResponse):
                         return result
@@ -153,12 +155,12 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    current = queries.overview(flt)
-    previous = queries.overview(flt.with_window(flt.window.previous()))
+    current = overview_q.overview(flt)
+    previous = overview_q.overview(flt.with_window(flt.window.previous()))
     series = analytics.timeseries(flt) if current.llm_calls else None  # the cards' trend lines
     return {
         "overview": current,
         "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
         "top_models": current.models[:5],
-        "top_services": queries.top_services_by_errors(flt),
+        "top_services": overview_q.top_services_by_errors(flt),
     }

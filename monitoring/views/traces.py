@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
-from monitoring import access, clickhouse, display, messages, pricing
+from monitoring import access, clickhouse, display, messages
 from monitoring import traces as tq
 from monitoring.forms import FilterForm
 from monitoring.views.api import api_view, filter_or_400, iso, zone_or_400
@@ -290,16 +290,15 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
             }
         )
     params = messages.request_params(attrs)
-    cost, cost_source = tq.cost_of(
-        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
-    )
+    cost, cost_source = span.cost_usd, span.cost_source  # the invocation's, counted once (0 for a wrapper)
+    span_events = [(e.name, e.attributes) for e in span.events]
     return {
         "span": span,
         "offset_ms": round((span.ts - t0) / 1e6, 3),
         "cost": cost,
         "cost_source": cost_source,
-        "request": _chat(messages.request_messages(attrs)),
-        "response": _chat(messages.response_messages(attrs)),
+        "request": _chat(messages.request_messages(attrs, span_events)),
+        "response": _chat(messages.response_messages(attrs, span_events)),
         "params": params,
         "tools": [
             {
@@ -326,7 +325,7 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
 
 def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
     """What the panel opens on: the first LLM call (its chat is what people come for), else the root."""
-    calls = tq.model_calls(spans)
+    calls = [s for s in spans if s.invocation]
     return calls[0].span_id if calls else root_id
 
 
@@ -335,16 +334,16 @@ def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
     ref = tq.locate(project.id, trace_id)
-    spans = tq.tree_spans(ref)
+    spans = tq.tree_spans(ref, agent_names=project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
-    summary = tq.summarize(trace_id, spans, pricing.project_prices(project.id))
+    summary = tq.summarize(ref, spans, tq.invocations(ref, project.agent_names))
     total = max(summary.end_ns - summary.start_ns, 1)
     spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
     wanted = (request.GET.get("span") or "").lower()
     known = {s.span_id for s in spans}
     selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
-    span = tq.full_span(ref, selected)
+    span = tq.full_span(ref, selected, project.agent_names)
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
@@ -385,7 +384,7 @@ def trace_spans(request, project_id, trace_id):
             if not tq.SPAN_ID.fullmatch(span_id):
                 raise tq.BadQuery("'span' must be 16 hex digits")
             ref = tq.locate(project.id, trace_id)
-            span = tq.full_span(ref, span_id)
+            span = tq.full_span(ref, span_id, project.agent_names)
             if span is None:
                 raise Http404("No such span in this project")
             t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
@@ -402,7 +401,7 @@ def trace_spans(request, project_id, trace_id):
         t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
         tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
         ref = tq.locate(project.id, trace_id)
-        found = tq.children(ref, parent, after)
+        found = tq.children(ref, parent, after, agent_names=project.agent_names)
         if found is None:
             raise Http404("No such span in this project")
         kids, more = found
