@@ -52,7 +52,10 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     )
     if not int(mark.get("n") or 0):
         return None
-    cache_key = (flt.project_id, after, flt.agent_names, int(mark["n"]), int(mark["newest"]))
+    from monitoring.models import Project
+
+    rules = Project.objects.filter(pk=flt.project_id).values_list("facts_version", flat=True).first()
+    cache_key = (flt.project_id, after, flt.agent_names, rules, int(mark["n"]), int(mark["newest"]))
     with _lock:
         if cache_key in _cache:
             return _cache[cache_key]

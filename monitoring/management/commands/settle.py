@@ -4,7 +4,7 @@ the compose `settler` service; in embedded mode the serving process runs the sam
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import background, clickhouse, settle
+from monitoring import background, clickhouse, resettle, settle
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
         if loop:
             self.stdout.write(f"settling every {settle.EVERY_SECONDS} s (Ctrl-C stops)")
             try:
-                background.run_forever([settle.JOB_NAME])
+                background.run_forever([settle.JOB_NAME, resettle.JOB_NAME])
             except KeyboardInterrupt:
                 pass
             return
