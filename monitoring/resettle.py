@@ -46,7 +46,9 @@ def resettle_project(project) -> int:
     chunks = max(1, math.ceil(traces / settle.CHUNK_TRACES))
     version = int(run_one(Sql("SELECT toUnixTimestamp64Nano(now64(9)) AS t"), tag="resettle.now")["t"])
     for chunk in range(chunks):
-        scope = settle.build_scope(project_id, _traces(project_id, project.agent_names, chunks, chunk), project.agent_names)
+        scope = settle.build_scope(
+            project_id, _traces(project_id, project.agent_names, chunks, chunk), project.agent_names
+        )
         if scope is not None:
             settle.settle_scope(scope, version)
     return traces

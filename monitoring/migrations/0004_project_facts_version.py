@@ -5,25 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0003_userpreference'),
+        ("monitoring", "0003_userpreference"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='facts_prices',
+            model_name="project",
+            name="facts_prices",
             field=models.CharField(default=monitoring.models._price_table_version, editable=False, max_length=40),
         ),
         migrations.AddField(
-            model_name='project',
-            name='facts_settled',
+            model_name="project",
+            name="facts_settled",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='project',
-            name='facts_version',
+            model_name="project",
+            name="facts_version",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
     ]
