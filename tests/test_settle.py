@@ -234,9 +234,22 @@ def test_replay_reruns_are_left_out_of_the_numbers_unless_asked_for(client, proj
         "gen_ai.usage.output_tokens": 0,
     }
     send(client, ingest_key, S("chat gpt-4o", service="app", at=AT, attributes=call))
-    send(client, ingest_key, S("chat gpt-4o", service="apm-replay", at=AT, attributes=call))
-    assert overview_q.overview(window(project, 1)).llm_calls == 1
-    assert overview_q.overview(window(project, 1, include_replays=True)).llm_calls == 2
+    rerun = S("chat gpt-4o", service="apm-replay", at=AT, ms=900, attributes=call)
+    # The gateway exports the re-run's call into the project, in the re-run's trace (traceparent).
+    gateway = rerun.child(
+        "litellm_request",
+        service="litellm-proxy",
+        ms=800,
+        attributes={"llm.request.type": "acompletion", "litellm.model_group": "gpt-4o", "gen_ai.cost.total_cost": 0.05},
+    )
+    send(client, ingest_key, rerun)
+    send(client, ingest_key, gateway, scope="litellm")
+    for mode in ("live", "settled"):
+        if mode == "settled":
+            settle.settle_once()
+        assert overview_q.overview(window(project, 1)).total_cost_usd == pytest.approx(1000 * 2.5e-6), mode
+        everything = overview_q.overview(window(project, 1, include_replays=True))
+        assert (everything.llm_calls, everything.total_cost_usd) == (2, pytest.approx(1000 * 2.5e-6 + 0.05)), mode
 
 
 def test_a_price_change_reaches_every_settled_call(client, project, ingest_key):
