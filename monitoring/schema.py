@@ -31,6 +31,7 @@ USERS_1H = "otel_calls_users_1h"
 RUNS_15M = "otel_runs_15m"
 EDGES_15M = "otel_run_edges_15m"
 FACETS_1H = "otel_facets_1h"
+LATENCY_1H = "otel_calls_latency_1h"
 SETTLE_STATE = "otel_settle_state"
 
 # The exporter's INSERT list (exporter/clickhouseexporter's traces table), in order.
@@ -509,12 +510,13 @@ SETTLED = {
 # --- rollups: what the dashboard sums over long windows -----------------------------------------
 # AggregatingMergeTree tables of sums per 15-minute slice (every real time zone's offset is a
 # multiple of 15 minutes, so a local hour or day is a whole number of slices), fed by materialized
-# views on the settled tables: a cancelled row subtracts what it added. Latency keeps two
-# histograms: fine log buckets (2^(1/32) wide, ~2%) with the sum of durations in each, from which
-# p50/p95/p99 are read (exact when a bucket holds one value), and the Analytics histogram's bins.
+# views on the settled tables: a cancelled row subtracts what it added. Latency has its own rollup,
+# one row per fine log bucket (2^(1/32) wide, ~2%) holding the count and the sum of durations, from
+# which p50/p95/p99 are read (exact when a bucket holds one value), split by the Analytics
+# histogram's bin: plain sums over rows are ~10x cheaper to read than sumMap over per-slice maps.
 
 SLICE_SECONDS = 15 * 60
-# Latency bin edges of the Analytics histogram, in ms (also the rollup's `LatencyBins` keys).
+# Latency bin edges of the Analytics histogram, in ms (the latency rollup's `Bin` is an index into them).
 LATENCY_EDGES_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 FINE_BUCKETS_PER_OCTAVE = 32
 FINE_BUCKET_BASE_NS = 10_000  # bucket 0 holds everything under 0.01 ms
@@ -538,8 +540,6 @@ def _sum(type_: str = "Int64") -> str:
     return f"SimpleAggregateFunction(sum, {type_})"
 
 
-_MAP = "SimpleAggregateFunction(sumMap, Tuple(Array(UInt16), Array(Int64)))"
-
 ROLLUPS = {
     # name: (source, key columns with types, measure columns with types, measure expressions)
     CALLS_15M: (
@@ -559,9 +559,15 @@ ROLLUPS = {
             "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
             "Unpriced": (_sum(), "sum(Sign * toInt64(NOT Priced))"),
             "CacheSavings": (_sum("Float64"), "sum(Sign * CacheSavings)"),
-            "LatencyHist": (_MAP, f"sumMap(if(HasEnd, [{fine_bucket_sql()}], []), if(HasEnd, [toInt64(Sign)], []))"),
-            "LatencySums": (_MAP, f"sumMap(if(HasEnd, [{fine_bucket_sql()}], []), if(HasEnd, [Sign * toInt64(Duration)], []))"),
-            "LatencyBins": (_MAP, f"sumMap(if(HasEnd, [{latency_bin_sql()}], []), if(HasEnd, [toInt64(Sign)], []))"),
+        },
+    ),
+    LATENCY_1H: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC, "Provider": _LC,
+         "IsError": "UInt8", "IsEmbedding": "UInt8", "IsReplay": "UInt8", "Bucket": "UInt16", "Bin": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
         },
     ),
     USERS_1H: (
@@ -605,8 +611,12 @@ ROLLUPS[FACETS_1H] = (
     {"Spans": (_sum(), "toInt64(count())")},
 )
 ROLLUP_SLICE_SECONDS = {
-    CALLS_15M: SLICE_SECONDS, USERS_1H: 3600, RUNS_15M: SLICE_SECONDS, EDGES_15M: SLICE_SECONDS, FACETS_1H: 3600
+    CALLS_15M: SLICE_SECONDS, USERS_1H: 3600, RUNS_15M: SLICE_SECONDS, EDGES_15M: SLICE_SECONDS, FACETS_1H: 3600,
+    LATENCY_1H: 3600,
 }  # fmt: skip
+# Keys computed from the source row (others are its columns), and which source rows a rollup holds.
+_ROLLUP_KEYS = {LATENCY_1H: {"Bucket": fine_bucket_sql(), "Bin": latency_bin_sql()}}
+_ROLLUP_WHERE = {LATENCY_1H: "HasEnd = 1"}  # calls without an end time have no latency
 _ROLLUP_TIME = {CALLS: "Timestamp", RUNS: "Start", EDGES: "Start", SPANS: "Timestamp"}
 
 
@@ -631,9 +641,13 @@ def _rollup_select(name: str, source: str = "") -> str:
     step = ROLLUP_SLICE_SECONDS[name]
     time_column = _ROLLUP_TIME[origin]
     slice_expr = f"toDateTime(intDiv(toUnixTimestamp({time_column}), {step}) * {step}, 'UTC') AS Slice"
-    dims = [slice_expr if k == "Slice" else k for k in keys]
+    computed = _ROLLUP_KEYS.get(name, {})
+    dims = [slice_expr if k == "Slice" else f"{computed[k]} AS {k}" if k in computed else k for k in keys]
     exprs = [f"{expr} AS {m}" for m, (_, expr) in measures.items()]
-    return f"SELECT {', '.join(dims + exprs)} FROM {table(source or origin)} GROUP BY {', '.join(k for k in keys)}"
+    where = f" WHERE {_ROLLUP_WHERE[name]}" if name in _ROLLUP_WHERE else ""
+    return (
+        f"SELECT {', '.join(dims + exprs)} FROM {table(source or origin)}{where} GROUP BY {', '.join(k for k in keys)}"
+    )
 
 
 def _rollup_mv_ddl(name: str, source: str = "", target: str = "", on_cluster: str = "") -> str:
@@ -696,6 +710,10 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     for name in ROLLUPS:
         if not _exists(name):
             later += [_rollup_ddl(days, name), _rollup_mv_ddl(name)]
+            # A rollup added by an upgrade starts from the settled rows already there (the settler
+            # runs after the schema is ensured, so none land twice).
+            if _exists(ROLLUPS[name][0]):
+                later.append(f"INSERT INTO {table(name)} {_rollup_select(name)}")
     later.append(_settle_state_ddl())
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")

@@ -13,8 +13,8 @@ model and service; a run to its end user, to every model its calls used and ever
 name. Fail rate is (failed calls + failed runs) / (calls + runs), a percentage here (0..100);
 latency percentiles are the dashboard's (monitoring/queries/latency.py).
 
-Each distinct (window, filter, group-by) is asked once, however many monitors share it: two
-statements (calls, runs) that read rollup slices for long windows.
+Each distinct (window, filter, group-by) is asked once, however many monitors share it: three
+statements (calls, latency, runs) that read rollup slices for long windows.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _CALL_GROUP = {"": "''", "user": "EndUser", "model": "Model", "service": "Servic
 _RUN_GROUP = {"": "''", "user": "EndUser", "model": "arrayJoin(if(empty(Models), [''], Models))",
               "service": "arrayJoin(if(empty(Services), [''], Services))"}  # fmt: skip
 _RUN_DIMS = {"": (), "user": ("EndUser",), "model": ("Models",), "service": ("Services",)}
-_MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens", "LatencyHist", "LatencySums")
+_MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens")
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ METRIC_NAMES = tuple(_SAMPLE_OF)
 
 def _calls(question: Question) -> dict[str, dict]:
     flt, group_by = question.flt, question.group_by
-    # Per end user, the latency histograms are in the raw rows only (the users' rollup has none).
-    source = sources.calls(flt, _MEASURES, extra_dims=("EndUser",) if group_by == "user" else ())
+    by_user = group_by == "user"
+    source = sources.calls(flt, _MEASURES, by_user=by_user)
     rows = run(
         Sql(
             f"SELECT {_CALL_GROUP[group_by]} AS grp, sumIf(Calls, IsError = 1) AS t_Errors,",
@@ -105,9 +105,13 @@ def _calls(question: Question) -> dict[str, dict]:
         ),
         tag=f"monitors.calls.{group_by or 'all'}",
     )
+    # Per end user, latency is read from raw rows (the latency rollup has no EndUser).
+    latencies = latency.percentiles_by(
+        flt, _CALL_GROUP[group_by], ("EndUser",) if by_user else (), tag=f"monitors.latency.{group_by or 'all'}"
+    )
     found = {}
     for r in rows:
-        p50, p95, p99 = latency.percentiles(r["t_LatencyHist"], r["t_LatencySums"], (0.5, 0.95, 0.99))
+        p50, p95, p99 = latencies.get(r["grp"], (0.0, 0.0, 0.0))
         found[r["grp"]] = {
             "llm_calls": int(r["t_Calls"]),
             "llm_errors": int(r["t_Errors"]),

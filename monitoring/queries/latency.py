@@ -1,7 +1,8 @@
 """LLM-call latency: percentiles and the Analytics histogram.
 
-Both come from histograms that add up across rollup slices and live rows (monitoring/schema.py):
-fine log buckets 2^(1/32) wide (~2.2 %) holding a count and the sum of their durations. A
+Both come from histogram rows that add up across rollup slices and live rows (sources.latency,
+monitoring/schema.py): fine log buckets 2^(1/32) wide (~2.2 %), each with a count and the sum of
+its durations, split by the Analytics histogram's bin. A
 percentile is the mean duration of the bucket holding it (nearest rank), so it is within one
 bucket's width of the exact value and exact when that bucket holds a single duration. Calls
 without an end time are not in either histogram.
@@ -10,28 +11,25 @@ without an end time are not in either histogram.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from monitoring import schema
 from monitoring.queries import sources
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run_one
+from monitoring.queries.sql import Sql, run
 
 LATENCY_EDGES_MS = schema.LATENCY_EDGES_MS
 
 
-def _pairs(value) -> dict[int, int]:
-    """A sumMap result ([keys], [values]) as {key: value}."""
-    if not value:
-        return {}
-    keys, values = value[0], value[1]
-    return {int(k): int(v) for k, v in zip(keys, values, strict=False) if int(v)}
+QUANTILES = (0.5, 0.95, 0.99)
 
 
-def percentiles(hist, sums, qs: tuple[float, ...]) -> tuple[float, ...]:
-    """Percentiles in ms (0.0 when there is no timed call), from the fine histogram's
-    {bucket: count} and {bucket: sum of ns} (sumMap results)."""
-    counts, totals = _pairs(hist), _pairs(sums)
+def percentiles(counts: Mapping[int, int], sums: Mapping[int, int], qs=QUANTILES) -> tuple[float, ...]:
+    """Percentiles in ms (0.0 each when there is no timed call), nearest rank over the fine
+    histogram's {bucket: calls} and {bucket: sum of durations in ns}."""
+    counts = {b: n for b, n in counts.items() if n > 0}
     n = sum(counts.values())
     if n <= 0:
         return tuple(0.0 for _ in qs)
@@ -43,9 +41,32 @@ def percentiles(hist, sums, qs: tuple[float, ...]) -> tuple[float, ...]:
         for b in buckets:
             seen += counts[b]
             if seen >= rank:
-                out.append(round(totals.get(b, 0) / counts[b] / 1e6, 3))
+                out.append(round(sums.get(b, 0) / counts[b] / 1e6, 3))
                 break
     return tuple(out)
+
+
+def percentiles_by(
+    flt: SpanFilter, group: str = "''", extra_dims: tuple[str, ...] = (), tag: str = "latency.percentiles"
+) -> dict[str, tuple[float, float, float]]:
+    """{group: (p50, p95, p99) in ms} of the filter's timed calls, `group` an expression over the
+    source's columns ("''": one group '', or e.g. "Model"; columns beyond sources.CALL_DIMS go in
+    `extra_dims`). Groups without a timed call are absent. Raises ClickHouseError."""
+    rows = run(
+        Sql(
+            f"SELECT {group} AS grp, Bucket, sum(Calls) AS calls, sum(DurationSum) AS sums FROM (",
+            sources.latency(flt, extra_dims=extra_dims),
+            ") GROUP BY grp, Bucket",
+        ),
+        tag=tag,
+    )
+    counts: dict[str, dict[int, int]] = defaultdict(dict)
+    sums: dict[str, dict[int, int]] = defaultdict(dict)
+    for r in rows:
+        counts[r["grp"]][int(r["Bucket"])] = int(r["calls"])
+        sums[r["grp"]][int(r["Bucket"])] = int(r["sums"])
+    found = {g: percentiles(counts[g], sums[g]) for g in counts}
+    return {g: p for g, p in found.items() if any(p)}
 
 
 @dataclass(frozen=True)
@@ -85,20 +106,27 @@ def bin_label(lo: float, hi: float | None) -> str:
 
 def latency(flt: SpanFilter) -> Latency:
     """The histogram of LLM-call durations (bins LATENCY_EDGES_MS) with errors per bin, and p50/95/99."""
-    source = sources.calls(flt, ("LatencyHist", "LatencySums", "LatencyBins"))
-    row = run_one(
+    rows = run(
         Sql(
-            "SELECT sumMap(LatencyHist) AS hist, sumMap(LatencySums) AS sums, sumMap(LatencyBins) AS bins,",
-            " sumMapIf(LatencyBins, IsError = 1) AS error_bins FROM (",
-            source,
-            ")",
+            "SELECT Bucket, Bin, sum(Calls) AS calls, sum(DurationSum) AS sums, sumIf(Calls, IsError = 1) AS errors",
+            " FROM (",
+            sources.latency(flt),
+            ") GROUP BY Bucket, Bin",
         ),
         tag="analytics.latency",
     )
-    calls, errors = _pairs(row.get("bins")), _pairs(row.get("error_bins"))
+    counts: dict[int, int] = defaultdict(int)
+    sums: dict[int, int] = defaultdict(int)
+    calls: dict[int, int] = defaultdict(int)
+    errors: dict[int, int] = defaultdict(int)
+    for r in rows:
+        counts[int(r["Bucket"])] += int(r["calls"])
+        sums[int(r["Bucket"])] += int(r["sums"])
+        calls[int(r["Bin"])] += int(r["calls"])
+        errors[int(r["Bin"])] += int(r["errors"])
     bounds = [0, *LATENCY_EDGES_MS, None]
     bins = tuple(
         LatencyBin(bin_label(lo, hi), lo, hi, calls.get(i, 0), errors.get(i, 0))
         for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
     )
-    return Latency(bins, *percentiles(row.get("hist"), row.get("sums"), (0.5, 0.95, 0.99)))
+    return Latency(bins, *percentiles(counts, sums))

@@ -79,8 +79,6 @@ _CALL_TOTALS = (
     "Cost",
     "Unpriced",
     "CacheSavings",
-    "LatencyHist",
-    "LatencySums",
 )
 
 
@@ -132,7 +130,7 @@ def overview(flt: SpanFilter) -> Overview:
     agent_calls = int(runs.get("runs") or 0)
     agent_errors = int(runs.get("failed") or 0)
     timed = int(total.get("Timed") or 0)
-    p50, p95, p99 = latency_q.percentiles(total.get("LatencyHist"), total.get("LatencySums"), (0.5, 0.95, 0.99))
+    p50, p95, p99 = latency_q.percentiles_by(flt, tag="overview.latency").get("", (0.0, 0.0, 0.0))
     attempts = calls + agent_calls
     cost = _round(total.get("Cost"))
     reported = _round(total.get("ReportedCost"))

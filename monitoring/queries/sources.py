@@ -26,8 +26,6 @@ RAW_UP_TO = dt.timedelta(hours=6)
 # name -> expression over one row of an invocation source (otel_calls, or facts.invocations), given
 # the weight `w` of the row; rollup tables hold the same names already summed.
 
-_FINE = schema.fine_bucket_sql()
-_BIN = schema.latency_bin_sql()
 CALL_MEASURES = {
     "Calls": "toInt64(w)",
     "Timed": "toInt64(w * HasEnd)",
@@ -41,11 +39,14 @@ CALL_MEASURES = {
     "Cost": "w * Cost",
     "Unpriced": "toInt64(w * (Priced = 0))",
     "CacheSavings": "w * CacheSavings",
-    "LatencyHist": f"(if(HasEnd = 1, [{_FINE}], []), if(HasEnd = 1, [toInt64(w)], []))",
-    "LatencySums": f"(if(HasEnd = 1, [{_FINE}], []), if(HasEnd = 1, [w * toInt64(Duration)], []))",
-    "LatencyBins": f"(if(HasEnd = 1, [{_BIN}], []), if(HasEnd = 1, [toInt64(w)], []))",
 }
-MAP_MEASURES = {"LatencyHist", "LatencySums", "LatencyBins"}
+# One row per timed call: its fine latency bucket and Analytics bin (monitoring/schema.py).
+LATENCY_MEASURES = {
+    "Bucket": schema.fine_bucket_sql(),
+    "Bin": schema.latency_bin_sql(),
+    "Calls": "toInt64(w)",
+    "DurationSum": "w * toInt64(Duration)",
+}
 USER_MEASURES = ("Calls", "InputTokens", "OutputTokens", "Cost", "Unpriced", "Timed", "DurationSum")
 RUN_MEASURES = {
     "Runs": "toInt64(w)",
@@ -60,15 +61,10 @@ EDGE_MEASURES = {
 }
 
 
-def total(measure: str) -> str:
-    """How a question adds a measure up over source rows."""
-    return f"sumMap({measure})" if measure in MAP_MEASURES else f"sum({measure})"
-
-
 def totals(measures) -> str:
     """`sum(Calls) AS t_Calls, ...`: totals named apart from the measures (an alias may not shadow
     the column its aggregate reads)."""
-    return ", ".join(f"{total(m)} AS t_{m}" for m in measures)
+    return ", ".join(f"sum({m}) AS t_{m}" for m in measures)
 
 
 # --- conditions of the filter bar -----------------------------------------------------------------
@@ -236,6 +232,36 @@ def calls(
         )
     )
     parts += _live_parts(flt, "calls", schema.CALLS, row_measures, dims, "Timestamp", p, where)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+
+
+def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -> Sql:
+    """Timed invocations of the filter as histogram rows: Time, ServiceName, Model, Provider, IsError,
+    IsEmbedding, IsReplay, Bucket (fine log bucket), Bin (Analytics bin), Calls, DurationSum (ns).
+    `extra_dims` as for calls() (read raw)."""
+    dims = (*CALL_DIMS, *extra_dims)
+    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.LATENCY_1H], force_raw=bool(extra_dims))
+    where = Sql.all([*call_conditions(flt), "HasEnd = 1"])
+    parts: list[Sql] = []
+    if split.s0 < split.s1:
+        parts.append(
+            Sql(
+                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(LATENCY_MEASURES)}",
+                f" FROM {schema.table(schema.LATENCY_1H)} WHERE ProjectId = {{project:String}} AND ",
+                _time_range("Slice", f"{p}s0", f"{p}s1"),
+                " AND ",
+                Sql.all(call_conditions(flt)),
+            )
+        )
+    parts.append(
+        Sql(
+            _weighted(LATENCY_MEASURES, dims, "Timestamp", "Sign"),
+            f"{schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Timestamp', split, p)}",
+            ") WHERE ",
+            where,
+        )
+    )
+    parts += _live_parts(flt, "calls", schema.CALLS, LATENCY_MEASURES, dims, "Timestamp", p, where)
     return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
 
 
