@@ -6,9 +6,12 @@ continues strictly below the last row it showed. The cursor also pins the first 
 start, so a sliding "last 24 h" window does not drop rows between pages, and spans arriving
 meanwhile (newer than the cursor) cannot shift what later pages hold.
 
-Lists read `otel_spans` (ordered by project and time: a page reads a few granules) and the
-settled invocations `otel_calls`; a re-delivered span shows once. Search reads the spans' own
-attributes and events in `otel_traces`, so it costs a scan of the window.
+Lists read `otel_spans` (ordered by project and time) and the settled invocations `otel_calls`; a
+re-delivered span shows once. A page is looked for in the newest hour of what is left of the window
+first, then in spans 8x and 64x as long below it, then in the rest: a page of a busy project reads
+a few granules of one partition instead of the head of every day's parts. Search reads the spans'
+own attributes and events in `otel_traces`, so it costs a scan of as much of the window as it takes
+to fill the page.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ MAX_LIMIT = 500
 EXPORT_CHUNK = 1000
 EXPORT_MAX_ROWS = 100_000
 NAME_CHARS = 300  # what a list cell shows of a name; the span panel has it whole
+FIRST_STEP_NS = 3600 * 10**9  # the newest stretch a page is looked for in (then 8x wider each time)
 
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -254,7 +258,27 @@ def _search(lq: ListQuery) -> tuple[str, str, dict]:
 
 
 def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict) -> list[dict]:
+    """Up to `limit` rows, newest first, read a stretch of the window at a time (the module's note)."""
     start, end = _paged_window(flt, lq)
+    hi = min(end, lq.cursor.ts + 1) if lq.cursor else end
+    rows: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    width = FIRST_STEP_NS
+    while hi > start and len(rows) < limit:
+        lo = max(start, hi - width) if width else start
+        for row in _select_stretch(flt, lq, table, extra, limit - len(rows), params, lo, hi):
+            k = (row["trace_id"], row["span_id"])
+            if k not in seen:  # a re-delivered span: once
+                seen.add(k)
+                rows.append(row)
+        hi = lo
+        width = width * 8 if width and width < 64 * FIRST_STEP_NS else 0  # 0: the rest at once
+    return rows
+
+
+def _select_stretch(
+    flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
+) -> list[dict]:
     cursor, cursor_params = _below_cursor(lq)
     search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
     conditions = [
@@ -291,13 +315,7 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
         **search_params,
         **params,
     )
-    rows, seen = [], set()
-    for row in run(statement, tag=f"traces.list.{lq.kind}"):
-        k = (row["trace_id"], row["span_id"])
-        if k not in seen:  # a re-delivered span: once
-            seen.add(k)
-            rows.append(row)
-    return rows
+    return run(statement, tag=f"traces.list.{lq.kind}")
 
 
 # --- which spans are invocations, and their cost ----------------------------------------------------
