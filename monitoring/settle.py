@@ -54,9 +54,18 @@ class Report:
     through_ns: int = 0
 
 
-def state() -> tuple[int, int]:
+# The last state read: (monotonic s, through, server now); one page's questions share it.
+_state_seen: tuple[float, int, int] | None = None
+
+
+def state(max_age_s: float = 0.0) -> tuple[int, int]:
     """(through, now) in ns on the server's clock: every span inserted up to `through` is settled
-    (0 before the first pass)."""
+    (0 before the first pass). With `max_age_s`, a state read at most that long ago in this process
+    is reused (`now` moved on by the time since)."""
+    global _state_seen
+    seen = _state_seen
+    if max_age_s and seen and (age := time.monotonic() - seen[0]) <= max_age_s:
+        return seen[1], seen[2] + int(age * 1e9)
     row = run_one(
         Sql(
             "SELECT toUnixTimestamp64Nano(max(Through)) AS t, toUnixTimestamp64Nano(now64(3)) AS now",
@@ -65,7 +74,15 @@ def state() -> tuple[int, int]:
         ),
         tag="settle.state",
     )
-    return int(row.get("t") or 0), int(row.get("now") or 0)
+    through, now = int(row.get("t") or 0), int(row.get("now") or 0)
+    _state_seen = (time.monotonic(), through, now)
+    return through, now
+
+
+def forget_state() -> None:
+    """Read the state afresh next time (after a pass in this process, or in tests)."""
+    global _state_seen
+    _state_seen = None
 
 
 def unsettled_after_ns(through: int) -> int:
@@ -263,6 +280,7 @@ def settle_once(now_ns: int | None = None) -> Report:
             tag="settle.state",
         )
         _state_written = time.monotonic()
+        forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
     if report.traces:

@@ -23,6 +23,7 @@ from monitoring.queries.sql import Sql, run_one
 # One page asks several questions; they share the scope while no new span arrives.
 _cache: dict[tuple, facts.Scope | None] = {}
 _lock = threading.Lock()
+STATE_MAX_AGE_S = 0.5  # the settler's progress, read once per page rather than per question
 
 
 def _touched(project_id: str, after_ns: int) -> Sql:
@@ -37,7 +38,7 @@ def _touched(project_id: str, after_ns: int) -> Sql:
 def scope(flt: SpanFilter) -> facts.Scope | None:
     """The unsettled traces of the filter's project (with their matches and prices), or None when
     there are none or the settler is keeping up."""
-    through, now = settle.state()
+    through, now = settle.state(max_age_s=STATE_MAX_AGE_S)
     if through and now - through < settings.SETTLE_FRESH_SECONDS * 1e9:
         return None
     after = settle.unsettled_after_ns(through)
@@ -100,3 +101,4 @@ def forget() -> None:
     """Drop cached scopes (tests that write spans and ask again within a second)."""
     with _lock:
         _cache.clear()
+    settle.forget_state()
