@@ -493,12 +493,27 @@ def test_it_exports_json_with_the_cap_and_the_search(client, alice, project, wor
 
 
 def test_it_exports_only_csv_and_json_and_defuses_formulas(client, alice, project, ingest_key):
-    send(client, ingest_key, [S('=HYPERLINK("http://evil")', at=AT)])
+    hostile = [
+        '=HYPERLINK("http://evil")',
+        '\x00=HYPERLINK("http://evil")',
+        " \x01+cmd|' /C calc'!A0",
+        "\t=1+1",
+        "@SUM(A1)",
+    ]
+    send(client, ingest_key, [S(name, service="-2+3", at=AT) for name in hostile])
+    send(client, ingest_key, [S("plain name", service="=svc", at=AT, error=True)])
     client.force_login(alice)
     assert client.get(f"/admin/monitoring/{project.id}/traces/export.xml").status_code == 404
     assert client.get(f"/admin/monitoring/{project.id}/traces/export.csv?cursor=bad").status_code == 400
     body = b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.csv?kind=all").streaming_content).decode()
-    assert "'=HYPERLINK" in body
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert len(rows) == 6
+    assert {row["name"] for row in rows} == {"'" + name for name in hostile} | {"plain name"}
+    # Every column, not only the name: the service is a client's text too.
+    assert {row["service"] for row in rows} == {"'-2+3", "'=svc"}
+    for row in rows:
+        for cell in row.values():
+            assert cell.lstrip("".join(map(chr, range(33))))[:1] not in ("=", "+", "-", "@") or cell.startswith("'"), cell
 
 
 # --- the trace page -------------------------------------------------------------------------------

@@ -120,9 +120,15 @@ class _Line:
         return value
 
 
+# Characters a spreadsheet skips before deciding a cell is a formula (LibreOffice skips NUL too).
+_SKIPPED = "".join(chr(c) for c in range(0x20)) + " \x7f"
+
+
 def _cell(value):
-    # Span names come from clients: a leading = + - @ would run as a formula in a spreadsheet.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """A client's text made inert in a spreadsheet (OWASP "CSV Injection": a cell whose first
+    character, after any control characters and spaces, is = + - @, or that starts with a tab or
+    carriage return, gets a leading quote)."""
+    if isinstance(value, str) and (value.lstrip(_SKIPPED)[:1] in ("=", "+", "-", "@") or value[:1] in ("\t", "\r")):
         return "'" + value
     return value
 
