@@ -224,15 +224,49 @@ class RerunInputError(ValueError):
     """The editor's content is not a request we can send."""
 
 
+# Bounds of what the editor may send: deeper JSON than any chat request needs is refused before it
+# can exhaust the stack; numbers stay within what every provider's API takes.
+MAX_JSON_DEPTH = 64
+MAX_TOKENS = 10_000_000
+MAX_TEMPERATURE = 2.0  # OpenAI's upper bound; providers with a lower one answer with their own error
+
+
+def _json_list(raw: str, what: str):
+    """The editor's JSON text parsed; RerunInputError when it is not JSON or nests too deep."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        reason = "it nests too deep" if isinstance(exc, RecursionError) else exc
+        raise RerunInputError(f"{what} are not valid JSON: {reason}") from None
+    stack = [(value, 1)]
+    while stack:  # iterative: the check itself must not recurse
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RerunInputError(f"{what} nest deeper than {MAX_JSON_DEPTH} levels.")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _number(data, name: str, cast, lo: float, hi: float):
+    """An optional number field: None when empty; RerunInputError unless plain ASCII within [lo, hi]."""
+    raw = (data.get(name) or "").strip()
+    if not raw:
+        return None
+    pattern = r"[0-9]{1,12}" if cast is int else r"[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})"
+    if not re.fullmatch(pattern, raw) or not lo <= cast(raw) <= hi:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise RerunInputError(f"{name} must be a number from {lo:g} to {hi:g}, not {shown!r}.")
+    return cast(raw)
+
+
 def payload_from_form(data) -> dict:
-    """The edited request: model, temperature, max_tokens, messages (JSON list) and tools (JSON list)."""
+    """The edited request: model, temperature (0..MAX_TEMPERATURE), max_tokens (1..MAX_TOKENS),
+    messages (a JSON list of objects with a role) and tools (a JSON list). Raises RerunInputError."""
     model = (data.get("model") or "").strip()
     if not model:
         raise RerunInputError("Choose a model.")
-    try:
-        messages = json.loads(data.get("messages") or "[]")
-    except ValueError as exc:
-        raise RerunInputError(f"Messages are not valid JSON: {exc}") from None
+    messages = _json_list(data.get("messages") or "[]", "Messages")
     if (
         not isinstance(messages, list)
         or not messages
@@ -242,19 +276,13 @@ def payload_from_form(data) -> dict:
             'Messages must be a JSON list of objects with a role, e.g. [{"role": "user", "content": "Hello"}].'
         )
     payload: dict = {"model": model, "messages": messages}
-    for name, cast in (("temperature", float), ("max_tokens", int)):
-        raw = (data.get(name) or "").strip()
-        if raw:
-            try:
-                payload[name] = cast(raw)
-            except ValueError:
-                raise RerunInputError(f"{name} must be a number, not {raw!r}.") from None
+    for name, cast, lo, hi in (("temperature", float, 0.0, MAX_TEMPERATURE), ("max_tokens", int, 1, MAX_TOKENS)):
+        value = _number(data, name, cast, lo, hi)
+        if value is not None:
+            payload[name] = value
     tools_raw = (data.get("tools") or "").strip()
     if tools_raw and tools_raw != "[]":
-        try:
-            tools = json.loads(tools_raw)
-        except ValueError as exc:
-            raise RerunInputError(f"Tools are not valid JSON: {exc}") from None
+        tools = _json_list(tools_raw, "Tools")
         if not isinstance(tools, list):
             raise RerunInputError("Tools must be a JSON list.")
         payload["tools"] = tools

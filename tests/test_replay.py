@@ -110,12 +110,29 @@ def test_another_projects_trace_is_404(client, charlie, project, other_project, 
 def test_bad_editor_input_is_400(client, alice, project, ingest_key):
     trace, span = agent_run(client, ingest_key)
     client.force_login(alice)
-    for messages in ["not json", "[]", '[{"content": "no role"}]']:
+    deep = '[{"role": "user", "content": ' + "[" * 5000 + "]" * 5000 + "}]"
+    nested = '[{"role": "user", "content": ' + "[" * 100 + "]" * 100 + "}]"  # loads, but deeper than any chat
+    for messages in ["not json", "[]", '[{"content": "no role"}]', deep, nested]:
         r = client.post(
             f"/admin/monitoring/{project.id}/replay/rerun",
             {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": messages},
         )
-        assert r.status_code == 400, messages
+        assert r.status_code == 400, messages[:80]
+    good = '[{"role": "user", "content": "hi"}]'
+    for name, value in [("max_tokens", "9" * 400), ("max_tokens", "0"), ("max_tokens", "١٢"), ("max_tokens", "1.5"),
+                        ("temperature", "nan"), ("temperature", "inf"), ("temperature", "1e400"), ("temperature", "-1"),
+                        ("temperature", "9" * 400)]:  # fmt: skip
+        r = client.post(
+            f"/admin/monitoring/{project.id}/replay/rerun",
+            {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": good, name: value},
+        )
+        assert r.status_code == 400 and name.encode() in r.content, (name, value)
+    deep_tools = "[" * 5000 + "]" * 5000
+    r = client.post(
+        f"/admin/monitoring/{project.id}/replay/rerun",
+        {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": good, "tools": deep_tools},
+    )
+    assert r.status_code == 400
 
 
 def test_an_unreachable_gateway_is_a_message_and_a_failed_span(client, alice, project, ingest_key):
