@@ -551,6 +551,14 @@ def test_it_serves_only_the_panel_to_htmx(client, alice, project, calls):
     assert r.status_code == 200 and html.lstrip().startswith('<section class="panel" data-tab="analytics">')
     assert "<html" not in html and 'data-chart="fig-cost-trend"' in html and "fig-cost-trend" in _figures(html)
     assert "HX-Request" in r.headers["Vary"]
+    # A fragment has no panel of its own: asked for one, it answers itself (not a 500).
+    for part in ("flow", "breakdowns"):
+        r = client.get(
+            f"/admin/monitoring/{project.id}/analytics/{part}",
+            PAGE_QUERY,
+            headers={"HX-Request": "true", "HX-Target": "panel"},
+        )
+        assert r.status_code == 200 and b'<article class="card chart-card' in r.content, part
 
 
 def test_an_empty_window_shows_the_empty_state(client, alice, project, calls):

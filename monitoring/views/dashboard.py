@@ -7,14 +7,15 @@ guide's hint (503), and rendering. A tab function only answers its question and 
 
 from __future__ import annotations
 
-from functools import wraps
+from functools import cache, wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -73,6 +74,16 @@ def home(request):
     for key in ("project", "tab"):
         query.pop(key, None)
     return redirect(reverse(f"monitoring:{tab}", args=[project.id]) + (f"?{query.urlencode()}" if query else ""))
+
+
+@cache
+def _has_panel(template: str) -> bool:
+    """Whether a template has the `panel` partial htmx asks tabs for (fragments have none)."""
+    try:
+        get_template(template + "#panel")
+    except TemplateDoesNotExist:
+        return False
+    return True
 
 
 def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
@@ -141,7 +152,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                         "hint": CLICKHOUSE_HINTS[exc.kind],
                     }
                     status = 504 if exc.kind == clickhouse.TIMEOUT else 503
-            if request.htmx and request.htmx.target == "panel":
+            if request.htmx and request.htmx.target == "panel" and _has_panel(template):
                 # The panel, plus the tab bar out of band so the active tab follows.
                 response = render(request, template + "#panel", context, status=status)
                 response.content += render_to_string("monitoring/_tabs.html", context | {"oob": True}, request).encode()
