@@ -42,6 +42,7 @@ os.environ.pop("CLICKHOUSE_HOST", None)
 os.environ["CLICKHOUSE_TTL_DAYS"] = "0"  # keep what was loaded, whatever day the bench runs
 os.environ["SETTLE_FRESH_SECONDS"] = "0" if _known.live else "1e12"  # settled-only reads, or all live
 os.environ["RATELIMIT_ENABLE"] = "false"  # a benchmark, not an abuser
+os.environ.setdefault("CLICKHOUSE_QUERY_TIMEOUT", "3600")  # loading 10M spans takes statements of minutes
 
 import django  # noqa: E402
 
@@ -86,7 +87,8 @@ def generate(project: Project, target: int) -> int:
 
 
 # A copy of the generated spans with fresh ids: 64-bit hashes of the old ids and the copy's number,
-# in lower-case hex as the exporter writes them (parent links stay consistent within a copy).
+# in lower-case hex as the exporter writes them (parent links stay consistent within a copy). The
+# source rows are chosen in a subquery: the SELECT's aliases would shadow its own columns.
 _COPY = """
 INSERT INTO {table} ({columns})
 SELECT Timestamp,
@@ -96,7 +98,8 @@ SELECT Timestamp,
        'bench-copy' AS TraceState, SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion, SpanAttributes,
        Duration, StatusCode, StatusMessage, Events.Timestamp, Events.Name, Events.Attributes,
        Links.TraceId, Links.SpanId, Links.TraceState, Links.Attributes
-FROM {table} WHERE ProjectId = {{p:String}} AND TraceState != 'bench-copy' AND cityHash64(TraceId) % 1000 < {share}
+FROM (SELECT * FROM {table} WHERE ProjectId = {{p:String}} AND TraceState != 'bench-copy'
+      AND cityHash64(TraceId) % 1000 < {share})
 """
 
 
