@@ -513,7 +513,9 @@ def test_it_exports_only_csv_and_json_and_defuses_formulas(client, alice, projec
     assert {row["service"] for row in rows} == {"'-2+3", "'=svc"}
     for row in rows:
         for cell in row.values():
-            assert cell.lstrip("".join(map(chr, range(33))))[:1] not in ("=", "+", "-", "@") or cell.startswith("'"), cell
+            assert cell.lstrip("".join(map(chr, range(33))))[:1] not in ("=", "+", "-", "@") or cell.startswith("'"), (
+                cell
+            )
 
 
 # --- the trace page -------------------------------------------------------------------------------
@@ -855,3 +857,26 @@ def test_it_finds_a_trace_through_the_lookup_table(client, alice, project, world
     assert ref.end_ns - ref.start_ns <= 3 * 10**9  # the trace's seconds, not all time
     unknown = tq.locate(str(project.id), "f" * 32)
     assert unknown.start_ns > unknown.end_ns  # not a trace of this project: an empty range, nothing is read
+
+
+def test_a_name_of_100000_characters_is_cut_where_it_is_listed_and_whole_where_it_is_read(
+    client, alice, project, ingest_key
+):
+    """Lists, the trace tree and the filter bar show the start of a huge name (a browser laying out
+    100,000 characters per row took 12 s); the span panel and the exports keep it whole."""
+    huge = "한" + "n" * 99_999
+    root = S(huge, service="s" * 2_000, at=AT, attributes={"gen_ai.operation.name": "invoke_agent"})
+    send(client, ingest_key, [root])
+    client.force_login(alice)
+    page = client.get(f"/admin/monitoring/{project.id}/traces/", {"kind": "all", "range": "1h"}).content.decode()
+    assert huge[: spans_q.NAME_CHARS] in page and huge[: spans_q.NAME_CHARS + 1] not in page
+    assert "s" * 2_000 not in page  # neither in the row nor among the filter bar's services
+    api = client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "all", "range": "1h"}).json()
+    assert [len(row["name"]) for row in api["items"]] == [spans_q.NAME_CHARS]
+    tree, detail = trace_page(client, project, root), panel(client, project, root)
+    assert huge in detail  # the span panel reads the span itself: the whole name
+    # The trace page holds the tree and the root's panel: the name is whole in the panel only.
+    assert tree.count(huge[: spans_q.NAME_CHARS + 1]) == detail.count(huge[: spans_q.NAME_CHARS + 1]) == 1
+    assert tree.count(huge[: spans_q.NAME_CHARS]) >= 2
+    body = b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.json", {"kind": "all"}).streaming_content)
+    assert [row["name"] for row in json.loads(body)["items"]] == [huge]

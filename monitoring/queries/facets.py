@@ -1,5 +1,6 @@
 """The filter bar's choices: services and models seen in the window (by the hour, from a rollup
-fed on every insert), not narrowed by the other filters so that they can be widened again."""
+fed on every insert), not narrowed by the other filters so that they can be widened again. Names
+longer than MAX_NAME_CHARS are not offered (they would not fit a URL's filter either)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from monitoring.queries.filter import SpanFilter, to_nanos
 from monitoring.queries.sql import Sql, run_one
 
 MAX_CHOICES = 200
+MAX_NAME_CHARS = 500
 
 
 def facets(flt: SpanFilter) -> dict[str, list[str]]:
@@ -15,8 +17,8 @@ def facets(flt: SpanFilter) -> dict[str, list[str]]:
     hour = 3600 * 10**9
     row = run_one(
         Sql(
-            f"SELECT groupUniqArray({MAX_CHOICES})(ServiceName) AS services,",
-            f" groupUniqArrayIf({MAX_CHOICES})(Model, Model != '') AS models",
+            f"SELECT groupUniqArrayIf({MAX_CHOICES})(ServiceName, length(ServiceName) <= {MAX_NAME_CHARS}) AS services,",
+            f" groupUniqArrayIf({MAX_CHOICES})(Model, Model != '' AND length(Model) <= {MAX_NAME_CHARS}) AS models",
             f" FROM {schema.table(schema.FACETS_1H)} WHERE ProjectId = {{project:String}}",
             " AND Slice >= fromUnixTimestamp64Nano({f_start:Int64}) AND Slice < fromUnixTimestamp64Nano({f_end:Int64})",
             project=flt.project_id,

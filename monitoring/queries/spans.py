@@ -21,7 +21,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from monitoring import schema, semconv
 from monitoring.queries import live, sources
@@ -100,6 +100,7 @@ class ListQuery:
     min_ms: float = 0.0
     cursor: Cursor | None = None
     limit: int = PAGE_SIZE
+    whole_names: bool = False  # exports carry names whole; pages show NAME_CHARS of them
 
     @classmethod
     def from_query(cls, query, max_limit: int = PAGE_SIZE) -> ListQuery:
@@ -199,7 +200,7 @@ class Page:
 
 _SPAN_COLUMNS = (
     "toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,"
-    f" substring(SpanName, 1, {NAME_CHARS}) AS name, SpanKind AS span_kind, ServiceName AS service, Model AS model,"
+    " SpanName AS name, SpanKind AS span_kind, ServiceName AS service, Model AS model,"
     " InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost, Duration AS duration,"
     " IsError AS is_error, substring(StatusMessage, 1, 300) AS status_message, IsLLMCall AS is_llm_call"
 )
@@ -299,6 +300,10 @@ def _select_stretch(
             f"toUInt8(StatusCode IN ({', '.join(repr(s) for s in semconv.ERROR_STATUS)})) AS is_error",
         )
     )
+    if not lq.whole_names:  # a client may send names of 100,000 characters: a list cell shows the start
+        for name in ("SpanName AS name", "ServiceName AS service", "Model AS model"):
+            column, alias = name.split(" AS ")
+            columns = columns.replace(name, f"substringUTF8({column}, 1, {NAME_CHARS}) AS {alias}")
     statement = Sql(
         f"SELECT {columns}, {matched} AS matched FROM {schema.table(table)} WHERE ",
         Sql.all(conditions),
@@ -423,7 +428,7 @@ def _invocation_page(flt: SpanFilter, lq: ListQuery, table: str, want: int) -> t
             break
         last = rows[-1]
         since = lq.cursor.since if lq.cursor else to_nanos(flt.window.start)
-        query = ListQuery(lq.kind, lq.q, lq.min_ms, Cursor(int(last["ts"]), last["span_id"], since), lq.limit)
+        query = replace(lq, cursor=Cursor(int(last["ts"]), last["span_id"], since))
         batch = min(batch * 2, 5000)
     return found[:want], costs
 
@@ -431,14 +436,14 @@ def _invocation_page(flt: SpanFilter, lq: ListQuery, table: str, want: int) -> t
 def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) -> Iterator[SpanRow]:
     """Every matching row up to `max_rows`, fetched a chunk at a time (memory stays flat)."""
     sent = 0
-    query = ListQuery(lq.kind, lq.q, lq.min_ms, lq.cursor, min(EXPORT_CHUNK, max_rows))
+    query = replace(lq, limit=min(EXPORT_CHUNK, max_rows), whole_names=True)
     while sent < max_rows:
         page = list_spans(flt, query)
         yield from page.items[: max_rows - sent]
         sent += len(page.items)
         if page.next_cursor is None:
             return
-        query = ListQuery(lq.kind, lq.q, lq.min_ms, Cursor.decode(page.next_cursor), min(EXPORT_CHUNK, max_rows - sent))
+        query = replace(query, cursor=Cursor.decode(page.next_cursor), limit=min(EXPORT_CHUNK, max_rows - sent))
 
 
 def paged_filter(flt: SpanFilter, lq: ListQuery) -> SpanFilter:

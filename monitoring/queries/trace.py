@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from monitoring import clickhouse, schema, semconv, settle
 from monitoring.queries import facts
 from monitoring.queries.filter import from_nanos, iso
-from monitoring.queries.spans import SPAN_ID, TRACE_ID, BadQuery, status_name
+from monitoring.queries.spans import NAME_CHARS, SPAN_ID, TRACE_ID, BadQuery, status_name
 from monitoring.queries.sql import Sql, run
 
 MAX_TRACE_SPANS = 50_000  # a trace page or API answer stops here (and says so)
@@ -138,8 +138,10 @@ class TreeSpan:
         return self.status == "Error"
 
 
+# A tree line shows NAME_CHARS of a name (a client may send 100,000); the span panel shows it whole.
 _TREE_COLUMNS = f"""
-    toUnixTimestamp64Nano(Timestamp) AS ts, SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
+    toUnixTimestamp64Nano(Timestamp) AS ts, SpanId AS span_id, ParentSpanId AS parent_span_id,
+    substringUTF8(SpanName, 1, {NAME_CHARS}) AS name,
     ServiceName AS service, SpanKind AS span_kind, ScopeName AS scope, {facts.HAS_END} AS has_end,
     if(has_end, Duration, 0) AS duration_ns, IsError AS is_error,
     IsLLMCall AS is_llm_call, (IsAgentStep = 1 OR SpanName IN {{agent_names:Array(String)}}) AS is_agent_step,
