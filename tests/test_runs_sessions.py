@@ -177,6 +177,9 @@ def test_traces_opens_on_one_row_per_agent_run_with_its_numbers_and_previews(cli
     unpriced = re.search(rf'data-run="{tid(w["r4"])}">(.*?)</tr>', html, re.S).group(1)
     assert "data-unpriced" in unpriced and "+1 unpriced" in unpriced  # never a silent $0
     assert "session=chat-43%2Fb" in unpriced
+    trace = page(client, project, f"traces/{tid(w['r4'])}/")
+    cost = re.search(r'data-summary="cost">(.*?)</div>', trace, re.S).group(1)
+    assert "data-unpriced" in cost and "+1 unpriced" in cost  # the trace page says so too
 
 
 def test_runs_sort_by_duration_and_cost_and_page_by_keyset(client, alice, project, world):
@@ -375,6 +378,8 @@ def test_a_span_without_an_end_time_reads_in_progress(client, alice, project):
     )
     assert "no-end" in bar.group(1) and float(bar.group(2)) + float(bar.group(3)) == pytest.approx(100, abs=0.01)
     assert "in progress · no end time" in trace  # the span panel
+    summary = re.search(r'data-summary="duration">(.*?)</div>', trace, re.S).group(1)
+    assert "data-in-progress" in summary  # the trace's duration is a lower bound
     runs = page(client, project)
     row = re.search(rf'data-run="{tid(root)}">(.*?)</tr>', runs, re.S).group(1)
     assert "data-in-progress" in row  # the run has not ended either

@@ -353,6 +353,7 @@ def trace_detail(request, flt, membership, trace_id):
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
+        "in_progress": any(not s.has_end for s in spans),  # its duration is a lower bound
         "lines": _tree_lines(tq.visible_rows(spans), summary.start_ns, total, spans_url),
         "ticks": _ticks(total),
         "spans_url": spans_url,
