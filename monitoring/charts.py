@@ -617,17 +617,20 @@ def latency_histogram(latency: Latency) -> dict | None:
 
 def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> dict | None:
     """A KPI's values per bucket as an inline SVG line (no axes: the card shows the number), or None
-    for fewer than two points. `line` and `area` are SVG `points` lists in a width x height box. A
-    None value (a bucket with nothing to average) is left out; the line joins its neighbours."""
+    for fewer than two buckets or no value at all. `line` and `area` are SVG `points` lists in a
+    width x height box. A None value (a bucket with nothing to average) is left out and the line
+    joins its neighbours; a lone value is a `dot` (x, y) where its bucket is."""
     if len(values) < 2:
         return None
     known = [(i, float(v)) for i, v in enumerate(values) if v is not None]
-    if len(known) < 2:
+    if not known:
         return None
     low, top = min(0.0, min(v for _i, v in known)), max(v for _i, v in known)
     span = (top - low) or 1.0
     step = width / (len(values) - 1)
     pts = [(round(i * step, 1), round(height - 2 - (v - low) / span * (height - 4), 1)) for i, v in known]
+    if len(pts) == 1:
+        return {"width": width, "height": height, "line": "", "area": "", "dot": pts[0]}
     line = " ".join(f"{x:g},{y:g}" for x, y in pts)
     first, last = pts[0][0], pts[-1][0]
     return {"width": width, "height": height, "line": line, "area": f"{first:g},{height} {line} {last:g},{height}"}

@@ -355,6 +355,8 @@ def test_overview_cards_each_have_a_trend_line_and_services_count_calls_and_runs
     # The unpriced self-hosted model is a warning, not a silent $0.
     cost = dict(cards)["total-cost"]
     assert "data-unpriced" in cost and "house-llm-7b" in cost
+    models = re.search(r'data-board="top-models">(.*?)</article>', html, re.S).group(1)
+    assert re.search(r"<td>house-llm-7b</td>.*?data-unpriced", models, re.S) and "$0.0000" not in models
 
 
 def test_a_span_without_an_end_time_reads_in_progress(client, alice, project):

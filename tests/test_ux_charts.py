@@ -85,4 +85,5 @@ def test_trend_lines_follow_each_cards_rule_per_bucket():
     assert len(latency) == 2 and latency[1].startswith("120,")
     runs = cards["agent-calls"].trend["line"].split()
     assert len(runs) == 3 and runs[2].split(",")[1] == "2"  # the busiest bucket at the top
-    assert charts.sparkline([None, 3.0]) is None  # one known point is no line
+    assert charts.sparkline([None, 3.0])["dot"] == (120, 2)  # a lone value is a dot where its bucket is
+    assert charts.sparkline([None, None]) is None

@@ -100,7 +100,6 @@ def runs_page(flt, rq: runs_q.RunQuery) -> runs_q.RunPage:
     return runs_q.RunPage(items, cursor)
 
 
-
 def runs_list(request, flt, membership) -> dict | tuple:
     """One row per agent run of the window, sorted by start, duration or cost (`sort=`), narrowed to a
     session or an end user (`session=`, `user=`), paged by keyset (`cursor=`)."""
