@@ -319,6 +319,9 @@ def test_search_by_short_trace_id_says_why_and_marks_it(client, alice, project, 
     assert 'data-matched="name"' in named and "Chat<mark>Completion</mark>" in named
     attribute = page(client, project, kind="all", q="1182")
     assert "matched in attribute llm.input_messages.1.message.content" in attribute
+    # A search link without a sub-tab (the Agent list was the default before runs) still searches steps.
+    steps = page(client, project, q="support")
+    assert 'data-kind="agent"' in steps and 'data-matched="name"' in steps
 
 
 def test_the_replays_toggle_brings_replay_re_runs_into_the_numbers(client, alice, project, world):

@@ -55,7 +55,9 @@ def replay_url(project_id, trace_id: str, span_id: str = "") -> str:
 def span_list(request, flt, membership):
     """Traces: the runs list (`kind=runs`, the default sub-tab: monitoring/views/runs.py) or a span
     list (`kind=agent|llm|all`)."""
-    kind = request.GET.get("kind") or runs_views.DEFAULT_KIND
+    # A search without a sub-tab (a link from before the runs list was the default) searches steps.
+    searched = request.GET.get("q") or request.GET.get("min_ms")
+    kind = request.GET.get("kind") or ("agent" if searched else runs_views.DEFAULT_KIND)
     if kind == "runs":
         return runs_views.runs_list(request, flt, membership)
     query = request.GET.copy()
