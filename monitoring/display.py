@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy, pgettext
 COST_SOURCES = {
     "reported": gettext_lazy("reported"),
     "priced": gettext_lazy("priced from tokens"),
-    "unpriced": gettext_lazy("unpriced: no reported cost and no known price"),
+    "unpriced": gettext_lazy("no reported cost and no known price"),
     "wrapped": gettext_lazy("counted once, at another span of the same call"),
 }
 # A span exported before it ended has no duration (OTLP end time 0): never shown as 0 ms.
