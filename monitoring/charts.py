@@ -34,7 +34,7 @@ MAX_SERIES = 8  # models drawn one by one in time series; the rest are stacked a
 # Error rate -> colour: most steps fail rarely, so the scale turns amber early and red by 50 %.
 ERROR_SCALE = [[0.0, "#2f9e44"], [0.05, "#94d82d"], [0.15, "#fab005"], [0.5, "#e8590c"], [1.0, "#c92a2a"]]
 # Node marks from fonts every system has (emoji are missing on many Linux desktops and servers).
-ICONS = {"agent": "◆", "tool": "⚙", "llm": "●"}
+ICONS = {"agent": "◆", "tool": "⚙", "llm": "●", "embed": "■"}
 NO_NAME = {
     "model": gettext_lazy("(no model)"),
     "service": gettext_lazy("(no service)"),
@@ -118,7 +118,16 @@ def _time_axis(fig: go.Figure, series: Timeseries) -> None:
     """Bars and points sit on their bucket's start; daily buckets are labelled by date alone. Tick
     formats are d3 time formats, translated (plotly.js would print English month names)."""
     zone = _zone_name()
-    if series.bucket == "hour":
+    if series.bucket == "minute":
+        fig.update_xaxes(
+            type="date",
+            hoverformat=f"%Y-%m-%d %H:%M {zone}",
+            # Translators: a d3 time format for a minute axis tick (hour and minute).
+            tickformat=_("%H:%M"),
+            nticks=8,
+            tickangle=0,
+        )
+    elif series.bucket == "hour":
         fig.update_xaxes(
             type="date",
             hoverformat=f"%Y-%m-%d %H:%M {zone}",
@@ -261,6 +270,58 @@ def calls_and_errors(series: Timeseries) -> dict | None:
     return _figure(fig, 300)
 
 
+def input_cache(series: Timeseries) -> dict | None:
+    """Input tokens per bucket, stacked: read from the provider's prompt cache, written to it, and
+    the rest (uncached). Input counts include cache reads and writes (monitoring/queries/facts.py)."""
+    read, write = series.total("cache_read_tokens"), series.total("cache_write_tokens")
+    if not any(read) and not any(write):
+        return None
+    inputs = series.total("input_tokens")
+    x = _x(series)
+    fig = go.Figure()
+    parts = [
+        (
+            _("uncached input"),
+            [max(i - r - w, 0) for i, r, w in zip(inputs, read, write, strict=False)],
+            _rgba(ACCENT, 0.35),
+        ),
+        (_("cache write"), write, "#f59f00"),
+        (_("cache read"), read, "#12b886"),
+    ]
+    for name, values, colour in parts:
+        if any(values):
+            fig.add_bar(
+                x=x, y=values, name=name, marker_color=colour, hovertemplate=f"{name}: %{{y:,d}}<extra></extra>"
+            )
+    fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal")
+    fig.update_yaxes(**_counts(max(inputs)))
+    _time_axis(fig, series)
+    return _figure(fig, 300)
+
+
+def agent_runs(series: Timeseries) -> dict | None:
+    """Agent runs per bucket, finished and failed stacked (a failed run: one whose agent step failed)."""
+    if not any(series.runs):
+        return None
+    x = _x(series)
+    fig = go.Figure()
+    ok, failed = _("ok"), _("failed")
+    fig.add_bar(
+        x=x,
+        y=[r - f for r, f in zip(series.runs, series.failed_runs, strict=False)],
+        name=ok,
+        marker_color=_rgba("#7950f2", 0.7),
+        hovertemplate=f"{ok}: %{{y:,d}}<extra></extra>",
+    )
+    fig.add_bar(
+        x=x, y=series.failed_runs, name=failed, marker_color=ERROR, hovertemplate=f"{failed}: %{{y:,d}}<extra></extra>"
+    )
+    fig.update_layout(barmode="stack", hovermode="x unified", legend_traceorder="normal")
+    fig.update_yaxes(**_counts(max(series.runs)))
+    _time_axis(fig, series)
+    return _figure(fig, 300)
+
+
 # --- Agent Flow Graph -----------------------------------------------------------------------------
 
 
@@ -298,6 +359,17 @@ def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
     return max(columns.values(), default=1)
 
 
+def flow_kinds() -> dict[str, str]:
+    """The flow graph's node kinds as people read them (their marks: ICONS)."""
+    return {"agent": _("agent step"), "tool": _("tool"), "llm": _("LLM call"), "embed": _("embedding")}
+
+
+def flow_legend(flow: FlowGraph) -> list[tuple[str, str]]:
+    """(mark, kind) of each node kind the graph draws, in a fixed order: the legend under it."""
+    present = {n.kind for n in flow.nodes}
+    return [(ICONS[k], label) for k, label in flow_kinds().items() if k in present]
+
+
 def agent_flow(flow: FlowGraph) -> dict | None:
     """A Sankey of agent steps and LLM calls: link width = how often a step led to the next, node colour
     = error rate, hover = count, errors and average latency. A "start" node feeds each run's entry
@@ -311,7 +383,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     colours = [OTHER]
     start = _("start")  # not inside the f-string: xgettext does not read f-strings
     hovers = [f"<b>{start}</b><br>{runs}"]
-    kinds = {"agent": _("agent step"), "tool": _("tool"), "llm": _("LLM call")}
+    kinds = flow_kinds()
     for n in flow.nodes:
         labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
         colours.append(_error_colour(n.error_rate))
@@ -543,14 +615,22 @@ def latency_histogram(latency: Latency) -> dict | None:
 # --- sparklines -----------------------------------------------------------------------------------
 
 
-def sparkline(values: list[float], width: int = 120, height: int = 28) -> dict | None:
+def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> dict | None:
     """A KPI's values per bucket as an inline SVG line (no axes: the card shows the number), or None
-    for fewer than two points. `line` and `area` are SVG `points` lists in a width x height box."""
+    for fewer than two buckets or no value at all. `line` and `area` are SVG `points` lists in a
+    width x height box. A None value (a bucket with nothing to average) is left out and the line
+    joins its neighbours; a lone value is a `dot` (x, y) where its bucket is."""
     if len(values) < 2:
         return None
-    low, top = min(0.0, min(values)), max(values)
+    known = [(i, float(v)) for i, v in enumerate(values) if v is not None]
+    if not known:
+        return None
+    low, top = min(0.0, min(v for _i, v in known)), max(v for _i, v in known)
     span = (top - low) or 1.0
     step = width / (len(values) - 1)
-    pts = [(round(i * step, 1), round(height - 2 - (v - low) / span * (height - 4), 1)) for i, v in enumerate(values)]
+    pts = [(round(i * step, 1), round(height - 2 - (v - low) / span * (height - 4), 1)) for i, v in known]
+    if len(pts) == 1:
+        return {"width": width, "height": height, "line": "", "area": "", "dot": pts[0]}
     line = " ".join(f"{x:g},{y:g}" for x, y in pts)
-    return {"width": width, "height": height, "line": line, "area": f"0,{height} {line} {width},{height}"}
+    first, last = pts[0][0], pts[-1][0]
+    return {"width": width, "height": height, "line": line, "area": f"{first:g},{height} {line} {last:g},{height}"}

@@ -14,7 +14,22 @@ from django.utils.formats import get_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext
 
-COST_SOURCES = {"reported": gettext_lazy("reported"), "priced": gettext_lazy("priced from tokens")}
+COST_SOURCES = {
+    "reported": gettext_lazy("reported"),
+    "priced": gettext_lazy("priced from tokens"),
+    "unpriced": gettext_lazy("no reported cost and no known price"),
+    "wrapped": gettext_lazy("counted once, at another span of the same call"),
+}
+# A span exported before it ended has no duration (OTLP end time 0): never shown as 0 ms.
+IN_PROGRESS = gettext_lazy("in progress")
+NO_END_HINT = gettext_lazy("No end time: the span was exported before it ended")
+# Why a search found a row (monitoring/queries/spans.py SpanRow.matched).
+MATCH_REASONS = {
+    "trace id": gettext_lazy("trace id"),
+    "name": gettext_lazy("name"),
+    "attribute": gettext_lazy("attribute %(key)s"),
+    "event": gettext_lazy("event %(name)s"),
+}
 
 OK, ERROR = "ok", "error"
 

@@ -46,6 +46,7 @@ class Kpi:
     detail: str = ""  # the line under the change (p50/p95/p99, what failed, reported vs priced)
     trend: dict | None = None  # charts.sparkline(...)
     trend_note: str = ""  # what the trend line shows
+    warning: str = ""  # what the number leaves out (calls without a price)
 
 
 def change(now: float, before: float, *, baseline: int, window: str, up_is_bad: bool, rate: bool = False) -> Change:
@@ -82,13 +83,21 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
     note = ""
     if series is not None and len(series.times) > 1:
         calls, errors = series.total("llm_calls"), series.total("errors")
+        runs, failed_runs = series.runs, series.failed_runs
         trends = {
             "total-cost": charts.sparkline(series.total("cost_usd")),
             "llm-calls": charts.sparkline(calls),
-            # LLM calls only until the series carries agent runs per bucket
-            "fail-rate": charts.sparkline([e / c if c else 0 for c, e in zip(calls, errors, strict=False)]),
+            "agent-calls": charts.sparkline(runs),
+            "avg-latency": charts.sparkline(series.avg_latency_ms()),
+            # The card's rule per bucket: (failed calls + failed runs) / (calls + runs); no attempts, no point.
+            "fail-rate": charts.sparkline(
+                [
+                    (e + f) / (c + r) if c + r else None
+                    for c, e, r, f in zip(calls, errors, runs, failed_runs, strict=False)
+                ]
+            ),
         }
-        note = _("per hour") if series.bucket == "hour" else _("per day")
+        note = {"minute": _("per minute"), "hour": _("per hour")}.get(series.bucket, _("per day"))
     failed = ngettext("%(count)s LLM call", "%(count)s LLM calls", current.llm_errors) % {
         "count": display.count(current.llm_errors)
     }
@@ -101,10 +110,10 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
             _("Total Cost"),
             display.usd(current.total_cost_usd),
             delta(current.total_cost_usd, previous.total_cost_usd, up_is_bad=True),
-            _("%(reported)s reported · %(priced)s priced from tokens")
-            % {"reported": display.usd(current.reported_cost_usd), "priced": display.usd(current.priced_cost_usd)},
+            _cost_detail(current),
             trends.get("total-cost"),
             note,
+            _unpriced_warning(current),
         ),
         Kpi(
             "llm-calls",
@@ -120,6 +129,9 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
             _("Agent Calls"),
             display.count(current.agent_calls),
             delta(current.agent_calls, previous.agent_calls, up_is_bad=False),
+            "",
+            trends.get("agent-calls"),
+            note,
         ),
         Kpi(
             "avg-latency",
@@ -132,6 +144,8 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
                 "p95": display.duration_ms(current.p95_latency_ms),
                 "p99": display.duration_ms(current.p99_latency_ms),
             },
+            trends.get("avg-latency"),
+            note,
         ),
         Kpi(
             "fail-rate",
@@ -143,3 +157,29 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
             note,
         ),
     ]
+
+
+def _cost_detail(current) -> str:
+    text = _("%(reported)s reported · %(priced)s priced from tokens") % {
+        "reported": display.usd(current.reported_cost_usd),
+        "priced": display.usd(current.priced_cost_usd),
+    }
+    if current.cache_savings_usd > 0:
+        text += " · " + _("%(saved)s saved by cached input") % {"saved": display.usd(current.cache_savings_usd)}
+    return text
+
+
+MAX_NAMED_MODELS = 3
+
+
+def _unpriced_warning(current) -> str:
+    """Calls with tokens but no reported cost and no known price add $0 to the total: say so, and which models."""
+    if not current.unpriced_calls:
+        return ""
+    models = current.unpriced_models[:MAX_NAMED_MODELS]
+    names = ", ".join(models) + ("…" if len(current.unpriced_models) > MAX_NAMED_MODELS else "")
+    return ngettext(
+        "%(count)s call has no price (%(models)s) and is counted as $0: set one in Django admin, Projects, model prices.",
+        "%(count)s calls have no price (%(models)s) and are counted as $0: set one in Django admin, Projects, model prices.",
+        current.unpriced_calls,
+    ) % {"count": display.count(current.unpriced_calls), "models": names}

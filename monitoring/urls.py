@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, traces
+from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, runs, traces
 
 app_name = "monitoring"
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path("admin/monitoring/<uuid:project_id>/analytics/<str:part>", analytics.analytics_part, name="analytics-part"),
     path("admin/monitoring/<uuid:project_id>/traces/", traces.traces, name="traces"),
     path("admin/monitoring/<uuid:project_id>/traces/export.<str:fmt>", traces.export, name="traces-export"),
+    # Before <trace_id>: "sessions" and "users" are not trace ids. One of them: ?session= / ?user=.
+    path("admin/monitoring/<uuid:project_id>/traces/sessions/", runs.sessions, name="sessions"),
+    path("admin/monitoring/<uuid:project_id>/traces/users/", runs.users, name="users"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/", traces.trace_detail, name="trace"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/spans", traces.trace_spans, name="trace-spans"),
     path("admin/monitoring/<uuid:project_id>/replay/", replay.replay, name="replay"),

@@ -62,7 +62,28 @@ def test_a_change_needs_a_previous_window_with_enough_data():
 
 def test_each_card_with_a_series_has_a_trend_line():
     cards = {k.key: k for k in kpis.overview_cards(overview(11), overview(0), "24h", series([4, 2, 5], [1, 0, 0]))}
-    assert {k for k, c in cards.items() if c.trend} == {"total-cost", "llm-calls", "fail-rate"}
+    # Avg latency has no timed call in any bucket here: no line rather than a line of zeros.
+    assert {k for k, c in cards.items() if c.trend} == {"total-cost", "llm-calls", "agent-calls", "fail-rate"}
     line = cards["llm-calls"].trend["line"].split()
     assert len(line) == 3 and line[2].startswith("120,")  # the last bucket at the right edge
     assert charts.sparkline([1.0]) is None
+
+
+def test_trend_lines_follow_each_cards_rule_per_bucket():
+    s = series([4, 0, 6], [1, 0, 0])
+    s.runs[:] = [1, 0, 4]
+    s.failed_runs[:] = [1, 0, 0]
+    s.extra["timed_calls"][:] = [4, 0, 6]
+    s.extra["duration_ns"][:] = [4 * 500_000_000, 0, 6 * 1_000_000_000]
+    assert s.avg_latency_ms() == [500.0, None, 1000.0]
+    cards = {k.key: k for k in kpis.overview_cards(overview(10, 5), overview(0), "24h", s)}
+    # Fail rate per bucket: (1 + 1) / (4 + 1) = 40 %, nothing in the second bucket (no point), 0 %.
+    fail = cards["fail-rate"].trend["line"].split()
+    assert [p.split(",")[0] for p in fail] == ["0", "120"]  # the empty bucket is left out
+    assert float(fail[0].split(",")[1]) < float(fail[1].split(",")[1])  # 40 % sits higher than 0 %
+    latency = cards["avg-latency"].trend["line"].split()
+    assert len(latency) == 2 and latency[1].startswith("120,")
+    runs = cards["agent-calls"].trend["line"].split()
+    assert len(runs) == 3 and runs[2].split(",")[1] == "2"  # the busiest bucket at the top
+    assert charts.sparkline([None, 3.0])["dot"] == (120, 2)  # a lone value is a dot where its bucket is
+    assert charts.sparkline([None, None]) is None

@@ -1,6 +1,10 @@
 """`{% load display %}`: the filters of monitoring/display.py, so templates format like views."""
 
+import re
+
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from monitoring import display
 
@@ -8,7 +12,16 @@ register = template.Library()
 
 register.filter("count", display.count)
 register.filter("usd", display.usd)
-register.filter("duration", display.duration_ms)  # value in ms
+
+
+@register.filter
+def duration(value) -> str:
+    """A duration in ms as text; None (a span without an end time) reads "in progress", never 0 ms."""
+    if value is None:
+        return str(display.IN_PROGRESS)
+    return display.duration_ms(value)
+
+
 register.filter("percent", display.percent)
 
 
@@ -28,3 +41,47 @@ def status_label(code: str) -> str:
 def cost_source(source: str) -> str:
     """Where a cost comes from ("reported" by the span, "priced" from its tokens), translated."""
     return str(display.COST_SOURCES.get(source, source))
+
+
+def _marked(text: str, start: int, end: int) -> str:
+    return escape(text[:start]) + "<mark>" + escape(text[start:end]) + "</mark>" + escape(text[end:])
+
+
+@register.filter
+def highlight(text, term) -> str:
+    """`text` escaped, every case-insensitive occurrence of the search `term` in <mark>."""
+    text, term = str(text or ""), str(term or "").strip()
+    if not term:
+        return escape(text)
+    parts, pos = [], 0
+    for m in re.finditer(re.escape(term), text, flags=re.IGNORECASE):
+        parts.append(escape(text[pos : m.start()]) + "<mark>" + escape(m.group()) + "</mark>")
+        pos = m.end()
+    parts.append(escape(text[pos:]))
+    return mark_safe("".join(parts))
+
+
+@register.filter
+def short_id(trace_id, term="") -> str:
+    """The first 8 hex digits of a trace id (what tables show), its start in <mark> when the search
+    `term` is a prefix of the id (the way a short id is searched)."""
+    trace_id, term = str(trace_id or ""), str(term or "").strip().lower()
+    short = trace_id[:8]
+    if term and trace_id.startswith(term):
+        return mark_safe(_marked(short, 0, min(len(term), len(short))))
+    return escape(short)
+
+
+@register.filter
+def match_reason(matched: str) -> str:
+    """Why a search found a row ("trace id", "name", "attribute <key>", "event <name>"), translated."""
+    kind, _sep, rest = str(matched or "").partition(" ")
+    if matched == "trace id":
+        return str(display.MATCH_REASONS["trace id"])
+    if kind == "name":
+        return str(display.MATCH_REASONS["name"])
+    if kind == "attribute":
+        return str(display.MATCH_REASONS["attribute"]) % {"key": rest}
+    if kind == "event":
+        return str(display.MATCH_REASONS["event"]) % {"name": rest}
+    return str(matched or "")

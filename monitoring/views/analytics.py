@@ -58,6 +58,20 @@ def analytics(request, flt, membership):
             charts.calls_and_errors(series),
             none,
         ),
+        _panel(
+            "input-cache",
+            _("Input Cache"),
+            _cache_note(series),
+            charts.input_cache(series),
+            _("No cached input in this window (the provider's prompt cache was not used or not reported)."),
+        ),
+        _panel(
+            "agent-runs",
+            _("Agent Runs"),
+            per[3],
+            charts.agent_runs(series),
+            _("No agent runs in this window."),
+        ),
         _lazy("agent-flow", _("Agent Flow Graph"), part_url.replace("%7Bpart%7D", "flow"), wide=True),
         _lazy("breakdowns", _("Latency and breakdowns"), part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
     ]
@@ -70,6 +84,9 @@ def analytics(request, flt, membership):
         {"label": _("Output tokens"), "key": "output_tokens", "text": display.count(totals["output_tokens"])},
         {"label": _("Agent runs"), "key": "agent_runs", "text": display.count(runs)},
     ]
+    saved = sum(series.total("cache_savings_usd"))
+    if saved:
+        stats.append({"label": _("Saved by cached input"), "key": "cache_savings_usd", "text": display.usd(saved)})
     return {
         "series": series,
         "stats": stats,
@@ -93,6 +110,7 @@ def analytics_part(request, flt, membership, part: str):
                     _("No agent runs in this window."),
                     wide=True,
                 )
+                | {"legend": charts.flow_legend(flow)}
             ]
         }
     if part == "breakdowns":
@@ -127,6 +145,22 @@ def _panel(key: str, title: str, note: str, figure: dict | None, empty: str, wid
         "empty": empty,
         "wide": wide,
     }
+
+
+def _cache_note(series) -> str:
+    """What the Input Cache card's bars are, and what the cache did: "tokens per hour · 62% of input
+    from cache · $1.20 saved"."""
+    inputs = sum(series.total("input_tokens"))
+    read = sum(series.total("cache_read_tokens"))
+    saved = sum(series.total("cache_savings_usd"))
+    parts = [
+        {"minute": _("tokens per minute"), "hour": _("tokens per hour"), "day": _("tokens per day")}[series.bucket]
+    ]
+    if inputs and read:
+        parts.append(_("%(share)s of input from cache") % {"share": display.percent(read / inputs, 0)})
+    if saved:
+        parts.append(_("%(saved)s saved") % {"saved": display.usd(saved)})
+    return " · ".join(parts)
 
 
 def _flow_note(flow: questions.FlowGraph) -> str:

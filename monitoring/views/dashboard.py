@@ -49,7 +49,7 @@ CLICKHOUSE_TROUBLE = {
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status")
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays")
 
 
 def filter_query(request, **changes) -> str:
@@ -130,6 +130,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 "zone_label": preferences.zone_label(zone),
             }
             status = 200
+            template_name = template
             if not form.is_valid():
                 context["form_error"] = form.error_text()
                 status = 400
@@ -144,6 +145,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                         return result
                     if isinstance(result, tuple):  # (context, status)
                         result, status = result
+                    template_name = result.pop("tab_template", template_name)  # a sub-tab with its own page
                     context |= result
                 except clickhouse.ClickHouseError as exc:
                     context |= {
@@ -154,10 +156,10 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                     status = 504 if exc.kind == clickhouse.TIMEOUT else 503
             if request.htmx and request.htmx.target == "panel" and _has_panel(template):
                 # The panel, plus the tab bar out of band so the active tab follows.
-                response = render(request, template + "#panel", context, status=status)
+                response = render(request, template_name + "#panel", context, status=status)
                 response.content += render_to_string("monitoring/_tabs.html", context | {"oob": True}, request).encode()
                 return response
-            return render(request, template, context, status=status)
+            return render(request, template_name, context, status=status)
 
         return view
 
@@ -168,7 +170,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 def overview(request, flt, membership):
     current = overview_q.overview(flt)
     previous = overview_q.overview(flt.with_window(flt.window.previous()))
-    series = analytics.timeseries(flt) if current.llm_calls else None  # the cards' trend lines
+    series = analytics.timeseries(flt) if current.sample else None  # the cards' trend lines
     return {
         "overview": current,
         "kpis": kpis.overview_cards(current, previous, flt.window.range, series),

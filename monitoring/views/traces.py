@@ -25,14 +25,14 @@ from django.views.decorators.http import require_GET
 from monitoring import access, clickhouse, display, messages
 from monitoring import traces as tq
 from monitoring.forms import FilterForm
+from monitoring.views import runs as runs_views
 from monitoring.views.api import api_view, filter_or_400, iso, zone_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/traces.html"
 _MORE_ROWS_TARGET = "trace-more"  # the "Older" row: htmx swaps it for the next page's rows
 _MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
-# The sub-tabs as people read them (traces.KINDS names the same keys), and what an empty one says.
-KIND_LABELS = {"agent": gettext_lazy("Agent"), "llm": gettext_lazy("LLM Call"), "all": gettext_lazy("All")}
+# What an empty sub-tab says (its label: monitoring/views/runs.py SUBTABS).
 KIND_EMPTY = {
     "agent": gettext_lazy("No agent spans match in this window."),
     "llm": gettext_lazy("No LLM calls match in this window."),
@@ -53,23 +53,28 @@ def replay_url(project_id, trace_id: str, span_id: str = "") -> str:
 
 
 def span_list(request, flt, membership):
+    """Traces: the runs list (`kind=runs`, the default sub-tab: monitoring/views/runs.py) or a span
+    list (`kind=agent|llm|all`)."""
+    # A search without a sub-tab (a link from before the runs list was the default) searches steps.
+    searched = request.GET.get("q") or request.GET.get("min_ms")
+    kind = request.GET.get("kind") or ("agent" if searched else runs_views.DEFAULT_KIND)
+    if kind == "runs":
+        return runs_views.runs_list(request, flt, membership)
     query = request.GET.copy()
     query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
+    query["kind"] = kind
+    pid = membership.project_id
     try:
         lq = tq.ListQuery.from_query(query)
     except tq.BadQuery as exc:
-        return {"form_error": str(exc), "lq": tq.ListQuery()}, 400
+        return {"form_error": str(exc), "lq": tq.ListQuery(), "kind_links": runs_views.subtab_links(request, pid)}, 400
     page = tq.list_spans(flt, lq)
-    pid = membership.project_id
     base = reverse("monitoring:traces", args=[pid])
     keep = lq.query()
     context = {
         "lq": lq,
         "page": page,
-        "kind_links": [
-            {"key": k, "label": KIND_LABELS.get(k, label), "url": base + filter_query(request, **{**keep, "kind": k})}
-            for k, label in tq.KINDS.items()
-        ],
+        "kind_links": runs_views.subtab_links(request, pid, keep),
         "empty_text": KIND_EMPTY.get(lq.kind, KIND_EMPTY["all"]),
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
         "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
@@ -226,7 +231,10 @@ def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
         if row.span is not None:
             s = row.span
             line["left"] = round(min(max((s.ts - t0) / total * 100, 0), 100), 3)
-            line["width"] = round(max(min(s.duration_ns / total * 100, 100 - line["left"]), 0.15), 3)
+            if s.has_end:
+                line["width"] = round(max(min(s.duration_ns / total * 100, 100 - line["left"]), 0.15), 3)
+            else:  # no end time: the bar runs on to the trace's end (drawn hatched), never a 0 ms sliver
+                line["width"] = round(max(100 - line["left"], 0.15), 3)
             line["offset_ms"] = round((s.ts - t0) / 1e6, 3)
         else:
             line["more_url"] = (
@@ -353,6 +361,7 @@ def trace_detail(request, flt, membership, trace_id):
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
+        "in_progress": any(not s.has_end for s in spans),  # its duration is a lower bound
         "lines": _tree_lines(tq.visible_rows(spans), summary.start_ns, total, spans_url),
         "ticks": _ticks(total),
         "spans_url": spans_url,
@@ -434,10 +443,15 @@ def trace_spans(request, project_id, trace_id):
 
 @api_view
 def api_traces(request, membership):
-    """GET /api/v1/projects/<id>/traces?kind=&q=&min_ms=&cursor=&limit= + the filter bar's parameters."""
+    """GET /api/v1/projects/<id>/traces?kind=&q=&min_ms=&cursor=&limit= + the filter bar's parameters.
+
+    `kind=agent` (the default: agent steps, one row per step span), `llm`, `all`: span rows;
+    `kind=runs`: one row per agent run (monitoring/views/runs.py `api_runs`)."""
     flt, error = filter_or_400(request, membership)
     if error:
         return error
+    if request.GET.get("kind") == "runs":
+        return runs_views.api_runs(request, flt)
     try:
         lq = tq.ListQuery.from_query(request.GET, max_limit=tq.MAX_LIMIT)
     except tq.BadQuery as exc:

@@ -1,0 +1,291 @@
+"""Traces > Agent runs, Sessions and Users: one row per agent run, per session and per end user, a
+page per session (its runs in order, the conversation as one chat) and per end user, and the read
+API's runs list (`/api/v1/projects/<id>/traces?kind=runs`).
+
+The questions live in monitoring/queries/runs.py and monitoring/queries/sessions.py; this module
+turns requests into them and answers into pages. A session or user is named in the query string
+(`?session=`, `?user=`), never in the path: their ids are whatever clients sent ("a/b", "..").
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections import OrderedDict
+
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from monitoring import charts, display
+from monitoring.queries import runs as runs_q
+from monitoring.queries import sessions as sessions_q
+from monitoring.queries import timeseries as timeseries_q
+from monitoring.queries.filter import Window, from_nanos
+from monitoring.queries.spans import BadQuery
+from monitoring.views.api import iso
+from monitoring.views.dashboard import dashboard_tab, filter_query
+
+TEMPLATE = "monitoring/tabs/runs.html"
+PEOPLE_TEMPLATE = "monitoring/tabs/people.html"
+_MORE_ROWS_TARGET = "run-more"  # the "Older" row: htmx swaps it for the next page's rows
+USER_RUNS_SHOWN = 50  # a user's page lists this many runs; the runs list has them all
+USER_RUNS_READ = 500  # runs read for a user's sessions and cost line
+
+DEFAULT_KIND = "runs"  # Traces opens on the runs list (the API's default `kind` stays `agent`)
+# The Traces tab's sub-tabs: what each list holds. `kind` values of the span lists are
+# monitoring/queries/spans.py KINDS; "runs" is the runs list (this module).
+SUBTABS = (
+    ("runs", gettext_lazy("Agent runs")),
+    ("agent", gettext_lazy("Agent steps")),
+    ("llm", gettext_lazy("LLM Call")),
+    ("all", gettext_lazy("All")),
+)
+PEOPLE = (("sessions", gettext_lazy("Sessions")), ("users", gettext_lazy("Users")))
+
+
+def subtab_links(request, project_id, keep: dict | None = None) -> list[dict]:
+    """The sub-tabs of Traces, each keeping the filter bar (and `keep`, the span lists' search)."""
+    base = reverse("monitoring:traces", args=[project_id])
+    links = []
+    for key, label in SUBTABS:
+        extra = {} if key == "runs" else (keep or {})
+        links.append({"key": key, "label": label, "url": base + filter_query(request, **{**extra, "kind": key})})
+    for key, label in PEOPLE:
+        links.append(
+            {"key": key, "label": label, "url": reverse(f"monitoring:{key}", args=[project_id]) + filter_query(request)}
+        )
+    return links
+
+
+def people_urls(request, project_id) -> dict:
+    """Where a session or an end user opens: the template appends the key (`|urlencode:""`)."""
+    keep = filter_query(request)
+    sep = "&" if keep else "?"
+    return {
+        "session_url": reverse("monitoring:sessions", args=[project_id]) + keep + sep + "session=",
+        "user_url": reverse("monitoring:users", args=[project_id]) + keep + sep + "user=",
+    }
+
+
+# --- Traces > Agent runs ---------------------------------------------------------------------------
+
+SAME_INSTANT = 20  # runs that may share the microsecond a time-sorted page ends on
+
+
+def runs_page(flt, rq: runs_q.RunQuery) -> runs_q.RunPage:
+    """`runs_q.list_runs`, with the time sort's keyset applied here.
+
+    list_runs binds a time cursor (Start in ns) as Float64 against the DateTime64 column, which
+    ClickHouse reads as seconds, so every row is "below" it and the next page repeats the first.
+    Until that is fixed there (asked of monitoring/queries/runs.py), a later page of the time sort
+    narrows the window to end just after the cursor's microsecond and drops, here, the rows at or
+    above the cursor (exact keyset order: start ns, then trace id, descending).
+    """
+    if rq.sort != "time" or rq.cursor is None:
+        return runs_q.list_runs(flt, rq)
+    below = (int(rq.cursor.value), rq.cursor.trace_id)
+    end = min(flt.window.end, from_nanos(below[0]) + dt.timedelta(microseconds=1))
+    if end <= flt.window.start:
+        return runs_q.RunPage([], None)
+    narrowed = flt.with_window(Window(flt.window.start, end, flt.window.range))
+    wide = runs_q.RunQuery("time", rq.session, rq.user, None, rq.limit + SAME_INSTANT)
+    got = runs_q.list_runs(narrowed, wide)
+    items = [r for r in got.items if (r.start_ns, r.trace_id) < below]
+    more = len(items) > rq.limit or got.next_cursor is not None
+    items = items[: rq.limit]
+    cursor = runs_q.RunCursor(items[-1].start_ns, items[-1].trace_id).encode() if more and items else None
+    return runs_q.RunPage(items, cursor)
+
+
+def runs_list(request, flt, membership) -> dict | tuple:
+    """One row per agent run of the window, sorted by start, duration or cost (`sort=`), narrowed to a
+    session or an end user (`session=`, `user=`), paged by keyset (`cursor=`)."""
+    pid = membership.project_id
+    query = request.GET.copy()
+    query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
+    base = reverse("monitoring:traces", args=[pid])
+    context = {"kind": "runs", "kind_links": subtab_links(request, pid), "tab_template": TEMPLATE}
+    try:
+        rq = runs_q.RunQuery.from_query(query)
+    except BadQuery as exc:
+        return context | {"form_error": str(exc), "rq": runs_q.RunQuery()}, 400
+    page = runs_page(flt, rq)
+    runs_q.add_previews(flt.project_id, page.items)
+    keep = {"kind": "runs", "sort": rq.sort if rq.sort != "time" else "", "session": rq.session, "user": rq.user}
+    context |= {
+        "rq": rq,
+        "runs": page.items,
+        # Sorting starts over at the first page (a cursor belongs to its order).
+        "sort_urls": {
+            key: base + filter_query(request, **{**keep, "sort": key if key != "time" else ""}) for key in runs_q.SORTS
+        },
+        "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
+        "newest_url": base + filter_query(request, **keep) if rq.cursor else "",
+        "clear_url": base + filter_query(request, kind="runs", sort=keep["sort"]),
+        "trace_base": base,
+        "back_query": filter_query(request, **keep),
+        "filter_hidden": [
+            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
+        ],
+        **people_urls(request, pid),
+    }
+    if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
+        return render(request, TEMPLATE + "#runs-rows", {"project": membership.project, **context})
+    return context
+
+
+def api_runs(request, flt) -> JsonResponse:
+    """`GET …/traces?kind=runs&sort=&session=&user=&cursor=&limit=`: `{"items": [run…], "next_cursor"}`."""
+    try:
+        rq = runs_q.RunQuery.from_query(request.GET)
+    except BadQuery as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    page = runs_page(flt, rq)
+    runs_q.add_previews(flt.project_id, page.items)
+    items = []
+    for run in page.items:
+        data = run.as_dict()
+        data["start"] = iso(run.start, flt.tz)
+        data["status"] = run.status
+        items.append(data)
+    return JsonResponse({"items": items, "next_cursor": page.next_cursor})
+
+
+# --- sessions and users ----------------------------------------------------------------------------
+
+
+def _find(groups: list[sessions_q.Group], key: str) -> sessions_q.Group | None:
+    return next((g for g in groups if g.key == key), None)
+
+
+def _from_runs(key: str, runs: list[runs_q.RunRow]) -> sessions_q.Group | None:
+    """A session's or user's numbers from its runs, when the list (newest MAX_ROWS) does not hold it."""
+    if not runs:
+        return None
+    return sessions_q.Group(
+        key=key,
+        calls=sum(r.llm_calls for r in runs),
+        errors=0,
+        cost_usd=round(sum(r.cost_usd for r in runs), 10),
+        input_tokens=sum(r.input_tokens for r in runs),
+        output_tokens=sum(r.output_tokens for r in runs),
+        runs=len(runs),
+        failed_runs=sum(r.failed for r in runs),
+        first_ns=min(r.start_ns for r in runs),
+        last_ns=max(r.start_ns for r in runs),
+        unpriced=sum(r.unpriced_calls for r in runs),
+    )
+
+
+def _group_links(request, project_id, which: str) -> dict:
+    return {
+        "kind": which,
+        "kind_links": subtab_links(request, project_id),
+        "tab_template": PEOPLE_TEMPLATE,
+        "trace_base": reverse("monitoring:traces", args=[project_id]),
+        "back_query": filter_query(request, kind="runs"),
+        **people_urls(request, project_id),
+    }
+
+
+def _search_url(request, project_id, key: str) -> str:
+    """Every span whose name, attributes or events hold the key (a session or user id is an attribute)."""
+    return reverse("monitoring:traces", args=[project_id]) + filter_query(request, kind="all", q=key[:500])
+
+
+@dashboard_tab("traces", template=PEOPLE_TEMPLATE)
+def sessions(request, flt, membership):
+    """Traces > Sessions: every session of the window (`session.id`, `gen_ai.conversation.id` and the
+    SDKs' spellings), most recently active first; `?session=<id>` opens one."""
+    pid = membership.project_id
+    context = _group_links(request, pid, "sessions")
+    key = (request.GET.get("session") or "").strip()
+    if not key:
+        return context | {"groups": sessions_q.sessions(flt), "group_kind": "session"}
+    if len(key) > 500:
+        return context | {"form_error": _("A session id is at most 500 characters.")}, 400
+    runs = sessions_q.session_runs(flt, key)
+    group = _find(sessions_q.sessions(flt), key) or _from_runs(key, runs)
+    users = sorted({r.end_user for r in runs if r.end_user})
+    return context | {
+        "session": key,
+        "group": group,
+        "session_runs": runs,
+        "conversation": [
+            {"run": r, "number": i, "input": r.first_input, "output": r.last_output} for i, r in enumerate(runs, 1)
+        ],
+        "session_users": users,
+        "list_url": reverse("monitoring:sessions", args=[pid]) + filter_query(request),
+        "search_url": _search_url(request, pid, key),
+        "runs_url": reverse("monitoring:traces", args=[pid]) + filter_query(request, kind="runs", session=key),
+    }
+
+
+@dashboard_tab("traces", template=PEOPLE_TEMPLATE)
+def users(request, flt, membership):
+    """Traces > Users: every end user of the window (`user.id`, `enduser.id`, LiteLLM's end user),
+    most recently active first; `?user=<id>` opens one: their numbers, sessions and runs."""
+    pid = membership.project_id
+    context = _group_links(request, pid, "users")
+    key = (request.GET.get("user") or "").strip()
+    if not key:
+        return context | {"groups": sessions_q.users(flt), "group_kind": "user"}
+    if len(key) > 500:
+        return context | {"form_error": _("A user id is at most 500 characters.")}, 400
+    page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
+    runs = page.items
+    group = _find(sessions_q.users(flt), key) or _from_runs(key, runs)
+    shown = runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN])
+    return context | {
+        "end_user": key,
+        "group": group,
+        "user_runs": shown,
+        "more_runs": len(runs) > len(shown) or page.next_cursor is not None,
+        "user_sessions": _sessions_of(runs),
+        "cost_line": _cost_line(flt, runs),
+        "list_url": reverse("monitoring:users", args=[pid]) + filter_query(request),
+        "search_url": _search_url(request, pid, key),
+        "runs_url": reverse("monitoring:traces", args=[pid]) + filter_query(request, kind="runs", user=key),
+    }
+
+
+def _sessions_of(runs: list[runs_q.RunRow]) -> list[dict]:
+    """A user's sessions from their runs: runs, LLM calls, cost, first and last start, newest first."""
+    found: OrderedDict[str, dict] = OrderedDict()
+    for r in runs:
+        if not r.session:
+            continue
+        s = found.setdefault(
+            r.session,
+            {"key": r.session, "runs": 0, "calls": 0, "cost_usd": 0.0, "failed": 0, "first": r.start, "last": r.start},
+        )
+        s["runs"] += 1
+        s["calls"] += r.llm_calls
+        s["cost_usd"] += r.cost_usd
+        s["failed"] += r.failed
+        s["first"], s["last"] = min(s["first"], r.start), max(s["last"], r.start)
+    return sorted(found.values(), key=lambda s: s["last"], reverse=True)
+
+
+def _cost_line(flt, runs: list[runs_q.RunRow]) -> dict | None:
+    """The cost of a user's runs per bucket of the window (the Analytics buckets of the viewer's zone),
+    as a sparkline with its bucket name; None without runs."""
+    if not runs:
+        return None
+    bucket = timeseries_q.bucket_for(flt)
+    starts = [int(t.timestamp() * 1e9) for t in timeseries_q.bucket_starts(flt, bucket)]
+    if len(starts) < 2:
+        return None
+    costs = [0.0] * len(starts)
+    for r in runs:
+        costs[max(bisect.bisect_right(starts, r.start_ns) - 1, 0)] += r.cost_usd
+    notes = {"minute": _("per minute"), "hour": _("per hour"), "day": _("per day")}
+    return {
+        "trend": charts.sparkline(costs, width=240, height=40),
+        "note": notes[bucket],
+        "total": display.usd(sum(costs)),
+        "peak": display.usd(max(costs)),
+    }
