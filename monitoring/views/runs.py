@@ -10,7 +10,6 @@ turns requests into them and answers into pages. A session or user is named in t
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 from collections import OrderedDict
 
 from django.http import JsonResponse
@@ -23,7 +22,6 @@ from monitoring import charts, display
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sessions as sessions_q
 from monitoring.queries import timeseries as timeseries_q
-from monitoring.queries.filter import Window, from_nanos
 from monitoring.queries.spans import BadQuery
 from monitoring.views.api import iso
 from monitoring.views.dashboard import dashboard_tab, filter_query
@@ -72,33 +70,6 @@ def people_urls(request, project_id) -> dict:
 
 # --- Traces > Agent runs ---------------------------------------------------------------------------
 
-SAME_INSTANT = 20  # runs that may share the microsecond a time-sorted page ends on
-
-
-def runs_page(flt, rq: runs_q.RunQuery) -> runs_q.RunPage:
-    """`runs_q.list_runs`, with the time sort's keyset applied here.
-
-    list_runs binds a time cursor (Start in ns) as Float64 against the DateTime64 column, which
-    ClickHouse reads as seconds, so every row is "below" it and the next page repeats the first.
-    Until that is fixed there (asked of monitoring/queries/runs.py), a later page of the time sort
-    narrows the window to end just after the cursor's microsecond and drops, here, the rows at or
-    above the cursor (exact keyset order: start ns, then trace id, descending).
-    """
-    if rq.sort != "time" or rq.cursor is None:
-        return runs_q.list_runs(flt, rq)
-    below = (int(rq.cursor.value), rq.cursor.trace_id)
-    end = min(flt.window.end, from_nanos(below[0]) + dt.timedelta(microseconds=1))
-    if end <= flt.window.start:
-        return runs_q.RunPage([], None)
-    narrowed = flt.with_window(Window(flt.window.start, end, flt.window.range))
-    wide = runs_q.RunQuery("time", rq.session, rq.user, None, rq.limit + SAME_INSTANT)
-    got = runs_q.list_runs(narrowed, wide)
-    items = [r for r in got.items if (r.start_ns, r.trace_id) < below]
-    more = len(items) > rq.limit or got.next_cursor is not None
-    items = items[: rq.limit]
-    cursor = runs_q.RunCursor(items[-1].start_ns, items[-1].trace_id).encode() if more and items else None
-    return runs_q.RunPage(items, cursor)
-
 
 def runs_list(request, flt, membership) -> dict | tuple:
     """One row per agent run of the window, sorted by start, duration or cost (`sort=`), narrowed to a
@@ -112,7 +83,7 @@ def runs_list(request, flt, membership) -> dict | tuple:
         rq = runs_q.RunQuery.from_query(query)
     except BadQuery as exc:
         return context | {"form_error": str(exc), "rq": runs_q.RunQuery()}, 400
-    page = runs_page(flt, rq)
+    page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items)
     keep = {"kind": "runs", "sort": rq.sort if rq.sort != "time" else "", "session": rq.session, "user": rq.user}
     context |= {
@@ -143,7 +114,7 @@ def api_runs(request, flt) -> JsonResponse:
         rq = runs_q.RunQuery.from_query(request.GET)
     except BadQuery as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    page = runs_page(flt, rq)
+    page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items)
     items = []
     for run in page.items:
