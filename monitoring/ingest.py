@@ -14,9 +14,17 @@ Rows follow OTEL.md §1/§2 (``COLUMNS`` is the INSERT order) with the exporter'
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
-  a parent or link id has a wrong length, or when a timestamp is past 2262 (int64 ns overflow,
-  out of DateTime64(9) range). The collector would fail the whole request instead.
-- ``Duration`` is clamped at 0 when end < start (the exporter's uint64 subtraction wraps around).
+  a parent or link id has a wrong length, when its start time is past 2106-02-07 06:28:15 UTC (the
+  table's TTL and the TraceId lookup use 32-bit ``DateTime``: ClickHouse would wrap the value and
+  drop the row unseen), or when an event time is past 2262 (int64 ns overflow, out of
+  DateTime64(9) range). The collector would fail the whole request instead.
+- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00.
+- ``Duration`` is exactly what the stock exporter writes (``exporter_traces.go``:
+  ``r.EndTimestamp().AsTime().Sub(r.StartTimestamp().AsTime()).Nanoseconds()`` into a ``UInt64``
+  column through clickhouse-go, whose ``UInt64.AppendRow`` converts the int64 with Go's
+  wrap-around conversion): end - start, saturated to the int64 range by ``time.Time.Sub``, then
+  taken modulo 2**64. So a span exported while still running (end time 0) or with end < start has
+  a Duration of 2**64 - (start - end) — a value >= 2**63 — which readers treat as "no end time".
 - Duplicate attribute keys: the first one wins at the top level (what pdata ``Map.Get`` and a
   ClickHouse map lookup see); inside kvlist values the last one wins (pdata ``Map.AsRaw``).
 """
@@ -82,6 +90,11 @@ _STATUS_CODES = ("Unset", "Ok", "Error")
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
+_UINT64 = 2**64
+# The last second a 32-bit ClickHouse DateTime holds (2106-02-07 06:28:15 UTC), in ns; the table's
+# TTL `toDateTime(Timestamp) + ...` and the TraceId lookup's `Start DateTime` need the start time in it.
+DATETIME32_MAX_NANOS = (2**32 - 1) * 1_000_000_000 + 999_999_999
 
 
 class IngestError(Exception):
@@ -147,6 +160,10 @@ def _gunzip(data: bytes) -> bytes:
     return bytes(out)
 
 
+# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 bytes cannot carry one.
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
 def _parse_json(body: bytes) -> ExportTraceServiceRequest:
     try:
         doc = json.loads(body)
@@ -154,11 +171,32 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
         raise IngestError(400, f"invalid JSON body: {exc}") from None
     if not isinstance(doc, dict):
         raise IngestError(400, "invalid OTLP JSON: the body must be a JSON object")
+    if _SURROGATE_ESCAPE_RE.search(body) and _has_lone_surrogate(doc):
+        # RFC 8259 §8.2: such a string is not Unicode; protobuf cannot hold it in a key or a string field.
+        raise IngestError(400, "invalid OTLP JSON: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
     _hex_ids_to_base64(doc)
     try:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError) as exc:
+    except Exception as exc:  # ParseError, OverflowError (1e400 as an int), TypeError...: all the body's
         raise IngestError(400, f"invalid OTLP JSON: {exc}") from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True if any key or string in the parsed JSON document cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
@@ -248,8 +286,8 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
 
 def _span_row(span: Span) -> Row:
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if start > _INT64_MAX:
-        raise _RejectedSpan("start time out of range")
+    if start > DATETIME32_MAX_NANOS:
+        raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
     events = span.events
     if any(event.time_unix_nano > _INT64_MAX for event in events):
         raise _RejectedSpan("event time out of range")
@@ -263,7 +301,7 @@ def _span_row(span: Span) -> Row:
         "SpanName": span.name,
         "SpanKind": _enum_name(_SPAN_KINDS, span.kind),
         "SpanAttributes": attributes_to_map(span.attributes),
-        "Duration": max(end - start, 0),
+        "Duration": exporter_duration(start, end),
         "StatusCode": _enum_name(_STATUS_CODES, span.status.code),
         "StatusMessage": span.status.message,
         "Events.Timestamp": [event.time_unix_nano for event in events],
@@ -274,6 +312,18 @@ def _span_row(span: Span) -> Row:
         "Links.TraceState": [link.trace_state for link in links],
         "Links.Attributes": [attributes_to_map(link.attributes) for link in links],
     }
+
+
+def exporter_duration(start: int, end: int) -> int:
+    """The stock exporter's Duration (ns, UInt64) for OTLP start/end times (uint64 ns).
+
+    Go: ``pcommon.Timestamp.AsTime`` is ``time.Unix(0, int64(ts))``; ``time.Time.Sub`` saturates at
+    the int64 range; clickhouse-go converts the int64 to UInt64 by wrapping. So end < start (end 0
+    for a span still running) gives 2**64 - (start - end), a value >= 2**63.
+    """
+    as_int64 = [t - _UINT64 if t > _INT64_MAX else t for t in (start, end)]
+    difference = min(max(as_int64[1] - as_int64[0], _INT64_MIN), _INT64_MAX)
+    return difference % _UINT64
 
 
 def _required_id(raw: bytes, size: int, name: str) -> str:
@@ -398,6 +448,11 @@ def _is_json(content_type: str | None) -> bool:
     return _media_type(content_type) == JSON_CONTENT_TYPE
 
 
+def response_content_type(request_content_type: str | None) -> str:
+    """Answer in the request's encoding (OTLP/HTTP: JSON for JSON, else protobuf)."""
+    return JSON_CONTENT_TYPE if _is_json(request_content_type) else PROTOBUF_CONTENT_TYPE
+
+
 def _serialize(message: Message, as_json: bool) -> bytes:
     if as_json:
         return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
@@ -422,12 +477,17 @@ def key_values(d: dict[str, Any]) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in d.items() if v is not None]
 
 
+def _wire_text(message: str) -> str:
+    """Text a protobuf string field can hold: an error may quote the input, lone surrogates included."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def encode_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> bytes:
     """ExportTraceServiceResponse in the request's encoding; partialSuccess only when needed."""
     response = ExportTraceServiceResponse()
     if rejected_spans > 0 or error_message:
         response.partial_success.rejected_spans = rejected_spans
-        response.partial_success.error_message = error_message
+        response.partial_success.error_message = _wire_text(error_message)
     return _serialize(response, _is_json(content_type))
 
 
@@ -475,5 +535,5 @@ def status_body(content_type: str, code: int, message: str) -> tuple[bytes, str]
     """
     grpc_code = code if code < 100 else _GRPC_CODE_FOR_HTTP.get(code, _GRPC_UNKNOWN)
     as_json = _is_json(content_type)
-    body = _serialize(Status(code=grpc_code, message=message), as_json)
+    body = _serialize(Status(code=grpc_code, message=_wire_text(message)), as_json)
     return body, JSON_CONTENT_TYPE if as_json else PROTOBUF_CONTENT_TYPE

@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "monitoring.ingest_batcher.StartWriterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -135,6 +136,19 @@ CLICKHOUSE = {
     "TTL_DAYS": env_int("CLICKHOUSE_TTL_DAYS", 30, minimum=0, maximum=36500),
     "CONNECT_TIMEOUT": env_float("CLICKHOUSE_CONNECT_TIMEOUT", 30.0),
     "QUERY_TIMEOUT": env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
+}
+# OTLP ingest (monitoring/ingest_batcher.py): concurrent requests merged into one insert per
+# INGEST_BATCH_SECONDS; batches ClickHouse cannot take are kept in a local spool (fsync'ed before the
+# 200) and stored when it is back. INGEST_SPOOL_MAX_MB=0 disables the spool (then: 503 + Retry-After).
+INGEST = {
+    "BATCH_SECONDS": env_float("INGEST_BATCH_SECONDS", 0.2),
+    "BATCH_MAX_SPANS": env_int("INGEST_BATCH_MAX_SPANS", 20000, minimum=1),
+    "MAX_QUEUED_SPANS": env_int("INGEST_MAX_QUEUED_SPANS", 200000, minimum=1),
+    # How long a request waits for its rows to be stored or spooled before answering 503.
+    "ACK_TIMEOUT": CLICKHOUSE["CONNECT_TIMEOUT"] + CLICKHOUSE["QUERY_TIMEOUT"] + 5,
+    "SPOOL_DIR": env_str("INGEST_SPOOL_DIR", str(VAR_DIR / "spool")),
+    "SPOOL_MAX_BYTES": env_int("INGEST_SPOOL_MAX_MB", 1024, minimum=0) * 1024 * 1024,
+    "START_ON_LOAD": True,
 }
 DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086b69f7598b")
 
