@@ -1,9 +1,10 @@
 """The one writer of received spans: merges concurrent OTLP requests into few inserts, never loses one.
 
 Request threads hand their rows to :func:`submit` and wait for the outcome; one writer thread per
-process collects what arrives within ``INGEST["BATCH_SECONDS"]`` (or up to ``BATCH_MAX_SPANS``)
-and stores it with one ClickHouse insert: fewer, bigger parts, and the insert (which releases the
-GIL) overlaps with other requests being decoded. A request is acknowledged only after its rows are
+process stores everything queued with one ClickHouse insert (up to ``BATCH_MAX_SPANS``), at most
+one insert per ``INGEST["BATCH_SECONDS"]``: a lone request is written at once, while under load the
+requests that arrive during an insert (which releases the GIL and overlaps with their decoding) go
+together into the next one — fewer, bigger parts. A request is acknowledged only after its rows are
 stored, or written durably to the spool (monitoring.spool):
 
 - insert ok                               -> STORED
@@ -83,6 +84,7 @@ class SpanWriter:
         self._queued_spans = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._last_insert = 0.0  # time.monotonic() when the last insert started
         # While the spool holds batches ClickHouse is presumed down: new batches go to the spool.
         self._spooling = bool(self.spool and not self.spool.stats().empty)
         self._wake_flusher = threading.Event()
@@ -128,7 +130,7 @@ class SpanWriter:
                 self._cond.wait()
             if self._stopping:
                 return []
-            deadline = time.monotonic() + self.linger
+            deadline = self._last_insert + self.linger
             while self._queued_spans < self.max_spans and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -160,6 +162,7 @@ class SpanWriter:
             self._to_spool(batch)
             return
         rows = [row for item in batch for row in item.rows]
+        self._last_insert = time.monotonic()
         try:
             self.store(rows)
         except clickhouse.ClickHouseError as exc:

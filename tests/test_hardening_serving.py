@@ -1,0 +1,71 @@
+"""The web server as bin/demo runs it (config/serve.sh, embedded mode): slow senders cannot starve it,
+chunked bodies are stored. A real server on a loopback port, real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+import pytest
+from live_portal import LivePortal
+from otlp import S, request
+
+
+@pytest.fixture(scope="module")
+def portal():
+    live = LivePortal().prepare().start()
+    yield live
+    live.stop()
+
+
+def _stalled(portal: LivePortal, path: str) -> socket.socket:
+    """A connection that declares a 1000-byte body and sends 10 bytes of it, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", portal.port), timeout=5)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+        f"Authorization: Bearer {portal.ingest_key}\r\nContent-Length: 1000\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"0123456789")
+    return sock
+
+
+def test_nine_stalled_bodies_do_not_starve_other_requests(portal):
+    stalled = [_stalled(portal, path) for path in ["/v1/traces"] * 5 + ["/accounts/login/"] * 4]
+    try:
+        time.sleep(0.5)  # let the server take them all
+        timings = []
+        for i in range(12):
+            started = time.monotonic()
+            if i % 2:
+                status = portal.request("GET", "/accounts/login/", timeout=5)[0]
+            else:
+                status = portal.post_spans(request(S(f"during-{i}")).SerializeToString(), timeout=5)[0]
+            timings.append(time.monotonic() - started)
+            assert status == 200
+        assert max(timings) < 5.0, timings
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_a_chunked_body_is_stored_not_answered_200_and_dropped(portal):
+    body = request(*[S(f"chunk-{i}") for i in range(100)]).SerializeToString()
+    conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=10)
+    conn.putrequest("POST", "/v1/traces")
+    conn.putheader("Content-Type", "application/x-protobuf")
+    conn.putheader("Authorization", f"Bearer {portal.ingest_key}")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    for i in range(0, len(body), 700):
+        chunk = body[i : i + 700]
+        conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    conn.send(b"0\r\n\r\n")
+    response = conn.getresponse()
+    assert response.status == 200, response.read()
+    conn.close()
+    portal.stop()
+    try:
+        assert portal.count("chunk-") == 100
+    finally:
+        portal.start()
