@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from live_portal import LivePortal  # noqa: E402
-from otlp import S, request  # noqa: E402
+from live_portal import LivePortal
+from otlp import S, request
 
 
 def stalled(portal: LivePortal, path: str) -> socket.socket:

@@ -68,14 +68,16 @@ class LivePortal:
         self.manage("migrate", "--noinput")
         self.manage("clickhouse_init")
         self.manage(
-            "shell", "-c", f"from django.contrib.auth.models import User; User.objects.create_user({owner!r}, password='pw-{owner}-123')"
+            "shell",
+            "-c",
+            f"from django.contrib.auth.models import User; User.objects.create_user({owner!r}, password='pw-{owner}-123')",
         )
         made = json.loads(self.manage("createproject", "live", "--owner", owner).strip().splitlines()[-1])
         self.project_id, self.ingest_key = made["project_id"], made["ingest_key"]
         return self
 
     def start(self, timeout: float = 60) -> LivePortal:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             ["sh", str(ROOT / "config" / "serve.sh")],
             cwd=ROOT,

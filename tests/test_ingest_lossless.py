@@ -187,7 +187,7 @@ def _down():
     return {**clickhouse.settings.CLICKHOUSE, "HOST": "127.0.0.1", "PORT": 1, "CONNECT_TIMEOUT": 1.0}
 
 
-def _wait_for(predicate, timeout=20.0):
+def _wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
