@@ -30,6 +30,12 @@ HINT_LITELLM = (
     "LiteLLM is not answering: `curl http://localhost:4000/health/liveliness`, `docker compose logs litellm`."
 )
 
+HINT_SPOOL = (
+    "Spans received while ClickHouse could not store them wait in the local ingest spool "
+    "(INGEST_SPOOL_DIR) and are stored as soon as it is back; if the oldest keeps ageing, fix "
+    "ClickHouse first (see above). When the spool is full (INGEST_SPOOL_MAX_MB) senders get 503 and retry."
+)
+
 STALE_AFTER_SECONDS = 3600
 
 
@@ -112,6 +118,22 @@ def _litellm(staff: bool) -> Check:
         return Check("LiteLLM gateway", False, f"{shown}: {exc if staff else 'not answering'}", HINT_LITELLM)
 
 
+def _spool() -> Check | None:
+    from monitoring import ingest_batcher
+
+    stats = ingest_batcher.spool_stats()
+    if stats is None:
+        return Check("Ingest spool", True, "disabled (INGEST_SPOOL_MAX_MB=0): an outage answers 503 to senders")
+    if stats.empty:
+        return Check("Ingest spool", True, "empty: every received span is stored")
+    batches = f"{stats.batches:,} batch{'es' if stats.batches != 1 else ''}"
+    detail = (
+        f"{batches} ({stats.spans:,} spans, {stats.bytes / 1048576:.1f} MiB) waiting to be stored;"
+        f" oldest {_age(int(stats.oldest_age_s))} old"
+    )
+    return Check("Ingest spool", False, detail, HINT_SPOOL, {"batches": stats.batches, "spans": stats.spans})
+
+
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     """`staff` also see where the services live (hosts, ports, URLs)."""
     try:
@@ -119,6 +141,9 @@ def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     except clickhouse.ClickHouseError as exc:
         hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
         checks = [Check("ClickHouse reachable", False, f"{exc.kind}: {exc}", hint)]
+    spool = _spool()
+    if spool is not None:
+        checks.append(spool)
     if settings.LITELLM_CONFIGURED:
         checks.append(_litellm(staff))
     return checks
