@@ -193,13 +193,19 @@ class _Embedded:
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
         # The data section after FORMAT is read by the JSON parser, never as SQL. One JSON array per
-        # row in column order (JSONCompactEachRow): ~15% cheaper for the engine to read than objects.
-        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
-        plain = [c not in nanos for c in columns]
-        body = "\n".join(
-            dumps([row[c] if keep else _nanos_text(row[c]) for c, keep in zip(columns, plain, strict=True)])
-            for row in rows
-        )
+        # row in column order (JSONCompactEachRow: ~15% cheaper for the engine to read than objects),
+        # the rows separated by commas, which that format accepts: so the whole batch is one
+        # json.dumps of a list of rows with the outer brackets cut off (one C call, not one per row).
+        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
+        if nanos:
+            plain = [c not in nanos for c in columns]
+            values = [
+                [row[c] if keep else _nanos_text(row[c]) for c, keep in zip(columns, plain, strict=True)]
+                for row in rows
+            ]
+        else:
+            values = [[row[c] for c in columns] for row in rows]
+        body = encode(values)[1:-1]
         # Name the columns: without a list, chdb 4.4 silently drops rows into tables with MATERIALIZED columns.
         names = ", ".join(f"`{c}`" for c in columns)
         self._conn().query(f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n{body}\n", "CSV")
