@@ -498,7 +498,7 @@ def test_the_image_runs_the_entrypoint_as_a_non_root_user():
     assert os.access(ENTRYPOINT, os.X_OK)
     subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=True)
     serve = (ROOT / "config" / "serve.sh").read_text(encoding="utf-8")
-    assert "-m waitress" in serve and "-m gunicorn -c config/gunicorn.conf.py" in serve
+    assert "-m monitoring.serving" in serve and "-m gunicorn -c config/gunicorn.conf.py" in serve
     subprocess.run(["sh", "-n", str(ROOT / "config" / "serve.sh")], check=True)
 
 

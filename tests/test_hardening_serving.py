@@ -69,3 +69,43 @@ def test_a_chunked_body_is_stored_not_answered_200_and_dropped(portal):
         assert portal.count("chunk-") == 100
     finally:
         portal.start()
+
+
+def test_the_queue_serves_ingest_first_and_caps_dashboard_work():
+    import threading
+    from types import SimpleNamespace
+
+    from monitoring.serving import IngestFirstDispatcher
+
+    done, gate, lock = [], threading.Event(), threading.Lock()
+    running_heavy, peak_heavy = [0], [0]
+
+    def task(path):
+        def service():
+            heavy = path.startswith("/admin/monitoring")
+            with lock:
+                running_heavy[0] += heavy
+                peak_heavy[0] = max(peak_heavy[0], running_heavy[0])
+            if heavy:  # dashboard work blocks until the gate opens; an export is quick
+                gate.wait(5)
+            with lock:
+                running_heavy[0] -= heavy
+                done.append(path)
+
+        return SimpleNamespace(request=SimpleNamespace(path=path), service=service)
+
+    dispatcher = IngestFirstDispatcher(heavy_limit=2)
+    dispatcher.set_thread_count(4)
+    for i in range(6):
+        dispatcher.add_task(task(f"/admin/monitoring/p/overview/{i}"))
+    dispatcher.add_task(task("/v1/traces"))
+    time.sleep(0.3)  # 2 dashboard tasks run; the ingest task took a free thread at once
+    with lock:
+        assert running_heavy[0] == 2
+        assert done == ["/v1/traces"]  # not behind the six dashboard requests
+    gate.set()
+    deadline = time.monotonic() + 5
+    while len(done) < 7 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dispatcher.shutdown()
+    assert len(done) == 7 and peak_heavy[0] == 2
