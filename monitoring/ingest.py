@@ -113,8 +113,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportTraceServiceRequest:
-    """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzipped)."""
+def _checked_body(body: bytes, content_type: str, content_encoding: str | None) -> tuple[str, bytes]:
+    """(media type, uncompressed body) after the content type, encoding and size checks."""
     media_type = _media_type(content_type)
     if media_type not in (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE):
         raise IngestError(
@@ -127,12 +127,42 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
         raise IngestError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
     if encoding in ("gzip", "x-gzip"):
         body = _gunzip(body)
+    return media_type, body
+
+
+def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportTraceServiceRequest:
+    """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzipped)."""
+    media_type, body = _checked_body(body, content_type, content_encoding)
     if media_type == JSON_CONTENT_TYPE:
-        return _parse_json(body)
+        return _request_from_json(_load_json(body))
     try:
         return ExportTraceServiceRequest.FromString(body)
     except (DecodeError, RecursionError) as exc:
         raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+
+
+def rows_from_body(body: bytes, content_type: str, content_encoding: str | None, project_id: str) -> SpanRows:
+    """The receiver's whole job before storage: request body -> rows (IngestError for a bad body).
+
+    Same result as ``rows_from_request(decode_request(...))``; OTLP/JSON in the shapes SDKs write
+    skips protobuf's slow JSON parser (monitoring.ingest_json), anything else takes it.
+    """
+    from monitoring import ingest_json  # it builds on this module's rules
+
+    media_type, body = _checked_body(body, content_type, content_encoding)
+    if media_type == PROTOBUF_CONTENT_TYPE:
+        try:
+            request = ExportTraceServiceRequest.FromString(body)
+        except (DecodeError, RecursionError) as exc:
+            raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+        return rows_from_request(request, project_id)
+    doc = _load_json(body)
+    try:
+        return ingest_json.rows_from_json(doc, project_id)
+    except ingest_json.NotCanonical:
+        return rows_from_request(_request_from_json(doc), project_id)
+    except RecursionError:  # a deeply nested attribute value
+        return rows_from_request(_request_from_json(doc), project_id)
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -164,7 +194,8 @@ def _gunzip(data: bytes) -> bytes:
 _SURROGATE_ESCAPE_RE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+def _load_json(body: bytes) -> dict[str, Any]:
+    """The parsed JSON object of a body (IngestError 400 for anything else)."""
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -174,6 +205,11 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
     if _SURROGATE_ESCAPE_RE.search(body) and _has_lone_surrogate(doc):
         # RFC 8259 §8.2: such a string is not Unicode; protobuf cannot hold it in a key or a string field.
         raise IngestError(400, "invalid OTLP JSON: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    return doc
+
+
+def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
+    """protobuf's own JSON mapping (exact, slow); ``doc`` is changed in place (ids to base64)."""
     _hex_ids_to_base64(doc)
     try:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)

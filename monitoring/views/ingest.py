@@ -91,8 +91,7 @@ def otlp_traces(request):
     except _TooLarge:
         return _status(content_type, 413, too_large)
     try:
-        export = ingest.decode_request(body, content_type, request.headers.get("Content-Encoding"))
-        result = ingest.rows_from_request(export, str(key.project_id))
+        result = ingest.rows_from_body(body, content_type, request.headers.get("Content-Encoding"), str(key.project_id))
     except ingest.IngestError as exc:
         metrics.SPANS_REJECTED.labels(reason="request").inc()
         return _status(content_type, exc.status, exc.message)
