@@ -29,7 +29,9 @@ UNAVAILABLE, TIMEOUT, QUERY = "unavailable", "timeout", "query"
 
 # ClickHouse error codes that mean "try again later", not "your query is wrong".
 _TIMEOUT_CODES = {159, 160, 209}  # TIMEOUT_EXCEEDED, TOO_SLOW, SOCKET_TIMEOUT
-_UNAVAILABLE_CODES = {3, 32, 76, 210, 241, 242, 999}  # io, EOF, cannot open, network, memory, readonly, keeper
+# io, EOF, cannot open, network, memory, readonly, keeper, and load a retry outlives: 202
+# TOO_MANY_SIMULTANEOUS_QUERIES, 252 TOO_MANY_PARTS (inserts faster than merges).
+_UNAVAILABLE_CODES = {3, 32, 76, 202, 210, 241, 242, 252, 999}
 
 
 class ClickHouseError(Exception):

@@ -272,3 +272,11 @@ def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, proj
     assert (outcome.status, outcome.stored, outcome.rejected) == (ingest_batcher.STORED, 19, 1)
     assert "not storable" in outcome.error_message
     assert count(project.id) == 19
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"), [(252, True), (202, True), (210, True), (241, True), (41, False), (62, False)]
+)
+def test_only_failures_a_retry_can_cure_are_retryable(code, retryable):
+    kind = clickhouse._kind_of_code(code)
+    assert clickhouse.ClickHouseError("x", kind=kind).retryable is retryable
