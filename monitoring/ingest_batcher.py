@@ -1,10 +1,10 @@
 """The one writer of received spans: merges concurrent OTLP requests into few inserts, never loses one.
 
-Request threads hand their rows to :func:`submit` and wait for the outcome; one writer thread per
-process stores everything queued with one ClickHouse insert (up to ``BATCH_MAX_SPANS``), at most
-one insert per ``INGEST["BATCH_SECONDS"]``: a lone request is written at once, while under load the
-requests that arrive during an insert (which releases the GIL and overlaps with their decoding) go
-together into the next one — fewer, bigger parts. A request is acknowledged only after its rows are
+Request threads hand their rows to :func:`submit` and wait for the outcome; ``INGEST["WRITERS"]``
+writer threads per process (2: an insert releases the GIL, so two use both cores) each take what
+is queued once the oldest queued request has waited ``INGEST["BATCH_SECONDS"]`` (or
+``BATCH_MAX_SPANS`` are queued) and store it with one ClickHouse insert: the exports in flight go
+in together — fewer, bigger parts, each costing less CPU a span — for a short added wait. A request is acknowledged only after its rows are
 stored, or written durably to the spool (monitoring.spool):
 
 - insert ok                               -> STORED
@@ -58,6 +58,7 @@ class _Submission:
     rows: list[Row]
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
+    queued_at: float = field(default_factory=time.monotonic)
 
     def finish(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -84,12 +85,14 @@ class SpanWriter:
         self._queued_spans = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._last_insert = 0.0  # time.monotonic() when the last insert started
         # While the spool holds batches ClickHouse is presumed down: new batches go to the spool.
         self._spooling = bool(self.spool and not self.spool.stats().empty)
         self._wake_flusher = threading.Event()
         self._threads = [
-            threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True),
+            *(
+                threading.Thread(target=self._write_loop, name=f"ingest-writer-{n}", daemon=True)
+                for n in range(max(1, int(config.get("WRITERS", 1))))
+            ),
             threading.Thread(target=self._flush_loop, name="ingest-spool-flusher", daemon=True),
         ]
         for thread in self._threads:
@@ -126,15 +129,15 @@ class SpanWriter:
 
     def _take_batch(self) -> list[_Submission]:
         with self._cond:
-            while not self._queue and not self._stopping:
-                self._cond.wait()
-            if self._stopping:
-                return []
-            deadline = self._last_insert + self.linger
-            while self._queued_spans < self.max_spans and not self._stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            while True:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return []
+                remaining = self._queue[0].queued_at + self.linger - time.monotonic()
+                if remaining <= 0 or self._queued_spans >= self.max_spans:
                     break
+                # Wait for more; then look again (another writer may have taken the queue).
                 self._cond.wait(remaining)
             batch, spans = [], 0
             while self._queue and (not batch or spans + len(self._queue[0].rows) <= self.max_spans):
@@ -162,7 +165,6 @@ class SpanWriter:
             self._to_spool(batch)
             return
         rows = [row for item in batch for row in item.rows]
-        self._last_insert = time.monotonic()
         try:
             self.store(rows)
         except clickhouse.ClickHouseError as exc:
