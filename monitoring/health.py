@@ -127,9 +127,10 @@ def _spool() -> Check | None:
     if stats.empty:
         return Check("Ingest spool", True, "empty: every received span is stored")
     batches = f"{stats.batches:,} batch{'es' if stats.batches != 1 else ''}"
+    size = f"{stats.bytes / 1048576:.1f} MiB" if stats.bytes >= 1048576 else f"{max(1, stats.bytes // 1024)} KiB"
     detail = (
-        f"{batches} ({stats.spans:,} spans, {stats.bytes / 1048576:.1f} MiB) waiting to be stored;"
-        f" oldest {_age(int(stats.oldest_age_s))} old"
+        f"{batches} ({stats.spans:,} spans, {size}) waiting to be stored;"
+        f" the oldest has waited {_age(int(stats.oldest_age_s))}"
     )
     return Check("Ingest spool", False, detail, HINT_SPOOL, {"batches": stats.batches, "spans": stats.spans})
 

@@ -280,3 +280,39 @@ def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, proj
 def test_only_failures_a_retry_can_cure_are_retryable(code, retryable):
     kind = clickhouse._kind_of_code(code)
     assert clickhouse.ClickHouseError("x", kind=kind).retryable is retryable
+
+
+def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
+    import threading
+
+    release = threading.Event()
+
+    def slow_store(batch):
+        release.wait(10)
+
+    config = {
+        "BATCH_SECONDS": 0.01,
+        "BATCH_MAX_SPANS": 10,
+        "MAX_QUEUED_SPANS": 10,
+        "ACK_TIMEOUT": 30,
+        "SPOOL_DIR": str(tmp_path),
+        "SPOOL_MAX_BYTES": 10**7,
+        "WRITERS": 1,
+    }
+    writer = ingest_batcher.SpanWriter(config, store=slow_store)
+    results = []
+    try:
+        first = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
+        first.start()
+        time.sleep(0.3)  # the writer holds the first batch in its (slow) insert
+        second = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
+        second.start()
+        time.sleep(0.3)  # queued: 10 spans, the limit
+        assert writer.submit([{"n": 0}]).status == ingest_batcher.BUSY
+        release.set()
+        first.join(10)
+        second.join(10)
+    finally:
+        release.set()
+        writer.stop()
+    assert sorted(r.status for r in results) == [ingest_batcher.STORED] * 2
