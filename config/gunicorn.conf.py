@@ -95,7 +95,7 @@ access_log_format = '%(h)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%
 capture_output = True
 
 
-# Prometheus (django-prometheus + monitoring.metrics) across worker processes: prometheus-client's
+# Prometheus (django-prometheus + monitoring.prometheus) across worker processes: prometheus-client's
 # multiprocess mode, each worker writing its samples under PROMETHEUS_MULTIPROC_DIR (tmpfs in compose);
 # set in on_starting, in the master before any worker starts (never at import: tests load this file).
 PROMETHEUS_DIR_DEFAULT = "/tmp/portal-prometheus"

@@ -323,7 +323,7 @@ def database() -> str:
     return settings.CLICKHOUSE["DATABASE"]
 
 
-# Set by monitoring.metrics when it loads: (tag, action, seconds, outcome) -> None. Kept as a hook so
+# Set by monitoring.prometheus when it loads: (tag, action, seconds, outcome) -> None. Kept as a hook so
 # this module imports no metrics library and works without one.
 on_timed: Callable[[str, str, float, str], None] | None = None
 

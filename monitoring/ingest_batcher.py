@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from monitoring import clickhouse, metrics, schema
+from monitoring import clickhouse, prometheus, schema
 from monitoring.spool import Spool, SpoolFull, SpoolStats
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class SpanWriter:
                 for item in batch:  # find who brought the bad data
                     self._write_alone(item)
             return
-        metrics.INSERT_BATCH_SPANS.observe(len(rows))
+        prometheus.INSERT_BATCH_SPANS.observe(len(rows))
         for item in batch:
             item.finish(Outcome(STORED, stored=len(item.rows)))
 
@@ -247,7 +247,7 @@ class SpanWriter:
             try:
                 drained = self.spool.drain(self._drain_store)
                 if drained:
-                    metrics.SPANS_DRAINED.inc(drained)
+                    prometheus.SPANS_DRAINED.inc(drained)
                     log.info("ingest spool: %d spooled spans stored", drained)
                 stats = self.spool.stats()
                 self._publish(stats)
@@ -281,13 +281,13 @@ class SpanWriter:
             if item.outcome and item.outcome.status == SPOOLED:
                 return  # the unstored part was spooled again as a new file
             if item.outcome and item.outcome.rejected:
-                metrics.SPANS_REJECTED.labels(reason="spooled_unstorable").inc(item.outcome.rejected)
+                prometheus.SPANS_REJECTED.labels(reason="spooled_unstorable").inc(item.outcome.rejected)
 
     @staticmethod
     def _publish(stats: SpoolStats) -> None:
-        metrics.SPOOL_BATCHES.set(stats.batches)
-        metrics.SPOOL_BYTES.set(stats.bytes)
-        metrics.SPOOL_OLDEST_AGE.set(stats.oldest_age_s)
+        prometheus.SPOOL_BATCHES.set(stats.batches)
+        prometheus.SPOOL_BYTES.set(stats.bytes)
+        prometheus.SPOOL_OLDEST_AGE.set(stats.oldest_age_s)
 
 
 # --- the process-wide writer -------------------------------------------------------------------

@@ -148,7 +148,7 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-# /metrics (Prometheus, django-prometheus + monitoring.metrics): only from these networks, or with
+# /metrics (Prometheus, django-prometheus + monitoring.prometheus): only from these networks, or with
 # `Authorization: Bearer $METRICS_TOKEN` when that is set. nginx does not pass /metrics on.
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
 METRICS_TOKEN = env_str("METRICS_TOKEN")

@@ -14,7 +14,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from monitoring import ingest, ingest_batcher, metrics
+from monitoring import ingest, ingest_batcher, prometheus
 from monitoring.access import guarded_by
 from monitoring.models import IngestKey
 
@@ -32,7 +32,7 @@ def _presented_key(request) -> str:
 
 
 def _status(content_type: str, code: int, message: str, **headers) -> HttpResponse:
-    metrics.INGEST_REQUESTS.labels(status=str(code)).inc()
+    prometheus.INGEST_REQUESTS.labels(status=str(code)).inc()
     body, body_type = ingest.status_body(content_type, code, message)
     response = HttpResponse(body, status=code, content_type=body_type)
     for name, value in headers.items():
@@ -93,28 +93,28 @@ def otlp_traces(request):
     try:
         result = ingest.rows_from_body(body, content_type, request.headers.get("Content-Encoding"), str(key.project_id))
     except ingest.IngestError as exc:
-        metrics.SPANS_REJECTED.labels(reason="request").inc()
+        prometheus.SPANS_REJECTED.labels(reason="request").inc()
         return _status(content_type, exc.status, exc.message)
     if result.rejected:
-        metrics.SPANS_REJECTED.labels(reason="span").inc(result.rejected)
+        prometheus.SPANS_REJECTED.labels(reason="span").inc(result.rejected)
 
     outcome = ingest_batcher.submit(result.rows)
     if outcome.status in (ingest_batcher.UNAVAILABLE, ingest_batcher.BUSY):
         # 503 + Retry-After makes exporters and collectors keep the batch and try again.
         log.error("OTLP batch of %d spans refused (%s): %s", len(result.rows), outcome.status, outcome.error_message)
         reason = "spool_full" if outcome.status == ingest_batcher.UNAVAILABLE else "busy"
-        metrics.SPANS_REJECTED.labels(reason=reason).inc(len(result.rows))
+        prometheus.SPANS_REJECTED.labels(reason=reason).inc(len(result.rows))
         return _status(content_type, 503, "span storage unavailable, retry later", Retry_After=str(RETRY_AFTER_SECONDS))
     if outcome.stored:
-        metrics.SPANS_ACCEPTED.labels(outcome="stored").inc(outcome.stored)
+        prometheus.SPANS_ACCEPTED.labels(outcome="stored").inc(outcome.stored)
     if outcome.spooled:
-        metrics.SPANS_ACCEPTED.labels(outcome="spooled").inc(outcome.spooled)
+        prometheus.SPANS_ACCEPTED.labels(outcome="spooled").inc(outcome.spooled)
     if outcome.rejected:
-        metrics.SPANS_REJECTED.labels(reason="unstorable").inc(outcome.rejected)
+        prometheus.SPANS_REJECTED.labels(reason="unstorable").inc(outcome.rejected)
     key.touch()
     rejected = result.rejected + outcome.rejected
     message = "; ".join(m for m in (result.error_message, outcome.error_message) if m)
-    metrics.INGEST_REQUESTS.labels(status="200").inc()
+    prometheus.INGEST_REQUESTS.labels(status="200").inc()
     return HttpResponse(
         ingest.encode_response(content_type, rejected, message),
         content_type=ingest.response_content_type(content_type),

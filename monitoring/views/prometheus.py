@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus exposition (django-prometheus' request/DB metrics + monitoring.metrics).
+"""GET /metrics: Prometheus exposition (django-prometheus' request/DB metrics + monitoring.prometheus).
 
 Not for browsers or the internet: answered only to METRICS_ALLOWED_NETWORKS (loopback by default;
 compose adds its private network, and nginx refuses /metrics from outside), or to a scraper that
@@ -15,7 +15,7 @@ from django.http import Http404
 from django.views.decorators.http import require_GET
 from django_prometheus.exports import ExportToDjangoView
 
-from monitoring import metrics  # noqa: F401 - registers the portal's own metrics
+from monitoring import prometheus  # noqa: F401 - registers the portal's own metrics
 from monitoring.access import guarded_by
 
 
