@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from monitoring.models import ApiToken, IngestKey, Membership, ModelPrice, Project
+from monitoring.models import ApiToken, IngestKey, Membership, ModelPrice, Project, UserPreference
 
 
 class MembershipInline(admin.TabularInline):
@@ -83,3 +83,11 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "project", "role"]
     list_filter = ["role", "project"]
     autocomplete_fields = ["user", "project"]
+
+
+@admin.register(UserPreference)
+class UserPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "language", "time_zone", "time_zone_chosen"]
+    list_filter = ["language", "time_zone_chosen"]
+    search_fields = ["user__username", "time_zone"]
+    autocomplete_fields = ["user"]

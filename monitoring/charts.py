@@ -3,8 +3,10 @@ and gives a JSON-ready figure dict for `Plotly.newPlot`, or None when there is n
 the template shows an empty state instead of a blank chart.
 
 One look for all: transparent background, system font, compact margins, the same colour for a model
-in every chart, red for errors. Times are UTC, sent as naive "YYYY-MM-DD HH:MM" strings because
-plotly.js does not read time-zone offsets.
+in every chart, red for errors. Times are in the viewer's zone (the active Django time zone), sent as
+naive "YYYY-MM-DD HH:MM" strings because plotly.js does not read time-zone offsets. Every word on a
+chart (legends, hover text, axis titles, date formats) is translated with gettext: figures are built
+per request, in the viewer's language.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import json
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from plotly.colors import sample_colorscale, unlabel_rgb
+
+from monitoring import display
 
 if TYPE_CHECKING:  # the shapes it draws; charts never run a query
     from monitoring.analytics import FlowGraph, Latency, Share, Timeseries
@@ -28,7 +35,11 @@ MAX_SERIES = 8  # models drawn one by one in time series; the rest are stacked a
 ERROR_SCALE = [[0.0, "#2f9e44"], [0.05, "#94d82d"], [0.15, "#fab005"], [0.5, "#e8590c"], [1.0, "#c92a2a"]]
 # Node marks from fonts every system has (emoji are missing on many Linux desktops and servers).
 ICONS = {"agent": "◆", "tool": "⚙", "llm": "●"}
-NO_NAME = {"model": "(no model)", "service": "(no service)", "user": "(no user)"}
+NO_NAME = {
+    "model": gettext_lazy("(no model)"),
+    "service": gettext_lazy("(no service)"),
+    "user": gettext_lazy("(no user)"),
+}
 
 _TEMPLATE = go.layout.Template(
     layout={
@@ -95,15 +106,30 @@ def model_colours(models) -> dict[str, str]:
 
 
 def _x(series: Timeseries) -> list[str]:
-    return [t.strftime("%Y-%m-%d %H:%M") for t in series.times]
+    """Bucket starts as wall-clock times of the viewer's zone."""
+    return [timezone.localtime(t).strftime("%Y-%m-%d %H:%M") for t in series.times]
+
+
+def _zone_name() -> str:
+    return timezone.localtime(timezone.now()).tzname() or ""
 
 
 def _time_axis(fig: go.Figure, series: Timeseries) -> None:
-    """Bars and points sit on their bucket's start; daily buckets are labelled by date alone."""
+    """Bars and points sit on their bucket's start; daily buckets are labelled by date alone. Tick
+    formats are d3 time formats, translated (plotly.js would print English month names)."""
+    zone = _zone_name()
     if series.bucket == "hour":
-        fig.update_xaxes(type="date", hoverformat="%Y-%m-%d %H:%M UTC", nticks=8, tickangle=0)
+        fig.update_xaxes(
+            type="date",
+            hoverformat=f"%Y-%m-%d %H:%M {zone}",
+            # Translators: a d3 time format for an hourly axis tick: hour, then the day below it.
+            tickformat=_("%H:%M\n%b %-d"),
+            nticks=8,
+            tickangle=0,
+        )
     else:
-        fig.update_xaxes(type="date", hoverformat="%Y-%m-%d UTC", tickformat="%b %d", nticks=10, tickangle=0)
+        # Translators: a d3 time format for a daily axis tick (month and day).
+        fig.update_xaxes(type="date", hoverformat=f"%Y-%m-%d {zone}", tickformat=_("%b %-d"), nticks=10, tickangle=0)
 
 
 def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
@@ -112,12 +138,12 @@ def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
     out = [(m, series.values[metric][m]) for m in shown]
     rest = [series.values[metric][m] for m in series.models[len(shown) :]]
     if rest:
-        out.append(("Other", [sum(col) for col in zip(*rest, strict=False)]))
+        out.append((_("Other"), [sum(col) for col in zip(*rest, strict=False)]))
     return out
 
 
 def _model_label(model: str) -> str:
-    return _esc(model) if model else NO_NAME["model"]
+    return _esc(model) if model else str(NO_NAME["model"])
 
 
 def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
@@ -148,7 +174,7 @@ def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
     fig = go.Figure()  # two rows on one time axis, laid out by hand: make_subplots is slow
     mode = "lines+markers" if len(series.times) <= 3 else "lines"  # one point makes no line
     inputs, outputs = _folded(series, "input_tokens"), _folded(series, "output_tokens")
-    for (model, ins), (_, outs) in zip(inputs, outputs, strict=False):
+    for (model, ins), (_model, outs) in zip(inputs, outputs, strict=False):
         if not any(ins) and not any(outs):
             continue
         colour = colours.get(model, OTHER)
@@ -173,12 +199,12 @@ def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
         xaxis={"anchor": "y2"},
         yaxis={
             "domain": [0.55, 1],
-            "title": {"text": "input", "font": quiet},
+            "title": {"text": _("input"), "font": quiet},
             **_counts(max(series.total("input_tokens"))),
         },
         yaxis2={
             "domain": [0, 0.45],
-            "title": {"text": "output", "font": quiet},
+            "title": {"text": _("output"), "font": quiet},
             **_counts(max(series.total("output_tokens"))),
         },
     )
@@ -193,25 +219,26 @@ def calls_and_errors(series: Timeseries) -> dict | None:
         return None
     x = _x(series)
     fig = go.Figure()
+    ok, failed, rate_name = _("ok"), _("failed"), _("error rate")
     fig.add_bar(
         x=x,
         y=[c - e for c, e in zip(calls, errors, strict=False)],
-        name="ok",
+        name=ok,
         marker_color=_rgba(ACCENT, 0.75),
-        hovertemplate="ok: %{y:,d}<extra></extra>",
+        hovertemplate=f"{ok}: %{{y:,d}}<extra></extra>",
     )
-    fig.add_bar(x=x, y=errors, name="failed", marker_color=ERROR, hovertemplate="failed: %{y:,d}<extra></extra>")
+    fig.add_bar(x=x, y=errors, name=failed, marker_color=ERROR, hovertemplate=f"{failed}: %{{y:,d}}<extra></extra>")
     rates = [round(e / c, 4) if c else None for c, e in zip(calls, errors, strict=False)]
     fig.add_scatter(
         x=x,
         y=rates,
-        name="error rate",
+        name=rate_name,
         yaxis="y2",
         mode="lines+markers",
         connectgaps=False,
         line={"color": ERROR, "width": 1.5, "dash": "dot"},
         marker={"size": 4},
-        hovertemplate="error rate: %{y:.1%}<extra></extra>",
+        hovertemplate=f"{rate_name}: %{{y:.1%}}<extra></extra>",
     )
     fig.update_layout(
         barmode="stack",
@@ -225,7 +252,8 @@ def calls_and_errors(series: Timeseries) -> dict | None:
             "showgrid": False,
             "zeroline": False,
             "tickfont": {"color": MUTED},
-            "range": [0, max(0.05, max(r for r in rates if r is not None) * 1.15)],
+            # A rate never exceeds 100 %: the axis stops there, with a little room above a 100 % point.
+            "range": [0, min(1.0, max(0.05, max(r for r in rates if r is not None) * 1.15))],
         },
     )
     fig.update_layout(yaxis=_counts(max(calls)))
@@ -241,6 +269,35 @@ def _error_colour(rate: float) -> str:
     return f"#{round(r):02x}{round(g):02x}{round(b):02x}"
 
 
+SANKEY_PAD = 18  # px between nodes of a column: more than a 12 px label's line
+SANKEY_MAX_HEIGHT = 1000  # 60 nodes in one column still get ~16 px each: the labels do not collide
+
+
+def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
+    """How many nodes the fullest column of the Sankey holds, as plotly.js lays it out (d3-sankey,
+    "justify": a node's column is its distance from a source; nodes that lead nowhere go last)."""
+    outgoing: dict[str, list[str]] = {}
+    incoming = {t for _s, t in links}
+    for s, t in links:
+        outgoing.setdefault(s, []).append(t)
+    depth = {k: 0 for k in keys if k not in incoming}
+    frontier = list(depth)
+    while frontier:  # breadth first: cycles stop at the first visit
+        nxt = []
+        for k in frontier:
+            for t in outgoing.get(k, []):
+                if t not in depth:
+                    depth[t] = depth[k] + 1
+                    nxt.append(t)
+        frontier = nxt
+    last = max(depth.values(), default=0)
+    columns: dict[int, int] = {}
+    for k in keys:
+        column = last if not outgoing.get(k) else depth.get(k, 0)
+        columns[column] = columns.get(column, 0) + 1
+    return max(columns.values(), default=1)
+
+
 def agent_flow(flow: FlowGraph) -> dict | None:
     """A Sankey of agent steps and LLM calls: link width = how often a step led to the next, node colour
     = error rate, hover = count, errors and average latency. A "start" node feeds each run's entry
@@ -249,24 +306,36 @@ def agent_flow(flow: FlowGraph) -> dict | None:
         return None
     many = len(flow.nodes) > 20
     keys = ["start"] + [n.key for n in flow.nodes]
-    labels = [f"▶ {flow.runs:,} run{'' if flow.runs == 1 else 's'}"]
+    runs = ngettext("%(count)s run", "%(count)s runs", flow.runs) % {"count": display.count(flow.runs)}
+    labels = [f"▶ {runs}"]
     colours = [OTHER]
-    hovers = [f"<b>start</b><br>{flow.runs:,} agent run{'' if flow.runs == 1 else 's'}"]
+    start = _("start")  # not inside the f-string: xgettext does not read f-strings
+    hovers = [f"<b>{start}</b><br>{runs}"]
+    kinds = {"agent": _("agent step"), "tool": _("tool"), "llm": _("LLM call")}
     for n in flow.nodes:
         labels.append(f"{ICONS.get(n.kind, '')} {_short(n.label, 24 if many else 32)}")
         colours.append(_error_colour(n.error_rate))
-        hover = (
-            f"<b>{_esc(n.label)}</b> ({n.kind})<br>{n.count:,} calls · {n.errors:,} failed ({n.error_rate:.1%})"
-            f"<br>avg {n.avg_latency_ms:,.0f} ms"
-        )
+        hover = f"<b>{_esc(n.label)}</b> ({kinds.get(n.kind, n.kind)})<br>" + _(
+            "%(calls)s calls · %(failed)s failed (%(rate)s)<br>avg %(latency)s"
+        ) % {
+            "calls": display.count(n.count),
+            "failed": display.count(n.errors),
+            "rate": display.percent(n.error_rate),
+            "latency": display.duration_ms(n.avg_latency_ms),
+        }
         if n.self_calls:
-            hover += f"<br>called itself {n.self_calls:,}×"
+            hover += "<br>" + _("called itself %(count)s×") % {"count": display.count(n.self_calls)}
         hovers.append(hover)
     if flow.hidden_edges:
         keys.append("other")
-        labels.append(f"… {flow.hidden_nodes} more steps")
+        labels.append("… " + _("%(count)s more steps") % {"count": display.count(flow.hidden_nodes)})
         colours.append(OTHER)
-        hovers.append(f"<b>{flow.hidden_nodes} less frequent steps</b><br>hidden to keep the graph readable")
+        hovers.append(
+            "<b>"
+            + _("%(count)s less frequent steps") % {"count": display.count(flow.hidden_nodes)}
+            + "</b><br>"
+            + _("hidden to keep the graph readable")
+        )
     index = {k: i for i, k in enumerate(keys)}
     by_key = {n.key: n for n in flow.nodes}
     links = [("start", n.key, n.roots) for n in flow.nodes if n.roots]
@@ -285,7 +354,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
             node={
                 "label": labels,
                 "color": colours,
-                "pad": 8 if many else 16,
+                # At least a label's line height between nodes, so labels of thin neighbours never collide.
+                "pad": SANKEY_PAD,
                 "thickness": 12 if many else 16,
                 "line": {"color": "rgba(0,0,0,0.25)", "width": 0.5},
                 "customdata": hovers,
@@ -295,7 +365,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
                 "source": [index[s] for s, _, _ in links],
                 "target": [index[t] for _, t, _ in links],
                 "value": [v for _, _, v in links],
-                "color": [_rgba(colours[index[t]], 0.35) if s != "start" else _rgba(OTHER, 0.3) for s, t, _ in links],
+                "color": [_rgba(colours[index[t]], 0.35) if s != "start" else _rgba(OTHER, 0.3) for s, t, _v in links],
                 "customdata": [f"{name(s)} → {name(t)}: {v:,}×" for s, t, v in links],
                 "hovertemplate": "%{customdata}<extra></extra>",
             },
@@ -316,7 +386,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
             "color": [0],
             "showscale": True,
             "colorbar": {
-                "title": {"text": "errors", "side": "right", "font": {"size": 11}},
+                "title": {"text": _("errors"), "side": "right", "font": {"size": 11}},
                 "tickformat": ".0%",
                 "thickness": 8,
                 "len": 0.6,
@@ -328,7 +398,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
         },
     )
     fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, margin={"l": 8, "r": 56, "t": 8, "b": 8})
-    return _figure(fig, min(1000, max(320, 160 + 24 * len(keys))))
+    tallest = _tallest_column(keys, [(s, t) for s, t, _v in links])
+    return _figure(fig, min(SANKEY_MAX_HEIGHT, max(320, 40 + tallest * (SANKEY_PAD + 14))))
 
 
 # --- breakdowns and latency -----------------------------------------------------------------------
@@ -336,8 +407,8 @@ def agent_flow(flow: FlowGraph) -> dict | None:
 
 def _share_label(share: Share, dim: str) -> str:
     if share.folded:
-        return f"Other ({share.folded})"
-    return _esc(share.name) if share.name else NO_NAME[dim]
+        return _("Other (%(count)s)") % {"count": display.count(share.folded)}
+    return _esc(share.name) if share.name else str(NO_NAME[dim])
 
 
 def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = None) -> dict | None:
@@ -352,8 +423,16 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         seen.add(label)
         labels.append(label)
     hover = [
-        f"<b>{_share_label(s, dim)}</b><br>${s.cost_usd:,.4f} · {s.calls:,} calls · {s.errors:,} failed"
-        f"<br>{s.input_tokens:,} in / {s.output_tokens:,} out tokens · avg {s.avg_latency_ms:,.0f} ms"
+        f"<b>{_share_label(s, dim)}</b><br>"
+        + _("%(cost)s · %(calls)s calls · %(failed)s failed<br>%(input)s in / %(output)s out tokens · avg %(latency)s")
+        % {
+            "cost": display.usd(s.cost_usd),
+            "calls": display.count(s.calls),
+            "failed": display.count(s.errors),
+            "input": display.count(s.input_tokens),
+            "output": display.count(s.output_tokens),
+            "latency": display.duration_ms(s.avg_latency_ms),
+        }
         for s in shares
     ]
     bar_colours = [(OTHER if s.folded else (colours or {}).get(s.name, ACCENT)) for s in shares]
@@ -377,7 +456,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         x=[s.calls - s.errors for s in shares],
         xaxis="x2",
         orientation="h",
-        name="ok",
+        name=_("ok"),
         marker_color=_rgba(ACCENT, 0.75),
         customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
@@ -387,7 +466,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         x=[s.errors for s in shares],
         xaxis="x2",
         orientation="h",
-        name="failed",
+        name=_("failed"),
         marker_color=ERROR,
         customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
@@ -408,7 +487,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         yaxis={"autorange": "reversed", "showgrid": False},
         annotations=[
             {
-                "text": "Cost (USD)",
+                "text": _("Cost (USD)"),
                 "x": 0,
                 "xref": "paper",
                 "xanchor": "left",
@@ -419,7 +498,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
                 "font": quiet,
             },
             {
-                "text": "LLM calls",
+                "text": _("LLM calls"),
                 "x": 0.53,
                 "xref": "paper",
                 "xanchor": "left",
@@ -439,22 +518,39 @@ def latency_histogram(latency: Latency) -> dict | None:
     if not latency.calls:
         return None
     x = [b.label for b in latency.bins]
+    ok, failed = _("ok"), _("failed")
     fig = go.Figure()
     fig.add_bar(
         x=x,
         y=[b.calls - b.errors for b in latency.bins],
-        name="ok",
+        name=ok,
         marker_color=_rgba(ACCENT, 0.75),
-        hovertemplate="%{x}: %{y:,d} ok<extra></extra>",
+        hovertemplate=f"%{{x}}: %{{y:,d}} {ok}<extra></extra>",
     )
     fig.add_bar(
         x=x,
         y=[b.errors for b in latency.bins],
-        name="failed",
+        name=failed,
         marker_color=ERROR,
-        hovertemplate="%{x}: %{y:,d} failed<extra></extra>",
+        hovertemplate=f"%{{x}}: %{{y:,d}} {failed}<extra></extra>",
     )
     fig.update_layout(barmode="stack", bargap=0.08, legend_traceorder="normal")
     fig.update_xaxes(type="category", tickfont={"size": 10})  # Plotly tilts the labels when they would overlap
     fig.update_yaxes(**_counts(max(b.calls for b in latency.bins)))
     return _figure(fig, 280)
+
+
+# --- sparklines -----------------------------------------------------------------------------------
+
+
+def sparkline(values: list[float], width: int = 120, height: int = 28) -> dict | None:
+    """A KPI's values per bucket as an inline SVG line (no axes: the card shows the number), or None
+    for fewer than two points. `line` and `area` are SVG `points` lists in a width x height box."""
+    if len(values) < 2:
+        return None
+    low, top = min(0.0, min(values)), max(values)
+    span = (top - low) or 1.0
+    step = width / (len(values) - 1)
+    pts = [(round(i * step, 1), round(height - 2 - (v - low) / span * (height - 4), 1)) for i, v in enumerate(values)]
+    line = " ".join(f"{x:g},{y:g}" for x, y in pts)
+    return {"width": width, "height": height, "line": line, "area": f"0,{height} {line} {width},{height}"}

@@ -1,16 +1,22 @@
-"""Parse a request once into the question it asks: which project, which time window."""
+"""Parse a request once into the question it asks: which project, which time window, in which zone.
+
+Messages are translated (gettext): they are shown to people as the filter bar's "Bad filter" banner
+and returned by the API as its `error`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
-from dataclasses import dataclass
+import zoneinfo
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from monitoring import semconv
+from monitoring import preferences
+from monitoring.queries.filter import SpanFilter, Window
 
 RANGES = {
     "1h": dt.timedelta(hours=1),
@@ -24,57 +30,49 @@ EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
-class Window:
-    start: dt.datetime
-    end: dt.datetime
-    range: str = ""  # "24h" etc. when the window is a preset, "" for a custom from-to
-
-    @property
-    def length(self) -> dt.timedelta:
-        return self.end - self.start
-
-    def previous(self) -> Window:
-        return Window(self.start - self.length, self.start)
-
-    def nanos(self) -> dict[str, int]:
-        """The bound parameters every span query takes."""
-        return {"start": _nanos(self.start), "end": _nanos(self.end)}
-
-
-def _nanos(value: dt.datetime) -> int:
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def _parse_instant(value: str) -> dt.datetime:
+def _parse_instant(value: str, zone: str = "UTC") -> dt.datetime:
+    """An ISO 8601 time as a UTC datetime; a time without an offset is a wall-clock time in `zone`
+    (what a person typed into a datetime-local picker labelled with their zone)."""
     text = value.strip()
     # An unencoded "+" of an offset arrives from a query string as a space: "...T09:00:00 09:00".
     if re.fullmatch(r".+T\S+ \d{2}:?\d{2}", text):
-        head, _, offset = text.rpartition(" ")
+        head, _sep, offset = text.rpartition(" ")
         text = f"{head}+{offset}"
     parsed = dt.datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    if parsed.tzinfo is None:
+        # fold=0: a wall-clock time that happens twice (clocks going back) means the first one.
+        parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    return parsed.astimezone(dt.UTC)
 
 
 class WindowForm(forms.Form):
-    """`?range=24h`, or `?from=<ISO 8601>&to=<ISO 8601>` (naive times are UTC); default last 24 h."""
+    """`?range=24h`, or `?from=<ISO 8601>&to=<ISO 8601>`; default last 24 h. A time without an offset
+    is in the form's `tz` (the viewer's zone; UTC for the API unless it sends `tz=`)."""
 
     range = forms.ChoiceField(choices=[(k, k) for k in RANGES], required=False)
     # "from" is a keyword, so the form field has another name; see `from_query`.
     start = forms.CharField(required=False)
     end = forms.CharField(required=False)
 
+    def __init__(self, data=None, tz: str = "UTC", **kwargs):
+        super().__init__(data, **kwargs)
+        self.tz = preferences.valid_zone(tz) or "UTC"
+
     def _instant(self, name: str, label: str) -> dt.datetime | None:
         value = self.cleaned_data.get(name) or ""
         if not value:
             return None
         try:
-            instant = _parse_instant(value)
+            instant = _parse_instant(value, self.tz)
         except (ValueError, OverflowError):
-            raise forms.ValidationError(f"'{label}' must be an ISO 8601 time like 2025-12-05T09:00:00Z, not {value!r}")
+            raise forms.ValidationError(
+                _("'%(name)s' must be an ISO 8601 time like 2025-12-05T09:00:00Z, not %(value)r")
+                % {"name": label, "value": value}
+            )
         if not EARLIEST <= instant <= LATEST:  # span times are nanoseconds in an Int64
-            raise forms.ValidationError(f"'{label}' must be between 1970 and 2262, not {value!r}")
+            raise forms.ValidationError(
+                _("'%(name)s' must be between 1970 and 2262, not %(value)r") % {"name": label, "value": value}
+            )
         return instant
 
     def clean(self):
@@ -89,12 +87,12 @@ class WindowForm(forms.Form):
             data["window"] = Window(now - RANGES[preset], now, preset)
             return data
         if start is None:
-            raise forms.ValidationError("'from' is required when 'to' is given")
+            raise forms.ValidationError(_("'from' is required when 'to' is given"))
         end = end or now
         if end <= start:
-            raise forms.ValidationError("'to' must be after 'from'")
+            raise forms.ValidationError(_("'to' must be after 'from'"))
         if end - start > MAX_WINDOW:
-            raise forms.ValidationError(f"the window may span at most {MAX_WINDOW.days} days")
+            raise forms.ValidationError(_("the window may span at most %(days)d days") % {"days": MAX_WINDOW.days})
         data["window"] = Window(start, end)
         return data
 
@@ -102,66 +100,8 @@ class WindowForm(forms.Form):
         return "; ".join(str(e) for errors in self.errors.values() for e in errors)
 
 
-STATUSES = {"ok": "Ok only", "error": "Errors only"}
+STATUSES = {"ok": gettext_lazy("OK only"), "error": gettext_lazy("Errors only")}
 _MAX_FILTER_VALUES = 50
-
-
-@dataclass(frozen=True)
-class SpanFilter:
-    """One project, one window, and the filter bar's choices: what every number, chart and list honours."""
-
-    project_id: str
-    window: Window
-    services: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    status: str = ""  # "", "ok" or "error"
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES  # the project's agent step names
-    tz: str = "UTC"  # IANA zone the viewer reads times in: bucket boundaries (a day is a local day)
-
-    def sql(self) -> str:
-        """The WHERE fragment: fixed text chosen by which filters are set; values are bound by `params`."""
-        parts = [
-            "ProjectId = {project:String}",
-            "Timestamp >= fromUnixTimestamp64Nano({start:Int64})",
-            "Timestamp < fromUnixTimestamp64Nano({end:Int64})",
-        ]
-        if self.services:
-            parts.append("ServiceName IN {services:Array(String)}")
-        if self.models:
-            parts.append("Model IN {models:Array(String)}")
-        if self.status == "error":
-            parts.append("IsError")
-        elif self.status == "ok":
-            parts.append("NOT IsError")
-        return " AND ".join(parts)
-
-    def params(self) -> dict:
-        return {
-            "project": str(self.project_id),
-            **self.window.nanos(),
-            "services": list(self.services),
-            "models": list(self.models),
-            "agent_names": list(self.agent_names),
-        }
-
-    def with_window(self, window: Window) -> SpanFilter:
-        return dataclasses.replace(self, window=window)
-
-    def query(self) -> dict[str, list[str] | str]:
-        """The filter as URL query parameters (for links that keep it)."""
-        q: dict[str, list[str] | str] = {}
-        if self.window.range:
-            q["range"] = self.window.range
-        else:
-            q["from"] = self.window.start.isoformat().replace("+00:00", "Z")
-            q["to"] = self.window.end.isoformat().replace("+00:00", "Z")
-        if self.services:
-            q["service"] = list(self.services)
-        if self.models:
-            q["model"] = list(self.models)
-        if self.status:
-            q["status"] = self.status
-        return q
 
 
 class FilterForm(WindowForm):
@@ -169,13 +109,15 @@ class FilterForm(WindowForm):
 
     status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
 
-    def __init__(self, data, services=(), models=()):
-        super().__init__(data)
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False):
+        super().__init__(data, tz=tz)
         self.services = tuple(s for s in services if s)
         self.models = tuple(m for m in models if m)
+        self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
 
     @classmethod
-    def from_query(cls, query) -> FilterForm:
+    def from_query(cls, query, tz: str = "UTC") -> FilterForm:
+        """`tz`: the zone naive from/to mean (the viewer's zone on pages, `tz=` or UTC in the API)."""
         return cls(
             {
                 "range": query.get("range", ""),
@@ -185,18 +127,22 @@ class FilterForm(WindowForm):
             },
             services=query.getlist("service") if hasattr(query, "getlist") else (),
             models=query.getlist("model") if hasattr(query, "getlist") else (),
+            tz=tz,
+            replays=query.get("replays", "") in ("1", "true", "on"),
         )
 
     def clean(self):
         data = super().clean()
         if len(self.services) > _MAX_FILTER_VALUES or len(self.models) > _MAX_FILTER_VALUES:
-            raise forms.ValidationError(f"at most {_MAX_FILTER_VALUES} services and models may be chosen")
+            raise forms.ValidationError(
+                _("at most %(count)d services and models may be chosen") % {"count": _MAX_FILTER_VALUES}
+            )
         if any(len(v) > 500 for v in self.services + self.models):
-            raise forms.ValidationError("a service or model name is too long")
+            raise forms.ValidationError(_("a service or model name is too long"))
         return data
 
-    def span_filter(self, project, tz: str = "UTC") -> SpanFilter:
-        """`tz`: an IANA zone name already validated by the caller (the user's or the request's zone)."""
+    def span_filter(self, project, tz: str | None = None) -> SpanFilter:
+        """`tz`: an IANA zone name already validated by the caller; default the form's own zone."""
         return SpanFilter(
             str(project.id),
             self.cleaned_data["window"],
@@ -204,5 +150,27 @@ class FilterForm(WindowForm):
             self.models,
             self.cleaned_data.get("status") or "",
             project.agent_names,
-            tz,
+            tz or self.tz,
+            self.replays,
         )
+
+
+class PreferenceForm(forms.Form):
+    """Language and time zone; "" means "as my browser says"."""
+
+    language = forms.ChoiceField(required=False)
+    time_zone = forms.CharField(required=False, max_length=64)
+    # "browser": the zone the page's script read from Intl (never overrides a zone the person chose)
+    source = forms.ChoiceField(choices=[("", ""), ("browser", "browser")], required=False)
+
+    def __init__(self, *args, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [("", "")] + list(settings.LANGUAGES)
+
+    def clean_time_zone(self) -> str:
+        value = (self.cleaned_data.get("time_zone") or "").strip()
+        if value and not preferences.valid_zone(value):
+            raise forms.ValidationError(_("Unknown time zone %(zone)r.") % {"zone": value})
+        return value

@@ -1,19 +1,30 @@
-"""A span's chat, whichever dialect recorded it: attributes -> messages (pure; no Django, no DB).
+"""A span's chat, whichever SDK recorded it: attributes and span events -> messages (pure; no
+Django, no DB).
 
-The Traces tab renders these and Replay re-sends them, so the API is small and typed:
+The Traces tab renders these, search finds their text and Replay re-sends them, so the API is
+small and typed:
 
-    request_messages(attrs)  -> list[Message]   what was sent to the model (system, user, assistant, tool)
-    response_messages(attrs) -> list[Message]   what the model answered (one per choice)
-    request_params(attrs)    -> RequestParams   model, temperature, max_tokens, top_p, stream, tools offered
+    request_messages(attrs, events)  -> list[Message]  what was sent (system, user, assistant, tool)
+    response_messages(attrs, events) -> list[Message]  what the model answered (one per choice)
+    request_params(attrs)            -> RequestParams  model, temperature, max_tokens, tools offered
+    embedding_inputs(attrs)          -> list[str]      the texts an embedding call embedded
 
-Sources, first found wins (OTEL.md §4):
-1. GenAI semconv / LiteLLM: `gen_ai.input.messages` / `gen_ai.output.messages`, JSON in the "parts"
-   format (`gen_ai.system_instructions` adds the system prompt). An OpenAI-shaped list is accepted too.
+`events` are the span's events as (name, attributes) pairs. Sources, first found wins:
+1. GenAI semconv v1.37+ / LiteLLM / OpenLLMetry 0.54+ / Pydantic AI: `gen_ai.input.messages` /
+   `gen_ai.output.messages`, JSON in the "parts" format (`gen_ai.system_instructions` adds the
+   system prompt). An OpenAI-shaped list is accepted too (Semantic Kernel's agent spans).
 2. Older GenAI / OpenLLMetry flat keys: `gen_ai.prompt.N.*`, `gen_ai.completion.N.*` incl.
    `tool_calls.M.*` and LiteLLM's `gen_ai.completion.N.function_call.*`.
 3. OpenInference flat keys: `llm.input_messages.N.message.*` / `llm.output_messages.N.message.*`
    incl. `message.tool_calls.M.tool_call.function.name/arguments` and `message.contents.M.*`.
-4. Raw payloads: `input.value` / `output.value` (an OpenAI or Anthropic body when JSON, else text),
+4. Vercel AI SDK 4-6: `ai.prompt.messages` / `ai.prompt` and `ai.response.text` +
+   `ai.response.toolCalls`; Google ADK 1.x: `gcp.vertex.agent.llm_request` / `llm_response`.
+5. Span events: GenAI semconv v1.26 `gen_ai.content.prompt` / `gen_ai.content.completion`
+   (attributes `gen_ai.prompt` / `gen_ai.completion`); the v1.27-v1.36 per-message events
+   `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice` (Semantic Kernel .NET puts the
+   body in `gen_ai.event.content`, AWS Strands in `content` / `message` as content blocks); and
+   `gen_ai.client.inference.operation.details` (the v1.37 attributes, on an event).
+6. Raw payloads: `input.value` / `output.value` (an OpenAI or Anthropic body when JSON, else text),
    then OpenLLMetry's `traceloop.entity.input` / `.output` on workflow and task spans.
 LiteLLM writes a tool call only in the flat `function_call` keys beside the JSON output, so flat
 tool calls are merged into the chosen source when it lacks them.
@@ -26,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,27 +120,65 @@ class RequestParams:
 # --- public API -------------------------------------------------------------------------------
 
 
-def request_messages(attrs: Mapping[str, Any]) -> list[Message]:
-    """The messages sent to the model, oldest first; [] when the span recorded none."""
+Events = Iterable[tuple[str, Mapping[str, Any]]]
+
+
+def _semconv_input(attrs: Mapping[str, Any]) -> list[Message] | None:
     messages = _json_messages(attrs.get("gen_ai.input.messages"))
+    if messages is None:
+        return None
+    system = _system_instructions(attrs.get("gen_ai.system_instructions"))
+    return ([system] if system and not any(m.role == "system" for m in messages) else []) + messages
+
+
+def request_messages(attrs: Mapping[str, Any], events: Events = ()) -> list[Message]:
+    """The messages sent to the model, oldest first; [] when the span recorded none."""
+    messages = _semconv_input(attrs)
     if messages is not None:
-        system = _system_instructions(attrs.get("gen_ai.system_instructions"))
-        return ([system] if system and not any(m.role == "system" for m in messages) else []) + messages
-    for read in (_flat_genai_prompt, _flat_openinference_input):
+        return messages
+    for read in (_flat_genai_prompt, _flat_openinference_input, _vercel_input, _adk_input):
         messages = read(attrs)
         if messages:
             return messages
-    return _raw_input(attrs)
+    return _event_input(list(events)) or _raw_input(attrs)
 
 
-def response_messages(attrs: Mapping[str, Any]) -> list[Message]:
+def response_messages(attrs: Mapping[str, Any], events: Events = ()) -> list[Message]:
     """The model's answer(s), one message per choice; [] when the span recorded none."""
     messages = _json_messages(attrs.get("gen_ai.output.messages"), default_role="assistant")
     if messages is None:
-        messages = _flat_genai_completion(attrs) or _flat_openinference_output(attrs) or _raw_output(attrs)
+        messages = (
+            _flat_genai_completion(attrs)
+            or _flat_openinference_output(attrs)
+            or _vercel_output(attrs)
+            or _adk_output(attrs)
+            or _event_output(list(events))
+            or _raw_output(attrs)
+        )
     else:
         _merge_flat_tool_calls(messages, _flat_genai_completion(attrs))
     return messages
+
+
+def embedding_inputs(attrs: Mapping[str, Any]) -> list[str]:
+    """The texts an embedding call embedded (OpenInference, Vercel AI SDK, an OpenAI request body,
+    OpenLLMetry's flat prompt), [] when none was recorded."""
+    found = [_text(v.get("embedding.text")) for v in _indexed(attrs, "embedding.embeddings").values()]
+    if any(found):
+        return [t for t in found if t]
+    for key in ("ai.values", "ai.value"):  # Vercel AI SDK: JSON-encoded strings (an array of them for values)
+        value = attrs.get(key)
+        parsed = _json(value)
+        items = parsed if isinstance(parsed, list) else ([value] if _text(value) else [])
+        texts = [_unquoted(item) for item in items]
+        if any(texts):
+            return [t for t in texts if t]
+    body = _json(attrs.get("input.value"))
+    if isinstance(body, dict) and "input" in body:
+        value = body["input"]
+        return [_text(v) for v in value] if isinstance(value, list) else [_text(value)]
+    flat = [_text(v.get("content")) for v in _indexed(attrs, "gen_ai.prompt").values()]
+    return [t for t in flat if t]
 
 
 def request_params(attrs: Mapping[str, Any]) -> RequestParams:
@@ -213,6 +262,18 @@ def _text(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _unquoted(value: Any) -> str:
+    """A JSON-encoded string's text ('"hi"' -> 'hi'); other values as text."""
+    text = _text(value)
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return text
+        return decoded if isinstance(decoded, str) else text
+    return text
 
 
 def _number(value: Any) -> float | None:
@@ -452,7 +513,214 @@ def _flat_openinference_output(attrs: Mapping[str, Any]) -> list[Message]:
     return _openinference(attrs, "llm.output_messages", "assistant")
 
 
-# --- 4. raw payloads ---------------------------------------------------------------------------
+# --- 4. Vercel AI SDK and Google ADK 1.x ----------------------------------------------------------
+
+
+def _vercel_part(role: str, parts: list) -> list[Message]:
+    """A Vercel AI SDK prompt message's content parts: text, tool-call, tool-result."""
+    message = Message(role)
+    results: list[Message] = []
+    texts = []
+    for part in parts:
+        if not isinstance(part, dict):
+            texts.append(_text(part))
+        elif part.get("type") == "tool-call":
+            arguments = part.get("input", part.get("args"))
+            message.tool_calls.append(
+                ToolCall(_text(part.get("toolName")), _text(arguments), _text(part.get("toolCallId")))
+            )
+        elif part.get("type") == "tool-result":
+            output = part.get("output", part.get("result"))
+            if isinstance(output, dict) and "value" in output:  # v5 {type, value}
+                output = output["value"]
+            results.append(
+                Message(
+                    "tool", _text(output), tool_call_id=_text(part.get("toolCallId")), name=_text(part.get("toolName"))
+                )
+            )
+        else:
+            texts.append(_text(part.get("text", "")))
+    message.content = "\n".join(t for t in texts if t)
+    if role == "tool":
+        return results
+    return ([message] if message.content or message.tool_calls else []) + results
+
+
+def _vercel_messages(items: Any) -> list[Message]:
+    out: list[Message] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        role, content = _role(item.get("role")), item.get("content")
+        if isinstance(content, list):
+            out += _vercel_part(role, content)
+        elif content not in (None, ""):
+            out.append(Message(role, _text(content)))
+    return out
+
+
+def _vercel_input(attrs: Mapping[str, Any]) -> list[Message]:
+    messages = _vercel_messages(_json(attrs.get("ai.prompt.messages")))
+    if messages:
+        return messages
+    prompt = _json(attrs.get("ai.prompt"))
+    if not isinstance(prompt, dict):
+        return []
+    out = [Message("system", _text(prompt["system"]))] if prompt.get("system") else []
+    if isinstance(prompt.get("prompt"), str):
+        out.append(Message("user", prompt["prompt"]))
+    return out + _vercel_messages(prompt.get("messages"))
+
+
+def _vercel_output(attrs: Mapping[str, Any]) -> list[Message]:
+    text = _text(attrs.get("ai.response.text")) or _text(attrs.get("ai.response.object"))
+    calls = _json(attrs.get("ai.response.toolCalls"))
+    if not text and not calls:
+        return []
+    message = Message("assistant", text, finish_reason=_text(attrs.get("ai.response.finishReason")))
+    for call in calls if isinstance(calls, list) else []:
+        if isinstance(call, dict):
+            arguments = call.get("input", call.get("args"))
+            message.tool_calls.append(
+                ToolCall(_text(call.get("toolName")), _text(arguments), _text(call.get("toolCallId")))
+            )
+    return [message]
+
+
+def _adk_parts(role: str, parts: Any) -> list[Message]:
+    """Gemini content parts as ADK records them: text, function_call, function_response."""
+    message = Message(role)
+    results: list[Message] = []
+    texts = []
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("function_call"), dict):
+            fc = part["function_call"]
+            message.tool_calls.append(ToolCall(_text(fc.get("name")), _text(fc.get("args")), _text(fc.get("id"))))
+        elif isinstance(part.get("function_response"), dict):
+            fr = part["function_response"]
+            results.append(
+                Message("tool", _text(fr.get("response")), tool_call_id=_text(fr.get("id")), name=_text(fr.get("name")))
+            )
+        elif part.get("text") is not None:
+            texts.append(_text(part["text"]))
+    message.content = "\n".join(t for t in texts if t)
+    return ([message] if message.content or message.tool_calls else []) + results
+
+
+def _adk_input(attrs: Mapping[str, Any]) -> list[Message]:
+    request = _json(attrs.get("gcp.vertex.agent.llm_request"))
+    if not isinstance(request, dict) or not request.get("contents"):
+        return []
+    config = request.get("config") if isinstance(request.get("config"), dict) else {}
+    system = _content(config.get("system_instruction")) if config.get("system_instruction") else ""
+    out = [Message("system", system)] if system else []
+    for content in request["contents"]:
+        if isinstance(content, dict):
+            out += _adk_parts(_role(content.get("role")), content.get("parts"))
+    return out
+
+
+def _adk_output(attrs: Mapping[str, Any]) -> list[Message]:
+    response = _json(attrs.get("gcp.vertex.agent.llm_response"))
+    if not isinstance(response, dict) or not isinstance(response.get("content"), dict):
+        return []
+    messages = _adk_parts("assistant", response["content"].get("parts"))
+    for m in messages:
+        if m.role == "assistant":
+            m.finish_reason = _text(response.get("finish_reason")).lower()
+    return messages
+
+
+# --- 5. span events --------------------------------------------------------------------------------
+
+_EVENT_ROLES = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+
+
+def _strands_blocks(role: str, blocks: Any, tool_call_id: str = "") -> list[Message]:
+    """AWS Strands content blocks: {text}, {toolUse: {toolUseId, name, input}}, {toolResult: {...}}."""
+    if not isinstance(blocks, list):
+        return [Message(role, _text(blocks), tool_call_id=tool_call_id)] if _text(blocks) else []
+    message = Message(role, tool_call_id=tool_call_id)
+    results: list[Message] = []
+    texts = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            texts.append(_text(block))
+        elif isinstance(block.get("toolUse"), dict):
+            use = block["toolUse"]
+            message.tool_calls.append(
+                ToolCall(_text(use.get("name")), _text(use.get("input")), _text(use.get("toolUseId")))
+            )
+        elif isinstance(block.get("toolResult"), dict):
+            result = block["toolResult"]
+            results.append(
+                Message("tool", _content(result.get("content")), tool_call_id=_text(result.get("toolUseId")))
+            )
+        elif "text" in block:
+            texts.append(_text(block["text"]))
+    message.content = "\n".join(t for t in texts if t)
+    if role == "tool" and results:
+        return results
+    return ([message] if message.content or message.tool_calls else []) + results
+
+
+def _event_message(name: str, attrs: Mapping[str, Any]) -> list[Message]:
+    role = _EVENT_ROLES.get(name, "assistant")
+    body = _json(attrs.get("gen_ai.event.content"))  # Semantic Kernel .NET: the event body as JSON
+    if isinstance(body, dict):
+        if name == "gen_ai.choice" and isinstance(body.get("message"), dict):
+            return _one_json_message({**body["message"], "finish_reason": body.get("finish_reason", "")}, "assistant")
+        return _one_json_message({"role": role, **{k: v for k, v in body.items() if v is not None}}, role)
+    if name == "gen_ai.choice":  # Strands: `message` holds content blocks
+        messages = _strands_blocks("assistant", _json(attrs.get("message")) or attrs.get("message"))
+        for m in messages:
+            m.finish_reason = _text(attrs.get("finish_reason"))
+        return messages
+    return _strands_blocks(role, _json(attrs.get("content")) or attrs.get("content"), _text(attrs.get("id")))
+
+
+def _event_input(events: list) -> list[Message]:
+    for name, attrs in events:
+        if name == "gen_ai.client.inference.operation.details":
+            found = _semconv_input(attrs)
+            if found:
+                return found
+        if name == "gen_ai.content.prompt":
+            found = _json_messages(attrs.get("gen_ai.prompt"))
+            if found:
+                return found
+    out: list[Message] = []
+    for name, attrs in events:
+        if name in _EVENT_ROLES:
+            out += _event_message(name, attrs)
+    return out
+
+
+def _event_output(events: list) -> list[Message]:
+    for name, attrs in events:
+        if name == "gen_ai.client.inference.operation.details":
+            found = _json_messages(attrs.get("gen_ai.output.messages"), default_role="assistant")
+            if found:
+                return found
+        if name == "gen_ai.content.completion":
+            found = _json_messages(attrs.get("gen_ai.completion"), default_role="assistant")
+            if found:
+                return found
+    out: list[Message] = []
+    for name, attrs in events:
+        if name == "gen_ai.choice":
+            out += _event_message(name, attrs)
+    return out
+
+
+# --- 6. raw payloads ---------------------------------------------------------------------------
 
 
 def _raw_input(attrs: Mapping[str, Any]) -> list[Message]:

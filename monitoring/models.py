@@ -157,3 +157,17 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} in {self.project}"
+
+
+class UserPreference(models.Model):
+    """How one person reads the dashboard: language and time zone. Empty means "not chosen": the
+    browser's Accept-Language, and the zone the browser reports (else settings.PORTAL_TIME_ZONE)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    language = models.CharField(max_length=10, blank=True, choices=settings.LANGUAGES)
+    time_zone = models.CharField(max_length=64, blank=True, help_text="IANA name, e.g. Asia/Seoul")
+    # A zone the person picked is kept; one the browser reported follows the browser when it moves.
+    time_zone_chosen = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language or 'browser language'}, {self.time_zone or 'browser zone'}"

@@ -10,7 +10,6 @@ project (LITELLM_PROJECT_ID), the re-run's span is the caller of the gateway's c
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import json
 import os
@@ -19,17 +18,24 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, gateway, ingest, pricing, queries, schema, semconv, traces
-from monitoring.forms import SpanFilter
+from monitoring import clickhouse, gateway, ingest, pricing, schema, semconv, traces
 from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
+from monitoring.queries import runs as runs_q
+from monitoring.queries.filter import SpanFilter
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
-ROLE_LABELS = {LLM: "LLM call", TOOL: "Tool", AGENT: "Agent step", SPAN: "Span"}
+ROLE_LABELS = {
+    LLM: gettext_lazy("LLM call"),
+    TOOL: gettext_lazy("Tool"),
+    AGENT: gettext_lazy("Agent step"),
+    SPAN: gettext_lazy("Span"),
+}
 REPLAY_SERVICE = "apm-replay"
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
 
@@ -60,10 +66,13 @@ class Step:
     input: list[Message] = field(default_factory=list)
     output: list[Message] = field(default_factory=list)
     params: RequestParams | None = None
+    # False for an LLM span that is not counted as a call of its own: an agent's span whose request
+    # went through the LiteLLM gateway, whose span is the counted one (traces.invocations).
+    counted: bool = True
 
     @property
     def role_label(self) -> str:
-        return ROLE_LABELS[self.role]
+        return str(ROLE_LABELS[self.role])
 
     @property
     def key(self) -> str:
@@ -92,38 +101,59 @@ class Step:
 
 @dataclass
 class Run:
+    """A trace as steps. Its numbers (duration, LLM calls, tokens, cost, errors) are the trace page's:
+    `summary` is traces.summarize of the same trace, so one invocation is counted once everywhere."""
+
     trace_id: str
     steps: list[Step]
     hidden: int  # spans left out because they are plumbing (auth, router, HTTP...)
+    summary: traces.TraceSummary
 
     @property
     def duration_ms(self) -> float:
-        if not self.steps:
-            return 0.0
-        start = min(s.span.ts for s in self.steps)
-        end = max(s.span.ts + s.span.duration_ns for s in self.steps)
-        return round((end - start) / 1e6, 3)
+        return self.summary.duration_ms
 
     @property
     def cost_usd(self) -> float:
-        return round(sum(s.cost_usd for s in self.steps if s.role == LLM), 10)
+        return self.summary.cost_usd
 
     @property
     def errors(self) -> int:
-        return sum(1 for s in self.steps if s.span.is_error)
+        return self.summary.errors
+
+
+def _depths(spans: list[traces.FullSpan]) -> dict[str, int]:
+    """Each span's depth in its tree (0 for a root, also for one whose parent was not received)."""
+    parents = {s.span_id: s.parent_span_id for s in spans}
+    depths: dict[str, int] = {}
+    for span in spans:
+        chain, current = [], span.span_id
+        while current in parents and current not in depths and current not in chain:  # `chain`: no cycles
+            chain.append(current)
+            current = parents[current]
+        depth = depths.get(current, -1) if current in parents else -1
+        for span_id in reversed(chain):
+            depth += 1
+            depths[span_id] = depth
+    return depths
 
 
 def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
-    """The trace as steps in start order; None when the project has no such trace."""
+    """The trace as steps in start order (a parent before a child that starts at the same instant);
+    None when the project has no such trace."""
     trace_id = trace_id.strip().lower()
     if not traces.TRACE_ID.fullmatch(trace_id):
         return None
-    spans = traces.full_spans(traces.locate(str(project.id), trace_id))
+    ref = traces.locate(str(project.id), trace_id)
+    spans = traces.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
     if not spans:
         return None
-    spans.sort(key=lambda s: (s.ts, s.span_id))
+    tree = traces.tree_spans(ref, agent_names=project.agent_names)
+    summary = traces.summarize(ref, tree, traces.invocations(ref, project.agent_names))
+    counted = {s.span_id for s in spans if s.invocation}
+    depth = _depths(spans)
+    spans.sort(key=lambda s: (s.ts, depth[s.span_id], s.span_id))
     by_id = {s.span_id: s for s in spans}
-    overrides = pricing.project_prices(project.id)
     roles = {s.span_id: _role(s, project.agent_names) for s in spans}
     meaningful = [s for s in spans if roles[s.span_id] != SPAN]
     chosen = spans if every_span or not meaningful else meaningful
@@ -134,8 +164,9 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
             seen.add(parent.span_id)
             path.insert(0, parent.name)
             parent = by_id.get(parent.parent_span_id)
-        cost, source = traces.cost_of(span.reported_cost, span.model, span.input_tokens, span.output_tokens, overrides)
+        cost, source = span.cost_usd, span.cost_source
         role = roles[span.span_id]
+        events = [(e.name, e.attributes) for e in span.events]
         steps.append(
             Step(
                 index=len(steps) + 1,
@@ -144,12 +175,13 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
                 path=path,
                 cost_usd=cost if role == LLM else 0.0,
                 cost_source=source,
-                input=request_messages(span.attributes),
-                output=response_messages(span.attributes),
+                input=request_messages(span.attributes, events),
+                output=response_messages(span.attributes, events),
                 params=request_params(span.attributes) if role == LLM else None,
+                counted=role != LLM or span.span_id in counted,
             )
         )
-    return Run(trace_id, steps, hidden=len(spans) - len(chosen))
+    return Run(trace_id, steps, hidden=len(spans) - len(chosen), summary=summary)
 
 
 def load_step(project, trace_id: str, span_id: str) -> Step | None:
@@ -157,13 +189,12 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
     trace_id = trace_id.strip().lower()
     if not traces.TRACE_ID.fullmatch(trace_id) or not re.fullmatch(r"[0-9a-f]{16}", span_id or ""):
         return None
-    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id)
+    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id, project.agent_names)
     if span is None:
         return None
-    cost, source = traces.cost_of(
-        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
-    )
+    cost, source = span.cost_usd, span.cost_source
     role = _role(span, project.agent_names)
+    events = [(e.name, e.attributes) for e in span.events]
     return Step(
         index=1,
         span=span,
@@ -171,34 +202,19 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
         path=[],
         cost_usd=cost if role == LLM else 0.0,
         cost_source=source,
-        input=request_messages(span.attributes),
-        output=response_messages(span.attributes),
+        input=request_messages(span.attributes, events),
+        output=response_messages(span.attributes, events),
         params=request_params(span.attributes) if role == LLM else None,
     )
 
 
 # --- recent runs to pick from ---------------------------------------------------------------------
 
-RECENT_RUNS_SQL = f"""
-SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns, argMin(SpanName, Timestamp) AS root,
-       any(ServiceName) AS service, count() AS spans, countIf(IsError) AS errors,
-       countIf(IsLLMCall) AS llm_spans, countIf({queries.AGENT}) AS agent_steps
-FROM $table
-WHERE $where AND TraceId IN (
-    SELECT TraceId FROM $table WHERE $where AND (IsLLMCall OR {queries.AGENT})
-    GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {{limit:UInt32}}
-)
-GROUP BY TraceId
-ORDER BY start_ns DESC
-LIMIT {{limit:UInt32}}
-"""
-
 
 def recent_runs(flt: SpanFilter, limit: int = 20) -> list[dict]:
-    rows = queries.run(RECENT_RUNS_SQL, flt, tag="replay.recent", limit=limit)
-    for row in rows:
-        row["start"] = dt.datetime.fromtimestamp(int(row["start_ns"]) / 1e9, dt.UTC)
-    return rows
+    """The newest traces with an LLM call or an agent step, for the run picker (LLM calls counted
+    once, as everywhere)."""
+    return runs_q.recent_traces(flt, limit)
 
 
 # --- re-run ---------------------------------------------------------------------------------------
@@ -403,8 +419,8 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
         if answer.cost_usd is not None:
             result.cost_usd, result.cost_source = answer.cost_usd, "reported"
         else:
-            result.cost_usd, result.cost_source = traces.cost_of(
-                0.0, payload["model"], answer.input_tokens, answer.output_tokens, pricing.project_prices(project.id)
+            result.cost_usd, result.cost_source = pricing.cost_of_call(
+                project.id, payload["model"], answer.input_tokens, answer.output_tokens
             )
         result.diff = text_diff(step.output_text, answer.content)
     return result
@@ -451,6 +467,32 @@ class Pair:
         if self.b is None:
             return "removed"
         return "changed" if self.changed else "same"
+
+    @property
+    def kind_label(self) -> str:
+        return str(PAIR_KINDS[self.kind])
+
+    @property
+    def changed_labels(self) -> list[str]:
+        return [str(CHANGES.get(c, c)) for c in self.changed]
+
+
+PAIR_KINDS = {
+    "same": gettext_lazy("same"),
+    "added": gettext_lazy("only in B"),
+    "removed": gettext_lazy("only in A"),
+    "changed": gettext_lazy("changed"),
+}
+CHANGES = {
+    "name": gettext_lazy("name"),
+    "status": gettext_lazy("status"),
+    "tokens": gettext_lazy("tokens"),
+    "cost": gettext_lazy("cost"),
+    "latency": gettext_lazy("latency"),
+    "input": gettext_lazy("input"),
+    "output": gettext_lazy("output"),
+    "tools": gettext_lazy("tools"),
+}
 
 
 LATENCY_TOLERANCE = 0.2  # a latency counts as changed beyond +-20 %

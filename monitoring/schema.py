@@ -1,9 +1,13 @@
-"""DDL: the OTel Collector's own `otel_traces` table, its TraceId lookup, and our derived columns.
+"""DDL: the OTel Collector's own `otel_traces` table and its TraceId lookup, and what we derive.
 
 `otel_traces` is created exactly as the collector's ClickHouse exporter creates it, so a stock
-collector and our receiver write the same rows into it. On top we add MATERIALIZED columns for what
-the dashboard reads all the time: they are computed at insert, are never in an exporter's INSERT
-list, and so are safe on a table a collector already made. Nothing here drops data.
+collector and our receiver write the same rows into it. On top, all safe for a collector that
+inserts only the exporter's columns:
+- MATERIALIZED columns for what each span means (monitoring/semconv.py), computed at insert;
+- `otel_spans`, every span narrow and ordered by (project, time), filled by a materialized view;
+- the settled facts `otel_calls`, `otel_runs`, `otel_run_edges` (written by monitoring/settle.py
+  with the counting rules applied once) and their rollups per 15-minute slice.
+Nothing here drops span data.
 """
 
 from __future__ import annotations
@@ -17,10 +21,19 @@ from monitoring import clickhouse, semconv
 TRACES = "otel_traces"
 LOOKUP = "otel_traces_trace_id_ts"
 LOOKUP_MV = "otel_traces_trace_id_ts_mv"
-LLM_CALLS = "otel_llm_calls"
-LLM_CALLS_MV = "otel_llm_calls_mv"
+SPANS = "otel_spans"
+SPANS_MV = "otel_spans_mv"
+CALLS = "otel_calls"  # settled model invocations
+RUNS = "otel_runs"  # settled agent runs
+EDGES = "otel_run_edges"  # settled Agent Flow Graph edges
+CALLS_15M = "otel_calls_15m"
+USERS_1H = "otel_calls_users_1h"
+RUNS_15M = "otel_runs_15m"
+EDGES_15M = "otel_run_edges_15m"
+FACETS_1H = "otel_facets_1h"
+SETTLE_STATE = "otel_settle_state"
 
-# The exporter's INSERT list (OTEL.md §1), in order.
+# The exporter's INSERT list (exporter/clickhouseexporter's traces table), in order.
 TRACE_COLUMNS = (
     "Timestamp",
     "TraceId",
@@ -125,7 +138,8 @@ GROUP BY TraceId
 """
 
 
-# --- derived columns --------------------------------------------------------------------------
+# --- derived columns of otel_traces -------------------------------------------------------------
+# MATERIALIZED: computed at insert (ours or a collector's), never in an exporter's INSERT list.
 
 
 def _quoted(values) -> str:
@@ -141,30 +155,112 @@ def _first(keys) -> str:
     return "coalesce(" + ", ".join(f"nullIf({_attr(k)}, '')" for k in keys) + ", '')"
 
 
+def _count(keys) -> str:
+    return f"toUInt64OrZero({_first(semconv.names(keys))})"
+
+
+def _json_counts(paths) -> list[str]:
+    return [f"JSONExtractUInt({_attr(key)}, {_quoted(path)})" for key, path in paths]
+
+
+def _repr_count(field: str) -> str:
+    """A count inside LiteLLM's `metadata.usage_object` (a Python repr: `'field': 12` or `field=12`)."""
+    pattern = f"[^a-z_]{field}['\"]?\\s*[:=]\\s*([0-9]+)"
+    return f"toUInt64OrZero(extract({_attr(semconv.LITELLM_USAGE_OBJECT)}, {_quoted([pattern])}))"
+
+
+def _cache_read_expr() -> str:
+    s = semconv
+    parts = [_count(s.CACHE_READ_TOKENS), *_json_counts(s.CACHE_READ_IN_JSON), _repr_count("cache_read_input_tokens")]
+    return f"greatest({', '.join(parts)})"
+
+
+def _cache_write_expr() -> str:
+    s = semconv
+    parts = [
+        _count(s.CACHE_WRITE_TOKENS),
+        *_json_counts(s.CACHE_WRITE_IN_JSON),
+        _repr_count("cache_creation_input_tokens"),
+    ]
+    return f"greatest({', '.join(parts)})"
+
+
+def _reasoning_expr() -> str:
+    return f"greatest({_count(semconv.REASONING_TOKENS)}, {_repr_count('reasoning_tokens')})"
+
+
+def _exclusive_input_expr() -> str:
+    """Whether the span's input-token count leaves its cache reads and writes out (see semconv)."""
+    s = semconv
+    model = _first(s.names(s.MODEL))
+    vercel = (
+        f"(ScopeName = {_quoted([s.VERCEL_SCOPE])} AND startsWith(lower({_attr('ai.model.provider')}), 'anthropic')"
+        f" AND NOT mapContains(SpanAttributes, {_quoted([s.VERCEL_V6_MARKER])}))"
+    )
+    strands = f"(ScopeName = {_quoted([s.STRANDS_SCOPE])} AND match({model}, {_quoted([s.EXCLUSIVE_MODEL_PATTERN])}))"
+    inconsistent = f"({_cache_read_expr()} + {_cache_write_expr()} > {_count(s.INPUT_TOKENS)})"
+    return f"({vercel} OR {strands} OR {inconsistent})"
+
+
+def _input_tokens_expr() -> str:
+    cache = f"({_cache_read_expr()} + {_cache_write_expr()})"
+    return f"{_count(semconv.INPUT_TOKENS)} + if({_exclusive_input_expr()}, {cache}, 0)"
+
+
+def _output_tokens_expr() -> str:
+    s = semconv
+    adk_thoughts = f"if(ScopeName = {_quoted([s.ADK_SCOPE])}, toUInt64OrZero({_attr(s.ADK_EXCLUSIVE_REASONING)}), 0)"
+    return f"{_count(s.OUTPUT_TOKENS)} + {adk_thoughts}"
+
+
 def _any_key(keys) -> str:
     return " OR ".join(f"mapContains(SpanAttributes, {_quoted([k])})" for k in keys)
 
 
+def _in(key: str, values) -> str:
+    return f"{_attr(key)} IN ({_quoted(values)})"
+
+
+def _named(pairs) -> str:
+    """Spans recognised by (instrumentation scope, span name prefix)."""
+    return " OR ".join(
+        f"(ScopeName = {_quoted([scope])} AND startsWith(SpanName, {_quoted([name])}))" for scope, name in pairs
+    )
+
+
+def _is_litellm() -> str:
+    return f"ScopeName = {_quoted([semconv.LITELLM_SCOPE])}"
+
+
 def _llm_call_expr() -> str:
     s = semconv
-    litellm = f"ScopeName = {_quoted([s.LITELLM_SCOPE])}"
-    litellm_call = f"{litellm} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)})"
-    other_dialects = (
-        f"{_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_LLM_OPERATIONS)})"
-        f" OR {_attr('llm.request.type')} IN ({_quoted(s.OPENLLMETRY_LLM_REQUEST_TYPES)})"
-        f" OR {_attr('openinference.span.kind')} IN ({_quoted(s.OPENINFERENCE_LLM_KINDS)})"
+    litellm_call = f"{_is_litellm()} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)})"
+    other_dialects = " OR ".join(
+        [
+            _in(s.OPERATION_NAME, s.GENAI_LLM_OPERATIONS),
+            _in("llm.request.type", s.OPENLLMETRY_LLM_REQUEST_TYPES),
+            _in("openinference.span.kind", s.OPENINFERENCE_LLM_KINDS),
+            _in(s.VERCEL_OPERATION_ID, s.VERCEL_LLM_OPERATIONS),
+            _named(s.NAMED_LLM_SPANS),
+        ]
     )
-    return f"toUInt8(({litellm_call}) OR (NOT ({litellm}) AND ({other_dialects})))"
+    # Google ADK 1.23-1.39: generate_content under call_llm repeats the call (2.x sets gen_ai.provider.name).
+    adk_repeat = (
+        f"(ScopeName = {_quoted([s.ADK_SCOPE])} AND {_attr(s.OPERATION_NAME)} = {_quoted([s.ADK_1X_GENERATE_CONTENT])}"
+        " AND NOT mapContains(SpanAttributes, 'gen_ai.provider.name'))"
+    )
+    return f"toUInt8(({litellm_call}) OR (NOT ({_is_litellm()}) AND ({other_dialects}) AND NOT {adk_repeat}))"
 
 
-def _agent_step_expr() -> str:
+def _embedding_expr() -> str:
     s = semconv
     return (
         "toUInt8("
-        f"{_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_AGENT_OPERATIONS)})"
-        f" OR {_attr('traceloop.span.kind')} IN ({_quoted(s.TRACELOOP_AGENT_KINDS)})"
-        f" OR {_attr('openinference.span.kind')} IN ({_quoted(s.OPENINFERENCE_AGENT_KINDS)})"
-        f" OR (startsWith(ServiceName, {_quoted([s.AGENT_SERVICE_PREFIX])}) AND ParentSpanId = '')"
+        f"{_in(s.OPERATION_NAME, s.GENAI_EMBEDDING_OPERATIONS)}"
+        f" OR {_in('llm.request.type', ('embedding',))}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_EMBEDDING_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_EMBEDDING_OPERATIONS)}"
+        f" OR ({_is_litellm()} AND {_in('llm.request.type', ('embedding', 'aembedding'))})"
         ")"
     )
 
@@ -173,11 +269,55 @@ def _tool_step_expr() -> str:
     s = semconv
     return (
         "toUInt8("
-        f"{_attr('gen_ai.operation.name')} IN ({_quoted(s.GENAI_TOOL_OPERATIONS)})"
-        f" OR {_attr('traceloop.span.kind')} IN ({_quoted(s.TRACELOOP_TOOL_KINDS)})"
-        f" OR {_attr('openinference.span.kind')} IN ({_quoted(s.OPENINFERENCE_TOOL_KINDS)})"
+        f"{_in(s.OPERATION_NAME, s.GENAI_TOOL_OPERATIONS)}"
+        f" OR {_in('traceloop.span.kind', s.TRACELOOP_TOOL_KINDS)}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_TOOL_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_TOOL_OPERATIONS)}"
+        f" OR {_named(s.NAMED_TOOL_SPANS)}"
         ")"
     )
+
+
+def _agent_step_expr() -> str:
+    s = semconv
+    return (
+        "toUInt8("
+        f"{_in(s.OPERATION_NAME, s.GENAI_AGENT_OPERATIONS)}"
+        f" OR {_in('traceloop.span.kind', s.TRACELOOP_AGENT_KINDS)}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_AGENT_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_TOOL_OPERATIONS)}"
+        f" OR {_named(s.NAMED_AGENT_SPANS + s.NAMED_TOOL_SPANS)}"
+        f" OR (startsWith(ServiceName, {_quoted([s.AGENT_SERVICE_PREFIX])}) AND ParentSpanId = '')"
+        ")"
+    )
+
+
+def _request_model_expr() -> str:
+    s = semconv
+    invocation = f"JSONExtractString({_attr(s.OPENINFERENCE_INVOCATION_PARAMETERS)}, 'model')"
+    keys = semconv.names(s.REQUEST_MODEL)
+    return f"coalesce(nullIf({_first(keys[:-1])}, ''), nullIf({invocation}, ''), {_first(keys[-1:])})"
+
+
+def _response_id_expr() -> str:
+    s = semconv
+    output = _attr(s.OPENINFERENCE_OUTPUT_VALUE)
+    from_output = f"if(startsWith({output}, '{{'), JSONExtractString({output}, 'id'), '')"
+    return f"coalesce(nullIf({_first(semconv.names(s.RESPONSE_ID))}, ''), {from_output})"
+
+
+def _provider_expr() -> str:
+    # The first key naming a provider (Strands and ADK 1.x name themselves); Vercel's
+    # 'openai.responses' / 'anthropic.messages' name the API flavour after the provider.
+    s = semconv
+    named = (
+        "coalesce("
+        + ", ".join(
+            f"if({_attr(k)} IN ({_quoted(s.NOT_PROVIDERS)}), NULL, nullIf({_attr(k)}, ''))" for k in s.names(s.PROVIDER)
+        )
+        + ", '')"
+    )
+    return f"lower(splitByChar('.', {named})[1])"
 
 
 def derived_columns() -> list[tuple[str, str, str]]:
@@ -185,33 +325,49 @@ def derived_columns() -> list[tuple[str, str, str]]:
     s = semconv
     return [
         ("ProjectId", "LowCardinality(String)", "ResourceAttributes['project_id']"),
-        ("Model", "LowCardinality(String)", _first(s.MODEL_KEYS)),
-        ("InputTokens", "UInt64", f"toUInt64OrZero({_first(s.INPUT_TOKEN_KEYS)})"),
-        ("OutputTokens", "UInt64", f"toUInt64OrZero({_first(s.OUTPUT_TOKEN_KEYS)})"),
-        ("ReportedCost", "Float64", f"toFloat64OrZero({_first(s.COST_KEYS)})"),
+        ("Model", "LowCardinality(String)", _first(s.names(s.MODEL))),
+        ("RequestModel", "LowCardinality(String)", _request_model_expr()),
+        ("Provider", "LowCardinality(String)", _provider_expr()),
+        ("InputTokens", "UInt64", _input_tokens_expr()),
+        ("OutputTokens", "UInt64", _output_tokens_expr()),
+        ("CacheReadTokens", "UInt64", _cache_read_expr()),
+        ("CacheWriteTokens", "UInt64", _cache_write_expr()),
+        ("ReasoningTokens", "UInt64", _reasoning_expr()),
+        ("InputAudioTokens", "UInt64", _count(s.INPUT_AUDIO_TOKENS)),
+        ("OutputAudioTokens", "UInt64", _count(s.OUTPUT_AUDIO_TOKENS)),
+        ("ReportedCost", "Float64", f"toFloat64OrZero({_first(s.names(s.REPORTED_COST))})"),
         ("IsLLMCall", "UInt8", _llm_call_expr()),
+        ("IsGateway", "UInt8", f"toUInt8({_is_litellm()} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)}))"),
+        ("IsEmbedding", "UInt8", _embedding_expr()),
         ("IsAgentStep", "UInt8", _agent_step_expr()),
         ("IsToolStep", "UInt8", _tool_step_expr()),
         ("IsError", "UInt8", f"toUInt8(StatusCode IN ({_quoted(s.ERROR_STATUS)}))"),
-        ("EndUser", "String", _first(s.USER_KEYS)),
+        ("IsReplay", "UInt8", f"toUInt8(ServiceName = {_quoted([s.REPLAY_SERVICE])})"),
+        ("EndUser", "String", _first(s.names(s.END_USER))),
+        ("SessionId", "String", _first(s.names(s.SESSION))),
+        ("ResponseId", "String", _response_id_expr()),
     ]
+
+
+def _stamp(type_: str, expr: str) -> str:
+    return "apm:" + hashlib.sha256(f"{type_} {expr}".encode()).hexdigest()[:16]
 
 
 def _derived_columns_ddl(comments: dict[str, str], name: str = TRACES, on_cluster: str = "") -> list[str]:
     """ADD what is missing; MODIFY a column whose definition changed since it was added.
 
     The definition's hash rides in the column comment, so a new release's better attribute rules
-    reach new rows without a heavy mutation (old parts keep the values they were written with).
+    reach new rows without a heavy mutation (old parts keep the values they were written with until
+    `clickhouse_init --rematerialize` rewrites them).
     """
-    target = name
     statements = []
-    for name, type_, expr in derived_columns():
-        stamp = "apm:" + hashlib.sha256(f"{type_} {expr}".encode()).hexdigest()[:16]
-        definition = f"{name} {type_} MATERIALIZED {expr} COMMENT '{stamp}'"
-        if name not in comments:
-            statements.append(f"ALTER TABLE {table(target)}{on_cluster} ADD COLUMN IF NOT EXISTS {definition}")
-        elif comments[name] != stamp:
-            statements.append(f"ALTER TABLE {table(target)}{on_cluster} MODIFY COLUMN {definition}")
+    for column, type_, expr in derived_columns():
+        stamp = _stamp(type_, expr)
+        definition = f"{column} {type_} MATERIALIZED {expr} COMMENT '{stamp}'"
+        if column not in comments:
+            statements.append(f"ALTER TABLE {table(name)}{on_cluster} ADD COLUMN IF NOT EXISTS {definition}")
+        elif comments[column] != stamp:
+            statements.append(f"ALTER TABLE {table(name)}{on_cluster} MODIFY COLUMN {definition}")
     return statements
 
 
@@ -220,74 +376,303 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
-# --- LLM calls, narrow and ordered by project and time -----------------------------------------
-# One row per LLM-call span, filled by a materialized view on every insert (ours or a collector's).
-# The main table is ordered by service and span name, so a project's window reads most of it; this
-# table is ordered by (ProjectId, Timestamp) and holds ~1 span in 7, so the Overview's and
-# Analytics' LLM questions (and the proxy de-duplication join) read a few granules instead.
+# --- otel_spans: every span, narrow, ordered by project and time -------------------------------
+# Filled by a materialized view on every insert into otel_traces (ours or a collector's). The
+# exporter's table is ordered by (service, span name, time), so neither a project's window nor
+# time order can be found there; this one finds a page of 50 rows, or a trace's spans, in a few
+# granules. A re-delivered span arrives twice: reads take one row per (TraceId, SpanId), and
+# ReplacingMergeTree folds the copies when parts merge. `InsertedAt` tells the settler what is new.
 
-LLM_CALL_COLUMNS = (
-    "ProjectId",
-    "Timestamp",
-    "TraceId",
-    "SpanId",
-    "ParentSpanId",
-    "SpanName",
-    "ServiceName",
-    "ScopeName",
-    "Model",
-    "InputTokens",
-    "OutputTokens",
-    "ReportedCost",
-    "Duration",
-    "IsError",
-    "EndUser",
-)
+SPAN_COLUMNS = (
+    "ProjectId", "Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "ServiceName",
+    "ScopeName", "Duration", "StatusCode", "StatusMessage", "IsLLMCall", "IsGateway", "IsEmbedding",
+    "IsAgentStep", "IsToolStep", "IsError", "IsReplay", "Model", "RequestModel", "Provider", "InputTokens",
+    "OutputTokens", "CacheReadTokens", "CacheWriteTokens", "ReasoningTokens", "InputAudioTokens",
+    "OutputAudioTokens", "ReportedCost", "EndUser", "SessionId", "ResponseId",
+)  # fmt: skip
+_LC = "LowCardinality(String)"
+_SPAN_TYPES = {
+    "ProjectId": _LC, "Timestamp": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "SpanId": "String CODEC(ZSTD(1))", "ParentSpanId": "String CODEC(ZSTD(1))", "SpanName": _LC, "SpanKind": _LC,
+    "ServiceName": _LC, "ScopeName": _LC, "Duration": "UInt64", "StatusCode": _LC,
+    "StatusMessage": "String CODEC(ZSTD(1))", "IsLLMCall": "UInt8", "IsGateway": "UInt8", "IsEmbedding": "UInt8",
+    "IsAgentStep": "UInt8", "IsToolStep": "UInt8", "IsError": "UInt8", "IsReplay": "UInt8", "Model": _LC,
+    "RequestModel": _LC, "Provider": _LC, "InputTokens": "UInt64", "OutputTokens": "UInt64",
+    "CacheReadTokens": "UInt64", "CacheWriteTokens": "UInt64", "ReasoningTokens": "UInt64",
+    "InputAudioTokens": "UInt64", "OutputAudioTokens": "UInt64", "ReportedCost": "Float64",
+    "EndUser": "String CODEC(ZSTD(1))", "SessionId": "String CODEC(ZSTD(1))", "ResponseId": "String CODEC(ZSTD(1))",
+}  # fmt: skip
+STATUS_MESSAGE_CHARS = 1000  # lists show a line of it; the whole message stays in otel_traces
 
 
-def _llm_calls_ddl(ttl_days: int, name: str = LLM_CALLS, engine: str = "MergeTree", on_cluster: str = "") -> str:
+def _columns(types: dict[str, str]) -> str:
+    return ",\n    ".join(f"{name} {type_}" for name, type_ in types.items())
+
+
+def _spans_ddl(ttl_days: int, name: str = SPANS, engine: str = "ReplacingMergeTree", on_cluster: str = "") -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
-    ProjectId LowCardinality(String),
-    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
-    TraceId String CODEC(ZSTD(1)),
-    SpanId String CODEC(ZSTD(1)),
-    ParentSpanId String CODEC(ZSTD(1)),
-    SpanName LowCardinality(String),
-    ServiceName LowCardinality(String),
-    ScopeName LowCardinality(String),
-    Gateway UInt8 MATERIALIZED ScopeName = '{semconv.LITELLM_SCOPE}',
-    TraceKey UInt64 MATERIALIZED cityHash64(TraceId),  -- integer join keys: cheaper than the strings
-    CallKey UInt64 MATERIALIZED cityHash64(TraceId, SpanId),
-    Model LowCardinality(String),
-    InputTokens UInt64,
-    OutputTokens UInt64,
-    ReportedCost Float64,
-    Duration UInt64,
-    IsError UInt8,
-    EndUser String CODEC(ZSTD(1))
+    {_columns(_SPAN_TYPES)},
+    InsertedAt DateTime64(3) DEFAULT now64(3),
+    INDEX idx_inserted InsertedAt TYPE minmax GRANULARITY 1,
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_session SessionId TYPE bloom_filter(0.01) GRANULARITY 4,
+    INDEX idx_user EndUser TYPE bloom_filter(0.01) GRANULARITY 4
 ) ENGINE = {engine}
 PARTITION BY toDate(Timestamp)
-ORDER BY (ProjectId, Timestamp)
+ORDER BY (ProjectId, Timestamp, TraceId, SpanId)
 {_ttl("Timestamp", ttl_days)}
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
 """
 
 
-def _llm_calls_select(source: str = TRACES) -> str:
-    return f"SELECT {', '.join(LLM_CALL_COLUMNS)} FROM {table(source)} WHERE IsLLMCall"
+def _spans_select(source: str = TRACES) -> str:
+    columns = [c if c != "StatusMessage" else f"substring(StatusMessage, 1, {STATUS_MESSAGE_CHARS}) AS StatusMessage"
+               for c in SPAN_COLUMNS]  # fmt: skip
+    return f"SELECT {', '.join(columns)} FROM {table(source)} WHERE TraceId != '' AND SpanId != ''"
 
 
-def _llm_calls_mv_ddl(source: str = TRACES, target: str = LLM_CALLS, on_cluster: str = "") -> str:
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LLM_CALLS_MV)}{on_cluster} TO {table(target)} AS {_llm_calls_select(source)}"
+def _spans_mv_ddl(source: str = TRACES, target: str = SPANS, on_cluster: str = "") -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(SPANS_MV)}{on_cluster} TO {table(target)} AS {_spans_select(source)}"
+
+
+# --- settled facts: one row per model invocation, agent run and flow edge -----------------------
+# Written only by the settler (monitoring/settle.py), which applies the counting rules once
+# (monitoring/queries/facts.py). When a later span changes a decision (a gateway span arrives for
+# an agent's call, a re-delivery, a late root), the settler cancels the old row (Sign = -1, same
+# Version) and writes the new one: VersionedCollapsingMergeTree folds the pairs, and every sum read
+# as sum(Sign * x) is exact before and after merges. The rollups below are fed by the same rows,
+# so they cancel too.
+
+CALL_TYPES = {
+    "ProjectId": _LC, "Timestamp": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "SpanId": "String CODEC(ZSTD(1))", "RunTraceId": "String CODEC(ZSTD(1))", "SpanName": _LC,
+    "ServiceName": _LC, "Model": _LC, "Provider": _LC, "IsError": "UInt8", "IsEmbedding": "UInt8",
+    "IsGateway": "UInt8", "IsReplay": "UInt8", "HasEnd": "UInt8", "Duration": "UInt64", "InputTokens": "UInt64",
+    "OutputTokens": "UInt64", "CacheReadTokens": "UInt64", "CacheWriteTokens": "UInt64", "ReasoningTokens": "UInt64",
+    "InputAudioTokens": "UInt64", "OutputAudioTokens": "UInt64", "ReportedCost": "Float64", "Cost": "Float64",
+    "Priced": "UInt8", "CacheSavings": "Float64", "EndUser": "String CODEC(ZSTD(1))",
+    "SessionId": "String CODEC(ZSTD(1))",
+}  # fmt: skip
+CALL_COLUMNS = tuple(CALL_TYPES)
+
+RUN_TYPES = {
+    "ProjectId": _LC, "Start": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "End": "DateTime64(9)", "HasEnd": "UInt8", "Name": _LC, "ServiceName": _LC,
+    "Services": "Array(LowCardinality(String))", "Models": "Array(LowCardinality(String))", "IsError": "UInt8",
+    "IsReplay": "UInt8", "Spans": "UInt32", "ErrorSpans": "UInt32", "AgentSteps": "UInt32", "LLMCalls": "UInt32",
+    "InputTokens": "UInt64", "OutputTokens": "UInt64", "Cost": "Float64", "Unpriced": "UInt32",
+    "EndUser": "String CODEC(ZSTD(1))", "SessionId": "String CODEC(ZSTD(1))", "FirstCall": "String", "LastCall": "String",
+}  # fmt: skip
+RUN_COLUMNS = tuple(RUN_TYPES)
+
+EDGE_TYPES = {
+    "ProjectId": _LC, "Start": "DateTime64(9)", "TraceId": "String CODEC(ZSTD(1))", "Parent": _LC, "Child": _LC,
+    "Calls": "UInt32", "Errors": "UInt32", "Duration": "UInt64", "RunFailed": "UInt8", "IsReplay": "UInt8",
+    "Services": "Array(LowCardinality(String))", "Models": "Array(LowCardinality(String))",
+}  # fmt: skip
+EDGE_COLUMNS = tuple(EDGE_TYPES)
+
+
+def _settled_ddl(
+    ttl_days: int,
+    name: str,
+    types: dict[str, str],
+    order_by: str,
+    time_column: str,
+    engine: str = "",
+    on_cluster: str = "",
+) -> str:
+    engine = engine or "VersionedCollapsingMergeTree(Sign, Version)"
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    {_columns(types)},
+    Sign Int8,
+    Version UInt64,
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate({time_column})
+ORDER BY ({order_by})
+{_ttl(time_column, ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+SETTLED = {
+    # name: (types, ORDER BY, partition/TTL time column)
+    CALLS: (CALL_TYPES, "ProjectId, Timestamp, TraceId, SpanId", "Timestamp"),
+    RUNS: (RUN_TYPES, "ProjectId, Start, TraceId", "Start"),
+    EDGES: (EDGE_TYPES, "ProjectId, Start, TraceId, Parent, Child", "Start"),
+}
+
+
+# --- rollups: what the dashboard sums over long windows -----------------------------------------
+# AggregatingMergeTree tables of sums per 15-minute slice (every real time zone's offset is a
+# multiple of 15 minutes, so a local hour or day is a whole number of slices), fed by materialized
+# views on the settled tables: a cancelled row subtracts what it added. Latency keeps two
+# histograms: fine log buckets (2^(1/32) wide, ~2%) with the sum of durations in each, from which
+# p50/p95/p99 are read (exact when a bucket holds one value), and the Analytics histogram's bins.
+
+SLICE_SECONDS = 15 * 60
+# Latency bin edges of the Analytics histogram, in ms (also the rollup's `LatencyBins` keys).
+LATENCY_EDGES_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+FINE_BUCKETS_PER_OCTAVE = 32
+FINE_BUCKET_BASE_NS = 10_000  # bucket 0 holds everything under 0.01 ms
+
+
+def fine_bucket_sql(duration: str = "Duration") -> str:
+    """The fine latency bucket of a duration in ns (UInt16)."""
+    return (
+        f"toUInt16(greatest(0, floor(log2(greatest({duration}, 1) / {FINE_BUCKET_BASE_NS})"
+        f" * {FINE_BUCKETS_PER_OCTAVE}) + 1))"
+    )
+
+
+def latency_bin_sql(duration: str = "Duration") -> str:
+    """The Analytics histogram bin (0 = under the first edge) of a duration in ns."""
+    edges = ", ".join(str(e * 1_000_000) for e in LATENCY_EDGES_MS)
+    return f"toUInt16(arrayCount(e -> e <= {duration}, [{edges}]))"
+
+
+def _sum(type_: str = "Int64") -> str:
+    return f"SimpleAggregateFunction(sum, {type_})"
+
+
+_MAP = "SimpleAggregateFunction(sumMap, Tuple(Array(UInt16), Array(Int64)))"
+
+ROLLUPS = {
+    # name: (source, key columns with types, measure columns with types, measure expressions)
+    CALLS_15M: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC, "Provider": _LC,
+         "IsError": "UInt8", "IsEmbedding": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "Timed": (_sum(), "sum(Sign * HasEnd)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
+            "InputTokens": (_sum(), "sum(Sign * toInt64(InputTokens))"),
+            "OutputTokens": (_sum(), "sum(Sign * toInt64(OutputTokens))"),
+            "CacheReadTokens": (_sum(), "sum(Sign * toInt64(CacheReadTokens))"),
+            "CacheWriteTokens": (_sum(), "sum(Sign * toInt64(CacheWriteTokens))"),
+            "ReasoningTokens": (_sum(), "sum(Sign * toInt64(ReasoningTokens))"),
+            "ReportedCost": (_sum("Float64"), "sum(Sign * ReportedCost)"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+            "Unpriced": (_sum(), "sum(Sign * toInt64(NOT Priced))"),
+            "CacheSavings": (_sum("Float64"), "sum(Sign * CacheSavings)"),
+            "LatencyHist": (_MAP, f"sumMap(if(HasEnd, [{fine_bucket_sql()}], []), if(HasEnd, [toInt64(Sign)], []))"),
+            "LatencySums": (_MAP, f"sumMap(if(HasEnd, [{fine_bucket_sql()}], []), if(HasEnd, [Sign * toInt64(Duration)], []))"),
+            "LatencyBins": (_MAP, f"sumMap(if(HasEnd, [{latency_bin_sql()}], []), if(HasEnd, [toInt64(Sign)], []))"),
+        },
+    ),
+    USERS_1H: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "EndUser": "String", "ServiceName": _LC, "Model": _LC,
+         "IsError": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "InputTokens": (_sum(), "sum(Sign * toInt64(InputTokens))"),
+            "OutputTokens": (_sum(), "sum(Sign * toInt64(OutputTokens))"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+            "Unpriced": (_sum(), "sum(Sign * toInt64(NOT Priced))"),
+            "Timed": (_sum(), "sum(Sign * HasEnd)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
+        },
+    ),
+    RUNS_15M: (
+        RUNS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "IsError": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Runs": (_sum(), "sum(Sign)"),
+            "LLMCalls": (_sum(), "sum(Sign * toInt64(LLMCalls))"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+        },
+    ),
+    EDGES_15M: (
+        EDGES,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "Parent": _LC, "Child": _LC, "RunFailed": "UInt8",
+         "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign * toInt64(Calls))"),
+            "Errors": (_sum(), "sum(Sign * toInt64(Errors))"),
+            "Duration": (_sum(), "sum(Sign * toInt64(Duration))"),
+        },
+    ),
+}  # fmt: skip
+# Services and models seen per hour (every span, not only calls): the filter bar's choices.
+ROLLUPS[FACETS_1H] = (
+    SPANS,
+    {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC},
+    {"Spans": (_sum(), "toInt64(count())")},
+)
+ROLLUP_SLICE_SECONDS = {
+    CALLS_15M: SLICE_SECONDS, USERS_1H: 3600, RUNS_15M: SLICE_SECONDS, EDGES_15M: SLICE_SECONDS, FACETS_1H: 3600
+}  # fmt: skip
+_ROLLUP_TIME = {CALLS: "Timestamp", RUNS: "Start", EDGES: "Start", SPANS: "Timestamp"}
+
+
+def _rollup_ddl(
+    ttl_days: int, name: str, engine: str = "AggregatingMergeTree", on_cluster: str = "", table_name: str = ""
+) -> str:
+    """The rollup `name` (a key of ROLLUPS), created as `table_name` (a cluster's local table)."""
+    _source, keys, measures = ROLLUPS[name]
+    columns = ",\n    ".join([f"{k} {t}" for k, t in keys.items()] + [f"{m} {t}" for m, (t, _) in measures.items()])
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(table_name or name)}{on_cluster} (
+    {columns}
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Slice)
+ORDER BY ({", ".join(keys)})
+{_ttl("Slice", ttl_days)}
+"""
+
+
+def _rollup_select(name: str, source: str = "") -> str:
+    origin, keys, measures = ROLLUPS[name]
+    step = ROLLUP_SLICE_SECONDS[name]
+    time_column = _ROLLUP_TIME[origin]
+    slice_expr = f"toDateTime(intDiv(toUnixTimestamp({time_column}), {step}) * {step}, 'UTC') AS Slice"
+    dims = [slice_expr if k == "Slice" else k for k in keys]
+    exprs = [f"{expr} AS {m}" for m, (_, expr) in measures.items()]
+    return f"SELECT {', '.join(dims + exprs)} FROM {table(source or origin)} GROUP BY {', '.join(k for k in keys)}"
+
+
+def _rollup_mv_ddl(name: str, source: str = "", target: str = "", on_cluster: str = "") -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(name + '_mv')}{on_cluster} TO {table(target or name)}"
+        f" AS {_rollup_select(name, source)}"
+    )
+
+
+# --- the settler's bookkeeping --------------------------------------------------------------------
+
+
+def _settle_state_ddl(
+    name: str = SETTLE_STATE, engine: str = "ReplacingMergeTree(Updated)", on_cluster: str = ""
+) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    Name LowCardinality(String),
+    Through DateTime64(3),
+    Updated DateTime64(3) DEFAULT now64(3)
+) ENGINE = {engine}
+ORDER BY Name
+"""
 
 
 def _exists(name: str) -> bool:
     return bool(existing_columns(name))
 
 
+# Derived tables of earlier releases, replaced by the ones above (their data is rebuilt from otel_traces).
+LEGACY = ("otel_llm_calls_mv", "otel_llm_calls")
+
+
 def ensure_schema(ttl_days: int | None = None) -> list[str]:
-    """Create or complete the schema; idempotent. Returns the statements it ran."""
+    """Create or complete the schema; idempotent; never drops span data. Returns the statements run.
+
+    New derived tables are filled from the spans already stored (a batch landing meanwhile may be
+    copied twice into otel_spans: reads take one row per span id, so nothing is counted twice).
+    """
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
     statements = [
         f"CREATE DATABASE IF NOT EXISTS `{clickhouse.database()}`",
@@ -299,13 +684,19 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
         clickhouse.command(sql, tag="schema.ensure")
     comments = {name: column["comment"] for name, column in existing_columns().items()}
     later = [*_derived_columns_ddl(comments), _project_index_ddl()]
-    if not _exists(LLM_CALLS):
-        # The view first, then the spans already stored (a batch landing in between may be counted twice).
+    later += [f"DROP TABLE IF EXISTS {table(name)}" for name in LEGACY if _exists(name) or name.endswith("_mv")]
+    if not _exists(SPANS):
         later += [
-            _llm_calls_ddl(days),
-            _llm_calls_mv_ddl(),
-            f"INSERT INTO {table(LLM_CALLS)} ({', '.join(LLM_CALL_COLUMNS)}) {_llm_calls_select()}",
+            _spans_ddl(days),
+            _spans_mv_ddl(),
+            f"INSERT INTO {table(SPANS)} ({', '.join(SPAN_COLUMNS)}) {_spans_select()}",
         ]
+    for name, (types, order_by, time_column) in SETTLED.items():
+        later.append(_settled_ddl(days, name, types, order_by, time_column))
+    for name in ROLLUPS:
+        if not _exists(name):
+            later += [_rollup_ddl(days, name), _rollup_mv_ddl(name)]
+    later.append(_settle_state_ddl())
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     return statements + later
@@ -328,31 +719,49 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     """The whole schema for a cluster, in order. Run once; every statement is IF NOT EXISTS."""
     on = f" ON CLUSTER `{_identifier(cluster)}`"
     db = clickhouse.database()
-    traces_local, lookup_local = TRACES + LOCAL_SUFFIX, LOOKUP + LOCAL_SUFFIX
+    local = {name: name + LOCAL_SUFFIX for name in (TRACES, LOOKUP, SPANS, *SETTLED, *ROLLUPS, SETTLE_STATE)}
 
-    def replicated(name: str) -> str:
-        return f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}')"
+    def replicated(name: str, kind: str = "MergeTree", args: str = "") -> str:
+        extra = f", {args}" if args else ""
+        return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}'{extra})"
 
-    def distributed(name: str, local: str, key: str) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {table(name)}{on} AS {table(local)} ENGINE = Distributed(`{cluster}`, `{db}`, `{local}`, {key})"
+    def distributed(name: str, key: str = "cityHash64(TraceId)") -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {table(name)}{on} AS {table(local[name])}"
+            f" ENGINE = Distributed(`{cluster}`, `{db}`, `{local[name]}`, {key})"
+        )
 
-    derived = _derived_columns_ddl({}, traces_local, on)
+    derived = _derived_columns_ddl({}, local[TRACES], on)
     # The Distributed table carries the same derived columns so reads through it can name them.
-    derived += [sql.replace(table(traces_local), table(TRACES)) for sql in derived]
-    return [
+    derived_dist = [sql.replace(table(local[TRACES]), table(TRACES)) for sql in derived]
+    statements = [
         f"CREATE DATABASE IF NOT EXISTS `{db}`{on}",
-        _traces_ddl(ttl_days, traces_local, replicated(traces_local), on),
-        _lookup_ddl(ttl_days, lookup_local, replicated(lookup_local), on),
-        _lookup_mv_ddl(traces_local, lookup_local, on),
-        _llm_calls_ddl(ttl_days, LLM_CALLS + LOCAL_SUFFIX, replicated(LLM_CALLS + LOCAL_SUFFIX), on),
-        *derived[: len(derived) // 2],
-        _project_index_ddl(traces_local, on),
-        _llm_calls_mv_ddl(traces_local, LLM_CALLS + LOCAL_SUFFIX, on),
-        distributed(TRACES, traces_local, "cityHash64(TraceId)"),
-        distributed(LOOKUP, lookup_local, "cityHash64(TraceId)"),
-        distributed(LLM_CALLS, LLM_CALLS + LOCAL_SUFFIX, "cityHash64(TraceId)"),
-        *derived[len(derived) // 2 :],
+        _traces_ddl(ttl_days, local[TRACES], replicated(local[TRACES]), on),
+        _lookup_ddl(ttl_days, local[LOOKUP], replicated(local[LOOKUP]), on),
+        _lookup_mv_ddl(local[TRACES], local[LOOKUP], on),
+        *derived,
+        _project_index_ddl(local[TRACES], on),
+        _spans_ddl(ttl_days, local[SPANS], replicated(local[SPANS], "ReplacingMergeTree"), on),
+        _spans_mv_ddl(local[TRACES], local[SPANS], on),
     ]
+    for name, (types, order_by, time_column) in SETTLED.items():
+        engine = replicated(local[name], "VersionedCollapsingMergeTree", "Sign, Version")
+        statements.append(_settled_ddl(ttl_days, local[name], types, order_by, time_column, engine, on))
+    for name in ROLLUPS:
+        statements.append(_rollup_ddl(ttl_days, name, replicated(local[name], "AggregatingMergeTree"), on, local[name]))
+        source = local[ROLLUPS[name][0]]
+        statements.append(
+            _rollup_mv_ddl(name, source, local[name], on).replace(table(name + "_mv"), table(local[name] + "_mv"))
+        )
+    statements.append(
+        _settle_state_ddl(local[SETTLE_STATE], replicated(local[SETTLE_STATE], "ReplacingMergeTree", "Updated"), on)
+    )
+    statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS)]
+    statements += [distributed(name) for name in SETTLED]
+    statements += [distributed(name, "rand()") for name in ROLLUPS]
+    statements.append(distributed(SETTLE_STATE, "0"))
+    statements += derived_dist
+    return statements
 
 
 def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str]:
@@ -367,10 +776,13 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
 
 
 def set_retention(days: int) -> list[str]:
-    """Change the TTL of the traces, lookup and LLM-call tables. Cheap: with ttl_only_drop_parts whole daily
+    """Change the TTL of the spans and every table derived from them. Cheap: with ttl_only_drop_parts whole daily
     parts are dropped as they expire; nothing is rewritten now (unlike the guide's DELETE mutation)."""
     statements = []
-    for name, column in ((TRACES, "Timestamp"), (LOOKUP, "Start"), (LLM_CALLS, "Timestamp")):
+    timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp")]
+    timed += [(name, time_column) for name, (_, _, time_column) in SETTLED.items()]
+    timed += [(name, "Slice") for name in ROLLUPS]
+    for name, column in timed:
         ttl = _ttl(column, days) if days > 0 else "REMOVE TTL"
         verb = "MODIFY " + ttl if days > 0 else ttl
         statements.append(f"ALTER TABLE {table(name)} {verb} SETTINGS materialize_ttl_after_modify = 0")

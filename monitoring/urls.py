@@ -1,14 +1,17 @@
-from django.urls import path
+from django.urls import include, path
 
-from monitoring.views import analytics, api, dashboard, health, ingest, replay, traces
+from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, traces
 
 app_name = "monitoring"
 
 urlpatterns = [
     path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
+    path("", dashboard.home),  # the site's front door is the dashboard (or the login page)
     path("admin/monitoring", dashboard.home),
     path("admin/monitoring/", dashboard.home, name="home"),
     path("admin/monitoring/health", health.health, name="health"),
+    path("admin/monitoring/preferences", preferences.preferences_view, name="preferences"),
+    path("admin/monitoring/maintenance", maintenance.maintenance_view, name="maintenance"),
     path("admin/monitoring/<uuid:project_id>/overview/", dashboard.overview, name="overview"),
     path("admin/monitoring/<uuid:project_id>/analytics/", analytics.analytics, name="analytics"),
     path("admin/monitoring/<uuid:project_id>/analytics/<str:part>", analytics.analytics_part, name="analytics-part"),
@@ -23,4 +26,5 @@ urlpatterns = [
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
+    path("", include("monitoring.monitors.urls")),
 ]

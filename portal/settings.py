@@ -8,7 +8,20 @@ from pathlib import Path
 import dj_database_url
 import plotly
 
-from portal.env import env_bool, env_float, env_identifier, env_int, env_list, env_str, env_uuid
+from portal.env import env_bool, env_choice, env_float, env_identifier, env_int, env_list, env_str, env_uuid
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA zone name (Asia/Seoul, UTC) from the environment; start-up fails naming the variable."""
+    import zoneinfo
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = env_str(name, default)
+    if value not in zoneinfo.available_timezones() | {"UTC"}:
+        raise ImproperlyConfigured(f"{name} must be an IANA time zone such as Asia/Seoul or UTC, not {value!r}")
+    return value
+
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -47,6 +60,7 @@ INSTALLED_APPS = [
     "axes",
     "django_prometheus",
     "monitoring",
+    "monitoring.monitors",
 ]
 
 MIDDLEWARE = [
@@ -55,9 +69,13 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Language from the cookie, else Accept-Language; a signed-in user's saved choice wins (below).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The viewer's saved language and time zone (else the browser's), active for the whole request.
+    "monitoring.preferences.PreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -80,6 +98,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "monitoring.preferences.context",
             ],
         },
     },
@@ -128,8 +147,9 @@ RATELIMIT_VIEW = "monitoring.throttling.too_many_requests"
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # Content-Security-Policy (django-csp). Scripts only from our own static files (htmx, plotly.js,
-# ours). One inline handler remains in templates/monitoring/dashboard.html (the project switcher's
-# onchange="this.form.submit()"), allowed by its hash alone until it moves to a static file.
+# ours). One inline handler remains, onchange="this.form.submit()" on the project switcher
+# (templates/monitoring/dashboard.html) and the language switcher (templates/base.html), allowed by
+# its hash alone ('unsafe-hashes') until it moves to a static file.
 # Styles: plotly.js sets style attributes and injects a <style> element, hence 'unsafe-inline'
 # for styles (never for scripts).
 CONTENT_SECURITY_POLICY = {
@@ -157,10 +177,15 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/admin/monitoring/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ko", "한국어")]
+LOCALE_PATHS = [BASE_DIR / "monitoring" / "locale"]
 USE_I18N = True
 USE_TZ = True
+# The server's zone (logs, the database). People read times in their own zone: the one they chose,
+# else their browser's, else PORTAL_TIME_ZONE (monitoring/preferences.py).
+TIME_ZONE = "UTC"
+PORTAL_TIME_ZONE = env_time_zone("PORTAL_TIME_ZONE", "Asia/Seoul")
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -228,6 +253,23 @@ LITELLM_PROJECT_ID = env_uuid(
     "LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID
 )  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
+
+# Periodic jobs in the serving process (monitoring/background.py): "auto" = in embedded mode only
+# (there one process owns the data folder; in server mode `manage.py run_monitors --loop` runs them).
+BACKGROUND_JOBS = env_choice("BACKGROUND_JOBS", "auto", ("auto", "on", "off"))
+# Where the portal is reached, for links in notifications (Slack, webhook, email).
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:3009").rstrip("/")
+
+# Email notifications of monitors: Django's SMTP backend (or EMAIL_BACKEND, e.g. the console one).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "monitoring@localhost")
 
 LOGGING = {
     "version": 1,

@@ -12,9 +12,12 @@ from django.core.management import call_command
 from django.test import override_settings
 from otlp import S, post, request
 
-from monitoring import analytics, charts, clickhouse, queries
+from monitoring import analytics, charts, clickhouse, settle
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import IngestKey, ModelPrice
+from monitoring.queries import flow as flow_q
+from monitoring.queries import overview as queries
+from monitoring.queries.sql import Sql
 
 pytestmark = pytest.mark.django_db
 
@@ -379,7 +382,12 @@ def test_it_climbs_to_the_nearest_step_and_notes_recursion():
         {"parent": "", "child": "agent:a", "calls": 3, "errors": 1, "duration": 3_000_000, "runs": 3},
         {"parent": "agent:a", "child": "agent:a", "calls": 2, "errors": 0, "duration": 2_000_000, "runs": 3},
     ]
-    with mock.patch.object(queries, "run", return_value=rows):
+    with (
+        mock.patch.object(flow_q, "run", return_value=rows),
+        mock.patch.object(flow_q, "run_one", return_value={"runs": 3}),
+        mock.patch.object(flow_q.sources, "edges", return_value=Sql("SELECT 1")),
+        mock.patch.object(flow_q.sources, "runs", return_value=Sql("SELECT 1")),
+    ):
         g = analytics.agent_flow(SpanFilter("p", FLOW))
     (node,) = g.nodes
     assert (node.count, node.errors, node.roots, node.self_calls, node.avg_latency_ms) == (5, 1, 3, 2, 1.0)
@@ -519,14 +527,19 @@ def test_an_unknown_part_is_404(client, alice, project):
     assert client.get(f"/admin/monitoring/{project.id}/analytics/nope").status_code == 404
 
 
-def test_the_flow_graph_samples_runs_beyond_its_cap(client, project, agent_runs):
+def test_the_flow_graph_counts_every_run_without_sampling(client, project, agent_runs):
+    """Settled edges are summed per slice, so the graph is exact at any size (it used to sample
+    beyond 2,000 runs): settling changes nothing."""
     flt = SpanFilter(
         str(project.id),
         Window(dt.datetime(2025, 4, 1, 10, tzinfo=dt.UTC), dt.datetime(2025, 4, 1, 11, tzinfo=dt.UTC)),
     )
-    graph = analytics.agent_flow(flt, max_runs=1)
-    assert graph.sampled_every == 3
-    assert all(n.count % 3 == 0 for n in graph.nodes) and graph.runs % 3 == 0
+    live = analytics.agent_flow(flt)
+    settle.settle_once()
+    settled = analytics.agent_flow(flt)
+    assert settled.sampled_every == 1 and settled.runs == live.runs == 3
+    assert [(n.key, n.count, n.errors) for n in settled.nodes] == [(n.key, n.count, n.errors) for n in live.nodes]
+    assert settled.edges == live.edges
 
 
 def test_it_serves_only_the_panel_to_htmx(client, alice, project, calls):
@@ -602,8 +615,9 @@ def test_the_api_answers_the_time_series_exactly(client, bob, project, calls):
     data = r.json()
     assert data["bucket"] == "hour"
     points = data["points"]
-    for p in points:
-        p["cost_usd"] = round(p["cost_usd"], 9)
+    assert {"cache_read_tokens", "reasoning_tokens", "avg_latency_ms", "agent_runs"} <= set(points[0])
+    keys = ("t", "cost_usd", "input_tokens", "output_tokens", "llm_calls", "errors")
+    points = [{k: (round(p[k], 9) if k == "cost_usd" else p[k]) for k in keys} for p in points]
     assert points == [
         {
             "t": "2025-03-01T09:00:00Z",

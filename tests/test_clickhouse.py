@@ -141,7 +141,7 @@ def test_it_updates_a_derived_column_whose_definition_changed(settings, monkeypa
     schema.ensure_schema(ttl_days=0)
     from monitoring import semconv
 
-    monkeypatch.setattr(semconv, "MODEL_KEYS", ("my.model",) + semconv.MODEL_KEYS)
+    monkeypatch.setattr(semconv, "MODEL", (semconv.Key("my.model", "a test's SDK"), *semconv.MODEL))
     ran = schema.ensure_schema(ttl_days=0)
     assert [sql for sql in ran if "MODIFY COLUMN Model " in sql]
-    assert not [sql for sql in ran if "MODIFY COLUMN InputTokens" in sql]
+    assert not [sql for sql in ran if "MODIFY COLUMN IsError" in sql]  # rules that do not read the model stay

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from otlp import S, post, request
 
-from monitoring import queries
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
+from monitoring.queries import overview as queries
 
 pytestmark = pytest.mark.django_db
 
@@ -269,11 +269,12 @@ def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
 
 
 def test_a_service_filter_keeps_the_agents_own_calls_and_a_model_filter_keeps_its_runs(client, project, ingest_key):
-    """Through the proxy the gateway's span is the counted call; filtered to the agent's service, its own is."""
+    """Through the proxy the gateway's span is the counted call, made by the agent's service: filtered
+    to that service it is still one call, priced once at the gateway's reported cost."""
     agent_call_through_the_proxy(client, ingest_key)
     by_service = queries.overview(SpanFilter(str(project.id), HOUR, services=("agent-text2sql",)))
     assert (by_service.llm_calls, by_service.agent_calls) == (1, 1)
-    assert by_service.total_cost_usd == pytest.approx(10 * 2.5e-6 + 20 * 10e-6)  # the caller's tokens, priced
+    assert by_service.total_cost_usd == pytest.approx(0.25)  # the gateway's cost, not the caller's tokens priced
     by_model = queries.overview(SpanFilter(str(project.id), HOUR, models=("gpt-4o",)))
     assert (by_model.llm_calls, by_model.agent_calls) == (1, 1)
     assert by_model.total_cost_usd == pytest.approx(0.25)

@@ -29,7 +29,9 @@ def test_retention_changes_the_ttl_and_lists_partitions(client, project, ingest_
         tag="test",
     )
     assert "toIntervalDay(7)" in lookup["engine_full"]
-    assert "toIntervalDay(7)" in schema.current_ttl(schema.LLM_CALLS)  # derived rows expire with their spans
+    for derived in (schema.SPANS, schema.CALLS, schema.RUNS, schema.EDGES):  # derived rows expire with their spans
+        assert "toIntervalDay(7)" in schema.current_ttl(derived)
+    assert "toIntervalDay(7)" in schema.current_ttl(schema.CALLS_15M)
     out = run("clickhouse_retention", "--days", "0")
     assert "none" in out and schema.current_ttl() == ""
 

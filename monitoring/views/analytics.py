@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from django.http import Http404, JsonResponse
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from monitoring import analytics as questions
-from monitoring import charts
-from monitoring.views.api import api_view, filter_or_400
+from monitoring import charts, display
+from monitoring.views.api import api_view, filter_or_400, iso
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 
@@ -17,44 +19,63 @@ def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
     series = questions.timeseries(flt)
-    runs = questions.agent_run_estimate(flt)
+    runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
         return {"analytics_empty": True, "series": series}
     colours = charts.model_colours(series.models)  # a model keeps its colour in every chart
-    none = "No LLM calls in this window."
+    none = _("No LLM calls in this window.")
+    per = {
+        "minute": (
+            _("USD per minute, by model"),
+            _("tokens per minute, by model"),
+            _("calls per minute"),
+            _("per minute"),
+        ),
+        "hour": (_("USD per hour, by model"), _("tokens per hour, by model"), _("calls per hour"), _("per hour")),
+        "day": (_("USD per day, by model"), _("tokens per day, by model"), _("calls per day"), _("per day")),
+    }[series.bucket]
     part_url = reverse("monitoring:analytics-part", args=[membership.project_id, "{part}"]) + filter_query(request)
     panels = [  # in the order the grid shows them; a None figure shows its empty text instead
         _panel(
             "cost-trend",
-            "Cost Trend",
-            f"USD per {series.bucket}, by model",
+            _("Cost Trend"),
+            per[0],
             charts.cost_trend(series, colours),
-            "No cost in this window.",
+            _("No cost in this window."),
             wide=True,
         ),
         _panel(
             "token-usage",
-            "Token Usage",
-            f"tokens per {series.bucket}, by model",
+            _("Token Usage"),
+            per[1],
             charts.token_usage(series, colours),
-            "No tokens reported in this window.",
+            _("No tokens reported in this window."),
         ),
         _panel(
-            "calls-errors", "LLM Calls & Errors", f"calls per {series.bucket}", charts.calls_and_errors(series), none
+            "calls-errors",
+            _("LLM Calls & Errors"),
+            per[2],
+            charts.calls_and_errors(series),
+            none,
         ),
-        _lazy("agent-flow", "Agent Flow Graph", part_url.replace("%7Bpart%7D", "flow"), wide=True),
-        _lazy("breakdowns", "Latency and breakdowns", part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
+        _lazy("agent-flow", _("Agent Flow Graph"), part_url.replace("%7Bpart%7D", "flow"), wide=True),
+        _lazy("breakdowns", _("Latency and breakdowns"), part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
     ]
     totals = {m: sum(series.total(m)) for m in questions.METRICS}
     stats = [
-        ("Cost", "cost_usd", f"${totals['cost_usd']:,.4f}"),
-        ("LLM calls", "llm_calls", f"{totals['llm_calls']:,}"),
-        ("Failed", "errors", f"{totals['errors']:,}"),
-        ("Input tokens", "input_tokens", f"{totals['input_tokens']:,}"),
-        ("Output tokens", "output_tokens", f"{totals['output_tokens']:,}"),
-        ("Agent runs", "agent_runs", f"~{runs:,}" if runs > questions.EXACT_RUNS_BELOW else f"{runs:,}"),
+        {"label": _("Cost"), "key": "cost_usd", "text": display.usd(totals["cost_usd"])},
+        {"label": _("LLM calls"), "key": "llm_calls", "text": display.count(totals["llm_calls"])},
+        {"label": _("Failed"), "key": "errors", "text": display.count(totals["errors"])},
+        {"label": _("Input tokens"), "key": "input_tokens", "text": display.count(totals["input_tokens"])},
+        {"label": _("Output tokens"), "key": "output_tokens", "text": display.count(totals["output_tokens"])},
+        {"label": _("Agent runs"), "key": "agent_runs", "text": display.count(runs)},
     ]
-    return {"series": series, "stats": stats, "panels": panels}
+    return {
+        "series": series,
+        "stats": stats,
+        "panels": panels,
+        "bucket_note": per[3],
+    }
 
 
 @dashboard_tab("analytics", template="monitoring/analytics/part.html", facets=False)
@@ -66,10 +87,10 @@ def analytics_part(request, flt, membership, part: str):
             "panels": [
                 _panel(
                     "agent-flow",
-                    "Agent Flow Graph",
+                    _("Agent Flow Graph"),
                     _flow_note(flow),
                     charts.agent_flow(flow),
-                    "No agent runs in this window.",
+                    _("No agent runs in this window."),
                     wide=True,
                 )
             ]
@@ -78,17 +99,14 @@ def analytics_part(request, flt, membership, part: str):
         shares = questions.breakdowns(flt)
         latency = questions.latency(flt)
         colours = charts.model_colours([s.name for s in shares["model"]])
-        none = "No LLM calls in this window."
+        none = _("No LLM calls in this window.")
+        both = _("cost and calls")
         return {
             "panels": [
-                _panel("latency", "LLM Latency", _latency_note(latency), charts.latency_histogram(latency), none),
-                _panel(
-                    "by-model", "By Model", "cost and calls", charts.breakdown(shares["model"], "model", colours), none
-                ),
-                _panel(
-                    "by-service", "By Service", "cost and calls", charts.breakdown(shares["service"], "service"), none
-                ),
-                _panel("by-user", "By End User", "cost and calls", charts.breakdown(shares["user"], "user"), none),
+                _panel("latency", _("LLM Latency"), _latency_note(latency), charts.latency_histogram(latency), none),
+                _panel("by-model", _("By Model"), both, charts.breakdown(shares["model"], "model", colours), none),
+                _panel("by-service", _("By Service"), both, charts.breakdown(shares["service"], "service"), none),
+                _panel("by-user", _("By End User"), both, charts.breakdown(shares["user"], "user"), none),
             ]
         }
     raise Http404("No such part")
@@ -112,18 +130,28 @@ def _panel(key: str, title: str, note: str, figure: dict | None, empty: str, wid
 
 
 def _flow_note(flow: questions.FlowGraph) -> str:
-    note = f"{flow.runs:,} agent run{'' if flow.runs == 1 else 's'} · colour = error rate"
+    parts = [
+        ngettext("%(count)s agent run", "%(count)s agent runs", flow.runs) % {"count": display.count(flow.runs)},
+        _("colour = error rate"),
+    ]
     if flow.sampled_every > 1:
-        note += f" · drawn from 1 in {flow.sampled_every} runs, counts scaled"
+        parts.append(_("drawn from 1 in %(every)s runs, counts scaled") % {"every": display.count(flow.sampled_every)})
     if flow.hidden_nodes:
-        note += f" · top {len(flow.nodes)} of {len(flow.nodes) + flow.hidden_nodes} steps"
-    return note
+        parts.append(
+            _("top %(shown)s of %(all)s steps")
+            % {"shown": display.count(len(flow.nodes)), "all": display.count(len(flow.nodes) + flow.hidden_nodes)}
+        )
+    return " · ".join(parts)
 
 
 def _latency_note(latency: questions.Latency) -> str:
     if not latency.calls:
         return ""
-    return f"p50 {latency.p50_ms:,.0f} · p95 {latency.p95_ms:,.0f} · p99 {latency.p99_ms:,.0f} ms"
+    return _("p50 %(p50)s · p95 %(p95)s · p99 %(p99)s") % {
+        "p50": display.duration_ms(latency.p50_ms),
+        "p95": display.duration_ms(latency.p95_ms),
+        "p99": display.duration_ms(latency.p99_ms),
+    }
 
 
 @api_view
@@ -133,11 +161,15 @@ def api_timeseries(request, membership):
     if error:
         return error
     series = questions.timeseries(flt)
+    points = series.points()
+    for point in points:  # bucket starts with the offset of the asked zone (`tz=`, default UTC)
+        point["t"] = iso(point["t"], flt.tz)
     return JsonResponse(
         {
             "bucket": series.bucket,
-            "from": flt.window.start.isoformat(),
-            "to": flt.window.end.isoformat(),
-            "points": series.points(),
+            "tz": flt.tz,
+            "from": iso(flt.window.start, flt.tz),
+            "to": iso(flt.window.end, flt.tz),
+            "points": points,
         }
     )

@@ -1,16 +1,33 @@
-"""JSON read API under /api/v1/projects/<project_id>/: session login or a personal bearer token."""
+"""JSON read API under /api/v1/projects/<project_id>/: session login or a personal bearer token.
+
+Times are ISO 8601 with their offset. `tz=<IANA zone>` (default UTC) says which zone the answer's
+times are written in, which zone a `from`/`to` without an offset means, and which zone's days the
+buckets follow; an unknown zone is a 400.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from functools import wraps
 
 from django.conf import settings
 from django.http import Http404, JsonResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from django_ratelimit.core import is_ratelimited
 
-from monitoring import access, clickhouse, queries
+from monitoring import access, clickhouse, preferences
 from monitoring.forms import FilterForm
+from monitoring.queries import overview as overview_q
+
+
+def iso(value: dt.datetime | str, zone: str = "UTC") -> str:
+    """An instant as ISO 8601 in `zone`, with its offset ("Z" for UTC): 2025-12-05T09:00:00+09:00."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    text = value.astimezone(zoneinfo.ZoneInfo(zone)).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") and zone == "UTC" else text
 
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
@@ -54,9 +71,23 @@ def api_view(fn):
     return access.guarded_by("api")(require_GET(wrapper))
 
 
+def zone_or_400(request):
+    """The `tz=` parameter (default UTC), or a 400 answer for a zone the tz database does not know."""
+    asked = request.GET.get("tz", "").strip()
+    if not asked:
+        return "UTC", None
+    zone = preferences.valid_zone(asked)
+    if zone is None:
+        return None, _error(400, _("unknown time zone %(zone)r: use an IANA name such as Asia/Seoul") % {"zone": asked})
+    return zone, None
+
+
 def filter_or_400(request, membership):
-    """The filter bar's parameters (from, to, range, service, model, status), or a 400 answer."""
-    form = FilterForm.from_query(request.GET)
+    """The filter bar's parameters (from, to, range, service, model, status, tz), or a 400 answer."""
+    zone, error = zone_or_400(request)
+    if error:
+        return None, error
+    form = FilterForm.from_query(request.GET, tz=zone)
     if not form.is_valid():
         return None, _error(400, form.error_text())
     return form.span_filter(membership.project), None
@@ -67,7 +98,8 @@ def overview(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
-    data = queries.overview(flt).as_dict()
-    data["from"] = flt.window.start.isoformat()
-    data["to"] = flt.window.end.isoformat()
+    data = overview_q.overview(flt).as_dict()
+    data["from"] = iso(flt.window.start, flt.tz)
+    data["to"] = iso(flt.window.end, flt.tz)
+    data["tz"] = flt.tz
     return JsonResponse(data)

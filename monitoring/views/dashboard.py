@@ -1,8 +1,8 @@
 """/admin/monitoring: the dashboard's tabs. The same URL serves the full page, or to htmx the panel.
 
 `dashboard_tab` does what every tab needs: login, membership (404 for strangers), the filter bar
-(400 for a bad filter), ClickHouse trouble as a banner with the guide's hint (503), and rendering.
-A tab function only answers its question and returns its context.
+(400 for a bad filter) read in the viewer's time zone, ClickHouse trouble as a banner with the
+guide's hint (503), and rendering. A tab function only answers its question and returns its context.
 """
 
 from __future__ import annotations
@@ -16,29 +16,38 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, clickhouse, queries
+from monitoring import access, analytics, clickhouse, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
+from monitoring.queries import facets as facets_q
+from monitoring.queries import overview as overview_q
 
 CLICKHOUSE_HINTS = {
-    clickhouse.UNAVAILABLE: (
+    clickhouse.UNAVAILABLE: _(
         "ClickHouse is not reachable. Check it: `docker compose ps monitoring-clickhouse` and "
         "`curl http://localhost:8124/ping`; restart it with `docker compose restart monitoring-clickhouse`; "
         "check the table exists: `SHOW TABLES FROM otel_2`."
     ),
-    clickhouse.TIMEOUT: (
+    clickhouse.TIMEOUT: _(
         "ClickHouse did not answer within the query timeout (CLICKHOUSE_QUERY_TIMEOUT). "
         "Try a shorter time window, or check the server's load."
     ),
-    clickhouse.QUERY: (
+    clickhouse.QUERY: _(
         "ClickHouse rejected the query. If the table is missing or old, run `python manage.py clickhouse_init`; "
         "check it with `SHOW TABLES FROM otel_2`."
     ),
 }
+CLICKHOUSE_TROUBLE = {
+    clickhouse.UNAVAILABLE: _("ClickHouse is unavailable"),
+    clickhouse.TIMEOUT: _("ClickHouse timed out"),
+    clickhouse.QUERY: _("ClickHouse rejected the query"),
+}
 
-TABS = [("overview", "Overview"), ("analytics", "Analytics"), ("traces", "Traces"), ("replay", "Replay")]
+TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
+RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
 _FILTER_KEYS = ("range", "from", "to", "service", "model", "status")
 
 
@@ -81,20 +90,33 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
         @wraps(fn)
         def view(request, project_id, **kwargs):
             membership = access.get_membership(request.user, project_id)
-            form = FilterForm.from_query(request.GET)
+            zone = getattr(request, "time_zone", "UTC")  # preferences.PreferenceMiddleware
+            form = FilterForm.from_query(request.GET, tz=zone)
             context = {
                 "project": membership.project,
                 "membership": membership,
                 "projects": access.projects_for(request.user),
                 "tab": tab,
                 "tab_links": [
-                    (key, label, reverse(f"monitoring:{key}", args=[membership.project_id]) + filter_query(request))
+                    {
+                        "key": key,
+                        "label": label,
+                        "url": reverse(f"monitoring:{key}", args=[membership.project_id]) + filter_query(request),
+                    }
                     for key, label in TABS
                 ],
-                "range_links": [(r, filter_query(request, range=r, **{"from": "", "to": ""})) for r in RANGES],
+                "range_links": [
+                    {
+                        "range": r,
+                        "label": RANGE_LABELS[r],
+                        "url": filter_query(request, range=r, **{"from": "", "to": ""}),
+                    }
+                    for r in RANGES
+                ],
                 "statuses": STATUSES,
                 "filter_query": filter_query(request),
                 "path": request.path,
+                "zone_label": preferences.zone_label(zone),
             }
             status = 200
             if not form.is_valid():
@@ -105,7 +127,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 context |= {"flt": flt, "window": flt.window}
                 try:
                     if facets:
-                        context["facets"] = queries.facets(flt)
+                        context["facets"] = facets_q.facets(flt)
                     result = fn(request, flt, membership, **kwargs)
                     if isinstance(result, HttpResponse):
                         return result
@@ -113,7 +135,11 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                         result, status = result
                     context |= result
                 except clickhouse.ClickHouseError as exc:
-                    context |= {"clickhouse_error": exc, "hint": CLICKHOUSE_HINTS[exc.kind]}
+                    context |= {
+                        "clickhouse_error": exc,
+                        "trouble": CLICKHOUSE_TROUBLE[exc.kind],
+                        "hint": CLICKHOUSE_HINTS[exc.kind],
+                    }
                     status = 504 if exc.kind == clickhouse.TIMEOUT else 503
             if request.htmx and request.htmx.target == "panel":
                 # The panel, plus the tab bar out of band so the active tab follows.
@@ -129,29 +155,12 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    current = queries.overview(flt)
-    previous = queries.overview(flt.with_window(flt.window.previous()))
-
-    def kpi(label, value, now, before, sense):
-        delta = queries.change(now, before)
-        return (label, value, None if delta is None else delta * 100, sense)
-
-    kpis = [
-        kpi("Total Cost", f"${current.total_cost_usd:,.4f}", current.total_cost_usd, previous.total_cost_usd, "up-bad"),
-        kpi("LLM Calls", f"{current.llm_calls:,}", current.llm_calls, previous.llm_calls, "neutral"),
-        kpi("Agent Calls", f"{current.agent_calls:,}", current.agent_calls, previous.agent_calls, "neutral"),
-        kpi(
-            "Avg Latency",
-            f"{current.avg_latency_ms:,.0f} ms",
-            current.avg_latency_ms,
-            previous.avg_latency_ms,
-            "up-bad",
-        ),
-        kpi("Fail Rate", f"{current.fail_rate:.2%}", current.fail_rate, previous.fail_rate, "up-bad"),
-    ]
+    current = overview_q.overview(flt)
+    previous = overview_q.overview(flt.with_window(flt.window.previous()))
+    series = analytics.timeseries(flt) if current.llm_calls else None  # the cards' trend lines
     return {
         "overview": current,
-        "kpis": kpis,
+        "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
         "top_models": current.models[:5],
-        "top_services": queries.top_services_by_errors(flt),
+        "top_services": overview_q.top_services_by_errors(flt),
     }

@@ -9,14 +9,25 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseForbidden
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from monitoring import access, clickhouse
 from monitoring import replay as runs
-from monitoring.views.dashboard import CLICKHOUSE_HINTS, dashboard_tab
+from monitoring.views.dashboard import CLICKHOUSE_HINTS, CLICKHOUSE_TROUBLE, dashboard_tab
 
-SPEEDS = [("0.5", "0.5x"), ("1", "1x"), ("2", "2x"), ("4", "4x")]
+SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
+
+
+def _picker(request, flt, membership, chosen=()) -> dict:
+    """The recent runs, each with a Replay link and a checkbox; two ticked ones are compared."""
+    return {
+        "recent": runs.recent_runs(flt),
+        "chosen": list(chosen),
+        "compare_url": reverse("monitoring:replay-compare", args=[membership.project_id]),
+        "replay_url": reverse("monitoring:replay", args=[membership.project_id]),
+    }
 
 
 def _step_url(request, trace_id: str, index: int) -> str:
@@ -32,11 +43,12 @@ def _step_url(request, trace_id: str, index: int) -> str:
 def replay(request, flt, membership):
     trace_id = request.GET.get("trace", "").strip().lower()
     if not trace_id:
-        return {"recent": runs.recent_runs(flt)}
+        return _picker(request, flt, membership)
     every_span = request.GET.get("all") == "1"
     run = runs.load_run(membership.project, trace_id, every_span=every_span)
     if run is None:
-        return {"recent": runs.recent_runs(flt), "lookup_error": f"No trace {trace_id} in this project."}, 404
+        error = _("No trace %(trace)s in this project.") % {"trace": trace_id}
+        return _picker(request, flt, membership) | {"lookup_error": error, "trace_id": trace_id}, 404
     span_id = request.GET.get("span", "")
     if span_id and "step" not in request.GET:
         # A link from Traces names the span: start there (showing every span if it is plumbing).
@@ -68,14 +80,22 @@ def replay(request, flt, membership):
 
 @dashboard_tab("replay", template="monitoring/tabs/replay_compare.html")
 def compare(request, flt, membership):
-    a, b = request.GET.get("a", "").strip().lower(), request.GET.get("b", "").strip().lower()
-    context = {"a": a, "b": b, "recent": runs.recent_runs(flt)}
+    """Two runs side by side: ticked in the list (`run`, twice), or named as `a` and `b` (links)."""
+    picked = [t.strip().lower() for t in request.GET.getlist("run") if t.strip()]
+    if picked:
+        a, b = (picked + ["", ""])[:2]
+    else:
+        a, b = request.GET.get("a", "").strip().lower(), request.GET.get("b", "").strip().lower()
+    context = _picker(request, flt, membership, chosen=[t for t in (a, b) if t]) | {"a": a, "b": b}
+    if picked and (len(picked) != 2 or a == b):
+        return context | {"lookup_error": _("Tick two different runs to compare them.")}, 400
     if not a or not b:
         return context
     run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
     missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
     if missing:
-        return context | {"lookup_error": "No trace " + " or ".join(missing) + " in this project."}, 404
+        error = _("No trace %(trace)s in this project.") % {"trace": _(" or ").join(missing)}
+        return context | {"lookup_error": error}, 404
     return context | {"run_a": run_a, "run_b": run_b, "pairs": runs.compare(run_a, run_b)}
 
 
@@ -89,13 +109,13 @@ def rerun(request, project_id):
     """Re-run one recorded LLM call with the editor's request. Admins only: it spends money."""
     membership = access.get_membership(request.user, project_id)
     if membership.role != membership.ADMIN:
-        return HttpResponseForbidden("Only project admins may re-run LLM calls (a re-run spends money).")
+        return HttpResponseForbidden(_("Only project admins may re-run LLM calls (a re-run spends money)."))
     context = {"project": membership.project}
     status = 200
     try:
         step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
         if step is None or step.role != runs.LLM:
-            context["error"] = "Pick an LLM call of a trace in this project to re-run."
+            context["error"] = _("Pick an LLM call of a trace in this project to re-run.")
             status = 404 if step is None else 400
         else:
             payload = runs.payload_from_form(request.POST)
@@ -108,6 +128,6 @@ def rerun(request, project_id):
         context["error"] = str(exc)
         status = 400
     except clickhouse.ClickHouseError as exc:
-        context["error"] = f"ClickHouse {exc.kind}: {exc}. {CLICKHOUSE_HINTS[exc.kind]}"
+        context["error"] = f"{CLICKHOUSE_TROUBLE[exc.kind]}: {exc}. {CLICKHOUSE_HINTS[exc.kind]}"
         status = 503
     return render(request, "monitoring/replay/_rerun_result.html", context, status=status)

@@ -18,17 +18,26 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
-from monitoring import access, clickhouse, messages, pricing
+from monitoring import access, clickhouse, display, messages
 from monitoring import traces as tq
 from monitoring.forms import FilterForm
-from monitoring.views.api import api_view, filter_or_400
+from monitoring.views.api import api_view, filter_or_400, iso, zone_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/traces.html"
 _MORE_ROWS_TARGET = "trace-more"  # the "Older" row: htmx swaps it for the next page's rows
 _MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
+# The sub-tabs as people read them (traces.KINDS names the same keys), and what an empty one says.
+KIND_LABELS = {"agent": gettext_lazy("Agent"), "llm": gettext_lazy("LLM Call"), "all": gettext_lazy("All")}
+KIND_EMPTY = {
+    "agent": gettext_lazy("No agent spans match in this window."),
+    "llm": gettext_lazy("No LLM calls match in this window."),
+    "all": gettext_lazy("No spans match in this window."),
+}
 
 
 def replay_path(project_id) -> str:
@@ -58,13 +67,15 @@ def span_list(request, flt, membership):
         "lq": lq,
         "page": page,
         "kind_links": [
-            (k, label, base + filter_query(request, **{**keep, "kind": k})) for k, label in tq.KINDS.items()
+            {"key": k, "label": KIND_LABELS.get(k, label), "url": base + filter_query(request, **{**keep, "kind": k})}
+            for k, label in tq.KINDS.items()
         ],
+        "empty_text": KIND_EMPTY.get(lq.kind, KIND_EMPTY["all"]),
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
         "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
         "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
         "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
-        "export_max_rows": f"{tq.EXPORT_MAX_ROWS:,}",
+        "export_max_rows": display.count(tq.EXPORT_MAX_ROWS),
         "replay_base": replay_path(pid),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
@@ -116,12 +127,19 @@ def _cell(value):
     return value
 
 
-def _csv_chunks(rows):
+def _row(row: tq.SpanRow, zone: str) -> dict:
+    """A list row for the API and the exports: its time in ISO 8601 with the offset of `zone`."""
+    data = row.as_dict()
+    data["time"] = iso(row.time, zone)
+    return data
+
+
+def _csv_chunks(rows, zone: str = "UTC"):
     writer = csv.writer(_Line())
     yield writer.writerow(_CSV_COLUMNS)
     batch = []
     for row in rows:
-        data = row.as_dict()
+        data = _row(row, zone)
         batch.append(writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS]))
         if len(batch) >= 200:
             yield "".join(batch)
@@ -130,7 +148,7 @@ def _csv_chunks(rows):
         yield "".join(batch)
 
 
-def _json_chunks(rows, max_rows: int):
+def _json_chunks(rows, max_rows: int, zone: str = "UTC"):
     yield f'{{"max_rows":{max_rows},"items":['
     count = 0
     truncated = False
@@ -138,7 +156,7 @@ def _json_chunks(rows, max_rows: int):
         if count == max_rows:
             truncated = True  # one row past the cap was fetched only to know this
             break
-        yield ("," if count else "") + json.dumps(row.as_dict(), ensure_ascii=False, separators=(",", ":"))
+        yield ("," if count else "") + json.dumps(_row(row, zone), ensure_ascii=False, separators=(",", ":"))
         count += 1
     yield f'],"count":{count},"truncated":{"true" if truncated else "false"}}}'
 
@@ -154,13 +172,16 @@ def export(request, project_id, fmt):
     if fmt not in _EXPORT_TYPES:
         raise Http404("Export formats: csv, json")
     membership = access.get_membership(request.user, project_id)
-    form = FilterForm.from_query(request.GET)
+    zone = getattr(request, "time_zone", "UTC")  # the viewer's: the file's times are written in it
+    form = FilterForm.from_query(request.GET, tz=zone)
     if not form.is_valid():
-        return HttpResponseBadRequest(f"Bad filter: {form.error_text()}", content_type="text/plain")
+        return HttpResponseBadRequest(
+            _("Bad filter: %(error)s") % {"error": form.error_text()}, content_type="text/plain"
+        )
     try:
         lq = tq.ListQuery.from_query(request.GET)
     except tq.BadQuery as exc:
-        return HttpResponseBadRequest(f"Bad parameter: {exc}", content_type="text/plain")
+        return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
     lq = tq.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
     flt = form.span_filter(membership.project)
     cap = tq.EXPORT_MAX_ROWS
@@ -171,7 +192,7 @@ def export(request, project_id, fmt):
         status = 504 if exc.kind == clickhouse.TIMEOUT else 503
         return HttpResponse(f"ClickHouse {exc.kind}: {exc}", status=status, content_type="text/plain")
     rows = chain([first], rows) if first is not None else iter(())
-    chunks = _csv_chunks(rows) if fmt == "csv" else _json_chunks(rows, cap)
+    chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
     response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     name = f"traces-{slugify(membership.project.name) or 'project'}-{lq.kind}-{stamp}.{fmt}"
@@ -210,7 +231,7 @@ def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
 
 
 def _ticks(total_ns: int) -> list[tuple[float, str]]:
-    return [(p, f"{total_ns * p / 100 / 1e6:,.1f} ms") for p in (0, 25, 50, 75, 100)]
+    return [(p, display.duration_ms(total_ns * p / 100 / 1e6)) for p in (0, 25, 50, 75, 100)]
 
 
 def _pretty(value: str) -> tuple[str, bool]:
@@ -225,7 +246,8 @@ def _pretty(value: str) -> tuple[str, bool]:
         except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             pass
     if len(text) > _MAX_SHOWN_VALUE:
-        text = text[:_MAX_SHOWN_VALUE] + f"\n… ({len(text) - _MAX_SHOWN_VALUE:,} more characters)"
+        rest = display.count(len(text) - _MAX_SHOWN_VALUE)
+        text = text[:_MAX_SHOWN_VALUE] + "\n… " + _("(%(count)s more characters)") % {"count": rest}
     return text, is_json
 
 
@@ -268,16 +290,15 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
             }
         )
     params = messages.request_params(attrs)
-    cost, cost_source = tq.cost_of(
-        span.reported_cost, span.model, span.input_tokens, span.output_tokens, pricing.project_prices(project.id)
-    )
+    cost, cost_source = span.cost_usd, span.cost_source  # the invocation's, counted once (0 for a wrapper)
+    span_events = [(e.name, e.attributes) for e in span.events]
     return {
         "span": span,
         "offset_ms": round((span.ts - t0) / 1e6, 3),
         "cost": cost,
         "cost_source": cost_source,
-        "request": _chat(messages.request_messages(attrs)),
-        "response": _chat(messages.response_messages(attrs)),
+        "request": _chat(messages.request_messages(attrs, span_events)),
+        "response": _chat(messages.response_messages(attrs, span_events)),
         "params": params,
         "tools": [
             {
@@ -304,7 +325,7 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
 
 def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
     """What the panel opens on: the first LLM call (its chat is what people come for), else the root."""
-    calls = tq.model_calls(spans)
+    calls = [s for s in spans if s.invocation]
     return calls[0].span_id if calls else root_id
 
 
@@ -313,16 +334,16 @@ def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
     ref = tq.locate(project.id, trace_id)
-    spans = tq.tree_spans(ref)
+    spans = tq.tree_spans(ref, agent_names=project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
-    summary = tq.summarize(trace_id, spans, pricing.project_prices(project.id))
+    summary = tq.summarize(ref, spans, tq.invocations(ref, project.agent_names))
     total = max(summary.end_ns - summary.start_ns, 1)
     spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
     wanted = (request.GET.get("span") or "").lower()
     known = {s.span_id for s in spans}
     selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
-    span = tq.full_span(ref, selected)
+    span = tq.full_span(ref, selected, project.agent_names)
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
@@ -363,7 +384,7 @@ def trace_spans(request, project_id, trace_id):
             if not tq.SPAN_ID.fullmatch(span_id):
                 raise tq.BadQuery("'span' must be 16 hex digits")
             ref = tq.locate(project.id, trace_id)
-            span = tq.full_span(ref, span_id)
+            span = tq.full_span(ref, span_id, project.agent_names)
             if span is None:
                 raise Http404("No such span in this project")
             t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
@@ -380,7 +401,7 @@ def trace_spans(request, project_id, trace_id):
         t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
         tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
         ref = tq.locate(project.id, trace_id)
-        found = tq.children(ref, parent, after)
+        found = tq.children(ref, parent, after, agent_names=project.agent_names)
         if found is None:
             raise Http404("No such span in this project")
         kids, more = found
@@ -416,18 +437,24 @@ def api_traces(request, membership):
     except tq.BadQuery as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     page = tq.list_spans(flt, lq)
-    return JsonResponse({"items": [item.as_dict() for item in page.items], "next_cursor": page.next_cursor})
+    return JsonResponse({"items": [_row(item, flt.tz) for item in page.items], "next_cursor": page.next_cursor})
 
 
 @api_view
 def api_trace(request, membership, trace_id):
     """GET /api/v1/projects/<id>/traces/<trace_id>: every span with attributes, events and links."""
+    zone, error = zone_or_400(request)
+    if error:
+        return error
     trace_id = trace_id.lower()
     if not tq.TRACE_ID.fullmatch(trace_id):
         return JsonResponse({"error": "a trace id is 32 hex digits"}, status=400)
     spans = tq.full_spans(tq.locate(membership.project_id, trace_id))
     if not spans:
         return JsonResponse({"error": "no such trace"}, status=404)
-    return JsonResponse(
-        {"trace_id": trace_id, "spans": [s.as_dict() for s in spans], "truncated": len(spans) >= tq.MAX_TRACE_SPANS}
-    )
+    items = []
+    for s in spans:
+        data = s.as_dict()
+        data["start"] = iso(data["start"], zone)
+        items.append(data)
+    return JsonResponse({"trace_id": trace_id, "spans": items, "truncated": len(spans) >= tq.MAX_TRACE_SPANS})

@@ -27,7 +27,7 @@
     var fig = figureFor(el);
     if (!fig) {
       el.classList.add("chart-failed");
-      el.textContent = "This chart could not be drawn.";
+      el.textContent = el.getAttribute("data-failed-text") || "This chart could not be drawn.";
       return;
     }
     if (el._fullLayout) window.Plotly.purge(el);

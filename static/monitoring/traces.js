@@ -91,10 +91,62 @@
     if ((ev.key === "ArrowRight") !== isOpen) { ev.preventDefault(); toggle(row); }
   });
 
-  // After a swap: bring the selected span into view on a freshly loaded trace page.
+  // The name column is as wide as the person last dragged it (kept in localStorage).
+  var WIDTH_KEY = "apm-wf-name-width";
+
+  function setNameWidth(tree, px) {
+    var max = Math.max(160, tree.clientWidth - 200); // leave the bars and durations room
+    var width = Math.round(Math.min(Math.max(px, 120), max));
+    tree.style.setProperty("--wf-name", width + "px");
+    return width;
+  }
+
+  function restoreWidth(root) {
+    var saved = Number(window.localStorage && localStorage.getItem(WIDTH_KEY));
+    if (!saved || !root || !root.querySelectorAll) return;
+    var trees = root.matches && root.matches(".waterfall") ? [root] : root.querySelectorAll(".waterfall");
+    trees.forEach(function (tree) { setNameWidth(tree, saved); });
+  }
+
+  function remember(width) {
+    try { localStorage.setItem(WIDTH_KEY, String(width)); } catch (err) { /* private mode */ }
+  }
+
+  document.addEventListener("pointerdown", function (ev) {
+    var handle = ev.target.closest && ev.target.closest("[data-wf-resize]");
+    if (!handle) return;
+    ev.preventDefault();
+    var tree = handle.closest(".waterfall");
+    var left = tree.getBoundingClientRect().left;
+    var width = 0;
+    function move(e) { width = setNameWidth(tree, e.clientX - left); }
+    function up() {
+      document.removeEventListener("pointermove", move);
+      document.removeEventListener("pointerup", up);
+      tree.classList.remove("resizing");
+      if (width) remember(width);
+    }
+    tree.classList.add("resizing");
+    document.addEventListener("pointermove", move);
+    document.addEventListener("pointerup", up);
+  });
+
+  document.addEventListener("keydown", function (ev) {
+    var handle = ev.target.closest && ev.target.closest("[data-wf-resize]");
+    if (!handle || (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft")) return;
+    ev.preventDefault();
+    var tree = handle.closest(".waterfall");
+    var name = tree.querySelector(".wf-head .wf-name");
+    remember(setNameWidth(tree, name.getBoundingClientRect().width + (ev.key === "ArrowRight" ? 24 : -24)));
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { restoreWidth(document); });
+
+  // After a swap: the saved column width, and the selected span in view on a fresh trace page.
   document.addEventListener("htmx:load", function (ev) {
     var el = ev.detail && ev.detail.elt;
     if (!el || !el.querySelector) return;
+    restoreWidth(el);
     var selected = el.matches && el.matches(".trace-page") ? el.querySelector(".span-row.selected") : null;
     if (selected && selected.scrollIntoView) selected.scrollIntoView({ block: "nearest" });
   });

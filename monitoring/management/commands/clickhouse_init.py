@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import clickhouse, schema
+from monitoring import clickhouse, maintenance, schema
 
 
 class Command(BaseCommand):
@@ -32,6 +32,19 @@ class Command(BaseCommand):
                 return
             if dry_run:
                 raise CommandError("--dry-run prints cluster DDL; use it with --cluster")
+            held = maintenance.holder()  # the running portal has the embedded folder: ask it
+            if held:
+                try:
+                    answer = maintenance.ask_portal("schema", ttl_days=ttl_days)
+                except maintenance.PortalUnreachable as exc:
+                    raise CommandError(maintenance.held_message(held, str(exc))) from exc
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Schema ready in {answer['database']} on the embedded engine of the running portal: "
+                        f"{answer['columns']} columns in otel_traces"
+                    )
+                )
+                return
             schema.ensure_schema(ttl_days)
             columns = schema.existing_columns()
         except clickhouse.ClickHouseError as exc:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import clickhouse, schema
+from monitoring import clickhouse, maintenance, schema
 
 
 def _size(n: int) -> str:
@@ -23,11 +23,22 @@ class Command(BaseCommand):
     def handle(self, *args, days=None, **options):
         if days is not None and days < 0:
             raise CommandError("--days must be 0 (keep forever) or more")
+        held = maintenance.holder()  # the running portal has the embedded folder: ask it
         try:
-            if days is not None:
-                schema.set_retention(days)
-            ttl = schema.current_ttl()
-            rows = schema.partitions()
+            if held:
+                answer = (
+                    maintenance.ask_portal("retention", days=days)
+                    if days is not None
+                    else maintenance.ask_portal("partitions")
+                )
+                ttl, rows = answer["ttl"], answer["partitions"]
+            else:
+                if days is not None:
+                    schema.set_retention(days)
+                ttl = schema.current_ttl()
+                rows = schema.partitions()
+        except maintenance.PortalUnreachable as exc:
+            raise CommandError(maintenance.held_message(held, str(exc))) from exc
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse {exc.kind}: {exc}") from exc
         self.stdout.write(f"TTL of {clickhouse.database()}.otel_traces: {ttl or 'none (spans are kept forever)'}")

@@ -1,10 +1,11 @@
+import contextlib
 import uuid
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from monitoring import clickhouse, demo, ingest, schema
+from monitoring import clickhouse, demo, ingest, maintenance, schema
 from monitoring.models import Project
 
 
@@ -29,10 +30,17 @@ class Command(BaseCommand):
             raise CommandError("--days and --runs-per-day must be at least 1")
         total = demo.estimate_spans(days=days, runs_per_day=runs_per_day)
         stored = 0
-        with tqdm(total=total, unit="span", desc="demo traces", disable=no_progress) as bar:
+        held = maintenance.holder()  # the running portal has the embedded folder: send it OTLP instead
+        portal = maintenance.SpansToPortal(project_id) if held else contextlib.nullcontext()
+        with portal as to_portal, tqdm(total=total, unit="span", desc="demo traces", disable=no_progress) as bar:
             for request, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=seed):
                 # The same path as a real exporter: wire bytes -> decode -> rows -> insert.
                 body = request.SerializeToString()
+                if to_portal:
+                    sent = to_portal.send(body, held)
+                    stored += sent
+                    bar.update(sent)
+                    continue
                 decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
                 rows, _ = ingest.rows_from_request(decoded, project_id)
                 try:

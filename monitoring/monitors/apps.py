@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class MonitorsConfig(AppConfig):
+    """Monitors and alerts (issue #11): rules over ClickHouse metrics, their states, and channels."""
+
+    name = "monitoring.monitors"
+    label = "monitors"
+    verbose_name = _("Monitors")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from monitoring import background
+        from monitoring.monitors import evaluation
+
+        # Recorded only; it runs where `background.start()` is called (the serving process in
+        # embedded mode) or under `manage.py run_monitors --loop`.
+        background.register(evaluation.JOB_NAME, evaluation.EVERY_SECONDS, evaluation.run_once)

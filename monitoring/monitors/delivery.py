@@ -1,0 +1,85 @@
+"""Sending notifications: one Delivery per (event, channel), attempted when due, retried with backoff.
+
+Attempt n+1 waits BACKOFF_SECONDS[n] after attempt n fails; after MAX_ATTEMPTS the delivery is
+"failed" for good. Every failure is kept on the delivery and on its channel (last_error,
+last_failure_at), where the monitor page and the health page (monitors.health) show it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.utils import timezone
+
+from monitoring.monitors import channels
+from monitoring.monitors.models import Channel, Delivery, Event
+
+log = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = (30, 120, 600, 1800)  # after the 1st, 2nd, 3rd, 4th failure
+MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
+
+
+def enqueue(event: Event, to: list[Channel], now: dt.datetime | None = None) -> list[Delivery]:
+    now = now or timezone.now()
+    return [Delivery.objects.create(event=event, channel=c, next_attempt_at=now, created=now) for c in to]
+
+
+def attempt(item: Delivery, now: dt.datetime | None = None) -> bool:
+    """Send one delivery now; True when the channel took it. Never raises for a channel's fault."""
+    now = now or timezone.now()
+    channel = item.channel
+    try:
+        channels.send(channel, channels.notification(item.event, channel), delivery_id=item.pk)
+    except channels.DeliveryError as exc:
+        item.attempts += 1
+        item.last_error = str(exc)[:500]
+        if item.attempts >= MAX_ATTEMPTS:
+            item.state = Delivery.FAILED
+        else:
+            item.next_attempt_at = now + dt.timedelta(seconds=BACKOFF_SECONDS[item.attempts - 1])
+        item.save(update_fields=["attempts", "last_error", "state", "next_attempt_at"])
+        Channel.objects.filter(pk=channel.pk).update(last_failure_at=now, last_error=item.last_error)
+        log.warning(
+            "monitors: delivery %s to channel %s failed (attempt %s/%s): %s",
+            item.pk,
+            channel.pk,
+            item.attempts,
+            MAX_ATTEMPTS,
+            item.last_error,
+        )
+        return False
+    item.attempts += 1
+    item.state, item.sent_at, item.last_error = Delivery.SENT, now, ""
+    item.save(update_fields=["attempts", "state", "sent_at", "last_error"])
+    Channel.objects.filter(pk=channel.pk).update(last_success_at=now)
+    return True
+
+
+def deliver_due(now: dt.datetime | None = None, limit: int = 200) -> list[Delivery]:
+    """Attempt every pending delivery whose time has come (oldest first); returns them."""
+    # One evaluator runs at a time (the serving process in embedded mode, or the one `monitors`
+    # service): deliveries are not claimed against a second one.
+    now = now or timezone.now()
+    due = list(
+        Delivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=now)
+        .select_related("channel__project", "event__monitor__project")
+        .order_by("next_attempt_at", "id")[:limit]
+    )
+    for item in due:
+        attempt(item, now)
+    return due
+
+
+def send_test(channel: Channel) -> str:
+    """Send a test notification right now; '' when it went through, else what went wrong.
+    Records the outcome on the channel like a real delivery."""
+    now = timezone.now()
+    try:
+        channels.send(channel, channels.test_notification(channel))
+    except channels.DeliveryError as exc:
+        Channel.objects.filter(pk=channel.pk).update(last_failure_at=now, last_error=str(exc)[:500])
+        return str(exc)
+    Channel.objects.filter(pk=channel.pk).update(last_success_at=now)
+    return ""

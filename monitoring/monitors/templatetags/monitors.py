@@ -1,0 +1,16 @@
+from django import template
+
+from monitoring.monitors import wording
+
+register = template.Library()
+
+
+@register.simple_tag
+def metric_value(metric: str, number):
+    """A metric's value with its unit ("$1.2300", "850 ms", "12.50%")."""
+    return wording.value(metric, number)
+
+
+@register.simple_tag
+def group_label(monitor, group: str):
+    return wording.group_label(monitor, group)

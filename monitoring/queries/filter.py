@@ -1,0 +1,104 @@
+"""The question a page asks, parsed once: one project, one time window, the filter bar's choices.
+
+Pure data (no Django forms, no SQL text): `monitoring.forms` builds it from a request, the query
+modules turn it into conditions (`monitoring.queries.facts`). Times are aware UTC datetimes; the
+viewer's zone (`tz`) only decides where buckets begin (a day in the Cost Trend is a local day).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from monitoring import semconv
+
+UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_nanos(value: dt.datetime) -> int:
+    """An aware datetime as integer nanoseconds since the Unix epoch (exact to the microsecond)."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def from_nanos(ns: int) -> dt.datetime:
+    """Integer nanoseconds since the epoch as an aware UTC datetime (truncated to microseconds)."""
+    return EPOCH + dt.timedelta(microseconds=int(ns) // 1000)
+
+
+def iso(value: dt.datetime) -> str:
+    """ISO 8601 with `Z` for UTC and the offset otherwise (the API's and the URLs' spelling)."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+@dataclass(frozen=True)
+class Window:
+    """[start, end): aware datetimes. `range` names a preset ("24h"), "" for a custom from-to."""
+
+    start: dt.datetime
+    end: dt.datetime
+    range: str = ""
+
+    @property
+    def length(self) -> dt.timedelta:
+        return self.end - self.start
+
+    def previous(self) -> Window:
+        """The window of the same length just before this one."""
+        return Window(self.start - self.length, self.start)
+
+    def nanos(self) -> dict[str, int]:
+        """{"start": ns, "end": ns}: the bound parameters of a time condition."""
+        return {"start": to_nanos(self.start), "end": to_nanos(self.end)}
+
+
+@dataclass(frozen=True)
+class SpanFilter:
+    """One project, one window, and the filter bar's choices: what every number, chart and list honours.
+
+    `services`/`models`: keep calls (and runs holding a span) of these; `status`: "" | "ok" | "error";
+    `include_replays`: count Replay's re-runs too (they are experiments, out of the KPIs by default);
+    `agent_names`: the project's span names that are agent steps beside the SDKs' own markers;
+    `tz`: the viewer's IANA zone, for bucket boundaries.
+    """
+
+    project_id: str
+    window: Window
+    services: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    status: str = ""
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    tz: str = "UTC"
+    include_replays: bool = False
+
+    def with_window(self, window: Window) -> SpanFilter:
+        return dataclasses.replace(self, window=window)
+
+    def unfiltered(self) -> SpanFilter:
+        """The same project and window without the bar's narrowing (facets offer every choice)."""
+        return dataclasses.replace(self, services=(), models=(), status="")
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.services or self.models or self.status)
+
+    def query(self) -> dict[str, list[str] | str]:
+        """The filter as URL query parameters (for links that keep it)."""
+        q: dict[str, list[str] | str] = {}
+        if self.window.range:
+            q["range"] = self.window.range
+        else:
+            q["from"] = iso(self.window.start)
+            q["to"] = iso(self.window.end)
+        if self.services:
+            q["service"] = list(self.services)
+        if self.models:
+            q["model"] = list(self.models)
+        if self.status:
+            q["status"] = self.status
+        if self.include_replays:
+            q["replays"] = "1"
+        return q

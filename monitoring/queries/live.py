@@ -1,0 +1,98 @@
+"""The traces a page computes live, when the settler is behind: those with spans inserted after
+its last pass.
+
+Their facts are the counting rules applied now (monitoring/queries/facts.py) in place of what is
+stored for them; see `sources`. While the settler keeps up (a pass less than FRESH_FOR ago) pages
+read settled facts only: they lag the newest span by a pass (about a second), which costs less
+than planning the rules on every question. When the settler has never run, every trace of the
+project is live (exact, only slower), which the Health page reports.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from monitoring import clickhouse, schema, settle
+from monitoring.queries import facts
+from monitoring.queries.filter import SpanFilter
+from monitoring.queries.sql import Sql, run_one
+
+FRESH_FOR_NS = 10_000_000_000
+# One page asks several questions; they share the scope while no new span arrives.
+_cache: dict[tuple, facts.Scope | None] = {}
+_lock = threading.Lock()
+
+
+def _touched(project_id: str, after_ns: int) -> Sql:
+    return Sql(
+        f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)}",
+        " WHERE ProjectId = {project:String} AND InsertedAt > fromUnixTimestamp64Nano({live_after:Int64})",
+        project=project_id,
+        live_after=after_ns,
+    )
+
+
+def scope(flt: SpanFilter) -> facts.Scope | None:
+    """The unsettled traces of the filter's project (with their matches and prices), or None when
+    there are none or the settler is keeping up."""
+    through, now = settle.state()
+    if through and now - through < FRESH_FOR_NS:
+        return None
+    after = settle.unsettled_after_ns(through)
+    mark = run_one(
+        Sql(
+            f"SELECT count() AS n, toUnixTimestamp64Milli(max(InsertedAt)) AS newest FROM {schema.table(schema.SPANS)}",
+            " WHERE ProjectId = {project:String} AND InsertedAt > fromUnixTimestamp64Nano({live_after:Int64})",
+            project=flt.project_id,
+            live_after=after,
+        ),
+        tag="live.touched",
+    )
+    if not int(mark.get("n") or 0):
+        return None
+    cache_key = (flt.project_id, after, flt.agent_names, int(mark["n"]), int(mark["newest"]))
+    with _lock:
+        if cache_key in _cache:
+            return _cache[cache_key]
+    found = settle.build_scope(flt.project_id, _touched(flt.project_id, after), flt.agent_names)
+    with _lock:
+        if len(_cache) > 64:
+            _cache.clear()
+        _cache.setdefault(cache_key, found)
+        return _cache[cache_key]
+
+
+@dataclass(frozen=True)
+class Live:
+    """The unsettled traces (`scope.traces`, a subquery) and their facts, computed now into this
+    thread's temporary tables (`tables.calls`, `.runs`, `.edges`)."""
+
+    scope: facts.Scope
+    tables: facts.Tables
+
+
+_materialized = threading.local()
+PREFIX = "apm_live_"
+
+
+def facts_for(flt: SpanFilter) -> Live | None:
+    """The live part of a question (None when the settler keeps up or nothing is unsettled). The
+    counting rules run once per thread while the unsettled spans stay the same."""
+    found = scope(flt)
+    if found is None:
+        return None
+    # Temporary tables live in this thread's session: a new connection (after an outage, a new
+    # backend) starts without them.
+    key = (id(found), id(clickhouse.session()))
+    if getattr(_materialized, "key", None) != key:
+        _materialized.key = None
+        facts.materialize(found, PREFIX)
+        _materialized.key = key
+    return Live(found, facts.Tables(PREFIX))
+
+
+def forget() -> None:
+    """Drop cached scopes (tests that write spans and ask again within a second)."""
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,99 @@
+"""Sessions and end users: who and which conversation the calls and runs belong to.
+
+A session is `session.id`, `gen_ai.conversation.id` or an SDK's own spelling (monitoring/semconv.py
+SESSION); an end user is `user.id`, `enduser.id`, LiteLLM's end user and the like (END_USER). Both
+lists count each invocation once and price it like the Overview; a session's page shows its runs in
+order and its conversation as one chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitoring.queries import runs as runs_q
+from monitoring.queries import sources
+from monitoring.queries.filter import SpanFilter, from_nanos
+from monitoring.queries.sql import Sql, run
+
+MAX_ROWS = 500
+
+
+@dataclass
+class Group:
+    """One session or end user over the window (USD, tokens; first/last seen as ns)."""
+
+    key: str
+    calls: int
+    errors: int
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    runs: int
+    failed_runs: int
+    first_ns: int
+    last_ns: int
+    unpriced: int = 0
+
+    @property
+    def first_seen(self):
+        return from_nanos(self.first_ns)
+
+    @property
+    def last_seen(self):
+        return from_nanos(self.last_ns)
+
+
+def _groups(flt: SpanFilter, column: str, tag: str, limit: int) -> list[Group]:
+    measures = ("Calls", "Cost", "InputTokens", "OutputTokens", "Unpriced")
+    calls = sources.calls(flt, measures, extra_dims=(column,))
+    runs = sources.runs(flt, ("Runs", "Failed"), extra_dims=(column,))
+    rows = run(
+        Sql(
+            "SELECT k, sum(calls) AS calls, sum(errors) AS errors, sum(cost) AS cost, sum(input) AS input,",
+            " sum(output) AS output, sum(unpriced) AS unpriced, sum(runs) AS runs, sum(failed) AS failed,",
+            " toInt64(min(t)) AS first, toInt64(max(t)) AS last FROM (",
+            f"SELECT {column} AS k, Calls AS calls, Calls * IsError AS errors, Cost AS cost, InputTokens AS input,",
+            " OutputTokens AS output, Unpriced AS unpriced, 0 AS runs, 0 AS failed,",
+            " if(Calls > 0, toUnixTimestamp64Nano(toDateTime64(Time, 9)), NULL) AS t FROM (",
+            calls,
+            f") UNION ALL SELECT {column} AS k, 0, 0, 0., 0, 0, 0, Runs, Failed,",
+            " if(Runs > 0, toUnixTimestamp64Nano(toDateTime64(Time, 9)), NULL) FROM (",
+            runs,
+            ")) WHERE k != '' GROUP BY k HAVING calls != 0 OR runs != 0",
+            " ORDER BY last DESC, k LIMIT {limit:UInt32}",
+            limit=limit,
+        ),
+        tag=tag,
+    )
+    return [
+        Group(
+            r["k"],
+            int(r["calls"]),
+            int(r["errors"]),
+            round(float(r["cost"]), 10),
+            int(r["input"]),
+            int(r["output"]),
+            int(r["runs"]),
+            int(r["failed"]),
+            int(r["first"] or 0),
+            int(r["last"] or 0),
+            int(r["unpriced"]),
+        )
+        for r in rows
+    ]
+
+
+def sessions(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
+    """Sessions with calls or runs in the window, most recently active first."""
+    return _groups(flt, "SessionId", "sessions.list", limit)
+
+
+def users(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
+    """End users with calls or runs in the window, most recently active first."""
+    return _groups(flt, "EndUser", "users.list", limit)
+
+
+def session_runs(flt: SpanFilter, session: str, limit: int = 200) -> list[runs_q.RunRow]:
+    """The session's runs in the window, oldest first, with previews (its conversation in order)."""
+    page = runs_q.list_runs(flt, runs_q.RunQuery(session=session, limit=limit))
+    return runs_q.add_previews(flt.project_id, sorted(page.items, key=lambda r: (r.start_ns, r.trace_id)))

@@ -1,0 +1,310 @@
+"""Where a question's rows come from: settled facts (rollup slices for the whole slices of a long
+window, raw settled rows for the rest) plus, for traces not settled yet, their facts computed now
+minus what is stored for them. Every source yields rows of one shape, so a question is a plain
+`SELECT ... sum(x) ... FROM (source) GROUP BY ...`.
+
+Rows carry `Time` (the row's instant, or its slice's start) and measures that add up: a settled
+row weighs its `Sign` (a cancelled fact subtracts), a live row +1, a stored row of a live trace
+-Sign. So sum(Calls) over the union is exactly the number of invocations, whichever way each was
+found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from monitoring import schema
+from monitoring.queries import live
+from monitoring.queries.filter import SpanFilter, to_nanos
+from monitoring.queries.sql import Sql
+
+# Windows up to this long read raw settled rows only: a few hours of calls cost less than slices.
+RAW_UP_TO = dt.timedelta(hours=6)
+
+# --- measures -------------------------------------------------------------------------------------
+# name -> expression over one row of an invocation source (otel_calls, or facts.invocations), given
+# the weight `w` of the row; rollup tables hold the same names already summed.
+
+_FINE = schema.fine_bucket_sql()
+_BIN = schema.latency_bin_sql()
+CALL_MEASURES = {
+    "Calls": "toInt64(w)",
+    "Timed": "toInt64(w * HasEnd)",
+    "DurationSum": "w * toInt64(Duration)",
+    "InputTokens": "w * toInt64(InputTokens)",
+    "OutputTokens": "w * toInt64(OutputTokens)",
+    "CacheReadTokens": "w * toInt64(CacheReadTokens)",
+    "CacheWriteTokens": "w * toInt64(CacheWriteTokens)",
+    "ReasoningTokens": "w * toInt64(ReasoningTokens)",
+    "ReportedCost": "w * ReportedCost",
+    "Cost": "w * Cost",
+    "Unpriced": "toInt64(w * (Priced = 0))",
+    "CacheSavings": "w * CacheSavings",
+    "LatencyHist": f"(if(HasEnd = 1, [{_FINE}], []), if(HasEnd = 1, [toInt64(w)], []))",
+    "LatencySums": f"(if(HasEnd = 1, [{_FINE}], []), if(HasEnd = 1, [w * toInt64(Duration)], []))",
+    "LatencyBins": f"(if(HasEnd = 1, [{_BIN}], []), if(HasEnd = 1, [toInt64(w)], []))",
+}
+MAP_MEASURES = {"LatencyHist", "LatencySums", "LatencyBins"}
+USER_MEASURES = ("Calls", "InputTokens", "OutputTokens", "Cost", "Unpriced", "Timed", "DurationSum")
+RUN_MEASURES = {
+    "Runs": "toInt64(w)",
+    "Failed": "toInt64(w * IsError)",
+    "LLMCalls": "w * toInt64(LLMCalls)",
+    "Cost": "w * Cost",
+}
+EDGE_MEASURES = {
+    "Calls": "w * toInt64(Calls)",
+    "Errors": "w * toInt64(Errors)",
+    "Duration": "w * toInt64(Duration)",
+}
+
+
+def total(measure: str) -> str:
+    """How a question adds a measure up over source rows."""
+    return f"sumMap({measure})" if measure in MAP_MEASURES else f"sum({measure})"
+
+
+def totals(measures) -> str:
+    """`sum(Calls) AS t_Calls, ...`: totals named apart from the measures (an alias may not shadow
+    the column its aggregate reads)."""
+    return ", ".join(f"{total(m)} AS t_{m}" for m in measures)
+
+
+# --- conditions of the filter bar -----------------------------------------------------------------
+
+
+def _time_range(column: str, lo: str, hi: str) -> str:
+    return f"{column} >= fromUnixTimestamp64Nano({{{lo}:Int64}}) AND {column} < fromUnixTimestamp64Nano({{{hi}:Int64}})"
+
+
+def call_conditions(flt: SpanFilter) -> list[str]:
+    """The bar's conditions on rows with ServiceName, Model, IsError, IsReplay (calls and rollups)."""
+    found = []
+    if flt.services:
+        found.append("ServiceName IN {services:Array(String)}")
+    if flt.models:
+        found.append("Model IN {models:Array(String)}")
+    if flt.status == "error":
+        found.append("IsError = 1")
+    elif flt.status == "ok":
+        found.append("IsError = 0")
+    if not flt.include_replays:
+        found.append("IsReplay = 0")
+    return found
+
+
+def run_conditions(flt: SpanFilter, raw: bool) -> list[str]:
+    """The bar on runs: a service or model filter keeps runs holding a matching span (raw rows carry
+    their services and models; rollups cannot answer that); status is the run's outcome."""
+    found = []
+    if raw and flt.services:
+        found.append("hasAny(Services, {services:Array(String)})")
+    if raw and flt.models:
+        found.append("hasAny(Models, {models:Array(String)})")
+    if flt.status == "error":
+        found.append("IsError = 1")
+    elif flt.status == "ok":
+        found.append("IsError = 0")
+    if not flt.include_replays:
+        found.append("IsReplay = 0")
+    return found
+
+
+def edge_conditions(flt: SpanFilter, raw: bool) -> list[str]:
+    found = run_conditions(flt, raw)
+    return [c.replace("IsError", "RunFailed") for c in found]
+
+
+def filter_params(flt: SpanFilter) -> dict:
+    return {"project": flt.project_id, "services": list(flt.services), "models": list(flt.models)}
+
+
+# --- the window split into slices and edges ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """A window as [start, s0) raw + [s0, s1) whole slices + [s1, end) raw (ns); s0 == s1: raw only."""
+
+    start: int
+    s0: int
+    s1: int
+    end: int
+
+    @classmethod
+    def of(cls, flt: SpanFilter, slice_seconds: int, force_raw: bool = False) -> Split:
+        start, end = to_nanos(flt.window.start), to_nanos(flt.window.end)
+        step = slice_seconds * 10**9
+        s0 = -(-start // step) * step
+        s1 = end // step * step
+        if force_raw or flt.window.length <= RAW_UP_TO or s1 <= s0:
+            return cls(start, end, end, end)
+        return cls(start, s0, s1, end)
+
+    def params(self, p: str) -> dict:
+        """Bound values named with the source's prefix `p` (sources of one query may split differently)."""
+        return {f"{p}start": self.start, f"{p}s0": self.s0, f"{p}s1": self.s1, f"{p}end": self.end}
+
+
+def _raw_ranges(column: str, split: Split, p: str) -> str:
+    if split.s0 == split.s1:
+        return _time_range(column, f"{p}start", f"{p}end")
+    return f"(({_time_range(column, f'{p}start', f'{p}s0')}) OR ({_time_range(column, f'{p}s1', f'{p}end')}))"
+
+
+def _weighted(measures: dict[str, str], dims: tuple[str, ...], time: str, weight: str) -> str:
+    """SELECT list of a row-level source: the weight first (as `w`), then Time, dims and measures."""
+    exprs = [f"{time} AS Time", *dims, *(f"{expr} AS {name}" for name, expr in measures.items())]
+    return f"SELECT {', '.join(exprs)} FROM (SELECT *, {weight} AS w FROM "
+
+
+def _live_parts(
+    flt: SpanFilter,
+    kind: str,
+    settled: str,
+    measures: dict[str, str],
+    dims: tuple[str, ...],
+    time: str,
+    p: str,
+    where: Sql,
+) -> list[Sql]:
+    """For traces not settled yet: their facts computed now (+1) and what is stored for them (-Sign),
+    both inside the window; [] when the settler keeps up."""
+    now = live.facts_for(flt)
+    if now is None:
+        return []
+    window = _time_range(time, f"{p}start", f"{p}end")
+    return [
+        Sql(_weighted(measures, dims, time, "1"), getattr(now.tables, kind), ") WHERE ", window, " AND ", where),
+        Sql(
+            _weighted(measures, dims, time, "-Sign"),
+            f"{schema.table(settled)} WHERE ProjectId = {{project:String}} AND TraceId IN (",
+            now.scope.traces,
+            ")) WHERE ",
+            window,
+            " AND ",
+            where,
+        ),
+    ]
+
+
+# --- invocations ----------------------------------------------------------------------------------
+
+CALL_DIMS = ("ServiceName", "Model", "Provider", "IsError", "IsEmbedding", "IsReplay")
+
+
+def calls(
+    flt: SpanFilter,
+    measures: tuple[str, ...] = tuple(CALL_MEASURES),
+    by_user: bool = False,
+    p: str = "wc_",
+    extra_dims: tuple[str, ...] = (),
+) -> Sql:
+    """Invocation rows of the filter: Time, ServiceName, Model, Provider, IsError, IsEmbedding,
+    IsReplay (and EndUser when `by_user`), and `measures` (names of CALL_MEASURES).
+
+    `p` prefixes the window's parameter names: two sources in one statement over different windows
+    need different prefixes. `extra_dims` (columns of otel_calls such as SessionId, TraceId,
+    RunTraceId) are carried too; rollups do not hold them, so those rows are read raw."""
+    rollup = schema.USERS_1H if by_user else schema.CALLS_15M
+    dims = CALL_DIMS
+    if by_user:
+        dims = ("ServiceName", "Model", "IsError", "IsReplay", "EndUser")
+        measures = tuple(m for m in measures if m in USER_MEASURES)
+    dims = (*dims, *extra_dims)
+    row_measures = {m: CALL_MEASURES[m] for m in measures}
+    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[rollup], force_raw=bool(extra_dims))
+    where = Sql.all(call_conditions(flt))
+    parts: list[Sql] = []
+    if split.s0 < split.s1:
+        parts.append(
+            Sql(
+                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(measures)} FROM {schema.table(rollup)}",
+                " WHERE ProjectId = {project:String} AND ",
+                _time_range("Slice", f"{p}s0", f"{p}s1"),
+                " AND ",
+                where,
+            )
+        )
+    parts.append(
+        Sql(
+            _weighted(row_measures, dims, "Timestamp", "Sign"),
+            f"{schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Timestamp', split, p)}",
+            ") WHERE ",
+            where,
+        )
+    )
+    parts += _live_parts(flt, "calls", schema.CALLS, row_measures, dims, "Timestamp", p, where)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+
+
+# --- agent runs -----------------------------------------------------------------------------------
+
+
+def runs(
+    flt: SpanFilter, measures: tuple[str, ...] = tuple(RUN_MEASURES), p: str = "wr_", extra_dims: tuple[str, ...] = ()
+) -> Sql:
+    """Agent-run rows of the filter: Time (the run's start), ServiceName, IsError, IsReplay, `measures`
+    (and `extra_dims`, columns of otel_runs such as SessionId or EndUser, read raw)."""
+    dims = ("ServiceName", "IsError", "IsReplay", *extra_dims)
+    row_measures = {m: RUN_MEASURES[m] for m in measures}
+    # "runs holding a matching span": rollups cannot tell; nor do they hold extra dimensions.
+    raw_only = bool(flt.services or flt.models or extra_dims)
+    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.RUNS_15M], force_raw=raw_only)
+    parts: list[Sql] = []
+    rollup_measures = {"Runs": "Runs", "Failed": "Runs * IsError", "LLMCalls": "LLMCalls", "Cost": "Cost"}
+    if split.s0 < split.s1:
+        parts.append(
+            Sql(
+                f"SELECT Slice AS Time, {', '.join(dims)}, ",
+                ", ".join(f"{rollup_measures[m]} AS {m}" for m in measures),
+                f" FROM {schema.table(schema.RUNS_15M)} WHERE ProjectId = {{project:String}} AND ",
+                _time_range("Slice", f"{p}s0", f"{p}s1"),
+                " AND ",
+                Sql.all(run_conditions(flt, raw=False)),
+            )
+        )
+    where = Sql.all(run_conditions(flt, raw=True))
+    parts.append(
+        Sql(
+            _weighted(row_measures, dims, "Start", "Sign"),
+            f"{schema.table(schema.RUNS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Start', split, p)}",
+            ") WHERE ",
+            where,
+        )
+    )
+    parts += _live_parts(flt, "runs", schema.RUNS, row_measures, dims, "Start", p, where)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+
+
+# --- flow edges -----------------------------------------------------------------------------------
+
+
+def edges(flt: SpanFilter, p: str = "we_") -> Sql:
+    """Flow-edge rows of the filter's runs: Time (run start), Parent, Child, Calls, Errors, Duration."""
+    dims = ("Parent", "Child")
+    raw_only = bool(flt.services or flt.models)
+    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.EDGES_15M], force_raw=raw_only)
+    parts: list[Sql] = []
+    if split.s0 < split.s1:
+        parts.append(
+            Sql(
+                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(EDGE_MEASURES)}",
+                f" FROM {schema.table(schema.EDGES_15M)} WHERE ProjectId = {{project:String}} AND ",
+                _time_range("Slice", f"{p}s0", f"{p}s1"),
+                " AND ",
+                Sql.all(edge_conditions(flt, raw=False)),
+            )
+        )
+    where = Sql.all(edge_conditions(flt, raw=True))
+    parts.append(
+        Sql(
+            _weighted(EDGE_MEASURES, dims, "Start", "Sign"),
+            f"{schema.table(schema.EDGES)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Start', split, p)}",
+            ") WHERE ",
+            where,
+        )
+    )
+    parts += _live_parts(flt, "edges", schema.EDGES, EDGE_MEASURES, dims, "Start", p, where)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))

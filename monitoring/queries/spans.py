@@ -1,0 +1,429 @@
+"""The Traces lists: LLM Call (one row per model invocation), Agent (agent steps) and All (every
+span), with search, a minimum duration, keyset paging and streamed export.
+
+Paging is keyset, never OFFSET: rows are ordered by (Timestamp, SpanId) descending and a page
+continues strictly below the last row it showed. The cursor also pins the first page's window
+start, so a sliding "last 24 h" window does not drop rows between pages, and spans arriving
+meanwhile (newer than the cursor) cannot shift what later pages hold.
+
+Lists read `otel_spans` (ordered by project and time: a page reads a few granules) and the
+settled invocations `otel_calls`; a re-delivered span shows once. Search reads the spans' own
+attributes and events in `otel_traces`, so it costs a scan of the window.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from monitoring import schema, semconv
+from monitoring.queries import live, sources
+from monitoring.queries.filter import SpanFilter, Window, from_nanos, iso, to_nanos
+from monitoring.queries.sql import Sql, run
+
+KINDS = {"agent": "Agent", "llm": "LLM Call", "all": "All"}
+DEFAULT_KIND = "agent"
+PAGE_SIZE = 50
+MAX_LIMIT = 500
+EXPORT_CHUNK = 1000
+EXPORT_MAX_ROWS = 100_000
+NAME_CHARS = 300  # what a list cell shows of a name; the span panel has it whole
+
+TRACE_ID = re.compile(r"[0-9a-f]{32}")
+SPAN_ID = re.compile(r"[0-9a-f]{16}")
+TRACE_PREFIX = re.compile(r"[0-9a-f]{6,31}")  # the short ids the tables show
+
+
+class BadQuery(ValueError):
+    """A list parameter the caller can fix (shown as a 400)."""
+
+
+def status_name(code: str, is_error: bool | None = None) -> str:
+    """ "Error" or "OK": OpenTelemetry's Unset means no error was recorded (both exporter spellings)."""
+    if is_error is None:
+        is_error = code in semconv.ERROR_STATUS
+    return "Error" if is_error else "OK"
+
+
+# --- the list's parameters ----------------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # not bool, which is an int too
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page continues: below (ts, span_id), not before `since` (the first page's window start)."""
+
+    ts: int
+    span_id: str
+    since: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.ts, self.span_id, self.since], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """BadQuery for anything this server did not give out (never a ClickHouse error)."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            ts, span_id, since = json.loads(raw)
+        except (binascii.Error, ValueError, TypeError, RecursionError):
+            raise BadQuery("'cursor' is not a cursor this server gave out") from None
+        if not (
+            _is_int(ts)
+            and _is_int(since)
+            and 0 <= since <= ts < 2**63
+            and isinstance(span_id, str)
+            and SPAN_ID.fullmatch(span_id)
+        ):
+            raise BadQuery("'cursor' is not a cursor this server gave out")
+        return cls(ts, span_id, since)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The Traces list beyond the filter bar: sub-tab, search, minimum duration, page."""
+
+    kind: str = DEFAULT_KIND
+    q: str = ""
+    min_ms: float = 0.0
+    cursor: Cursor | None = None
+    limit: int = PAGE_SIZE
+
+    @classmethod
+    def from_query(cls, query, max_limit: int = PAGE_SIZE) -> ListQuery:
+        """`kind`, `q`, `min_ms`, `cursor`, `limit` from a QueryDict; BadQuery when one is wrong."""
+        kind = query.get("kind") or DEFAULT_KIND
+        if kind not in KINDS:
+            raise BadQuery(f"'kind' must be one of {', '.join(KINDS)}")
+        q = (query.get("q") or "").strip()
+        if len(q) > 500:
+            raise BadQuery("'q' may be at most 500 characters")
+        try:
+            min_ms = float(query.get("min_ms") or 0)
+        except (ValueError, OverflowError):
+            raise BadQuery("'min_ms' must be a number of milliseconds") from None
+        if not 0 <= min_ms < 1e12:
+            raise BadQuery("'min_ms' must be a number of milliseconds")
+        raw_limit = query.get("limit") or str(min(PAGE_SIZE, max_limit))
+        if not re.fullmatch(r"[0-9]{1,6}", raw_limit):
+            raise BadQuery(f"'limit' must be a whole number between 1 and {max_limit}")
+        limit = int(raw_limit)
+        if not 1 <= limit <= max_limit:
+            raise BadQuery(f"'limit' must be between 1 and {max_limit}")
+        cursor = Cursor.decode(query["cursor"]) if query.get("cursor") else None
+        return cls(kind, q, min_ms, cursor, limit)
+
+    @property
+    def trace_id(self) -> str:
+        """The search term when it is a whole trace id (then only that trace is matched)."""
+        q = self.q.lower()
+        return q if TRACE_ID.fullmatch(q) else ""
+
+    @property
+    def trace_prefix(self) -> str:
+        """The search term when it is the start of a trace id (the short id a table shows)."""
+        q = self.q.lower()
+        return q if TRACE_PREFIX.fullmatch(q) else ""
+
+    def query(self) -> dict[str, str]:
+        """As URL parameters, without the cursor (for links that keep the search)."""
+        q = {"kind": self.kind}
+        if self.q:
+            q["q"] = self.q
+        if self.min_ms:
+            q["min_ms"] = f"{self.min_ms:g}"
+        return q
+
+
+# --- the rows ------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpanRow:
+    """One row of the list (and of the export). Cost is the invocation's (USD), 0 for other spans."""
+
+    ts: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    span_kind: str
+    service: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    cost_source: str  # "reported", "priced", "unpriced", "wrapped" (counted in an inner span) or ""
+    duration_ms: float | None  # None: the span was exported before it ended
+    status: str  # "OK" or "Error"
+    status_message: str
+    is_llm_call: bool
+    matched: str = ""  # why a search found it: "trace id", "name", "attribute <key>", "event <name>"
+
+    @property
+    def time(self):
+        return from_nanos(self.ts)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "Error"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.duration_ms is None
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["time"] = iso(self.time)
+        data["timestamp_ns"] = data.pop("ts")
+        return data
+
+
+@dataclass
+class Page:
+    items: list[SpanRow]
+    next_cursor: str | None
+
+
+_SPAN_COLUMNS = (
+    "toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,"
+    f" substring(SpanName, 1, {NAME_CHARS}) AS name, SpanKind AS span_kind, ServiceName AS service, Model AS model,"
+    " InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost, Duration AS duration,"
+    " IsError AS is_error, substring(StatusMessage, 1, 300) AS status_message, IsLLMCall AS is_llm_call"
+)
+
+
+def _kind_condition(flt: SpanFilter, kind: str) -> str:
+    if kind == "agent":
+        return "(IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)})"
+    if kind == "llm":
+        return "IsLLMCall = 1"
+    return ""
+
+
+def _bar(flt: SpanFilter) -> list[str]:
+    return sources.call_conditions(flt)
+
+
+def _paged_window(flt: SpanFilter, lq: ListQuery) -> tuple[int, int]:
+    start, end = to_nanos(flt.window.start), to_nanos(flt.window.end)
+    if lq.cursor is None:
+        return start, end
+    # The cursor keeps the first page's window start (a sliding window moves on), but may not reach
+    # further back than one more window length: it is not signed.
+    return max(lq.cursor.since, start - (end - start)), end
+
+
+def _below_cursor(lq: ListQuery) -> tuple[str, dict]:
+    if lq.cursor is None:
+        return "", {}
+    return (
+        "Timestamp <= fromUnixTimestamp64Nano({cursor_ts:Int64})"
+        " AND (Timestamp, SpanId) < (fromUnixTimestamp64Nano({cursor_ts:Int64}), {cursor_span:String})",
+        {"cursor_ts": lq.cursor.ts, "cursor_span": lq.cursor.span_id},
+    )
+
+
+def _search(lq: ListQuery) -> tuple[str, str, dict]:
+    """(condition, matched-expression, params) of a text search over otel_traces rows."""
+    if lq.trace_id:
+        return "TraceId = {trace_q:String}", "'trace id'", {"trace_q": lq.trace_id}
+    escaped = json.dumps(lq.q)[1:-1]  # JSON attributes escape non-ASCII text ("\ud55c...")
+    hit = "(positionCaseInsensitiveUTF8(v, {q:String}) > 0 OR positionCaseInsensitiveUTF8(v, {q_json:String}) > 0)"
+    prefix = "startsWith(TraceId, {trace_prefix:String})" if lq.trace_prefix else "0"
+    condition = (
+        f"({prefix} OR positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0"
+        f" OR arrayExists(v -> {hit}, mapValues(SpanAttributes))"
+        f" OR arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes))"
+    )
+    matched = (
+        f"multiIf({prefix}, 'trace id', positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0, 'name',"
+        f" arrayExists(v -> {hit}, mapValues(SpanAttributes)),"
+        f" concat('attribute ', arrayFirst(k -> arrayExists(v -> {hit}, [SpanAttributes[k]]), mapKeys(SpanAttributes))),"
+        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {hit}, mapValues(m)), Events.Name, Events.Attributes)))"
+    )
+    return condition, matched, {"q": lq.q, "q_json": escaped, "trace_prefix": lq.trace_prefix}
+
+
+def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict) -> list[dict]:
+    start, end = _paged_window(flt, lq)
+    cursor, cursor_params = _below_cursor(lq)
+    search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
+    conditions = [
+        "ProjectId = {project:String}",
+        "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
+        _kind_condition(flt, lq.kind),
+        *_bar(flt),
+        "Duration >= {min_ns:UInt64}" if lq.min_ms else "",
+        cursor,
+        search,
+        *extra,
+    ]
+    columns = (
+        _SPAN_COLUMNS
+        if table == schema.SPANS
+        else _SPAN_COLUMNS.replace(
+            "IsError AS is_error",
+            f"toUInt8(StatusCode IN ({', '.join(repr(s) for s in semconv.ERROR_STATUS)})) AS is_error",
+        )
+    )
+    statement = Sql(
+        f"SELECT {columns}, {matched} AS matched FROM {schema.table(table)} WHERE ",
+        Sql.all(conditions),
+        " ORDER BY Timestamp DESC, SpanId DESC LIMIT {limit:UInt32}",
+        project=flt.project_id,
+        l_start=start,
+        l_end=end,
+        min_ns=int(lq.min_ms * 1_000_000),
+        limit=limit,
+        agent_names=list(flt.agent_names),
+        services=list(flt.services),
+        models=list(flt.models),
+        **cursor_params,
+        **search_params,
+        **params,
+    )
+    rows, seen = [], set()
+    for row in run(statement, tag=f"traces.list.{lq.kind}"):
+        k = (row["trace_id"], row["span_id"])
+        if k not in seen:  # a re-delivered span: once
+            seen.add(k)
+            rows.append(row)
+    return rows
+
+
+# --- which spans are invocations, and their cost ----------------------------------------------------
+
+
+def invocation_costs(flt: SpanFilter, rows: list[dict]) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(trace, span): (USD, "reported" | "priced" | "unpriced")} for the rows that are model
+    invocations (settled, or computed now for traces not settled yet)."""
+    keys = [(r["trace_id"], r["span_id"]) for r in rows if int(r["is_llm_call"])]
+    if not keys:
+        return {}
+    lo = min(int(r["ts"]) for r in rows)
+    hi = max(int(r["ts"]) for r in rows)
+    bounds = {"k_lo": lo, "k_hi": hi, "k_keys": [tuple(k) for k in keys], "project": flt.project_id}
+    cols = "TraceId AS trace, SpanId AS span, ReportedCost AS reported, Cost AS cost, Priced AS priced"
+    settled = Sql(
+        "SELECT TraceId AS trace, SpanId AS span, argMax(ReportedCost, Version) AS reported,",
+        " argMax(Cost, Version) AS cost, argMax(Priced, Version) AS priced",
+        f" FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}}",
+        " AND Timestamp >= fromUnixTimestamp64Nano({k_lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({k_hi:Int64})",
+        " AND (TraceId, SpanId) IN {k_keys:Array(Tuple(String, String))}",
+        " GROUP BY TraceId, SpanId HAVING sum(Sign) > 0",
+        **bounds,
+    )
+    now = live.facts_for(flt)
+    if now is not None:
+        settled = Sql(
+            "SELECT * FROM (",
+            settled,
+            ") WHERE trace NOT IN (",
+            now.scope.traces,
+            f") UNION ALL SELECT {cols} FROM {now.tables.calls}",
+            " WHERE (TraceId, SpanId) IN {k_keys:Array(Tuple(String, String))}",
+        )
+    found = {}
+    for r in run(settled, tag="traces.list.costs"):
+        reported, cost = float(r["reported"]), float(r["cost"])
+        source = "reported" if reported > 0 else ("priced" if cost > 0 else "")
+        if not int(r["priced"]):
+            source = "unpriced"
+        found[(r["trace"], r["span"])] = (round(cost, 10), source)
+    return found
+
+
+def _span_row(row: dict, costs: dict) -> SpanRow:
+    k = (row["trace_id"], row["span_id"])
+    cost, source = costs.get(k, (0.0, ""))
+    if int(row["is_llm_call"]) and k not in costs:
+        source = "wrapped"  # an LLM span around the invocation that counts (or a gateway's client)
+    duration = int(row["duration"])
+    return SpanRow(
+        ts=int(row["ts"]),
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        span_kind=row["span_kind"],
+        service=row["service"],
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        cost_usd=cost,
+        cost_source=source,
+        duration_ms=round(duration / 1e6, 3) if duration < semconv.NO_END_DURATION_NS else None,
+        status=status_name("", bool(int(row["is_error"]))),
+        status_message=row["status_message"],
+        is_llm_call=bool(int(row["is_llm_call"])),
+        matched=row.get("matched") or "",
+    )
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def list_spans(flt: SpanFilter, lq: ListQuery) -> Page:
+    """One page of rows, newest first, and the cursor of the next page (None on the last)."""
+    want = lq.limit + 1  # one row more than asked tells whether another page exists without a count()
+    table = schema.TRACES if lq.q else schema.SPANS
+    if lq.kind != "llm":
+        rows = _select_spans(flt, lq, table, [], want, {})
+        costs = invocation_costs(flt, rows)
+    else:
+        rows, costs = _invocation_page(flt, lq, table, want)
+    items = [_span_row(r, costs) for r in rows[: lq.limit]]
+    next_cursor = None
+    if len(rows) > lq.limit:
+        last = items[-1]
+        since = lq.cursor.since if lq.cursor else to_nanos(flt.window.start)
+        next_cursor = Cursor(last.ts, last.span_id, since).encode()
+    return Page(items, next_cursor)
+
+
+def _invocation_page(flt: SpanFilter, lq: ListQuery, table: str, want: int) -> tuple[list[dict], dict]:
+    """LLM spans that are invocations: read LLM spans a batch at a time, keep the invocations."""
+    found: list[dict] = []
+    costs: dict = {}
+    query = lq
+    batch = max(want * 2, 20)
+    for _ in range(50):  # bounded: at most 50 batches per page
+        rows = _select_spans(flt, query, table, [], batch, {})
+        batch_costs = invocation_costs(flt, rows)
+        costs |= batch_costs
+        found += [r for r in rows if (r["trace_id"], r["span_id"]) in batch_costs]
+        if len(found) >= want or len(rows) < batch:
+            break
+        last = rows[-1]
+        since = lq.cursor.since if lq.cursor else to_nanos(flt.window.start)
+        query = ListQuery(lq.kind, lq.q, lq.min_ms, Cursor(int(last["ts"]), last["span_id"], since), lq.limit)
+        batch = min(batch * 2, 5000)
+    return found[:want], costs
+
+
+def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) -> Iterator[SpanRow]:
+    """Every matching row up to `max_rows`, fetched a chunk at a time (memory stays flat)."""
+    sent = 0
+    query = ListQuery(lq.kind, lq.q, lq.min_ms, lq.cursor, min(EXPORT_CHUNK, max_rows))
+    while sent < max_rows:
+        page = list_spans(flt, query)
+        yield from page.items[: max_rows - sent]
+        sent += len(page.items)
+        if page.next_cursor is None:
+            return
+        query = ListQuery(lq.kind, lq.q, lq.min_ms, Cursor.decode(page.next_cursor), min(EXPORT_CHUNK, max_rows - sent))
+
+
+def paged_filter(flt: SpanFilter, lq: ListQuery) -> SpanFilter:
+    """The filter with the window a cursor pins (for views that show it)."""
+    start, end = _paged_window(flt, lq)
+    return flt.with_window(Window(from_nanos(start), from_nanos(end), flt.window.range))

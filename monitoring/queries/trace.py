@@ -1,0 +1,669 @@
+"""One trace: where it is, its spans as a tree and a waterfall, its summary, whole spans.
+
+A trace is found through the exporter's `otel_traces_trace_id_ts` lookup table (its Start/End
+narrow the scan to the trace's partitions) and then in `otel_spans` under the caller's project, so
+another project's trace is simply not found. Each span is read once however often it was
+delivered. Which spans are model invocations, and what they cost, follows the counting rules
+(monitoring/queries/facts.py): settled facts for a settled trace, computed now for a fresh one, so
+the trace page, Replay, the lists and the Overview agree on every call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from monitoring import clickhouse, schema, semconv, settle
+from monitoring.queries import facts
+from monitoring.queries.filter import from_nanos, iso
+from monitoring.queries.spans import SPAN_ID, TRACE_ID, BadQuery, status_name
+from monitoring.queries.sql import Sql, run
+
+MAX_TRACE_SPANS = 50_000  # a trace page or API answer stops here (and says so)
+TRACE_PREFIX = "apm_trace_"  # temporary tables of one trace's facts
+__all__ = ["SPAN_ID", "TRACE_ID", "BadQuery"]
+
+
+def _ns_to_datetime(ns: int) -> dt.datetime:
+    return from_nanos(ns)
+
+
+# --- where the trace is ---------------------------------------------------------------------------
+
+_TRACE_SCOPE = (
+    "ProjectId = {project:String} AND TraceId = {trace:String}"
+    " AND Timestamp >= fromUnixTimestamp64Nano({t_start:Int64})"
+    " AND Timestamp < fromUnixTimestamp64Nano({t_end:Int64})"
+)
+# The same trace's spans in otel_spans / otel_traces, each span once.
+_ONCE = " LIMIT 1 BY SpanId"
+
+TRACE_BOUNDS_SQL = """
+SELECT count() AS n, toUnixTimestamp(min(Start)) AS start, toUnixTimestamp(max(End)) AS end
+FROM $lookup
+WHERE TraceId = {trace:String}
+"""
+
+
+@dataclass(frozen=True)
+class TraceRef:
+    """A trace of a project, and the time range its spans start in (from the lookup table)."""
+
+    project_id: str
+    trace_id: str
+    start_ns: int
+    end_ns: int
+
+    def params(self, **extra) -> dict:
+        return {
+            "project": self.project_id,
+            "trace": self.trace_id,
+            "t_start": self.start_ns,
+            "t_end": self.end_ns,
+            **extra,
+        }
+
+
+def _trace_sql(template: str) -> str:
+    return (
+        template.replace("$trace", _TRACE_SCOPE)
+        .replace("$lookup", schema.table(schema.LOOKUP))
+        .replace("$narrow", schema.table(schema.SPANS))
+        .replace("$table", schema.table())
+    )
+
+
+def _run_trace(template: str, ref: TraceRef, *, tag: str, **extra) -> list[dict]:
+    return clickhouse.query(_trace_sql(template), ref.params(**extra), tag=tag)
+
+
+PROJECT_BOUNDS_SQL = """
+SELECT count() AS n, toUnixTimestamp64Nano(min(Timestamp)) AS start, toUnixTimestamp64Nano(max(Timestamp)) AS end
+FROM $narrow
+WHERE $trace
+"""
+
+
+def locate(project_id: str, trace_id: str) -> TraceRef:
+    """The trace of this project and the nanoseconds its spans start in; a TraceRef with an empty
+    range (start > end) when the project has no such trace. The lookup table (no project column)
+    only narrows the time; the project is checked in otel_spans."""
+    row = clickhouse.query_one(_trace_sql(TRACE_BOUNDS_SQL), {"trace": trace_id}, tag="traces.locate")
+    # Start/End are whole seconds (DateTime): the last span may start up to a second after End.
+    lo, hi = (int(row["start"]) * 10**9, (int(row["end"]) + 1) * 10**9) if int(row.get("n") or 0) else (0, 2**63 - 1)
+    ref = TraceRef(str(project_id), trace_id, lo, hi)
+    found = clickhouse.query_one(_trace_sql(PROJECT_BOUNDS_SQL), ref.params(), tag="traces.locate_project")
+    if not int(found.get("n") or 0):
+        return TraceRef(str(project_id), trace_id, 1, 0)
+    return TraceRef(str(project_id), trace_id, int(found["start"]), int(found["end"]) + 1)
+
+
+@dataclass
+class TreeSpan:
+    """A span as the tree and waterfall draw it."""
+
+    ts: int
+    span_id: str
+    parent_span_id: str
+    name: str
+    service: str
+    span_kind: str
+    scope: str
+    duration_ns: int
+    status: str
+    is_llm_call: bool
+    is_agent_step: bool
+    model: str
+    input_tokens: int
+    output_tokens: int
+    reported_cost: float
+    child_count: int = 0
+    has_end: bool = True  # False: exported before it ended (duration unknown)
+    invocation: bool = False  # one model invocation as counted everywhere
+    cost_usd: float = 0.0  # the invocation's cost (reported, else priced)
+    cost_source: str = ""  # "reported", "priced", "unpriced" or "" (not an invocation)
+
+    @property
+    def end(self) -> int:
+        return self.ts + self.duration_ns
+
+    @property
+    def duration_ms(self) -> float | None:
+        return round(self.duration_ns / 1e6, 3) if self.has_end else None
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "Error"
+
+
+_TREE_COLUMNS = f"""
+    toUnixTimestamp64Nano(Timestamp) AS ts, SpanId AS span_id, ParentSpanId AS parent_span_id, SpanName AS name,
+    ServiceName AS service, SpanKind AS span_kind, ScopeName AS scope, {facts.HAS_END} AS has_end,
+    if(has_end, Duration, 0) AS duration_ns, IsError AS is_error,
+    IsLLMCall AS is_llm_call, (IsAgentStep = 1 OR SpanName IN {{agent_names:Array(String)}}) AS is_agent_step,
+    Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost
+"""
+
+TRACE_TREE_SQL = f"""
+SELECT {_TREE_COLUMNS}
+FROM $narrow
+WHERE $trace
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY SpanId
+LIMIT {{limit:UInt32}}
+"""
+
+
+def _tree_span(row: dict) -> TreeSpan:
+    return TreeSpan(
+        ts=int(row["ts"]),
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"],
+        service=row["service"],
+        span_kind=row["span_kind"],
+        scope=row["scope"],
+        duration_ns=int(row["duration_ns"]),
+        has_end=bool(int(row["has_end"])),
+        status=status_name("", bool(int(row["is_error"]))),
+        is_llm_call=bool(row["is_llm_call"]),
+        is_agent_step=bool(row["is_agent_step"]),
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        reported_cost=float(row["reported_cost"] or 0),
+    )
+
+
+def tree_spans(
+    ref: TraceRef, limit: int = MAX_TRACE_SPANS, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+) -> list[TreeSpan]:
+    """Every span of the trace (light columns, no attribute maps), oldest first, each marked with
+    whether it is a counted invocation and its cost; [] for another project's trace."""
+    rows = _run_trace(TRACE_TREE_SQL, ref, tag="traces.tree", limit=limit, agent_names=list(agent_names))
+    spans = [_tree_span(r) for r in rows]
+    counts: dict[str, int] = defaultdict(int)
+    for s in spans:
+        counts[s.parent_span_id] += 1
+    for s in spans:
+        s.child_count = counts.get(s.span_id, 0)
+    mark_invocations(ref, spans, agent_names)
+    return spans
+
+
+# --- which of its spans are invocations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A counted model invocation: its span, the run it belongs to, and its cost in USD."""
+
+    trace_id: str
+    span_id: str
+    run_trace_id: str
+    cost_usd: float
+    cost_source: str  # "reported", "priced", "unpriced"
+    input_tokens: int
+    output_tokens: int
+    model: str
+
+
+def _invocation(r: dict) -> Invocation:
+    reported, cost = float(r["reported"]), float(r["cost"])
+    source = "unpriced" if not int(r["priced"]) else ("reported" if reported > 0 else "priced")
+    return Invocation(
+        r["trace"], r["span"], r["run"], round(cost, 10), source, int(r["input"]), int(r["output"]), r["model"]
+    )
+
+
+_INVOCATION_COLUMNS = (
+    "TraceId AS trace, SpanId AS span, RunTraceId AS run, ReportedCost AS reported, Cost AS cost,"
+    " Priced AS priced, InputTokens AS input, OutputTokens AS output, Model AS model"
+)
+
+
+def invocations(ref: TraceRef, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES) -> list[Invocation]:
+    """The invocations of the trace's run: its own spans that count, and gateway calls of another
+    trace matched to its client spans (RunTraceId = this trace). Settled facts when the trace is
+    settled, else the counting rules applied now."""
+    if ref.start_ns > ref.end_ns:
+        return []
+    through, _now = settle.state()
+    fresh = run(
+        Sql(
+            f"SELECT count() AS n FROM {schema.table(schema.SPANS)} WHERE ",
+            _TRACE_SCOPE,
+            " AND InsertedAt > fromUnixTimestamp64Nano({through:Int64})",
+            **ref.params(),
+            through=settle.unsettled_after_ns(through),
+        ),
+        tag="traces.fresh",
+    )
+    if through and not int(fresh[0]["n"]):
+        rows = run(
+            Sql(
+                "SELECT TraceId AS trace, SpanId AS span, argMax(RunTraceId, Version) AS run,",
+                " argMax(ReportedCost, Version) AS reported, argMax(Cost, Version) AS cost,",
+                " argMax(Priced, Version) AS priced, argMax(InputTokens, Version) AS input,",
+                " argMax(OutputTokens, Version) AS output, argMax(Model, Version) AS model",
+                f" FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}}",
+                " AND (TraceId = {trace:String} OR RunTraceId = {trace:String})",
+                " GROUP BY TraceId, SpanId HAVING sum(Sign) > 0",
+                project=ref.project_id,
+                trace=ref.trace_id,
+            ),
+            tag="traces.invocations",
+        )
+        return [_invocation(r) for r in rows]
+    scope = settle.build_scope(ref.project_id, Sql("SELECT {trace_q:String}", trace_q=ref.trace_id), agent_names)
+    if scope is None:
+        return []
+    tables = facts.materialize(scope, TRACE_PREFIX)
+    try:
+        rows = run(
+            Sql(
+                f"SELECT {_INVOCATION_COLUMNS} FROM {tables.calls}",
+                " WHERE TraceId = {trace_q:String} OR RunTraceId = {trace_q:String}",
+                trace_q=ref.trace_id,
+            ),
+            tag="traces.invocations_live",
+        )
+    finally:
+        facts.drop(tables)
+    return [_invocation(r) for r in rows]
+
+
+def mark_invocations(ref: TraceRef, spans: list, agent_names: tuple[str, ...]) -> list[Invocation]:
+    """Set `invocation`, `cost_usd` and `cost_source` on the trace's spans; returns the run's
+    invocations (including a gateway's calls recorded in another trace)."""
+    found = invocations(ref, agent_names)
+    mine = {i.span_id: i for i in found if i.trace_id == ref.trace_id}
+    for s in spans:
+        inv = mine.get(s.span_id)
+        s.invocation = inv is not None
+        s.cost_usd = inv.cost_usd if inv else 0.0
+        s.cost_source = inv.cost_source if inv else ""
+    return found
+
+
+@dataclass
+class TraceSummary:
+    trace_id: str
+    root_name: str
+    root_span_id: str
+    services: list[str]
+    start_ns: int
+    end_ns: int
+    spans: int
+    errors: int
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    truncated: bool = False
+    unpriced_calls: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return round((self.end_ns - self.start_ns) / 1e6, 3)
+
+    @property
+    def start(self) -> dt.datetime:
+        return _ns_to_datetime(self.start_ns)
+
+
+def summarize(
+    ref: TraceRef, spans: list[TreeSpan], calls: list[Invocation], limit: int = MAX_TRACE_SPANS
+) -> TraceSummary:
+    """The trace's header numbers; `calls` from `mark_invocations` (the run's invocations, once)."""
+    trace_id = ref.trace_id
+    ids = {s.span_id for s in spans}
+    roots = [s for s in spans if s.parent_span_id not in ids]
+    root = roots[0] if roots else spans[0]
+    cost = sum(c.cost_usd for c in calls)
+    return TraceSummary(
+        trace_id=trace_id,
+        root_name=root.name,
+        root_span_id=root.span_id,
+        services=list(dict.fromkeys(s.service for s in spans)),
+        start_ns=min(s.ts for s in spans),
+        end_ns=max(s.end for s in spans),
+        spans=len(spans),
+        errors=sum(s.is_error for s in spans),
+        llm_calls=len(calls),
+        input_tokens=sum(c.input_tokens for c in calls),
+        output_tokens=sum(c.output_tokens for c in calls),
+        cost_usd=round(cost, 10),
+        truncated=len(spans) >= limit,
+        unpriced_calls=sum(c.cost_source == "unpriced" for c in calls),
+    )
+
+
+# --- the visible part of a big tree --------------------------------------------------------------
+
+
+@dataclass
+class TreeRow:
+    """A line of the tree: a span (open or collapsed), or "more children" of a parent after a span."""
+
+    span: TreeSpan | None
+    depth: int
+    open: bool = False
+    more_parent: str = ""  # set on a "more" line
+    more_after: str = ""  # encoded (ts, span_id) of the last child shown
+    more_count: int = 0
+
+
+def after_token(span: TreeSpan) -> str:
+    return f"{span.ts}:{span.span_id}"
+
+
+def parse_after(text: str) -> tuple[int, str]:
+    """(ts, span id) of a "more" line's position; BadQuery for anything else (ASCII digits only)."""
+    ts, _, span_id = text.partition(":")
+    if not (re.fullmatch(r"[0-9]{1,19}", ts) and int(ts) < 2**63 and SPAN_ID.fullmatch(span_id)):
+        raise BadQuery("'after' must be a position this server gave out")
+    return int(ts), span_id
+
+
+def visible_rows(spans: list[TreeSpan], open_depth: int = 2, budget: int = 300, per_parent: int = 100) -> list[TreeRow]:
+    """Pre-order lines of the tree, within about `budget` lines so a 10,000-span trace renders a
+    few hundred DOM rows. A trace that fits is shown whole. A bigger one opens spans breadth-first
+    while their children fit in the budget, no deeper than `open_depth`; the rest are collapsed
+    and fetched on demand, and a parent shows at most `per_parent` children, then a "more" line."""
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[TreeSpan]] = defaultdict(list)
+    roots: list[TreeSpan] = []
+    for s in spans:  # spans come oldest first, so children lists are in start order
+        (children[s.parent_span_id] if s.parent_span_id in ids else roots).append(s)
+
+    def shown(kids: list) -> int:
+        return min(len(kids), per_parent) + (len(kids) > per_parent)
+
+    max_depth = len(spans) if len(spans) <= budget else open_depth
+    opened: set[str] = set()
+    count = shown(roots)
+    level = roots[:per_parent]
+    for _depth in range(max_depth):
+        next_level = []
+        for span in level:
+            kids = children.get(span.span_id, [])
+            if kids and count + shown(kids) <= budget:
+                opened.add(span.span_id)
+                count += shown(kids)
+                next_level += kids[:per_parent]
+        level = next_level
+        if not level:
+            break
+
+    out: list[TreeRow] = []
+    # An explicit stack: a 10,000-deep chain must not hit Python's recursion limit.
+    stack: list[tuple[str, list[TreeSpan], int, int]] = [("", roots, 0, 0)]  # (parent, siblings, next index, depth)
+    while stack:
+        parent, siblings, index, depth = stack.pop()
+        if index >= len(siblings):
+            continue
+        if index >= per_parent:
+            out.append(
+                TreeRow(
+                    None,
+                    depth,
+                    more_parent=parent,
+                    more_after=after_token(siblings[index - 1]),
+                    more_count=len(siblings) - index,
+                )
+            )
+            continue
+        span = siblings[index]
+        stack.append((parent, siblings, index + 1, depth))
+        is_open = span.span_id in opened
+        out.append(TreeRow(span, depth, open=is_open))
+        if is_open:
+            stack.append((span.span_id, children[span.span_id], 0, depth + 1))
+    return out
+
+
+# A root is a span without a parent, or whose parent was never received.
+_IS_CHILD = "ParentSpanId = {parent:String}"
+_IS_ROOT = "(ParentSpanId = '' OR ParentSpanId NOT IN (SELECT SpanId FROM $narrow WHERE $trace))"
+
+CHILDREN_SQL = f"""
+SELECT {_TREE_COLUMNS}
+FROM $narrow
+WHERE $trace AND $parent
+  AND (Timestamp, SpanId) > (fromUnixTimestamp64Nano({{after_ts:Int64}}), {{after_span:String}})
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY SpanId
+LIMIT {{limit:UInt32}}
+"""
+
+CHILD_COUNTS_SQL = """
+SELECT ParentSpanId AS parent, uniqExact(SpanId) AS n
+FROM $narrow
+WHERE $trace AND ParentSpanId IN {parents:Array(String)}
+GROUP BY ParentSpanId
+"""
+
+SPAN_EXISTS_SQL = """
+SELECT count() AS n
+FROM $narrow
+WHERE $trace $span
+"""
+
+
+def children(
+    ref: TraceRef,
+    parent: str,
+    after: tuple[int, str] = (0, ""),
+    limit: int = 100,
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+) -> tuple[list[TreeSpan], bool] | None:
+    """A page of a span's children (oldest first; `parent` "" for the roots) with their own child
+    counts, and whether more follow; None when the parent is not a span of this project's trace."""
+    exists = clickhouse.query_one(
+        _trace_sql(SPAN_EXISTS_SQL.replace("$span", "AND SpanId = {span:String}" if parent else "")),
+        ref.params(span=parent),
+        tag="traces.span_exists",
+    )
+    if not int(exists.get("n") or 0):
+        return None
+    sql = CHILDREN_SQL.replace("$parent", _IS_CHILD if parent else _IS_ROOT)
+    rows = _run_trace(
+        sql,
+        ref,
+        tag="traces.children",
+        parent=parent,
+        after_ts=after[0],
+        after_span=after[1],
+        limit=limit + 1,
+        agent_names=list(agent_names),
+    )
+    kids = [_tree_span(r) for r in rows[:limit]]
+    mark_invocations(ref, kids, agent_names)
+    if kids:
+        counts = _run_trace(CHILD_COUNTS_SQL, ref, tag="traces.child_counts", parents=[k.span_id for k in kids])
+        by_parent = {r["parent"]: int(r["n"]) for r in counts}
+        for k in kids:
+            k.child_count = by_parent.get(k.span_id, 0)
+    return kids, len(rows) > limit
+
+
+# --- whole spans (attributes, events, links) ------------------------------------------------------
+
+FULL_SPANS_SQL = """
+SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,
+    TraceState AS trace_state, SpanName AS name, SpanKind AS span_kind, ServiceName AS service,
+    ResourceAttributes AS resource, ScopeName AS scope_name, ScopeVersion AS scope_version, SpanAttributes AS attributes,
+    Duration AS duration_ns, StatusCode AS status_code, StatusMessage AS status_message,
+    arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ts, Events.Name AS event_names,
+    Events.Attributes AS event_attributes, Links.TraceId AS link_trace_ids, Links.SpanId AS link_span_ids,
+    Links.TraceState AS link_states, Links.Attributes AS link_attributes,
+    Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost,
+    IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
+FROM $table
+WHERE $trace $span
+ORDER BY Timestamp, SpanId
+LIMIT 1 BY SpanId
+LIMIT {limit:UInt32}
+"""
+
+
+@dataclass
+class Event:
+    ts: int
+    name: str
+    attributes: dict[str, str]
+
+    @property
+    def is_exception(self) -> bool:
+        return self.name == "exception"
+
+    def as_dict(self) -> dict:
+        return {
+            "time": iso(_ns_to_datetime(self.ts)),
+            "timestamp_ns": self.ts,
+            "name": self.name,
+            "attributes": self.attributes,
+        }
+
+
+@dataclass
+class FullSpan:
+    ts: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    trace_state: str
+    name: str
+    span_kind: str
+    service: str
+    resource: dict[str, str]
+    scope_name: str
+    scope_version: str
+    attributes: dict[str, str]
+    duration_ns: int
+    status: str
+    status_message: str
+    events: list[Event] = field(default_factory=list)
+    links: list[dict] = field(default_factory=list)
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reported_cost: float = 0.0
+    is_llm_call: bool = False
+    is_agent_step: bool = False
+    has_end: bool = True
+    invocation: bool = False  # set by mark_invocations
+    cost_usd: float = 0.0
+    cost_source: str = ""
+
+    @property
+    def duration_ms(self) -> float | None:
+        return round(self.duration_ns / 1e6, 3) if self.has_end else None
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "Error"
+
+    @property
+    def exceptions(self) -> list[Event]:
+        return [e for e in self.events if e.is_exception]
+
+    def as_dict(self) -> dict:
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "parent_span_id": self.parent_span_id,
+            "trace_state": self.trace_state,
+            "name": self.name,
+            "kind": self.span_kind,
+            "service": self.service,
+            "scope": {"name": self.scope_name, "version": self.scope_version},
+            "start": iso(_ns_to_datetime(self.ts)),
+            "start_ns": self.ts,
+            "end_ns": self.ts + self.duration_ns if self.has_end else None,
+            "duration_ms": self.duration_ms,
+            "in_progress": not self.has_end,
+            "is_invocation": self.invocation,
+            "cost_usd": self.cost_usd,
+            "cost_source": self.cost_source,
+            "status": {"code": self.status, "message": self.status_message},
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "reported_cost_usd": self.reported_cost,
+            "is_llm_call": self.is_llm_call,
+            "is_agent_step": self.is_agent_step,
+            "resource": self.resource,
+            "attributes": self.attributes,
+            "events": [e.as_dict() for e in self.events],
+            "links": self.links,
+        }
+
+
+def _full_span(row: dict) -> FullSpan:
+    events = [
+        Event(int(t), n, dict(a or {}))
+        for t, n, a in zip(row["event_ts"], row["event_names"], row["event_attributes"], strict=False)
+    ]
+    links = [
+        {"trace_id": t, "span_id": s, "trace_state": st, "attributes": dict(a or {})}
+        for t, s, st, a in zip(
+            row["link_trace_ids"], row["link_span_ids"], row["link_states"], row["link_attributes"], strict=False
+        )
+    ]
+    return FullSpan(
+        ts=int(row["ts"]),
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        trace_state=row["trace_state"],
+        name=row["name"],
+        span_kind=row["span_kind"],
+        service=row["service"],
+        resource=dict(row["resource"] or {}),
+        scope_name=row["scope_name"],
+        scope_version=row["scope_version"],
+        attributes=dict(row["attributes"] or {}),
+        duration_ns=int(row["duration_ns"]) if int(row["duration_ns"]) < semconv.NO_END_DURATION_NS else 0,
+        has_end=int(row["duration_ns"]) < semconv.NO_END_DURATION_NS,
+        status=status_name("", bool(int(row["is_error"]))),
+        status_message=row["status_message"],
+        events=events,
+        links=links,
+        model=row["model"],
+        input_tokens=int(row["input_tokens"]),
+        output_tokens=int(row["output_tokens"]),
+        reported_cost=float(row["reported_cost"] or 0),
+        is_llm_call=bool(row["is_llm_call"]),
+        is_agent_step=bool(row["is_agent_step"]),
+    )
+
+
+def full_spans(
+    ref: TraceRef, limit: int = MAX_TRACE_SPANS, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+) -> list[FullSpan]:
+    """Every span of the trace with its maps, events and links, invocations marked; [] for
+    another project's trace."""
+    if ref.start_ns > ref.end_ns:
+        return []
+    rows = _run_trace(FULL_SPANS_SQL.replace("$span", ""), ref, tag="traces.full", limit=limit)
+    spans = [_full_span(r) for r in rows]
+    mark_invocations(ref, spans, agent_names)
+    return spans
+
+
+def full_span(
+    ref: TraceRef, span_id: str, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+) -> FullSpan | None:
+    if ref.start_ns > ref.end_ns:
+        return None
+    sql = FULL_SPANS_SQL.replace("$span", "AND SpanId = {span:String}")
+    rows = _run_trace(sql, ref, tag="traces.span", span=span_id, limit=1)
+    if not rows:
+        return None
+    span = _full_span(rows[0])
+    mark_invocations(ref, [span], agent_names)
+    return span

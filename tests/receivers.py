@@ -1,0 +1,94 @@
+"""Real servers for the monitors' tests, on loopback: an HTTP receiver (Slack / webhook) and an
+SMTP server (aiosmtpd). Each records what it received; both stop when the test ends."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+
+
+@dataclass
+class HttpReceiver:
+    """POSTs land in `received`; `status` is what it answers (set 500 to play a dead channel)."""
+
+    status: int = 200
+    received: list[Received] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def http_receiver(status: int = 200):
+    state = HttpReceiver(status=status)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(state.status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok" if state.status < 300 else b"no")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.server = server
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def smtp_server():
+    """An aiosmtpd server; yields (port, messages) with messages as email.message.EmailMessage."""
+    from aiosmtpd.controller import Controller
+
+    messages = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            msg = message_from_bytes(envelope.content, policy=policy.default)
+            msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+            messages.append(msg)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, messages
+    finally:
+        controller.stop()
+
+
+def dead_url() -> str:
+    """An http URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}/hook"
