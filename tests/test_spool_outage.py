@@ -197,3 +197,13 @@ def _logged_in_get(portal: LivePortal, path: str):
         return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:  # the health page answers 503 while a check fails
         return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_health_page_shows_clickhouse_errors_to_non_staff_without_internals(stack):
+    clickhouse, portal = stack
+    clickhouse.stop()
+    status, _, body = _logged_in_get(portal, "/admin/monitoring/health")
+    text = body.decode()
+    assert status == 503
+    assert "error id" in text and "Code:" not in text and "127.0.0.1" not in text
+    clickhouse.start()
