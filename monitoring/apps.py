@@ -17,7 +17,11 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from monitoring import checks, clickhouse, schema  # noqa: F401 - checks register themselves
+        from monitoring import background, checks, clickhouse, resettle, schema, settle  # noqa: F401 - checks register
 
         clickhouse.on_embedded_open = schema.ensure_schema
+        # Recorded only; it runs where `background.start()` is called (the serving process in
+        # embedded mode) or under `manage.py settle --loop`.
+        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once)
+        background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed)
         post_migrate.connect(_ensure_default_project, sender=self)

@@ -12,6 +12,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from monitoring import semconv
@@ -19,6 +21,13 @@ from monitoring import semconv
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _price_table_version() -> str:
+    """The installed genai-prices release (its price table changes with it)."""
+    from importlib.metadata import version
+
+    return version("genai-prices")
 
 
 class Project(models.Model):
@@ -32,6 +41,12 @@ class Project(models.Model):
         help_text="Comma-separated span names that are agent steps (beside the SDKs' own agent markers).",
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    # The settled facts follow the project's own rules: its prices, its agent step names, and the
+    # public price table's version. A change bumps `facts_version`; the re-settle job
+    # (monitoring/resettle.py) recomputes the project's facts and records what it applied.
+    facts_version = models.PositiveIntegerField(default=0, editable=False)
+    facts_settled = models.PositiveIntegerField(default=0, editable=False)
+    facts_prices = models.CharField(max_length=40, default=_price_table_version, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -171,3 +186,24 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language or 'browser language'}, {self.time_zone or 'browser zone'}"
+
+
+# --- what changes the settled facts --------------------------------------------------------------
+
+
+def _bump(project_id) -> None:
+    Project.objects.filter(pk=project_id).update(facts_version=models.F("facts_version") + 1)
+
+
+@receiver([post_save, post_delete], sender=ModelPrice)
+def _prices_changed(sender, instance, **kwargs):
+    _bump(instance.project_id)
+
+
+@receiver(pre_save, sender=Project)
+def _agent_names_changed(sender, instance, **kwargs):
+    if instance._state.adding:
+        return
+    before = Project.objects.filter(pk=instance.pk).values_list("agent_span_names", flat=True).first()
+    if before is not None and before != instance.agent_span_names:
+        instance.facts_version += 1

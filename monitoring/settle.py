@@ -11,7 +11,7 @@ nothing the second time.
 `Through` (table otel_settle_state) is the insert time up to which every span has been settled.
 Each pass re-reads the last OVERLAP before it, so a block stamped just before a pass but committed
 just after it is picked up by the next one. While the settler keeps up (its last pass is less than
-`live.FRESH_FOR` old) pages read settled facts only, seconds behind the newest span; when it is
+SETTLE_FRESH_SECONDS old, a setting) pages read settled facts only, seconds behind the newest span; when it is
 behind or not running they add the unsettled traces computed live (monitoring/queries/live.py),
 so numbers are exact either way.
 
@@ -35,6 +35,9 @@ from monitoring.queries.sql import Sql, execute, run, run_one
 log = logging.getLogger(__name__)
 
 STATE_NAME = "facts"
+JOB_NAME, EVERY_SECONDS = "settle", 1
+STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
+_state_written = 0.0
 OVERLAP_NS = 2_000_000_000
 CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
 
@@ -250,12 +253,16 @@ def settle_once(now_ns: int | None = None) -> Report:
             report.runs_written += runs_
             report.edges_written += edges
         report.traces += int(row["traces"])
-    clickhouse.insert(
-        schema.table(schema.SETTLE_STATE),
-        ("Name", "Through"),
-        [{"Name": STATE_NAME, "Through": dt.datetime.fromtimestamp(until / 1e9, dt.UTC)}],
-        tag="settle.state",
-    )
+    global _state_written
+    # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
+    if report.traces or time.monotonic() - _state_written >= STATE_EVERY_SECONDS:
+        clickhouse.insert(
+            schema.table(schema.SETTLE_STATE),
+            ("Name", "Through"),
+            [{"Name": STATE_NAME, "Through": dt.datetime.fromtimestamp(until / 1e9, dt.UTC)}],
+            tag="settle.state",
+        )
+        _state_written = time.monotonic()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
     if report.traces:

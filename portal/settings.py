@@ -257,6 +257,9 @@ LITELLM_API_KEY = env_str("LITELLM_API_KEY")
 # Periodic jobs in the serving process (monitoring/background.py): "auto" = in embedded mode only
 # (there one process owns the data folder; in server mode `manage.py run_monitors --loop` runs them).
 BACKGROUND_JOBS = env_choice("BACKGROUND_JOBS", "auto", ("auto", "on", "off"))
+# While the settler's last pass is younger than this, pages read settled facts only (they lag the
+# newest span by a pass); older, or 0, and they also compute the spans not settled yet.
+SETTLE_FRESH_SECONDS = env_float("SETTLE_FRESH_SECONDS", 10.0)
 # Where the portal is reached, for links in notifications (Slack, webhook, email).
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:3009").rstrip("/")
 

@@ -11,4 +11,6 @@ os.environ["CLICKHOUSE_TTL_DAYS"] = "0"
 
 from portal.settings import *  # noqa: F403
 
+# Tests settle when they mean to: every question also computes what is not settled yet.
+SETTLE_FRESH_SECONDS = 0.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

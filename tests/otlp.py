@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
@@ -73,3 +76,50 @@ def post(client, key: str, req: ExportTraceServiceRequest, **headers):
         content_type="application/x-protobuf",
         headers={"Authorization": f"Bearer {key}", **headers},
     )
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def recorded(name: str, newest_end: dt.datetime | None = None) -> dict:
+    """An OTLP/JSON request body from tests/fixtures (`cases/…` or `sdk/…`), every time shifted by one
+    delta so that its newest span ends at `newest_end` (default: five minutes ago). An end time of
+    "0" (a span exported before it ended) stays 0."""
+    doc = json.loads((FIXTURES / f"{name}.json").read_text())
+    spans = [s for rs in doc["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    newest = max(int(s["endTimeUnixNano"]) or int(s["startTimeUnixNano"]) for s in spans)
+    target = newest_end or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    delta = nanos(target) - newest
+    for s in spans:
+        s["startTimeUnixNano"] = str(int(s["startTimeUnixNano"]) + delta)
+        if int(s["endTimeUnixNano"]):
+            s["endTimeUnixNano"] = str(int(s["endTimeUnixNano"]) + delta)
+        for e in s.get("events", []):
+            e["timeUnixNano"] = str(int(e["timeUnixNano"]) + delta)
+    return doc
+
+
+def as_protobuf(doc: dict) -> bytes:
+    """The same request in protobuf (OTLP/JSON ids are hex; protobuf's JSON mapping wants base64)."""
+    from google.protobuf import json_format
+
+    copy = json.loads(json.dumps(doc))
+    for rs in copy["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if s.get(key):
+                        s[key] = base64.b64encode(bytes.fromhex(s[key])).decode()
+                for link in s.get("links", []):
+                    for key in ("traceId", "spanId"):
+                        link[key] = base64.b64encode(bytes.fromhex(link[key])).decode()
+    return json_format.ParseDict(copy, ExportTraceServiceRequest(), ignore_unknown_fields=True).SerializeToString()
+
+
+def post_recorded(client, key: str, doc: dict, wire: str = "json"):
+    """POST a recorded request as OTLP/JSON or protobuf; the answer."""
+    if wire == "json":
+        body, content_type = json.dumps(doc), "application/json"
+    else:
+        body, content_type = as_protobuf(doc), "application/x-protobuf"
+    return client.post("/v1/traces", data=body, content_type=content_type, headers={"Authorization": f"Bearer {key}"})

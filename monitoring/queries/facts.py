@@ -150,7 +150,7 @@ class Tables:
 _STAGES = ("spans", "flags", "calls", "runs", "edges")
 _TREE_FIELDS = (
     "TraceId, SpanId, ParentSpanId, IsLLMCall, IsGateway, IsEmbedding, IsStep, IsToolStep, SpanName, Model,"
-    " ScopeName, ServiceName, InputTokens, OutputTokens, toUnixTimestamp64Nano(Timestamp) AS st,"
+    " ScopeName, ServiceName, InputTokens, OutputTokens, IsReplay, toUnixTimestamp64Nano(Timestamp) AS st,"
     " st + toInt64(Dur) AS en"
 )
 FLAG_TYPES = {
@@ -160,6 +160,7 @@ FLAG_TYPES = {
     "OwnerService": "String",
     "Node": "String",
     "ParentNode": "String",
+    "TraceReplay": "UInt8",
 }
 
 
@@ -173,7 +174,8 @@ def tree_flags(rows: list[dict]) -> list[dict]:
     inside its time, not its parent or child). OwnerService: the outermost LLM span above an
     invocation (or the agent span holding a gateway call), whose service made the call. Node and
     ParentNode: the Agent Flow Graph's labels ("agent:", "tool:", "llm:", "embed:") and the nearest
-    node above (other spans are climbed over).
+    node above (other spans are climbed over). TraceReplay: the trace is a Replay re-run (the
+    gateway's own span of a re-run is an experiment too).
     """
     by_trace: dict[str, list[dict]] = {}
     for r in rows:
@@ -234,6 +236,7 @@ def _trace_flags(trace: str, spans: list[dict]) -> list[dict]:
             nodes[s["SpanId"]] = ("embed:" if int(s["IsEmbedding"]) else "llm:") + (s["Model"] or s["SpanName"])
         elif int(s["IsStep"]):
             nodes[s["SpanId"]] = ("tool:" if int(s["IsToolStep"]) else "agent:") + s["SpanName"]
+    replay = int(any(int(s["IsReplay"]) for s in spans))
     out = []
     for s in spans:
         sid = s["SpanId"]
@@ -246,6 +249,7 @@ def _trace_flags(trace: str, spans: list[dict]) -> list[dict]:
                 "OwnerService": owners.get(sid, s["ServiceName"]),
                 "Node": nodes.get(sid, ""),
                 "ParentNode": parent_node,
+                "TraceReplay": replay,
             }
         )
     return out
@@ -315,14 +319,15 @@ def invocations(spans_source: str | Sql, flags_source: str | Sql) -> Sql:
         "SELECT ProjectId, Timestamp, TraceId, SpanId,",
         " if(g_i = 0, TraceId, {m_runs:Array(String)}[g_i]) AS RunTraceId,",
         " SpanName, if(g_i = 0, OwnerService, {m_services:Array(String)}[g_i]) AS ServiceName, Model, Provider,",
-        " IsError, IsEmbedding, IsGateway, IsReplay, HasEnd, Dur AS Duration,",
+        " IsError, IsEmbedding, IsGateway, greatest(IsReplay, TraceReplay) AS IsReplay, HasEnd, Dur AS Duration,",
         " InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens, ReasoningTokens, InputAudioTokens,",
         " OutputAudioTokens, ReportedCost,",
         f" if(ReportedCost > 0, ReportedCost, {CALL_COST}) AS Cost,",
         " toUInt8(ReportedCost > 0 OR p_i > 0 OR InputTokens + OutputTokens = 0) AS Priced,",
         f" if(p_i = 0, 0., {CACHE_SAVINGS}) AS CacheSavings,",
         " EndUser, SessionId",
-        " FROM (SELECT s.*, f.OwnerService AS OwnerService, concat(s.TraceId, '/', s.SpanId) AS k,",
+        " FROM (SELECT s.*, f.OwnerService AS OwnerService, f.TraceReplay AS TraceReplay,",
+        " concat(s.TraceId, '/', s.SpanId) AS k,",
         " indexOf({p_keys:Array(String)}, concat(s.Model, '\\t', s.Provider)) AS p_i,",
         " indexOf({m_gateways:Array(String)}, k) AS g_i",
         " FROM ",

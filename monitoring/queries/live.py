@@ -2,7 +2,7 @@
 its last pass.
 
 Their facts are the counting rules applied now (monitoring/queries/facts.py) in place of what is
-stored for them; see `sources`. While the settler keeps up (a pass less than FRESH_FOR ago) pages
+stored for them; see `sources`. While the settler keeps up (a pass less than SETTLE_FRESH_SECONDS ago) pages
 read settled facts only: they lag the newest span by a pass (about a second), which costs less
 than planning the rules on every question. When the settler has never run, every trace of the
 project is live (exact, only slower), which the Health page reports.
@@ -13,12 +13,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from monitoring import clickhouse, schema, settle
 from monitoring.queries import facts
 from monitoring.queries.filter import SpanFilter
 from monitoring.queries.sql import Sql, run_one
 
-FRESH_FOR_NS = 10_000_000_000
 # One page asks several questions; they share the scope while no new span arrives.
 _cache: dict[tuple, facts.Scope | None] = {}
 _lock = threading.Lock()
@@ -37,7 +38,7 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     """The unsettled traces of the filter's project (with their matches and prices), or None when
     there are none or the settler is keeping up."""
     through, now = settle.state()
-    if through and now - through < FRESH_FOR_NS:
+    if through and now - through < settings.SETTLE_FRESH_SECONDS * 1e9:
         return None
     after = settle.unsettled_after_ns(through)
     mark = run_one(
@@ -51,7 +52,10 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     )
     if not int(mark.get("n") or 0):
         return None
-    cache_key = (flt.project_id, after, flt.agent_names, int(mark["n"]), int(mark["newest"]))
+    from monitoring.models import Project
+
+    rules = Project.objects.filter(pk=flt.project_id).values_list("facts_version", flat=True).first()
+    cache_key = (flt.project_id, after, flt.agent_names, rules, int(mark["n"]), int(mark["newest"]))
     with _lock:
         if cache_key in _cache:
             return _cache[cache_key]

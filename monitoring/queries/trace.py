@@ -249,10 +249,14 @@ def invocations(ref: TraceRef, agent_names: tuple[str, ...] = semconv.DEFAULT_AG
                 " argMax(Priced, Version) AS priced, argMax(InputTokens, Version) AS input,",
                 " argMax(OutputTokens, Version) AS output, argMax(Model, Version) AS model",
                 f" FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}}",
+                # A gateway call matched to this run ran inside one of its spans: within its hours.
+                " AND Timestamp >= fromUnixTimestamp64Nano({t_lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({t_hi:Int64})",
                 " AND (TraceId = {trace:String} OR RunTraceId = {trace:String})",
                 " GROUP BY TraceId, SpanId HAVING sum(Sign) > 0",
                 project=ref.project_id,
                 trace=ref.trace_id,
+                t_lo=max(ref.start_ns - 3600 * 10**9, 0),
+                t_hi=ref.end_ns + 3600 * 10**9,
             ),
             tag="traces.invocations",
         )

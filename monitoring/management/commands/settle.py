@@ -1,0 +1,31 @@
+"""`python manage.py settle`: apply the counting rules to the spans inserted since the last pass and
+store the facts (monitoring/settle.py); `--loop`: again every second until stopped (server mode:
+the compose `settler` service; in embedded mode the serving process runs the same job itself)."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from monitoring import background, clickhouse, resettle, settle
+
+
+class Command(BaseCommand):
+    help = "Settle the spans inserted since the last pass (once, or every second with --loop)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--loop", action="store_true", help="keep settling every second until stopped")
+
+    def handle(self, *args, loop=False, **options):
+        if loop:
+            self.stdout.write(f"settling every {settle.EVERY_SECONDS} s (Ctrl-C stops)")
+            try:
+                background.run_forever([settle.JOB_NAME, resettle.JOB_NAME])
+            except KeyboardInterrupt:
+                pass
+            return
+        try:
+            report = settle.settle_once()
+        except clickhouse.ClickHouseError as exc:
+            raise CommandError(f"ClickHouse {exc.kind}: {exc}") from None
+        self.stdout.write(
+            f"{report.traces} traces settled: {report.calls_written} call, {report.runs_written} run and"
+            f" {report.edges_written} edge rows written in {report.seconds:.2f} s"
+        )

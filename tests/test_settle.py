@@ -1,0 +1,284 @@
+"""The settler: the facts it stores give the answers the counting rules give live, it writes only
+what changed, and a later span that changes a decision (a gateway span arriving after its agent's
+call, a re-delivery, a price) corrects the stored facts and every rollup fed from them."""
+
+import datetime as dt
+
+import pytest
+from otlp import S, post, post_recorded, recorded, request
+
+from monitoring import clickhouse, demo, ingest, resettle, schema, settle
+from monitoring.models import ModelPrice
+from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
+from monitoring.queries import overview as overview_q
+from monitoring.queries.filter import SpanFilter, Window
+from monitoring.queries.spans import ListQuery, list_spans
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime.now(dt.UTC)
+AT = NOW - dt.timedelta(minutes=20)
+
+
+def window(project, hours: float, **kw) -> SpanFilter:
+    return SpanFilter(str(project.id), Window(NOW - dt.timedelta(hours=hours), NOW), **kw)
+
+
+def send(client, key, *spans, scope="tests"):
+    req = request(*spans)
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            ss.scope.name = scope
+    assert post(client, key, req).status_code == 200
+
+
+def answers(project) -> dict:
+    """Every question of the dashboard, for a short window (raw rows) and a long one (rollup slices)."""
+    found = {}
+    for hours in (1, 24 * 30):
+        flt = window(project, hours)
+        o = overview_q.overview(flt)
+        found[f"overview {hours}"] = o.as_dict()
+        ts = timeseries.timeseries(flt)
+        found[f"series {hours}"] = (ts.values, ts.runs, ts.failed_runs, ts.extra)
+        found[f"breakdowns {hours}"] = {k: [vars(s) for s in v] for k, v in breakdowns.breakdowns(flt).items()}
+        found[f"latency {hours}"] = latency.latency(flt)
+        graph = flow.agent_flow(flt)
+        found[f"flow {hours}"] = (graph.runs, [vars(n) for n in graph.nodes], graph.edges)
+        found[f"runs {hours}"] = [vars(r) for r in runs.list_runs(flt, runs.RunQuery(limit=500)).items]
+        found[f"sessions {hours}"] = [vars(g) for g in sessions.sessions(flt)]
+        found[f"users {hours}"] = [vars(g) for g in sessions.users(flt)]
+        found[f"facets {hours}"] = facets.facets(flt)
+        found[f"llm list {hours}"] = [r.as_dict() for r in list_spans(flt, ListQuery(kind="llm", limit=500)).items]
+        for service in ("litellm-proxy", "agent-text2sql"):
+            narrowed = window(project, hours, services=(service,))
+            found[f"overview {hours} {service}"] = overview_q.overview(narrowed).as_dict()
+            found[f"flow {hours} {service}"] = flow.agent_flow(narrowed).runs
+        found[f"overview {hours} errors"] = overview_q.overview(window(project, hours, status="error")).as_dict()
+    return found
+
+
+def demo_traffic(project, days=3, runs_per_day=25):
+    for req, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
+        rows, _ = ingest.rows_from_request(req, str(project.id))
+        clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
+
+
+def test_settled_facts_answer_every_question_as_the_rules_do_live(client, project, ingest_key):
+    demo_traffic(project)
+    for sdk in ("openinference-langchain-openai", "strands-agents-1.40", "vercel-ai-v5-streamText-embed"):
+        assert post_recorded(client, ingest_key, recorded(f"sdk/{sdk}")).status_code == 200
+    live = answers(project)
+    assert live["overview 720"]["llm_calls"] > 100 and live["overview 720"]["agent_calls"] > 30
+    settle.settle_once()
+    assert answers(project) == live
+
+
+def test_a_pass_writes_only_what_changed(client, project, ingest_key):
+    demo_traffic(project, days=1, runs_per_day=10)
+    first = settle.settle_once()
+    assert first.calls_written > 0 and first.runs_written > 0 and first.edges_written > 0
+    again = settle.settle_once()  # the same spans again (its overlap): nothing new to write
+    assert (again.calls_written, again.runs_written, again.edges_written) == (0, 0, 0)
+
+
+def _calls_in_storage(project) -> list[dict]:
+    return clickhouse.query(
+        f"SELECT SpanId, Sign, ServiceName, Cost FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{p:String}}"
+        " ORDER BY Version, Sign DESC",
+        {"p": str(project.id)},
+        tag="test",
+    )
+
+
+def test_a_gateway_span_arriving_after_its_agents_call_replaces_it(client, project, ingest_key):
+    """The agent SDK did not propagate traceparent: its client span and LiteLLM's call span are in
+    different traces, matched by the response id. Settled first alone, the agent's span counted
+    (priced from its tokens); when the gateway's span arrives, the stored fact is cancelled."""
+    agent = S(
+        "invoke_agent planner",
+        service="agent-planner",
+        at=AT,
+        ms=3000,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    client_call = agent.child(
+        "chat gpt-4o-mini",
+        at=AT + dt.timedelta(milliseconds=100),
+        ms=1500,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 20,
+            "gen_ai.response.id": "chatcmpl-42",
+        },
+    )
+    send(client, ingest_key, agent, client_call)
+    settle.settle_once()
+    before = overview_q.overview(window(project, 1))
+    assert (before.llm_calls, before.total_cost_usd) == (1, pytest.approx(10 * 0.15e-6 + 20 * 0.6e-6))
+
+    gateway = S(
+        "litellm_request",
+        service="litellm-proxy",
+        at=AT + dt.timedelta(milliseconds=150),
+        ms=1200,
+        attributes={
+            "llm.request.type": "acompletion",
+            "litellm.model_group": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 20,
+            "gen_ai.cost.total_cost": 0.002,
+            "gen_ai.response.id": "chatcmpl-42",
+        },
+    )
+    send(client, ingest_key, gateway, scope="litellm")
+    settle.settle_once()
+    after = overview_q.overview(window(project, 1))
+    assert (after.llm_calls, after.agent_calls, after.total_cost_usd) == (1, 1, pytest.approx(0.002))
+    by_service = {s.name: s.calls for s in breakdowns.breakdowns(window(project, 1))["service"]}
+    assert by_service == {"agent-planner": 1}  # the agent made the call; the gateway served it
+    (run,) = runs.list_runs(window(project, 1)).items
+    assert (run.trace_id, run.llm_calls, run.cost_usd) == (agent.trace.hex(), 1, pytest.approx(0.002))
+    stored = _calls_in_storage(project)
+    assert [(r["SpanId"], r["Sign"]) for r in stored] == [
+        (client_call.span_id.hex(), 1),
+        (client_call.span_id.hex(), -1),
+        (gateway.span_id.hex(), 1),
+    ]
+    # The rollups were fed the cancel row too: a month's slices count one call.
+    assert overview_q.overview(window(project, 24 * 30)).llm_calls == 1
+
+
+def test_calls_are_matched_across_traces_one_to_one_and_only_with_the_same_usage(client, project, ingest_key):
+    """No response ids: the gateway call inside the client span, for the same alias, with the same
+    tokens. Two concurrent calls pair up one to one; a direct call that merely overlaps is its own."""
+
+    def client_span(i, inp, out, ms=1000):
+        return S(
+            f"chat {i}",
+            service="agent-x",
+            at=AT + dt.timedelta(milliseconds=10 * i),
+            ms=ms,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": inp,
+                "gen_ai.usage.output_tokens": out,
+            },
+        )
+
+    def gateway_span(i, inp, out):
+        return S(
+            "litellm_request",
+            service="litellm-proxy",
+            at=AT + dt.timedelta(milliseconds=10 * i + 50),
+            ms=500,
+            attributes={
+                "llm.request.type": "acompletion",
+                "litellm.model_group": "gpt-4o",
+                "gen_ai.usage.input_tokens": inp,
+                "gen_ai.usage.output_tokens": out,
+                "gen_ai.cost.total_cost": 0.01,
+            },
+        )
+
+    send(client, ingest_key, client_span(1, 100, 10), client_span(2, 200, 20), client_span(3, 300, 30))
+    send(client, ingest_key, gateway_span(1, 100, 10), gateway_span(2, 200, 20), scope="litellm")
+    for mode in ("live", "settled"):
+        if mode == "settled":
+            settle.settle_once()
+        o = overview_q.overview(window(project, 1))
+        assert o.llm_calls == 3, mode  # two through the gateway, one direct (300/30 overlaps, other usage)
+        assert o.reported_cost_usd == pytest.approx(0.02), mode
+
+
+def test_a_framework_span_around_the_sdk_span_is_one_call(client, project, ingest_key):
+    """OpenInference's LangChain span with the OpenAI SDK's span as its child (the same call)."""
+    framework = S(
+        "ChatOpenAI",
+        service="svc",
+        at=AT,
+        ms=900,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.completion": 100,
+        },
+    )
+    sdk = framework.child(
+        "ChatCompletion",
+        at=AT + dt.timedelta(milliseconds=5),
+        ms=850,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o",
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.completion": 100,
+        },
+    )
+    send(client, ingest_key, framework, sdk)
+    o = overview_q.overview(window(project, 1))
+    assert (o.llm_calls, o.input_tokens) == (1, 1000)
+    (row,) = list_spans(window(project, 1), ListQuery(kind="llm")).items
+    assert row.span_id == sdk.span_id.hex()  # the innermost span is the invocation
+
+
+def test_replay_reruns_are_left_out_of_the_numbers_unless_asked_for(client, project, ingest_key):
+    call = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 0,
+    }
+    send(client, ingest_key, S("chat gpt-4o", service="app", at=AT, attributes=call))
+    rerun = S("chat gpt-4o", service="apm-replay", at=AT, ms=900, attributes=call)
+    # The gateway exports the re-run's call into the project, in the re-run's trace (traceparent).
+    gateway = rerun.child(
+        "litellm_request",
+        service="litellm-proxy",
+        ms=800,
+        attributes={"llm.request.type": "acompletion", "litellm.model_group": "gpt-4o", "gen_ai.cost.total_cost": 0.05},
+    )
+    send(client, ingest_key, rerun)
+    send(client, ingest_key, gateway, scope="litellm")
+    for mode in ("live", "settled"):
+        if mode == "settled":
+            settle.settle_once()
+        assert overview_q.overview(window(project, 1)).total_cost_usd == pytest.approx(1000 * 2.5e-6), mode
+        everything = overview_q.overview(window(project, 1, include_replays=True))
+        assert (everything.llm_calls, everything.total_cost_usd) == (2, pytest.approx(1000 * 2.5e-6 + 0.05)), mode
+
+
+def test_a_price_change_reaches_every_settled_call(client, project, ingest_key):
+    call = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "qwen-235b",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 500,
+    }
+    send(client, ingest_key, S("chat qwen-235b", service="app", at=AT, attributes=call))
+    settle.settle_once()
+    unpriced = overview_q.overview(window(project, 1))
+    assert (unpriced.total_cost_usd, unpriced.unpriced_calls, unpriced.unpriced_models) == (0, 1, ["qwen-235b"])
+    ModelPrice.objects.create(project=project, model="qwen-235b", input_per_million=1, output_per_million=2)
+    assert str(project.id) in resettle.resettle_changed()
+    priced = overview_q.overview(window(project, 24 * 30))
+    assert (priced.total_cost_usd, priced.unpriced_calls) == (pytest.approx(1000 * 1e-6 + 500 * 2e-6), 0)
+    assert resettle.resettle_changed() == []  # done once
+
+
+def test_new_agent_step_names_make_and_unmake_runs(client, project, ingest_key):
+    send(client, ingest_key, S("summarise", service="backend", at=AT, ms=50))
+    settle.settle_once()
+    assert overview_q.overview(window(project, 1)).agent_calls == 0
+    project.agent_span_names = "summarise"
+    project.save()
+    resettle.resettle_changed()
+    assert overview_q.overview(window(project, 1, agent_names=("summarise",))).agent_calls == 1
+    project.agent_span_names = ""
+    project.save()
+    resettle.resettle_changed()
+    assert overview_q.overview(window(project, 24 * 30, agent_names=())).agent_calls == 0
