@@ -1,6 +1,8 @@
 """Gunicorn settings for the portal (`gunicorn -c config/gunicorn.conf.py portal.wsgi:application`).
 
-Two ways to run, decided by CLICKHOUSE_HOST exactly as the portal decides it:
+config/serve.sh starts gunicorn in server mode only; embedded mode is served by waitress there
+(it reads request bodies before a thread takes them). This file still runs embedded mode safely
+(PORTAL_SERVER=gunicorn, e.g. bench/slow_clients.py --also-gunicorn):
 
 * embedded (CLICKHOUSE_HOST unset): the ClickHouse engine runs inside the portal (chdb) on a data
   folder that ONE OS process may open (a second one fails with "Cannot lock file .../status").
@@ -93,7 +95,28 @@ access_log_format = '%(h)s %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms "%
 capture_output = True
 
 
+# Prometheus (django-prometheus + monitoring.prometheus) across worker processes: prometheus-client's
+# multiprocess mode, each worker writing its samples under PROMETHEUS_MULTIPROC_DIR (tmpfs in compose);
+# set in on_starting, in the master before any worker starts (never at import: tests load this file).
+PROMETHEUS_DIR_DEFAULT = "/tmp/portal-prometheus"
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def on_starting(server):
+    if not EMBEDDED:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"{PROMETHEUS_DIR_DEFAULT}-{os.getpid()}")
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:  # samples of a previous run would be added to this one's
+        import shutil
+
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.makedirs(metrics_dir, exist_ok=True)
     mode = "embedded (chdb, one process)" if EMBEDDED else "server (CLICKHOUSE_HOST)"
     server.log.info("portal: %s mode, %d worker(s) x %d thread(s) on %s", mode, workers, threads, bind)
     if EMBEDDED and os.environ.get("GUNICORN_WORKERS", "").strip() not in ("", "1"):

@@ -2,7 +2,7 @@
 # Entrypoint of the portal image (Dockerfile).
 #
 #   portal-entrypoint.sh               prepare, then serve: migrate, clickhouse_init, collectstatic,
-#                                      exec gunicorn -c config/gunicorn.conf.py portal.wsgi:application
+#                                      exec config/serve.sh (waitress when embedded, else gunicorn)
 #   portal-entrypoint.sh healthcheck   exit 0 if the web server answers (Docker/compose health check)
 #   portal-entrypoint.sh CMD [ARG...]  run anything else, e.g. `python manage.py clickhouse_init`
 #
@@ -54,7 +54,7 @@ if enabled "${PORTAL_MIGRATE:-1}"; then
     python manage.py migrate --noinput
 fi
 if enabled "${PORTAL_CLICKHOUSE_INIT:-1}"; then
-    # Idempotent. In embedded mode this process opens the data folder and exits before gunicorn
+    # Idempotent. In embedded mode this process opens the data folder and exits before the web server
     # opens it, so the one-process rule holds.
     python manage.py clickhouse_init
 fi
@@ -62,4 +62,4 @@ if enabled "${PORTAL_COLLECTSTATIC:-1}"; then
     python manage.py collectstatic --noinput --verbosity 0
 fi
 
-exec gunicorn -c config/gunicorn.conf.py portal.wsgi:application
+exec config/serve.sh

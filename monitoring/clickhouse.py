@@ -29,7 +29,9 @@ UNAVAILABLE, TIMEOUT, QUERY = "unavailable", "timeout", "query"
 
 # ClickHouse error codes that mean "try again later", not "your query is wrong".
 _TIMEOUT_CODES = {159, 160, 209}  # TIMEOUT_EXCEEDED, TOO_SLOW, SOCKET_TIMEOUT
-_UNAVAILABLE_CODES = {3, 32, 76, 210, 241, 242, 999}  # io, EOF, cannot open, network, memory, readonly, keeper
+# io, EOF, cannot open, network, memory, readonly, keeper, and load a retry outlives: 202
+# TOO_MANY_SIMULTANEOUS_QUERIES, 252 TOO_MANY_PARTS (inserts faster than merges).
+_UNAVAILABLE_CODES = {3, 32, 76, 202, 210, 241, 242, 252, 999}
 
 
 class ClickHouseError(Exception):
@@ -117,11 +119,15 @@ def _decode_json_value(value: Any, type_name: str) -> Any:
 
 
 def _nanos_text(value: int | list[int]) -> str | list[str]:
-    """JSON input reads a DateTime64 number as seconds; "seconds.nanoseconds" keeps every digit."""
+    """DateTime64(9) for the JSON input formats, every digit kept: "ssssssssss.nnnnnnnnn".
+
+    A JSON number is read as seconds (a ns count overflows), and the seconds must be zero-padded to
+    10 digits: engine 26.9 reads a short form such as "0.000000000" as a day.month date and fails.
+    """
     if isinstance(value, list):
         return [_nanos_text(v) for v in value]
     seconds, nanos = divmod(int(value), 1_000_000_000)
-    return f"{seconds}.{nanos:09d}"
+    return f"{seconds:010d}.{nanos:09d}"
 
 
 # Called once per process when the embedded engine first opens (the app sets it: schema.ensure_schema),
@@ -193,18 +199,23 @@ class _Embedded:
         self._conn().query(sql, "CSV", params={k: _chdb_param(v) for k, v in params.items()})
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
-        # The data section after FORMAT is read by the JSON parser, never as SQL.
-        body = "\n".join(
-            json.dumps(
-                {c: (_nanos_text(row[c]) if c in nanos else row[c]) for c in columns},
-                separators=(",", ":"),
-                default=_json_default,
-            )
-            for row in rows
-        )
-        # Name the columns: without a list, chdb 4.4 silently drops JSONEachRow rows into tables with MATERIALIZED columns.
+        # The data section after FORMAT is read by the JSON parser, never as SQL. One JSON array per
+        # row in column order (JSONCompactEachRow: ~15% cheaper for the engine to read than objects),
+        # the rows separated by commas, which that format accepts: so the whole batch is one
+        # json.dumps of a list of rows with the outer brackets cut off (one C call, not one per row).
+        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
+        if nanos:
+            plain = [c not in nanos for c in columns]
+            values = [
+                [row[c] if keep else _nanos_text(row[c]) for c, keep in zip(columns, plain, strict=True)]
+                for row in rows
+            ]
+        else:
+            values = [[row[c] for c in columns] for row in rows]
+        body = encode(values)[1:-1]
+        # Name the columns: without a list, chdb 4.4 silently drops rows into tables with MATERIALIZED columns.
         names = ", ".join(f"`{c}`" for c in columns)
-        self._conn().query(f"INSERT INTO {table} ({names}) FORMAT JSONEachRow\n{body}\n", "CSV")
+        self._conn().query(f"INSERT INTO {table} ({names}) FORMAT JSONCompactEachRow\n{body}\n", "CSV")
 
     def classify(self, exc: Exception) -> tuple[str, int | None]:
         code = _code_of(str(exc))
@@ -318,6 +329,16 @@ def database() -> str:
     return settings.CLICKHOUSE["DATABASE"]
 
 
+# Set by monitoring.prometheus when it loads: (tag, action, seconds, outcome) -> None. Kept as a hook so
+# this module imports no metrics library and works without one.
+on_timed: Callable[[str, str, float, str], None] | None = None
+
+
+def _observe(tag: str, action: str, started: float, outcome: str) -> None:
+    if on_timed is not None:
+        on_timed(tag, action, time.perf_counter() - started, outcome)
+
+
 def _run(tag: str, action: str, fn, *args):
     impl = backend()
     started = time.perf_counter()
@@ -325,6 +346,7 @@ def _run(tag: str, action: str, fn, *args):
         result = fn(*args)
     except ClickHouseError as exc:
         exc.tag = tag
+        _observe(tag, action, started, exc.kind)
         log.warning("clickhouse %s tag=%s backend=%s failed: %s", action, tag, impl.name, exc)
         raise
     except Exception as exc:
@@ -341,7 +363,9 @@ def _run(tag: str, action: str, fn, *args):
             elapsed,
             message[:500],
         )
+        _observe(tag, action, started, kind)
         raise ClickHouseError(message, kind=kind, tag=tag, code=code) from exc
+    _observe(tag, action, started, "ok")
     elapsed = (time.perf_counter() - started) * 1000
     log.debug("clickhouse %s tag=%s backend=%s ms=%.1f", action, tag, impl.name, elapsed)
     return result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from monitoring import clickhouse, schema
+
+log = logging.getLogger(__name__)
 
 HINT_CLICKHOUSE = (
     "ClickHouse connection failed: `docker compose ps monitoring-clickhouse`, `curl http://localhost:8124/ping`, "
@@ -28,6 +32,12 @@ HINT_COLUMNS = (
 )
 HINT_LITELLM = (
     "LiteLLM is not answering: `curl http://localhost:4000/health/liveliness`, `docker compose logs litellm`."
+)
+
+HINT_SPOOL = (
+    "Spans received while ClickHouse could not store them wait in the local ingest spool "
+    "(INGEST_SPOOL_DIR) and are stored as soon as it is back; if the oldest keeps ageing, fix "
+    "ClickHouse first (see above). When the spool is full (INGEST_SPOOL_MAX_MB) senders get 503 and retry."
 )
 
 STALE_AFTER_SECONDS = 3600
@@ -112,13 +122,39 @@ def _litellm(staff: bool) -> Check:
         return Check("LiteLLM gateway", False, f"{shown}: {exc if staff else 'not answering'}", HINT_LITELLM)
 
 
+def _spool() -> Check | None:
+    from monitoring import ingest_batcher
+
+    stats = ingest_batcher.spool_stats()
+    if stats is None:
+        return Check("Ingest spool", True, "disabled (INGEST_SPOOL_MAX_MB=0): an outage answers 503 to senders")
+    if stats.empty:
+        return Check("Ingest spool", True, "empty: every received span is stored")
+    batches = f"{stats.batches:,} batch{'es' if stats.batches != 1 else ''}"
+    size = f"{stats.bytes / 1048576:.1f} MiB" if stats.bytes >= 1048576 else f"{max(1, stats.bytes // 1024)} KiB"
+    detail = (
+        f"{batches} ({stats.spans:,} spans, {size}) waiting to be stored;"
+        f" the oldest has waited {_age(int(stats.oldest_age_s))}"
+    )
+    return Check("Ingest spool", False, detail, HINT_SPOOL, {"batches": stats.batches, "spans": stats.spans})
+
+
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     """`staff` also see where the services live (hosts, ports, URLs)."""
     try:
         checks = [_clickhouse(staff), *_table(project_ids)]
     except clickhouse.ClickHouseError as exc:
         hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
-        checks = [Check("ClickHouse reachable", False, f"{exc.kind}: {exc}", hint)]
+        if staff:
+            detail = f"{exc.kind}: {exc}"
+        else:  # ClickHouse's own words name hosts and internals: into the log, with an id to quote
+            error_id = secrets.token_hex(4)
+            log.warning("health check error %s: ClickHouse %s: %s", error_id, exc.kind, exc)
+            detail = f"{exc.kind} (error id {error_id}; an administrator finds the details in the portal's log)"
+        checks = [Check("ClickHouse reachable", False, detail, hint)]
+    spool = _spool()
+    if spool is not None:
+        checks.append(spool)
     if settings.LITELLM_CONFIGURED:
         checks.append(_litellm(staff))
     return checks

@@ -14,9 +14,17 @@ Rows follow OTEL.md §1/§2 (``COLUMNS`` is the INSERT order) with the exporter'
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
-  a parent or link id has a wrong length, or when a timestamp is past 2262 (int64 ns overflow,
-  out of DateTime64(9) range). The collector would fail the whole request instead.
-- ``Duration`` is clamped at 0 when end < start (the exporter's uint64 subtraction wraps around).
+  a parent or link id has a wrong length, when its start time is past 2106-02-07 06:28:15 UTC (the
+  table's TTL and the TraceId lookup use 32-bit ``DateTime``: ClickHouse would wrap the value and
+  drop the row unseen), or when an event time is past 2262 (int64 ns overflow, out of
+  DateTime64(9) range). The collector would fail the whole request instead.
+- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00.
+- ``Duration`` is exactly what the stock exporter writes (``exporter_traces.go``:
+  ``r.EndTimestamp().AsTime().Sub(r.StartTimestamp().AsTime()).Nanoseconds()`` into a ``UInt64``
+  column through clickhouse-go, whose ``UInt64.AppendRow`` converts the int64 with Go's
+  wrap-around conversion): end - start, saturated to the int64 range by ``time.Time.Sub``, then
+  taken modulo 2**64. So a span exported while still running (end time 0) or with end < start has
+  a Duration of 2**64 - (start - end) — a value >= 2**63 — which readers treat as "no end time".
 - Duplicate attribute keys: the first one wins at the top level (what pdata ``Map.Get`` and a
   ClickHouse map lookup see); inside kvlist values the last one wins (pdata ``Map.AsRaw``).
 """
@@ -82,6 +90,11 @@ _STATUS_CODES = ("Unset", "Ok", "Error")
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _INT64_MAX = 2**63 - 1
+_INT64_MIN = -(2**63)
+_UINT64 = 2**64
+# The last second a 32-bit ClickHouse DateTime holds (2106-02-07 06:28:15 UTC), in ns; the table's
+# TTL `toDateTime(Timestamp) + ...` and the TraceId lookup's `Start DateTime` need the start time in it.
+DATETIME32_MAX_NANOS = (2**32 - 1) * 1_000_000_000 + 999_999_999
 
 
 class IngestError(Exception):
@@ -100,8 +113,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportTraceServiceRequest:
-    """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzipped)."""
+def _checked_body(body: bytes, content_type: str, content_encoding: str | None) -> tuple[str, bytes]:
+    """(media type, uncompressed body) after the content type, encoding and size checks."""
     media_type = _media_type(content_type)
     if media_type not in (PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE):
         raise IngestError(
@@ -114,12 +127,42 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
         raise IngestError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
     if encoding in ("gzip", "x-gzip"):
         body = _gunzip(body)
+    return media_type, body
+
+
+def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportTraceServiceRequest:
+    """Parse an OTLP/HTTP trace export body (protobuf or JSON, optionally gzipped)."""
+    media_type, body = _checked_body(body, content_type, content_encoding)
     if media_type == JSON_CONTENT_TYPE:
-        return _parse_json(body)
+        return _request_from_json(_load_json(body))
     try:
         return ExportTraceServiceRequest.FromString(body)
     except (DecodeError, RecursionError) as exc:
         raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+
+
+def rows_from_body(body: bytes, content_type: str, content_encoding: str | None, project_id: str) -> SpanRows:
+    """The receiver's whole job before storage: request body -> rows (IngestError for a bad body).
+
+    Same result as ``rows_from_request(decode_request(...))``; OTLP/JSON in the shapes SDKs write
+    skips protobuf's slow JSON parser (monitoring.ingest_json), anything else takes it.
+    """
+    from monitoring import ingest_json  # it builds on this module's rules
+
+    media_type, body = _checked_body(body, content_type, content_encoding)
+    if media_type == PROTOBUF_CONTENT_TYPE:
+        try:
+            request = ExportTraceServiceRequest.FromString(body)
+        except (DecodeError, RecursionError) as exc:
+            raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+        return rows_from_request(request, project_id)
+    doc = _load_json(body)
+    try:
+        return ingest_json.rows_from_json(doc, project_id)
+    except ingest_json.NotCanonical:
+        return rows_from_request(_request_from_json(doc), project_id)
+    except RecursionError:  # a deeply nested attribute value
+        return rows_from_request(_request_from_json(doc), project_id)
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -147,18 +190,49 @@ def _gunzip(data: bytes) -> bytes:
     return bytes(out)
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 bytes cannot carry one.
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _load_json(body: bytes) -> dict[str, Any]:
+    """The parsed JSON object of a body (IngestError 400 for anything else)."""
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise IngestError(400, f"invalid JSON body: {exc}") from None
     if not isinstance(doc, dict):
         raise IngestError(400, "invalid OTLP JSON: the body must be a JSON object")
+    if _SURROGATE_ESCAPE_RE.search(body) and _has_lone_surrogate(doc):
+        # RFC 8259 §8.2: such a string is not Unicode; protobuf cannot hold it in a key or a string field.
+        raise IngestError(400, "invalid OTLP JSON: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    return doc
+
+
+def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
+    """protobuf's own JSON mapping (exact, slow); ``doc`` is changed in place (ids to base64)."""
     _hex_ids_to_base64(doc)
     try:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError) as exc:
+    except Exception as exc:  # ParseError, OverflowError (1e400 as an int), TypeError...: all the body's
         raise IngestError(400, f"invalid OTLP JSON: {exc}") from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True if any key or string in the parsed JSON document cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
@@ -227,17 +301,12 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
         resource_attrs["project_id"] = project_id
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
+            scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
                 try:
-                    row = _span_row(span)
+                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version))
                 except _RejectedSpan as exc:
                     reasons[exc.reason] += 1
-                    continue
-                row["ServiceName"] = service_name
-                row["ResourceAttributes"] = dict(resource_attrs)
-                row["ScopeName"] = scope.name
-                row["ScopeVersion"] = scope.version
-                rows.append({column: row[column] for column in COLUMNS})
     rejected = sum(reasons.values())
     message = ""
     if rejected:
@@ -246,34 +315,65 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
     return SpanRows(rows, rejected, message, dict(reasons))
 
 
-def _span_row(span: Span) -> Row:
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if start > _INT64_MAX:
-        raise _RejectedSpan("start time out of range")
-    events = span.events
-    if any(event.time_unix_nano > _INT64_MAX for event in events):
-        raise _RejectedSpan("event time out of range")
-    links = span.links
-    return {
+def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> Row:
+    """One row, its keys in ``COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
+    start = span.start_time_unix_nano
+    if start > DATETIME32_MAX_NANOS:
+        raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
+    trace_id = _required_id(span.trace_id, _TRACE_ID_BYTES, "trace id")
+    span_id = _required_id(span.span_id, _SPAN_ID_BYTES, "span id")
+    parent_id = _optional_id(span.parent_span_id, _SPAN_ID_BYTES, "parent span id")
+    status = span.status
+    kind = span.kind
+    row = {
         "Timestamp": start,
-        "TraceId": _required_id(span.trace_id, _TRACE_ID_BYTES, "trace id"),
-        "SpanId": _required_id(span.span_id, _SPAN_ID_BYTES, "span id"),
-        "ParentSpanId": _optional_id(span.parent_span_id, _SPAN_ID_BYTES, "parent span id"),
+        "TraceId": trace_id,
+        "SpanId": span_id,
+        "ParentSpanId": parent_id,
         "TraceState": span.trace_state,
         "SpanName": span.name,
-        "SpanKind": _enum_name(_SPAN_KINDS, span.kind),
+        "SpanKind": _SPAN_KINDS[kind] if 0 <= kind < 6 else "",
+        "ServiceName": service_name,
+        "ResourceAttributes": dict(resource_attrs),
+        "ScopeName": scope_name,
+        "ScopeVersion": scope_version,
         "SpanAttributes": attributes_to_map(span.attributes),
-        "Duration": max(end - start, 0),
-        "StatusCode": _enum_name(_STATUS_CODES, span.status.code),
-        "StatusMessage": span.status.message,
-        "Events.Timestamp": [event.time_unix_nano for event in events],
-        "Events.Name": [event.name for event in events],
-        "Events.Attributes": [attributes_to_map(event.attributes) for event in events],
-        "Links.TraceId": [_optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id") for link in links],
-        "Links.SpanId": [_optional_id(link.span_id, _SPAN_ID_BYTES, "link span id") for link in links],
-        "Links.TraceState": [link.trace_state for link in links],
-        "Links.Attributes": [attributes_to_map(link.attributes) for link in links],
+        "Duration": exporter_duration(start, span.end_time_unix_nano),
+        "StatusCode": _enum_name(_STATUS_CODES, status.code),
+        "StatusMessage": status.message,
     }
+    events = span.events
+    if events:
+        if any(event.time_unix_nano > _INT64_MAX for event in events):
+            raise _RejectedSpan("event time out of range")
+        row["Events.Timestamp"] = [event.time_unix_nano for event in events]
+        row["Events.Name"] = [event.name for event in events]
+        row["Events.Attributes"] = [attributes_to_map(event.attributes) for event in events]
+    else:
+        row["Events.Timestamp"], row["Events.Name"], row["Events.Attributes"] = [], [], []
+    links = span.links
+    if links:
+        row["Links.TraceId"] = [_optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id") for link in links]
+        row["Links.SpanId"] = [_optional_id(link.span_id, _SPAN_ID_BYTES, "link span id") for link in links]
+        row["Links.TraceState"] = [link.trace_state for link in links]
+        row["Links.Attributes"] = [attributes_to_map(link.attributes) for link in links]
+    else:
+        row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"], row["Links.Attributes"] = [], [], [], []
+    return row
+
+
+def exporter_duration(start: int, end: int) -> int:
+    """The stock exporter's Duration (ns, UInt64) for OTLP start/end times (uint64 ns).
+
+    Go: ``pcommon.Timestamp.AsTime`` is ``time.Unix(0, int64(ts))``; ``time.Time.Sub`` saturates at
+    the int64 range; clickhouse-go converts the int64 to UInt64 by wrapping. So end < start (end 0
+    for a span still running) gives 2**64 - (start - end), a value >= 2**63.
+    """
+    if start <= end <= _INT64_MAX:  # the usual case: no wrap-around, no saturation
+        return end - start
+    as_int64 = [t - _UINT64 if t > _INT64_MAX else t for t in (start, end)]
+    difference = min(max(as_int64[1] - as_int64[0], _INT64_MIN), _INT64_MAX)
+    return difference % _UINT64
 
 
 def _required_id(raw: bytes, size: int, name: str) -> str:
@@ -303,8 +403,14 @@ def attributes_to_map(attributes: Iterable[KeyValue]) -> dict[str, str]:
     """Attribute list -> {key: AsString(value)}; the first of duplicate keys wins."""
     result: dict[str, str] = {}
     for kv in attributes:
-        if kv.key not in result:
-            result[kv.key] = value_to_string(kv.value)
+        key = kv.key
+        if key in result:
+            continue
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":  # most attributes: no detour
+            result[key] = value.string_value
+        else:
+            result[key] = value_to_string(value)
     return result
 
 
@@ -398,6 +504,11 @@ def _is_json(content_type: str | None) -> bool:
     return _media_type(content_type) == JSON_CONTENT_TYPE
 
 
+def response_content_type(request_content_type: str | None) -> str:
+    """Answer in the request's encoding (OTLP/HTTP: JSON for JSON, else protobuf)."""
+    return JSON_CONTENT_TYPE if _is_json(request_content_type) else PROTOBUF_CONTENT_TYPE
+
+
 def _serialize(message: Message, as_json: bool) -> bytes:
     if as_json:
         return json.dumps(json_format.MessageToDict(message), separators=(",", ":")).encode()
@@ -422,12 +533,17 @@ def key_values(d: dict[str, Any]) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in d.items() if v is not None]
 
 
+def _wire_text(message: str) -> str:
+    """Text a protobuf string field can hold: an error may quote the input, lone surrogates included."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def encode_response(content_type: str, rejected_spans: int = 0, error_message: str = "") -> bytes:
     """ExportTraceServiceResponse in the request's encoding; partialSuccess only when needed."""
     response = ExportTraceServiceResponse()
     if rejected_spans > 0 or error_message:
         response.partial_success.rejected_spans = rejected_spans
-        response.partial_success.error_message = error_message
+        response.partial_success.error_message = _wire_text(error_message)
     return _serialize(response, _is_json(content_type))
 
 
@@ -475,5 +591,5 @@ def status_body(content_type: str, code: int, message: str) -> tuple[bytes, str]
     """
     grpc_code = code if code < 100 else _GRPC_CODE_FOR_HTTP.get(code, _GRPC_UNKNOWN)
     as_json = _is_json(content_type)
-    body = _serialize(Status(code=grpc_code, message=message), as_json)
+    body = _serialize(Status(code=grpc_code, message=_wire_text(message)), as_json)
     return body, JSON_CONTENT_TYPE if as_json else PROTOBUF_CONTENT_TYPE

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -56,12 +57,16 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
+    "django_prometheus",
     "monitoring",
     "monitoring.monitors",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Language from the cookie, else Accept-Language; a signed-in user's saved choice wins (below).
@@ -74,6 +79,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
+    "axes.middleware.AxesMiddleware",
+    "monitoring.ingest_batcher.StartWriterMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -105,6 +114,64 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures for one user name, or from one
+# address, logins are refused for LOGIN_COOLOFF_MINUTES (monitoring.throttling.login_locked_out).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per user AND per address
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "monitoring.throttling.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "monitoring.throttling.login_locked_out"
+AXES_VERBOSE = False
+# Behind nginx (compose) the client address is the last X-Forwarded-For entry, which nginx appends.
+PROXY_FORWARDS_CLIENT_IP = env_bool("PROXY_FORWARDS_CLIENT_IP", False)
+
+# Rate limits (django-ratelimit): the read API per token/user, Replay re-runs per user (they spend
+# money). The counters live in a file-based cache under var/: shared by every gunicorn worker of a
+# host with no extra service. Its increments are not atomic (django_ratelimit.E003/W001, silenced):
+# simultaneous requests may be under-counted by a few, fine for stopping bursts and runaway spend.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "300/m")
+RERUN_RATE_LIMIT = env_str("RERUN_RATE_LIMIT", "10/m")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "cache" / "ratelimit"),
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_VIEW = "monitoring.throttling.too_many_requests"
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Content-Security-Policy (django-csp). Scripts only from our own static files (htmx, plotly.js,
+# ours). One inline handler remains, onchange="this.form.submit()" on the project switcher
+# (templates/monitoring/dashboard.html) and the language switcher (templates/base.html), allowed by
+# its hash alone ('unsafe-hashes') until it moves to a static file.
+# Styles: plotly.js sets style attributes and injects a <style> element, hence 'unsafe-inline'
+# for styles (never for scripts).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'unsafe-hashes'", "'sha256-osjxnKEPL/pQJbFk1dKsF7PYFmTyMWGmVSiL9inhxJY='"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# /metrics (Prometheus, django-prometheus + monitoring.prometheus): only from these networks, or with
+# `Authorization: Bearer $METRICS_TOKEN` when that is set. nginx does not pass /metrics on.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/admin/monitoring/"
@@ -159,6 +226,22 @@ CLICKHOUSE = {
     "TTL_DAYS": env_int("CLICKHOUSE_TTL_DAYS", 30, minimum=0, maximum=36500),
     "CONNECT_TIMEOUT": env_float("CLICKHOUSE_CONNECT_TIMEOUT", 30.0),
     "QUERY_TIMEOUT": env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
+}
+# OTLP ingest (monitoring/ingest_batcher.py): the exports that arrive within INGEST_BATCH_SECONDS of
+# each other go into one insert (a 512-span insert costs ~2.5x the CPU a span of a 4096-span one:
+# parts, MVs, merges), by INGEST_WRITERS threads; batches ClickHouse cannot take are kept in a local
+# spool (fsync'ed before the 200) and stored when it is back. INGEST_SPOOL_MAX_MB=0 disables the
+# spool (then: 503 + Retry-After).
+INGEST = {
+    "BATCH_SECONDS": env_float("INGEST_BATCH_SECONDS", 0.1),
+    "WRITERS": env_int("INGEST_WRITERS", 2, minimum=1),
+    "BATCH_MAX_SPANS": env_int("INGEST_BATCH_MAX_SPANS", 20000, minimum=1),
+    "MAX_QUEUED_SPANS": env_int("INGEST_MAX_QUEUED_SPANS", 200000, minimum=1),
+    # How long a request waits for its rows to be stored or spooled before answering 503.
+    "ACK_TIMEOUT": CLICKHOUSE["CONNECT_TIMEOUT"] + CLICKHOUSE["QUERY_TIMEOUT"] + 5,
+    "SPOOL_DIR": env_str("INGEST_SPOOL_DIR", str(VAR_DIR / "spool")),
+    "SPOOL_MAX_BYTES": env_int("INGEST_SPOOL_MAX_MB", 1024, minimum=0) * 1024 * 1024,
+    "START_ON_LOAD": True,
 }
 DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086b69f7598b")
 

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from monitoring.views.prometheus import prometheus_metrics
+
 urlpatterns = [
     # Ours first: /admin/monitoring must not fall into Django admin's own /admin/ catch-all.
     path("", include("monitoring.urls")),
@@ -9,4 +11,5 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("metrics", prometheus_metrics, name="prometheus-metrics"),
 ]

@@ -99,7 +99,7 @@ def page(browser, live_server, client, alice, project, ingest_key):
     page.fill("input[name=password]", "alice-pass-123")
     page.click("button[type=submit]")
     page.wait_for_selector(".kpis")
-    page.wait_for_function("window.htmx !== undefined && window.Plotly !== undefined")
+    page.wait_for_function("() => window.htmx !== undefined && window.Plotly !== undefined")
     page.trace_id = trace
     page.errors = errors
     yield page
@@ -133,7 +133,7 @@ def test_the_dashboard_end_to_end(page, project):
     assert page.locator("tr.span-item").count() == 2
     page.select_option("select[data-filter=model]", "gpt-4o")
     page.click(".filter-bar button[type=submit]")
-    page.wait_for_function("document.querySelectorAll('tr.span-item').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('tr.span-item').length === 1")
     assert "model=gpt-4o" in page.url
     assert page.evaluate("window.__noReload") is True
     shot(page, "traces-llm-gpt-4o")
@@ -189,7 +189,7 @@ def test_replay_steps_rerun_and_compare(page, live_server, project, tmp_path, se
         assert "step=3" in page.url
         page.reload()
         page.wait_for_selector("[data-step='3']")
-        page.wait_for_function("window.htmx !== undefined")
+        page.wait_for_function("() => window.htmx !== undefined")
         page.click("[data-step-next]")
         page.wait_for_selector("[data-step='4']")  # the gpt-4o chat call
         shot(page, "replay-step")

@@ -184,7 +184,7 @@ def open_session(browser, world, *, lang="en", width=1440):
     page.click("button[type=submit]")
     # The browser reports its zone once; the page reloads in it.
     page.wait_for_selector('body[data-time-zone="Asia/Seoul"][data-time-zone-known="1"] .kpis')
-    page.wait_for_function("window.htmx !== undefined && window.Plotly !== undefined")
+    page.wait_for_function("() => window.htmx !== undefined && window.Plotly !== undefined")
     return page
 
 

@@ -490,13 +490,16 @@ def test_the_image_runs_the_entrypoint_as_a_non_root_user():
         "python manage.py migrate",
         "python manage.py clickhouse_init",
         "python manage.py collectstatic --noinput",
-        "exec gunicorn -c config/gunicorn.conf.py portal.wsgi:application",
+        "exec config/serve.sh",
     ]
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
     positions = [code.index(step) for step in steps]
-    assert positions == sorted(positions), "migrate, clickhouse_init, collectstatic, then gunicorn"
+    assert positions == sorted(positions), "migrate, clickhouse_init, collectstatic, then the web server"
     assert os.access(ENTRYPOINT, os.X_OK)
     subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=True)
+    serve = (ROOT / "config" / "serve.sh").read_text(encoding="utf-8")
+    assert "-m monitoring.serving" in serve and "-m gunicorn -c config/gunicorn.conf.py" in serve
+    subprocess.run(["sh", "-n", str(ROOT / "config" / "serve.sh")], check=True)
 
 
 def test_dockerignore_keeps_state_and_secrets_out_of_the_image():

@@ -183,7 +183,10 @@ def test_it_rejects_a_gzip_bomb_with_413(client, project, ingest_key):
     assert count(project.id) == 0
 
 
-def test_it_answers_503_with_retry_after_when_clickhouse_is_down(client, project, ingest_key):
+def test_it_answers_503_with_retry_after_when_clickhouse_is_down_and_the_spool_is_off(
+    client, project, ingest_key, settings
+):
+    settings.INGEST = {**settings.INGEST, "SPOOL_MAX_BYTES": 0}
     down = {**clickhouse.settings.CLICKHOUSE, "HOST": "127.0.0.1", "PORT": 1, "CONNECT_TIMEOUT": 2.0}
     with override_settings(CLICKHOUSE=down):
         r = post(client, ingest_key, request(S("lost?")))

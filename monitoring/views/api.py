@@ -11,9 +11,11 @@ import datetime as dt
 import zoneinfo
 from functools import wraps
 
+from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
+from django_ratelimit.core import is_ratelimited
 
 from monitoring import access, clickhouse, preferences
 from monitoring.forms import FilterForm
@@ -43,6 +45,16 @@ def api_view(fn):
         if user is None:
             response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
             response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
+        if is_ratelimited(
+            request,
+            group="api",
+            key="monitoring.throttling.api_client_key",
+            rate=settings.API_RATE_LIMIT,
+            increment=True,
+        ):
+            response = _error(429, f"rate limit exceeded ({settings.API_RATE_LIMIT} per client): retry later")
+            response["Retry-After"] = "60"
             return response
         try:
             membership = access.get_membership(user, project_id)

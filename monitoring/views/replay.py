@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseForbidden
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
 
 from monitoring import access, clickhouse
 from monitoring import replay as runs
@@ -100,6 +102,9 @@ def compare(request, flt, membership):
 @access.guarded_by("login")
 @login_required
 @require_POST
+@ratelimit(
+    group="replay.rerun", key="monitoring.throttling.user_or_ip_key", rate=lambda g, r: settings.RERUN_RATE_LIMIT
+)
 def rerun(request, project_id):
     """Re-run one recorded LLM call with the editor's request. Admins only: it spends money."""
     membership = access.get_membership(request.user, project_id)

@@ -1,0 +1,79 @@
+"""Who a request comes from, for login throttling (django-axes) and rate limits (django-ratelimit),
+and the answers given when a limit is hit.
+
+Behind nginx (compose) every request reaches Django from nginx's address: with
+``PROXY_FORWARDS_CLIENT_IP=true`` the client is the last ``X-Forwarded-For`` entry, the one nginx
+appended itself (``$proxy_add_x_forwarded_for``), which a client cannot forge. Otherwise
+``REMOTE_ADDR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+
+
+def client_ip(request) -> str:
+    if getattr(settings, "PROXY_FORWARDS_CLIENT_IP", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def axes_client_ip(request) -> str:
+    """AXES_CLIENT_IP_CALLABLE."""
+    return client_ip(request)
+
+
+def api_client_key(group: str, request) -> str:
+    """django-ratelimit key for the read API: the bearer token (hashed), else the session's user,
+    else the address — so one token's burst never spends another client's budget."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        return "token:" + hashlib.sha256(header.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "ip:" + client_ip(request)
+
+
+def user_or_ip_key(group: str, request) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return "ip:" + client_ip(request)
+
+
+def too_many_requests(request, exception=None) -> HttpResponse:
+    """RATELIMIT_VIEW: 429 with Retry-After (RFC 6585), JSON for the API, text elsewhere."""
+    retry_after = "60"
+    if request.path.startswith("/api/"):
+        response = JsonResponse(
+            {"error": "rate limit exceeded: slow down and retry after the Retry-After seconds"}, status=429
+        )
+    else:
+        response = HttpResponse(
+            "Too many requests: this action is rate limited (re-runs spend money). Try again in a minute.",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+    response["Retry-After"] = retry_after
+    return response
+
+
+def login_locked_out(request, credentials, *args, **kwargs) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: a clear answer instead of a bare 403."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    response = HttpResponse(
+        "Too many failed logins for this account or from this address: logins are blocked for "
+        f"{minutes} minutes. An administrator can lift the block at once "
+        "(`python manage.py axes_reset_username <user>` or `axes_reset_ip <address>`).",
+        status=429,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = str(minutes * 60)
+    return response

@@ -1,0 +1,174 @@
+"""The OTLP/JSON fast path (monitoring.ingest_json) gives exactly the rows of the protobuf path.
+
+Pure: no database. Random requests (every attribute type, extreme times, bad ids, odd enums,
+events and links) are written as canonical OTLP/JSON, then mutated; for each body the fast path
+must either step aside (NotCanonical) or agree with protobuf's own JSON parser to the byte —
+and it must never accept a body that protobuf refuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+
+import pytest
+from fixtures.otlp_samples import SAMPLE_JSON_PATH, sample_request
+from google.protobuf import json_format
+from test_fuzz_ingest import _request
+
+from monitoring import ingest, ingest_json
+
+PROJECT = "6f1c2d1e-0000-4000-8000-000000000002"
+FIXTURES = SAMPLE_JSON_PATH.parent
+
+
+def _to_json(req) -> str:
+    """OTLP/JSON as SDKs write it: integer enums, hex ids."""
+    doc = json_format.MessageToDict(req, use_integers_for_enums=True)
+    for rs in doc.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for span in ss.get("spans", []):
+                for item in (span, *span.get("links", [])):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in item:
+                            item[key] = base64.b64decode(item[key]).hex()
+    return json.dumps(doc)
+
+
+def exact(doc: dict):
+    """Rows by protobuf's JSON mapping, or the IngestError it raises."""
+    try:
+        return ingest.rows_from_request(ingest._request_from_json(copy.deepcopy(doc)), PROJECT)
+    except ingest.IngestError as exc:
+        return exc
+
+
+def fast(doc: dict):
+    try:
+        return ingest_json.rows_from_json(doc, PROJECT)
+    except ingest_json.NotCanonical:
+        return None
+
+
+def same(a: ingest.SpanRows, b: ingest.SpanRows) -> bool:
+    # json round trip: NaN-free rows compare as text, key order included
+    return json.dumps([a.rows, a.rejected, a.error_message, a.rejected_reasons]) == json.dumps(
+        [b.rows, b.rejected, b.error_message, b.rejected_reasons]
+    )
+
+
+def test_the_sample_takes_the_fast_path_or_matches():
+    doc = json.loads(SAMPLE_JSON_PATH.read_bytes())
+    quick, slow = fast(doc), exact(doc)
+    assert not isinstance(slow, Exception)
+    if quick is not None:  # the sample holds bytes values and NaN strings: it may step aside
+        assert same(quick, slow)
+    via_body = ingest.rows_from_body(SAMPLE_JSON_PATH.read_bytes(), "application/json", None, PROJECT)
+    assert same(via_body, ingest.rows_from_request(sample_request(), PROJECT)) or same(via_body, slow)
+
+
+def test_real_litellm_exports_take_the_fast_path():
+    capture = json.loads((FIXTURES / "litellm_1.108.7_spans.json").read_text())["captures"]["otel"]
+    for doc in capture["otlp_requests"]:
+        quick = fast(doc)
+        assert quick is not None and quick.rows
+        assert same(quick, exact(doc))
+
+
+MUTATIONS = [
+    ("kind", lambda r: "SPAN_KIND_SERVER"),
+    ("kind", lambda r: 2.0),
+    ("kind", lambda r: True),
+    ("kind", lambda r: -1),
+    ("startTimeUnixNano", lambda r: 1.5),
+    ("startTimeUnixNano", lambda r: "12 34"),
+    ("startTimeUnixNano", lambda r: "-5"),
+    ("startTimeUnixNano", lambda r: str(2**64)),
+    ("startTimeUnixNano", lambda r: None),
+    ("traceId", lambda r: "XYZ"),
+    ("traceId", lambda r: 7),
+    ("traceId", lambda r: None),
+    ("name", lambda r: 5),
+    ("name", lambda r: None),
+    ("flags", lambda r: 2**32),
+    ("flags", lambda r: -1),
+    ("status", lambda r: {"code": "STATUS_CODE_ERROR"}),
+    ("status", lambda r: {"code": 2, "message": None}),
+    ("status", lambda r: []),
+    ("attributes", lambda r: {"a": 1}),
+    ("attributes", lambda r: [{"key": "k", "value": {"intValue": "1e3"}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"intValue": str(2**63)}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"doubleValue": 10**400}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"doubleValue": "NaN"}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"boolValue": 1}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"stringValue": "a", "intValue": 1}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"bytesValue": "AAE="}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"arrayValue": {"values": [{"intValue": 1}, {}, None]}}}]),
+    ("attributes", lambda r: [{"key": "k", "value": {"kvlistValue": {"values": [{"key": "b"}, {"key": "a"}]}}}]),
+    ("attributes", lambda r: [{"key": "k", "value": None}, {"key": "k", "value": {"intValue": 2}}]),
+    ("events", lambda r: [{"timeUnixNano": str(2**63), "name": "late"}]),
+    ("events", lambda r: [{"timeUnixNano": "0", "name": "zero", "extra": 1}]),
+    ("links", lambda r: [{"traceId": "00" * 16, "spanId": "01" * 9}]),
+    ("links", lambda r: [{"traceId": "ab" * 16, "spanId": "cd" * 8, "flags": 1}]),
+    ("unknownField", lambda r: 1),
+    ("parent_span_id", lambda r: "ab" * 8),
+]
+
+
+def test_random_requests_and_their_mutations_agree_with_protobufs_parser():
+    rng = random.Random(99)
+    fast_count = total = 0
+    for n in range(1500):
+        req, _ = _request(rng, f"m{n}-")
+        doc = json.loads(_to_json(req))
+        candidates = [doc]
+        spans = [
+            s for rs in doc.get("resourceSpans", []) for ss in rs.get("scopeSpans", []) for s in ss.get("spans", [])
+        ]
+        if spans:
+            field, make = rng.choice(MUTATIONS)
+            mutated = copy.deepcopy(doc)
+            target = [
+                s for rs in mutated["resourceSpans"] for ss in rs.get("scopeSpans", []) for s in ss.get("spans", [])
+            ][0]
+            target[field] = make(rng)
+            candidates.append(mutated)
+        for candidate in candidates:
+            total += 1
+            slow, quick = exact(candidate), fast(candidate)
+            if quick is None:
+                continue
+            fast_count += 1
+            assert not isinstance(slow, Exception), (candidate, slow)  # never accept what protobuf refuses
+            assert same(quick, slow), candidate
+    print(f"\njson fast path: {fast_count} of {total} hostile bodies; the rest took protobuf's parser")
+    assert fast_count >= 100  # the comparison did happen, many times
+
+
+def test_realistic_traffic_takes_the_fast_path_with_identical_rows():
+    from datetime import UTC, datetime
+
+    from monitoring import demo
+
+    requests = demo.generate_requests(days=1, runs_per_day=40, batch_spans=200, now=datetime(2026, 1, 2, tzinfo=UTC))
+    for req, _ in requests:
+        doc = json.loads(_to_json(req))
+        quick = fast(doc)
+        assert quick is not None
+        assert same(quick, ingest.rows_from_request(req, PROJECT))
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"resourceSpans": []},
+        {"resourceSpans": [{"scopeSpans": [{"spans": []}]}]},
+        {"resourceSpans": [{"resource": None, "scopeSpans": [{"scope": None, "spans": [{}]}]}]},
+    ],
+)
+def test_empty_shapes_agree(doc):
+    quick, slow = fast(doc), exact(doc)
+    assert quick is not None and same(quick, slow)

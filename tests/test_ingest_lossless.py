@@ -1,0 +1,318 @@
+"""No accepted span lost, no storable span refused: the reproductions of issue 9 ("spans lost or blocked").
+
+Through the Django test client against the real embedded engine; the spool tests point the server
+mode at a closed port (a real connection refusal) and back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import pytest
+from django.test import override_settings
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from otlp import S, post, request
+
+from monitoring import clickhouse, ingest, ingest_batcher, schema
+from monitoring.spool import Spool
+
+pytestmark = pytest.mark.django_db
+
+NS = 1_000_000_000
+
+
+def rows(project_id) -> list[dict]:
+    return clickhouse.query(
+        f"SELECT SpanName, toUnixTimestamp64Nano(Timestamp) AS ts, Duration,"
+        f" arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_times"
+        f" FROM {schema.table()} WHERE ProjectId = {{p:String}} ORDER BY SpanName",
+        {"p": str(project_id)},
+        tag="test.rows",
+    )
+
+
+def count(project_id) -> int:
+    return len(rows(project_id))
+
+
+def response(r) -> ExportTraceServiceResponse:
+    return ExportTraceServiceResponse.FromString(r.content)
+
+
+def thousand_and_one(poison) -> object:
+    req = request(*[S(f"good-{i:04d}") for i in range(1000)], S("poison"))
+    span = next(s for s in req.resource_spans[0].scope_spans[0].spans if s.name == "poison")
+    poison(span)
+    return req
+
+
+def _start_zero(span):
+    span.start_time_unix_nano = 0
+
+
+def _event_zero(span):
+    span.events.add(time_unix_nano=0, name="at-zero")
+
+
+@pytest.mark.parametrize("poison", [_start_zero, _event_zero], ids=["start-time-0", "event-time-0"])
+def test_a_time_of_zero_never_sinks_the_batch(client, project, ingest_key, poison):
+    r = post(client, ingest_key, thousand_and_one(poison))
+
+    assert r.status_code == 200, r.content
+    assert response(r).partial_success.rejected_spans == 0
+    stored = rows(project.id)
+    assert len(stored) == 1001
+    [zero] = [row for row in stored if row["SpanName"] == "poison"]
+    assert 0 in (zero["ts"], *zero["event_times"])  # 1970-01-01 00:00:00, as the collector writes it
+
+
+def test_a_span_after_2106_is_rejected_in_partial_success_and_the_rest_stored(client, project, ingest_key):
+    def after_2106(span):
+        span.start_time_unix_nano = (2**32) * NS  # 2106-02-07 06:28:16, one second past DateTime
+        span.end_time_unix_nano = span.start_time_unix_nano + 5
+
+    r = post(client, ingest_key, thousand_and_one(after_2106))
+
+    assert r.status_code == 200
+    assert response(r).partial_success.rejected_spans == 1
+    assert "2106" in response(r).partial_success.error_message
+    assert count(project.id) == 1000
+
+
+def test_the_last_second_of_2106_is_stored(client, project, ingest_key):
+    req = request(S("edge"))
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    span.start_time_unix_nano = (2**32 - 1) * NS
+    span.end_time_unix_nano = span.start_time_unix_nano + 1
+
+    r = post(client, ingest_key, req)
+
+    assert r.status_code == 200 and response(r).partial_success.rejected_spans == 0
+    assert rows(project.id)[0]["ts"] == (2**32 - 1) * NS
+
+
+def test_a_span_without_an_end_time_is_stored_with_the_exporters_wrapped_duration(client, project, ingest_key):
+    req = request(S("running"), S("ended"))
+    running = req.resource_spans[0].scope_spans[0].spans[0]
+    start = running.start_time_unix_nano
+    running.end_time_unix_nano = 0
+
+    assert post(client, ingest_key, req).status_code == 200
+
+    by_name = {row["SpanName"]: row for row in rows(project.id)}
+    # Go: uint64(time.Unix(0,0).Sub(time.Unix(0,start))) == 2**64 - start; readers see >= 2**63 as "no end".
+    assert by_name["running"]["Duration"] == 2**64 - start
+    assert by_name["running"]["Duration"] >= 2**63
+    assert by_name["ended"]["Duration"] == 100_000_000
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "duration"),
+    [
+        (10, 25, 15),
+        (25, 10, 2**64 - 15),
+        (0, 2**64 - 1, 2**64 - 1),  # end wraps to int64 -1 in Go: -1 - 0 = -1 -> 2**64 - 1
+        # int64 max -> int64 min: time.Time.Sub saturates at minDuration (-2**63), which wraps to 2**63
+        (2**63 - 1, 2**63, 2**63),
+    ],
+)
+def test_duration_is_the_exporters_go_arithmetic(start, end, duration):
+    assert ingest.exporter_duration(start, end) == duration
+
+
+def test_a_chunked_body_is_not_read_as_empty_by_the_view(client, project, ingest_key):
+    """The test client cannot send chunks: the view's reader is checked with a WSGI stream that has
+    no CONTENT_LENGTH, as gunicorn hands a chunked body over. The live-server test sends real chunks."""
+    import io
+
+    from django.core.handlers.wsgi import WSGIRequest
+    from django.test import RequestFactory
+
+    from monitoring.views.ingest import otlp_traces
+
+    body = request(*[S(f"c{i}") for i in range(100)]).SerializeToString()
+    environ = RequestFactory()._base_environ(
+        REQUEST_METHOD="POST",
+        PATH_INFO="/v1/traces",
+        CONTENT_TYPE="application/x-protobuf",
+        HTTP_AUTHORIZATION=f"Bearer {ingest_key}",
+        HTTP_TRANSFER_ENCODING="chunked",
+    )
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    req = WSGIRequest(environ)
+
+    r = otlp_traces(req)
+
+    assert r.status_code == 200
+    assert count(project.id) == 100
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00","kind":"\\ud800"}]}]}]}',
+        b'{"resourceSpans":[{"\\udfff":1}]}',
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\\ud800x"}]}]}]}',
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":1e400}]}]}]}',
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":1e400}]}]}]}',
+        b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"\\ud800"}]}]}]}',
+    ],
+    ids=["surrogate-enum", "surrogate-key", "surrogate-string", "1e400-enum", "1e400-int", "surrogate-id"],
+)
+def test_hostile_json_is_a_400_with_a_readable_status(client, project, ingest_key, body):
+    for raw in (body, gzip.compress(body)):
+        headers = {"Authorization": f"Bearer {ingest_key}"}
+        if raw is not body:
+            headers["Content-Encoding"] = "gzip"
+        r = client.post("/v1/traces", data=raw, content_type="application/json", headers=headers)
+        assert r.status_code == 400, r.content
+        assert json.loads(r.content)["code"] == 3
+    assert count(project.id) == 0
+
+
+def test_an_error_message_echoing_a_surrogate_is_encodable():
+    body, content_type = ingest.status_body("application/x-protobuf", 400, "bad \ud800 key")
+    assert ingest.Status.FromString(body).message == "bad \\ud800 key"
+    assert ingest.encode_response("application/json", 1, "x \udfff")
+
+
+# --- the spool -----------------------------------------------------------------------------
+
+
+def _down():
+    return {**clickhouse.settings.CLICKHOUSE, "HOST": "127.0.0.1", "PORT": 1, "CONNECT_TIMEOUT": 1.0}
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_an_outage_spools_batches_and_they_are_stored_when_clickhouse_is_back(client, project, ingest_key, settings):
+    with override_settings(CLICKHOUSE=_down()):
+        answers = [post(client, ingest_key, request(*[S(f"b{b}-{i}") for i in range(50)])) for b in range(4)]
+        stats = ingest_batcher.spool_stats()
+    assert [a.status_code for a in answers] == [200] * 4
+    assert stats.batches >= 1 and stats.spans == 200
+    assert count(project.id) == 0
+
+    ingest_batcher.writer()  # back on the embedded engine: the flusher drains the spool
+    assert _wait_for(lambda: count(project.id) == 200)
+    assert _wait_for(lambda: ingest_batcher.spool_stats().empty)
+
+
+def test_a_full_spool_answers_503_with_retry_after(client, project, ingest_key, settings):
+    settings.INGEST = {**settings.INGEST, "SPOOL_MAX_BYTES": 2000}
+    with override_settings(CLICKHOUSE=_down()):
+        first = post(client, ingest_key, request(*[S(f"x{i}", attributes={"k": "v" * 50}) for i in range(10)]))
+        second = post(client, ingest_key, request(*[S(f"y{i}", attributes={"k": "w" * 50}) for i in range(40)]))
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert int(second["Retry-After"]) > 0
+    ingest_batcher.writer()
+    assert _wait_for(lambda: count(project.id) == 10)
+
+
+def test_spool_files_are_complete_and_drained_oldest_first(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**7)
+    spool.append([{"n": 1}])
+    spool.append([{"n": 2}, {"n": 3}])
+    assert (spool.stats().batches, spool.stats().spans) == (2, 3)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    seen = []
+    assert spool.drain(lambda rows: seen.extend(r["n"] for r in rows)) == 3
+    assert seen == [1, 2, 3]
+    assert spool.stats().empty
+
+
+def test_a_failed_drain_keeps_the_batch(tmp_path):
+    spool = Spool(tmp_path, max_bytes=10**7)
+    spool.append([{"n": 1}])
+
+    def fail(rows):
+        raise clickhouse.ClickHouseError("down", kind=clickhouse.UNAVAILABLE)
+
+    with pytest.raises(clickhouse.ClickHouseError):
+        spool.drain(fail)
+    assert spool.stats().spans == 1
+
+
+def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, project):
+    """A value our row builder let through but the engine refuses: bisection stores the others."""
+
+    def store(batch):
+        # The real insert; a row whose SpanAttributes is not a map makes the real engine refuse the insert.
+        clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, batch, tag="test", nanos_columns=schema.NANOS_COLUMNS)
+
+    result = ingest.rows_from_request(request(*[S(f"r{i:02d}") for i in range(20)]), str(project.id))
+    result.rows[7]["SpanAttributes"] = "not a map"
+    config = {
+        "BATCH_SECONDS": 0.01,
+        "BATCH_MAX_SPANS": 1000,
+        "MAX_QUEUED_SPANS": 10000,
+        "ACK_TIMEOUT": 30,
+        "SPOOL_DIR": str(tmp_path),
+        "SPOOL_MAX_BYTES": 10**7,
+    }
+    writer = ingest_batcher.SpanWriter(config, store=store)
+    try:
+        outcome = writer.submit(result.rows)
+    finally:
+        writer.stop()
+
+    assert (outcome.status, outcome.stored, outcome.rejected) == (ingest_batcher.STORED, 19, 1)
+    assert "not storable" in outcome.error_message
+    assert count(project.id) == 19
+
+
+@pytest.mark.parametrize(
+    ("code", "retryable"), [(252, True), (202, True), (210, True), (241, True), (41, False), (62, False)]
+)
+def test_only_failures_a_retry_can_cure_are_retryable(code, retryable):
+    kind = clickhouse._kind_of_code(code)
+    assert clickhouse.ClickHouseError("x", kind=kind).retryable is retryable
+
+
+def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
+    import threading
+
+    release = threading.Event()
+
+    def slow_store(batch):
+        release.wait(10)
+
+    config = {
+        "BATCH_SECONDS": 0.01,
+        "BATCH_MAX_SPANS": 10,
+        "MAX_QUEUED_SPANS": 10,
+        "ACK_TIMEOUT": 30,
+        "SPOOL_DIR": str(tmp_path),
+        "SPOOL_MAX_BYTES": 10**7,
+        "WRITERS": 1,
+    }
+    writer = ingest_batcher.SpanWriter(config, store=slow_store)
+    results = []
+    try:
+        first = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
+        first.start()
+        time.sleep(0.3)  # the writer holds the first batch in its (slow) insert
+        second = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
+        second.start()
+        time.sleep(0.3)  # queued: 10 spans, the limit
+        assert writer.submit([{"n": 0}]).status == ingest_batcher.BUSY
+        release.set()
+        first.join(10)
+        second.join(10)
+    finally:
+        release.set()
+        writer.stop()
+    assert sorted(r.status for r in results) == [ingest_batcher.STORED] * 2
