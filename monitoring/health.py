@@ -40,6 +40,13 @@ HINT_SPOOL = (
     "ClickHouse first (see above). When the spool is full (INGEST_SPOOL_MAX_MB) senders get 503 and retry."
 )
 
+HINT_SETTLER = (
+    "The settler applies the counting rules to new spans once and stores the results the pages read. "
+    "Embedded mode: the serving process runs it (bin/demo, config/serve.sh). Server mode: "
+    "`python manage.py settle --loop` (the compose `settler` service; `docker compose logs settler`). "
+    "Meanwhile pages count the unsettled spans themselves: the numbers stay exact, pages get slower."
+)
+
 STALE_AFTER_SECONDS = 3600
 
 
@@ -50,6 +57,7 @@ class Check:
     detail: str
     hint: str = ""
     extra: dict = field(default_factory=dict)
+    url: str = ""  # where to act on it
 
 
 def _clickhouse(staff: bool) -> Check:
@@ -139,10 +147,34 @@ def _spool() -> Check | None:
     return Check("Ingest spool", False, detail, HINT_SPOOL, {"batches": stats.batches, "spans": stats.spans})
 
 
+def _settler() -> Check:
+    from monitoring import settle
+
+    through, now = settle.state()
+    waiting = settle.waiting_spans(through)
+    if not through:
+        ok = not waiting
+        detail = "no pass yet" + (f"; {waiting:,} spans waiting" if waiting else "")
+        return Check("Settler", ok, detail, "" if ok else HINT_SETTLER, {"waiting": waiting})
+    age = max(0, (now - through) // 10**9)
+    ok = age <= settle.STALE_AFTER_SECONDS
+    detail = f"last pass {_age(age)} ago" + (f"; {waiting:,} spans waiting" if waiting else "; nothing waiting")
+    return Check("Settler", ok, detail, "" if ok else HINT_SETTLER, {"waiting": waiting, "age_s": age})
+
+
+def _monitors(project_ids: list[str]) -> list[Check]:
+    from monitoring.monitors import health as monitor_health
+
+    return [
+        Check(f"Monitor: {p.subject}", False, str(p.detail), url=p.url)
+        for p in monitor_health.delivery_problems(project_ids)
+    ]
+
+
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     """`staff` also see where the services live (hosts, ports, URLs)."""
     try:
-        checks = [_clickhouse(staff), *_table(project_ids)]
+        checks = [_clickhouse(staff), *_table(project_ids), _settler()]
     except clickhouse.ClickHouseError as exc:
         hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
         if staff:
@@ -157,4 +189,5 @@ def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
         checks.append(spool)
     if settings.LITELLM_CONFIGURED:
         checks.append(_litellm(staff))
+    checks += _monitors(project_ids)
     return checks

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 STATE_NAME = "facts"
 JOB_NAME, EVERY_SECONDS = "settle", 1
 STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
+STALE_AFTER_SECONDS = 60  # no pass recorded for this long: the settler is not running (Health, --healthcheck)
 _state_written = 0.0
 OVERLAP_NS = 2_000_000_000
 CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
@@ -77,6 +78,19 @@ def state(max_age_s: float = 0.0) -> tuple[int, int]:
     through, now = int(row.get("t") or 0), int(row.get("now") or 0)
     _state_seen = (time.monotonic(), through, now)
     return through, now
+
+
+def waiting_spans(through: int) -> int:
+    """Spans inserted after `through` (ns): what the next pass has to settle."""
+    row = run_one(
+        Sql(
+            f"SELECT count() AS n FROM {schema.table(schema.SPANS)}",
+            " WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})",
+            after=through,
+        ),
+        tag="settle.waiting",
+    )
+    return int(row.get("n") or 0)
 
 
 def forget_state() -> None:

@@ -283,6 +283,14 @@ def test_it_gives_the_portal_everything_it_reads(services):
     assert backend["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in backend["DATABASE_URL"]
 
 
+def test_it_runs_the_settler_as_its_own_service_and_account(services):
+    settler = services["settler"]
+    assert settler["command"] == ["python", "manage.py", "settle", "--loop"]
+    assert _env(settler)["CLICKHOUSE_USER"] == "portal_settler"
+    assert settler["healthcheck"]["test"] == ["CMD", "python", "manage.py", "settle", "--healthcheck"]
+    assert PORTAL_ENV <= set(_env(settler))
+
+
 def test_it_runs_the_schema_step_with_the_ddl_account_only(services):
     backend, init = _env(services["backend"]), _env(services["clickhouse-init"])
     assert backend["CLICKHOUSE_USER"] == "portal_reader"
@@ -298,6 +306,8 @@ def test_it_refuses_to_start_without_secrets(services):
         ("monitoring-clickhouse", "CH_WRITER_PASSWORD"),
         ("monitoring-clickhouse", "CH_MIGRATOR_PASSWORD"),
         ("monitoring-clickhouse", "CH_READER_PASSWORD"),
+        ("monitoring-clickhouse", "CH_SETTLER_PASSWORD"),
+        ("settler", "CLICKHOUSE_PASSWORD"),
         ("otel-collector", "CLICKHOUSE_WRITER_PASSWORD"),
         ("backend", "CLICKHOUSE_PASSWORD"),
         ("clickhouse-init", "CLICKHOUSE_PASSWORD"),
@@ -435,7 +445,16 @@ def test_litellm_traces_every_call_to_the_collector(services):
 def test_clickhouse_accounts_have_least_privilege(services):
     users = ET.parse(USERS_XML).getroot().find("users")
     grants = {user.tag: [q.text.strip() for q in user.iter("query")] for user in users}
-    assert grants["portal_reader"] == ["GRANT SELECT ON otel_2.*", "GRANT INSERT ON otel_2.otel_traces"]
+    temporary = "GRANT CREATE TEMPORARY TABLE ON *.*"  # session-scoped Memory tables of the live counting
+    assert grants["portal_reader"] == ["GRANT SELECT ON otel_2.*", "GRANT INSERT ON otel_2.otel_traces", temporary]
+    assert grants["portal_settler"] == [
+        "GRANT SELECT ON otel_2.*",
+        *(
+            f"GRANT INSERT ON otel_2.{name}"
+            for name in ("otel_calls", "otel_runs", "otel_run_edges", "otel_settle_state")
+        ),
+        temporary,
+    ]
     for name in ("otel_writer", "portal_migrator"):
         assert grants[name], name
         for grant in grants[name]:
@@ -445,7 +464,7 @@ def test_clickhouse_accounts_have_least_privilege(services):
     default_networks = [ip.text for ip in users.find("default").find("networks")]
     assert set(default_networks) == {"::1", "127.0.0.1"}
     env = _env(services["monitoring-clickhouse"])
-    for user in ("otel_writer", "portal_migrator", "portal_reader"):
+    for user in ("otel_writer", "portal_migrator", "portal_reader", "portal_settler"):
         password = users.find(user).find("password")
         assert password is not None and password.get("from_env") in env, user
         assert users.find(user).findtext("access_management", "0") == "0"

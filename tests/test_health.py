@@ -1,12 +1,27 @@
 """/admin/monitoring/health: the guide's status checks with their hints."""
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
+from django.utils import timezone
 from otlp import S, post, request
 
-from monitoring import clickhouse
+from monitoring import clickhouse, schema, settle
+from monitoring.monitors.models import Channel
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def own_database(settings):
+    """A database of its own: the settler's progress is one per database."""
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": f"otel_health_{id(settings)}"}
+    schema.ensure_schema(ttl_days=0)
+    settle.forget_state()
+    yield
+    settle.forget_state()
 
 
 def test_it_needs_a_login(client):
@@ -16,6 +31,7 @@ def test_it_needs_a_login(client):
 
 def test_it_reports_the_engine_the_table_and_fresh_spans(client, alice, project, ingest_key):
     assert post(client, ingest_key, request(S("fresh"))).status_code == 200
+    settle.settle_once()
     client.force_login(alice)
     r = client.get("/admin/monitoring/health")
     html = r.content.decode()
@@ -23,6 +39,36 @@ def test_it_reports_the_engine_the_table_and_fresh_spans(client, alice, project,
     assert "version 26." in html and "embedded (chdb)" in html
     assert "1 spans in your projects" in html
     assert "all present" in html
+    assert 'data-check="settler"' in html and "last pass" in html
+
+
+def test_it_says_when_the_settler_is_not_running(client, alice, project, ingest_key, own_database, monkeypatch):
+    assert post(client, ingest_key, request(S("waiting"), S("also waiting"))).status_code == 200
+    client.force_login(alice)
+    r = client.get("/admin/monitoring/health")
+    html = r.content.decode()
+    assert r.status_code == 503 and "no pass yet; 2 spans waiting" in html and "settle --loop" in html
+    settle.settle_once()
+    r = client.get("/admin/monitoring/health")
+    assert r.status_code == 200 and "nothing waiting" in r.content.decode()
+    monkeypatch.setattr(settle, "STALE_AFTER_SECONDS", -1)  # as if the last pass were long ago
+    r = client.get("/admin/monitoring/health")
+    assert r.status_code == 503 and "settle --loop" in r.content.decode()
+
+
+def test_it_lists_monitor_channels_that_fail(client, alice, project, ingest_key, other_project):
+    assert post(client, ingest_key, request(S("fresh"))).status_code == 200
+    settle.settle_once()
+    Channel.objects.create(
+        project=project, name="ops-slack", kind=Channel.SLACK, last_failure_at=timezone.now(), last_error="HTTP 500"
+    )
+    Channel.objects.create(
+        project=other_project, name="not-yours", kind=Channel.SLACK, last_failure_at=timezone.now(), last_error="x"
+    )
+    client.force_login(alice)
+    html = client.get("/admin/monitoring/health").content.decode()
+    assert "Monitor: ops-slack" in html and "HTTP 500" in html and f"/{project.id}/" in html
+    assert "not-yours" not in html
 
 
 def test_it_hints_when_there_are_no_spans(client, charlie, other_project):
@@ -50,3 +96,15 @@ def test_it_asks_litellm_when_configured(client, alice, project, ingest_key):
         r = client.get("/admin/monitoring/health")
     assert r.status_code == 503
     assert b"LiteLLM gateway" in r.content and b"health/liveliness" in r.content
+
+
+def test_the_settlers_container_health_check(own_database, monkeypatch):
+    with pytest.raises(CommandError, match="no pass recorded yet"):
+        call_command("settle", "--healthcheck")
+    settle.settle_once()
+    out = io.StringIO()
+    call_command("settle", "--healthcheck", stdout=out)
+    assert out.getvalue().startswith("ok: last pass recorded")
+    monkeypatch.setattr(settle, "STALE_AFTER_SECONDS", -1)
+    with pytest.raises(CommandError, match="the last pass was recorded"):
+        call_command("settle", "--healthcheck")

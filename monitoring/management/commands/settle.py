@@ -1,6 +1,8 @@
 """`python manage.py settle`: apply the counting rules to the spans inserted since the last pass and
 store the facts (monitoring/settle.py); `--loop`: again every second until stopped (server mode:
-the compose `settler` service; in embedded mode the serving process runs the same job itself)."""
+the compose `settler` service; in embedded mode the serving process runs the same job itself);
+`--healthcheck`: exit 0 when a pass was recorded in the last STALE_AFTER_SECONDS (the container's
+health check, read from ClickHouse: it holds wherever the settler runs)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -12,8 +14,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep settling every second until stopped")
+        parser.add_argument("--healthcheck", action="store_true", help="exit 0 if a pass was recorded lately")
 
-    def handle(self, *args, loop=False, **options):
+    def handle(self, *args, loop=False, healthcheck=False, **options):
+        if healthcheck:
+            try:
+                through, now = settle.state()
+            except clickhouse.ClickHouseError as exc:
+                raise CommandError(f"ClickHouse {exc.kind}: {exc}") from None
+            if not through:
+                raise CommandError("no pass recorded yet: is `settle --loop` running?")
+            age = (now - through) / 1e9
+            if age > settle.STALE_AFTER_SECONDS:
+                raise CommandError(f"the last pass was recorded {age:.0f} s ago")
+            self.stdout.write(f"ok: last pass recorded {age:.0f} s ago")
+            return
         if loop:
             self.stdout.write(f"settling every {settle.EVERY_SECONDS} s (Ctrl-C stops)")
             try:
