@@ -23,4 +23,9 @@ def test_no_tab_violates_the_content_security_policy(browser, live_server, clien
         if tab == "analytics":
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=15000)  # Plotly drew under the policy
     assert page.evaluate("() => typeof window.htmx") == "object"
+    # The switchers submit on change without an inline handler.
+    for language in ("ko", "en"):
+        with page.expect_navigation():
+            page.select_option("#language-switcher", language)
+        page.wait_for_function(f"() => document.documentElement.lang === '{language}'", timeout=15000)
     assert violations == []
