@@ -24,7 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, gateway, ingest, pricing, schema, semconv, traces
+from monitoring import clickhouse, errors, gateway, ingest, pricing, schema, semconv, traces
 from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
 from monitoring.queries import runs as runs_q
 from monitoring.queries.filter import SpanFilter
@@ -442,7 +442,8 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
         _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
     except clickhouse.ClickHouseError as exc:
         # The call was made (and paid for): show its answer, and say it is missing from the traces.
-        result.unrecorded = f"ClickHouse {exc.kind}: {exc}"
+        t = errors.trouble(exc)
+        result.unrecorded = f"{t.title}; {t.detail}"
     if answer is not None:
         if answer.cost_usd is not None:
             result.cost_usd, result.cost_source = answer.cost_usd, "reported"

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 from django_ratelimit.core import is_ratelimited
 
-from monitoring import access, clickhouse, preferences
+from monitoring import access, clickhouse, errors, preferences
 from monitoring.forms import FilterForm
 from monitoring.queries import overview as overview_q
 
@@ -63,10 +63,7 @@ def api_view(fn):
         try:
             return fn(request, membership, *args, **kwargs)
         except clickhouse.ClickHouseError as exc:
-            status = 504 if exc.kind == clickhouse.TIMEOUT else 503
-            response = _error(status, f"ClickHouse {exc.kind}: {exc}", kind=exc.kind)
-            response["Retry-After"] = "5"
-            return response
+            return errors.json_response(exc, user)
 
     return access.guarded_by("api")(require_GET(wrapper))
 

@@ -21,31 +21,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, analytics, clickhouse, kpis, preferences
+from monitoring import access, analytics, clickhouse, errors, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
-
-CLICKHOUSE_HINTS = {
-    clickhouse.UNAVAILABLE: _(
-        "ClickHouse is not reachable. Check it: `docker compose ps monitoring-clickhouse` and "
-        "`curl http://localhost:8124/ping`; restart it with `docker compose restart monitoring-clickhouse`; "
-        "check the table exists: `SHOW TABLES FROM otel_2`."
-    ),
-    clickhouse.TIMEOUT: _(
-        "ClickHouse did not answer within the query timeout (CLICKHOUSE_QUERY_TIMEOUT). "
-        "Try a shorter time window, or check the server's load."
-    ),
-    clickhouse.QUERY: _(
-        "ClickHouse rejected the query. If the table is missing or old, run `python manage.py clickhouse_init`; "
-        "check it with `SHOW TABLES FROM otel_2`."
-    ),
-}
-CLICKHOUSE_TROUBLE = {
-    clickhouse.UNAVAILABLE: _("ClickHouse is unavailable"),
-    clickhouse.TIMEOUT: _("ClickHouse timed out"),
-    clickhouse.QUERY: _("ClickHouse rejected the query"),
-}
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
@@ -148,12 +127,8 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                     template_name = result.pop("tab_template", template_name)  # a sub-tab with its own page
                     context |= result
                 except clickhouse.ClickHouseError as exc:
-                    context |= {
-                        "clickhouse_error": exc,
-                        "trouble": CLICKHOUSE_TROUBLE[exc.kind],
-                        "hint": CLICKHOUSE_HINTS[exc.kind],
-                    }
-                    status = 504 if exc.kind == clickhouse.TIMEOUT else 503
+                    context["trouble"] = errors.trouble(exc, request.user)
+                    status = context["trouble"].status
             if request.htmx and request.htmx.target == "panel" and _has_panel(template):
                 # The panel, plus the tab bar out of band so the active tab follows.
                 response = render(request, template_name + "#panel", context, status=status)

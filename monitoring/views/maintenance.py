@@ -10,7 +10,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from monitoring import access, clickhouse, maintenance, schema
+from monitoring import access, clickhouse, errors, maintenance, schema
 
 
 def _partitions() -> dict:
@@ -61,4 +61,4 @@ def maintenance_view(request):
     except (ValueError, AttributeError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     except clickhouse.ClickHouseError as exc:
-        return JsonResponse({"error": str(exc), "kind": exc.kind}, status=503)
+        return errors.json_response(exc, request.user)

@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
-from monitoring import access, clickhouse
+from monitoring import access, clickhouse, errors
 from monitoring import replay as runs
-from monitoring.views.dashboard import CLICKHOUSE_HINTS, CLICKHOUSE_TROUBLE, dashboard_tab
+from monitoring.views.dashboard import dashboard_tab
 
 SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
 
@@ -128,6 +128,6 @@ def rerun(request, project_id):
         context["error"] = str(exc)
         status = 400
     except clickhouse.ClickHouseError as exc:
-        context["error"] = f"{CLICKHOUSE_TROUBLE[exc.kind]}: {exc}. {CLICKHOUSE_HINTS[exc.kind]}"
+        context["error"] = errors.trouble(exc, request.user).text
         status = 503
     return render(request, "monitoring/replay/_rerun_result.html", context, status=status)

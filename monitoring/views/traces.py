@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
-from monitoring import access, clickhouse, display, messages
+from monitoring import access, clickhouse, display, errors, messages
 from monitoring import traces as tq
 from monitoring.forms import FilterForm
 from monitoring.views import runs as runs_views
@@ -200,8 +200,8 @@ def export(request, project_id, fmt):
     try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
         first = next(rows, None)
     except clickhouse.ClickHouseError as exc:
-        status = 504 if exc.kind == clickhouse.TIMEOUT else 503
-        return HttpResponse(f"ClickHouse {exc.kind}: {exc}", status=status, content_type="text/plain")
+        t = errors.trouble(exc, request.user)
+        return HttpResponse(t.text, status=t.status, content_type="text/plain")
     rows = chain([first], rows) if first is not None else iter(())
     chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
     response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
@@ -434,8 +434,8 @@ def trace_spans(request, project_id, trace_id):
     except tq.BadQuery as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
     except clickhouse.ClickHouseError as exc:
-        status = 504 if exc.kind == clickhouse.TIMEOUT else 503
-        return HttpResponse(f"ClickHouse {exc.kind}: {exc}", status=status, content_type="text/plain")
+        t = errors.trouble(exc, request.user)
+        return HttpResponse(t.text, status=t.status, content_type="text/plain")
 
 
 # --- read API -----------------------------------------------------------------------------------
