@@ -128,6 +128,6 @@ def rerun(request, project_id):
         context["error"] = str(exc)
         status = 400
     except clickhouse.ClickHouseError as exc:
-        context["error"] = errors.trouble(exc, request.user).text
-        status = 503
+        trouble = errors.trouble(exc, request.user)
+        context["error"], status = trouble.text, trouble.status
     return render(request, "monitoring/replay/_rerun_result.html", context, status=status)
