@@ -6,6 +6,7 @@ Keys are stored as SHA-256 digests: the plain key is shown once, when it is made
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
@@ -23,11 +24,19 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _price_table_version() -> str:
-    """The installed genai-prices release (its price table changes with it)."""
+@functools.cache
+def _genai_prices_release() -> str:
     from importlib.metadata import version
 
     return version("genai-prices")
+
+
+def _price_table_version() -> str:
+    """The installed genai-prices release (its price table changes with it) and the version of our
+    own pricing rules (monitoring/pricing.py RULES_VERSION): either changing re-prices every call."""
+    from monitoring.pricing import RULES_VERSION
+
+    return f"{_genai_prices_release()}/rules-{RULES_VERSION}"
 
 
 class Project(models.Model):

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from genai_prices import Usage, calc_price
+from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.types import TieredPrices
 
 # Token kinds the settler prices; each is a column of otel_calls (see facts.CALL_COST).
@@ -46,6 +46,11 @@ PROVIDER_IDS = {
     "amazon-bedrock": "aws",
     "amazon": "aws",
 }
+
+
+# Bumped whenever the rules below price some call differently (resettle re-prices every project):
+# 2 = a provider-less model that only explicit providers list takes their agreed price.
+RULES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,31 @@ def _tier_starts(model: str, provider: str | None) -> tuple[int, ...]:
     return tuple(sorted(starts))
 
 
+def _rates_of(ref: str, provider_id: str | None) -> Rates:
+    """Raises LookupError when genai-prices does not know the model (under that provider)."""
+    starts = _tier_starts(ref, provider_id)
+    base = _SAMPLE if not starts or starts[0] >= _SAMPLE else max(1, starts[0])
+    tiers = [_rates_at(ref, provider_id, base)] + [_rates_at(ref, provider_id, s + 1) for s in starts]
+    return Rates((0, *starts), tuple(tiers), "genai-prices")
+
+
+def _sole_price(model: str) -> Rates | None:
+    """The rates of a model named without its provider that genai-prices only finds under explicit
+    providers (its provider-less lookup matches a provider by model-name patterns, which miss e.g.
+    OpenAI's embedding models): the price every provider listing it agrees on, else None (the
+    providers disagree: unpriced rather than a guess)."""
+    providers = sorted({p.id for p in data_snapshot.get_snapshot().providers for m in p.models if m.is_match(model)})
+    found: list[Rates] = []
+    for provider_id in providers:
+        try:
+            rates = _rates_of(model, provider_id)
+        except LookupError:
+            continue
+        if rates not in found:
+            found.append(rates)
+    return found[0] if len(found) == 1 else None
+
+
 @functools.lru_cache(maxsize=4096)
 def public_rates(model: str, provider: str = "") -> Rates | None:
     """Rates of `model` (as the span names it) from genai-prices, or None when it does not know it."""
@@ -132,12 +162,11 @@ def public_rates(model: str, provider: str = "") -> Rates | None:
         return None
     for ref, provider_id in _candidates(model, provider):
         try:
-            starts = _tier_starts(ref, provider_id)
-            base = _SAMPLE if not starts or starts[0] >= _SAMPLE else max(1, starts[0])
-            tiers = [_rates_at(ref, provider_id, base)] + [_rates_at(ref, provider_id, s + 1) for s in starts]
+            return _rates_of(ref, provider_id)
         except LookupError:
             continue
-        return Rates((0, *starts), tuple(tiers), "genai-prices")
+    if not provider:
+        return _sole_price(model.partition("/")[2] or model)
     return None
 
 

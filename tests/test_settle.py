@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from otlp import S, post, post_recorded, recorded, request
 
-from monitoring import clickhouse, demo, ingest, resettle, schema, settle
+from monitoring import clickhouse, demo, ingest, pricing, resettle, schema, settle
 from monitoring.models import ModelPrice
 from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -282,3 +282,30 @@ def test_new_agent_step_names_make_and_unmake_runs(client, project, ingest_key):
     project.save()
     resettle.resettle_changed()
     assert overview_q.overview(window(project, 24 * 30, agent_names=())).agent_calls == 0
+
+
+def test_a_model_named_without_its_provider_takes_the_price_its_providers_agree_on(
+    client, project, ingest_key, monkeypatch
+):
+    """OpenInference names an embedding model without its provider; genai-prices' provider-less lookup
+    misses OpenAI's embedding models, which OpenAI and Azure list at one price: that price. A rules
+    change re-prices what was settled before it."""
+    embed = {
+        "openinference.span.kind": "EMBEDDING",
+        "embedding.model_name": "text-embedding-3-small",
+        "llm.token_count.prompt": 1_000_000,
+        "llm.token_count.total": 1_000_000,
+    }
+    send(client, ingest_key, S("CreateEmbeddings", service="rag", at=AT, attributes=embed))
+    monkeypatch.setattr(pricing, "_sole_price", lambda model: None)  # as before the rule
+    pricing.public_rates.cache_clear()
+    settle.settle_once()
+    before = overview_q.overview(window(project, 1))
+    assert (before.llm_calls, before.unpriced_calls, before.total_cost_usd) == (1, 1, 0)
+    monkeypatch.undo()
+    pricing.public_rates.cache_clear()
+    monkeypatch.setattr(pricing, "RULES_VERSION", pricing.RULES_VERSION + 1)
+    assert str(project.id) in resettle.resettle_changed()
+    after = overview_q.overview(window(project, 1))
+    assert (after.unpriced_calls, after.total_cost_usd) == (0, pytest.approx(0.02))  # $0.02 per million
+    assert pricing.public_rates("gpt-4o-unknown-variant-xyz") is None

@@ -53,9 +53,13 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     )
     if not int(mark.get("n") or 0):
         return None
-    from monitoring.models import Project
+    from monitoring.models import Project, _price_table_version
 
-    rules = Project.objects.filter(pk=flt.project_id).values_list("facts_version", flat=True).first()
+    # A scope holds the project's prices: a price or rules change must not reuse it.
+    rules = (
+        Project.objects.filter(pk=flt.project_id).values_list("facts_version", flat=True).first(),
+        _price_table_version(),
+    )
     cache_key = (flt.project_id, after, flt.agent_names, rules, int(mark["n"]), int(mark["newest"]))
     with _lock:
         if cache_key in _cache:
