@@ -32,11 +32,14 @@ def _genai_prices_release() -> str:
 
 
 def _price_table_version() -> str:
-    """The installed genai-prices release (its price table changes with it) and the version of our
-    own pricing rules (monitoring/pricing.py RULES_VERSION): either changing re-prices every call."""
-    from monitoring.pricing import RULES_VERSION
+    """What settled facts depend on besides a project's own settings: the installed genai-prices
+    release (its price table) and the versions of our pricing and counting rules
+    (monitoring/pricing.py, monitoring/queries/facts.py RULES_VERSION). Any change re-settles every
+    project (monitoring/resettle.py)."""
+    from monitoring import pricing
+    from monitoring.queries import facts
 
-    return f"{_genai_prices_release()}/rules-{RULES_VERSION}"
+    return f"{_genai_prices_release()}/p{pricing.RULES_VERSION}/f{facts.RULES_VERSION}"
 
 
 class Project(models.Model):

@@ -309,3 +309,36 @@ def test_a_model_named_without_its_provider_takes_the_price_its_providers_agree_
     after = overview_q.overview(window(project, 1))
     assert (after.unpriced_calls, after.total_cost_usd) == (0, pytest.approx(0.02))  # $0.02 per million
     assert pricing.public_rates("gpt-4o-unknown-variant-xyz") is None
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["live", "settled"])
+def test_calls_take_their_runs_end_user_and_session(client, project, ingest_key, settled):
+    """The end user and session sit on the run's root span only (as Langfuse's SDK and LiteLLM's
+    request metadata put them); the run's calls are that user's and session's, cost included. A
+    call naming its own keeps it."""
+    root = S(
+        "invoke_agent planner",
+        service="agent-planner",
+        at=AT,
+        ms=3000,
+        attributes={"gen_ai.operation.name": "invoke_agent", "user.id": "u-42", "session.id": "s-7"},
+    )
+    usage = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}  # fmt: skip
+    first = root.child("chat gpt-4o-mini", at=AT + dt.timedelta(milliseconds=100), ms=500, attributes=usage)
+    second = root.child(
+        "chat gpt-4o-mini",
+        at=AT + dt.timedelta(milliseconds=900),
+        ms=500,
+        attributes={**usage, "user.id": "u-other"},
+    )
+    send(client, ingest_key, root, first, second)
+    if settled:
+        settle.settle_once()
+    flt = window(project, 1)
+    by_user = {g.key: g for g in sessions.users(flt)}
+    assert (by_user["u-42"].calls, by_user["u-42"].runs) == (1, 1)
+    assert (by_user["u-other"].calls, by_user["u-other"].runs) == (1, 0)
+    assert by_user["u-42"].cost_usd == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
+    (session,) = sessions.sessions(flt)
+    assert (session.key, session.calls, session.runs) == ("s-7", 2, 1)

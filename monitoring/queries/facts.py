@@ -41,6 +41,10 @@ from monitoring import schema, semconv
 from monitoring.pricing import KINDS, PriceBook
 from monitoring.queries.sql import Sql
 
+# Bumped whenever the rules below decide some fact differently (every project is re-settled):
+# 2 = a call without its own end user or session takes its run's.
+RULES_VERSION = 2
+
 ANCESTORS = 16  # ParentSpanId levels climbed to find what wraps a call and a step's nearest step
 HAS_END = f"(Duration < {semconv.NO_END_DURATION_NS})"
 # Allowance for clocks of the agent's host and the gateway's host disagreeing (cross-trace match).
@@ -311,10 +315,25 @@ def invocations(spans_source: str | Sql, flags_source: str | Sql) -> Sql:
     """One row per model invocation of the scope, with `schema.CALL_COLUMNS` (Cost and Priced filled).
 
     Reads the `spans` and `flags` stages; the scope's prices and matches are bound by the caller
-    (`materialize`).
+    (`materialize`). A call whose own span names no end user or session takes its run's (SDKs such
+    as Langfuse's and LiteLLM's metadata put them on the trace's root span only), so per-user and
+    per-session numbers hold every call of their runs.
     """
     spans_src = Sql("(", spans_source, ")") if isinstance(spans_source, Sql) else spans_source
     flags_src = Sql("(", flags_source, ")") if isinstance(flags_source, Sql) else flags_source
+    own = [f"c.{name}" for name in schema.CALL_COLUMNS if name not in ("EndUser", "SessionId")]
+    return Sql(
+        f"SELECT {', '.join(own)}, if(c.EndUser != '', c.EndUser, r.user) AS EndUser,",
+        " if(c.SessionId != '', c.SessionId, r.session) AS SessionId FROM (",
+        _own_invocations(spans_src, flags_src),
+        ") AS c LEFT JOIN (SELECT TraceId AS trace, anyIf(EndUser, EndUser != '') AS user,",
+        " anyIf(SessionId, SessionId != '') AS session FROM ",
+        spans_src,
+        " GROUP BY TraceId) AS r ON r.trace = c.RunTraceId",
+    )
+
+
+def _own_invocations(spans_src: str | Sql, flags_src: str | Sql) -> Sql:
     return Sql(
         "SELECT ProjectId, Timestamp, TraceId, SpanId,",
         " if(g_i = 0, TraceId, {m_runs:Array(String)}[g_i]) AS RunTraceId,",
