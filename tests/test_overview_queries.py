@@ -10,6 +10,7 @@ from otlp import S, post, request
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
 from monitoring.queries import overview as queries
+from monitoring.queries.overview import Overview
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +279,22 @@ def test_a_service_filter_keeps_the_agents_own_calls_and_a_model_filter_keeps_it
     by_model = queries.overview(SpanFilter(str(project.id), HOUR, models=("gpt-4o",)))
     assert (by_model.llm_calls, by_model.agent_calls) == (1, 1)
     assert by_model.total_cost_usd == pytest.approx(0.25)
+
+
+def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key):
+    """overview_and_previous reads the window and the previous one in the same statements: the same
+    numbers as two separate overviews (the previous one's latency percentiles are not asked for)."""
+    earlier = NOW - dt.timedelta(hours=1, minutes=30)
+    send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100))
+    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.01, ms=300, error=True))
+    for spans in (litellm_request_spans(cost=0.004, ms=500), litellm_request_spans(cost=0.001, ms=50)):
+        for s in spans:
+            s.at = earlier
+        send(client, ingest_key, spans)
+    flt = SpanFilter(str(project.id), HOUR)
+    previous = flt.with_window(HOUR.previous())
+    now, before = queries.overview_and_previous(flt, previous)
+    assert now == queries.overview(flt)
+    alone = queries.overview(previous)
+    assert (before.llm_calls, before.total_cost_usd) == (2, pytest.approx(0.005))
+    assert before == Overview(**{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0})

@@ -82,30 +82,46 @@ _CALL_TOTALS = (
 )
 
 
-def _calls_by_model(flt: SpanFilter) -> list[dict]:
-    source = sources.calls(flt, _CALL_TOTALS)
+def _windows(flts: list[SpanFilter], source) -> Sql:
+    """The rows of `source(flt, p)` for each filter, tagged with the filter's index `w`."""
+    return Sql.join(
+        " UNION ALL ", [Sql(f"SELECT {i} AS w, * FROM (", source(flt, f"w{i}_"), ")") for i, flt in enumerate(flts)]
+    )
+
+
+def _calls_by_model(flts: list[SpanFilter]) -> list[list[dict]]:
+    """Per filter: a row per model and a total row (is_total = 1)."""
     rows = run(
         Sql(
-            "SELECT Model AS model, GROUPING(Model) AS is_total, sumIf(Calls, IsError = 1) AS t_Errors,",
+            "SELECT w, Model AS model, GROUPING(Model) AS is_total, sumIf(Calls, IsError = 1) AS t_Errors,",
             f" {sources.totals(_CALL_TOTALS)}",
             " FROM (",
-            source,
-            ") GROUP BY GROUPING SETS ((Model), ()) SETTINGS group_by_use_nulls = 0",
+            _windows(flts, lambda flt, p: sources.calls(flt, _CALL_TOTALS, p=p)),
+            ") GROUP BY GROUPING SETS ((w, Model), (w)) SETTINGS group_by_use_nulls = 0",
         ),
         tag="overview.calls",
     )
-    return [
-        {"model": r["model"], "is_total": r["is_total"]} | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
-        for r in rows
-    ]
+    found: list[list[dict]] = [[] for _ in flts]
+    for r in rows:
+        found[int(r["w"])].append(
+            {"model": r["model"], "is_total": r["is_total"]} | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
+        )
+    return found
 
 
-def _runs(flt: SpanFilter) -> dict:
+def _runs(flts: list[SpanFilter]) -> list[dict]:
     rows = run(
-        Sql("SELECT sum(Runs) AS runs, sum(Failed) AS failed FROM (", sources.runs(flt, ("Runs", "Failed")), ")"),
+        Sql(
+            "SELECT w, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+            _windows(flts, lambda flt, p: sources.runs(flt, ("Runs", "Failed"), p=p)),
+            ") GROUP BY w",
+        ),
         tag="overview.runs",
     )
-    return rows[0] if rows else {}
+    found: list[dict] = [{} for _ in flts]
+    for r in rows:
+        found[int(r["w"])] = r
+    return found
 
 
 def _round(value, digits: int = 10) -> float:
@@ -113,8 +129,19 @@ def _round(value, digits: int = 10) -> float:
 
 
 def overview(flt: SpanFilter) -> Overview:
-    rows = _calls_by_model(flt)
-    runs = _runs(flt)
+    """The window's Overview (three statements: calls by model, runs, latency). Raises ClickHouseError."""
+    return _overview(_calls_by_model([flt])[0], _runs([flt])[0], latency_q.percentiles_by(flt, tag="overview.latency"))
+
+
+def overview_and_previous(flt: SpanFilter, previous: SpanFilter) -> tuple[Overview, Overview]:
+    """The window's Overview and `previous`'s in three statements, both windows in each (the card
+    changes need only the previous window's totals: its latency percentiles are left at 0)."""
+    calls, runs = _calls_by_model([flt, previous]), _runs([flt, previous])
+    latencies = latency_q.percentiles_by(flt, tag="overview.latency")
+    return _overview(calls[0], runs[0], latencies), _overview(calls[1], runs[1], {})
+
+
+def _overview(rows: list[dict], runs: dict, latencies: dict) -> Overview:
     total = next((r for r in rows if int(r["is_total"])), {})
     models, unpriced = [], []
     for row in rows:
@@ -130,7 +157,7 @@ def overview(flt: SpanFilter) -> Overview:
     agent_calls = int(runs.get("runs") or 0)
     agent_errors = int(runs.get("failed") or 0)
     timed = int(total.get("Timed") or 0)
-    p50, p95, p99 = latency_q.percentiles_by(flt, tag="overview.latency").get("", (0.0, 0.0, 0.0))
+    p50, p95, p99 = latencies.get("", (0.0, 0.0, 0.0))
     attempts = calls + agent_calls
     cost = _round(total.get("Cost"))
     reported = _round(total.get("ReportedCost"))

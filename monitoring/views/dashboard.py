@@ -143,8 +143,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    current = overview_q.overview(flt)
-    previous = overview_q.overview(flt.with_window(flt.window.previous()))
+    current, previous = overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous()))
     series = analytics.timeseries(flt) if current.sample else None  # the cards' trend lines
     return {
         "overview": current,
