@@ -37,7 +37,7 @@ def test_it_reports_the_engine_the_table_and_fresh_spans(client, alice, project,
     html = r.content.decode()
     assert r.status_code == 200, html
     assert "version 26." in html and "embedded (chdb)" in html
-    assert "1 spans in your projects" in html
+    assert "1 span in your projects" in html
     assert "all present" in html
     assert 'data-check="settler"' in html and "last pass" in html
 
@@ -108,3 +108,16 @@ def test_the_settlers_container_health_check(own_database, monkeypatch):
     monkeypatch.setattr(settle, "STALE_AFTER_SECONDS", -1)
     with pytest.raises(CommandError, match="the last pass was recorded"):
         call_command("settle", "--healthcheck")
+
+
+def test_it_speaks_korean_in_seoul_time(client, alice, project, ingest_key):
+    from monitoring.models import UserPreference
+
+    assert post(client, ingest_key, request(S("fresh"))).status_code == 200
+    settle.settle_once()
+    UserPreference.objects.update_or_create(user=alice, defaults={"time_zone": "Asia/Seoul", "language": "ko"})
+    client.force_login(alice)
+    html = client.get("/admin/monitoring/health", headers={"Accept-Language": "ko"}).content.decode()
+    assert "점검 항목" in html and "내 프로젝트의 스팬 1개" in html and "정산기" in html
+    assert " KST)" in html  # the newest span's time, in the viewer's zone
+    assert 'data-check="settler"' in html  # stable keys whatever the language
