@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 
 def client_ip(request) -> str:
@@ -57,7 +60,7 @@ def too_many_requests(request, exception=None) -> HttpResponse:
         )
     else:
         response = HttpResponse(
-            "Too many requests: this action is rate limited (re-runs spend money). Try again in a minute.",
+            _("Too many requests: this action is rate limited (re-runs spend money). Try again in a minute."),
             status=429,
             content_type="text/plain; charset=utf-8",
         )
@@ -66,14 +69,18 @@ def too_many_requests(request, exception=None) -> HttpResponse:
 
 
 def login_locked_out(request, credentials, *args, **kwargs) -> HttpResponse:
-    """AXES_LOCKOUT_CALLABLE: a clear answer instead of a bare 403."""
+    """AXES_LOCKOUT_CALLABLE: the login page again with a clear message (429), not a bare 403."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    response = HttpResponse(
+    message = _(
         "Too many failed logins for this account or from this address: logins are blocked for "
-        f"{minutes} minutes. An administrator can lift the block at once "
-        "(`python manage.py axes_reset_username <user>` or `axes_reset_ip <address>`).",
+        "%(minutes)s minutes. An administrator can lift the block at once "
+        "(`python manage.py axes_reset_username <user>` or `axes_reset_ip <address>`)."
+    ) % {"minutes": minutes}
+    response = render(
+        request,
+        "registration/login.html",
+        {"form": AuthenticationForm(request), "locked_out": message, "next": request.POST.get("next", "")},
         status=429,
-        content_type="text/plain; charset=utf-8",
     )
     response["Retry-After"] = str(minutes * 60)
     return response

@@ -25,6 +25,7 @@ def test_it_locks_a_user_out_after_five_wrong_passwords_with_a_clear_message(cli
     locked = _login(client, "alice", "alice-pass-123")  # even the right password, for now
     assert locked.status_code == 429
     assert "Too many failed logins" in locked.content.decode()
+    assert 'name="password"' in locked.content.decode()  # the login page itself, with the message
     assert int(locked["Retry-After"]) > 0
     # from another address too: the limit is per user name as well as per address
     assert _login(client, "alice", "alice-pass-123", ip="10.0.0.99").status_code == 429
@@ -93,3 +94,12 @@ def test_metrics_are_served_to_loopback_only_and_count_spans(client, project, in
     )
     ok = client.get("/metrics", REMOTE_ADDR="203.0.113.5", headers={"Authorization": "Bearer s3cret-scrape-token"})
     assert ok.status_code == 200
+
+
+def test_the_lockout_message_is_in_the_viewers_language(client, alice):
+    for _ in range(5):
+        _login(client, "alice", "wrong")
+    locked = client.post(
+        LOGIN, {"username": "alice", "password": "wrong"}, REMOTE_ADDR="10.9.8.7", headers={"Accept-Language": "ko"}
+    )
+    assert locked.status_code == 429 and "로그인이 차단됩니다" in locked.content.decode()
