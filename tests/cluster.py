@@ -54,9 +54,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _config(ports: list[int], shard: int) -> str:
-    shards = "".join(
-        f"<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>" for p in ports
-    )
+    shards = "".join(f"<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>" for p in ports)
     return (
         f"    <remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>\n"
         f"    <macros><shard>{shard:02d}</shard><replica>node{shard}</replica></macros>\n"

@@ -66,9 +66,7 @@ KEEPALIVE_SQL = (
 # --------------------------------------------------------------------------
 # server side (runs inside the subprocess)
 # --------------------------------------------------------------------------
-def serve(
-    path: str, port: int, host: str = "127.0.0.1", parent_pid: int | None = None, extra_config: str = ""
-) -> int:
+def serve(path: str, port: int, host: str = "127.0.0.1", parent_pid: int | None = None, extra_config: str = "") -> int:
     """Serve ``path`` on ``host:port`` until signalled; returns an exit code.
 
     With ``parent_pid`` the server also exits once that process is gone
