@@ -19,7 +19,10 @@ from monitoring.queries.filter import SpanFilter, from_nanos, iso, to_nanos
 from monitoring.queries.spans import TRACE_ID, BadQuery
 from monitoring.queries.sql import Sql, run
 
-SORTS = {"time": "Start", "duration": "DurationNs", "cost": "Cost"}
+SORTS = {"time": "start_ns", "duration": "DurationNs", "cost": "Cost"}
+# The keyset's bound per sort: exact integers for ns (a Float64 compared with the DateTime64 Start was
+# read as seconds, so paging by time returned the first page again and again).
+_BOUND = {"time": "{r_ns:Int64}", "duration": "{r_ns:Int64}", "cost": "{r_value:Float64}"}
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
 
@@ -159,7 +162,7 @@ def list_runs(flt: SpanFilter, rq: RunQuery = RunQuery()) -> RunPage:
     where = _conditions(flt, rq)
     keyset = ""
     if rq.cursor:
-        keyset = f"({order}, TraceId) < ({{r_value:Float64}}, {{r_trace:String}})"
+        keyset = f"({order}, TraceId) < ({_BOUND[rq.sort]}, {{r_trace:String}})"
     params = {
         "project": flt.project_id,
         "r_start": to_nanos(flt.window.start),
@@ -167,6 +170,7 @@ def list_runs(flt: SpanFilter, rq: RunQuery = RunQuery()) -> RunPage:
         "r_session": rq.session,
         "r_user": rq.user,
         "r_value": float(rq.cursor.value) if rq.cursor else 0.0,
+        "r_ns": int(rq.cursor.value) if rq.cursor and rq.sort != "cost" else 0,
         "r_trace": rq.cursor.trace_id if rq.cursor else "",
         "limit": want,
         "services": list(flt.services),
@@ -192,15 +196,14 @@ def list_runs(flt: SpanFilter, rq: RunQuery = RunQuery()) -> RunPage:
         f" ORDER BY {order} DESC, TraceId DESC LIMIT {{limit:UInt32}}",
         **params,
     )
-    rows = [_row(r) for r in run(statement, tag=f"runs.list.{rq.sort}")]
-    items = rows[: rq.limit]
+    found = run(statement, tag=f"runs.list.{rq.sort}")
+    items = [_row(r) for r in found[: rq.limit]]
     next_cursor = None
-    if len(rows) > rq.limit:
-        last = items[-1]
-        value = {"time": last.start_ns, "duration": round((last.duration_ms or 0) * 1e6), "cost": last.cost_usd}[
-            rq.sort
-        ]
-        next_cursor = RunCursor(value, last.trace_id).encode()
+    if len(found) > rq.limit:
+        # The last row's exact sort value: a rounded one (ms, 1e-10 USD) skipped or repeated rows at the edge.
+        last = found[rq.limit - 1]
+        value = {"time": int(last["start_ns"]), "duration": int(last["DurationNs"]), "cost": float(last["Cost"])}
+        next_cursor = RunCursor(value[rq.sort], last["TraceId"]).encode()
     return RunPage(items, next_cursor)
 
 
@@ -263,7 +266,8 @@ def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:
             " uniqExactIf(SpanId, IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)}) AS agent_steps",
             f" FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}} AND ",
             "Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
-            f" AND TraceId IN (SELECT TraceId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
+            # GLOBAL: the newest traces of all shards (on a cluster a plain IN picked each shard's own newest).
+            f" AND TraceId GLOBAL IN (SELECT TraceId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
             " AND Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
             " AND (IsLLMCall = 1 OR IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)})",
             " GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {limit:UInt32})",
