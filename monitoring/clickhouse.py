@@ -256,6 +256,10 @@ class _Server:
                     # On a cluster our IN/JOIN subqueries read Distributed tables sharded by TraceId:
                     # each shard may answer them locally (the default, "deny", refuses them).
                     "distributed_product_mode": "local",
+                    # An INSERT into a Distributed table returns once every shard has its rows: the
+                    # receiver's 200 means stored, and the settler's next read sees what it wrote
+                    # (queued in the background, half the spans were missing; tests/test_cluster.py).
+                    "distributed_foreground_insert": 1,
                     "compile_expressions": 0,  # see _Embedded._conn
                 },
                 client_name="agent-portal-monitoring",

@@ -51,7 +51,7 @@ KEEPALIVE_MARKER = "native_server_keepalive"
 CONFIG_TEMPLATE = """<clickhouse>
     <listen_host>{host}</listen_host>
     <tcp_port>{port}</tcp_port>
-</clickhouse>
+{extra}</clickhouse>
 """
 
 # Roughly 30 years of one-second sleeps; one row per block keeps each
@@ -66,18 +66,19 @@ KEEPALIVE_SQL = (
 # --------------------------------------------------------------------------
 # server side (runs inside the subprocess)
 # --------------------------------------------------------------------------
-def serve(path: str, port: int, host: str = "127.0.0.1", parent_pid: int | None = None) -> int:
+def serve(path: str, port: int, host: str = "127.0.0.1", parent_pid: int | None = None, extra_config: str = "") -> int:
     """Serve ``path`` on ``host:port`` until signalled; returns an exit code.
 
     With ``parent_pid`` the server also exits once that process is gone
-    (so a crashed test run does not leave servers behind).
+    (so a crashed test run does not leave servers behind). ``extra_config``:
+    more elements of ``<clickhouse>`` (a cluster's ``remote_servers``, ``macros``).
     """
     path = os.path.abspath(path)
     os.makedirs(path, exist_ok=True)
     # The config must be the cwd's config.xml; keep it out of the data dir.
     conf_dir = tempfile.mkdtemp(prefix="chdb-native-conf-")
     with open(os.path.join(conf_dir, "config.xml"), "w") as fh:
-        fh.write(CONFIG_TEMPLATE.format(host=host, port=int(port)))
+        fh.write(CONFIG_TEMPLATE.format(host=host, port=int(port), extra=extra_config))
 
     outcome: dict = {}
     done = threading.Event()
@@ -136,8 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", required=True, type=int, help="native TCP port")
     ap.add_argument("--host", default="127.0.0.1", help="listen host")
     ap.add_argument("--parent-pid", type=int, default=None, help="exit when this parent process goes away")
+    ap.add_argument("--extra-config", default=None, help="a file of more <clickhouse> elements for config.xml")
     args = ap.parse_args(argv)
-    return serve(args.path, args.port, args.host, args.parent_pid)
+    extra = ""
+    if args.extra_config:
+        with open(args.extra_config) as fh:
+            extra = fh.read()
+    return serve(args.path, args.port, args.host, args.parent_pid, extra)
 
 
 # --------------------------------------------------------------------------
@@ -158,13 +164,18 @@ def _read_log(log) -> str:
         return ""
 
 
-def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.Popen, int]:
-    """Start a native-protocol server on a free port serving ``data_dir``.
+def start_native_server(
+    data_dir: str, timeout: float = 30, port: int | None = None, extra_config: str = ""
+) -> tuple[subprocess.Popen, int]:
+    """Start a native-protocol server serving ``data_dir`` on ``port`` (default: a free one).
 
     Returns ``(process, port)`` once ``clickhouse_driver.Client('127.0.0.1',
     port=port).execute('SELECT 1')`` succeeds.  Raises ``RuntimeError`` (with
     the subprocess's stderr) when it cannot start within ``timeout`` seconds.
     ``data_dir`` must not be used by any other chdb process/session.
+    ``extra_config``: more elements of the server's ``<clickhouse>`` config
+    (see :func:`serve`); a cluster's nodes name each other's ports there, so
+    they are chosen first and passed as ``port``.
     """
     from clickhouse_driver import Client
     from clickhouse_driver.errors import Error as DriverError
@@ -175,9 +186,15 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
     last_reason = "not started"
     output = ""
     attempts = 0
-    while attempts < 3 and time.monotonic() < deadline:
+    fixed_port = port
+    extra_file = None
+    if extra_config:
+        fd, extra_file = tempfile.mkstemp(prefix="chdb-native-extra-", suffix=".xml")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(extra_config)
+    while attempts < (1 if fixed_port else 3) and time.monotonic() < deadline:
         attempts += 1
-        port = _free_port()
+        port = fixed_port or _free_port()
         log = tempfile.TemporaryFile(prefix="chdb-native-server-", suffix=".log")
         proc = subprocess.Popen(
             [
@@ -189,6 +206,7 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
                 str(port),
                 "--parent-pid",
                 str(os.getpid()),
+                *(["--extra-config", extra_file] if extra_file else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -213,6 +231,8 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
             client = Client("127.0.0.1", port=port, connect_timeout=1, send_receive_timeout=5)
             try:
                 if client.execute("SELECT 1") == [(1,)]:
+                    if extra_file:  # read by the server before it started listening
+                        os.unlink(extra_file)
                     return proc, port
             except (DriverError, OSError, EOFError) as exc:
                 last_reason = f"{type(exc).__name__}: {exc}"
@@ -226,6 +246,8 @@ def start_native_server(data_dir: str, timeout: float = 30) -> tuple[subprocess.
         # A port race (someone grabbed the port) is worth another try.
         if "Address already in use" not in output and "NETWORK_ERROR" not in output:
             break
+    if extra_file:
+        os.unlink(extra_file)
     raise RuntimeError(
         f"chdb native server for {data_dir!r} did not start: {last_reason}\n--- server output ---\n{output}"
     )

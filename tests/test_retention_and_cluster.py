@@ -1,4 +1,4 @@
-"""Retention by TTL (on the real engine) and the cluster DDL (as text: no cluster in a test)."""
+"""Retention by TTL (on the real engine) and the cluster DDL as text (tests/test_cluster.py runs it on a real cluster)."""
 
 from io import StringIO
 

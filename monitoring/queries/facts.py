@@ -458,7 +458,9 @@ def match_candidates(project_id: str, lo_ns: int, hi_ns: int) -> Sql:
         " FROM clients AS c INNER JOIN gateways AS g ON c.ResponseId = g.ResponseId",
         " WHERE c.ResponseId != '' AND c.TraceId != g.TraceId",
         " UNION ALL",
-        " SELECT c.TraceId AS ct, c.SpanId AS cs, g.TraceId AS gt, g.SpanId AS gs, abs(g.st - c.st) + 1 AS d,",
+        # abs() of an Int64 is a UInt64: the union with toInt64(0) above would be Variant(Int64, UInt64),
+        # which clickhouse-driver cannot read (server mode failed every pass; tests/test_cluster.py).
+        " SELECT c.TraceId AS ct, c.SpanId AS cs, g.TraceId AS gt, g.SpanId AS gs, toInt64(abs(g.st - c.st) + 1) AS d,",
         " c.ServiceName AS svc",
         " FROM (SELECT *, arrayJoin(range(intDiv(st - {skew:Int64}, {bucket:Int64}),",
         " intDiv(en + {skew:Int64}, {bucket:Int64}) + 1)) AS b FROM clients WHERE RequestModel != '') AS c",

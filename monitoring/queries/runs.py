@@ -22,7 +22,8 @@ from monitoring.queries.spans import TRACE_ID, BadQuery
 from monitoring.queries.sql import Sql, run
 
 # sort -> (column of the row, its cursor parameter's type)
-SORTS = {"time": ("start_ns", "Int64"), "duration": ("DurationNs", "Int64"), "cost": ("Cost", "Float64")}
+# (cost sorts by the value shown, USD to 10 decimals, so a cursor made from a row is exact.)
+SORTS = {"time": ("start_ns", "Int64"), "duration": ("DurationNs", "Int64"), "cost": ("round(Cost, 10)", "Float64")}
 FIRST_STEP_NS = 3600 * 10**9
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
@@ -286,7 +287,8 @@ def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:
             " uniqExactIf(SpanId, IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)}) AS agent_steps",
             f" FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}} AND ",
             "Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
-            f" AND TraceId IN (SELECT TraceId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
+            # GLOBAL: the newest traces of all shards (on a cluster a plain IN picked each shard's own newest).
+            f" AND TraceId GLOBAL IN (SELECT TraceId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
             " AND Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
             " AND (IsLLMCall = 1 OR IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)})",
             " GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {limit:UInt32})",
