@@ -159,7 +159,7 @@ def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
     """Stacked bars: USD per bucket, one colour per model."""
     if not any(series.total("cost_usd")):
         return None
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     for model, values in _folded(series, "cost_usd"):
         if not any(values):
             continue
@@ -180,7 +180,7 @@ def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
     """Input (top) and output (bottom) tokens per bucket, stacked by model; one legend entry per model."""
     if not any(series.total("input_tokens")) and not any(series.total("output_tokens")):
         return None
-    fig = go.Figure()  # two rows on one time axis, laid out by hand: make_subplots is slow
+    fig = go.Figure(_validate=False)  # two rows on one time axis, laid out by hand: make_subplots is slow
     mode = "lines+markers" if len(series.times) <= 3 else "lines"  # one point makes no line
     inputs, outputs = _folded(series, "input_tokens"), _folded(series, "output_tokens")
     for (model, ins), (_model, outs) in zip(inputs, outputs, strict=False):
@@ -227,7 +227,7 @@ def calls_and_errors(series: Timeseries) -> dict | None:
     if not any(calls):
         return None
     x = _x(series)
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     ok, failed, rate_name = _("ok"), _("failed"), _("error rate")
     fig.add_bar(
         x=x,
@@ -278,7 +278,7 @@ def input_cache(series: Timeseries) -> dict | None:
         return None
     inputs = series.total("input_tokens")
     x = _x(series)
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     parts = [
         (
             _("uncached input"),
@@ -304,7 +304,7 @@ def agent_runs(series: Timeseries) -> dict | None:
     if not any(series.runs):
         return None
     x = _x(series)
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     ok, failed = _("ok"), _("failed")
     fig.add_bar(
         x=x,
@@ -417,7 +417,7 @@ def agent_flow(flow: FlowGraph) -> dict | None:
     def name(key):
         return _esc(by_key[key].label if key in by_key else key)
 
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     fig.add_trace(
         go.Sankey(
             arrangement="snap",
@@ -509,7 +509,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
     ]
     bar_colours = [(OTHER if s.folded else (colours or {}).get(s.name, ACCENT)) for s in shares]
     # Two panels side by side on one category axis, laid out by hand (make_subplots is slow).
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     fig.add_bar(
         y=labels,
         x=[round(s.cost_usd, 6) for s in shares],
@@ -591,7 +591,7 @@ def latency_histogram(latency: Latency) -> dict | None:
         return None
     x = [b.label for b in latency.bins]
     ok, failed = _("ok"), _("failed")
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     fig.add_bar(
         x=x,
         y=[b.calls - b.errors for b in latency.bins],
