@@ -11,6 +11,7 @@ per request, in the viewer's language.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 from typing import TYPE_CHECKING
@@ -71,8 +72,17 @@ _TEMPLATE = go.layout.Template(
 
 
 def _figure(fig: go.Figure, height: int) -> dict:
-    fig.update_layout(template=_TEMPLATE, height=height, autosize=True)
-    return json.loads(fig.to_json())
+    """The figure as plotly.js takes it ({"data", "layout"}), with the house template and `height` px."""
+    data = json.loads(fig.to_json())
+    data["layout"] |= {"template": _template_json(), "height": height, "autosize": True}
+    return data
+
+
+@functools.cache
+def _template_json() -> dict:
+    """The template as plotly.js reads it, made once (merging it into each figure cost more than
+    drawing the figure)."""
+    return json.loads(go.Figure(layout={"template": _TEMPLATE}).to_json())["layout"]["template"]
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
