@@ -298,3 +298,18 @@ def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key
     alone = queries.overview(previous)
     assert (before.llm_calls, before.total_cost_usd) == (2, pytest.approx(0.005))
     assert before == Overview(**{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0})
+
+
+def test_the_overviews_services_are_the_leader_board(client, project, ingest_key):
+    """The Overview reads calls and runs per service in its own statements: "Top services by
+    errors" is those rows, the same as asking for the board alone."""
+    send(client, ingest_key, litellm_request_spans(error=True))
+    send(client, ingest_key, litellm_request_spans(cost=0.001))
+    agent = S("invoke_agent planner", service="agent-planner", at=AT, error=True,
+              attributes={"gen_ai.operation.name": "invoke_agent"})  # fmt: skip
+    send(client, ingest_key, [agent], scope="tests")
+    flt = SpanFilter(str(project.id), HOUR)
+    board = queries.top_services(queries.overview(flt))
+    alone = queries.top_services_by_errors(flt)
+    assert [(s.name, s.calls, s.errors) for s in board] == [(s.name, s.calls, s.errors) for s in alone]
+    assert {s.name for s in board} == {"litellm-proxy", "agent-planner"}

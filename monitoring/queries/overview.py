@@ -55,6 +55,7 @@ class Overview:
     unpriced_calls: int = 0  # calls with tokens but no reported cost and no known price
     unpriced_models: list[str] = field(default_factory=list)
     calls_without_end: int = 0  # exported before they ended: counted, not in latency
+    services: list[Leader] = field(default_factory=list)  # calls + runs per service, most failures first
 
     @property
     def sample(self) -> int:
@@ -63,6 +64,7 @@ class Overview:
     def as_dict(self) -> dict:
         data = asdict(self)
         data["models"] = [asdict(m) for m in self.models]
+        data["services"] = [asdict(s) for s in self.services]
         return data
 
 
@@ -90,37 +92,46 @@ def _windows(flts: list[SpanFilter], source) -> Sql:
 
 
 def _calls_by_model(flts: list[SpanFilter]) -> list[list[dict]]:
-    """Per filter: a row per model and a total row (is_total = 1)."""
+    """Per filter: a row per model (`service` ''), a row per service (`model` '', `by_service` 1)
+    and a total row (`is_total` 1)."""
     rows = run(
         Sql(
-            "SELECT w, Model AS model, GROUPING(Model) AS is_total, sumIf(Calls, IsError = 1) AS t_Errors,",
-            f" {sources.totals(_CALL_TOTALS)}",
+            "SELECT w, Model AS model, ServiceName AS service, GROUPING(Model, ServiceName) = 3 AS is_total,",
+            " GROUPING(Model) = 1 AND GROUPING(ServiceName) = 0 AS by_service,",
+            f" sumIf(Calls, IsError = 1) AS t_Errors, {sources.totals(_CALL_TOTALS)}",
             " FROM (",
             _windows(flts, lambda flt, p: sources.calls(flt, _CALL_TOTALS, p=p)),
-            ") GROUP BY GROUPING SETS ((w, Model), (w)) SETTINGS group_by_use_nulls = 0",
+            ") GROUP BY GROUPING SETS ((w, Model), (w, ServiceName), (w)) SETTINGS group_by_use_nulls = 0",
         ),
         tag="overview.calls",
     )
     found: list[list[dict]] = [[] for _ in flts]
     for r in rows:
         found[int(r["w"])].append(
-            {"model": r["model"], "is_total": r["is_total"]} | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
+            {"model": r["model"], "service": r["service"], "is_total": r["is_total"], "by_service": r["by_service"]}
+            | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
         )
     return found
 
 
 def _runs(flts: list[SpanFilter]) -> list[dict]:
+    """Per filter: {"runs", "failed", "services": {service: (runs, failed)}}."""
     rows = run(
         Sql(
-            "SELECT w, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+            "SELECT w, ServiceName AS service, GROUPING(ServiceName) AS is_total,",
+            " sum(Runs) AS runs, sum(Failed) AS failed FROM (",
             _windows(flts, lambda flt, p: sources.runs(flt, ("Runs", "Failed"), p=p)),
-            ") GROUP BY w",
+            ") GROUP BY GROUPING SETS ((w), (w, ServiceName)) SETTINGS group_by_use_nulls = 0",
         ),
         tag="overview.runs",
     )
-    found: list[dict] = [{} for _ in flts]
+    found: list[dict] = [{"services": {}} for _ in flts]
     for r in rows:
-        found[int(r["w"])] = r
+        into = found[int(r["w"])]
+        if int(r["is_total"]):
+            into |= {"runs": r["runs"], "failed": r["failed"]}
+        elif int(r["runs"]):
+            into["services"][r["service"]] = (int(r["runs"]), int(r["failed"]))
     return found
 
 
@@ -144,8 +155,16 @@ def overview_and_previous(flt: SpanFilter, previous: SpanFilter) -> tuple[Overvi
 def _overview(rows: list[dict], runs: dict, latencies: dict) -> Overview:
     total = next((r for r in rows if int(r["is_total"])), {})
     models, unpriced = [], []
+    services: dict[str, Leader] = {}
+    for service, (n, failed) in runs.get("services", {}).items():
+        services[service] = Leader(service or "(no service)", n, failed)
     for row in rows:
-        if int(row["is_total"]) or not int(row["Calls"]):
+        if int(row["by_service"]) and int(row["Calls"]):
+            leader = services.setdefault(row["service"], Leader(row["service"] or "(no service)"))
+            leader.calls += int(row["Calls"])
+            leader.errors += int(row["Errors"])
+            leader.cost_usd = _round(leader.cost_usd + float(row["Cost"]))
+        if int(row["is_total"]) or int(row["by_service"]) or not int(row["Calls"]):
             continue
         if row["model"]:
             models.append(Leader(row["model"], int(row["Calls"]), int(row["Errors"]), _round(row["Cost"])))
@@ -184,6 +203,7 @@ def _overview(rows: list[dict], runs: dict, latencies: dict) -> Overview:
         unpriced_calls=int(total.get("Unpriced") or 0),
         unpriced_models=sorted(unpriced),
         calls_without_end=calls - timed,
+        services=sorted(services.values(), key=lambda s: (-s.errors, s.name)),
     )
 
 
@@ -198,6 +218,12 @@ def change(current: float, previous: float, previous_sample: int | None = None) 
 
 
 # --- leader boards --------------------------------------------------------------------------------
+
+
+def top_services(overview: Overview, limit: int = 5) -> list[Leader]:
+    """Services with failures, by failed LLM calls plus failed agent runs (a run belongs to its
+    root's service), from an Overview already asked (no statement)."""
+    return [s for s in overview.services if s.errors][:limit]
 
 
 def top_services_by_errors(flt: SpanFilter, limit: int = 5) -> list[Leader]:

@@ -149,5 +149,5 @@ def overview(request, flt, membership):
         "overview": current,
         "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
         "top_models": current.models[:5],
-        "top_services": overview_q.top_services_by_errors(flt),
+        "top_services": overview_q.top_services(current),
     }
