@@ -258,6 +258,8 @@ BACKGROUND_JOBS = env_choice("BACKGROUND_JOBS", "auto", ("auto", "on", "off"))
 # While the settler's last pass is younger than this, pages read settled facts only (they lag the
 # newest span by a pass); older, or 0, and they also compute the spans not settled yet.
 SETTLE_FRESH_SECONDS = env_float("SETTLE_FRESH_SECONDS", 10.0)
+# Independent statements of one page asked at once (monitoring/queries/parallel.py); 1 = one by one.
+QUERY_THREADS = env_int("QUERY_THREADS", 2, minimum=1, maximum=16)
 # Where the portal is reached, for links in notifications (Slack, webhook, email).
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:3009").rstrip("/")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitoring.queries import sources
+from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter
 from monitoring.queries.sql import Sql, run
 
@@ -65,7 +65,8 @@ def _shares(flt: SpanFilter, dim: str) -> list[Share]:
 
 def breakdowns(flt: SpanFilter, top: int = 10) -> dict[str, list[Share]]:
     """{"model"|"service"|"user": shares by cost, then calls}; beyond `top` names one "other" row."""
-    return {dim: _top(_shares(flt, dim), top) for dim in DIMENSIONS}
+    found = parallel.gather(flt, *(lambda dim=dim: _shares(flt, dim) for dim in DIMENSIONS))
+    return {dim: _top(shares, top) for dim, shares in zip(DIMENSIONS, found, strict=True)}
 
 
 def _top(shares: list[Share], top: int) -> list[Share]:

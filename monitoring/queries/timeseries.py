@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from monitoring.queries import sources
+from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter, iso
 from monitoring.queries.sql import Sql, run
 
@@ -149,24 +149,23 @@ def timeseries(flt: SpanFilter) -> Timeseries:
     times = bucket_starts(flt, bucket)
     index = {int(t.timestamp()): i for i, t in enumerate(times)}
     n = len(times)
-    call_rows = run(
-        Sql(
-            f"SELECT {_bucket_sql(bucket)} AS t, Model AS model, sumIf(Calls, IsError = 1) AS t_Errors,",
-            f" {sources.totals(_CALL_MEASURES)} FROM (",
-            sources.calls(flt, _CALL_MEASURES),
-            ") GROUP BY t, model",
-            tz=flt.tz,
-        ),
-        tag="analytics.timeseries",
+    calls = Sql(
+        f"SELECT {_bucket_sql(bucket)} AS t, Model AS model, sumIf(Calls, IsError = 1) AS t_Errors,",
+        f" {sources.totals(_CALL_MEASURES)} FROM (",
+        sources.calls(flt, _CALL_MEASURES),
+        ") GROUP BY t, model",
+        tz=flt.tz,
     )
-    run_rows = run(
-        Sql(
-            f"SELECT {_bucket_sql(bucket)} AS t, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
-            sources.runs(flt, ("Runs", "Failed")),
-            ") GROUP BY t",
-            tz=flt.tz,
-        ),
-        tag="analytics.timeseries_runs",
+    runs_by_bucket = Sql(
+        f"SELECT {_bucket_sql(bucket)} AS t, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+        sources.runs(flt, ("Runs", "Failed")),
+        ") GROUP BY t",
+        tz=flt.tz,
+    )
+    call_rows, run_rows = parallel.gather(
+        flt,
+        lambda: run(calls, tag="analytics.timeseries"),
+        lambda: run(runs_by_bucket, tag="analytics.timeseries_runs"),
     )
     values: dict[str, dict[str, list]] = {m: {} for m in METRICS}
     extra: dict[str, list] = {m: [0.0 if m.endswith("usd") else 0] * n for m in EXTRA_METRICS}

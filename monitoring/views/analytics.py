@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 
 from monitoring import analytics as questions
 from monitoring import charts, display
+from monitoring.queries import parallel
 from monitoring.views.api import api_view, filter_or_400, iso
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
@@ -114,8 +115,7 @@ def analytics_part(request, flt, membership, part: str):
             ]
         }
     if part == "breakdowns":
-        shares = questions.breakdowns(flt)
-        latency = questions.latency(flt)
+        shares, latency = parallel.gather(flt, lambda: questions.breakdowns(flt), lambda: questions.latency(flt))
         colours = charts.model_colours([s.name for s in shares["model"]])
         none = _("No LLM calls in this window.")
         both = _("cost and calls")

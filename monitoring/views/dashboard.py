@@ -25,6 +25,7 @@ from monitoring import access, analytics, clickhouse, errors, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
+from monitoring.queries import parallel
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
@@ -143,8 +144,13 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    current, previous = overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous()))
-    series = analytics.timeseries(flt) if current.sample else None  # the cards' trend lines
+    # The cards' trend lines are asked beside the numbers (and dropped when the window is empty).
+    (current, previous), series = parallel.gather(
+        flt,
+        lambda: overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous())),
+        lambda: analytics.timeseries(flt),
+    )
+    series = series if current.sample else None
     return {
         "overview": current,
         "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
