@@ -187,9 +187,68 @@ def _live_parts(
     ]
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """Where one kind of row lives: its rollup (None: raw rows only), its settled table and time
+    column, the live facts' table of that kind, and how rollup rows spell each measure."""
+
+    rollup: str | None
+    table: str
+    time: str
+    live: str
+    rollup_measures: dict[str, str] | None = None  # measure -> expression over a rollup row
+
+
+def _source(
+    flt: SpanFilter,
+    shape: _Shape,
+    dims: tuple[str, ...],
+    row_measures: dict[str, str],
+    p: str,
+    rollup_where: list[str],
+    raw_where: list[str],
+    force_raw: bool,
+) -> Sql:
+    """Rollup slices for the window's whole slices, settled rows for the rest, and the live part."""
+    slice_seconds = schema.ROLLUP_SLICE_SECONDS[shape.rollup] if shape.rollup else 1
+    split = Split.of(flt, slice_seconds, force_raw=force_raw or shape.rollup is None)
+    parts: list[Sql] = []
+    if shape.rollup and split.s0 < split.s1:
+        spelled = shape.rollup_measures or {m: m for m in row_measures}
+        parts.append(
+            Sql(
+                f"SELECT Slice AS Time, {', '.join(dims)}, ",
+                ", ".join(f"{spelled[m]} AS {m}" if spelled[m] != m else m for m in row_measures),
+                f" FROM {schema.table(shape.rollup)} WHERE ProjectId = {{project:String}} AND ",
+                _time_range("Slice", f"{p}s0", f"{p}s1"),
+                " AND ",
+                Sql.all(rollup_where),
+            )
+        )
+    where = Sql.all(raw_where)
+    parts.append(
+        Sql(
+            _weighted(row_measures, dims, shape.time, "Sign"),
+            f"{schema.table(shape.table)} WHERE ProjectId = {{project:String}} AND {_raw_ranges(shape.time, split, p)}",
+            ") WHERE ",
+            where,
+        )
+    )
+    parts += _live_parts(flt, shape.live, shape.table, row_measures, dims, shape.time, p, where)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
+
+
 # --- invocations ----------------------------------------------------------------------------------
 
 CALL_DIMS = ("ServiceName", "Model", "Provider", "IsError", "IsEmbedding", "IsReplay")
+_CALLS = _Shape(schema.CALLS_15M, schema.CALLS, "Timestamp", "calls")
+_USER_CALLS = _Shape(schema.USERS_1H, schema.CALLS, "Timestamp", "calls")
+_LATENCY = _Shape(schema.LATENCY_1H, schema.CALLS, "Timestamp", "calls")
+_RUNS = _Shape(
+    schema.RUNS_15M, schema.RUNS, "Start", "runs",
+    {"Runs": "Runs", "Failed": "Runs * IsError", "LLMCalls": "LLMCalls", "Cost": "Cost"},
+)  # fmt: skip
+_EDGES = _Shape(schema.EDGES_15M, schema.EDGES, "Start", "edges")
 
 
 def calls(
@@ -205,66 +264,38 @@ def calls(
     `p` prefixes the window's parameter names: two sources in one statement over different windows
     need different prefixes. `extra_dims` (columns of otel_calls such as SessionId, TraceId,
     RunTraceId) are carried too; rollups do not hold them, so those rows are read raw."""
-    rollup = schema.USERS_1H if by_user else schema.CALLS_15M
     dims = CALL_DIMS
     if by_user:
         dims = ("ServiceName", "Model", "IsError", "IsReplay", "EndUser")
         measures = tuple(m for m in measures if m in USER_MEASURES)
-    dims = (*dims, *extra_dims)
-    row_measures = {m: CALL_MEASURES[m] for m in measures}
-    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[rollup], force_raw=bool(extra_dims))
-    where = Sql.all(call_conditions(flt, p))
-    parts: list[Sql] = []
-    if split.s0 < split.s1:
-        parts.append(
-            Sql(
-                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(measures)} FROM {schema.table(rollup)}",
-                " WHERE ProjectId = {project:String} AND ",
-                _time_range("Slice", f"{p}s0", f"{p}s1"),
-                " AND ",
-                where,
-            )
-        )
-    parts.append(
-        Sql(
-            _weighted(row_measures, dims, "Timestamp", "Sign"),
-            f"{schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Timestamp', split, p)}",
-            ") WHERE ",
-            where,
-        )
+    where = call_conditions(flt, p)
+    return _source(
+        flt,
+        _USER_CALLS if by_user else _CALLS,
+        (*dims, *extra_dims),
+        {m: CALL_MEASURES[m] for m in measures},
+        p,
+        rollup_where=where,
+        raw_where=where,
+        force_raw=bool(extra_dims),
     )
-    parts += _live_parts(flt, "calls", schema.CALLS, row_measures, dims, "Timestamp", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -> Sql:
     """Timed invocations of the filter as histogram rows: Time, ServiceName, Model, Provider, IsError,
     IsEmbedding, IsReplay, Bucket (fine log bucket), Bin (Analytics bin), Calls, DurationSum (ns).
     `extra_dims` as for calls() (read raw)."""
-    dims = (*CALL_DIMS, *extra_dims)
-    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.LATENCY_1H], force_raw=bool(extra_dims))
-    where = Sql.all([*call_conditions(flt, p), "HasEnd = 1"])
-    parts: list[Sql] = []
-    if split.s0 < split.s1:
-        parts.append(
-            Sql(
-                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(LATENCY_MEASURES)}",
-                f" FROM {schema.table(schema.LATENCY_1H)} WHERE ProjectId = {{project:String}} AND ",
-                _time_range("Slice", f"{p}s0", f"{p}s1"),
-                " AND ",
-                Sql.all(call_conditions(flt, p)),
-            )
-        )
-    parts.append(
-        Sql(
-            _weighted(LATENCY_MEASURES, dims, "Timestamp", "Sign"),
-            f"{schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Timestamp', split, p)}",
-            ") WHERE ",
-            where,
-        )
+    where = call_conditions(flt, p)
+    return _source(
+        flt,
+        _LATENCY,
+        (*CALL_DIMS, *extra_dims),
+        LATENCY_MEASURES,
+        p,
+        rollup_where=where,
+        raw_where=[*where, "HasEnd = 1"],
+        force_raw=bool(extra_dims),
     )
-    parts += _live_parts(flt, "calls", schema.CALLS, LATENCY_MEASURES, dims, "Timestamp", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 # --- agent runs -----------------------------------------------------------------------------------
@@ -275,35 +306,17 @@ def runs(
 ) -> Sql:
     """Agent-run rows of the filter: Time (the run's start), ServiceName, IsError, IsReplay, `measures`
     (and `extra_dims`, columns of otel_runs such as SessionId or EndUser, read raw)."""
-    dims = ("ServiceName", "IsError", "IsReplay", *extra_dims)
-    row_measures = {m: RUN_MEASURES[m] for m in measures}
-    # "runs holding a matching span": rollups cannot tell; nor do they hold extra dimensions.
-    raw_only = bool(flt.services or flt.models or extra_dims)
-    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.RUNS_15M], force_raw=raw_only)
-    parts: list[Sql] = []
-    rollup_measures = {"Runs": "Runs", "Failed": "Runs * IsError", "LLMCalls": "LLMCalls", "Cost": "Cost"}
-    if split.s0 < split.s1:
-        parts.append(
-            Sql(
-                f"SELECT Slice AS Time, {', '.join(dims)}, ",
-                ", ".join(f"{rollup_measures[m]} AS {m}" for m in measures),
-                f" FROM {schema.table(schema.RUNS_15M)} WHERE ProjectId = {{project:String}} AND ",
-                _time_range("Slice", f"{p}s0", f"{p}s1"),
-                " AND ",
-                Sql.all(run_conditions(flt, raw=False, p=p)),
-            )
-        )
-    where = Sql.all(run_conditions(flt, raw=True, p=p))
-    parts.append(
-        Sql(
-            _weighted(row_measures, dims, "Start", "Sign"),
-            f"{schema.table(schema.RUNS)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Start', split, p)}",
-            ") WHERE ",
-            where,
-        )
+    return _source(
+        flt,
+        _RUNS,
+        ("ServiceName", "IsError", "IsReplay", *extra_dims),
+        {m: RUN_MEASURES[m] for m in measures},
+        p,
+        rollup_where=run_conditions(flt, raw=False, p=p),
+        raw_where=run_conditions(flt, raw=True, p=p),
+        # "runs holding a matching span": rollups cannot tell; nor do they hold extra dimensions.
+        force_raw=bool(flt.services or flt.models or extra_dims),
     )
-    parts += _live_parts(flt, "runs", schema.RUNS, row_measures, dims, "Start", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 # --- flow edges -----------------------------------------------------------------------------------
@@ -311,28 +324,13 @@ def runs(
 
 def edges(flt: SpanFilter, p: str = "we_") -> Sql:
     """Flow-edge rows of the filter's runs: Time (run start), Parent, Child, Calls, Errors, Duration."""
-    dims = ("Parent", "Child")
-    raw_only = bool(flt.services or flt.models)
-    split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.EDGES_15M], force_raw=raw_only)
-    parts: list[Sql] = []
-    if split.s0 < split.s1:
-        parts.append(
-            Sql(
-                f"SELECT Slice AS Time, {', '.join(dims)}, {', '.join(EDGE_MEASURES)}",
-                f" FROM {schema.table(schema.EDGES_15M)} WHERE ProjectId = {{project:String}} AND ",
-                _time_range("Slice", f"{p}s0", f"{p}s1"),
-                " AND ",
-                Sql.all(edge_conditions(flt, raw=False, p=p)),
-            )
-        )
-    where = Sql.all(edge_conditions(flt, raw=True, p=p))
-    parts.append(
-        Sql(
-            _weighted(EDGE_MEASURES, dims, "Start", "Sign"),
-            f"{schema.table(schema.EDGES)} WHERE ProjectId = {{project:String}} AND {_raw_ranges('Start', split, p)}",
-            ") WHERE ",
-            where,
-        )
+    return _source(
+        flt,
+        _EDGES,
+        ("Parent", "Child"),
+        EDGE_MEASURES,
+        p,
+        rollup_where=edge_conditions(flt, raw=False, p=p),
+        raw_where=edge_conditions(flt, raw=True, p=p),
+        force_raw=bool(flt.services or flt.models),
     )
-    parts += _live_parts(flt, "edges", schema.EDGES, EDGE_MEASURES, dims, "Start", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
