@@ -38,7 +38,8 @@ STATE_NAME = "facts"
 JOB_NAME, EVERY_SECONDS = "settle", 1
 STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
 STALE_AFTER_SECONDS = 60  # no pass recorded for this long: the settler is not running (Health, --healthcheck)
-_state_written = 0.0
+# When this process last recorded a pass, per state table (a process may serve more than one database).
+_state_written: dict[str, float] = {}
 OVERLAP_NS = 2_000_000_000
 CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
 
@@ -284,16 +285,16 @@ def settle_once(now_ns: int | None = None) -> Report:
             report.runs_written += runs_
             report.edges_written += edges
         report.traces += int(row["traces"])
-    global _state_written
     # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
-    if report.traces or time.monotonic() - _state_written >= STATE_EVERY_SECONDS:
+    state_table = schema.table(schema.SETTLE_STATE)
+    if report.traces or time.monotonic() - _state_written.get(state_table, -1e9) >= STATE_EVERY_SECONDS:
         clickhouse.insert(
-            schema.table(schema.SETTLE_STATE),
+            state_table,
             ("Name", "Through"),
             [{"Name": STATE_NAME, "Through": dt.datetime.fromtimestamp(until / 1e9, dt.UTC)}],
             tag="settle.state",
         )
-        _state_written = time.monotonic()
+        _state_written[state_table] = time.monotonic()
         forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
