@@ -1,4 +1,4 @@
-"""Rows -> Plotly figures (no SQL, no HTTP). Each function takes what `monitoring.analytics` returns
+"""Rows -> Plotly figures (no SQL, no HTTP). Each function takes what `monitoring.queries` returns
 and gives a JSON-ready figure dict for `Plotly.newPlot`, or None when there is nothing to draw, so
 the template shows an empty state instead of a blank chart.
 
@@ -24,7 +24,10 @@ from plotly.colors import sample_colorscale, unlabel_rgb
 from monitoring import display
 
 if TYPE_CHECKING:  # the shapes it draws; charts never run a query
-    from monitoring.analytics import FlowGraph, Latency, Share, Timeseries
+    from monitoring.queries.breakdowns import Share
+    from monitoring.queries.flow import FlowGraph
+    from monitoring.queries.latency import Latency
+    from monitoring.queries.timeseries import Timeseries
 
 INK, MUTED, GRID, LINE = "#1d2330", "#6b7280", "#eef0f3", "#d5d9e0"
 ACCENT, ERROR, OTHER, NO_MODEL = "#3b5bdb", "#e03131", "#adb5bd", "#868e96"

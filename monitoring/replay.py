@@ -24,9 +24,11 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, errors, gateway, ingest, pricing, schema, semconv, traces
+from monitoring import clickhouse, errors, gateway, ingest, pricing, schema, semconv
 from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
 from monitoring.queries import runs as runs_q
+from monitoring.queries import spans as spans_q
+from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import SpanFilter
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
@@ -40,7 +42,7 @@ REPLAY_SERVICE = "apm-replay"
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
 
 
-def _role(span: traces.FullSpan, agent_names: tuple[str, ...]) -> str:
+def _role(span: trace_q.FullSpan, agent_names: tuple[str, ...]) -> str:
     a = span.attributes
     if span.is_llm_call:
         return LLM
@@ -58,7 +60,7 @@ def _role(span: traces.FullSpan, agent_names: tuple[str, ...]) -> str:
 @dataclass
 class Step:
     index: int  # 1-based, as in the URL
-    span: traces.FullSpan
+    span: trace_q.FullSpan
     role: str
     path: list[str]
     cost_usd: float
@@ -67,7 +69,7 @@ class Step:
     output: list[Message] = field(default_factory=list)
     params: RequestParams | None = None
     # False for an LLM span that is not counted as a call of its own: an agent's span whose request
-    # went through the LiteLLM gateway, whose span is the counted one (traces.invocations).
+    # went through the LiteLLM gateway, whose span is the counted one (trace_q.invocations).
     counted: bool = True
 
     @property
@@ -102,12 +104,12 @@ class Step:
 @dataclass
 class Run:
     """A trace as steps. Its numbers (duration, LLM calls, tokens, cost, errors) are the trace page's:
-    `summary` is traces.summarize of the same trace, so one invocation is counted once everywhere."""
+    `summary` is trace_q.summarize of the same trace, so one invocation is counted once everywhere."""
 
     trace_id: str
     steps: list[Step]
     hidden: int  # spans left out because they are plumbing (auth, router, HTTP...)
-    summary: traces.TraceSummary
+    summary: trace_q.TraceSummary
 
     @property
     def duration_ms(self) -> float:
@@ -122,7 +124,7 @@ class Run:
         return self.summary.errors
 
 
-def _depths(spans: list[traces.FullSpan]) -> dict[str, int]:
+def _depths(spans: list[trace_q.FullSpan]) -> dict[str, int]:
     """Each span's depth in its tree (0 for a root, also for one whose parent was not received)."""
     parents = {s.span_id: s.parent_span_id for s in spans}
     depths: dict[str, int] = {}
@@ -142,14 +144,14 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     """The trace as steps in start order (a parent before a child that starts at the same instant);
     None when the project has no such trace."""
     trace_id = trace_id.strip().lower()
-    if not traces.TRACE_ID.fullmatch(trace_id):
+    if not spans_q.TRACE_ID.fullmatch(trace_id):
         return None
-    ref = traces.locate(str(project.id), trace_id)
-    spans = traces.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
+    ref = trace_q.locate(str(project.id), trace_id)
+    spans = trace_q.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
     if not spans:
         return None
-    tree = traces.tree_spans(ref, agent_names=project.agent_names)
-    summary = traces.summarize(ref, tree, traces.invocations(ref, project.agent_names))
+    tree = trace_q.tree_spans(ref, agent_names=project.agent_names)
+    summary = trace_q.summarize(ref, tree, trace_q.invocations(ref, project.agent_names))
     counted = {s.span_id for s in spans if s.invocation}
     depth = _depths(spans)
     spans.sort(key=lambda s: (s.ts, depth[s.span_id], s.span_id))
@@ -187,9 +189,9 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
 def load_step(project, trace_id: str, span_id: str) -> Step | None:
     """One span of a trace as a step (what a re-run needs), without reading the whole trace."""
     trace_id = trace_id.strip().lower()
-    if not traces.TRACE_ID.fullmatch(trace_id) or not re.fullmatch(r"[0-9a-f]{16}", span_id or ""):
+    if not spans_q.TRACE_ID.fullmatch(trace_id) or not re.fullmatch(r"[0-9a-f]{16}", span_id or ""):
         return None
-    span = traces.full_span(traces.locate(str(project.id), trace_id), span_id, project.agent_names)
+    span = trace_q.full_span(trace_q.locate(str(project.id), trace_id), span_id, project.agent_names)
     if span is None:
         return None
     cost, source = span.cost_usd, span.cost_source
@@ -347,7 +349,7 @@ def _record(
     project_id: str,
     trace_id: bytes,
     span_id: bytes,
-    original: traces.FullSpan,
+    original: trace_q.FullSpan,
     payload: dict,
     started_ns: int,
     ended_ns: int,

@@ -21,10 +21,11 @@ from conftest import require
 from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
-from monitoring import clickhouse, demo, replay, settle, traces
+from monitoring import clickhouse, demo, replay, settle
 from monitoring.monitors import metrics
 from monitoring.queries import facets, flow, latency, live, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
+from monitoring.queries import trace as trace_q
 from monitoring.queries.breakdowns import breakdowns
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.queries.spans import Cursor, ListQuery, list_spans
@@ -305,13 +306,15 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
     # The sample's traces: each trace page's parts and Replay's run.
     trace_ids = sorted(sample)
     for trace_id in trace_ids:
-        ref = traces.locate(pid, trace_id)
+        ref = trace_q.locate(pid, trace_id)
         ask(f"trace/{trace_id}/ref", lambda ref=ref: ref)
-        ask(f"trace/{trace_id}/tree", lambda ref=ref: traces.tree_spans(ref, agent_names=project.agent_names))
-        ask(f"trace/{trace_id}/roots", lambda ref=ref: traces.children(ref, "", agent_names=project.agent_names))
+        ask(f"trace/{trace_id}/tree", lambda ref=ref: trace_q.tree_spans(ref, agent_names=project.agent_names))
+        ask(f"trace/{trace_id}/roots", lambda ref=ref: trace_q.children(ref, "", agent_names=project.agent_names))
         ask(
             f"trace/{trace_id}/invocations",
-            lambda ref=ref: sorted(traces.invocations(ref, project.agent_names), key=lambda i: (i.trace_id, i.span_id)),
+            lambda ref=ref: sorted(
+                trace_q.invocations(ref, project.agent_names), key=lambda i: (i.trace_id, i.span_id)
+            ),
         )
         ask(f"trace/{trace_id}/replay", lambda t=trace_id: replay.load_run(project, t))
     every_trace = sorted({r["trace_id"] for page in found.get("days/traces/all", []) for r in page})

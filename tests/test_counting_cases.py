@@ -10,8 +10,9 @@ import datetime as dt
 import pytest
 from otlp import post_recorded, recorded
 
-from monitoring import settle, traces
+from monitoring import settle
 from monitoring.queries import overview as overview_q
+from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.spans import ListQuery, list_spans
 
@@ -87,8 +88,8 @@ def test_case_02_the_ai_sdk_model_call_counts_once_with_reasoning_inside_output(
     assert set(every) == {"c02a000000000001", "c02a000000000002"}
     assert every["c02a000000000002"].cost_usd == pytest.approx(0.0473475)
     assert every["c02a000000000001"].cost_usd == 0  # the outer ai.generateText is not a second call
-    ref = traces.locate(str(project.id), "c02a0000000000000000000000000001")
-    summary = traces.summarize(ref, traces.tree_spans(ref), traces.invocations(ref))
+    ref = trace_q.locate(str(project.id), "c02a0000000000000000000000000001")
+    summary = trace_q.summarize(ref, trace_q.tree_spans(ref), trace_q.invocations(ref))
     assert (summary.llm_calls, summary.cost_usd) == (1, pytest.approx(0.0473475))
 
 

@@ -12,8 +12,9 @@ import pytest
 from genai_prices import Usage, calc_price
 from otlp import post_recorded, recorded
 
-from monitoring import messages, settle, traces
+from monitoring import messages, settle
 from monitoring.queries import overview as overview_q
+from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.spans import ListQuery, list_spans
 
@@ -97,7 +98,7 @@ def test_the_chat_of_every_sdk_is_read_from_attributes_or_events(
         for s in ss["spans"]
         if s["name"] == span_name
     )
-    spans = [s for s in traces.full_spans(traces.locate(str(project.id), trace_id)) if s.name == span_name]
+    spans = [s for s in trace_q.full_spans(trace_q.locate(str(project.id), trace_id)) if s.name == span_name]
     assert len(spans) == 2
     chats = []
     for span in spans:
@@ -125,7 +126,7 @@ def test_an_embedding_shows_its_input_text_not_a_chat(client, project, ingest_ke
         if s["name"] == "ai.embedMany.doEmbed"
     )
     (span,) = [
-        s for s in traces.full_spans(traces.locate(str(project.id), trace_id)) if s.name == "ai.embedMany.doEmbed"
+        s for s in trace_q.full_spans(trace_q.locate(str(project.id), trace_id)) if s.name == "ai.embedMany.doEmbed"
     ]
     assert messages.embedding_inputs(span.attributes) == ["rainy, 14°C", "sunny, 25°C"]
     assert messages.request_messages(span.attributes) == []

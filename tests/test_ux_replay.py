@@ -7,7 +7,7 @@ import pytest
 from otlp import S, post, request
 
 from monitoring import replay
-from monitoring import traces as tq
+from monitoring.queries import trace as trace_q
 
 pytestmark = pytest.mark.django_db
 
@@ -74,8 +74,8 @@ def test_a_parent_comes_before_its_same_instant_child(client, project, ingest_ke
 def test_the_header_counts_like_the_trace_page(client, project, ingest_key):
     trace = proxied_run(client, ingest_key)
     run = replay.load_run(project, trace)
-    ref = tq.locate(str(project.id), trace)
-    page = tq.summarize(ref, tq.tree_spans(ref), tq.invocations(ref))
+    ref = trace_q.locate(str(project.id), trace)
+    page = trace_q.summarize(ref, trace_q.tree_spans(ref), trace_q.invocations(ref))
     assert (run.summary.llm_calls, run.summary.cost_usd) == (page.llm_calls, page.cost_usd) == (1, 0.25)
     assert [s.counted for s in run.steps] == [True, False, True]  # the caller is counted at the gateway
 

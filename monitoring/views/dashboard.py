@@ -21,10 +21,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, analytics, clickhouse, errors, kpis, preferences
+from monitoring import access, clickhouse, errors, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
+from monitoring.queries import timeseries as timeseries_q
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
@@ -144,7 +145,7 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 @dashboard_tab("overview")
 def overview(request, flt, membership):
     current, previous = overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous()))
-    series = analytics.timeseries(flt) if current.sample else None  # the cards' trend lines
+    series = timeseries_q.timeseries(flt) if current.sample else None  # the cards' trend lines
     return {
         "overview": current,
         "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
