@@ -62,6 +62,10 @@ INSTALLED_APPS = [
     "monitoring",
     "monitoring.monitors",
 ]
+# The demo app (demo/: `manage.py demo_setup` and `demo_traces`) only where asked for: bin/demo sets
+# PORTAL_DEMO=1, the test settings add it; production leaves it out.
+if env_bool("PORTAL_DEMO", False):
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",

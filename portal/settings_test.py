@@ -13,4 +13,7 @@ from portal.settings import *  # noqa: F403
 
 # Tests settle when they mean to: every question also computes what is not settled yet.
 SETTLE_FRESH_SECONDS = 0.0
+# The demo app: its generator feeds many tests, its commands have their own.
+if "demo" not in INSTALLED_APPS:  # noqa: F405
+    INSTALLED_APPS = [*INSTALLED_APPS, "demo"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -21,7 +21,8 @@ from conftest import require
 from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
-from monitoring import clickhouse, demo, replay, settle
+from demo import traffic
+from monitoring import clickhouse, replay, settle
 from monitoring.monitors import metrics
 from monitoring.queries import facets, flow, latency, live, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -171,7 +172,9 @@ class Traffic:
 
 def _traffic() -> Traffic:
     anchor = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
-    requests = [r.SerializeToString() for r, _ in demo.generate_requests(days=2, runs_per_day=15, seed=14, now=anchor)]
+    requests = [
+        r.SerializeToString() for r, _ in traffic.generate_requests(days=2, runs_per_day=15, seed=14, now=anchor)
+    ]
     early: list = [("protobuf", body) for body in requests[:-2]]
     for i, name in enumerate(CASES):
         doc = recorded(f"cases/{name}", newest_end=anchor - dt.timedelta(seconds=30 * i + 5))

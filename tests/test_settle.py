@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from otlp import S, post, post_recorded, recorded, request
 
-from monitoring import clickhouse, demo, ingest, pricing, resettle, schema, settle
+from demo import traffic
+from monitoring import clickhouse, ingest, pricing, resettle, schema, settle
 from monitoring.models import ModelPrice
 from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -59,7 +60,7 @@ def answers(project) -> dict:
 
 
 def demo_traffic(project, days=3, runs_per_day=25):
-    for req, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
+    for req, _ in traffic.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
         rows, _ = ingest.rows_from_request(req, str(project.id))
         clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
 
