@@ -9,8 +9,9 @@ Pure module: no Django, no database. The HTTP view does the I/O and calls, in or
 
 and on IngestError(e): ``status_body(content_type, e.status, e.message)`` as the body of e.status.
 
-Rows follow OTEL.md §1/§2 (``COLUMNS`` is the INSERT order) with the exporter's own formatting
-(pdata ``Value.AsString``). Deliberate differences from the stock exporter:
+Rows are those of the OTel Collector's ClickHouse exporter (collector-contrib ``exporter/clickhouseexporter``,
+its traces table), keyed by ``monitoring.schema.TRACE_COLUMNS`` (the INSERT order), with the
+exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire rules. Deliberate differences from the stock exporter:
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
@@ -55,31 +56,6 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # the collector's default max_request_body_si
 
 JSON_CONTENT_TYPE = "application/json"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
-
-COLUMNS: tuple[str, ...] = (
-    "Timestamp",
-    "TraceId",
-    "SpanId",
-    "ParentSpanId",
-    "TraceState",
-    "SpanName",
-    "SpanKind",
-    "ServiceName",
-    "ResourceAttributes",
-    "ScopeName",
-    "ScopeVersion",
-    "SpanAttributes",
-    "Duration",
-    "StatusCode",
-    "StatusMessage",
-    "Events.Timestamp",
-    "Events.Name",
-    "Events.Attributes",
-    "Links.TraceId",
-    "Links.SpanId",
-    "Links.TraceState",
-    "Links.Attributes",
-)
 
 Row = dict[str, Any]
 
@@ -292,7 +268,7 @@ class _RejectedSpan(Exception):
 
 
 def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRows:
-    """One row per valid span, keyed by ``COLUMNS``; invalid spans are counted, not raised."""
+    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans are counted, not raised."""
     rows: list[Row] = []
     reasons: Counter[str] = Counter()
     for resource_spans in req.resource_spans:
@@ -316,7 +292,7 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
 
 
 def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> Row:
-    """One row, its keys in ``COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
+    """One row, its keys in ``schema.TRACE_COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
     start = span.start_time_unix_nano
     if start > DATETIME32_MAX_NANOS:
         raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from monitoring import clickhouse, prometheus, schema
+from monitoring import clickhouse, prometheus, span_store
 from monitoring.spool import Spool, SpoolFull, SpoolStats
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class _Submission:
 
 
 def _store(rows: Sequence[Row]) -> None:
-    clickhouse.insert(
-        schema.table(), schema.TRACE_COLUMNS, rows, tag="ingest.spans", nanos_columns=schema.NANOS_COLUMNS
-    )
+    span_store.store(rows, tag="ingest.spans")
 
 
 class SpanWriter:

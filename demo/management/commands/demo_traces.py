@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from demo import traffic
-from monitoring import clickhouse, ingest, maintenance, schema
+from monitoring import clickhouse, ingest, maintenance, span_store
 from monitoring.models import Project
 
 
@@ -45,9 +45,7 @@ class Command(BaseCommand):
                 decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
                 rows, _ = ingest.rows_from_request(decoded, project_id)
                 try:
-                    clickhouse.insert(
-                        schema.table(), schema.TRACE_COLUMNS, rows, tag="demo.spans", nanos_columns=schema.NANOS_COLUMNS
-                    )
+                    span_store.store(rows, tag="demo.spans")
                 except clickhouse.ClickHouseError as exc:
                     raise CommandError(f"ClickHouse {exc.kind}: {exc}") from exc
                 stored += len(rows)
