@@ -22,7 +22,7 @@ from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
 from demo import traffic
-from monitoring import clickhouse, replay, settle
+from monitoring import clickhouse, settle
 from monitoring.monitors import metrics
 from monitoring.queries import facets, flow, latency, live, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -30,6 +30,7 @@ from monitoring.queries import trace as trace_q
 from monitoring.queries.breakdowns import breakdowns
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.queries.spans import Cursor, ListQuery, list_spans
+from monitoring.replay import steps as replay
 
 # django_db: the module's fixture writes its project outside the tests' transactions (and removes it).
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]

@@ -99,7 +99,7 @@ def test_case_02_the_ai_sdk_model_call_counts_once_with_reasoning_inside_output(
 def test_case_06_messages_in_span_events_are_shown_searched_and_replayed(
     client, alice, project, ingest_key, mode, wire
 ):
-    from monitoring import replay
+    from monitoring.replay import steps as replay
 
     ingest(client, ingest_key, "case-06-messages-in-span-events", mode, wire)
     client.force_login(alice)

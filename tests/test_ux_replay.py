@@ -6,8 +6,8 @@ import datetime as dt
 import pytest
 from otlp import S, post, request
 
-from monitoring import replay
 from monitoring.queries import trace as trace_q
+from monitoring.replay import steps as replay
 
 pytestmark = pytest.mark.django_db
 

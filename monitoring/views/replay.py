@@ -14,7 +14,10 @@ from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from monitoring import access, clickhouse, errors
-from monitoring import replay as runs
+from monitoring.replay import compare as compare_runs
+from monitoring.replay import forms as rerun_forms
+from monitoring.replay import rerun as reruns
+from monitoring.replay import steps as runs
 from monitoring.views.dashboard import dashboard_tab
 
 SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
@@ -71,7 +74,7 @@ def replay(request, flt, membership):
         "prev_url": _step_url(request, trace_id, index - 1) if index > 1 else "",
         "next_url": _step_url(request, trace_id, index + 1) if index < len(run.steps) else "",
         "all_url": f"{request.path}?{urlencode({'trace': trace_id, 'all': '0' if request.GET.get('all') == '1' else '1'})}",
-        "editor": runs.editor_defaults(step) if step.role == runs.LLM else None,
+        "editor": rerun_forms.initial(step) if step.role == runs.LLM else None,
         "can_rerun": membership.role == membership.ADMIN,
         "speeds": SPEEDS,
         "rerun_url": reverse("monitoring:replay-rerun", args=[membership.project_id]),
@@ -96,7 +99,7 @@ def compare(request, flt, membership):
     if missing:
         error = _("No trace %(trace)s in this project.") % {"trace": _(" or ").join(missing)}
         return context | {"lookup_error": error}, 404
-    return context | {"run_a": run_a, "run_b": run_b, "pairs": runs.compare(run_a, run_b)}
+    return context | {"run_a": run_a, "run_b": run_b, "pairs": compare_runs.compare(run_a, run_b)}
 
 
 @access.guarded_by("login")
@@ -114,19 +117,19 @@ def rerun(request, project_id):
     status = 200
     try:
         step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
+        form = rerun_forms.RerunForm(request.POST)
         if step is None or step.role != runs.LLM:
             context["error"] = _("Pick an LLM call of a trace in this project to re-run.")
             status = 404 if step is None else 400
+        elif not form.is_valid():
+            context["error"], status = form.error_text(), 400
         else:
-            payload = runs.payload_from_form(request.POST)
+            payload = form.payload()
             context |= {
                 "step": step,
                 "payload": payload,
-                "result": runs.rerun(membership.project, step, payload, request.user.get_username()),
+                "result": reruns.rerun(membership.project, step, payload, request.user.get_username()),
             }
-    except runs.RerunInputError as exc:
-        context["error"] = str(exc)
-        status = 400
     except clickhouse.ClickHouseError as exc:
         trouble = errors.trouble(exc, request.user)
         context["error"], status = trouble.text, trouble.status
