@@ -13,7 +13,8 @@ from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import flow as flow_q
 from monitoring.queries import latency as latency_q
 from monitoring.queries import timeseries as timeseries_q
-from monitoring.views.api import api_view, filter_or_400, iso
+from monitoring.queries.filter import iso
+from monitoring.views.api import api_view, filter_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 

@@ -22,8 +22,8 @@ from monitoring import charts, display
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sessions as sessions_q
 from monitoring.queries import timeseries as timeseries_q
+from monitoring.queries.filter import iso, to_nanos
 from monitoring.queries.spans import BadQuery
-from monitoring.views.api import iso
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/runs.html"
@@ -247,7 +247,7 @@ def _cost_line(flt, runs: list[runs_q.RunRow]) -> dict | None:
     if not runs:
         return None
     bucket = timeseries_q.bucket_for(flt)
-    starts = [int(t.timestamp() * 1e9) for t in timeseries_q.bucket_starts(flt, bucket)]
+    starts = [to_nanos(t) for t in timeseries_q.bucket_starts(flt, bucket)]
     if len(starts) < 2:
         return None
     costs = [0.0] * len(starts)

@@ -26,8 +26,9 @@ from monitoring import access, clickhouse, display, errors, messages
 from monitoring.forms import FilterForm
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
+from monitoring.queries.filter import iso
 from monitoring.views import runs as runs_views
-from monitoring.views.api import api_view, filter_or_400, iso, zone_or_400
+from monitoring.views.api import api_view, filter_or_400, zone_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/traces.html"
