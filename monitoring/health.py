@@ -3,7 +3,6 @@ viewer's language; times in the viewer's time zone."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import secrets
@@ -18,6 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from monitoring import clickhouse, display, schema
+from monitoring.queries.filter import from_nanos
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _table(project_ids: list[str]) -> list[Check]:
     }
     if spans:
         age = int(row.get("age_s") or 0)
-        newest = timezone.localtime(dt.datetime.fromtimestamp(int(row["newest_ns"]) / 1e9, tz=dt.UTC))
+        newest = timezone.localtime(from_nanos(int(row["newest_ns"])))
         detail += "; " + _("newest %(age)s ago (%(time)s)") % {
             "age": _age(age),
             "time": newest.strftime("%Y-%m-%d %H:%M:%S %Z"),
