@@ -244,6 +244,12 @@ DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
 
 ERROR_STATUS = ("Error", "STATUS_CODE_ERROR")  # the exporter's spelling, and the pre-2024 one
 
+
+def is_error(status_code: str) -> bool:
+    """Whether a span failed: its StatusCode is Error (OTel trace API, "Set Status"), in either spelling."""
+    return status_code in ERROR_STATUS
+
+
 # Replay's re-runs are recorded under this service; they are experiments, out of the KPIs by default.
 REPLAY_SERVICE = "apm-replay"
 

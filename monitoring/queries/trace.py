@@ -131,7 +131,7 @@ class TreeSpan:
 
     @property
     def is_error(self) -> bool:
-        return self.status == "Error"
+        return semconv.is_error(self.status)
 
 
 # A tree line shows NAME_CHARS of a name (a client may send 100,000); the span panel shows it whole.
@@ -567,7 +567,7 @@ class FullSpan:
 
     @property
     def is_error(self) -> bool:
-        return self.status == "Error"
+        return semconv.is_error(self.status)
 
     @property
     def exceptions(self) -> list[Event]:
