@@ -18,12 +18,11 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, errors, gateway, ingest, pricing, span_store
+from monitoring import clickhouse, errors, gateway, ingest, pricing, semconv, span_store
 from monitoring.queries import trace as trace_q
 from monitoring.replay.diff import text_diff
 from monitoring.replay.steps import Step
 
-REPLAY_SERVICE = "apm-replay"
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
 
 
@@ -112,7 +111,7 @@ def _record(
     error: str,
     user: str,
 ) -> None:
-    """Store the re-run as one CLIENT span of service REPLAY_SERVICE, linked to `original`; a failed
+    """Store the re-run as one CLIENT span of service semconv.REPLAY_SERVICE, linked to `original`; a failed
     call is an Error span with an exception event. Raises clickhouse.ClickHouseError."""
     span = Span(
         trace_id=trace_id,
@@ -142,7 +141,7 @@ def _record(
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=ingest.key_values({"service.name": REPLAY_SERVICE})),
+                resource=Resource(attributes=ingest.key_values({"service.name": semconv.REPLAY_SERVICE})),
                 scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
             )
         ]
