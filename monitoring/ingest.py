@@ -211,7 +211,8 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-_HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
+# An id on the OTLP/JSON wire: hex digits of either case, whole bytes (its length is checked apart).
+HEX_ID = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
@@ -240,7 +241,7 @@ def _convert_ids(obj: dict[str, Any], *keys: str) -> None:
         value = obj.get(key)
         if value is None:
             continue
-        if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
+        if not isinstance(value, str) or not HEX_ID.fullmatch(value):
             raise IngestError(400, f"invalid OTLP JSON: {key} must be a hex string, got {json.dumps(value)[:80]}")
         obj[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
 
