@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 _ROLES = {
@@ -66,9 +66,6 @@ class Message:
     tool_call_id: str = ""  # on a tool result: the call it answers
     name: str = ""
     finish_reason: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def as_openai(self) -> dict:
         """The message as an OpenAI chat-completions request item (what Replay sends)."""
@@ -112,9 +109,6 @@ class RequestParams:
     top_p: float | None = None
     stream: bool | None = None
     tools: list[Tool] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -230,10 +224,6 @@ def request_params(attrs: Mapping[str, Any]) -> RequestParams:
         ),
         tools=_tools(attrs, body),
     )
-
-
-def to_openai(messages: list[Message]) -> list[dict]:
-    return [m.as_openai() for m in messages]
 
 
 # --- values -----------------------------------------------------------------------------------

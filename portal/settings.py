@@ -85,7 +85,6 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
     "axes.middleware.AxesMiddleware",
-    "monitoring.ingest_batcher.StartWriterMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -219,7 +218,6 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIN
 CLICKHOUSE = {
     "HOST": env_str("CLICKHOUSE_HOST"),
     "PORT": env_int("CLICKHOUSE_PORT", 9000, minimum=1, maximum=65535),
-    "HTTP_PORT": env_int("CLICKHOUSE_HTTP_PORT", 8123, minimum=1, maximum=65535),
     "DATABASE": env_identifier("CLICKHOUSE_DATABASE", "otel_2"),
     "USER": env_str("CLICKHOUSE_USER", "default"),
     "PASSWORD": env_str("CLICKHOUSE_PASSWORD"),

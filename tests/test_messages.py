@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from monitoring.messages import Message, ToolCall, request_messages, request_params, response_messages, to_openai
+from monitoring.messages import Message, ToolCall, request_messages, request_params, response_messages
 
 CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json").read_text())
 
@@ -137,7 +137,7 @@ def test_it_turns_messages_into_an_openai_request_for_replay():
             ]
         )
     }
-    assert to_openai(request_messages(attrs)) == [
+    assert [m.as_openai() for m in request_messages(attrs)] == [
         {
             "role": "assistant",
             "content": None,
