@@ -330,16 +330,3 @@ def reset() -> None:
 def _reset_on_settings_change(*, setting, **kwargs):
     if setting in ("INGEST", "CLICKHOUSE"):
         reset()
-
-
-class StartWriterMiddleware:
-    """Starts the writer (and so the spool flusher) when the web server loads the app, so a spool
-    left by a crash is drained after a restart even before the first new span arrives."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if settings.INGEST.get("START_ON_LOAD", True):
-            writer()
-
-    def __call__(self, request):
-        return self.get_response(request)
