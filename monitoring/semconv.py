@@ -239,7 +239,7 @@ AGENT_SERVICE_PREFIX = "agent-"
 GENAI_TOOL_OPERATIONS = ("execute_tool",)
 TRACELOOP_TOOL_KINDS = ("tool",)
 OPENINFERENCE_TOOL_KINDS = ("TOOL", "RETRIEVER")
-# The seed's Agent tab: workflow spans with these names (each project can change its list).
+# The default agent step span names (README, Traces > Agent steps); each project can change its list.
 DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
 
 ERROR_STATUS = ("Error", "STATUS_CODE_ERROR")  # the exporter's spelling, and the pre-2024 one
