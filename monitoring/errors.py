@@ -3,8 +3,8 @@ banner or the API says, and its HTTP status.
 
 ClickHouse's own words (`Code: 457 …`, `Connection refused (127.0.0.1:19000)`) name hosts, ports,
 tables and queries: they go to the portal's log under a short error id, and only staff see them on
-the page. Everyone gets what went wrong in plain words, the setup guide's hint for it, and the id
-to quote to an administrator (issue: raw ClickHouse errors reached non-staff users).
+the page. Everyone gets what went wrong in plain words, a hint for it (README, "Troubleshooting"),
+and the id to quote to an administrator.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The setup guide's status checks, run from the portal: each check says ok or what to do, in the
-viewer's language; times in the viewer's time zone."""
+"""The status checks of the stack (README, "Health" and "Troubleshooting"), run from the portal: each
+check says ok or what to do, in the viewer's language; times in the viewer's time zone."""
 
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def _monitors(project_ids: list[str]) -> list[Check]:
 
 
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
-    """The checks in the guide's order. `staff` also see where the services live (hosts, ports,
+    """The checks in the stack's order (ClickHouse, the tables, the settler, ...). `staff` also see where the services live (hosts, ports,
     URLs) and ClickHouse's own error messages; others get an error id to quote."""
     try:
         checks = [_clickhouse(staff), *_table(project_ids), _settler()]

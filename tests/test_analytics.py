@@ -1,5 +1,5 @@
 """The Analytics tab: Cost Trend, Token Usage, calls/errors, Agent Flow Graph, breakdowns and latency,
-exactly, on spans written for the test in every dialect (OTEL.md §4); the page, its htmx partial,
+exactly, on spans written for the test in every dialect (monitoring/semconv.py); the page, its htmx partial,
 and the time-series API."""
 
 import datetime as dt

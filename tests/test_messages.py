@@ -1,4 +1,4 @@
-"""messages.py: one span's chat from each dialect's attributes (OTEL.md §4). Pure; no database."""
+"""messages.py: one span's chat from each dialect's attributes (monitoring/semconv.py). Pure; no database."""
 
 import json
 from pathlib import Path
@@ -20,7 +20,7 @@ def capture_span(label, capture="otel", scope="litellm"):
 
 
 def as_stored(attrs: dict) -> dict:
-    """Attributes as ClickHouse returns them: every value a string (OTEL.md §2)."""
+    """Attributes as ClickHouse returns them: every value a string (the exporter's Map(String, String))."""
     out = {}
     for k, v in attrs.items():
         if isinstance(v, bool):

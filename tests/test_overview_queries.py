@@ -1,4 +1,4 @@
-"""The Overview's five numbers, exactly, on spans written for the test in every dialect (OTEL.md §4)."""
+"""The Overview's five numbers, exactly, on spans written for the test in every dialect (monitoring/semconv.py)."""
 
 import datetime as dt
 import json

@@ -1,8 +1,8 @@
 """/admin/monitoring: the dashboard's tabs. The same URL serves the full page, or to htmx the panel.
 
 `dashboard_tab` does what every tab needs: login, membership (404 for strangers), the filter bar
-(400 for a bad filter) read in the viewer's time zone, ClickHouse trouble as a banner with the
-guide's hint (503), and rendering. A tab function only answers its question and returns its context.
+(400 for a bad filter) read in the viewer's time zone, ClickHouse trouble as a banner with its
+hint (503/504, monitoring/errors.py), and rendering. A tab function only answers its question and returns its context.
 """
 
 from __future__ import annotations
