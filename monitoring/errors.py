@@ -13,7 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -88,3 +88,9 @@ def json_response(exc: clickhouse.ClickHouseError, user=None) -> JsonResponse:
     )
     response["Retry-After"] = "5"
     return response
+
+
+def text_response(exc: clickhouse.ClickHouseError, user=None) -> HttpResponse:
+    """A fragment's or a download's answer (htmx shows it as it is): one line of text, 503/504."""
+    t = trouble(exc, user)
+    return HttpResponse(t.text, status=t.status, content_type="text/plain")

@@ -13,7 +13,7 @@ from itertools import chain
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -206,8 +206,7 @@ def export(request, project_id, fmt):
     try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
         first = next(rows, None)
     except clickhouse.ClickHouseError as exc:
-        t = errors.trouble(exc, request.user)
-        return HttpResponse(t.text, status=t.status, content_type="text/plain")
+        return errors.text_response(exc, request.user)
     rows = chain([first], rows) if first is not None else iter(())
     chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
     response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
@@ -440,8 +439,7 @@ def trace_spans(request, project_id, trace_id):
     except spans_q.BadQuery as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
     except clickhouse.ClickHouseError as exc:
-        t = errors.trouble(exc, request.user)
-        return HttpResponse(t.text, status=t.status, content_type="text/plain")
+        return errors.text_response(exc, request.user)
 
 
 # --- read API -----------------------------------------------------------------------------------
