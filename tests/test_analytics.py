@@ -8,9 +8,9 @@ import re
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
+from conftest import api_token
 from django.test import override_settings
-from otlp import S, post, request
+from otlp import S, send
 
 from monitoring import charts, clickhouse, settle
 from monitoring.forms import SpanFilter, Window
@@ -32,14 +32,6 @@ HOURS = Window(DAY + dt.timedelta(hours=9, minutes=30), DAY + dt.timedelta(hours
 
 def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
     return DAY + dt.timedelta(days=day, hours=hour, minutes=minute)
-
-
-def send(client, key, spans, scope="tests"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def litellm(when, model, cost, *, inp=10, out=20, ms=100.0, user=""):
@@ -606,14 +598,6 @@ def test_another_projects_data_never_appears(client, alice, project, other_proje
 
 
 # --- the time-series API --------------------------------------------------------------------------
-
-
-def api_token(username) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("create_api_token", username, stdout=out)
-    return out.getvalue().strip()
 
 
 def test_the_api_answers_the_time_series_exactly(client, bob, project, calls):

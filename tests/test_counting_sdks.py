@@ -6,16 +6,14 @@ The expected cost is genai-prices' own `calc_price` of each call (input inclusiv
 and writes, output inclusive of reasoning), computed here, not read back from the product.
 """
 
-import datetime as dt
-
 import pytest
+from conftest import last_hour
 from genai_prices import Usage, calc_price
 from otlp import post_recorded, recorded
 
 from monitoring import messages, settle
 from monitoring.queries import overview as overview_q
 from monitoring.queries import trace as trace_q
-from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.spans import ListQuery, list_spans
 
 pytestmark = pytest.mark.django_db
@@ -52,11 +50,6 @@ def price(model, provider, inp, read, write, out) -> float:
     return float(calc_price(usage, model, provider_id=provider).total_price)
 
 
-def hour(project) -> SpanFilter:
-    now = dt.datetime.now(dt.UTC)
-    return SpanFilter(str(project.id), Window(now - dt.timedelta(hours=1), now))
-
-
 @pytest.mark.parametrize("sdk", sorted(EXPECTED))
 @pytest.mark.parametrize("mode", ["live", "settled"])
 def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, ingest_key, sdk, mode):
@@ -65,7 +58,7 @@ def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, i
     if mode == "settled":
         settle.settle_once()
     calls = EXPECTED[sdk]
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert o.llm_calls == len(calls)
     assert o.agent_calls == 1  # one agent run per file
     assert o.input_tokens == sum(c[2] for c in calls)
@@ -73,7 +66,7 @@ def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, i
     assert o.output_tokens == sum(c[5] for c in calls)
     assert o.unpriced_calls == 0
     assert o.total_cost_usd == pytest.approx(sum(price(*c) for c in calls), rel=1e-9)
-    listed = list_spans(hour(project), ListQuery(kind="llm", limit=50)).items
+    listed = list_spans(last_hour(project), ListQuery(kind="llm", limit=50)).items
     assert sorted((r.input_tokens, r.output_tokens) for r in listed) == sorted((c[2], c[5]) for c in calls)
 
 

@@ -3,7 +3,8 @@
 import datetime as dt
 
 import pytest
-from monitor_data import agent_run, llm_call, now, send
+from monitor_data import agent_run, llm_call, now
+from otlp import send
 
 from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import metrics

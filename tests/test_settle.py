@@ -5,7 +5,7 @@ call, a re-delivery, a price) corrects the stored facts and every rollup fed fro
 import datetime as dt
 
 import pytest
-from otlp import S, post, post_recorded, recorded, request
+from otlp import S, post_recorded, recorded, send
 
 from demo import traffic
 from monitoring import clickhouse, ingest, pricing, resettle, schema, settle
@@ -23,14 +23,6 @@ AT = NOW - dt.timedelta(minutes=20)
 
 def window(project, hours: float, **kw) -> SpanFilter:
     return SpanFilter(str(project.id), Window(NOW - dt.timedelta(hours=hours), NOW), **kw)
-
-
-def send(client, key, *spans, scope="tests"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def answers(project) -> dict:

@@ -4,7 +4,7 @@ at the same instant), the trace page's numbers in its header, Compare by ticking
 import datetime as dt
 
 import pytest
-from otlp import S, post, request
+from otlp import S, send
 
 from monitoring.queries import trace as trace_q
 from monitoring.replay import steps as replay
@@ -13,14 +13,6 @@ pytestmark = pytest.mark.django_db
 
 AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=20)
 MS = dt.timedelta(milliseconds=1)
-
-
-def send(client, key, spans, scope):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def proxied_run(client, key, at=AT) -> str:
@@ -61,8 +53,8 @@ def proxied_run(client, key, at=AT) -> str:
         },
     )
     gateway.parent = caller.span_id
-    send(client, key, [root, caller], "tests")
-    send(client, key, [gateway], "litellm")
+    send(client, key, [root, caller], scope="tests")
+    send(client, key, [gateway], scope="litellm")
     return root.trace.hex()
 
 
