@@ -385,7 +385,7 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
         message.content = _content(content)
         for call in item.get("tool_calls") or []:
             if isinstance(call, dict):
-                fn = call.get("function") if isinstance(call.get("function"), dict) else call
+                fn = call["function"] if isinstance(call.get("function"), dict) else call
                 message.tool_calls.append(
                     ToolCall(_text(fn.get("name")), _text(fn.get("arguments")), _text(call.get("id")))
                 )
@@ -603,7 +603,7 @@ def _adk_input(attrs: Mapping[str, Any]) -> list[Message]:
     request = _json(attrs.get("gcp.vertex.agent.llm_request"))
     if not isinstance(request, dict) or not request.get("contents"):
         return []
-    config = request.get("config") if isinstance(request.get("config"), dict) else {}
+    config = request["config"] if isinstance(request.get("config"), dict) else {}
     system = _content(config.get("system_instruction")) if config.get("system_instruction") else ""
     out = [Message("system", system)] if system else []
     for content in request["contents"]:
@@ -763,7 +763,7 @@ def _schema(value: Any) -> dict | None:
 def _tool_from_json(item: Any) -> Tool | None:
     if not isinstance(item, dict):
         return None
-    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    fn = item["function"] if isinstance(item.get("function"), dict) else item
     if not fn.get("name"):
         return None
     params = fn.get("parameters", fn.get("input_schema"))

@@ -204,7 +204,7 @@ def calls(
     need different prefixes. `extra_dims` (columns of otel_calls such as SessionId, TraceId,
     RunTraceId) are carried too; rollups do not hold them, so those rows are read raw."""
     rollup = schema.USERS_1H if by_user else schema.CALLS_15M
-    dims = CALL_DIMS
+    dims: tuple[str, ...] = CALL_DIMS
     if by_user:
         dims = ("ServiceName", "Model", "IsError", "IsReplay", "EndUser")
         measures = tuple(m for m in measures if m in USER_MEASURES)
