@@ -440,11 +440,11 @@ class SpanRec:
     span_id: bytes
     parent_id: bytes
     name: str
-    kind: int
+    kind: Span.SpanKind.ValueType
     start: int
     end: int
     attrs: dict[str, Any]
-    status: int = UNSET
+    status: Status.StatusCode.ValueType = UNSET
     message: str = ""
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
 
@@ -483,11 +483,11 @@ class TraceBuilder:
         span_id: bytes,
         parent: bytes,
         name: str,
-        kind: int,
+        kind: Span.SpanKind.ValueType,
         start: int,
         end: int,
         attrs: dict[str, Any],
-        status: int = UNSET,
+        status: Status.StatusCode.ValueType = UNSET,
         message: str = "",
         events: list[tuple[int, str, dict[str, Any]]] | None = None,
     ) -> None:
@@ -700,7 +700,7 @@ def _litellm_metadata(
         )
     )
     # What the client sent as metadata, plus the trace id and request headers the proxy adds.
-    requester = {"generation_name": generation_name} if generation_name else {}
+    requester: dict[str, Any] = {"generation_name": generation_name} if generation_name else {}
     requester |= {
         "trace_id": b.trace_id.hex(),
         "headers": {
@@ -948,11 +948,11 @@ class _ProxyRequest:
         span_id: bytes,
         parent_id: bytes,
         name: str,
-        kind: int,
+        kind: Span.SpanKind.ValueType,
         s: int,
         e: int,
         attrs: dict[str, Any],
-        status: int = OK,
+        status: Status.StatusCode.ValueType = OK,
         events: list[tuple[int, str, dict[str, Any]]] | None = None,
     ) -> None:
         self.b.add(PROXY, "litellm", span_id, parent_id, name, kind, s, e, attrs, status, "", events)
@@ -960,7 +960,7 @@ class _ProxyRequest:
     def service(self, name: str, s: int, e: int, call_type: str) -> None:
         self.litellm(self.b.new_id(), self.received, name, INTERNAL, s, e, {"call_type": call_type, "service": name})
 
-    def endpoint(self, e1: int, attrs: dict[str, Any], status: int = UNSET) -> None:
+    def endpoint(self, e1: int, attrs: dict[str, Any], status: Status.StatusCode.ValueType = UNSET) -> None:
         self.b.add(
             PROXY, "fastapi", self.b.new_id(), self.server, "fastapi.endpoint", INTERNAL, self.e0, e1, attrs, status
         )
@@ -968,7 +968,7 @@ class _ProxyRequest:
 
 # What the proxy's "Received Proxy Server Request" span gets from how the call went:
 # (its end, the server span's end, attributes after url.path/http.route, status, events).
-_Received = tuple[int, int, dict[str, Any], int, list[tuple[int, str, dict[str, Any]]]]
+_Received = tuple[int, int, dict[str, Any], Status.StatusCode.ValueType, list[tuple[int, str, dict[str, Any]]]]
 
 
 def proxy_request(
@@ -1441,7 +1441,7 @@ def _retrieve_schema(b: TraceBuilder, root: bytes, start: int, question: str, ta
     retr = b.new_id()
     t = _oi_llm(b, retr, start + b.ms(0.2, 1), _embed(b, question), None, None)
     tables = [table, *b.rng.sample([k for k in _SCHEMA_DOCS if k != table], 2)]
-    docs = {}
+    docs: dict[str, Any] = {}
     for i, name in enumerate(tables):
         p = f"retrieval.documents.{i}.document"
         docs |= {

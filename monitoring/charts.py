@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -618,7 +619,7 @@ def latency_histogram(latency: Latency) -> dict | None:
 # --- sparklines -----------------------------------------------------------------------------------
 
 
-def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> dict | None:
+def sparkline(values: Sequence[float | None], width: int = 120, height: int = 28) -> dict | None:
     """A KPI's values per bucket as an inline SVG line (no axes: the card shows the number), or None
     for fewer than two buckets or no value at all. `line` and `area` are SVG `points` lists in a
     width x height box. A None value (a bucket with nothing to average) is left out and the line

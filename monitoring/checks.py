@@ -85,9 +85,9 @@ def timeouts(app_configs, **kwargs):
 @register(Tags.security, deploy=True)
 def monitoring_endpoints_need_auth(app_configs, **kwargs):
     """Every URL the monitoring app serves must be marked with how it authenticates."""
-    from monitoring import urls
-
-    open_routes = [route for route, view in _patterns(get_resolver(urls)) if not getattr(view, "apm_auth", None)]
+    open_routes = [
+        route for route, view in _patterns(get_resolver("monitoring.urls")) if not getattr(view, "apm_auth", None)
+    ]
     return [
         Error(
             f"The monitoring endpoint /{route} is reachable without authentication.",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -61,7 +62,7 @@ class Check:
     name: str
     ok: bool
     detail: str
-    hint: str = ""
+    hint: str | Promise = ""  # a lazy translation too: rendered in the viewer's language
     url: str = ""  # where to act on it
 
 

@@ -429,6 +429,7 @@ def format_double(f: float) -> str:
             text = text.rstrip("0").rstrip(".")
         return text
     sign, mantissa_digits, exponent = digits.normalize().as_tuple()
+    assert isinstance(exponent, int)  # a finite number: NaN and Inf were answered above
     mantissa = "".join(map(str, mantissa_digits))
     exponent += len(mantissa) - 1  # scientific exponent for d.ddd form
     text = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")

@@ -137,7 +137,8 @@ class SpanWriter:
                     break
                 # Wait for more; then look again (another writer may have taken the queue).
                 self._cond.wait(remaining)
-            batch, spans = [], 0
+            batch: list[_Submission] = []
+            spans = 0
             while self._queue and (not batch or spans + len(self._queue[0].rows) <= self.max_spans):
                 item = self._queue.pop(0)
                 batch.append(item)
@@ -197,7 +198,8 @@ class SpanWriter:
 
     def _write_alone(self, item: _Submission) -> None:
         """Store one request's rows, setting aside the rows ClickHouse refuses (bisection)."""
-        stored, rejected, errors, pending = 0, 0, [], [item.rows]
+        stored, rejected, pending = 0, 0, [item.rows]
+        errors: list[str] = []
         while pending:
             rows = pending.pop()
             try:

@@ -4,6 +4,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import plotly
@@ -215,7 +216,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 
 # ClickHouse: embedded chdb when CLICKHOUSE_HOST is unset, the native protocol otherwise.
-CLICKHOUSE = {
+CLICKHOUSE: dict[str, Any] = {
     "HOST": env_str("CLICKHOUSE_HOST"),
     "PORT": env_int("CLICKHOUSE_PORT", 9000, minimum=1, maximum=65535),
     "DATABASE": env_identifier("CLICKHOUSE_DATABASE", "otel_2"),
@@ -232,7 +233,7 @@ CLICKHOUSE = {
 # parts, MVs, merges), by INGEST_WRITERS threads; batches ClickHouse cannot take are kept in a local
 # spool (fsync'ed before the 200) and stored when it is back. INGEST_SPOOL_MAX_MB=0 disables the
 # spool (then: 503 + Retry-After).
-INGEST = {
+INGEST: dict[str, Any] = {
     "BATCH_SECONDS": env_float("INGEST_BATCH_SECONDS", 0.1),
     "WRITERS": env_int("INGEST_WRITERS", 2, minimum=1),
     "BATCH_MAX_SPANS": env_int("INGEST_BATCH_MAX_SPANS", 20000, minimum=1),

@@ -205,15 +205,16 @@ def evaluate(monitors: list[Monitor] | None = None, now: dt.datetime | None = No
     outcomes = []
     said: dict[int, str] = {}  # one error id (and log line) per failed question, not per monitor
     for monitor, window, (now_q, before_q) in plan:
-        current = answers[now_q]
-        previous = answers[before_q] if before_q is not None else None
-        error = next((a for a in (current, previous) if isinstance(a, clickhouse.ClickHouseError)), None)
-        if error is not None:
+        now_a = answers[now_q]
+        before_a = answers[before_q] if before_q is not None else None
+        if isinstance(now_a, clickhouse.ClickHouseError) or isinstance(before_a, clickhouse.ClickHouseError):
+            error = now_a if isinstance(now_a, clickhouse.ClickHouseError) else before_a
+            assert isinstance(error, clickhouse.ClickHouseError)
             if id(error) not in said:  # ClickHouse's own words go to the log under an id (monitoring/errors.py)
                 said[id(error)] = f"ClickHouse {error.kind}: {errors.trouble(error).detail}"
             outcomes.append(_failed(monitor, said[id(error)], now))
             continue
-        outcomes.append(apply(monitor, findings(monitor, current, previous), window, now))
+        outcomes.append(apply(monitor, findings(monitor, now_a, before_a), window, now))
     return outcomes
 
 

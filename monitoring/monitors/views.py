@@ -81,7 +81,7 @@ def monitor_list(request, project_id):
     membership = _member(request, project_id)
     monitors = list(Monitor.objects.filter(project=membership.project).prefetch_related("channels"))
     now = timezone.now()
-    firing = {}
+    firing: dict[int, list[Alert]] = {}
     for alert in Alert.objects.filter(monitor__in=monitors, resolved_at__isnull=True):
         firing.setdefault(alert.monitor_id, []).append(alert)
     rows = [(m, m.state(now), firing.get(m.pk, [])) for m in monitors]

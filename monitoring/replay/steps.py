@@ -142,9 +142,10 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     roles = {s.span_id: _role(s, project.agent_names) for s in spans}
     meaningful = [s for s in spans if roles[s.span_id] != SPAN]
     chosen = spans if every_span or not meaningful else meaningful
-    steps = []
+    steps: list[Step] = []
     for span in chosen:
-        path, parent, seen = [], by_id.get(span.parent_span_id), set()
+        path: list[str] = []
+        parent, seen = by_id.get(span.parent_span_id), set()
         while parent is not None and parent.span_id not in seen:
             seen.add(parent.span_id)
             path.insert(0, parent.name)

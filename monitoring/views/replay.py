@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -57,7 +58,7 @@ def replay(request, flt, membership):
         # A link from Traces names the span: start there (showing every span if it is plumbing).
         index = next((s.index for s in run.steps if s.span.span_id == span_id), 0)
         if not index and not every_span:
-            run = runs.load_run(membership.project, trace_id, every_span=True)
+            run = runs.load_run(membership.project, trace_id, every_span=True) or run
             index = next((s.index for s in run.steps if s.span.span_id == span_id), 1)
         index = index or 1
     else:
@@ -95,8 +96,8 @@ def compare(request, flt, membership):
     if not a or not b:
         return context
     run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
-    missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
-    if missing:
+    if run_a is None or run_b is None:
+        missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
         error = _("No trace %(trace)s in this project.") % {"trace": _(" or ").join(missing)}
         return context | {"lookup_error": error}, 404
     return context | {"run_a": run_a, "run_b": run_b, "pairs": compare_runs.compare(run_a, run_b)}
@@ -113,7 +114,7 @@ def rerun(request, project_id):
     membership = access.get_membership(request.user, project_id)
     if membership.role != membership.ADMIN:
         return HttpResponseForbidden(_("Only project admins may re-run LLM calls (a re-run spends money)."))
-    context = {"project": membership.project}
+    context: dict[str, Any] = {"project": membership.project}
     status = 200
     try:
         step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))

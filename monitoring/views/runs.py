@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -71,14 +72,14 @@ def people_urls(request, project_id) -> dict:
 # --- Traces > Agent runs ---------------------------------------------------------------------------
 
 
-def runs_list(request, flt, membership) -> dict | tuple:
+def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
     """One row per agent run of the window, sorted by start, duration or cost (`sort=`), narrowed to a
     session or an end user (`session=`, `user=`), paged by keyset (`cursor=`)."""
     pid = membership.project_id
     query = request.GET.copy()
     query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
     base = reverse("monitoring:traces", args=[pid])
-    context = {"kind": "runs", "kind_links": subtab_links(request, pid), "tab_template": TEMPLATE}
+    context: dict[str, Any] = {"kind": "runs", "kind_links": subtab_links(request, pid), "tab_template": TEMPLATE}
     try:
         rq = runs_q.RunQuery.from_query(query)
     except BadQuery as exc:

@@ -352,7 +352,7 @@ def _default_span(spans: list[trace_q.TreeSpan], root_id: str) -> str:
 def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
-    ref = trace_q.locate(project.id, trace_id)
+    ref = trace_q.locate(str(project.id), trace_id)
     spans = trace_q.tree_spans(ref, agent_names=project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
@@ -403,7 +403,7 @@ def trace_spans(request, project_id, trace_id):
             span_id = request.GET["span"].lower()
             if not spans_q.SPAN_ID.fullmatch(span_id):
                 raise spans_q.BadQuery("'span' must be 16 hex digits")
-            ref = trace_q.locate(project.id, trace_id)
+            ref = trace_q.locate(str(project.id), trace_id)
             span = trace_q.full_span(ref, span_id, project.agent_names)
             if span is None:
                 raise Http404("No such span in this project")
@@ -420,7 +420,7 @@ def trace_spans(request, project_id, trace_id):
         depth = _int_param(request, "depth", 0, 0, 100_000)
         t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
         tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
-        ref = trace_q.locate(project.id, trace_id)
+        ref = trace_q.locate(str(project.id), trace_id)
         found = trace_q.children(ref, parent, after, agent_names=project.agent_names)
         if found is None:
             raise Http404("No such span in this project")

@@ -37,7 +37,7 @@ class Command(BaseCommand):
             for request, _ in traffic.generate_requests(days=days, runs_per_day=runs_per_day, seed=seed):
                 # The same path as a real exporter: wire bytes -> decode -> rows -> insert.
                 body = request.SerializeToString()
-                if to_portal:
+                if to_portal and held:
                     sent = to_portal.send(body, held)
                     stored += sent
                     bar.update(sent)
