@@ -123,21 +123,47 @@ def _matched_pairs(anchor: dt.datetime, n: int = 6) -> tuple[list[list[S]], list
         agent_trace, gateway_trace = _cross_shard_ids()
         at = anchor - dt.timedelta(minutes=40 - 3 * i)
         response = {"gen_ai.response.id": f"chatcmpl-{i:04d}"} if i % 2 == 0 else {}
-        agent = S("invoke_agent planner", service="agent-planner", at=at, ms=3000, trace=agent_trace,
-                  attributes={"gen_ai.operation.name": "invoke_agent", "session.id": f"s-{i % 3}",
-                              "user.id": f"u-{i % 2}"})  # fmt: skip
-        call = agent.child("chat gpt-4o", at=at + dt.timedelta(milliseconds=100), ms=1500,
-                           attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-                                       "gen_ai.usage.input_tokens": 10 + i, "gen_ai.usage.output_tokens": 20,
-                                       **response})  # fmt: skip
+        agent = S(
+            "invoke_agent planner",
+            service="agent-planner",
+            at=at,
+            ms=3000,
+            trace=agent_trace,
+            attributes={"gen_ai.operation.name": "invoke_agent", "session.id": f"s-{i % 3}", "user.id": f"u-{i % 2}"},
+        )
+        call = agent.child(
+            "chat gpt-4o",
+            at=at + dt.timedelta(milliseconds=100),
+            ms=1500,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 10 + i,
+                "gen_ai.usage.output_tokens": 20,
+                **response,
+            },
+        )
         agents.append([agent, call])
-        server = S("POST /v1/chat/completions", service="litellm-proxy", at=at + dt.timedelta(milliseconds=150),
-                   ms=1300, trace=gateway_trace)  # fmt: skip
-        gw = server.child("litellm_request", ms=1200,
-                          attributes={"llm.request.type": "acompletion", "gen_ai.request.model": "gpt-4o",
-                                      "litellm.model_group": "gpt-4o", "gen_ai.usage.input_tokens": 10 + i,
-                                      "gen_ai.usage.output_tokens": 20, "gen_ai.cost.total_cost": 0.001 * (i + 1),
-                                      **response})  # fmt: skip
+        server = S(
+            "POST /v1/chat/completions",
+            service="litellm-proxy",
+            at=at + dt.timedelta(milliseconds=150),
+            ms=1300,
+            trace=gateway_trace,
+        )
+        gw = server.child(
+            "litellm_request",
+            ms=1200,
+            attributes={
+                "llm.request.type": "acompletion",
+                "gen_ai.request.model": "gpt-4o",
+                "litellm.model_group": "gpt-4o",
+                "gen_ai.usage.input_tokens": 10 + i,
+                "gen_ai.usage.output_tokens": 20,
+                "gen_ai.cost.total_cost": 0.001 * (i + 1),
+                **response,
+            },
+        )
         gateways.append([server, gw])
     return agents, gateways
 
@@ -162,8 +188,12 @@ class Traffic:
     def send(self, client, key, part: list) -> None:
         for kind, payload in part:
             if kind == "protobuf":
-                r = client.post("/v1/traces", data=payload, content_type="application/x-protobuf",
-                                headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+                r = client.post(
+                    "/v1/traces",
+                    data=payload,
+                    content_type="application/x-protobuf",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
                 assert r.status_code == 200, r.content
             elif kind == "recorded":
                 assert post_recorded(client, key, payload).status_code == 200

@@ -316,8 +316,12 @@ def test_calls_take_their_runs_end_user_and_session(client, project, ingest_key,
         ms=3000,
         attributes={"gen_ai.operation.name": "invoke_agent", "user.id": "u-42", "session.id": "s-7"},
     )
-    usage = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}  # fmt: skip
+    usage = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 100,
+    }
     first = root.child("chat gpt-4o-mini", at=AT + dt.timedelta(milliseconds=100), ms=500, attributes=usage)
     second = root.child(
         "chat gpt-4o-mini",
