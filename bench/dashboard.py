@@ -140,6 +140,23 @@ def merge() -> None:
     print(f"merged {len(names)} tables to {parts} parts in {time.perf_counter() - started:.1f} s")
 
 
+def load(project: Project, spans: int, settled: bool = True) -> int:
+    """The project's spans (generated, then copied up to `spans`), settled and merged once; the count."""
+    total = generate(project, min(spans, BASE_SPANS))
+    if spans > BASE_SPANS:
+        total = copy(project, total, spans)
+    print(f"{total:,} spans in project {project.id} ({settings.CLICKHOUSE['DATA_DIR']})")
+    if settled:
+        started = time.perf_counter()
+        report = settle.settle_once()
+        print(
+            f"settler pass: {report.traces:,} traces, {report.calls_written:,} call / {report.runs_written:,} run /"
+            f" {report.edges_written:,} edge rows in {time.perf_counter() - started:.1f} s"
+        )
+        merge()
+    return total
+
+
 def timed(client: Client, url: str, n: int) -> tuple[float, float, int]:
     times, status = [], 0
     client.get(url)  # warm: the first request of a kind plans its queries
@@ -167,18 +184,7 @@ def main() -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench")
     project, _ = Project.objects.get_or_create(name="bench")
     Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.ADMIN})
-    total = generate(project, min(args.spans, BASE_SPANS))
-    if args.spans > BASE_SPANS:
-        total = copy(project, total, args.spans)
-    print(f"{total:,} spans in project {project.id} ({settings.CLICKHOUSE['DATA_DIR']})")
-    if not args.live:
-        started = time.perf_counter()
-        report = settle.settle_once()
-        print(
-            f"settler pass: {report.traces:,} traces, {report.calls_written:,} call / {report.runs_written:,} run /"
-            f" {report.edges_written:,} edge rows in {time.perf_counter() - started:.1f} s"
-        )
-        merge()
+    total = load(project, args.spans, settled=not args.live)
     if args.load_only:
         return
 

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/monitors.py [--spans 1000000] [--monitors 100] [--runs 5]
 
-Loads (or reuses) the demo spans of bench/dashboard.py (var/bench, 30 days of LiteLLM proxy and
+Loads (or reuses) the demo spans of bench/dashboard.py (var/bench-<N>m, 30 days of LiteLLM proxy and
 agent traffic), creates --monitors monitors in its project spread over every metric, group-by
 (project / end user / model / service), window (15 min to 30 days), condition (above, below, rise
 vs the previous window) and filter (none, a service, a model, errors only), then times
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard import load  # first: it sets up Django on var/bench, as the dashboard bench does
+from dashboard import load  # first: it sets up Django on var/bench-<N>m, as the dashboard bench does
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 

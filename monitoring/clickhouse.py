@@ -394,6 +394,7 @@ def command(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> N
     """Run DDL or another statement that returns nothing."""
     impl = backend()
     _run(tag, "command", impl.command, sql, params or {})
+    _wrote()
 
 
 def insert(
@@ -412,6 +413,22 @@ def insert(
         return
     impl = backend()
     _run(tag, "insert", impl.insert, table, columns, rows, frozenset(nanos_columns))
+    _wrote()
+
+
+# How many writes this process has made (inserts and other statements): answers remembered for a
+# moment (a trace's invocations) are valid only while it has not moved.
+_writes = 0
+
+
+def _wrote() -> None:
+    global _writes
+    _writes += 1
+
+
+def writes() -> int:
+    """A number that changes whenever this process writes to ClickHouse."""
+    return _writes
 
 
 def session() -> object:

@@ -14,6 +14,14 @@ from monitoring.models import IngestKey, Membership, Project
 from monitoring.queries.filter import SpanFilter, Window
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters are keyed by user id, which the next test's user reuses: start at zero."""
+    from django.core.cache import caches
+
+    caches["ratelimit"].clear()
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-pass-123")

@@ -60,10 +60,12 @@ def test_it_groups_like_the_breakdowns(project, traffic):
             assert found[name].tokens == share.input_tokens + share.output_tokens
     users = metrics.measure(metrics.Question(flt, "user"))
     assert set(users) == {"ann", "ben"}
-    # A call is a user's when its span names the user (as in the breakdowns); a run is the user's
-    # when any of its spans does: the run's own call (no user.id) is no one's spend.
-    assert users["ann"].cost_usd == pytest.approx(4.0) and users["ann"].agent_runs == 1
+    # A call is a user's when its span names the user, else its run's user (as in the breakdowns:
+    # Langfuse's trace-level user works the same way); a run is the user's when any of its spans
+    # names them: the run's own call (no user.id on it) is ann's spend too.
+    assert users["ann"].cost_usd == pytest.approx(5.0) and users["ann"].agent_runs == 1
     assert users["ben"].agent_runs == 1 and users["ben"].agent_errors == 1
+    assert users["ben"].cost_usd == pytest.approx(0.15 + 0.25)
     assert users["ann"].latency_p50_ms == pytest.approx(200, abs=101)
 
 
@@ -113,3 +115,18 @@ def test_a_batch_answers_as_each_question_alone(project, traffic):
     for question in questions[::3]:
         assert metrics.measure(question) == together[question], question
     assert together[metrics.Question(last(project, minutes=240, end=end), "user")]["old"].cost_usd == pytest.approx(100)
+
+
+def test_questions_asked_together_answer_as_each_alone(project, traffic):
+    """measure_many batches the questions of a project and group-by into three statements: each
+    answer is the one its question gets alone, whatever filters and windows the batch mixes."""
+    questions = [
+        metrics.Question(last(project, **bar), group_by)
+        for group_by in metrics.GROUP_BYS
+        for bar in ({}, {"models": ("gpt-4o-mini",)}, {"status": "error"}, {"minutes": 240}, {"services": ("api",)})
+    ]
+    together = metrics.measure_many(questions)
+    assert set(together) == set(questions)
+    for question in questions:
+        assert together[question] == metrics.measure(question), question
+    assert together[questions[3]]  # the 4-hour window holds "old"'s call

@@ -109,7 +109,7 @@ def test_another_projects_trace_is_404(client, charlie, project, other_project, 
 
 
 def test_bad_editor_input_is_400(client, alice, project, ingest_key, settings):
-    settings.RERUN_RATE_LIMIT = "100/m"  # 15 posts here; the limit has its own test (test_hardening_portal)
+    settings.RERUN_RATE_LIMIT = "100/m"  # many refused re-runs in a row: this test is not about the limit
     trace, span = agent_run(client, ingest_key)
     client.force_login(alice)
     deep = '[{"role": "user", "content": ' + "[" * 5000 + "]" * 5000 + "}]"

@@ -62,7 +62,7 @@ def question(monitor: Monitor, window: Window) -> metrics.Question:
         monitor.status,
         monitor.project.agent_names,
     )
-    return metrics.Question(flt, monitor.group_by)
+    return metrics.Question(flt, monitor.group_by, latency=monitor.metric.startswith("latency"))
 
 
 def holds(monitor: Monitor, finding: Finding) -> bool:

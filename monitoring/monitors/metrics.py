@@ -13,12 +13,14 @@ model and service; a run to its end user, to every model its calls used and ever
 name. Fail rate is (failed calls + failed runs) / (calls + runs), a percentage here (0..100);
 latency percentiles are the dashboard's (monitoring/queries/latency.py).
 
-Each distinct (window, filter, group-by) is asked once, however many monitors share it: three
-statements (calls, latency, runs) that read rollup slices for long windows.
+Each distinct window is read once for every question about it, whatever its filter and group-by:
+three statements (calls, latency, runs) summed by the dimensions the questions need, reading rollup
+slices for long windows; the questions' numbers are added up from those rows.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,11 +31,6 @@ from monitoring.queries.sql import Sql, run
 
 # Group-bys: none, or the end user, model or service.
 GROUP_BYS = ("", "user", "model", "service")
-_CALL_GROUP = {"": "''", "user": "EndUser", "model": "Model", "service": "ServiceName"}
-# A run names one end user, and every model and service it used.
-_RUN_GROUP = {"": "''", "user": "EndUser", "model": "arrayJoin(if(empty(Models), [''], Models))",
-              "service": "arrayJoin(if(empty(Services), [''], Services))"}  # fmt: skip
-_RUN_DIMS = {"": (), "user": ("EndUser",), "model": ("Models",), "service": ("Services",)}
 _MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens")
 
 
@@ -43,6 +40,7 @@ class Question:
 
     flt: SpanFilter
     group_by: str = ""
+    latency: bool = True  # False: the latency percentiles are not needed (left at 0)
 
     def __post_init__(self):
         if self.group_by not in GROUP_BYS:
@@ -92,71 +90,165 @@ _SAMPLE_OF = {
 METRIC_NAMES = tuple(_SAMPLE_OF)
 
 
-def _calls(question: Question) -> dict[str, dict]:
+# --- one read per window -------------------------------------------------------------------------
+# Monitors evaluated in one pass share `now`, so every monitor of one window length asks about the
+# same window. Each distinct window is read once, summed by the dimensions the questions filter and
+# group by (service, model, status, end user; a run's services and models); each question's numbers
+# are then added up from those few rows here. Reading a 30-day window costs the same for one
+# question or forty.
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What one window's read must carry: end users, runs' service/model lists, latency buckets."""
+
+    users: bool
+    run_lists: bool
+    latency: bool
+    latency_users: bool  # end users in the latency rows (read raw: the latency rollup has none)
+
+
+def _call_rows(flt: SpanFilter, read: _Read) -> list[dict]:
+    dims = "ServiceName, Model, IsError" + (", EndUser" if read.users else "")
+    return run(
+        Sql(
+            f"SELECT {dims}, sum(Calls) AS calls, sum(Cost) AS cost, sum(InputTokens) + sum(OutputTokens) AS tokens",
+            " FROM (",
+            sources.calls(flt, _MEASURES, by_user=read.users),
+            f") GROUP BY {dims} HAVING calls != 0",
+        ),
+        tag="monitors.calls",
+    )
+
+
+def _latency_rows(flt: SpanFilter, read: _Read) -> list[dict]:
+    dims = "ServiceName, Model, IsError" + (", EndUser" if read.latency_users else "")
+    return run(
+        Sql(
+            f"SELECT {dims}, Bucket, sum(Calls) AS calls, sum(DurationSum) AS sums FROM (",
+            sources.latency(flt, extra_dims=("EndUser",) if read.latency_users else ()),
+            f") GROUP BY {dims}, Bucket HAVING calls != 0",
+        ),
+        tag="monitors.latency",
+    )
+
+
+def _run_rows(flt: SpanFilter, read: _Read) -> list[dict]:
+    extra = (("EndUser",) if read.users else ()) + (("Services", "Models") if read.run_lists else ())
+    dims = ", ".join(("ServiceName", "IsError", *extra))
+    return run(
+        Sql(
+            f"SELECT {dims}, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+            sources.runs(flt, ("Runs", "Failed"), extra_dims=extra),
+            f") GROUP BY {dims} HAVING runs != 0",
+        ),
+        tag="monitors.runs",
+    )
+
+
+def _status_ok(row: dict, status: str) -> bool:
+    return not status or int(row["IsError"]) == (status == "error")
+
+
+def _call_groups(row: dict, group_by: str) -> tuple[str, ...]:
+    return ({"": "", "user": row.get("EndUser", ""), "model": row["Model"], "service": row["ServiceName"]}[group_by],)
+
+
+def _run_groups(row: dict, group_by: str) -> tuple[str, ...]:
+    """A run belongs to its end user, and to every model and service it used ('' when none)."""
+    if group_by == "model":
+        return tuple(row["Models"]) or ("",)
+    if group_by == "service":
+        return tuple(row["Services"]) or ("",)
+    return (row.get("EndUser", "") if group_by == "user" else "",)
+
+
+def _answer(question: Question, calls: list[dict], latencies: list[dict], runs: list[dict]) -> dict[str, Values]:
     flt, group_by = question.flt, question.group_by
-    by_user = group_by == "user"
-    source = sources.calls(flt, _MEASURES, by_user=by_user)
-    rows = run(
-        Sql(
-            f"SELECT {_CALL_GROUP[group_by]} AS grp, sumIf(Calls, IsError = 1) AS t_Errors,",
-            f" {sources.totals(_MEASURES)} FROM (",
-            source,
-            ") GROUP BY grp HAVING t_Calls != 0",
-        ),
-        tag=f"monitors.calls.{group_by or 'all'}",
-    )
-    # Per end user, latency is read from raw rows (the latency rollup has no EndUser).
-    latencies = latency.percentiles_by(
-        flt, _CALL_GROUP[group_by], ("EndUser",) if by_user else (), tag=f"monitors.latency.{group_by or 'all'}"
-    )
-    found = {}
-    for r in rows:
-        p50, p95, p99 = latencies.get(r["grp"], (0.0, 0.0, 0.0))
-        found[r["grp"]] = {
-            "llm_calls": int(r["t_Calls"]),
-            "llm_errors": int(r["t_Errors"]),
-            "cost_usd": round(float(r["t_Cost"]), 10),
-            "tokens": int(r["t_InputTokens"]) + int(r["t_OutputTokens"]),
-            "latency_p50_ms": p50,
-            "latency_p95_ms": p95,
-            "latency_p99_ms": p99,
-        }
-    return found
+    services, models = set(flt.services), set(flt.models)
+    found: dict[str, dict] = defaultdict(lambda: defaultdict(float))
+    for row in calls:
+        if (services and row["ServiceName"] not in services) or (models and row["Model"] not in models):
+            continue
+        if not _status_ok(row, flt.status):
+            continue
+        for group in _call_groups(row, group_by):
+            numbers = found[group]
+            numbers["llm_calls"] += int(row["calls"])
+            numbers["llm_errors"] += int(row["calls"]) if int(row["IsError"]) else 0
+            numbers["cost_usd"] += float(row["cost"])
+            numbers["tokens"] += int(row["tokens"])
+    if question.latency:
+        counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        durations: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for row in latencies:
+            if (services and row["ServiceName"] not in services) or (models and row["Model"] not in models):
+                continue
+            if not _status_ok(row, flt.status):
+                continue
+            for group in _call_groups(row, group_by):
+                counts[group][int(row["Bucket"])] += int(row["calls"])
+                durations[group][int(row["Bucket"])] += int(row["sums"])
+        for group, hist in counts.items():
+            if group in found:
+                p50, p95, p99 = latency.percentiles(hist, durations[group])
+                found[group] |= {"latency_p50_ms": p50, "latency_p95_ms": p95, "latency_p99_ms": p99}
+    for row in runs:
+        # "runs holding a matching span": their services and models (as the dashboard's bar)
+        if services and not services & set(row["Services"]):
+            continue
+        if models and not models & set(row["Models"]):
+            continue
+        if not _status_ok(row, flt.status):
+            continue
+        for group in _run_groups(row, group_by):
+            found[group]["agent_runs"] += int(row["runs"])
+            found[group]["agent_errors"] += int(row["failed"])
+    values = {}
+    for group, numbers in found.items():
+        if not numbers.get("llm_calls") and not numbers.get("agent_runs"):
+            continue
+        numbers["cost_usd"] = round(numbers.get("cost_usd", 0.0), 10)
+        values[group] = Values(**{k: (v if k.endswith(("_usd", "_ms")) else int(v)) for k, v in numbers.items()})
+    if not group_by:
+        return {"": values.get("", Values())}
+    return {group: v for group, v in values.items() if group}
 
 
-def _runs(question: Question) -> dict[str, dict]:
-    group_by = question.group_by
-    rows = run(
-        Sql(
-            f"SELECT {_RUN_GROUP[group_by]} AS grp, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
-            sources.runs(question.flt, ("Runs", "Failed"), extra_dims=_RUN_DIMS[group_by]),
-            ") GROUP BY grp HAVING runs != 0",
-        ),
-        tag=f"monitors.runs.{group_by or 'all'}",
+def _answers(questions: list[Question]) -> list[dict[str, Values]]:
+    """measure() of each question; all of them about one window of one project (three statements)."""
+    read = _Read(
+        users=any(q.group_by == "user" for q in questions),
+        run_lists=any(q.group_by in ("model", "service") or q.flt.services or q.flt.models for q in questions),
+        latency=any(q.latency for q in questions),
+        latency_users=any(q.latency and q.group_by == "user" for q in questions),
     )
-    return {r["grp"]: {"agent_runs": int(r["runs"]), "agent_errors": int(r["failed"])} for r in rows}
+    base = questions[0].flt.unfiltered()
+    calls = _call_rows(base, read)
+    latencies = _latency_rows(base, read) if read.latency else []
+    runs = _run_rows(base, read)
+    return [_answer(q, calls, latencies, runs) for q in questions]
 
 
 def measure(question: Question) -> dict[str, Values]:
     """{'': Values} for an ungrouped question (zeros when empty), else one entry per group with
     calls or runs (calls and runs that name no group are in none). Raises ClickHouseError."""
-    found: dict[str, dict] = {}
-    for group, numbers in _calls(question).items():
-        found.setdefault(group, {}).update(numbers)
-    for group, numbers in _runs(question).items():
-        found.setdefault(group, {}).update(numbers)
-    if not question.group_by:
-        return {"": Values(**found.get("", {}))}
-    return {group: Values(**numbers) for group, numbers in found.items() if group}
+    return _answers([question])[0]
 
 
 def measure_many(questions: Iterable[Question]) -> dict[Question, dict[str, Values] | clickhouse.ClickHouseError]:
-    """{question: measure(question)}, each distinct question asked once. A question that fails maps
-    to its ClickHouseError, so one project's trouble does not silence the other monitors."""
-    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
+    """{question: measure(question)}, each distinct window read once for all the questions about it
+    (three statements). A window whose read fails maps its questions to the ClickHouseError, so one
+    project's trouble does not silence the other monitors."""
+    by_window: dict[tuple, list[Question]] = defaultdict(list)
     for question in dict.fromkeys(questions):
+        flt = question.flt
+        key = (flt.project_id, flt.window.start, flt.window.end, flt.include_replays, flt.agent_names, flt.tz)
+        by_window[key].append(question)
+    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
+    for batch in by_window.values():
         try:
-            answers[question] = measure(question)
+            answers.update(zip(batch, _answers(batch), strict=True))
         except clickhouse.ClickHouseError as exc:
-            answers[question] = exc
+            answers.update(dict.fromkeys(batch, exc))
     return answers

@@ -74,13 +74,13 @@ def _time_range(column: str, lo: str, hi: str) -> str:
     return f"{column} >= fromUnixTimestamp64Nano({{{lo}:Int64}}) AND {column} < fromUnixTimestamp64Nano({{{hi}:Int64}})"
 
 
-def call_conditions(flt: SpanFilter) -> list[str]:
+def call_conditions(flt: SpanFilter, p: str = "") -> list[str]:
     """The bar's conditions on rows with ServiceName, Model, IsError, IsReplay (calls and rollups)."""
     found = []
     if flt.services:
-        found.append("ServiceName IN {services:Array(String)}")
+        found.append(f"ServiceName IN {{{p}services:Array(String)}}")
     if flt.models:
-        found.append("Model IN {models:Array(String)}")
+        found.append(f"Model IN {{{p}models:Array(String)}}")
     if flt.status == "error":
         found.append("IsError = 1")
     elif flt.status == "ok":
@@ -90,14 +90,14 @@ def call_conditions(flt: SpanFilter) -> list[str]:
     return found
 
 
-def run_conditions(flt: SpanFilter, raw: bool) -> list[str]:
+def run_conditions(flt: SpanFilter, raw: bool, p: str = "") -> list[str]:
     """The bar on runs: a service or model filter keeps runs holding a matching span (raw rows carry
     their services and models; rollups cannot answer that); status is the run's outcome."""
     found = []
     if raw and flt.services:
-        found.append("hasAny(Services, {services:Array(String)})")
+        found.append(f"hasAny(Services, {{{p}services:Array(String)}})")
     if raw and flt.models:
-        found.append("hasAny(Models, {models:Array(String)})")
+        found.append(f"hasAny(Models, {{{p}models:Array(String)}})")
     if flt.status == "error":
         found.append("IsError = 1")
     elif flt.status == "ok":
@@ -107,13 +107,15 @@ def run_conditions(flt: SpanFilter, raw: bool) -> list[str]:
     return found
 
 
-def edge_conditions(flt: SpanFilter, raw: bool) -> list[str]:
-    found = run_conditions(flt, raw)
+def edge_conditions(flt: SpanFilter, raw: bool, p: str = "") -> list[str]:
+    found = run_conditions(flt, raw, p)
     return [c.replace("IsError", "RunFailed") for c in found]
 
 
-def filter_params(flt: SpanFilter) -> dict:
-    return {"project": flt.project_id, "services": list(flt.services), "models": list(flt.models)}
+def filter_params(flt: SpanFilter, p: str = "") -> dict:
+    """The bar's values, named with the prefix `p` of the conditions above (the project is not
+    prefixed: one statement may hold several filters of one project)."""
+    return {"project": flt.project_id, f"{p}services": list(flt.services), f"{p}models": list(flt.models)}
 
 
 # --- the window split into slices and edges ---------------------------------------------------------
@@ -211,7 +213,7 @@ def calls(
     dims = (*dims, *extra_dims)
     row_measures = {m: CALL_MEASURES[m] for m in measures}
     split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[rollup], force_raw=bool(extra_dims))
-    where = Sql.all(call_conditions(flt))
+    where = Sql.all(call_conditions(flt, p))
     parts: list[Sql] = []
     if split.s0 < split.s1:
         parts.append(
@@ -232,7 +234,7 @@ def calls(
         )
     )
     parts += _live_parts(flt, "calls", schema.CALLS, row_measures, dims, "Timestamp", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -> Sql:
@@ -241,7 +243,7 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
     `extra_dims` as for calls() (read raw)."""
     dims = (*CALL_DIMS, *extra_dims)
     split = Split.of(flt, schema.ROLLUP_SLICE_SECONDS[schema.LATENCY_1H], force_raw=bool(extra_dims))
-    where = Sql.all([*call_conditions(flt), "HasEnd = 1"])
+    where = Sql.all([*call_conditions(flt, p), "HasEnd = 1"])
     parts: list[Sql] = []
     if split.s0 < split.s1:
         parts.append(
@@ -250,7 +252,7 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
                 f" FROM {schema.table(schema.LATENCY_1H)} WHERE ProjectId = {{project:String}} AND ",
                 _time_range("Slice", f"{p}s0", f"{p}s1"),
                 " AND ",
-                Sql.all(call_conditions(flt)),
+                Sql.all(call_conditions(flt, p)),
             )
         )
     parts.append(
@@ -262,7 +264,7 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
         )
     )
     parts += _live_parts(flt, "calls", schema.CALLS, LATENCY_MEASURES, dims, "Timestamp", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 # --- agent runs -----------------------------------------------------------------------------------
@@ -288,10 +290,10 @@ def runs(
                 f" FROM {schema.table(schema.RUNS_15M)} WHERE ProjectId = {{project:String}} AND ",
                 _time_range("Slice", f"{p}s0", f"{p}s1"),
                 " AND ",
-                Sql.all(run_conditions(flt, raw=False)),
+                Sql.all(run_conditions(flt, raw=False, p=p)),
             )
         )
-    where = Sql.all(run_conditions(flt, raw=True))
+    where = Sql.all(run_conditions(flt, raw=True, p=p))
     parts.append(
         Sql(
             _weighted(row_measures, dims, "Start", "Sign"),
@@ -301,7 +303,7 @@ def runs(
         )
     )
     parts += _live_parts(flt, "runs", schema.RUNS, row_measures, dims, "Start", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))
 
 
 # --- flow edges -----------------------------------------------------------------------------------
@@ -320,10 +322,10 @@ def edges(flt: SpanFilter, p: str = "we_") -> Sql:
                 f" FROM {schema.table(schema.EDGES_15M)} WHERE ProjectId = {{project:String}} AND ",
                 _time_range("Slice", f"{p}s0", f"{p}s1"),
                 " AND ",
-                Sql.all(edge_conditions(flt, raw=False)),
+                Sql.all(edge_conditions(flt, raw=False, p=p)),
             )
         )
-    where = Sql.all(edge_conditions(flt, raw=True))
+    where = Sql.all(edge_conditions(flt, raw=True, p=p))
     parts.append(
         Sql(
             _weighted(EDGE_MEASURES, dims, "Start", "Sign"),
@@ -333,4 +335,4 @@ def edges(flt: SpanFilter, p: str = "we_") -> Sql:
         )
     )
     parts += _live_parts(flt, "edges", schema.EDGES, EDGE_MEASURES, dims, "Start", p, where)
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt), **split.params(p))
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **split.params(p))

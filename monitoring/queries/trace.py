@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -222,13 +224,30 @@ _INVOCATION_COLUMNS = (
 )
 
 
+# One page asks for a trace's invocations several times (tree, summary, span panel): the answer of
+# the last second is reused by the same thread while this process has written nothing since (spans
+# arriving through another process wait at most that second).
+_RECENT_SECONDS = 1.0
+_recent = threading.local()
+
+
 def invocations(ref: TraceRef, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES) -> list[Invocation]:
     """The invocations of the trace's run: its own spans that count, and gateway calls of another
     trace matched to its client spans (RunTraceId = this trace). Settled facts when the trace is
     settled, else the counting rules applied now."""
     if ref.start_ns > ref.end_ns:
         return []
-    through, _now = settle.state()
+    key = (ref, tuple(agent_names), clickhouse.writes())
+    seen = getattr(_recent, "entry", None)
+    if seen and seen[0] == key and time.monotonic() - seen[1] <= _RECENT_SECONDS:
+        return list(seen[2])
+    found = _invocations(ref, agent_names)
+    _recent.entry = (key, time.monotonic(), tuple(found))
+    return found
+
+
+def _invocations(ref: TraceRef, agent_names: tuple[str, ...]) -> list[Invocation]:
+    through, _now = settle.state(max_age_s=0.5)
     fresh = run(
         Sql(
             f"SELECT count() AS n FROM {schema.table(schema.SPANS)} WHERE ",
