@@ -53,7 +53,8 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from monitoring import clickhouse, demo, ingest, schema, settle  # noqa: E402
+from demo import traffic  # noqa: E402
+from monitoring import clickhouse, ingest, schema, settle  # noqa: E402
 from monitoring.models import Membership, Project  # noqa: E402
 
 DAYS = 30
@@ -72,10 +73,10 @@ def generate(project: Project, target: int) -> int:
     have = _count(project)
     if have >= target * 0.95:
         return have
-    per_run = demo.estimate_spans(days=1, runs_per_day=1000) / 1000
+    per_run = traffic.estimate_spans(days=1, runs_per_day=1000) / 1000
     runs_per_day = max(1, int((target - have) / per_run / DAYS))
     started, stored = time.perf_counter(), have
-    for request, _ in demo.generate_requests(days=DAYS, runs_per_day=runs_per_day, seed=7, batch_spans=5000):
+    for request, _ in traffic.generate_requests(days=DAYS, runs_per_day=runs_per_day, seed=7, batch_spans=5000):
         rows, _ = ingest.rows_from_request(request, str(project.id))
         clickhouse.insert(
             schema.table(), schema.TRACE_COLUMNS, rows, tag="bench.load", nanos_columns=schema.NANOS_COLUMNS

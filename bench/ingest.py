@@ -46,12 +46,12 @@ def make_bodies(spans: int, batch: int) -> tuple[list[bytes], list[bytes], int]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     from google.protobuf import json_format
 
-    from monitoring import demo
+    from demo import traffic
 
-    per_run = demo.estimate_spans(days=1, runs_per_day=1000) / 1000
+    per_run = traffic.estimate_spans(days=1, runs_per_day=1000) / 1000
     runs = int(spans / per_run * 1.05) + 1
     pb, js, total = [], [], 0
-    for req, n in demo.generate_requests(days=1, runs_per_day=runs, batch_spans=batch, now=datetime.now(UTC)):
+    for req, n in traffic.generate_requests(days=1, runs_per_day=runs, batch_spans=batch, now=datetime.now(UTC)):
         if total >= spans:
             break
         pb.append(req.SerializeToString())

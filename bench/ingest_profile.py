@@ -35,7 +35,8 @@ django.setup()
 
 from google.protobuf import json_format  # noqa: E402
 
-from monitoring import clickhouse, demo, ingest, schema  # noqa: E402
+from demo import traffic  # noqa: E402
+from monitoring import clickhouse, ingest, schema  # noqa: E402
 
 
 def best(fn, spans: int, runs: int = 3) -> float:
@@ -57,9 +58,9 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=20_000)
     args = ap.parse_args()
     schema.ensure_schema()
-    per_run = demo.estimate_spans(days=1, runs_per_day=1000) / 1000
+    per_run = traffic.estimate_spans(days=1, runs_per_day=1000) / 1000
     requests = []
-    for req, _ in demo.generate_requests(
+    for req, _ in traffic.generate_requests(
         days=1, runs_per_day=int(args.spans / per_run * 1.1) + 1, batch_spans=512, now=datetime.now(UTC)
     ):
         requests.append(req)

@@ -44,16 +44,17 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from monitoring import clickhouse, demo, ingest, schema, settle
+    from demo import traffic
+    from monitoring import clickhouse, ingest, schema, settle
     from monitoring.models import Project
 
     project = Project.objects.create(name="bench-shard")
     schema.ensure_schema(ttl_days=0)
-    per_run = demo.estimate_spans(days=1, runs_per_day=1000) / 1000
+    per_run = traffic.estimate_spans(days=1, runs_per_day=1000) / 1000
     runs_per_day = max(1, round(args.spans / per_run))
     decode_s = insert_s = 0.0
     spans = 0
-    for request, _ in demo.generate_requests(days=1, runs_per_day=runs_per_day, seed=1, batch_spans=args.batch):
+    for request, _ in traffic.generate_requests(days=1, runs_per_day=runs_per_day, seed=1, batch_spans=args.batch):
         body = request.SerializeToString()
         started = time.perf_counter()
         decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)

@@ -1,4 +1,4 @@
-"""Rows -> Plotly figures (no SQL, no HTTP). Each function takes what `monitoring.analytics` returns
+"""Rows -> Plotly figures (no SQL, no HTTP). Each function takes what `monitoring.queries` returns
 and gives a JSON-ready figure dict for `Plotly.newPlot`, or None when there is nothing to draw, so
 the template shows an empty state instead of a blank chart.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -25,7 +26,10 @@ from plotly.colors import sample_colorscale, unlabel_rgb
 from monitoring import display
 
 if TYPE_CHECKING:  # the shapes it draws; charts never run a query
-    from monitoring.analytics import FlowGraph, Latency, Share, Timeseries
+    from monitoring.queries.breakdowns import Share
+    from monitoring.queries.flow import FlowGraph
+    from monitoring.queries.latency import Latency
+    from monitoring.queries.timeseries import Timeseries
 
 INK, MUTED, GRID, LINE = "#1d2330", "#6b7280", "#eef0f3", "#d5d9e0"
 ACCENT, ERROR, OTHER, NO_MODEL = "#3b5bdb", "#e03131", "#adb5bd", "#868e96"
@@ -625,7 +629,7 @@ def latency_histogram(latency: Latency) -> dict | None:
 # --- sparklines -----------------------------------------------------------------------------------
 
 
-def sparkline(values: list[float | None], width: int = 120, height: int = 28) -> dict | None:
+def sparkline(values: Sequence[float | None], width: int = 120, height: int = 28) -> dict | None:
     """A KPI's values per bucket as an inline SVG line (no axes: the card shows the number), or None
     for fewer than two buckets or no value at all. `line` and `area` are SVG `points` lists in a
     width x height box. A None value (a bucket with nothing to average) is left out and the line

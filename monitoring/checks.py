@@ -1,4 +1,4 @@
-"""`python manage.py check --deploy`: the setup guide's production checklist, as checks.
+"""`python manage.py check --deploy`: the production checklist (README, "Production checklist as code").
 
 Django's own deploy checks (DEBUG, SECRET_KEY, ALLOWED_HOSTS, secure cookies, HSTS) run beside these.
 """
@@ -8,7 +8,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.urls import URLPattern, URLResolver, get_resolver
 
 WEAK_PASSWORDS = {"", "password", "default", "clickhouse", "change-me", "changeme", "admin", "secret"}
-MAX_TIMEOUT_SECONDS = 30.0  # the guide: "Backend connection timeout (30 s)"
+MAX_TIMEOUT_SECONDS = 30.0  # the checklist's backend connection and query timeout (README, "Settings")
 
 
 def _patterns(resolver, prefix=""):
@@ -41,7 +41,7 @@ def retention(app_configs, **kwargs):
         return [
             Warning(
                 "No retention: CLICKHOUSE_TTL_DAYS is 0, so spans are kept forever.",
-                hint="Set CLICKHOUSE_TTL_DAYS (the guide uses 30) and run `manage.py clickhouse_retention --days 30`.",
+                hint="Set CLICKHOUSE_TTL_DAYS (30 days is the default) and run `manage.py clickhouse_retention --days 30`.",
                 id="monitoring.W002",
             )
         ]
@@ -85,9 +85,9 @@ def timeouts(app_configs, **kwargs):
 @register(Tags.security, deploy=True)
 def monitoring_endpoints_need_auth(app_configs, **kwargs):
     """Every URL the monitoring app serves must be marked with how it authenticates."""
-    from monitoring import urls
-
-    open_routes = [route for route, view in _patterns(get_resolver(urls)) if not getattr(view, "apm_auth", None)]
+    open_routes = [
+        route for route, view in _patterns(get_resolver("monitoring.urls")) if not getattr(view, "apm_auth", None)
+    ]
     return [
         Error(
             f"The monitoring endpoint /{route} is reachable without authentication.",

@@ -125,14 +125,18 @@ def _nanos_text(value: int | list[int]) -> str | list[str]:
     10 digits: engine 26.9 reads a short form such as "0.000000000" as a day.month date and fails.
     """
     if isinstance(value, list):
-        return [_nanos_text(v) for v in value]
+        return [_nanos_digits(v) for v in value]
+    return _nanos_digits(value)
+
+
+def _nanos_digits(value: int) -> str:
     seconds, nanos = divmod(int(value), 1_000_000_000)
     return f"{seconds:010d}.{nanos:09d}"
 
 
 # Called once per process when the embedded engine first opens (the app sets it: schema.ensure_schema),
 # so a fresh checkout needs no separate init step.
-on_embedded_open: Callable[[], None] | None = None
+on_embedded_open: Callable[[], object] | None = None
 
 
 class _Embedded:

@@ -14,6 +14,8 @@ from django.utils.formats import get_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext
 
+from monitoring import semconv
+
 COST_SOURCES = {
     "reported": gettext_lazy("reported"),
     "priced": gettext_lazy("priced from tokens"),
@@ -114,6 +116,6 @@ def points(value, places: int = 1) -> str:
 
 def status(code: str) -> tuple[str, str]:
     """(kind, label) of a span status. OpenTelemetry's Unset means "no error recorded": shown as OK."""
-    if code == "Error":
+    if semconv.is_error(code):
         return ERROR, pgettext("span status", "Error")
     return OK, pgettext("span status", "OK")

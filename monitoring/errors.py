@@ -3,8 +3,8 @@ banner or the API says, and its HTTP status.
 
 ClickHouse's own words (`Code: 457 …`, `Connection refused (127.0.0.1:19000)`) name hosts, ports,
 tables and queries: they go to the portal's log under a short error id, and only staff see them on
-the page. Everyone gets what went wrong in plain words, the setup guide's hint for it, and the id
-to quote to an administrator (issue: raw ClickHouse errors reached non-staff users).
+the page. Everyone gets what went wrong in plain words, a hint for it (README, "Troubleshooting"),
+and the id to quote to an administrator.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -88,3 +88,9 @@ def json_response(exc: clickhouse.ClickHouseError, user=None) -> JsonResponse:
     )
     response["Retry-After"] = "5"
     return response
+
+
+def text_response(exc: clickhouse.ClickHouseError, user=None) -> HttpResponse:
+    """A fragment's or a download's answer (htmx shows it as it is): one line of text, 503/504."""
+    t = trouble(exc, user)
+    return HttpResponse(t.text, status=t.status, content_type="text/plain")

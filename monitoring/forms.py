@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from typing import cast
 
 from django import forms
 from django.utils import timezone
@@ -76,7 +77,7 @@ class WindowForm(forms.Form):
         return instant
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}  # Form.clean returns cleaned_data
         if self.errors:
             return data
         start = self._instant("start", "from")
@@ -167,7 +168,7 @@ class PreferenceForm(forms.Form):
         from django.conf import settings
 
         super().__init__(*args, **kwargs)
-        self.fields["language"].choices = [("", "")] + list(settings.LANGUAGES)
+        cast(forms.ChoiceField, self.fields["language"]).choices = [("", "")] + list(settings.LANGUAGES)
 
     def clean_time_zone(self) -> str:
         value = (self.cleaned_data.get("time_zone") or "").strip()

@@ -12,7 +12,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -37,7 +37,6 @@ class GatewayAnswer:
     latency_ms: float
     finish_reason: str = ""
     call_id: str = ""
-    raw: dict = field(default_factory=dict)
 
 
 def _error_text(body: bytes) -> str:
@@ -115,5 +114,4 @@ def _answer(data: dict, payload: dict, cost_header: str | None, call_id: str, la
         latency_ms=latency_ms,
         finish_reason=choice.get("finish_reason") or "",
         call_id=call_id,
-        raw=data,
     )

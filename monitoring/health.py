@@ -1,9 +1,8 @@
-"""The setup guide's status checks, run from the portal: each check says ok or what to do, in the
-viewer's language; times in the viewer's time zone."""
+"""The status checks of the stack (README, "Health" and "Troubleshooting"), run from the portal: each
+check says ok or what to do, in the viewer's language; times in the viewer's time zone."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import secrets
@@ -14,10 +13,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from monitoring import clickhouse, display, schema
+from monitoring.queries.filter import from_nanos
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Check:
     name: str
     ok: bool
     detail: str
-    hint: str = ""
+    hint: str | Promise = ""  # a lazy translation too: rendered in the viewer's language
     url: str = ""  # where to act on it
 
 
@@ -103,7 +104,7 @@ def _table(project_ids: list[str]) -> list[Check]:
     }
     if spans:
         age = int(row.get("age_s") or 0)
-        newest = timezone.localtime(dt.datetime.fromtimestamp(int(row["newest_ns"]) / 1e9, tz=dt.UTC))
+        newest = timezone.localtime(from_nanos(int(row["newest_ns"])))
         detail += "; " + _("newest %(age)s ago (%(time)s)") % {
             "age": _age(age),
             "time": newest.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -197,7 +198,7 @@ def _monitors(project_ids: list[str]) -> list[Check]:
 
 
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
-    """The checks in the guide's order. `staff` also see where the services live (hosts, ports,
+    """The checks in the stack's order (ClickHouse, the tables, the settler, ...). `staff` also see where the services live (hosts, ports,
     URLs) and ClickHouse's own error messages; others get an error id to quote."""
     try:
         checks = [_clickhouse(staff), *_table(project_ids), _settler()]

@@ -9,8 +9,9 @@ Pure module: no Django, no database. The HTTP view does the I/O and calls, in or
 
 and on IngestError(e): ``status_body(content_type, e.status, e.message)`` as the body of e.status.
 
-Rows follow OTEL.md §1/§2 (``COLUMNS`` is the INSERT order) with the exporter's own formatting
-(pdata ``Value.AsString``). Deliberate differences from the stock exporter:
+Rows are those of the OTel Collector's ClickHouse exporter (collector-contrib ``exporter/clickhouseexporter``,
+its traces table), keyed by ``monitoring.schema.TRACE_COLUMNS`` (the INSERT order), with the
+exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire rules. Deliberate differences from the stock exporter:
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
@@ -55,31 +56,6 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # the collector's default max_request_body_si
 
 JSON_CONTENT_TYPE = "application/json"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
-
-COLUMNS: tuple[str, ...] = (
-    "Timestamp",
-    "TraceId",
-    "SpanId",
-    "ParentSpanId",
-    "TraceState",
-    "SpanName",
-    "SpanKind",
-    "ServiceName",
-    "ResourceAttributes",
-    "ScopeName",
-    "ScopeVersion",
-    "SpanAttributes",
-    "Duration",
-    "StatusCode",
-    "StatusMessage",
-    "Events.Timestamp",
-    "Events.Name",
-    "Events.Attributes",
-    "Links.TraceId",
-    "Links.SpanId",
-    "Links.TraceState",
-    "Links.Attributes",
-)
 
 Row = dict[str, Any]
 
@@ -235,7 +211,8 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-_HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
+# An id on the OTLP/JSON wire: hex digits of either case, whole bytes (its length is checked apart).
+HEX_ID = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
@@ -264,7 +241,7 @@ def _convert_ids(obj: dict[str, Any], *keys: str) -> None:
         value = obj.get(key)
         if value is None:
             continue
-        if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
+        if not isinstance(value, str) or not HEX_ID.fullmatch(value):
             raise IngestError(400, f"invalid OTLP JSON: {key} must be a hex string, got {json.dumps(value)[:80]}")
         obj[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
 
@@ -292,7 +269,7 @@ class _RejectedSpan(Exception):
 
 
 def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRows:
-    """One row per valid span, keyed by ``COLUMNS``; invalid spans are counted, not raised."""
+    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans are counted, not raised."""
     rows: list[Row] = []
     reasons: Counter[str] = Counter()
     for resource_spans in req.resource_spans:
@@ -316,7 +293,7 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
 
 
 def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> Row:
-    """One row, its keys in ``COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
+    """One row, its keys in ``schema.TRACE_COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
     start = span.start_time_unix_nano
     if start > DATETIME32_MAX_NANOS:
         raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
@@ -452,6 +429,7 @@ def format_double(f: float) -> str:
             text = text.rstrip("0").rstrip(".")
         return text
     sign, mantissa_digits, exponent = digits.normalize().as_tuple()
+    assert isinstance(exponent, int)  # a finite number: NaN and Inf were answered above
     mantissa = "".join(map(str, mantissa_digits))
     exponent += len(mantissa) - 1  # scientific exponent for d.ddd form
     text = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from monitoring import clickhouse, prometheus, schema
+from monitoring import clickhouse, prometheus, span_store
 from monitoring.spool import Spool, SpoolFull, SpoolStats
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ class _Submission:
 
 
 def _store(rows: Sequence[Row]) -> None:
-    clickhouse.insert(
-        schema.table(), schema.TRACE_COLUMNS, rows, tag="ingest.spans", nanos_columns=schema.NANOS_COLUMNS
-    )
+    span_store.store(rows, tag="ingest.spans")
 
 
 class SpanWriter:
@@ -139,7 +137,8 @@ class SpanWriter:
                     break
                 # Wait for more; then look again (another writer may have taken the queue).
                 self._cond.wait(remaining)
-            batch, spans = [], 0
+            batch: list[_Submission] = []
+            spans = 0
             while self._queue and (not batch or spans + len(self._queue[0].rows) <= self.max_spans):
                 item = self._queue.pop(0)
                 batch.append(item)
@@ -199,7 +198,8 @@ class SpanWriter:
 
     def _write_alone(self, item: _Submission) -> None:
         """Store one request's rows, setting aside the rows ClickHouse refuses (bisection)."""
-        stored, rejected, errors, pending = 0, 0, [], [item.rows]
+        stored, rejected, pending = 0, 0, [item.rows]
+        errors: list[str] = []
         while pending:
             rows = pending.pop()
             try:
@@ -332,16 +332,3 @@ def reset() -> None:
 def _reset_on_settings_change(*, setting, **kwargs):
     if setting in ("INGEST", "CLICKHOUSE"):
         reset()
-
-
-class StartWriterMiddleware:
-    """Starts the writer (and so the spool flusher) when the web server loads the app, so a spool
-    left by a crash is drained after a restart even before the first new span arrives."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if settings.INGEST.get("START_ON_LOAD", True):
-            writer()
-
-    def __call__(self, request):
-        return self.get_response(request)

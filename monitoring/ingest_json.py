@@ -23,7 +23,6 @@ from monitoring import ingest
 
 _UINT64_MAX = 2**64 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 _DIGITS = re.compile(r"-?[0-9]{1,20}")
 
 _REQUEST_KEYS = frozenset({"resourceSpans"})
@@ -141,7 +140,7 @@ def _counts(obj: dict, *keys: str) -> None:
 
 def _hex_id(value: Any, size: int, name: str, required: bool) -> str:
     text = _str(value)
-    if not _HEX.fullmatch(text):
+    if not ingest.HEX_ID.fullmatch(text):
         raise NotCanonical  # the exact path answers 400 with its message
     if not text:
         if required:
@@ -276,12 +275,12 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
     attributes = _attributes(span.get("attributes"))
     name, trace_state, message = _str(span.get("name")), _str(span.get("traceState")), _str(status.get("message"))
     for raw in (trace_id, span_id, parent_id):
-        if raw is not None and not (isinstance(raw, str) and _HEX.fullmatch(raw)):
+        if raw is not None and not (isinstance(raw, str) and ingest.HEX_ID.fullmatch(raw)):
             raise NotCanonical
     link_ids = [(lt, ls) for lt, ls, _, _ in links]
     for lt, ls in link_ids:
         for raw in (lt, ls):
-            if raw is not None and not (isinstance(raw, str) and _HEX.fullmatch(raw)):
+            if raw is not None and not (isinstance(raw, str) and ingest.HEX_ID.fullmatch(raw)):
                 raise NotCanonical
 
     # The same checks, in the same order, as monitoring.ingest._span_row.

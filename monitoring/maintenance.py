@@ -28,10 +28,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from monitoring import clickhouse
+
+if TYPE_CHECKING:
+    from monitoring.models import IngestKey
 
 KEY_FILE = "maintenance.key"
 URL_FILE = "portal_url"
@@ -221,7 +225,7 @@ class SpansToPortal:
 
     def __init__(self, project_id: str):
         self.project_id = project_id
-        self.key = None
+        self.key: IngestKey | None = None
 
     def __enter__(self) -> SpansToPortal:
         from monitoring.models import IngestKey, Project

@@ -38,7 +38,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 _ROLES = {
@@ -66,9 +66,6 @@ class Message:
     tool_call_id: str = ""  # on a tool result: the call it answers
     name: str = ""
     finish_reason: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def as_openai(self) -> dict:
         """The message as an OpenAI chat-completions request item (what Replay sends)."""
@@ -112,9 +109,6 @@ class RequestParams:
     top_p: float | None = None
     stream: bool | None = None
     tools: list[Tool] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -230,10 +224,6 @@ def request_params(attrs: Mapping[str, Any]) -> RequestParams:
         ),
         tools=_tools(attrs, body),
     )
-
-
-def to_openai(messages: list[Message]) -> list[dict]:
-    return [m.as_openai() for m in messages]
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -395,7 +385,7 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
         message.content = _content(content)
         for call in item.get("tool_calls") or []:
             if isinstance(call, dict):
-                fn = call.get("function") if isinstance(call.get("function"), dict) else call
+                fn = call["function"] if isinstance(call.get("function"), dict) else call
                 message.tool_calls.append(
                     ToolCall(_text(fn.get("name")), _text(fn.get("arguments")), _text(call.get("id")))
                 )
@@ -613,7 +603,7 @@ def _adk_input(attrs: Mapping[str, Any]) -> list[Message]:
     request = _json(attrs.get("gcp.vertex.agent.llm_request"))
     if not isinstance(request, dict) or not request.get("contents"):
         return []
-    config = request.get("config") if isinstance(request.get("config"), dict) else {}
+    config = request["config"] if isinstance(request.get("config"), dict) else {}
     system = _content(config.get("system_instruction")) if config.get("system_instruction") else ""
     out = [Message("system", system)] if system else []
     for content in request["contents"]:
@@ -773,7 +763,7 @@ def _schema(value: Any) -> dict | None:
 def _tool_from_json(item: Any) -> Tool | None:
     if not isinstance(item, dict):
         return None
-    fn = item.get("function") if isinstance(item.get("function"), dict) else item
+    fn = item["function"] if isinstance(item.get("function"), dict) else item
     if not fn.get("name"):
         return None
     params = fn.get("parameters", fn.get("input_schema"))

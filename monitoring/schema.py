@@ -795,7 +795,7 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
 
 def set_retention(days: int) -> list[str]:
     """Change the TTL of the spans and every table derived from them. Cheap: with ttl_only_drop_parts whole daily
-    parts are dropped as they expire; nothing is rewritten now (unlike the guide's DELETE mutation)."""
+    parts are dropped as they expire; nothing is rewritten now (unlike a DELETE mutation)."""
     statements = []
     timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp")]
     timed += [(name, time_column) for name, (_, _, time_column) in SETTLED.items()]

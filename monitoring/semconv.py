@@ -239,10 +239,16 @@ AGENT_SERVICE_PREFIX = "agent-"
 GENAI_TOOL_OPERATIONS = ("execute_tool",)
 TRACELOOP_TOOL_KINDS = ("tool",)
 OPENINFERENCE_TOOL_KINDS = ("TOOL", "RETRIEVER")
-# The seed's Agent tab: workflow spans with these names (each project can change its list).
+# The default agent step span names (README, Traces > Agent steps); each project can change its list.
 DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
 
 ERROR_STATUS = ("Error", "STATUS_CODE_ERROR")  # the exporter's spelling, and the pre-2024 one
+
+
+def is_error(status_code: str) -> bool:
+    """Whether a span failed: its StatusCode is Error (OTel trace API, "Set Status"), in either spelling."""
+    return status_code in ERROR_STATUS
+
 
 # Replay's re-runs are recorded under this service; they are experiments, out of the KPIs by default.
 REPLAY_SERVICE = "apm-replay"

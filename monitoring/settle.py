@@ -21,7 +21,6 @@ background thread. One settler at a time per database (a lease in Django's datab
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from monitoring import clickhouse, schema
 from monitoring.pricing import PriceBook
 from monitoring.queries import facts
+from monitoring.queries.filter import from_nanos
 from monitoring.queries.sql import Sql, execute, run, run_one
 
 log = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def settle_once(now_ns: int | None = None) -> Report:
         clickhouse.insert(
             state_table,
             ("Name", "Through"),
-            [{"Name": STATE_NAME, "Through": dt.datetime.fromtimestamp(until / 1e9, dt.UTC)}],
+            [{"Name": STATE_NAME, "Through": from_nanos(until)}],
             tag="settle.state",
         )
         _state_written[state_table] = time.monotonic()

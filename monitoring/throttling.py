@@ -54,6 +54,7 @@ def user_or_ip_key(group: str, request) -> str:
 def too_many_requests(request, exception=None) -> HttpResponse:
     """RATELIMIT_VIEW: 429 with Retry-After (RFC 6585), JSON for the API, text elsewhere."""
     retry_after = "60"
+    response: HttpResponse
     if request.path.startswith("/api/"):
         response = JsonResponse(
             {"error": "rate limit exceeded: slow down and retry after the Retry-After seconds"}, status=429

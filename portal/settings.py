@@ -4,6 +4,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import plotly
@@ -62,6 +63,10 @@ INSTALLED_APPS = [
     "monitoring",
     "monitoring.monitors",
 ]
+# The demo app (demo/: `manage.py demo_setup` and `demo_traces`) only where asked for: bin/demo sets
+# PORTAL_DEMO=1, the test settings add it; production leaves it out.
+if env_bool("PORTAL_DEMO", False):
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -81,7 +86,6 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
     "axes.middleware.AxesMiddleware",
-    "monitoring.ingest_batcher.StartWriterMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -212,10 +216,9 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 
 # ClickHouse: embedded chdb when CLICKHOUSE_HOST is unset, the native protocol otherwise.
-CLICKHOUSE = {
+CLICKHOUSE: dict[str, Any] = {
     "HOST": env_str("CLICKHOUSE_HOST"),
     "PORT": env_int("CLICKHOUSE_PORT", 9000, minimum=1, maximum=65535),
-    "HTTP_PORT": env_int("CLICKHOUSE_HTTP_PORT", 8123, minimum=1, maximum=65535),
     "DATABASE": env_identifier("CLICKHOUSE_DATABASE", "otel_2"),
     "USER": env_str("CLICKHOUSE_USER", "default"),
     "PASSWORD": env_str("CLICKHOUSE_PASSWORD"),
@@ -230,7 +233,7 @@ CLICKHOUSE = {
 # parts, MVs, merges), by INGEST_WRITERS threads; batches ClickHouse cannot take are kept in a local
 # spool (fsync'ed before the 200) and stored when it is back. INGEST_SPOOL_MAX_MB=0 disables the
 # spool (then: 503 + Retry-After).
-INGEST = {
+INGEST: dict[str, Any] = {
     "BATCH_SECONDS": env_float("INGEST_BATCH_SECONDS", 0.1),
     "WRITERS": env_int("INGEST_WRITERS", 2, minimum=1),
     "BATCH_MAX_SPANS": env_int("INGEST_BATCH_MAX_SPANS", 20000, minimum=1),

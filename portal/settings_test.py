@@ -13,4 +13,9 @@ from portal.settings import *  # noqa: F403
 
 # Tests settle when they mean to: every question also computes what is not settled yet.
 SETTLE_FRESH_SECONDS = 0.0
+# The demo app: its generator feeds many tests, its commands have their own.
+from portal.settings import INSTALLED_APPS  # noqa: E402 - named for mypy; the star import has it too
+
+if "demo" not in INSTALLED_APPS:
+    INSTALLED_APPS = [*INSTALLED_APPS, "demo"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

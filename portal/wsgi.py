@@ -6,7 +6,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_wsgi_application()
 
 # The serving process runs the periodic jobs itself in embedded mode (BACKGROUND_JOBS=auto), since
-# it alone may open the data folder; see monitoring/background.py.
-from monitoring import background  # noqa: E402
+# it alone may open the data folder; see monitoring/background.py. It starts the OTLP writer too
+# (and so the spool flusher), so a spool left by a crash is drained after a restart even before
+# the first new span arrives (monitoring/ingest_batcher.py).
+from django.conf import settings  # noqa: E402
+
+from monitoring import background, ingest_batcher  # noqa: E402
 
 background.start()
+if settings.INGEST["START_ON_LOAD"]:
+    ingest_batcher.writer()

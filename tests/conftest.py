@@ -4,9 +4,14 @@ Every test writes spans under a project UUID of its own, so tests never see each
 and the engine never needs wiping.
 """
 
+import datetime as dt
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 
 from monitoring.models import IngestKey, Membership, Project
+from monitoring.queries.filter import SpanFilter, Window
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +69,16 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI installs it: see .ci/run)")
     pytest.skip(reason)
+
+
+def api_token(username: str) -> str:
+    """A new personal API token of `username` (`manage.py create_api_token`), for the read API."""
+    out = StringIO()
+    call_command("create_api_token", username, stdout=out)
+    return out.getvalue().strip()
+
+
+def last_hour(project) -> SpanFilter:
+    """The project's filter over the hour before now, nothing else chosen."""
+    now = dt.datetime.now(dt.UTC)
+    return SpanFilter(str(project.id), Window(now - dt.timedelta(hours=1), now))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from otlp import S, post, request
+from otlp import S
 
 
 def now() -> dt.datetime:
@@ -48,8 +48,3 @@ def agent_run(*, user: str = "", error: bool = False, service: str = "agent-x", 
         attributes["user.id"] = user
     root = S("invoke_agent", service=service, attributes=attributes, error=error, at=at, ms=1000)
     return [root, *(llm_call(parent=root, at=at, **c) for c in calls)]
-
-
-def send(client, key: str, *spans: S) -> None:
-    response = post(client, key, request(*spans))
-    assert response.status_code == 200, response.content

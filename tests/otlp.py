@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,3 +124,15 @@ def post_recorded(client, key: str, doc: dict, wire: str = "json"):
     else:
         body, content_type = as_protobuf(doc), "application/x-protobuf"
     return client.post("/v1/traces", data=body, content_type=content_type, headers={"Authorization": f"Bearer {key}"})
+
+
+def send(client, key: str, *spans: S | Iterable[S], scope: str = "tests") -> None:
+    """Post spans (each argument an S or a list of them) as one request under the instrumentation
+    scope `scope`; the receiver must answer 200."""
+    flat = [s for item in spans for s in ([item] if isinstance(item, S) else item)]
+    req = request(*flat)
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            ss.scope.name = scope
+    response = post(client, key, req)
+    assert response.status_code == 200, response.content

@@ -1,5 +1,5 @@
 """The Analytics tab: Cost Trend, Token Usage, calls/errors, Agent Flow Graph, breakdowns and latency,
-exactly, on spans written for the test in every dialect (OTEL.md §4); the page, its htmx partial,
+exactly, on spans written for the test in every dialect (monitoring/semconv.py); the page, its htmx partial,
 and the time-series API."""
 
 import datetime as dt
@@ -8,15 +8,18 @@ import re
 from unittest import mock
 
 import pytest
-from django.core.management import call_command
+from conftest import api_token
 from django.test import override_settings
-from otlp import S, post, request
+from otlp import S, send
 
-from monitoring import analytics, charts, clickhouse, settle
+from monitoring import charts, clickhouse, settle
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import IngestKey, ModelPrice
+from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import flow as flow_q
+from monitoring.queries import latency as latency_q
 from monitoring.queries import overview as queries
+from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.sql import Sql
 
 pytestmark = pytest.mark.django_db
@@ -29,14 +32,6 @@ HOURS = Window(DAY + dt.timedelta(hours=9, minutes=30), DAY + dt.timedelta(hours
 
 def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
     return DAY + dt.timedelta(days=day, hours=hour, minutes=minute)
-
-
-def send(client, key, spans, scope="tests"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def litellm(when, model, cost, *, inp=10, out=20, ms=100.0, user=""):
@@ -135,7 +130,7 @@ def flt(project, window=DAYS, **kw) -> SpanFilter:
 
 
 def test_it_trends_cost_per_day_per_model_reported_and_priced(project, calls):
-    s = analytics.timeseries(flt(project))
+    s = timeseries_q.timeseries(flt(project))
     assert s.bucket == "day"
     assert s.times == (DAY, at(1, 0), at(2, 0))  # the empty third day is there too
     assert s.models == ("gpt-4o", "claude-3-5-sonnet", "qwen-235b")  # most expensive first
@@ -147,7 +142,7 @@ def test_it_trends_cost_per_day_per_model_reported_and_priced(project, calls):
 
 
 def test_it_sums_tokens_calls_and_errors_per_day(project, calls):
-    s = analytics.timeseries(flt(project))
+    s = timeseries_q.timeseries(flt(project))
     assert s.total("input_tokens") == [10 + 10 + 1000, 1000 + 2000, 0]
     assert s.total("output_tokens") == [20 + 20 + 500, 1000 + 100, 0]
     assert s.values["input_tokens"]["qwen-235b"] == [0, 1000, 0]
@@ -157,7 +152,7 @@ def test_it_sums_tokens_calls_and_errors_per_day(project, calls):
 
 
 def test_it_uses_aligned_hourly_buckets_for_a_short_window(project, calls):
-    s = analytics.timeseries(flt(project, HOURS))
+    s = timeseries_q.timeseries(flt(project, HOURS))
     assert s.bucket == "hour"
     assert s.times == (at(0, 9), at(0, 10), at(0, 11), at(0, 12))
     assert s.total("llm_calls") == [0, 1, 1, 1]
@@ -167,10 +162,10 @@ def test_it_uses_aligned_hourly_buckets_for_a_short_window(project, calls):
 
 def test_it_switches_to_days_beyond_48_hours():
     start = dt.datetime(2025, 3, 1, 6, 30, tzinfo=UTC)
-    assert analytics.bucket_for(SpanFilter("p", Window(start, start + dt.timedelta(hours=48)))) == "hour"
+    assert timeseries_q.bucket_for(SpanFilter("p", Window(start, start + dt.timedelta(hours=48)))) == "hour"
     day = SpanFilter("p", Window(start, start + dt.timedelta(hours=49)))
-    assert analytics.bucket_for(day) == "day"
-    assert analytics.bucket_starts(day, "day") == [DAY, at(1, 0), at(2, 0)]
+    assert timeseries_q.bucket_for(day) == "day"
+    assert timeseries_q.bucket_starts(day, "day") == [DAY, at(1, 0), at(2, 0)]
 
 
 @pytest.mark.parametrize(
@@ -184,7 +179,7 @@ def test_it_switches_to_days_beyond_48_hours():
     ],
 )
 def test_the_filter_bar_changes_the_series(project, calls, kw, llm_calls, errors, cost):
-    s = analytics.timeseries(flt(project, **kw))
+    s = timeseries_q.timeseries(flt(project, **kw))
     assert s.total("llm_calls") == llm_calls
     assert s.total("errors") == errors
     assert s.total("cost_usd") == pytest.approx(cost)
@@ -198,7 +193,7 @@ def _rows(shares):
 
 
 def test_it_breaks_cost_and_calls_down_by_model_service_and_end_user(project, calls):
-    b = analytics.breakdowns(flt(project))
+    b = breakdowns_q.breakdowns(flt(project))
     assert _rows(b["model"]) == [
         ("gpt-4o", 3, 0, 0.507725),
         ("claude-3-5-sonnet", 1, 0, 0.0075),
@@ -216,13 +211,13 @@ def test_it_breaks_cost_and_calls_down_by_model_service_and_end_user(project, ca
 
 
 def test_it_folds_the_long_tail_into_one_row(project, calls):
-    b = analytics.breakdowns(flt(project), top=2)
+    b = breakdowns_q.breakdowns(flt(project), top=2)
     assert _rows(b["model"]) == [("gpt-4o", 3, 0, 0.507725), ("", 3, 1, 0.0105)]
     assert b["model"][1].folded == 2
 
 
 def test_it_bins_llm_latency(project, calls):
-    lat = analytics.latency(flt(project))
+    lat = latency_q.latency(flt(project))
     counts = {b.label: (b.calls, b.errors) for b in lat.bins if b.calls}
     assert counts == {
         "<50ms": (1, 0),
@@ -326,7 +321,7 @@ def _graph(g):
 
 
 def test_it_draws_the_agent_flow_of_a_known_run_shape(project, agent_runs):
-    runs, nodes, edges = _graph(analytics.agent_flow(flt(project, FLOW)))
+    runs, nodes, edges = _graph(flow_q.agent_flow(flt(project, FLOW)))
     assert runs == 3
     assert nodes == {
         "agent:text2sql": (2, 0, 0.0, 2500.0, 2),
@@ -342,7 +337,7 @@ def test_it_draws_the_agent_flow_of_a_known_run_shape(project, agent_runs):
         ("agent:invoke_agent planner", "llm:qwen-235b"): 1,
         ("agent:invoke_agent planner", "tool:execute_tool search"): 1,
     }
-    assert [n.key for n in analytics.agent_flow(flt(project, FLOW)).nodes][:3] == [
+    assert [n.key for n in flow_q.agent_flow(flt(project, FLOW)).nodes][:3] == [
         "agent:text2sql",
         "llm:gpt-4o",
         "tool:run_sql",
@@ -360,7 +355,7 @@ def test_it_draws_the_agent_flow_of_a_known_run_shape(project, agent_runs):
     ],
 )
 def test_the_filter_bar_selects_the_runs_of_the_flow(project, agent_runs, kw, runs, text2sql, planner):
-    g = analytics.agent_flow(flt(project, FLOW, **kw))
+    g = flow_q.agent_flow(flt(project, FLOW, **kw))
     counts = {n.key: n.count for n in g.nodes}
     assert (g.runs, counts.get("agent:text2sql", 0), counts.get("agent:invoke_agent planner", 0)) == (
         runs,
@@ -370,7 +365,7 @@ def test_the_filter_bar_selects_the_runs_of_the_flow(project, agent_runs, kw, ru
 
 
 def test_it_caps_the_flow_to_the_most_frequent_nodes(project, agent_runs):
-    g = analytics.agent_flow(flt(project, FLOW), max_nodes=3)
+    g = flow_q.agent_flow(flt(project, FLOW), max_nodes=3)
     assert [n.key for n in g.nodes] == ["agent:text2sql", "llm:gpt-4o", "tool:run_sql"]
     assert g.hidden_nodes == 3
     assert g.edges == {("agent:text2sql", "llm:gpt-4o"): 2, ("agent:text2sql", "tool:run_sql"): 2}
@@ -388,7 +383,7 @@ def test_it_climbs_to_the_nearest_step_and_notes_recursion():
         mock.patch.object(flow_q.sources, "edges", return_value=Sql("SELECT 1")),
         mock.patch.object(flow_q.sources, "runs", return_value=Sql("SELECT 1")),
     ):
-        g = analytics.agent_flow(SpanFilter("p", FLOW))
+        g = flow_q.agent_flow(SpanFilter("p", FLOW))
     (node,) = g.nodes
     assert (node.count, node.errors, node.roots, node.self_calls, node.avg_latency_ms) == (5, 1, 3, 2, 1.0)
     assert g.edges == {}
@@ -398,19 +393,19 @@ def test_it_climbs_to_the_nearest_step_and_notes_recursion():
 
 
 def test_charts_are_none_when_there_is_nothing_to_draw(project):
-    empty = analytics.timeseries(flt(project))
+    empty = timeseries_q.timeseries(flt(project))
     assert empty.empty
     colours = charts.model_colours(empty.models)
     assert charts.cost_trend(empty, colours) is None
     assert charts.token_usage(empty, colours) is None
     assert charts.calls_and_errors(empty) is None
-    assert charts.agent_flow(analytics.agent_flow(flt(project))) is None
+    assert charts.agent_flow(flow_q.agent_flow(flt(project))) is None
     assert charts.breakdown([], "model") is None
-    assert charts.latency_histogram(analytics.latency(flt(project))) is None
+    assert charts.latency_histogram(latency_q.latency(flt(project))) is None
 
 
 def test_charts_give_a_model_one_colour_and_stack_cost(project, calls):
-    s = analytics.timeseries(flt(project))
+    s = timeseries_q.timeseries(flt(project))
     colours = charts.model_colours(s.models)
     cost = charts.cost_trend(s, colours)
     assert cost["layout"]["barmode"] == "stack"
@@ -422,7 +417,7 @@ def test_charts_give_a_model_one_colour_and_stack_cost(project, calls):
     assert cost["data"][0]["x"] == ["2025-03-01 00:00", "2025-03-02 00:00", "2025-03-03 00:00"]
     assert cost["data"][0]["y"] == pytest.approx([0.507725, 0, 0])
     tokens = charts.token_usage(s, colours)
-    by_model = charts.breakdown(analytics.breakdowns(flt(project))["model"], "model", colours)
+    by_model = charts.breakdown(breakdowns_q.breakdowns(flt(project))["model"], "model", colours)
     gpt = colours["gpt-4o"]
     assert cost["data"][0]["marker"]["color"] == gpt == tokens["data"][0]["line"]["color"]
     assert by_model["data"][0]["marker"]["color"][0] == gpt
@@ -431,7 +426,7 @@ def test_charts_give_a_model_one_colour_and_stack_cost(project, calls):
 
 
 def test_the_flow_chart_colours_nodes_by_error_rate_and_stays_readable_at_60_nodes(project, agent_runs):
-    fig = charts.agent_flow(analytics.agent_flow(flt(project, FLOW)))
+    fig = charts.agent_flow(flow_q.agent_flow(flt(project, FLOW)))
     (sankey,) = [t for t in fig["data"] if t["type"] == "sankey"]
     labels = sankey["node"]["label"]
     colour = dict(zip(labels, sankey["node"]["color"], strict=False))
@@ -444,9 +439,9 @@ def test_the_flow_chart_colours_nodes_by_error_rate_and_stays_readable_at_60_nod
     }
     assert links[("◆ text2sql", "● gpt-4o")] == 2 and links[("▶ 3 runs", "◆ text2sql")] == 2
 
-    big = analytics.FlowGraph(
+    big = flow_q.FlowGraph(
         runs=100,
-        nodes=[analytics.FlowNode(f"agent:step {i:02d}", count=100 - i, roots=1) for i in range(60)],
+        nodes=[flow_q.FlowNode(f"agent:step {i:02d}", count=100 - i, roots=1) for i in range(60)],
         edges={(f"agent:step {i:02d}", f"agent:step {i + 1:02d}"): 5 for i in range(59)},
         hidden_nodes=10,
         hidden_edges={"agent:step 05": 3},
@@ -534,9 +529,9 @@ def test_the_flow_graph_counts_every_run_without_sampling(client, project, agent
         str(project.id),
         Window(dt.datetime(2025, 4, 1, 10, tzinfo=dt.UTC), dt.datetime(2025, 4, 1, 11, tzinfo=dt.UTC)),
     )
-    live = analytics.agent_flow(flt)
+    live = flow_q.agent_flow(flt)
     settle.settle_once()
-    settled = analytics.agent_flow(flt)
+    settled = flow_q.agent_flow(flt)
     assert settled.sampled_every == 1 and settled.runs == live.runs == 3
     assert [(n.key, n.count, n.errors) for n in settled.nodes] == [(n.key, n.count, n.errors) for n in live.nodes]
     assert settled.edges == live.edges
@@ -591,26 +586,18 @@ def test_the_page_keeps_to_logins_and_members(client, charlie, alice, project):
 def test_another_projects_data_never_appears(client, alice, project, other_project, calls, agent_runs):
     key = IngestKey.issue(other_project)[1]
     send(client, key, [litellm(at(0, 10), "gpt-4o", 9.0, user="stranger")], scope="litellm")
-    theirs = analytics.timeseries(flt(other_project))
+    theirs = timeseries_q.timeseries(flt(other_project))
     assert sum(theirs.total("cost_usd")) == pytest.approx(9.0)
-    assert analytics.agent_flow(flt(other_project, FLOW)).empty
-    mine = analytics.timeseries(flt(project))
+    assert flow_q.agent_flow(flt(other_project, FLOW)).empty
+    mine = timeseries_q.timeseries(flt(project))
     assert sum(mine.total("cost_usd")) == pytest.approx(0.518225)
-    assert "stranger" not in [s.name for s in analytics.breakdowns(flt(project))["user"]]
+    assert "stranger" not in [s.name for s in breakdowns_q.breakdowns(flt(project))["user"]]
     client.force_login(alice)
     html = client.get(f"/admin/monitoring/{project.id}/analytics/", PAGE_QUERY).content.decode()
     assert "stranger" not in html and "$9.0000" not in html
 
 
 # --- the time-series API --------------------------------------------------------------------------
-
-
-def api_token(username) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("create_api_token", username, stdout=out)
-    return out.getvalue().strip()
 
 
 def test_the_api_answers_the_time_series_exactly(client, bob, project, calls):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from monitor_data import llm_call, send
+from monitor_data import llm_call
+from otlp import send
 from receivers import http_receiver
 
 from monitoring.monitors.models import Channel, Monitor

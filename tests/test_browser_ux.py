@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from otlp import S, post, request
+from otlp import S, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -109,14 +109,6 @@ def proxied_run(at: dt.datetime, answer: str = "Delivery takes 31 hours on avera
     return agent_spans, proxy_spans, root
 
 
-def send(client, key, spans, scope):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
-
-
 def seed(client, key) -> dict:
     traces = {}
     for name, at, answer in (
@@ -124,8 +116,8 @@ def seed(client, key) -> dict:
         ("b", AT + dt.timedelta(minutes=5), "It takes 29 hours."),
     ):
         agent_spans, proxy_spans, root = proxied_run(at, answer)
-        send(client, key, agent_spans, "openinference.instrumentation.openai")
-        send(client, key, proxy_spans, "litellm")
+        send(client, key, agent_spans, scope="openinference.instrumentation.openai")
+        send(client, key, proxy_spans, scope="litellm")
         traces[name] = root.trace.hex()
     failed = S(
         "chat",
@@ -134,7 +126,7 @@ def seed(client, key) -> dict:
         error=True,
         attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"},
     )
-    send(client, key, [failed], "tests")
+    send(client, key, [failed], scope="tests")
     return traces
 
 

@@ -21,13 +21,16 @@ from conftest import require
 from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
-from monitoring import clickhouse, demo, replay, settle, traces
+from demo import traffic
+from monitoring import clickhouse, settle
 from monitoring.monitors import metrics
 from monitoring.queries import facets, flow, latency, live, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
+from monitoring.queries import trace as trace_q
 from monitoring.queries.breakdowns import breakdowns
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.queries.spans import Cursor, ListQuery, list_spans
+from monitoring.replay import steps as replay
 
 # django_db: the module's fixture writes its project outside the tests' transactions (and removes it).
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
@@ -120,21 +123,47 @@ def _matched_pairs(anchor: dt.datetime, n: int = 6) -> tuple[list[list[S]], list
         agent_trace, gateway_trace = _cross_shard_ids()
         at = anchor - dt.timedelta(minutes=40 - 3 * i)
         response = {"gen_ai.response.id": f"chatcmpl-{i:04d}"} if i % 2 == 0 else {}
-        agent = S("invoke_agent planner", service="agent-planner", at=at, ms=3000, trace=agent_trace,
-                  attributes={"gen_ai.operation.name": "invoke_agent", "session.id": f"s-{i % 3}",
-                              "user.id": f"u-{i % 2}"})  # fmt: skip
-        call = agent.child("chat gpt-4o", at=at + dt.timedelta(milliseconds=100), ms=1500,
-                           attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
-                                       "gen_ai.usage.input_tokens": 10 + i, "gen_ai.usage.output_tokens": 20,
-                                       **response})  # fmt: skip
+        agent = S(
+            "invoke_agent planner",
+            service="agent-planner",
+            at=at,
+            ms=3000,
+            trace=agent_trace,
+            attributes={"gen_ai.operation.name": "invoke_agent", "session.id": f"s-{i % 3}", "user.id": f"u-{i % 2}"},
+        )
+        call = agent.child(
+            "chat gpt-4o",
+            at=at + dt.timedelta(milliseconds=100),
+            ms=1500,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 10 + i,
+                "gen_ai.usage.output_tokens": 20,
+                **response,
+            },
+        )
         agents.append([agent, call])
-        server = S("POST /v1/chat/completions", service="litellm-proxy", at=at + dt.timedelta(milliseconds=150),
-                   ms=1300, trace=gateway_trace)  # fmt: skip
-        gw = server.child("litellm_request", ms=1200,
-                          attributes={"llm.request.type": "acompletion", "gen_ai.request.model": "gpt-4o",
-                                      "litellm.model_group": "gpt-4o", "gen_ai.usage.input_tokens": 10 + i,
-                                      "gen_ai.usage.output_tokens": 20, "gen_ai.cost.total_cost": 0.001 * (i + 1),
-                                      **response})  # fmt: skip
+        server = S(
+            "POST /v1/chat/completions",
+            service="litellm-proxy",
+            at=at + dt.timedelta(milliseconds=150),
+            ms=1300,
+            trace=gateway_trace,
+        )
+        gw = server.child(
+            "litellm_request",
+            ms=1200,
+            attributes={
+                "llm.request.type": "acompletion",
+                "gen_ai.request.model": "gpt-4o",
+                "litellm.model_group": "gpt-4o",
+                "gen_ai.usage.input_tokens": 10 + i,
+                "gen_ai.usage.output_tokens": 20,
+                "gen_ai.cost.total_cost": 0.001 * (i + 1),
+                **response,
+            },
+        )
         gateways.append([server, gw])
     return agents, gateways
 
@@ -159,8 +188,12 @@ class Traffic:
     def send(self, client, key, part: list) -> None:
         for kind, payload in part:
             if kind == "protobuf":
-                r = client.post("/v1/traces", data=payload, content_type="application/x-protobuf",
-                                headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+                r = client.post(
+                    "/v1/traces",
+                    data=payload,
+                    content_type="application/x-protobuf",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
                 assert r.status_code == 200, r.content
             elif kind == "recorded":
                 assert post_recorded(client, key, payload).status_code == 200
@@ -170,7 +203,9 @@ class Traffic:
 
 def _traffic() -> Traffic:
     anchor = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=5)
-    requests = [r.SerializeToString() for r, _ in demo.generate_requests(days=2, runs_per_day=15, seed=14, now=anchor)]
+    requests = [
+        r.SerializeToString() for r, _ in traffic.generate_requests(days=2, runs_per_day=15, seed=14, now=anchor)
+    ]
     early: list = [("protobuf", body) for body in requests[:-2]]
     for i, name in enumerate(CASES):
         doc = recorded(f"cases/{name}", newest_end=anchor - dt.timedelta(seconds=30 * i + 5))
@@ -305,13 +340,15 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
     # The sample's traces: each trace page's parts and Replay's run.
     trace_ids = sorted(sample)
     for trace_id in trace_ids:
-        ref = traces.locate(pid, trace_id)
+        ref = trace_q.locate(pid, trace_id)
         ask(f"trace/{trace_id}/ref", lambda ref=ref: ref)
-        ask(f"trace/{trace_id}/tree", lambda ref=ref: traces.tree_spans(ref, agent_names=project.agent_names))
-        ask(f"trace/{trace_id}/roots", lambda ref=ref: traces.children(ref, "", agent_names=project.agent_names))
+        ask(f"trace/{trace_id}/tree", lambda ref=ref: trace_q.tree_spans(ref, agent_names=project.agent_names))
+        ask(f"trace/{trace_id}/roots", lambda ref=ref: trace_q.children(ref, "", agent_names=project.agent_names))
         ask(
             f"trace/{trace_id}/invocations",
-            lambda ref=ref: sorted(traces.invocations(ref, project.agent_names), key=lambda i: (i.trace_id, i.span_id)),
+            lambda ref=ref: sorted(
+                trace_q.invocations(ref, project.agent_names), key=lambda i: (i.trace_id, i.span_id)
+            ),
         )
         ask(f"trace/{trace_id}/replay", lambda t=trace_id: replay.load_run(project, t))
     every_trace = sorted({r["trace_id"] for page in found.get("days/traces/all", []) for r in page})

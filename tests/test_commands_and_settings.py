@@ -87,3 +87,13 @@ def test_bad_settings_stop_start_up_naming_the_variable(tmp_path, name, value):
     r = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode != 0
     assert name in r.stderr and "ImproperlyConfigured" in r.stderr
+
+
+@pytest.mark.parametrize("demo", ["", "1"])
+def test_the_demo_app_is_in_only_where_asked_for(tmp_path, demo):
+    """Production settings leave the demo generator out; PORTAL_DEMO=1 (bin/demo) brings its commands."""
+    env = {k: v for k, v in os.environ.items() if k != "PORTAL_DEMO"}
+    env |= {"DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_VAR_DIR": str(tmp_path), "PORTAL_DEMO": demo}
+    r = subprocess.run([sys.executable, "manage.py", "help"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert ("demo_setup" in r.stdout and "demo_traces" in r.stdout) == bool(demo)

@@ -5,14 +5,13 @@ Each runs twice: computed live (spans not settled yet) and after the settler sto
 over both OTLP encodings: the numbers are the same every way.
 """
 
-import datetime as dt
-
 import pytest
+from conftest import last_hour
 from otlp import post_recorded, recorded
 
-from monitoring import settle, traces
+from monitoring import settle
 from monitoring.queries import overview as overview_q
-from monitoring.queries.filter import SpanFilter, Window
+from monitoring.queries import trace as trace_q
 from monitoring.queries.spans import ListQuery, list_spans
 
 pytestmark = pytest.mark.django_db
@@ -38,13 +37,8 @@ def ingest(client, key, case: str, mode: str, wire: str = "json", times: int = 1
     return doc
 
 
-def hour(project) -> SpanFilter:
-    now = dt.datetime.now(dt.UTC)
-    return SpanFilter(str(project.id), Window(now - dt.timedelta(hours=1), now))
-
-
 def rows(project, kind: str, **kw):
-    return list_spans(hour(project), ListQuery(kind=kind, limit=500, **kw)).items
+    return list_spans(last_hour(project), ListQuery(kind=kind, limit=500, **kw)).items
 
 
 def trace_page(client, project, trace_id: str, **params) -> str:
@@ -58,7 +52,7 @@ def trace_page(client, project, trace_id: str, **params) -> str:
 
 def test_case_01_cached_input_is_priced_at_the_cache_rates(client, alice, project, ingest_key, mode, wire):
     ingest(client, ingest_key, "case-01-cache-read-pricing", mode, wire)
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert (o.llm_calls, o.input_tokens, o.output_tokens) == (1, 130_213, 400)  # input already inclusive
     assert (o.cache_read_tokens, o.cache_write_tokens) == (128_955, 1_253)
     # genai-prices 0.2.3, Claude Sonnet 4: $3/M input, $0.30/M cache read, $3.75/M cache write, $15/M output
@@ -78,7 +72,7 @@ def test_case_02_the_ai_sdk_model_call_counts_once_with_reasoning_inside_output(
     client, alice, project, ingest_key, mode, wire
 ):
     ingest(client, ingest_key, "case-02-reasoning-tokens-ai-sdk-span", mode, wire)
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert (o.llm_calls, o.input_tokens, o.output_tokens, o.reasoning_tokens) == (1, 22_118, 1_970, 956)
     assert o.total_cost_usd == pytest.approx(0.0473475)  # not 0.0569075 (reasoning added again)
     (call,) = rows(project, "llm")
@@ -87,8 +81,8 @@ def test_case_02_the_ai_sdk_model_call_counts_once_with_reasoning_inside_output(
     assert set(every) == {"c02a000000000001", "c02a000000000002"}
     assert every["c02a000000000002"].cost_usd == pytest.approx(0.0473475)
     assert every["c02a000000000001"].cost_usd == 0  # the outer ai.generateText is not a second call
-    ref = traces.locate(str(project.id), "c02a0000000000000000000000000001")
-    summary = traces.summarize(ref, traces.tree_spans(ref), traces.invocations(ref))
+    ref = trace_q.locate(str(project.id), "c02a0000000000000000000000000001")
+    summary = trace_q.summarize(ref, trace_q.tree_spans(ref), trace_q.invocations(ref))
     assert (summary.llm_calls, summary.cost_usd) == (1, pytest.approx(0.0473475))
 
 
@@ -98,7 +92,7 @@ def test_case_02_the_ai_sdk_model_call_counts_once_with_reasoning_inside_output(
 def test_case_06_messages_in_span_events_are_shown_searched_and_replayed(
     client, alice, project, ingest_key, mode, wire
 ):
-    from monitoring import replay
+    from monitoring.replay import steps as replay
 
     ingest(client, ingest_key, "case-06-messages-in-span-events", mode, wire)
     client.force_login(alice)
@@ -124,7 +118,7 @@ def test_case_06_messages_in_span_events_are_shown_searched_and_replayed(
 
 def test_case_10_a_redelivered_export_counts_once_everywhere(client, alice, project, ingest_key, mode, wire):
     ingest(client, ingest_key, "case-10-duplicate-delivery-on-retry", mode, wire, times=2)
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert (o.llm_calls, o.agent_calls, o.input_tokens, o.output_tokens) == (1, 1, 2_000, 500)
     assert o.total_cost_usd == pytest.approx(0.01)  # 2000 x $2.50/M + 500 x $10/M (gpt-4o)
     assert len(rows(project, "all")) == 2 and len(rows(project, "llm")) == 1
@@ -141,7 +135,7 @@ def test_case_10_a_redelivered_export_counts_once_everywhere(client, alice, proj
 
 def test_case_13_a_span_without_an_end_is_in_progress_not_a_0_ms_call(client, alice, project, ingest_key, mode, wire):
     ingest(client, ingest_key, "case-13-span-without-end-time", mode, wire)
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert (o.llm_calls, o.agent_calls, o.calls_without_end) == (2, 1, 1)
     assert o.total_cost_usd == pytest.approx(0.000027)
     assert o.avg_latency_ms == pytest.approx(2000.0) and o.p50_latency_ms == pytest.approx(2000.0)  # not 1000

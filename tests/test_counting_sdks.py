@@ -6,15 +6,14 @@ The expected cost is genai-prices' own `calc_price` of each call (input inclusiv
 and writes, output inclusive of reasoning), computed here, not read back from the product.
 """
 
-import datetime as dt
-
 import pytest
+from conftest import last_hour
 from genai_prices import Usage, calc_price
 from otlp import post_recorded, recorded
 
-from monitoring import messages, settle, traces
+from monitoring import messages, settle
 from monitoring.queries import overview as overview_q
-from monitoring.queries.filter import SpanFilter, Window
+from monitoring.queries import trace as trace_q
 from monitoring.queries.spans import ListQuery, list_spans
 
 pytestmark = pytest.mark.django_db
@@ -51,11 +50,6 @@ def price(model, provider, inp, read, write, out) -> float:
     return float(calc_price(usage, model, provider_id=provider).total_price)
 
 
-def hour(project) -> SpanFilter:
-    now = dt.datetime.now(dt.UTC)
-    return SpanFilter(str(project.id), Window(now - dt.timedelta(hours=1), now))
-
-
 @pytest.mark.parametrize("sdk", sorted(EXPECTED))
 @pytest.mark.parametrize("mode", ["live", "settled"])
 def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, ingest_key, sdk, mode):
@@ -64,7 +58,7 @@ def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, i
     if mode == "settled":
         settle.settle_once()
     calls = EXPECTED[sdk]
-    o = overview_q.overview(hour(project))
+    o = overview_q.overview(last_hour(project))
     assert o.llm_calls == len(calls)
     assert o.agent_calls == 1  # one agent run per file
     assert o.input_tokens == sum(c[2] for c in calls)
@@ -72,7 +66,7 @@ def test_every_sdk_gives_the_same_invocations_tokens_and_cost(client, project, i
     assert o.output_tokens == sum(c[5] for c in calls)
     assert o.unpriced_calls == 0
     assert o.total_cost_usd == pytest.approx(sum(price(*c) for c in calls), rel=1e-9)
-    listed = list_spans(hour(project), ListQuery(kind="llm", limit=50)).items
+    listed = list_spans(last_hour(project), ListQuery(kind="llm", limit=50)).items
     assert sorted((r.input_tokens, r.output_tokens) for r in listed) == sorted((c[2], c[5]) for c in calls)
 
 
@@ -97,7 +91,7 @@ def test_the_chat_of_every_sdk_is_read_from_attributes_or_events(
         for s in ss["spans"]
         if s["name"] == span_name
     )
-    spans = [s for s in traces.full_spans(traces.locate(str(project.id), trace_id)) if s.name == span_name]
+    spans = [s for s in trace_q.full_spans(trace_q.locate(str(project.id), trace_id)) if s.name == span_name]
     assert len(spans) == 2
     chats = []
     for span in spans:
@@ -125,7 +119,7 @@ def test_an_embedding_shows_its_input_text_not_a_chat(client, project, ingest_ke
         if s["name"] == "ai.embedMany.doEmbed"
     )
     (span,) = [
-        s for s in traces.full_spans(traces.locate(str(project.id), trace_id)) if s.name == "ai.embedMany.doEmbed"
+        s for s in trace_q.full_spans(trace_q.locate(str(project.id), trace_id)) if s.name == "ai.embedMany.doEmbed"
     ]
     assert messages.embedding_inputs(span.attributes) == ["rainy, 14°C", "sunny, 25°C"]
     assert messages.request_messages(span.attributes) == []

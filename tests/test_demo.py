@@ -1,4 +1,4 @@
-"""monitoring.demo: the demo-traffic generator (pure: no database, no Django).
+"""demo.traffic: the demo-traffic generator (pure: no database, no Django).
 
 Run: .venv/bin/python -m pytest tests/test_demo.py -q -p no:django
 """
@@ -17,7 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from monitoring import demo
+from demo import traffic
 
 NOW = datetime(2025, 6, 11, 3, 30, 12, 345678, tzinfo=UTC)
 DAY_NS = 86_400 * 10**9
@@ -82,7 +82,7 @@ def decode(requests) -> tuple[list[S], list[int], list[set[int]]]:
 
 @pytest.fixture(scope="module")
 def week() -> tuple[list[S], list[int], list[set[int]]]:
-    return decode(demo.generate_requests(now=NOW))
+    return decode(traffic.generate_requests(now=NOW))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_it_is_deterministic_for_a_seed_and_now():
     def blob(seed: int) -> bytes:
         return b"".join(
             r.SerializeToString(deterministic=True)
-            for r, _ in demo.generate_requests(days=2, runs_per_day=40, seed=seed, now=NOW)
+            for r, _ in traffic.generate_requests(days=2, runs_per_day=40, seed=seed, now=NOW)
         )
 
     assert blob(7) == blob(7)
@@ -115,7 +115,7 @@ def test_it_keeps_each_request_inside_one_utc_day_and_the_batch_size(week):
 
 
 def test_it_honours_a_small_batch_size():
-    _, counts, days = decode(demo.generate_requests(days=2, runs_per_day=30, now=NOW, batch_spans=37))
+    _, counts, days = decode(traffic.generate_requests(days=2, runs_per_day=30, now=NOW, batch_spans=37))
     assert max(counts) == 37 and all(n <= 37 for n in counts)
     assert all(len(d) == 1 for d in days)
 
@@ -149,7 +149,7 @@ def test_traffic_follows_office_hours(traces):
 def test_every_dialect_is_present(week):
     spans = week[0]
     by_service = Counter(s.service for s in spans)
-    assert set(by_service) == set(demo.DIALECT_SERVICES.values())
+    assert set(by_service) == set(traffic.DIALECT_SERVICES.values())
 
     litellm = [
         s
@@ -240,21 +240,21 @@ def test_some_runs_are_long(traces):
 
 
 def test_the_estimate_matches_what_is_generated(week):
-    assert abs(sum(week[1]) / demo.estimate_spans(7, 120) - 1) < 0.1
-    other = sum(n for _, n in demo.generate_requests(days=3, runs_per_day=50, seed=3, now=NOW))
-    assert abs(other / demo.estimate_spans(3, 50) - 1) < 0.1
+    assert abs(sum(week[1]) / traffic.estimate_spans(7, 120) - 1) < 0.1
+    other = sum(n for _, n in traffic.generate_requests(days=3, runs_per_day=50, seed=3, now=NOW))
+    assert abs(other / traffic.estimate_spans(3, 50) - 1) < 0.1
 
 
 def test_a_naive_now_is_taken_as_utc():
     naive = NOW.replace(tzinfo=None)
-    a = [r.SerializeToString() for r, _ in demo.generate_requests(days=1, runs_per_day=10, now=naive)]
-    b = [r.SerializeToString() for r, _ in demo.generate_requests(days=1, runs_per_day=10, now=NOW)]
+    a = [r.SerializeToString() for r, _ in traffic.generate_requests(days=1, runs_per_day=10, now=naive)]
+    b = [r.SerializeToString() for r, _ in traffic.generate_requests(days=1, runs_per_day=10, now=NOW)]
     assert a == b
 
 
 @pytest.mark.parametrize("now", [NOW + timedelta(days=30), datetime(2025, 6, 12, 0, 2, tzinfo=UTC)])
 def test_nothing_ends_after_now_even_just_after_midnight(now):
-    spans, _, days = decode(demo.generate_requests(days=1, runs_per_day=300, now=now))
+    spans, _, days = decode(traffic.generate_requests(days=1, runs_per_day=300, now=now))
     assert max(s.end for s in spans) <= int(now.timestamp() * 10**9)
     assert all(len(d) == 1 for d in days)
 

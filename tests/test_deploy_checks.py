@@ -1,4 +1,4 @@
-"""`manage.py check --deploy` flags each item of the guide's production checklist, and passes a
+"""`manage.py check --deploy` flags each item of the production checklist (README), and passes a
 correct configuration."""
 
 import os

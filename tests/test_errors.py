@@ -1,5 +1,5 @@
 """ClickHouse trouble as people see it (monitoring/errors.py): every page, banner, export and API
-answer says what went wrong and the guide's hint with an error id; ClickHouse's own message (hosts,
+answer says what went wrong and its hint with an error id; ClickHouse's own message (hosts,
 ports, codes) reaches the log under that id, and the page only for staff."""
 
 import logging

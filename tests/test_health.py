@@ -1,4 +1,4 @@
-"""/admin/monitoring/health: the guide's status checks with their hints."""
+"""/admin/monitoring/health: the stack's status checks with their hints."""
 
 import io
 

@@ -16,7 +16,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from monitoring.ingest import (
-    COLUMNS,
     MAX_BODY_BYTES,
     IngestError,
     Status,
@@ -26,6 +25,7 @@ from monitoring.ingest import (
     rows_from_request,
     status_body,
 )
+from monitoring.schema import TRACE_COLUMNS
 from tests.fixtures.otlp_samples import (
     LINK_SPAN,
     LINK_TRACE,
@@ -109,8 +109,8 @@ def test_it_formats_doubles_like_pdata(value: float, expected: str) -> None:
 def test_it_maps_a_span_to_an_exporter_row() -> None:
     row = rows_of(sample_request())[0]
 
-    assert tuple(row) == COLUMNS
-    assert len(COLUMNS) == 22
+    assert tuple(row) == TRACE_COLUMNS
+    assert len(TRACE_COLUMNS) == 22
     expected_scalars = {
         "Timestamp": T0,
         "TraceId": TRACE_1,

@@ -150,9 +150,9 @@ def test_random_requests_and_their_mutations_agree_with_protobufs_parser():
 def test_realistic_traffic_takes_the_fast_path_with_identical_rows():
     from datetime import UTC, datetime
 
-    from monitoring import demo
+    from demo import traffic
 
-    requests = demo.generate_requests(days=1, runs_per_day=40, batch_spans=200, now=datetime(2026, 1, 2, tzinfo=UTC))
+    requests = traffic.generate_requests(days=1, runs_per_day=40, batch_spans=200, now=datetime(2026, 1, 2, tzinfo=UTC))
     for req, _ in requests:
         doc = json.loads(_to_json(req))
         quick = fast(doc)

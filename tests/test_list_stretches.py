@@ -25,8 +25,13 @@ def spread(client, project, ingest_key):
     """A run (agent step + LLM call) at each age; returns the traces, newest first."""
     spans = []
     for age in AGES:
-        root = S("invoke_agent planner", service="agent-planner", at=NOW - age, ms=800,
-                 attributes={"gen_ai.operation.name": "invoke_agent"})  # fmt: skip
+        root = S(
+            "invoke_agent planner",
+            service="agent-planner",
+            at=NOW - age,
+            ms=800,
+            attributes={"gen_ai.operation.name": "invoke_agent"},
+        )
         call = root.child(
             "chat gpt-4o-mini",
             at=NOW - age + dt.timedelta(milliseconds=100),
@@ -36,7 +41,7 @@ def spread(client, project, ingest_key):
                 "gen_ai.request.model": "gpt-4o-mini",
                 "gen_ai.usage.input_tokens": 10,
                 "gen_ai.usage.output_tokens": 5,
-            },  # fmt: skip
+            },
         )
         spans += [root, call]
     assert post(client, ingest_key, request(*spans)).status_code == 200

@@ -1,9 +1,9 @@
-"""messages.py: one span's chat from each dialect's attributes (OTEL.md §4). Pure; no database."""
+"""messages.py: one span's chat from each dialect's attributes (monitoring/semconv.py). Pure; no database."""
 
 import json
 from pathlib import Path
 
-from monitoring.messages import Message, ToolCall, request_messages, request_params, response_messages, to_openai
+from monitoring.messages import Message, ToolCall, request_messages, request_params, response_messages
 
 CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json").read_text())
 
@@ -20,7 +20,7 @@ def capture_span(label, capture="otel", scope="litellm"):
 
 
 def as_stored(attrs: dict) -> dict:
-    """Attributes as ClickHouse returns them: every value a string (OTEL.md §2)."""
+    """Attributes as ClickHouse returns them: every value a string (the exporter's Map(String, String))."""
     out = {}
     for k, v in attrs.items():
         if isinstance(v, bool):
@@ -137,7 +137,7 @@ def test_it_turns_messages_into_an_openai_request_for_replay():
             ]
         )
     }
-    assert to_openai(request_messages(attrs)) == [
+    assert [m.as_openai() for m in request_messages(attrs)] == [
         {
             "role": "assistant",
             "content": None,

@@ -6,7 +6,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from monitor_data import llm_call, send
+from monitor_data import llm_call
+from otlp import send
 
 from monitoring import background
 from monitoring.monitors import evaluation

@@ -5,7 +5,8 @@ import datetime as dt
 import json
 
 import pytest
-from monitor_data import llm_call, now, send
+from monitor_data import llm_call, now
+from otlp import send
 from receivers import dead_url, http_receiver, smtp_server
 
 from monitoring.models import Project

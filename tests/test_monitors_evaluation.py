@@ -5,7 +5,8 @@ import datetime as dt
 
 import pytest
 from django.test import override_settings
-from monitor_data import agent_run, llm_call, now, send
+from monitor_data import agent_run, llm_call, now
+from otlp import send
 from receivers import http_receiver
 
 from monitoring import clickhouse

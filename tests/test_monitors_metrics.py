@@ -3,11 +3,12 @@
 import datetime as dt
 
 import pytest
-from monitor_data import agent_run, llm_call, now, send
+from monitor_data import agent_run, llm_call, now
+from otlp import send
 
-from monitoring import analytics
 from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import metrics
+from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import overview as queries
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +50,7 @@ def test_it_counts_like_the_overview(project, traffic):
 
 def test_it_groups_like_the_breakdowns(project, traffic):
     flt = last(project)
-    breakdowns = analytics.breakdowns(flt, top=100)
+    breakdowns = breakdowns_q.breakdowns(flt, top=100)
     for group_by, dim in (("user", "user"), ("model", "model"), ("service", "service")):
         found = metrics.measure(metrics.Question(flt, group_by))
         shares = {s.name: s for s in breakdowns[dim] if s.name}

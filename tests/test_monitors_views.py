@@ -3,8 +3,9 @@
 import json
 
 import pytest
-from django.core.management import call_command
-from monitor_data import llm_call, send
+from conftest import api_token
+from monitor_data import llm_call
+from otlp import send
 
 from monitoring.monitors import evaluation
 from monitoring.monitors.models import Channel, Event, Monitor
@@ -26,14 +27,6 @@ FORM = {
 
 def base(project) -> str:
     return f"/admin/monitoring/{project.id}/monitors/"
-
-
-def token(username) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("create_api_token", username, stdout=out)
-    return out.getvalue().strip()
 
 
 @pytest.fixture
@@ -168,7 +161,7 @@ def api(project, pk=None) -> str:
 def test_the_api_lists_monitors_and_their_state(client, bob, project, ingest_key, spend):
     send(client, ingest_key, llm_call(cost=3))
     evaluation.evaluate([spend])
-    r = client.get(api(project), headers={"Authorization": f"Bearer {token('bob')}"})
+    r = client.get(api(project), headers={"Authorization": f"Bearer {api_token('bob')}"})
     assert r.status_code == 200
     [item] = r.json()["items"]
     assert item["state"] == "firing" and item["firing"][0]["value"] == 3.0 and item["last_value"] == 3.0
@@ -177,7 +170,7 @@ def test_the_api_lists_monitors_and_their_state(client, bob, project, ingest_key
 
 
 def test_the_api_creates_updates_and_deletes_with_an_admins_token(client, alice, project):
-    auth = {"Authorization": f"Bearer {token('alice')}"}
+    auth = {"Authorization": f"Bearer {api_token('alice')}"}
     body = {"name": "p95", "metric": "latency_p95_ms", "group_by": "model", "threshold": 2000, "window_minutes": 60}
     r = client.post(api(project), json.dumps(body), content_type="application/json", headers=auth)
     assert r.status_code == 201, r.content
@@ -197,14 +190,14 @@ def test_the_api_creates_updates_and_deletes_with_an_admins_token(client, alice,
 
 def test_the_api_refuses_viewers_sessions_strangers_and_anonymous(client, alice, bob, charlie, project, spend):
     body = json.dumps({"name": "x", "metric": "cost_usd", "threshold": 1, "window_minutes": 60})
-    viewer = {"Authorization": f"Bearer {token('bob')}"}
+    viewer = {"Authorization": f"Bearer {api_token('bob')}"}
     assert client.post(api(project), body, content_type="application/json", headers=viewer).status_code == 403
     assert client.delete(api(project, spend.pk), headers=viewer).status_code == 403
     client.force_login(alice)  # a session, even an admin's, cannot write (no CSRF surface)
     assert client.post(api(project), body, content_type="application/json").status_code == 403
     client.logout()
     assert client.get(api(project)).status_code == 401
-    stranger = {"Authorization": f"Bearer {token('charlie')}"}
+    stranger = {"Authorization": f"Bearer {api_token('charlie')}"}
     assert client.get(api(project), headers=stranger).status_code == 404
     assert client.delete(api(project, spend.pk), headers=stranger).status_code == 404
     assert Monitor.objects.filter(pk=spend.pk).exists()

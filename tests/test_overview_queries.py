@@ -1,11 +1,11 @@
-"""The Overview's five numbers, exactly, on spans written for the test in every dialect (OTEL.md §4)."""
+"""The Overview's five numbers, exactly, on spans written for the test in every dialect (monitoring/semconv.py)."""
 
 import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
-from otlp import S, post, request
+from otlp import S, send
 
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
@@ -55,18 +55,10 @@ def litellm_request_spans(name="litellm_request", *, model="gpt-4o-mini", cost=0
     return spans
 
 
-def send(client, key, spans, scope="litellm"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
-
-
 def test_it_counts_one_litellm_call_per_request_even_when_renamed(client, project, ingest_key):
-    send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100))
-    send(client, ingest_key, litellm_request_spans("my-generation", cost=0.003, ms=300))
-    send(client, ingest_key, litellm_request_spans(error=True, ms=200))
+    send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100), scope="litellm")
+    send(client, ingest_key, litellm_request_spans("my-generation", cost=0.003, ms=300), scope="litellm")
+    send(client, ingest_key, litellm_request_spans(error=True, ms=200), scope="litellm")
     o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert (o.llm_calls, o.llm_errors, o.agent_calls) == (3, 1, 0)
     assert o.total_cost_usd == pytest.approx(0.005)
@@ -145,8 +137,9 @@ def test_it_counts_agents_and_llm_calls_of_every_dialect_and_prices_tokens(clien
 
 
 def test_it_prefers_the_reported_cost_and_prices_only_unpriced_calls(client, project, ingest_key):
-    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.5))  # reported: kept as is
-    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.0))  # unpriced: 10 in, 20 out tokens
+    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.5), scope="litellm")  # reported: kept as is
+    # unpriced: 10 in, 20 out tokens
+    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.0), scope="litellm")
     o = queries.overview(SpanFilter(str(project.id), HOUR))
     assert o.reported_cost_usd == pytest.approx(0.5)
     assert o.priced_cost_usd == pytest.approx(10 * 2.5e-6 + 20 * 10e-6)
@@ -155,7 +148,7 @@ def test_it_prefers_the_reported_cost_and_prices_only_unpriced_calls(client, pro
 def test_it_sees_only_its_own_project(client, project, other_project, ingest_key):
     from monitoring.models import IngestKey
 
-    send(client, IngestKey.issue(other_project)[1], litellm_request_spans())
+    send(client, IngestKey.issue(other_project)[1], litellm_request_spans(), scope="litellm")
     assert queries.overview(SpanFilter(str(project.id), HOUR)).llm_calls == 0
     assert queries.overview(SpanFilter(str(other_project.id), HOUR)).llm_calls == 1
 
@@ -257,7 +250,7 @@ def agent_call_through_the_proxy(client, key):
         span.at = AT + dt.timedelta(milliseconds=50)
     proxy[0].parent = caller.span_id
     send(client, key, [agent, caller], scope="openinference")
-    send(client, key, proxy)
+    send(client, key, proxy, scope="litellm")
 
 
 def test_it_counts_a_call_through_the_proxy_once(client, project, ingest_key):
@@ -285,12 +278,12 @@ def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key
     """overview_and_previous reads the window and the previous one in the same statements: the same
     numbers as two separate overviews (the previous one's latency percentiles are not asked for)."""
     earlier = NOW - dt.timedelta(hours=1, minutes=30)
-    send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100))
-    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.01, ms=300, error=True))
+    send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100), scope="litellm")
+    send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.01, ms=300, error=True), scope="litellm")
     for spans in (litellm_request_spans(cost=0.004, ms=500), litellm_request_spans(cost=0.001, ms=50)):
         for s in spans:
             s.at = earlier
-        send(client, ingest_key, spans)
+        send(client, ingest_key, spans, scope="litellm")
     flt = SpanFilter(str(project.id), HOUR)
     previous = flt.with_window(HOUR.previous())
     now, before = queries.overview_and_previous(flt, previous)

@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from django.core.management import call_command
+from conftest import api_token
 from django.test import override_settings
 from otlp import S, post, request
 
@@ -37,14 +37,6 @@ def spans(client, project, ingest_key):
         ),
     )
     assert post(client, ingest_key, req).status_code == 200
-
-
-def api_token(username) -> str:
-    from io import StringIO
-
-    out = StringIO()
-    call_command("create_api_token", username, stdout=out)
-    return out.getvalue().strip()
 
 
 def test_it_redirects_anonymous_pages_to_login(client, project):

@@ -9,7 +9,8 @@ from django.test import override_settings
 from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
-from monitoring import clickhouse, replay, schema
+from monitoring import clickhouse, schema
+from monitoring.replay import compare, diff, steps
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +57,7 @@ def agent_run(client, key, *, answer=ANSWER, model="gpt-4o-mini", tool_error=Fal
 
 def test_it_plays_the_run_as_steps_with_roles_messages_and_paths(client, alice, project, ingest_key):
     trace, _ = agent_run(client, ingest_key)
-    run = replay.load_run(project, trace)
+    run = steps.load_run(project, trace)
     assert [(s.role, s.span.name) for s in run.steps] == [
         ("agent", "invoke_agent text2sql"),
         ("llm", "chat gpt-4o-mini"),
@@ -67,7 +68,7 @@ def test_it_plays_the_run_as_steps_with_roles_messages_and_paths(client, alice, 
     assert llm.path == ["invoke_agent text2sql"]
     assert llm.input[0].content == "How many orders today?" and llm.output_text == "There were 42 orders today."
     assert llm.cost_usd == pytest.approx(12 * 0.15e-6 + 7 * 0.6e-6)  # gpt-4o-mini priced by genai-prices
-    assert len(replay.load_run(project, trace, every_span=True).steps) == 4
+    assert len(steps.load_run(project, trace, every_span=True).steps) == 4
 
 
 def test_the_step_is_in_the_url(client, alice, project, ingest_key):
@@ -159,7 +160,7 @@ def test_compare_aligns_steps_and_shows_what_differs(client, alice, project, ing
     a, _ = agent_run(client, ingest_key)
     other = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 40 orders today."}]}])
     b, _ = agent_run(client, ingest_key, answer=other, tool_error=True)
-    pairs = replay.compare(replay.load_run(project, a), replay.load_run(project, b))
+    pairs = compare.compare(steps.load_run(project, a), steps.load_run(project, b))
     assert [(p.kind, p.a.span.name) for p in pairs] == [
         ("same", "invoke_agent text2sql"),
         ("changed", "chat gpt-4o-mini"),
@@ -177,7 +178,7 @@ def test_compare_aligns_steps_and_shows_what_differs(client, alice, project, ing
 
 
 def test_text_diff_is_word_level():
-    assert replay.text_diff("the cat sat", "the dog sat") == [
+    assert diff.text_diff("the cat sat", "the dog sat") == [
         ("equal", "the "),
         ("delete", "cat"),
         ("insert", "dog"),

@@ -19,11 +19,23 @@ def test_every_sort_pages_through_each_run_once(client, project, ingest_key, mod
     spans = []
     for i in range(5):
         # Durations and costs that milliseconds and 1e-10 USD would round alike.
-        agent = S("invoke_agent", service="agent-x", at=NOW - dt.timedelta(minutes=10 + i), ms=1000 + i * 0.0004,
-                  attributes={"gen_ai.operation.name": "invoke_agent"})  # fmt: skip
-        call = agent.child("chat", ms=500, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
-                                                       "gen_ai.usage.input_tokens": 10,
-                                                       "gen_ai.cost.total_cost": 0.001 + i * 1e-12})  # fmt: skip
+        agent = S(
+            "invoke_agent",
+            service="agent-x",
+            at=NOW - dt.timedelta(minutes=10 + i),
+            ms=1000 + i * 0.0004,
+            attributes={"gen_ai.operation.name": "invoke_agent"},
+        )
+        call = agent.child(
+            "chat",
+            ms=500,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "m",
+                "gen_ai.usage.input_tokens": 10,
+                "gen_ai.cost.total_cost": 0.001 + i * 1e-12,
+            },
+        )
         spans += [agent, call]
     assert post(client, ingest_key, request(*spans)).status_code == 200
     if mode == "settled":

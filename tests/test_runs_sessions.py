@@ -11,7 +11,7 @@ import html as htmllib
 import re
 
 import pytest
-from otlp import S, post, request
+from otlp import S, request, send
 
 from monitoring import clickhouse, ingest, schema
 
@@ -64,15 +64,6 @@ def agent_run(*, at, ms, session="", user="", error=False, model="gpt-4o", turns
     return root, [root, *calls]
 
 
-def send(client, key, spans, scope="openinference.instrumentation.openai"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    r = post(client, key, req)
-    assert r.status_code == 200, r.content
-
-
 @pytest.fixture
 def world(client, project, ingest_key):
     w = {}
@@ -108,7 +99,7 @@ def world(client, project, ingest_key):
         turns=(("안녕하세요, 환불 가능한가요?", "네, 7일 이내 환불됩니다."),),
     )
     w["r5"], spans5 = agent_run(at=AT + 8 * MIN, ms=400, turns=(("ping", "pong"),))
-    send(client, ingest_key, spans1 + spans2 + spans3 + spans4 + spans5)
+    send(client, ingest_key, spans1 + spans2 + spans3 + spans4 + spans5, scope="openinference.instrumentation.openai")
     # An LLM call of chat-42 outside any run (a plain gateway call), and a Replay re-run.
     plain = S(
         "chat gpt-4o",
@@ -396,7 +387,7 @@ def test_the_runs_page_continues_below_its_last_row_through_htmx(client, alice, 
         S("nightly_report", service="agent-report", at=AT + i * MIN / 4, ms=100 + i, attributes=AGENT)
         for i in range(53)
     ]
-    send(client, ingest_key, roots)
+    send(client, ingest_key, roots, scope="openinference.instrumentation.openai")
     html = page(client, project, kind="runs")
     first = run_rows(html)
     assert len(first) == 50 and first[0] == tid(roots[-1])  # newest first
@@ -411,7 +402,7 @@ def test_the_runs_page_continues_below_its_last_row_through_htmx(client, alice, 
 def test_runs_that_start_at_the_same_instant_page_once_each(client, alice, project, ingest_key):
     client.force_login(alice)
     roots = [S("batch_agent", service="agent-batch", at=AT, ms=100, attributes=AGENT) for _ in range(4)]
-    send(client, ingest_key, roots)
+    send(client, ingest_key, roots, scope="openinference.instrumentation.openai")
     seen, cursor = [], None
     for _ in range(6):
         params = {"range": "24h", "kind": "runs", "limit": 1, **({"cursor": cursor} if cursor else {})}

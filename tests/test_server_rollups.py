@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 from native_server import start_native_server, stop_native_server
 
-from monitoring import clickhouse, demo, ingest, schema, settle
+from demo import traffic
+from monitoring import clickhouse, ingest, schema, settle
 from monitoring.queries import breakdowns, flow, latency, runs, timeseries
 from monitoring.queries import overview as overview_q
 from monitoring.queries.filter import SpanFilter, Window
@@ -65,7 +66,7 @@ def settled_answers(settings, project_id: str, requests) -> tuple[dict, set[str]
 
 def test_the_server_holds_the_same_facts_and_rollups_as_the_embedded_engine(settings, project, native_port):
     settings.SETTLE_FRESH_SECONDS = 1e12  # settled facts and rollups only: what the settler stored
-    requests = [req for req, _ in demo.generate_requests(days=2, runs_per_day=15, seed=5, now=NOW)]
+    requests = [req for req, _ in traffic.generate_requests(days=2, runs_per_day=15, seed=5, now=NOW)]
     project_id = str(project.id)
     base = settings.CLICKHOUSE
     settings.CLICKHOUSE = {**base, "DATABASE": "otel_rollups_embedded"}

@@ -5,9 +5,10 @@ call, a re-delivery, a price) corrects the stored facts and every rollup fed fro
 import datetime as dt
 
 import pytest
-from otlp import S, post, post_recorded, recorded, request
+from otlp import S, post_recorded, recorded, send
 
-from monitoring import clickhouse, demo, ingest, pricing, resettle, schema, settle
+from demo import traffic
+from monitoring import clickhouse, ingest, pricing, resettle, schema, settle
 from monitoring.models import ModelPrice
 from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -22,14 +23,6 @@ AT = NOW - dt.timedelta(minutes=20)
 
 def window(project, hours: float, **kw) -> SpanFilter:
     return SpanFilter(str(project.id), Window(NOW - dt.timedelta(hours=hours), NOW), **kw)
-
-
-def send(client, key, *spans, scope="tests"):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def answers(project) -> dict:
@@ -59,7 +52,7 @@ def answers(project) -> dict:
 
 
 def demo_traffic(project, days=3, runs_per_day=25):
-    for req, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
+    for req, _ in traffic.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
         rows, _ = ingest.rows_from_request(req, str(project.id))
         clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
 
@@ -325,8 +318,12 @@ def test_calls_take_their_runs_end_user_and_session(client, project, ingest_key,
         ms=3000,
         attributes={"gen_ai.operation.name": "invoke_agent", "user.id": "u-42", "session.id": "s-7"},
     )
-    usage = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-             "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}  # fmt: skip
+    usage = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 100,
+    }
     first = root.child("chat gpt-4o-mini", at=AT + dt.timedelta(milliseconds=100), ms=500, attributes=usage)
     second = root.child(
         "chat gpt-4o-mini",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from otlp import S, attrs, post, request
 
-from monitoring import traces as tq
 from monitoring.models import ModelPrice
 from monitoring.queries import spans as spans_q
+from monitoring.queries import trace as trace_q
 
 pytestmark = pytest.mark.django_db
 
@@ -387,10 +387,10 @@ def test_it_answers_400_to_bad_parameters(client, alice, project, params, messag
 
 def test_it_rejects_a_cursor_it_did_not_give_out(client, alice, project):
     client.force_login(alice)
-    forged = tq.Cursor(10, "zz" * 8, 0)  # not hex
-    for cursor in ["%%%", forged.encode(), tq.Cursor(5, "ab" * 8, 9).encode()]:  # since after ts
+    forged = spans_q.Cursor(10, "zz" * 8, 0)  # not hex
+    for cursor in ["%%%", forged.encode(), spans_q.Cursor(5, "ab" * 8, 9).encode()]:  # since after ts
         assert client.get(f"/api/v1/projects/{project.id}/traces", {"cursor": cursor}).status_code == 400
-    good = tq.Cursor(10**18, "ab" * 8, 10**17).encode()
+    good = spans_q.Cursor(10**18, "ab" * 8, 10**17).encode()
     assert client.get(f"/api/v1/projects/{project.id}/traces", {"cursor": good}).status_code == 200
 
 
@@ -462,7 +462,7 @@ def test_it_exports_the_filtered_list_as_csv_streamed_in_chunks(client, alice, p
     assert r.status_code == 200 and r.streaming
     assert r["Content-Type"].startswith("text/csv")
     assert re.fullmatch(r'attachment; filename="traces-alices-project-all-\d{8}T\d{6}Z\.csv"', r["Content-Disposition"])
-    assert r["X-Export-Max-Rows"] == str(tq.EXPORT_MAX_ROWS)
+    assert r["X-Export-Max-Rows"] == str(spans_q.EXPORT_MAX_ROWS)
     rows = list(csv.DictReader(io.StringIO(b"".join(r.streaming_content).decode())))
     assert len(rows) == 14 and len(calls) == 4  # 14 rows in pages of 4
     assert {row["span_id"] for row in rows} == {hexid(s) for s in world["litellm"] + world["renamed"]}
@@ -484,8 +484,8 @@ def test_it_exports_json_with_the_cap_and_the_search(client, alice, project, wor
     data = json.loads(b"".join(r.streaming_content))
     assert r.status_code == 200 and r["Content-Type"] == "application/json"
     assert ids(data["items"]) == {hexid(world["litellm_call"]), hexid(world["renamed_call"])}
-    assert (data["count"], data["truncated"], data["max_rows"]) == (2, False, tq.EXPORT_MAX_ROWS)
-    monkeypatch.setattr(tq, "EXPORT_MAX_ROWS", 3)
+    assert (data["count"], data["truncated"], data["max_rows"]) == (2, False, spans_q.EXPORT_MAX_ROWS)
+    monkeypatch.setattr(spans_q, "EXPORT_MAX_ROWS", 3)
     data = json.loads(
         b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.json", {"kind": "all"}).streaming_content)
     )
@@ -853,9 +853,9 @@ def test_the_api_returns_a_whole_trace(client, alice, project, world):
 
 
 def test_it_finds_a_trace_through_the_lookup_table(client, alice, project, world):
-    ref = tq.locate(str(project.id), world["oi_agent"].trace.hex())
+    ref = trace_q.locate(str(project.id), world["oi_agent"].trace.hex())
     assert ref.end_ns - ref.start_ns <= 3 * 10**9  # the trace's seconds, not all time
-    unknown = tq.locate(str(project.id), "f" * 32)
+    unknown = trace_q.locate(str(project.id), "f" * 32)
     assert unknown.start_ns > unknown.end_ns  # not a trace of this project: an empty range, nothing is read
 
 

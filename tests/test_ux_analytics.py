@@ -10,7 +10,9 @@ import pytest
 from django.utils import translation
 from otlp import post_recorded, recorded
 
-from monitoring import analytics, charts
+from monitoring import charts
+from monitoring.queries import flow as flow_q
+from monitoring.queries import timeseries as timeseries_q
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +29,7 @@ def series(bucket="minute", n=4, **extra):
         "input_tokens": {"m": extra.pop("input_tokens", [1000] * n)},
         "output_tokens": {"m": list(zeros)},
     }
-    return analytics.Timeseries(bucket, times, ("m",), values, extra.pop("extra", {}), **extra)
+    return timeseries_q.Timeseries(bucket, times, ("m",), values, extra.pop("extra", {}), **extra)
 
 
 def test_minute_buckets_are_labelled_by_the_clock():
@@ -63,11 +65,11 @@ def test_agent_runs_per_bucket_stack_finished_and_failed():
 
 def test_embeddings_are_their_own_kind_of_flow_node_with_a_legend_entry():
     nodes = [
-        analytics.FlowNode("agent:rag", count=2, roots=2),
-        analytics.FlowNode("embed:text-embedding-3-small", count=2),
-        analytics.FlowNode("llm:gpt-4o", count=2),
+        flow_q.FlowNode("agent:rag", count=2, roots=2),
+        flow_q.FlowNode("embed:text-embedding-3-small", count=2),
+        flow_q.FlowNode("llm:gpt-4o", count=2),
     ]
-    flow = analytics.FlowGraph(runs=2, nodes=nodes, edges={("agent:rag", "embed:text-embedding-3-small"): 2})
+    flow = flow_q.FlowGraph(runs=2, nodes=nodes, edges={("agent:rag", "embed:text-embedding-3-small"): 2})
     with translation.override("en"):
         fig = charts.agent_flow(flow)
         legend = charts.flow_legend(flow)

@@ -5,8 +5,10 @@ import datetime as dt
 
 from django.utils import translation
 
-from monitoring import analytics, charts, kpis
+from monitoring import charts, kpis
+from monitoring.queries import flow as flow_q
 from monitoring.queries import overview as queries
+from monitoring.queries import timeseries as timeseries_q
 
 
 def series(calls, errors, bucket="hour"):
@@ -19,7 +21,7 @@ def series(calls, errors, bucket="hour"):
         "input_tokens": {"m": [0] * len(calls)},
         "output_tokens": {"m": [0] * len(calls)},
     }
-    return analytics.Timeseries(bucket, times, ("m",), values)
+    return timeseries_q.Timeseries(bucket, times, ("m",), values)
 
 
 def test_the_error_rate_axis_stops_at_100_percent():
@@ -30,8 +32,8 @@ def test_the_error_rate_axis_stops_at_100_percent():
 
 
 def test_the_flow_graph_gives_each_node_of_its_fullest_column_a_labels_height():
-    nodes = [analytics.FlowNode(f"llm:model {i}", count=1, roots=1) for i in range(14)]
-    flow = analytics.FlowGraph(runs=14, nodes=nodes, edges={})
+    nodes = [flow_q.FlowNode(f"llm:model {i}", count=1, roots=1) for i in range(14)]
+    flow = flow_q.FlowGraph(runs=14, nodes=nodes, edges={})
     fig = charts.agent_flow(flow)
     (sankey,) = [t for t in fig["data"] if t["type"] == "sankey"]
     assert sankey["node"]["pad"] >= 16

@@ -104,7 +104,11 @@ def portal(tmp_path_factory):
 def test_demo_traces_go_to_the_running_portal_over_otlp(portal):
     before = total_rows(ask(portal["url"], portal["key"], operation="partitions")[1])
     r = manage(
-        portal["var"], "demo_traces", "--days", "1", "--runs-per-day", "3", "--no-progress", PORTAL_URL=portal["url"]
+        portal["var"],
+        "demo_traces",
+        *("--days", "1", "--runs-per-day", "3", "--no-progress"),
+        PORTAL_URL=portal["url"],
+        PORTAL_DEMO="1",  # the demo app, as bin/demo enables it
     )
     assert r.returncode == 0, r.stderr
     sent = int(r.stdout.split("Sent ")[1].split(" ")[0].replace(",", ""))

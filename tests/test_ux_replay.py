@@ -4,23 +4,15 @@ at the same instant), the trace page's numbers in its header, Compare by ticking
 import datetime as dt
 
 import pytest
-from otlp import S, post, request
+from otlp import S, send
 
-from monitoring import replay
-from monitoring import traces as tq
+from monitoring.queries import trace as trace_q
+from monitoring.replay import steps as replay
 
 pytestmark = pytest.mark.django_db
 
 AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=20)
 MS = dt.timedelta(milliseconds=1)
-
-
-def send(client, key, spans, scope):
-    req = request(*spans)
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            ss.scope.name = scope
-    assert post(client, key, req).status_code == 200
 
 
 def proxied_run(client, key, at=AT) -> str:
@@ -61,8 +53,8 @@ def proxied_run(client, key, at=AT) -> str:
         },
     )
     gateway.parent = caller.span_id
-    send(client, key, [root, caller], "tests")
-    send(client, key, [gateway], "litellm")
+    send(client, key, [root, caller], scope="tests")
+    send(client, key, [gateway], scope="litellm")
     return root.trace.hex()
 
 
@@ -74,8 +66,8 @@ def test_a_parent_comes_before_its_same_instant_child(client, project, ingest_ke
 def test_the_header_counts_like_the_trace_page(client, project, ingest_key):
     trace = proxied_run(client, ingest_key)
     run = replay.load_run(project, trace)
-    ref = tq.locate(str(project.id), trace)
-    page = tq.summarize(ref, tq.tree_spans(ref), tq.invocations(ref))
+    ref = trace_q.locate(str(project.id), trace)
+    page = trace_q.summarize(ref, trace_q.tree_spans(ref), trace_q.invocations(ref))
     assert (run.summary.llm_calls, run.summary.cost_usd) == (page.llm_calls, page.cost_usd) == (1, 0.25)
     assert [s.counted for s in run.steps] == [True, False, True]  # the caller is counted at the gateway
 

@@ -63,7 +63,7 @@ def monitor_json(monitor: Monitor, now=None) -> dict:
         "status": monitor.status,
         "channels": [c.pk for c in monitor.channels.all()],
         "enabled": monitor.enabled,
-        "muted_until": monitor.muted_until.isoformat() if monitor.is_muted(now) else None,
+        "muted_until": monitor.muted_until.isoformat() if monitor.muted_until and monitor.is_muted(now) else None,
         "state": monitor.state(now),
         "last_evaluated_at": monitor.last_evaluated_at.isoformat() if monitor.last_evaluated_at else None,
         "last_value": monitor.last_value,
@@ -164,7 +164,7 @@ def _save(membership, data: dict, instance: Monitor | None, status: int, merge: 
 def _monitors(request, membership):
     if request.method == "POST":
         data, error = _body(request)
-        return error or _save(membership, data, None, 201)
+        return error or _save(membership, data or {}, None, 201)
     monitors = Monitor.objects.filter(project=membership.project).prefetch_related("channels")
     now = timezone.now()
     return JsonResponse({"items": [monitor_json(m, now) for m in monitors]})
@@ -180,7 +180,7 @@ def _monitor(request, membership, pk):
         return HttpResponse(status=204)
     if request.method in ("PATCH", "PUT"):
         data, error = _body(request)
-        return error or _save(membership, data, monitor, 200, merge=request.method == "PATCH")
+        return error or _save(membership, data or {}, monitor, 200, merge=request.method == "PATCH")
     return JsonResponse(monitor_json(monitor))
 
 

@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class MonitorsConfig(AppConfig):
-    """Monitors and alerts (issue #11): rules over ClickHouse metrics, their states, and channels."""
+    """Monitors and alerts: rules over ClickHouse metrics, their states, and channels."""
 
     name = "monitoring.monitors"
     label = "monitors"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitoring import clickhouse
+from monitoring import clickhouse, errors
 from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import delivery, metrics
 from monitoring.monitors.models import ABOVE, BELOW, DECREASE, INCREASE, Alert, Event, Monitor
@@ -184,8 +184,7 @@ def _headline(monitor: Monitor, found: dict[str, Finding]) -> Finding | None:
     return (min if low else max)(found.values(), key=lambda f: f.value)
 
 
-def _failed(monitor: Monitor, error: clickhouse.ClickHouseError, now: dt.datetime) -> Outcome:
-    message = f"ClickHouse {error.kind}: {str(error)[:400]}"
+def _failed(monitor: Monitor, message: str, now: dt.datetime) -> Outcome:
     if not monitor.last_error:  # once per outage, not every minute
         _event(monitor, Event.ERROR, now, None, note=message)
     Monitor.objects.filter(pk=monitor.pk).update(last_error=message)
@@ -204,14 +203,18 @@ def evaluate(monitors: list[Monitor] | None = None, now: dt.datetime | None = No
         plan.append((monitor, current, asks))
     answers = metrics.measure_many(q for _, _, asks in plan for q in asks if q is not None)
     outcomes = []
+    said: dict[int, str] = {}  # one error id (and log line) per failed question, not per monitor
     for monitor, window, (now_q, before_q) in plan:
-        current = answers[now_q]
-        previous = answers[before_q] if before_q is not None else None
-        error = next((a for a in (current, previous) if isinstance(a, clickhouse.ClickHouseError)), None)
-        if error is not None:
-            outcomes.append(_failed(monitor, error, now))
+        now_a = answers[now_q]
+        before_a = answers[before_q] if before_q is not None else None
+        if isinstance(now_a, clickhouse.ClickHouseError) or isinstance(before_a, clickhouse.ClickHouseError):
+            error = now_a if isinstance(now_a, clickhouse.ClickHouseError) else before_a
+            assert isinstance(error, clickhouse.ClickHouseError)
+            if id(error) not in said:  # ClickHouse's own words go to the log under an id (monitoring/errors.py)
+                said[id(error)] = f"ClickHouse {error.kind}: {errors.trouble(error).detail}"
+            outcomes.append(_failed(monitor, said[id(error)], now))
             continue
-        outcomes.append(apply(monitor, findings(monitor, current, previous), window, now))
+        outcomes.append(apply(monitor, findings(monitor, now_a, before_a), window, now))
     return outcomes
 
 

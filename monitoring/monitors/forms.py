@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from typing import cast
 from urllib.parse import urlsplit
 
 from django import forms
@@ -62,12 +63,12 @@ class MonitorForm(forms.ModelForm):
     def __init__(self, *args, project, facets=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.project = project
-        self.fields["channels"].queryset = Channel.objects.filter(project=project)
+        cast(forms.ModelMultipleChoiceField, self.fields["channels"]).queryset = Channel.objects.filter(project=project)
         facets = facets or {}
         for name, known in (("services", facets.get("services", [])), ("model_names", facets.get("models", []))):
             current = list(self.initial.get(name) or getattr(self.instance, name, None) or [])
             names = sorted(set(known) | set(current))
-            self.fields[name].choices = [(n, n or _("(none)")) for n in names]
+            cast(forms.ChoiceField, self.fields[name]).choices = [(n, n or _("(none)")) for n in names]
 
     def clean_threshold(self):
         value = self.cleaned_data["threshold"]
@@ -76,7 +77,7 @@ class MonitorForm(forms.ModelForm):
         return value
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}  # Form.clean returns cleaned_data
         services, models, status, error = parse_filter(
             data.get("services") or [], data.get("model_names") or [], data.get("status")
         )
@@ -147,7 +148,7 @@ class ChannelForm(forms.ModelForm):
         return ", ".join(addresses)
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}  # Form.clean returns cleaned_data
         kind = data.get("kind") or self.instance.kind
         url = (data.get("url") or "").strip()
         if kind in (Channel.SLACK, Channel.WEBHOOK):

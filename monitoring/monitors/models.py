@@ -21,6 +21,7 @@ from django.utils.translation import pgettext_lazy
 
 from monitoring.models import Project
 from monitoring.monitors import sealing
+from monitoring.queries.filter import iso
 
 # --- what a monitor measures ----------------------------------------------------------------
 
@@ -286,7 +287,7 @@ class Event(models.Model):
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return iso(value.replace(microsecond=0), "UTC")
 
 
 class Delivery(models.Model):

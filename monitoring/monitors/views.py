@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, clickhouse
+from monitoring import access, clickhouse, errors
 from monitoring.forms import FilterForm, SpanFilter, Window
 from monitoring.models import Membership
 from monitoring.monitors import delivery, evaluation
@@ -54,13 +54,17 @@ def _page(request, membership: Membership, template: str, context: dict, status:
     return render(request, template, context, status=status)
 
 
-def _facets(project) -> tuple[dict, str]:
+def _facets(project, user) -> tuple[dict, str]:
     now = timezone.now()
     flt = SpanFilter(str(project.id), Window(now - dt.timedelta(days=FACET_DAYS), now))
     try:
         return facets_q.facets(flt), ""
     except clickhouse.ClickHouseError as exc:
-        return {}, _("ClickHouse %(kind)s: the lists of services and models are not available.") % {"kind": exc.kind}
+        t = errors.trouble(exc, user)
+        return {}, _("%(title)s: the lists of services and models are not available (%(detail)s).") % {
+            "title": t.title,
+            "detail": t.detail,
+        }
 
 
 def _monitor_of(membership, pk) -> Monitor:
@@ -77,7 +81,7 @@ def monitor_list(request, project_id):
     membership = _member(request, project_id)
     monitors = list(Monitor.objects.filter(project=membership.project).prefetch_related("channels"))
     now = timezone.now()
-    firing = {}
+    firing: dict[int, list[Alert]] = {}
     for alert in Alert.objects.filter(monitor__in=monitors, resolved_at__isnull=True):
         firing.setdefault(alert.monitor_id, []).append(alert)
     rows = [(m, m.state(now), firing.get(m.pk, [])) for m in monitors]
@@ -108,7 +112,7 @@ def _initial_from_filter_bar(request) -> dict:
 def monitor_create(request, project_id):
     membership = _member(request, project_id, admin=True)
     project = membership.project
-    facets, facet_error = _facets(project)
+    facets, facet_error = _facets(project, request.user)
     if request.method == "POST":
         form = MonitorForm(request.POST, project=project, facets=facets)
         if form.is_valid():
@@ -135,7 +139,7 @@ def monitor_create(request, project_id):
 def monitor_edit(request, project_id, pk):
     membership = _member(request, project_id, admin=True)
     monitor = _monitor_of(membership, pk)
-    facets, facet_error = _facets(membership.project)
+    facets, facet_error = _facets(membership.project, request.user)
     form = MonitorForm(request.POST or None, instance=monitor, project=membership.project, facets=facets)
     if request.method == "POST" and form.is_valid():
         form.save()

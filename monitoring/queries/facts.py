@@ -195,7 +195,8 @@ def _trace_flags(trace: str, spans: list[dict]) -> list[dict]:
     llm = [s for s in spans if int(s["IsLLMCall"])]
 
     def ancestors(s: dict) -> list[dict]:
-        found, seen, parent = [], {s["SpanId"]}, by_id.get(s["ParentSpanId"])
+        found: list[dict] = []
+        seen, parent = {s["SpanId"]}, by_id.get(s["ParentSpanId"])
         while parent is not None and len(found) < ANCESTORS and parent["SpanId"] not in seen:
             found.append(parent)
             seen.add(parent["SpanId"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 
 from monitoring import semconv
@@ -28,10 +29,16 @@ def from_nanos(ns: int) -> dt.datetime:
     return EPOCH + dt.timedelta(microseconds=int(ns) // 1000)
 
 
-def iso(value: dt.datetime) -> str:
-    """ISO 8601 with `Z` for UTC and the offset otherwise (the API's and the URLs' spelling)."""
+def iso(value: dt.datetime | str, zone: str | None = None) -> str:
+    """An instant as ISO 8601, the API's and the URLs' spelling: `Z` for UTC, else the offset
+    (2025-12-05T09:00:00+09:00). With `zone` (an IANA name) it is written in that zone first, and
+    only zone "UTC" is spelled `Z`; a string is read as ISO 8601 first."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if zone is not None:
+        value = value.astimezone(zoneinfo.ZoneInfo(zone))
     text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return text[:-6] + "Z" if text.endswith("+00:00") and zone in (None, "UTC") else text
 
 
 @dataclass(frozen=True)

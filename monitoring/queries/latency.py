@@ -48,7 +48,7 @@ def percentiles(counts: Mapping[int, int], sums: Mapping[int, int], qs=QUANTILES
 
 def percentiles_by(
     flt: SpanFilter, group: str = "''", extra_dims: tuple[str, ...] = (), tag: str = "latency.percentiles"
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, ...]]:
     """{group: (p50, p95, p99) in ms} of the filter's timed calls, `group` an expression over the
     source's columns ("''": one group '', or e.g. "Model"; columns beyond sources.CALL_DIMS go in
     `extra_dims`). Groups without a timed call are absent. Raises ClickHouseError."""
@@ -96,7 +96,7 @@ def _ms_label(ms: float) -> str:
 
 def bin_label(lo: float, hi: float | None) -> str:
     """Short enough for a tick: "<50ms", "250–500ms", "0.5–1s", "≥60s"."""
-    if lo == 0:
+    if lo == 0 and hi is not None:
         return f"<{_ms_label(hi)}"
     if hi is None:
         return f"≥{_ms_label(lo)}"
@@ -124,9 +124,9 @@ def latency(flt: SpanFilter) -> Latency:
         sums[int(r["Bucket"])] += int(r["sums"])
         calls[int(r["Bin"])] += int(r["calls"])
         errors[int(r["Bin"])] += int(r["errors"])
-    bounds = [0, *LATENCY_EDGES_MS, None]
+    his: list[float | None] = [*LATENCY_EDGES_MS, None]
     bins = tuple(
         LatencyBin(bin_label(lo, hi), lo, hi, calls.get(i, 0), errors.get(i, 0))
-        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
+        for i, (lo, hi) in enumerate(zip([0, *LATENCY_EDGES_MS], his, strict=True))
     )
     return Latency(bins, *percentiles(counts, sums))

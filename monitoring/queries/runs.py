@@ -166,7 +166,8 @@ def list_runs(flt: SpanFilter, rq: RunQuery = RunQuery()) -> RunPage:
     if rq.sort != "time":
         rows = _select(flt, rq, want, start, end)
     else:
-        rows, seen = [], set()
+        rows = []
+        seen: set = set()
         hi = min(end, int(rq.cursor.value) + 1) if rq.cursor else end
         width = FIRST_STEP_NS
         while hi > start and len(rows) < want:

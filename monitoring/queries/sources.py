@@ -264,7 +264,7 @@ def calls(
     `p` prefixes the window's parameter names: two sources in one statement over different windows
     need different prefixes. `extra_dims` (columns of otel_calls such as SessionId, TraceId,
     RunTraceId) are carried too; rollups do not hold them, so those rows are read raw."""
-    dims = CALL_DIMS
+    dims: tuple[str, ...] = CALL_DIMS
     if by_user:
         dims = ("ServiceName", "Model", "IsError", "IsReplay", "EndUser")
         measures = tuple(m for m in measures if m in USER_MEASURES)

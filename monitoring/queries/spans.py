@@ -49,7 +49,7 @@ class BadQuery(ValueError):
 def status_name(code: str, is_error: bool | None = None) -> str:
     """ "Error" or "OK": OpenTelemetry's Unset means no error was recorded (both exporter spellings)."""
     if is_error is None:
-        is_error = code in semconv.ERROR_STATUS
+        is_error = semconv.is_error(code)
     return "Error" if is_error else "OK"
 
 
@@ -179,7 +179,7 @@ class SpanRow:
 
     @property
     def is_error(self) -> bool:
-        return self.status == "Error"
+        return semconv.is_error(self.status)
 
     @property
     def in_progress(self) -> bool:

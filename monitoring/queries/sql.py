@@ -27,6 +27,8 @@ class Sql:
     """Text with `{name:Type}` placeholders and the values they are bound to."""
 
     __slots__ = ("params", "text")
+    text: str
+    params: dict[str, Any]
 
     def __init__(self, *pieces: str | Sql, **params: Any) -> None:
         texts: list[str] = []

@@ -45,7 +45,7 @@ def bucket_starts(flt: SpanFilter, bucket: str) -> list[dt.datetime]:
     start, end = flt.window.start.astimezone(zone), flt.window.end.astimezone(zone)
     if bucket == "day":
         day = start.date()
-        starts = []
+        starts: list[dt.datetime] = []
         while True:
             t = dt.datetime.combine(day, dt.time(), zone)
             if t >= end:

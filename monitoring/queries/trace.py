@@ -28,10 +28,6 @@ TRACE_PREFIX = "apm_trace_"  # temporary tables of one trace's facts
 __all__ = ["SPAN_ID", "TRACE_ID", "BadQuery"]
 
 
-def _ns_to_datetime(ns: int) -> dt.datetime:
-    return from_nanos(ns)
-
-
 # --- where the trace is ---------------------------------------------------------------------------
 
 _TRACE_SCOPE = (
@@ -137,7 +133,7 @@ class TreeSpan:
 
     @property
     def is_error(self) -> bool:
-        return self.status == "Error"
+        return semconv.is_error(self.status)
 
 
 # A tree line shows NAME_CHARS of a name (a client may send 100,000); the span panel shows it whole.
@@ -336,7 +332,7 @@ class TraceSummary:
 
     @property
     def start(self) -> dt.datetime:
-        return _ns_to_datetime(self.start_ns)
+        return from_nanos(self.start_ns)
 
 
 def summarize(
@@ -547,7 +543,7 @@ class Event:
 
     def as_dict(self) -> dict:
         return {
-            "time": iso(_ns_to_datetime(self.ts)),
+            "time": iso(from_nanos(self.ts)),
             "timestamp_ns": self.ts,
             "name": self.name,
             "attributes": self.attributes,
@@ -590,7 +586,7 @@ class FullSpan:
 
     @property
     def is_error(self) -> bool:
-        return self.status == "Error"
+        return semconv.is_error(self.status)
 
     @property
     def exceptions(self) -> list[Event]:
@@ -606,7 +602,7 @@ class FullSpan:
             "kind": self.span_kind,
             "service": self.service,
             "scope": {"name": self.scope_name, "version": self.scope_version},
-            "start": iso(_ns_to_datetime(self.ts)),
+            "start": iso(from_nanos(self.ts)),
             "start_ns": self.ts,
             "end_ns": self.ts + self.duration_ns if self.has_end else None,
             "duration_ms": self.duration_ms,

@@ -1,5 +1,5 @@
 """The Analytics tab (Cost Trend, Token Usage, Agent Flow Graph, breakdowns, latency) and its
-time-series API. Numbers come from `monitoring.analytics`, figures from `monitoring.charts`."""
+time-series API. Numbers come from `monitoring.queries` (timeseries, flow, breakdowns, latency), figures from `monitoring.charts`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from monitoring import analytics as questions
 from monitoring import charts, display
+from monitoring.queries import breakdowns as breakdowns_q
+from monitoring.queries import flow as flow_q
+from monitoring.queries import latency as latency_q
 from monitoring.queries import parallel
-from monitoring.views.api import api_view, filter_or_400, iso
+from monitoring.queries import timeseries as timeseries_q
+from monitoring.queries.filter import iso
+from monitoring.views.api import api_view, filter_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 
@@ -19,7 +23,7 @@ from monitoring.views.dashboard import dashboard_tab, filter_query
 def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
-    series = questions.timeseries(flt)
+    series = timeseries_q.timeseries(flt)
     runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
         return {"analytics_empty": True, "series": series}
@@ -76,7 +80,7 @@ def analytics(request, flt, membership):
         _lazy("agent-flow", _("Agent Flow Graph"), part_url.replace("%7Bpart%7D", "flow"), wide=True),
         _lazy("breakdowns", _("Latency and breakdowns"), part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
     ]
-    totals = {m: sum(series.total(m)) for m in questions.METRICS}
+    totals = {m: sum(series.total(m)) for m in timeseries_q.METRICS}
     stats = [
         {"label": _("Cost"), "key": "cost_usd", "text": display.usd(totals["cost_usd"])},
         {"label": _("LLM calls"), "key": "llm_calls", "text": display.count(totals["llm_calls"])},
@@ -100,7 +104,7 @@ def analytics(request, flt, membership):
 def analytics_part(request, flt, membership, part: str):
     """One group of Analytics cards, loaded by the tab beside its time series."""
     if part == "flow":
-        flow = questions.agent_flow(flt)
+        flow = flow_q.agent_flow(flt)
         return {
             "panels": [
                 _panel(
@@ -115,7 +119,7 @@ def analytics_part(request, flt, membership, part: str):
             ]
         }
     if part == "breakdowns":
-        shares, latency = parallel.gather(flt, lambda: questions.breakdowns(flt), lambda: questions.latency(flt))
+        shares, latency = parallel.gather(flt, lambda: breakdowns_q.breakdowns(flt), lambda: latency_q.latency(flt))
         colours = charts.model_colours([s.name for s in shares["model"]])
         none = _("No LLM calls in this window.")
         both = _("cost and calls")
@@ -163,7 +167,7 @@ def _cache_note(series) -> str:
     return " · ".join(parts)
 
 
-def _flow_note(flow: questions.FlowGraph) -> str:
+def _flow_note(flow: flow_q.FlowGraph) -> str:
     parts = [
         ngettext("%(count)s agent run", "%(count)s agent runs", flow.runs) % {"count": display.count(flow.runs)},
         _("colour = error rate"),
@@ -178,7 +182,7 @@ def _flow_note(flow: questions.FlowGraph) -> str:
     return " · ".join(parts)
 
 
-def _latency_note(latency: questions.Latency) -> str:
+def _latency_note(latency: latency_q.Latency) -> str:
     if not latency.calls:
         return ""
     return _("p50 %(p50)s · p95 %(p95)s · p99 %(p99)s") % {
@@ -194,7 +198,7 @@ def api_timeseries(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
-    series = questions.timeseries(flt)
+    series = timeseries_q.timeseries(flt)
     points = series.points()
     for point in points:  # bucket starts with the offset of the asked zone (`tz=`, default UTC)
         point["t"] = iso(point["t"], flt.tz)

@@ -7,8 +7,6 @@ buckets follow; an unknown zone is a 400.
 
 from __future__ import annotations
 
-import datetime as dt
-import zoneinfo
 from functools import wraps
 
 from django.conf import settings
@@ -20,14 +18,7 @@ from django_ratelimit.core import is_ratelimited
 from monitoring import access, clickhouse, errors, preferences
 from monitoring.forms import FilterForm
 from monitoring.queries import overview as overview_q
-
-
-def iso(value: dt.datetime | str, zone: str = "UTC") -> str:
-    """An instant as ISO 8601 in `zone`, with its offset ("Z" for UTC): 2025-12-05T09:00:00+09:00."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    text = value.astimezone(zoneinfo.ZoneInfo(zone)).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") and zone == "UTC" else text
+from monitoring.queries.filter import iso
 
 
 def _error(status: int, message: str, **extra) -> JsonResponse:

@@ -1,8 +1,8 @@
 """/admin/monitoring: the dashboard's tabs. The same URL serves the full page, or to htmx the panel.
 
 `dashboard_tab` does what every tab needs: login, membership (404 for strangers), the filter bar
-(400 for a bad filter) read in the viewer's time zone, ClickHouse trouble as a banner with the
-guide's hint (503), and rendering. A tab function only answers its question and returns its context.
+(400 for a bad filter) read in the viewer's time zone, ClickHouse trouble as a banner with its
+hint (503/504, monitoring/errors.py), and rendering. A tab function only answers its question and returns its context.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, analytics, clickhouse, errors, kpis, preferences
+from monitoring import access, clickhouse, errors, kpis, preferences
 from monitoring.forms import RANGES, STATUSES, FilterForm
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
+from monitoring.queries import timeseries as timeseries_q
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
@@ -148,7 +149,7 @@ def overview(request, flt, membership):
     (current, previous), series = parallel.gather(
         flt,
         lambda: overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous())),
-        lambda: analytics.timeseries(flt),
+        lambda: timeseries_q.timeseries(flt),
     )
     series = series if current.sample else None
     return {

@@ -1,4 +1,5 @@
-"""POST /v1/traces: the OTLP/HTTP receiver (OTEL.md §3). A project ingest key decides the project.
+"""POST /v1/traces: the OTLP/HTTP receiver (OpenTelemetry OTLP/HTTP spec; our rules: docs/otlp.md).
+A project ingest key decides the project.
 
 Answers (OTLP/HTTP spec, "Failures"): 200 once every span is stored or durably spooled (with
 ``partialSuccess`` for spans that cannot be stored); 400 for a body that can never be stored (the

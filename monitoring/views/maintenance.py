@@ -53,7 +53,7 @@ def maintenance_view(request):
             schema.ensure_schema(_days(asked.get("ttl_days"), allow_none=True))
             return JsonResponse({"database": clickhouse.database(), "columns": len(schema.existing_columns())})
         if operation == "retention":
-            schema.set_retention(_days(asked.get("days"), allow_none=False))
+            schema.set_retention(_days(asked.get("days"), allow_none=False) or 0)
             return JsonResponse(_partitions())
         if operation == "partitions":
             return JsonResponse(_partitions())

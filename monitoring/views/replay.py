@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -14,7 +15,10 @@ from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from monitoring import access, clickhouse, errors
-from monitoring import replay as runs
+from monitoring.replay import compare as compare_runs
+from monitoring.replay import forms as rerun_forms
+from monitoring.replay import rerun as reruns
+from monitoring.replay import steps as runs
 from monitoring.views.dashboard import dashboard_tab
 
 SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
@@ -54,7 +58,7 @@ def replay(request, flt, membership):
         # A link from Traces names the span: start there (showing every span if it is plumbing).
         index = next((s.index for s in run.steps if s.span.span_id == span_id), 0)
         if not index and not every_span:
-            run = runs.load_run(membership.project, trace_id, every_span=True)
+            run = runs.load_run(membership.project, trace_id, every_span=True) or run
             index = next((s.index for s in run.steps if s.span.span_id == span_id), 1)
         index = index or 1
     else:
@@ -71,7 +75,7 @@ def replay(request, flt, membership):
         "prev_url": _step_url(request, trace_id, index - 1) if index > 1 else "",
         "next_url": _step_url(request, trace_id, index + 1) if index < len(run.steps) else "",
         "all_url": f"{request.path}?{urlencode({'trace': trace_id, 'all': '0' if request.GET.get('all') == '1' else '1'})}",
-        "editor": runs.editor_defaults(step) if step.role == runs.LLM else None,
+        "editor": rerun_forms.initial(step) if step.role == runs.LLM else None,
         "can_rerun": membership.role == membership.ADMIN,
         "speeds": SPEEDS,
         "rerun_url": reverse("monitoring:replay-rerun", args=[membership.project_id]),
@@ -92,11 +96,11 @@ def compare(request, flt, membership):
     if not a or not b:
         return context
     run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
-    missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
-    if missing:
+    if run_a is None or run_b is None:
+        missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
         error = _("No trace %(trace)s in this project.") % {"trace": _(" or ").join(missing)}
         return context | {"lookup_error": error}, 404
-    return context | {"run_a": run_a, "run_b": run_b, "pairs": runs.compare(run_a, run_b)}
+    return context | {"run_a": run_a, "run_b": run_b, "pairs": compare_runs.compare(run_a, run_b)}
 
 
 @access.guarded_by("login")
@@ -110,23 +114,23 @@ def rerun(request, project_id):
     membership = access.get_membership(request.user, project_id)
     if membership.role != membership.ADMIN:
         return HttpResponseForbidden(_("Only project admins may re-run LLM calls (a re-run spends money)."))
-    context = {"project": membership.project}
+    context: dict[str, Any] = {"project": membership.project}
     status = 200
     try:
         step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
+        form = rerun_forms.RerunForm(request.POST)
         if step is None or step.role != runs.LLM:
             context["error"] = _("Pick an LLM call of a trace in this project to re-run.")
             status = 404 if step is None else 400
+        elif not form.is_valid():
+            context["error"], status = form.error_text(), 400
         else:
-            payload = runs.payload_from_form(request.POST)
+            payload = form.payload()
             context |= {
                 "step": step,
                 "payload": payload,
-                "result": runs.rerun(membership.project, step, payload, request.user.get_username()),
+                "result": reruns.rerun(membership.project, step, payload, request.user.get_username()),
             }
-    except runs.RerunInputError as exc:
-        context["error"] = str(exc)
-        status = 400
     except clickhouse.ClickHouseError as exc:
         trouble = errors.trouble(exc, request.user)
         context["error"], status = trouble.text, trouble.status

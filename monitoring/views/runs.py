@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -22,8 +23,8 @@ from monitoring import charts, display
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sessions as sessions_q
 from monitoring.queries import timeseries as timeseries_q
+from monitoring.queries.filter import iso, to_nanos
 from monitoring.queries.spans import BadQuery
-from monitoring.views.api import iso
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/runs.html"
@@ -71,14 +72,14 @@ def people_urls(request, project_id) -> dict:
 # --- Traces > Agent runs ---------------------------------------------------------------------------
 
 
-def runs_list(request, flt, membership) -> dict | tuple:
+def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
     """One row per agent run of the window, sorted by start, duration or cost (`sort=`), narrowed to a
     session or an end user (`session=`, `user=`), paged by keyset (`cursor=`)."""
     pid = membership.project_id
     query = request.GET.copy()
     query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
     base = reverse("monitoring:traces", args=[pid])
-    context = {"kind": "runs", "kind_links": subtab_links(request, pid), "tab_template": TEMPLATE}
+    context: dict[str, Any] = {"kind": "runs", "kind_links": subtab_links(request, pid), "tab_template": TEMPLATE}
     try:
         rq = runs_q.RunQuery.from_query(query)
     except BadQuery as exc:
@@ -247,7 +248,7 @@ def _cost_line(flt, runs: list[runs_q.RunRow]) -> dict | None:
     if not runs:
         return None
     bucket = timeseries_q.bucket_for(flt)
-    starts = [int(t.timestamp() * 1e9) for t in timeseries_q.bucket_starts(flt, bucket)]
+    starts = [to_nanos(t) for t in timeseries_q.bucket_starts(flt, bucket)]
     if len(starts) < 2:
         return None
     costs = [0.0] * len(starts)

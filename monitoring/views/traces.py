@@ -1,7 +1,7 @@
 """The Traces tab: the span list (sub-tabs, search, keyset pages, export), one trace's page with its
 lazy tree and span panel, and the read API (/api/v1/projects/<id>/traces[/<trace_id>]).
 
-Queries live in monitoring/traces.py, chat parsing in monitoring/messages.py; this module only
+Queries live in monitoring/queries/ (spans.py: the lists, trace.py: one trace), chat parsing in monitoring/messages.py; this module only
 turns requests into their questions and answers into pages.
 """
 
@@ -13,7 +13,7 @@ from itertools import chain
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,10 +23,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from monitoring import access, clickhouse, display, errors, messages
-from monitoring import traces as tq
 from monitoring.forms import FilterForm
+from monitoring.queries import spans as spans_q
+from monitoring.queries import trace as trace_q
+from monitoring.queries.filter import iso
 from monitoring.views import runs as runs_views
-from monitoring.views.api import api_view, filter_or_400, iso, zone_or_400
+from monitoring.views.api import api_view, filter_or_400, zone_or_400
 from monitoring.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/traces.html"
@@ -65,10 +67,14 @@ def span_list(request, flt, membership):
     query["kind"] = kind
     pid = membership.project_id
     try:
-        lq = tq.ListQuery.from_query(query)
-    except tq.BadQuery as exc:
-        return {"form_error": str(exc), "lq": tq.ListQuery(), "kind_links": runs_views.subtab_links(request, pid)}, 400
-    page = tq.list_spans(flt, lq)
+        lq = spans_q.ListQuery.from_query(query)
+    except spans_q.BadQuery as exc:
+        return {
+            "form_error": str(exc),
+            "lq": spans_q.ListQuery(),
+            "kind_links": runs_views.subtab_links(request, pid),
+        }, 400
+    page = spans_q.list_spans(flt, lq)
     base = reverse("monitoring:traces", args=[pid])
     keep = lq.query()
     context = {
@@ -80,7 +86,7 @@ def span_list(request, flt, membership):
         "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
         "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
         "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
-        "export_max_rows": display.count(tq.EXPORT_MAX_ROWS),
+        "export_max_rows": display.count(spans_q.EXPORT_MAX_ROWS),
         "replay_base": replay_path(pid),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
@@ -138,7 +144,7 @@ def _cell(value):
     return value
 
 
-def _row(row: tq.SpanRow, zone: str) -> dict:
+def _row(row: spans_q.SpanRow, zone: str) -> dict:
     """A list row for the API and the exports: its time in ISO 8601 with the offset of `zone`."""
     data = row.as_dict()
     data["time"] = iso(row.time, zone)
@@ -190,18 +196,17 @@ def export(request, project_id, fmt):
             _("Bad filter: %(error)s") % {"error": form.error_text()}, content_type="text/plain"
         )
     try:
-        lq = tq.ListQuery.from_query(request.GET)
-    except tq.BadQuery as exc:
+        lq = spans_q.ListQuery.from_query(request.GET)
+    except spans_q.BadQuery as exc:
         return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
-    lq = tq.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
+    lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
     flt = form.span_filter(membership.project)
-    cap = tq.EXPORT_MAX_ROWS
-    rows = tq.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
+    cap = spans_q.EXPORT_MAX_ROWS
+    rows = spans_q.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
     try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
         first = next(rows, None)
     except clickhouse.ClickHouseError as exc:
-        t = errors.trouble(exc, request.user)
-        return HttpResponse(t.text, status=t.status, content_type="text/plain")
+        return errors.text_response(exc, request.user)
     rows = chain([first], rows) if first is not None else iter(())
     chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
     response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
@@ -217,7 +222,7 @@ def export(request, project_id, fmt):
 
 def _trace_id_or_404(trace_id: str) -> str:
     trace_id = trace_id.lower()
-    if not tq.TRACE_ID.fullmatch(trace_id):
+    if not spans_q.TRACE_ID.fullmatch(trace_id):
         raise Http404("A trace id is 32 hex digits")
     return trace_id
 
@@ -282,7 +287,7 @@ def _chat(items: list[messages.Message]) -> list[dict]:
     return out
 
 
-def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
+def _span_panel(project, span: trace_q.FullSpan, t0: int) -> dict:
     attrs = span.attributes
     exceptions = [
         {
@@ -337,7 +342,7 @@ def _span_panel(project, span: tq.FullSpan, t0: int) -> dict:
     }
 
 
-def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
+def _default_span(spans: list[trace_q.TreeSpan], root_id: str) -> str:
     """What the panel opens on: the first LLM call (its chat is what people come for), else the root."""
     calls = [s for s in spans if s.invocation]
     return calls[0].span_id if calls else root_id
@@ -347,22 +352,22 @@ def _default_span(spans: list[tq.TreeSpan], root_id: str) -> str:
 def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
-    ref = tq.locate(project.id, trace_id)
-    spans = tq.tree_spans(ref, agent_names=project.agent_names)
+    ref = trace_q.locate(str(project.id), trace_id)
+    spans = trace_q.tree_spans(ref, agent_names=project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
-    summary = tq.summarize(ref, spans, tq.invocations(ref, project.agent_names))
+    summary = trace_q.summarize(ref, spans, trace_q.invocations(ref, project.agent_names))
     total = max(summary.end_ns - summary.start_ns, 1)
     spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
     wanted = (request.GET.get("span") or "").lower()
     known = {s.span_id for s in spans}
     selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
-    span = tq.full_span(ref, selected, project.agent_names)
+    span = trace_q.full_span(ref, selected, project.agent_names)
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
         "in_progress": any(not s.has_end for s in spans),  # its duration is a lower bound
-        "lines": _tree_lines(tq.visible_rows(spans), summary.start_ns, total, spans_url),
+        "lines": _tree_lines(trace_q.visible_rows(spans), summary.start_ns, total, spans_url),
         "ticks": _ticks(total),
         "spans_url": spans_url,
         "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
@@ -378,9 +383,9 @@ def _int_param(request, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(request.GET.get(name, default))
     except ValueError:
-        raise tq.BadQuery(f"'{name}' must be a whole number") from None
+        raise spans_q.BadQuery(f"'{name}' must be a whole number") from None
     if not low <= value <= high:
-        raise tq.BadQuery(f"'{name}' is out of range")
+        raise spans_q.BadQuery(f"'{name}' is out of range")
     return value
 
 
@@ -396,10 +401,10 @@ def trace_spans(request, project_id, trace_id):
     try:
         if "span" in request.GET:
             span_id = request.GET["span"].lower()
-            if not tq.SPAN_ID.fullmatch(span_id):
-                raise tq.BadQuery("'span' must be 16 hex digits")
-            ref = tq.locate(project.id, trace_id)
-            span = tq.full_span(ref, span_id, project.agent_names)
+            if not spans_q.SPAN_ID.fullmatch(span_id):
+                raise spans_q.BadQuery("'span' must be 16 hex digits")
+            ref = trace_q.locate(str(project.id), trace_id)
+            span = trace_q.full_span(ref, span_id, project.agent_names)
             if span is None:
                 raise Http404("No such span in this project")
             t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
@@ -407,22 +412,22 @@ def trace_spans(request, project_id, trace_id):
                 request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)}
             )
         if "parent" not in request.GET:
-            raise tq.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
+            raise spans_q.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
         parent = request.GET["parent"].lower()
-        if parent and not tq.SPAN_ID.fullmatch(parent):
-            raise tq.BadQuery("'parent' must be 16 hex digits")
-        after = tq.parse_after(request.GET["after"]) if request.GET.get("after") else (0, "")
+        if parent and not spans_q.SPAN_ID.fullmatch(parent):
+            raise spans_q.BadQuery("'parent' must be 16 hex digits")
+        after = trace_q.parse_after(request.GET["after"]) if request.GET.get("after") else (0, "")
         depth = _int_param(request, "depth", 0, 0, 100_000)
         t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
         tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
-        ref = tq.locate(project.id, trace_id)
-        found = tq.children(ref, parent, after, agent_names=project.agent_names)
+        ref = trace_q.locate(str(project.id), trace_id)
+        found = trace_q.children(ref, parent, after, agent_names=project.agent_names)
         if found is None:
             raise Http404("No such span in this project")
         kids, more = found
-        rows = [tq.TreeRow(k, depth) for k in kids]
+        rows = [trace_q.TreeRow(k, depth) for k in kids]
         if more:
-            rows.append(tq.TreeRow(None, depth, more_parent=parent, more_after=tq.after_token(kids[-1])))
+            rows.append(trace_q.TreeRow(None, depth, more_parent=parent, more_after=trace_q.after_token(kids[-1])))
         spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
         context = {
             "project": project,
@@ -431,11 +436,10 @@ def trace_spans(request, project_id, trace_id):
             "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
         }
         return render(request, TEMPLATE + "#tree-rows", context)
-    except tq.BadQuery as exc:
+    except spans_q.BadQuery as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
     except clickhouse.ClickHouseError as exc:
-        t = errors.trouble(exc, request.user)
-        return HttpResponse(t.text, status=t.status, content_type="text/plain")
+        return errors.text_response(exc, request.user)
 
 
 # --- read API -----------------------------------------------------------------------------------
@@ -453,10 +457,10 @@ def api_traces(request, membership):
     if request.GET.get("kind") == "runs":
         return runs_views.api_runs(request, flt)
     try:
-        lq = tq.ListQuery.from_query(request.GET, max_limit=tq.MAX_LIMIT)
-    except tq.BadQuery as exc:
+        lq = spans_q.ListQuery.from_query(request.GET, max_limit=spans_q.MAX_LIMIT)
+    except spans_q.BadQuery as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    page = tq.list_spans(flt, lq)
+    page = spans_q.list_spans(flt, lq)
     return JsonResponse({"items": [_row(item, flt.tz) for item in page.items], "next_cursor": page.next_cursor})
 
 
@@ -467,9 +471,9 @@ def api_trace(request, membership, trace_id):
     if error:
         return error
     trace_id = trace_id.lower()
-    if not tq.TRACE_ID.fullmatch(trace_id):
+    if not spans_q.TRACE_ID.fullmatch(trace_id):
         return JsonResponse({"error": "a trace id is 32 hex digits"}, status=400)
-    spans = tq.full_spans(tq.locate(membership.project_id, trace_id))
+    spans = trace_q.full_spans(trace_q.locate(membership.project_id, trace_id))
     if not spans:
         return JsonResponse({"error": "no such trace"}, status=404)
     items = []
@@ -477,4 +481,4 @@ def api_trace(request, membership, trace_id):
         data = s.as_dict()
         data["start"] = iso(data["start"], zone)
         items.append(data)
-    return JsonResponse({"trace_id": trace_id, "spans": items, "truncated": len(spans) >= tq.MAX_TRACE_SPANS})
+    return JsonResponse({"trace_id": trace_id, "spans": items, "truncated": len(spans) >= trace_q.MAX_TRACE_SPANS})

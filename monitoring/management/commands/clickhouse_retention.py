@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from monitoring import clickhouse, maintenance, schema
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -37,8 +37,8 @@ class Command(BaseCommand):
                     schema.set_retention(days)
                 ttl = schema.current_ttl()
                 rows = schema.partitions()
-        except maintenance.PortalUnreachable as exc:
-            raise CommandError(maintenance.held_message(held, str(exc))) from exc
+        except maintenance.PortalUnreachable as exc:  # only asked when `held`
+            raise CommandError(maintenance.held_message(held, str(exc)) if held else str(exc)) from exc
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse {exc.kind}: {exc}") from exc
         self.stdout.write(f"TTL of {clickhouse.database()}.otel_traces: {ttl or 'none (spans are kept forever)'}")

@@ -5,7 +5,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from monitoring import clickhouse, demo, ingest, maintenance, schema
+from demo import traffic
+from monitoring import clickhouse, ingest, maintenance, span_store
 from monitoring.models import Project
 
 
@@ -28,15 +29,15 @@ class Command(BaseCommand):
             raise CommandError(f"No project {project_id}; create it with `python manage.py createproject`.")
         if days < 1 or runs_per_day < 1:
             raise CommandError("--days and --runs-per-day must be at least 1")
-        total = demo.estimate_spans(days=days, runs_per_day=runs_per_day)
+        total = traffic.estimate_spans(days=days, runs_per_day=runs_per_day)
         stored = 0
         held = maintenance.holder()  # the running portal has the embedded folder: send it OTLP instead
         portal = maintenance.SpansToPortal(project_id) if held else contextlib.nullcontext()
         with portal as to_portal, tqdm(total=total, unit="span", desc="demo traces", disable=no_progress) as bar:
-            for request, _ in demo.generate_requests(days=days, runs_per_day=runs_per_day, seed=seed):
+            for request, _ in traffic.generate_requests(days=days, runs_per_day=runs_per_day, seed=seed):
                 # The same path as a real exporter: wire bytes -> decode -> rows -> insert.
                 body = request.SerializeToString()
-                if to_portal:
+                if to_portal and held:
                     sent = to_portal.send(body, held)
                     stored += sent
                     bar.update(sent)
@@ -44,9 +45,7 @@ class Command(BaseCommand):
                 decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
                 rows, _ = ingest.rows_from_request(decoded, project_id)
                 try:
-                    clickhouse.insert(
-                        schema.table(), schema.TRACE_COLUMNS, rows, tag="demo.spans", nanos_columns=schema.NANOS_COLUMNS
-                    )
+                    span_store.store(rows, tag="demo.spans")
                 except clickhouse.ClickHouseError as exc:
                     raise CommandError(f"ClickHouse {exc.kind}: {exc}") from exc
                 stored += len(rows)

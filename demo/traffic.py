@@ -1,6 +1,6 @@
 """Realistic demo traffic: OTLP ``ExportTraceServiceRequest`` protobufs for the ingest path.
 
-What a week of a real deployment looks like, in the four attribute dialects of OTEL.md §4:
+What a week of a real deployment looks like, in the four attribute dialects monitoring/semconv.py reads:
 
 * ``litellm-proxy``: clients calling the LiteLLM proxy directly. Each request is the proxy's own
   ~10 spans (FastAPI server span, ``fastapi.*`` operations, ``Received Proxy Server Request``,
@@ -440,11 +440,11 @@ class SpanRec:
     span_id: bytes
     parent_id: bytes
     name: str
-    kind: int
+    kind: Span.SpanKind.ValueType
     start: int
     end: int
     attrs: dict[str, Any]
-    status: int = UNSET
+    status: Status.StatusCode.ValueType = UNSET
     message: str = ""
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
 
@@ -483,11 +483,11 @@ class TraceBuilder:
         span_id: bytes,
         parent: bytes,
         name: str,
-        kind: int,
+        kind: Span.SpanKind.ValueType,
         start: int,
         end: int,
         attrs: dict[str, Any],
-        status: int = UNSET,
+        status: Status.StatusCode.ValueType = UNSET,
         message: str = "",
         events: list[tuple[int, str, dict[str, Any]]] | None = None,
     ) -> None:
@@ -700,7 +700,7 @@ def _litellm_metadata(
         )
     )
     # What the client sent as metadata, plus the trace id and request headers the proxy adds.
-    requester = {"generation_name": generation_name} if generation_name else {}
+    requester: dict[str, Any] = {"generation_name": generation_name} if generation_name else {}
     requester |= {
         "trace_id": b.trace_id.hex(),
         "headers": {
@@ -926,6 +926,51 @@ def _frames_only(trace: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(slots=True)
+class _ProxyRequest:
+    """One request inside the proxy being recorded: its span ids, route and timeline (ns)."""
+
+    b: TraceBuilder
+    call: Call
+    route: str
+    endpoint_fn: str
+    server: bytes
+    received: bytes
+    req: bytes
+    d0: int  # auth dependency starts
+    e0: int  # the endpoint starts
+    r0: int  # the router starts
+    llm0: int  # the provider call starts
+    llm1: int  # ... and ends
+
+    def litellm(
+        self,
+        span_id: bytes,
+        parent_id: bytes,
+        name: str,
+        kind: Span.SpanKind.ValueType,
+        s: int,
+        e: int,
+        attrs: dict[str, Any],
+        status: Status.StatusCode.ValueType = OK,
+        events: list[tuple[int, str, dict[str, Any]]] | None = None,
+    ) -> None:
+        self.b.add(PROXY, "litellm", span_id, parent_id, name, kind, s, e, attrs, status, "", events)
+
+    def service(self, name: str, s: int, e: int, call_type: str) -> None:
+        self.litellm(self.b.new_id(), self.received, name, INTERNAL, s, e, {"call_type": call_type, "service": name})
+
+    def endpoint(self, e1: int, attrs: dict[str, Any], status: Status.StatusCode.ValueType = UNSET) -> None:
+        self.b.add(
+            PROXY, "fastapi", self.b.new_id(), self.server, "fastapi.endpoint", INTERNAL, self.e0, e1, attrs, status
+        )
+
+
+# What the proxy's "Received Proxy Server Request" span gets from how the call went:
+# (its end, the server span's end, attributes after url.path/http.route, status, events).
+_Received = tuple[int, int, dict[str, Any], Status.StatusCode.ValueType, list[tuple[int, str, dict[str, Any]]]]
+
+
 def proxy_request(
     b: TraceBuilder,
     parent: bytes,
@@ -963,152 +1008,38 @@ def proxy_request(
     llm0 = r0 + b.ms(0.3, 0.8)
     llm1 = llm0 + call.duration
     first_chunk = llm0 + min(call.duration, int(call.model.ttft_s * SEC))
+    p = _ProxyRequest(b, call, route, endpoint_fn, server, received, req, d0, e0, r0, llm0, llm1)
 
-    def litellm(
-        span_id: bytes,
-        parent_id: bytes,
-        name: str,
-        kind: int,
-        s: int,
-        e: int,
-        attrs: dict[str, Any],
-        status: int = OK,
-        events: list[tuple[int, str, dict[str, Any]]] | None = None,
-    ) -> None:
-        b.add(PROXY, "litellm", span_id, parent_id, name, kind, s, e, attrs, status, "", events)
-
-    def service(name: str, s: int, e: int, call_type: str) -> None:
-        litellm(b.new_id(), received, name, INTERNAL, s, e, {"call_type": call_type, "service": name})
-
-    service("auth", d0 + 200_000, d1 - 100_000, route)
-    service("proxy_pre_call", pre0, pre1, "add_litellm_data_to_request")
-    recv_attrs: dict[str, Any] = {"url.path": route, "http.route": route}
+    p.service("auth", d0 + 200_000, d1 - 100_000, route)
+    p.service("proxy_pre_call", pre0, pre1, "add_litellm_data_to_request")
     name = generation_name or "litellm_request"
     attrs = _litellm_request_attrs(b, call, client, route, call_id, generation_name)
     if failure is None:
-        # The router span of the call ends at the first chunk when streaming; the endpoint returns then too.
-        router_end = (first_chunk if call.stream else llm1) + b.ms(0.5, 2.5)
-        service("router", r0, router_end, "aembedding" if call.embedding else "acompletion")
-        service("router", r0 + b.ms(0.08, 0.15), r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
-        litellm(req, received, name, INTERNAL, llm0, llm1, attrs)
-        created = (b.origin + llm1) // SEC  # the provider's unix-seconds stamp
-        litellm(
-            b.new_id(),
-            req,
-            generation_name or "raw_gen_ai_request",
-            INTERNAL,
-            llm0,
-            llm1,
-            _raw_request_attrs(call, created),
-        )
-        recv_end = llm1
-        e1 = router_end + b.ms(0.8, 2.5)
-        end = max(e1, llm1) + b.ms(0.5, 1.2)
-        if not call.stream:
-            s0 = e1 + b.ms(0.05, 0.1)
-            end = s0 + b.ms(0.05, 0.1) + b.ms(0.5, 1.2)
-            b.add(
-                PROXY,
-                "fastapi",
-                b.new_id(),
-                server,
-                "fastapi.serialization",
-                INTERNAL,
-                s0,
-                s0 + b.ms(0.04, 0.1),
-                {"code.function.name": endpoint_fn},
-            )
-        if not call.stream:  # a stream's handoff time is not recorded
-            recv_attrs["litellm.preprocessing.duration_ms"] = (llm0 - d0) / MS
-        recv_attrs |= team | {"http.response.status_code": 200}
-        recv_status, recv_events = OK, []
-        b.add(
-            PROXY,
-            "fastapi",
-            b.new_id(),
-            server,
-            "fastapi.endpoint",
-            INTERNAL,
-            e0,
-            e1,
-            {"code.function.name": endpoint_fn},
-        )
+        recv_end, end, recv_attrs, recv_status, recv_events = _proxy_answered(p, name, attrs, first_chunk, team)
     else:
-        service("router", r0 + b.ms(0.08, 0.15), r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
-        short = failure.message
-        long = (
-            f"{short}\n\nLiteLLM: model group '{call.model.alias}' failed with the error above. "
-            "No fallback was attempted."
-        )
-        err = {"error.code": str(status_code), "http.response.status_code": status_code, "error.type": failure.type}
-        attrs |= err | {
-            "error.message": short,
-            "error.llm_provider": call.model.provider,
-            "error.stack_trace": _frames_only(failure.stacktrace),
-        }
-        litellm(req, received, name, INTERNAL, llm0, llm1, attrs, ERROR, [failure.event(llm1 - 20_000)])
-        recv_end = llm1 + b.ms(2, 40)  # the proxy's failure handling
-        litellm(
-            b.new_id(),
-            received,
-            "Failed Proxy Server Request",
-            INTERNAL,
-            recv_end - 50_000,
-            recv_end - 30_000,
-            {"exception": long} | team,
-            ERROR,
-        )
-        proxy_trace = _traceback(_PROXY_FRAMES + _LITELLM_FRAMES, f"{failure.qualified_type}: {long}")
-        recv_attrs |= (
-            team
-            | err
-            | {
-                "error.message": long,
-                "error.llm_provider": call.model.provider,
-                "error.stack_trace": _frames_only(proxy_trace),
-                "litellm.preprocessing.duration_ms": (llm0 - d0) / MS,
-            }
-        )
-        recv_status = ERROR
-        recv_events = [
-            (
-                recv_end - 60_000,
-                "exception",
-                {
-                    "exception.type": failure.qualified_type,
-                    "exception.message": long,
-                    "exception.stacktrace": proxy_trace,
-                    "exception.escaped": "False",
-                },
-            )
-        ]
-        e1 = recv_end + b.ms(0.2, 1)
-        end = e1 + b.ms(0.3, 1)
-        b.add(
-            PROXY,
-            "fastapi",
-            b.new_id(),
-            server,
-            "fastapi.endpoint",
-            INTERNAL,
-            e0,
-            e1,
-            {"code.function.name": endpoint_fn, "error.type": "litellm.proxy._types.ProxyException"},
-            ERROR,
-        )
-    litellm(
+        recv_end, end, recv_attrs, recv_status, recv_events = _proxy_failed(p, name, attrs, failure, team)
+    p.litellm(
         received,
         parent or deps,
         "Received Proxy Server Request",
         SERVER,
         d0 + 200_000,
         recv_end,
-        recv_attrs,
+        {"url.path": route, "http.route": route} | recv_attrs,
         recv_status,
         recv_events,
     )
     b.add(PROXY, "fastapi", deps, server, "fastapi.dependencies", INTERNAL, d0, d1, {"code.function.name": endpoint_fn})
-    server_attrs: dict[str, Any] = {
+    status = ERROR if status_code >= 500 else UNSET  # FastAPI marks only 5xx as a server error
+    b.add(
+        PROXY, "fastapi", server, parent, f"POST {route}", SERVER, start, end, _server_attrs(route, status_code), status
+    )
+    return end
+
+
+def _server_attrs(route: str, status_code: int) -> dict[str, Any]:
+    """FastAPI's server span of the proxy (OTel HTTP semconv keys, as captured)."""
+    attrs: dict[str, Any] = {
         "server.address": "litellm-proxy",
         "server.port": 4000,
         "url.path": route,
@@ -1119,20 +1050,90 @@ def proxy_request(
         "http.response.status_code": status_code,
     }
     if status_code >= 500:  # FastAPI marks only 5xx as a server error
-        server_attrs["error.type"] = str(status_code)
-    b.add(
-        PROXY,
-        "fastapi",
-        server,
-        parent,
-        f"POST {route}",
-        SERVER,
-        start,
-        end,
-        server_attrs,
-        ERROR if status_code >= 500 else UNSET,
+        attrs["error.type"] = str(status_code)
+    return attrs
+
+
+def _proxy_answered(
+    p: _ProxyRequest, name: str, attrs: dict[str, Any], first_chunk: int, team: dict[str, str]
+) -> _Received:
+    """A call the provider answered: two router spans, ``litellm_request`` -> ``raw_gen_ai_request``,
+    the endpoint and, unless streamed, ``fastapi.serialization``."""
+    b, call = p.b, p.call
+    # The router span of the call ends at the first chunk when streaming; the endpoint returns then too.
+    router_end = (first_chunk if call.stream else p.llm1) + b.ms(0.5, 2.5)
+    p.service("router", p.r0, router_end, "aembedding" if call.embedding else "acompletion")
+    p.service("router", p.r0 + b.ms(0.08, 0.15), p.r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
+    p.litellm(p.req, p.received, name, INTERNAL, p.llm0, p.llm1, attrs)
+    created = (b.origin + p.llm1) // SEC  # the provider's unix-seconds stamp
+    raw_name = name if name != "litellm_request" else "raw_gen_ai_request"  # generation_name renames both
+    p.litellm(b.new_id(), p.req, raw_name, INTERNAL, p.llm0, p.llm1, _raw_request_attrs(call, created))
+    e1 = router_end + b.ms(0.8, 2.5)
+    end = max(e1, p.llm1) + b.ms(0.5, 1.2)
+    if not call.stream:
+        s0 = e1 + b.ms(0.05, 0.1)
+        end = s0 + b.ms(0.05, 0.1) + b.ms(0.5, 1.2)
+        span_id, code = b.new_id(), {"code.function.name": p.endpoint_fn}
+        serialized = s0 + b.ms(0.04, 0.1)
+        b.add(PROXY, "fastapi", span_id, p.server, "fastapi.serialization", INTERNAL, s0, serialized, code)
+    # A stream's handoff time is not recorded.
+    handoff = {} if call.stream else {"litellm.preprocessing.duration_ms": (p.llm0 - p.d0) / MS}
+    p.endpoint(e1, {"code.function.name": p.endpoint_fn})
+    return p.llm1, end, handoff | team | {"http.response.status_code": 200}, OK, []
+
+
+def _proxy_failed(
+    p: _ProxyRequest, name: str, attrs: dict[str, Any], failure: Failure, team: dict[str, str]
+) -> _Received:
+    """A call that failed: one router span, an Error ``litellm_request`` with the exception, the
+    proxy's ``Failed Proxy Server Request`` and an Error endpoint."""
+    b, call = p.b, p.call
+    p.service("router", p.r0 + b.ms(0.08, 0.15), p.r0 + b.ms(0.2, 0.35), "async_get_available_deployment")
+    short = failure.message
+    long = (
+        f"{short}\n\nLiteLLM: model group '{call.model.alias}' failed with the error above. No fallback was attempted."
     )
-    return end
+    status_code = failure.status_code
+    err = {"error.code": str(status_code), "http.response.status_code": status_code, "error.type": failure.type}
+    attrs |= err | {
+        "error.message": short,
+        "error.llm_provider": call.model.provider,
+        "error.stack_trace": _frames_only(failure.stacktrace),
+    }
+    p.litellm(p.req, p.received, name, INTERNAL, p.llm0, p.llm1, attrs, ERROR, [failure.event(p.llm1 - 20_000)])
+    recv_end = p.llm1 + b.ms(2, 40)  # the proxy's failure handling
+    failed = {"exception": long} | team
+    p.litellm(
+        b.new_id(),
+        p.received,
+        "Failed Proxy Server Request",
+        INTERNAL,
+        recv_end - 50_000,
+        recv_end - 30_000,
+        failed,
+        ERROR,
+    )
+    proxy_trace = _traceback(_PROXY_FRAMES + _LITELLM_FRAMES, f"{failure.qualified_type}: {long}")
+    recv_attrs = (
+        team
+        | err
+        | {
+            "error.message": long,
+            "error.llm_provider": call.model.provider,
+            "error.stack_trace": _frames_only(proxy_trace),
+            "litellm.preprocessing.duration_ms": (p.llm0 - p.d0) / MS,
+        }
+    )
+    exception = {
+        "exception.type": failure.qualified_type,
+        "exception.message": long,
+        "exception.stacktrace": proxy_trace,
+        "exception.escaped": "False",
+    }
+    e1 = recv_end + b.ms(0.2, 1)
+    end = e1 + b.ms(0.3, 1)
+    p.endpoint(e1, {"code.function.name": p.endpoint_fn, "error.type": "litellm.proxy._types.ProxyException"}, ERROR)
+    return recv_end, end, recv_attrs, ERROR, [(recv_end - 60_000, "exception", exception)]
 
 
 def proxy_auth_failure(b: TraceBuilder, start: int, client: ProxyClient, call: Call) -> int:
@@ -1214,26 +1215,7 @@ def proxy_auth_failure(b: TraceBuilder, start: int, client: ProxyClient, call: C
         ERROR,
     )
     end = d1 + b.ms(0.5, 1.5)
-    b.add(
-        PROXY,
-        "fastapi",
-        server,
-        b"",
-        f"POST {route}",
-        SERVER,
-        start,
-        end,
-        {
-            "server.address": "litellm-proxy",
-            "server.port": 4000,
-            "url.path": route,
-            "url.scheme": "http",
-            "http.request.method": "POST",
-            "network.protocol.version": "1.1",
-            "http.route": route,
-            "http.response.status_code": 401,
-        },
-    )
+    b.add(PROXY, "fastapi", server, b"", f"POST {route}", SERVER, start, end, _server_attrs(route, 401))
     return end
 
 
@@ -1453,6 +1435,25 @@ _TEXT2SQL_SYSTEM: Final = (
 )
 
 
+def _retrieve_schema(b: TraceBuilder, root: bytes, start: int, question: str, table: str) -> tuple[int, list[str]]:
+    """Schema retrieval (OpenInference RETRIEVER): embed the question, pick the closest table docs.
+    Returns the end time and the tables picked, the asked one first."""
+    retr = b.new_id()
+    t = _oi_llm(b, retr, start + b.ms(0.2, 1), _embed(b, question), None, None)
+    tables = [table, *b.rng.sample([k for k in _SCHEMA_DOCS if k != table], 2)]
+    docs: dict[str, Any] = {}
+    for i, name in enumerate(tables):
+        p = f"retrieval.documents.{i}.document"
+        docs |= {
+            f"{p}.id": name,
+            f"{p}.content": _SCHEMA_DOCS[name],
+            f"{p}.score": round(0.91 - 0.13 * i - b.rng.random() / 20, 4),
+        }
+    t += b.ms(2, 25)  # vector search
+    _oi_span(b, retr, root, "retrieve_schema", "RETRIEVER", start, t, question, None, docs)
+    return t, tables
+
+
 def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
     """text2sql -> retrieve_schema -> generate -> execute (-> fix and retry) -> answer; sometimes -> analyze."""
     rng = b.rng
@@ -1469,22 +1470,7 @@ def run_text2sql(b: TraceBuilder, start: int = 0) -> tuple[int, Failure | None]:
     root = b.new_id()
     t = start + b.ms(1, 6)
 
-    # Schema retrieval: embed the question, pick the closest table docs.
-    retr = b.new_id()
-    t0 = t
-    t = _oi_llm(b, retr, t + b.ms(0.2, 1), _embed(b, question), None, None)
-    tables = [table, *rng.sample([k for k in _SCHEMA_DOCS if k != table], 2)]
-    docs = {}
-    for i, name in enumerate(tables):
-        p = f"retrieval.documents.{i}.document"
-        docs |= {
-            f"{p}.id": name,
-            f"{p}.content": _SCHEMA_DOCS[name],
-            f"{p}.score": round(0.91 - 0.13 * i - rng.random() / 20, 4),
-        }
-    t += b.ms(2, 25)  # vector search
-    _oi_span(b, retr, root, "retrieve_schema", "RETRIEVER", t0, t, question, None, docs)
-
+    t, tables = _retrieve_schema(b, root, t, question, table)
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": f"{_TEXT2SQL_SYSTEM}\nTables:\n" + "\n".join(_SCHEMA_DOCS[x] for x in tables)},
         {"role": "user", "content": question},
