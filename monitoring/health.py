@@ -168,12 +168,13 @@ def _spool() -> Check | None:
     return Check("spool", name, False, detail, HINT_SPOOL)
 
 
-def _settler() -> Check:
+def _settler(project_ids: list[str] | None) -> Check:
+    """The settler's last pass and the spans waiting for it (`project_ids`' only, None: all)."""
     from monitoring import settle
 
     name = _("Settler")
     through, now = settle.state()
-    waiting = settle.waiting_spans(through)
+    waiting = settle.waiting_spans(through, project_ids)
     waits = (
         ngettext("%(count)s span waiting", "%(count)s spans waiting", waiting) % {"count": display.count(waiting)}
         if waiting
@@ -201,7 +202,7 @@ def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     """The checks in the stack's order (ClickHouse, the tables, the settler, ...). `staff` also see where the services live (hosts, ports,
     URLs) and ClickHouse's own error messages; others get an error id to quote."""
     try:
-        checks = [_clickhouse(staff), *_table(project_ids), _settler()]
+        checks = [_clickhouse(staff), *_table(project_ids), _settler(None if staff else project_ids)]
     except clickhouse.ClickHouseError as exc:
         hint = HINT_CLICKHOUSE if exc.retryable else HINT_TABLE
         if staff:

@@ -42,8 +42,12 @@ def test_it_reports_the_engine_the_table_and_fresh_spans(client, alice, project,
     assert 'data-check="settler"' in html and "last pass" in html
 
 
-def test_it_says_when_the_settler_is_not_running(client, alice, project, ingest_key, own_database, monkeypatch):
+def test_it_says_when_the_settler_is_not_running(
+    client, alice, charlie, project, other_project, ingest_key, own_database, monkeypatch
+):
     assert post(client, ingest_key, request(S("waiting"), S("also waiting"))).status_code == 200
+    client.force_login(charlie)  # a member of another project is not told how much alice's project sends
+    assert "no pass yet; nothing waiting" in client.get("/admin/monitoring/health").content.decode()
     client.force_login(alice)
     r = client.get("/admin/monitoring/health")
     html = r.content.decode()

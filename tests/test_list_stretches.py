@@ -16,8 +16,15 @@ pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime.now(dt.UTC)
 # One run in each stretch a page is looked for in: the newest hour, 8 h, 64 h, the rest.
-AGES = (dt.timedelta(minutes=10), dt.timedelta(minutes=50), dt.timedelta(hours=3), dt.timedelta(hours=20),
-        dt.timedelta(days=2), dt.timedelta(days=5), dt.timedelta(days=25))  # fmt: skip
+AGES = (
+    dt.timedelta(minutes=10),
+    dt.timedelta(minutes=50),
+    dt.timedelta(hours=3),
+    dt.timedelta(hours=20),
+    dt.timedelta(days=2),
+    dt.timedelta(days=5),
+    dt.timedelta(days=25),
+)
 
 
 @pytest.fixture

@@ -296,11 +296,16 @@ def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key
 def test_the_overviews_services_are_the_leader_board(client, project, ingest_key):
     """The Overview reads calls and runs per service in its own statements: "Top services by
     errors" is those rows, the same as asking for the board alone."""
-    send(client, ingest_key, litellm_request_spans(error=True))
-    send(client, ingest_key, litellm_request_spans(cost=0.001))
-    agent = S("invoke_agent planner", service="agent-planner", at=AT, error=True,
-              attributes={"gen_ai.operation.name": "invoke_agent"})  # fmt: skip
-    send(client, ingest_key, [agent], scope="tests")
+    send(client, ingest_key, litellm_request_spans(error=True), scope="litellm")
+    send(client, ingest_key, litellm_request_spans(cost=0.001), scope="litellm")
+    agent = S(
+        "invoke_agent planner",
+        service="agent-planner",
+        at=AT,
+        error=True,
+        attributes={"gen_ai.operation.name": "invoke_agent"},
+    )
+    send(client, ingest_key, agent)
     flt = SpanFilter(str(project.id), HOUR)
     board = queries.top_services(queries.overview(flt))
     alone = queries.top_services_by_errors(flt)

@@ -22,11 +22,28 @@ def settled(client, project, ingest_key, settings):
     at = NOW - dt.timedelta(minutes=30)
     spans = []
     for i, model in enumerate(("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet")):
-        root = S("invoke_agent planner", service=f"agent-{i}", at=at, ms=2000,
-                 attributes={"gen_ai.operation.name": "invoke_agent", "user.id": f"u{i}"})  # fmt: skip
-        spans += [root, root.child(f"chat {model}", at=at, ms=800, error=i == 2, attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.request.model": model,
-            "gen_ai.usage.input_tokens": 100 * (i + 1), "gen_ai.usage.output_tokens": 10})]  # fmt: skip
+        root = S(
+            "invoke_agent planner",
+            service=f"agent-{i}",
+            at=at,
+            ms=2000,
+            attributes={"gen_ai.operation.name": "invoke_agent", "user.id": f"u{i}"},
+        )
+        spans += [
+            root,
+            root.child(
+                f"chat {model}",
+                at=at,
+                ms=800,
+                error=i == 2,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": model,
+                    "gen_ai.usage.input_tokens": 100 * (i + 1),
+                    "gen_ai.usage.output_tokens": 10,
+                },
+            ),
+        ]
     assert post(client, ingest_key, request(*spans)).status_code == 200
     settle.settle_once()
     settings.SETTLE_FRESH_SECONDS = 1e12  # the settler keeps up: pages may ask at once

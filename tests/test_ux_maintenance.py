@@ -77,7 +77,7 @@ def portal(tmp_path_factory):
         cwd=REPO,
         env=_env(var),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(var / "server.log").open("wb"),  # shown when the portal fails to answer
         start_new_session=True,
     )
     try:
@@ -93,6 +93,8 @@ def portal(tmp_path_factory):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
+            except json.JSONDecodeError:
+                pytest.fail("the portal did not answer JSON:\n" + (var / "server.log").read_text()[-4000:])
         assert status == 200, answer
         assert (var / "clickhouse" / "status").exists()
         yield {"var": var, "url": url, "key": "test-maintenance-key", "pid": server.pid}
