@@ -91,6 +91,7 @@ def test_create_a_monitor_and_see_it_fire(browser, live_server, client, alice, p
 
         page.click("[data-evaluate]")
         page.wait_for_selector("[data-state=firing]")
+        assert page.locator("header").count() == 1  # the answer is the page, not a page inside the panel
         rows = page.locator("[data-alert]")
         assert rows.count() == 1 and page.get_attribute("[data-alert]", "data-alert") == "ann"
         assert "$3.5000" in page.text_content("[data-alert=ann]")
@@ -126,6 +127,7 @@ def test_the_monitor_pages_in_korean(browser, live_server, client, alice, projec
     page.click("[data-evaluate]")
     page.wait_for_selector("[data-state=firing]")
     assert page.text_content("[data-state]").strip() == "발생 중"
+    assert page.locator("header").count() == 1
     for width in (1440, 390):
         shot(page, "monitor-firing-ko", width)
     page.goto(f"{live_server.url}/admin/monitoring/{project.id}/monitors/new")

@@ -151,6 +151,15 @@ def test_the_dashboard_tab_bar_links_to_monitors(client, alice, project):
     assert f'href="/admin/monitoring/{project.id}/monitors/" hx-boost="false" data-tab-link="monitors"' in html
 
 
+def test_the_monitor_pages_carry_the_dashboards_tabs_and_are_not_boosted(client, alice, project):
+    client.force_login(alice)
+    html = client.get(f"/admin/monitoring/{project.id}/monitors/").content.decode()
+    for key in ("overview", "analytics", "traces", "replay"):
+        assert f'href="/admin/monitoring/{project.id}/{key}/" data-tab-link="{key}"' in html
+    # Its forms post and redirect to whole pages: boosted into #panel they would nest a page in a page.
+    assert 'data-tab="monitors" hx-boost="false"' in html
+
+
 # --- the API ----------------------------------------------------------------------------------
 
 

@@ -571,7 +571,7 @@ def test_it_shows_a_trace_with_summary_tree_waterfall_and_chat_of_each_dialect(c
 
     html = panel(client, project, w["litellm_call"])
     assert 'data-role="user"' in html and "Say hello" in html and 'data-role="assistant"' in html and "Hello!" in html
-    assert '$0.002000 <span class="muted">(reported)</span>' in html
+    assert '$0.002 <span class="muted">(reported)</span>' in html  # the digits the amount needs ($0.00000026 too)
     html = trace_page(client, project, w["litellm_call"])
     assert "<h2>POST /v1/chat/completions</h2>" in html and html.count('class="span-row') == 7  # small: shown whole
     assert "<dt>LLM calls</dt><dd>1</dd>" in html

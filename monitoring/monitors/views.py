@@ -48,7 +48,9 @@ def _page(request, membership: Membership, template: str, context: dict, status:
         "projects": access.projects_for(request.user),
         "tab": "monitors",
         "subnav": "monitors",
-        "tab_links": [(key, label, reverse(f"monitoring:{key}", args=[project.id])) for key, label in TABS],
+        "tab_links": [
+            {"key": key, "label": label, "url": reverse(f"monitoring:{key}", args=[project.id])} for key, label in TABS
+        ],
         **context,
     }
     return render(request, template, context, status=status)
