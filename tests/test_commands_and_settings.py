@@ -62,7 +62,8 @@ def test_demo_traces_go_through_ingest_and_fill_the_overview(settings):
 
     now = dt.datetime.now(dt.UTC)
     o = queries.overview(SpanFilter(str(project.id), Window(now - dt.timedelta(days=3), now + dt.timedelta(hours=1))))
-    assert o.llm_calls > 20 and o.agent_calls > 5 and o.total_cost_usd > 0 and 0 < o.fail_rate < 0.5
+    # Failures are drawn at a few percent from (seed, now): 40 runs may have none.
+    assert o.llm_calls > 20 and o.agent_calls > 5 and o.total_cost_usd > 0 and 0 <= o.fail_rate < 0.5
 
 
 def test_clickhouse_init_is_idempotent():
