@@ -76,14 +76,19 @@ class Http:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
 
     def call(self, method: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, bytes]:
-        try:
-            self.conn.request(method, path, body=body, headers={**self.headers, **headers})
-            response = self.conn.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
-            raise
+        """(status, body); a keep-alive connection the server closed while idle (uvicorn: after 5 s) is
+        opened again once."""
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers={**self.headers, **headers})
+                response = self.conn.getresponse()
+                return response.status, response.read()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def rss_mib(pids: list[int]) -> float:
