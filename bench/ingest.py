@@ -42,7 +42,9 @@ from live_portal import LivePortal  # noqa: E402
 TARGET_PB, TARGET_UNDER_LOAD, TARGET_RSS_MB = 30_000, 10_000, 600
 
 
-def make_bodies(spans: int, batch: int) -> tuple[list[bytes], list[bytes], int]:
+def make_bodies(spans: int, batch: int, with_json: bool = True) -> tuple[list[bytes], list[bytes], int]:
+    """About `spans` demo spans (the last 24 h) as OTLP requests of <= `batch` spans: protobuf bodies,
+    the same as OTLP/JSON bodies (none without `with_json`), and the exact span count."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     from google.protobuf import json_format
 
@@ -55,6 +57,9 @@ def make_bodies(spans: int, batch: int) -> tuple[list[bytes], list[bytes], int]:
         if total >= spans:
             break
         pb.append(req.SerializeToString())
+        total += n
+        if not with_json:
+            continue
         doc = json_format.MessageToDict(req)
         for rs in doc.get("resourceSpans", []):
             for ss in rs.get("scopeSpans", []):
@@ -67,7 +72,6 @@ def make_bodies(spans: int, batch: int) -> tuple[list[bytes], list[bytes], int]:
                             if key in link:
                                 link[key] = base64.b64decode(link[key]).hex()
         js.append(json.dumps(doc).encode())
-        total += n
     return pb, js, total
 
 
@@ -81,7 +85,15 @@ class RssSampler(threading.Thread):
             self.peak = max(self.peak, self.portal.rss_mib())
 
 
-def send_all(portal: LivePortal, bodies: list[bytes], content_type: str, concurrency: int):
+# OTLP/HTTP "Retryable Response Codes": the exporter sends the request again after a backoff.
+RETRYABLE = (429, 502, 503, 504)
+
+
+def send_all(portal, bodies: list[bytes], content_type: str, concurrency: int, retry: bool = False):
+    """POSTs `bodies` to `portal`'s /v1/traces (it has `port` and `ingest_key`, empty for none) from
+    `concurrency` keep-alive connections. With `retry`, a RETRYABLE answer is sent again after its
+    Retry-After (at most 5 s) or a backoff of 0.25 s doubling to 4 s. Returns (seconds, latency ms of
+    every attempt, {status: attempts})."""
     work: queue.Queue = queue.Queue()
     for body in bodies:
         work.put(body)
@@ -89,19 +101,28 @@ def send_all(portal: LivePortal, bodies: list[bytes], content_type: str, concurr
 
     def sender():
         conn = http.client.HTTPConnection("127.0.0.1", portal.port, timeout=60)
-        headers = {"Content-Type": content_type, "Authorization": f"Bearer {portal.ingest_key}"}
+        headers = {"Content-Type": content_type}
+        if portal.ingest_key:
+            headers["Authorization"] = f"Bearer {portal.ingest_key}"
         while True:
             try:
                 body = work.get_nowait()
             except queue.Empty:
                 break
-            started = time.perf_counter()
-            conn.request("POST", "/v1/traces", body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            with lock:
-                latencies.append((time.perf_counter() - started) * 1000)
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+            backoff = 0.25
+            while True:
+                started = time.perf_counter()
+                conn.request("POST", "/v1/traces", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+                if not retry or response.status not in RETRYABLE:
+                    break
+                after = response.headers.get("Retry-After", "")
+                time.sleep(min(float(after), 5.0) if after.isdigit() else backoff)
+                backoff = min(backoff * 2, 4.0)
         conn.close()
 
     threads = [threading.Thread(target=sender) for _ in range(concurrency)]
@@ -111,6 +132,29 @@ def send_all(portal: LivePortal, bodies: list[bytes], content_type: str, concurr
     for t in threads:
         t.join()
     return time.perf_counter() - started, latencies, statuses
+
+
+def login(conn: http.client.HTTPConnection, username: str = "owner", password: str = "pw-owner-123") -> str:
+    """Logs in through the login form on `conn` (LivePortal.prepare's owner); the Cookie header."""
+    conn.request("GET", "/accounts/login/")
+    response = conn.getresponse()
+    response.read()
+    cookies = {
+        c.split("=", 1)[0]: c.split("=", 1)[1].split(";", 1)[0] for c in response.headers.get_all("Set-Cookie") or []
+    }
+    token = cookies.get("csrftoken", "")
+    form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+    conn.request(
+        "POST",
+        "/accounts/login/",
+        body=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={token}"},
+    )
+    response = conn.getresponse()
+    response.read()
+    for c in response.headers.get_all("Set-Cookie") or []:
+        cookies[c.split("=", 1)[0]] = c.split("=", 1)[1].split(";", 1)[0]
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
 class DashboardUser(threading.Thread):
@@ -123,26 +167,7 @@ class DashboardUser(threading.Thread):
 
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.portal.port, timeout=60)
-        conn.request("GET", "/accounts/login/")
-        response = conn.getresponse()
-        response.read()
-        cookies = {
-            c.split("=", 1)[0]: c.split("=", 1)[1].split(";", 1)[0]
-            for c in response.headers.get_all("Set-Cookie") or []
-        }
-        token = cookies.get("csrftoken", "")
-        form = urllib.parse.urlencode({"username": "owner", "password": "pw-owner-123", "csrfmiddlewaretoken": token})
-        conn.request(
-            "POST",
-            "/accounts/login/",
-            body=form,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={token}"},
-        )
-        response = conn.getresponse()
-        response.read()
-        for c in response.headers.get_all("Set-Cookie") or []:
-            cookies[c.split("=", 1)[0]] = c.split("=", 1)[1].split(";", 1)[0]
-        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        cookie = login(conn)
         i = 0
         while not self.stop.is_set():
             url = self.urls[i % len(self.urls)]
