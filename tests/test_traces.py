@@ -4,6 +4,7 @@ import csv
 import datetime as dt
 import io
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -575,6 +576,17 @@ def test_it_shows_a_trace_with_summary_tree_waterfall_and_chat_of_each_dialect(c
     html = trace_page(client, project, w["litellm_call"])
     assert "<h2>POST /v1/chat/completions</h2>" in html and html.count('class="span-row') == 7  # small: shown whole
     assert "<dt>LLM calls</dt><dd>1</dd>" in html
+
+
+def test_pages_without_a_filter_bar_do_not_ask_for_its_choices(client, alice, project, world, caplog):
+    client.force_login(alice)
+    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+        trace_page(client, project, world["litellm_call"])
+        client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": world["litellm_call"].trace.hex()})
+    assert "traces.tree" in caplog.text and "filters.facets" not in caplog.text
+    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+        client.get(f"/admin/monitoring/{project.id}/traces/")
+    assert "filters.facets" in caplog.text  # the list has the bar
 
 
 def test_it_shows_exceptions_with_their_stack_trace(client, alice, project, world):

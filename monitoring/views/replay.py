@@ -43,7 +43,7 @@ def _step_url(request, trace_id: str, index: int) -> str:
     return f"{request.path}?{urlencode(query)}"
 
 
-@dashboard_tab("replay")
+@dashboard_tab("replay", facets=False)  # Replay shows no filter bar
 def replay(request, flt, membership):
     trace_id = request.GET.get("trace", "").strip().lower()
     if not trace_id:
@@ -82,7 +82,7 @@ def replay(request, flt, membership):
     }
 
 
-@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html")
+@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html", facets=False)
 def compare(request, flt, membership):
     """Two runs side by side: ticked in the list (`run`, twice), or named as `a` and `b` (links)."""
     picked = [t.strip().lower() for t in request.GET.getlist("run") if t.strip()]

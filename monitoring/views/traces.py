@@ -348,7 +348,7 @@ def _default_span(spans: list[trace_q.TreeSpan], root_id: str) -> str:
     return calls[0].span_id if calls else root_id
 
 
-@dashboard_tab("traces")
+@dashboard_tab("traces", facets=False)  # a trace's page shows no filter bar
 def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
