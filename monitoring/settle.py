@@ -56,16 +56,16 @@ class Report:
     through_ns: int = 0
 
 
-# The last state read: (monotonic s, through, server now); one page's questions share it.
-_state_seen: tuple[float, int, int] | None = None
+# The last state read per state table: (monotonic s, through, server now); one page's questions share it.
+_state_seen: dict[str, tuple[float, int, int]] = {}
 
 
 def state(max_age_s: float = 0.0) -> tuple[int, int]:
     """(through, now) in ns on the server's clock: every span inserted up to `through` is settled
     (0 before the first pass). With `max_age_s`, a state read at most that long ago in this process
     is reused (`now` moved on by the time since)."""
-    global _state_seen
-    seen = _state_seen
+    state_table = schema.table(schema.SETTLE_STATE)
+    seen = _state_seen.get(state_table)
     if max_age_s and seen and (age := time.monotonic() - seen[0]) <= max_age_s:
         return seen[1], seen[2] + int(age * 1e9)
     row = run_one(
@@ -77,7 +77,7 @@ def state(max_age_s: float = 0.0) -> tuple[int, int]:
         tag="settle.state",
     )
     through, now = int(row.get("t") or 0), int(row.get("now") or 0)
-    _state_seen = (time.monotonic(), through, now)
+    _state_seen[state_table] = (time.monotonic(), through, now)
     return through, now
 
 
@@ -93,8 +93,7 @@ def waiting_spans(through: int, project_ids: list[str] | None = None) -> int:
 
 def forget_state() -> None:
     """Read the state afresh next time (after a pass in this process, or in tests)."""
-    global _state_seen
-    _state_seen = None
+    _state_seen.clear()
 
 
 def unsettled_after_ns(through: int) -> int:
