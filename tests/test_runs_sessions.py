@@ -8,6 +8,7 @@ LLM call of chat-42 outside any run, and a Replay re-run (service apm-replay).
 
 import datetime as dt
 import html as htmllib
+import logging
 import re
 
 import pytest
@@ -274,6 +275,22 @@ def test_a_session_page_shows_its_runs_in_order_and_the_conversation(client, ali
     # Unknown in this window: a page that says so, not an error.
     empty = page(client, project, "traces/sessions/", session="nope")
     assert 'data-empty="session"' in empty
+
+
+def test_a_session_or_user_page_reads_its_own_numbers_not_the_whole_list(client, alice, project, world, caplog):
+    """Exact for any session or user, also one beyond the list's newest rows: its calls outside runs
+    and its failed calls included."""
+    client.force_login(alice)
+    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+        session = page(client, project, "traces/sessions/", session="chat-42")
+        user = page(client, project, "traces/users/", user="kim@example.com")
+    assert "sessions.one" in caplog.text and "users.one" in caplog.text
+    assert "sessions.list" not in caplog.text and "users.list" not in caplog.text
+    summary = re.search(r"data-group-summary>(.*?)</dl>", session, re.S).group(1)
+    assert re.search(r'data-summary="llm-calls"><dt>LLM calls</dt><dd>5<', summary)  # 4 in runs + 1 plain
+    assert re.search(r'data-summary="errors"><dt>Errors</dt><dd class="bad"[^>]*>1<', summary)
+    summary = re.search(r"data-group-summary>(.*?)</dl>", user, re.S).group(1)
+    assert re.search(r'data-summary="runs"><dt>Runs</dt><dd>3<', summary)
 
 
 def test_a_user_page_shows_their_numbers_sessions_runs_and_cost_over_the_window(client, alice, project, world):

@@ -43,7 +43,8 @@ class Group:
         return from_nanos(self.last_ns)
 
 
-def _groups(flt: SpanFilter, column: str, tag: str, limit: int) -> list[Group]:
+def _groups(flt: SpanFilter, column: str, tag: str, limit: int, key: str | None = None) -> list[Group]:
+    """Sessions or end users (`column`) with calls or runs in the window; only `key` when given."""
     measures = ("Calls", "Cost", "InputTokens", "OutputTokens", "Unpriced")
     calls = sources.calls(flt, measures, extra_dims=(column,))
     runs = sources.runs(flt, ("Runs", "Failed"), extra_dims=(column,))
@@ -59,8 +60,9 @@ def _groups(flt: SpanFilter, column: str, tag: str, limit: int) -> list[Group]:
             f") UNION ALL SELECT {column} AS k, 0, 0, 0., 0, 0, 0, Runs, Failed,",
             " if(Runs > 0, toUnixTimestamp64Nano(toDateTime64(Time, 9)), NULL) FROM (",
             runs,
-            ")) WHERE k != '' GROUP BY k HAVING calls != 0 OR runs != 0",
-            " ORDER BY last DESC, k LIMIT {limit:UInt32}",
+            ")) WHERE ",
+            Sql("k = {key:String}", key=key) if key is not None else "k != ''",
+            " GROUP BY k HAVING calls != 0 OR runs != 0 ORDER BY last DESC, k LIMIT {limit:UInt32}",
             limit=limit,
         ),
         tag=tag,
@@ -91,6 +93,16 @@ def sessions(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
 def users(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
     """End users with calls or runs in the window, most recently active first."""
     return _groups(flt, "EndUser", "users.list", limit)
+
+
+def session(flt: SpanFilter, key: str) -> Group | None:
+    """One session's numbers over the window (also when it is not among the newest MAX_ROWS)."""
+    return next(iter(_groups(flt, "SessionId", "sessions.one", 1, key=key)), None)
+
+
+def user(flt: SpanFilter, key: str) -> Group | None:
+    """One end user's numbers over the window (also when they are not among the newest MAX_ROWS)."""
+    return next(iter(_groups(flt, "EndUser", "users.one", 1, key=key)), None)
 
 
 def session_runs(flt: SpanFilter, session: str, limit: int = 200) -> list[runs_q.RunRow]:

@@ -129,29 +129,6 @@ def api_runs(request, flt) -> JsonResponse:
 # --- sessions and users ----------------------------------------------------------------------------
 
 
-def _find(groups: list[sessions_q.Group], key: str) -> sessions_q.Group | None:
-    return next((g for g in groups if g.key == key), None)
-
-
-def _from_runs(key: str, runs: list[runs_q.RunRow]) -> sessions_q.Group | None:
-    """A session's or user's numbers from its runs, when the list (newest MAX_ROWS) does not hold it."""
-    if not runs:
-        return None
-    return sessions_q.Group(
-        key=key,
-        calls=sum(r.llm_calls for r in runs),
-        errors=0,
-        cost_usd=round(sum(r.cost_usd for r in runs), 10),
-        input_tokens=sum(r.input_tokens for r in runs),
-        output_tokens=sum(r.output_tokens for r in runs),
-        runs=len(runs),
-        failed_runs=sum(r.failed for r in runs),
-        first_ns=min(r.start_ns for r in runs),
-        last_ns=max(r.start_ns for r in runs),
-        unpriced=sum(r.unpriced_calls for r in runs),
-    )
-
-
 def _group_links(request, project_id, which: str) -> dict:
     return {
         "kind": which,
@@ -180,7 +157,7 @@ def sessions(request, flt, membership):
     if len(key) > 500:
         return context | {"form_error": _("A session id is at most 500 characters.")}, 400
     runs = sessions_q.session_runs(flt, key)
-    group = _find(sessions_q.sessions(flt), key) or _from_runs(key, runs)
+    group = sessions_q.session(flt, key)
     users = sorted({r.end_user for r in runs if r.end_user})
     return context | {
         "session": key,
@@ -209,7 +186,7 @@ def users(request, flt, membership):
         return context | {"form_error": _("A user id is at most 500 characters.")}, 400
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items
-    group = _find(sessions_q.users(flt), key) or _from_runs(key, runs)
+    group = sessions_q.user(flt, key)
     shown = runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN])
     return context | {
         "end_user": key,
