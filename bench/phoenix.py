@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # (it puts the repository and tests/ on sys.path)
-from live_portal import LivePortal, free_port
+from live_portal import LivePortal, free_port, rss_mib
 
 REPO = ingest.REPO
 REQUEST_TIMEOUT = 120.0
@@ -92,19 +92,6 @@ class Http:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-
-def rss_mib(pids: list[int]) -> float:
-    """Largest resident set of the processes, MiB."""
-    best = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    best = max(best, int(line.split()[1]))
-        except OSError:
-            continue
-    return best / 1024
 
 
 class Ours:

@@ -158,12 +158,17 @@ class LivePortal:
 
     def rss_mib(self) -> float:
         """Largest resident set of the server's processes, MiB."""
-        best = 0
-        for pid in self.pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        best = max(best, int(line.split()[1]))
-            except OSError:
-                continue
-        return best / 1024
+        return rss_mib(self.pids())
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Largest resident set of the processes, MiB (0 for those gone)."""
+    best = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    best = max(best, int(line.split()[1]))
+        except OSError:
+            continue
+    return best / 1024
