@@ -313,7 +313,7 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
 
     for key, flt in filters.items():
         ask(f"{key}/overview", lambda flt=flt: overview_q.overview(flt))
-        ask(f"{key}/top_services", lambda flt=flt: overview_q.top_services_by_errors(flt))
+        ask(f"{key}/top_services", lambda flt=flt: overview_q.top_services(overview_q.overview(flt)))
         ask(f"{key}/facets", lambda flt=flt: facets.facets(flt))
         ask(f"{key}/timeseries", lambda flt=flt: timeseries.timeseries(flt))
         ask(f"{key}/breakdowns", lambda flt=flt: breakdowns(flt))

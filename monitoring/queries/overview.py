@@ -224,22 +224,3 @@ def top_services(overview: Overview, limit: int = 5) -> list[Leader]:
     """Services with failures, by failed LLM calls plus failed agent runs (a run belongs to its
     root's service), from an Overview already asked (no statement)."""
     return [s for s in overview.services if s.errors][:limit]
-
-
-def top_services_by_errors(flt: SpanFilter, limit: int = 5) -> list[Leader]:
-    """Services by failed LLM calls plus failed agent runs (a run belongs to its root's service)."""
-    calls = sources.calls(flt, ("Calls",))
-    runs = sources.runs(flt, ("Runs", "Failed"))
-    rows = run(
-        Sql(
-            "SELECT service, sum(n) AS attempts, sum(failed) AS errors FROM (",
-            "SELECT ServiceName AS service, Calls AS n, Calls * IsError AS failed FROM (",
-            calls,
-            ") UNION ALL SELECT ServiceName AS service, Runs AS n, Failed AS failed FROM (",
-            runs,
-            ")) GROUP BY service HAVING errors > 0 ORDER BY errors DESC, service LIMIT {limit:UInt32}",
-            limit=limit,
-        ),
-        tag="overview.top_services",
-    )
-    return [Leader(r["service"] or "(no service)", int(r["attempts"]), int(r["errors"])) for r in rows]
