@@ -17,6 +17,11 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+# Imported for real before plotly is used: plotly's validators peek at sys.modules["numpy"], and
+# chdb imports numpy on a connection's first query, so a background job's first query in another
+# thread could hand this module a half-initialized numpy (seen: the URLconf's import failing with
+# "partially initialized module 'numpy'"). A real import waits for the other thread's to finish.
+import numpy  # noqa: F401
 import plotly.graph_objects as go
 from django.utils import timezone
 from django.utils.translation import gettext as _
