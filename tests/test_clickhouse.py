@@ -98,6 +98,8 @@ def test_schema_setup_is_idempotent(backend):
     again = schema.ensure_schema(ttl_days=0)
     assert schema.existing_columns() == first
     assert not any("MODIFY COLUMN" in sql or "ADD COLUMN" in sql for sql in again)  # nothing left to do
+    # The by-trace-id projection is added and materialized once, not rewritten at every start.
+    assert schema.has_trace_projection() and not any("PROJECTION" in sql for sql in again)
 
 
 def test_it_reports_an_unreachable_server():
@@ -132,6 +134,7 @@ def test_it_completes_a_table_a_stock_collector_made_without_losing_rows(setting
         tag="test",
     )
     assert row == {"n": 1, "p": "p1", "m": "gpt-4o", "i": 3, "e": 1}
+    assert schema.has_trace_projection()  # the collector's table gets it too (its rows by a mutation)
     names = {r["name"] for r in clickhouse.query("SHOW TABLES FROM otel_stock", tag="test")}
     assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv"} <= names
 

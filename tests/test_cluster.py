@@ -92,6 +92,10 @@ def test_the_cluster_ddl_parses_as_printed_and_runs_per_node(cluster):
     assert tables[0] == tables[1]
     assert {"otel_traces", "otel_traces_local", "otel_spans_local", "otel_calls_local", "otel_spans_mv"} <= tables[0]
     engines = dict(cluster.execute(0, "SELECT name, engine FROM system.tables WHERE database = 'otel_2'"))
+    ((local_ddl,),) = cluster.execute(
+        0, "SELECT create_table_query FROM system.tables WHERE database = 'otel_2' AND name = 'otel_traces_local'"
+    )
+    assert f"PROJECTION {schema.TRACE_PROJECTION} " in local_ddl  # a trace is read by its id on its shard
     assert engines["otel_traces"] == "Distributed" and engines["otel_calls_local"] == "VersionedCollapsingMergeTree"
     assert "Replicated" not in node_statement(next(s for s in statements if "ReplicatedVersioned" in s))
 

@@ -871,6 +871,57 @@ def test_it_finds_a_trace_through_the_lookup_table(client, alice, project, world
     assert unknown.start_ns > unknown.end_ns  # not a trace of this project: an empty range, nothing is read
 
 
+def test_a_trace_is_located_in_one_read_and_another_projects_trace_has_nothing(project, other_project, world, caplog):
+    trace = world["oi_agent"].trace.hex()
+    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+        ref = trace_q.locate(str(other_project.id), trace)
+    assert len([r for r in caplog.records if "tag=traces." in r.getMessage()]) == 1
+    # The lookup knows the trace's seconds but not its project: every question names the project.
+    assert ref.start_ns <= ref.end_ns
+    assert trace_q.tree_spans(ref) == [] and trace_q.full_spans(ref) == [] and trace_q.invocations(ref) == []
+    assert trace_q.full_span(ref, hexid(world["oi_llm"])) is None
+    assert trace_q.children(ref, "") is None
+
+
+def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(project, world):
+    """The exporter orders otel_traces by service and span name, which scatters a trace over the
+    table; the by-trace-id projection holds it in one granule (monitoring/schema.py). ClickHouse
+    picks it when it reads fewer marks: 300,000 spans of other services in the same seconds put the
+    trace's spans in granules of their own, as at 10M spans (bench/dashboard.py shows the time).
+    The projection is then required, so a column read that it lacks fails the test too."""
+    from monitoring import clickhouse, schema
+
+    assert schema.has_trace_projection()
+    ref = trace_q.locate(str(project.id), world["oi_agent"].trace.hex())
+    clickhouse.command(
+        f"INSERT INTO {schema.table()} (Timestamp, TraceId, SpanId, SpanName, ServiceName, ResourceAttributes)"
+        " SELECT fromUnixTimestamp64Nano({lo:Int64} + toInt64(number * 997 % ({hi:Int64} - {lo:Int64}))),"
+        " hex(cityHash64(number % 50000)), hex(cityHash64(number)), concat('step-', toString(number % 7)),"
+        " concat(char(97 + number % 26), '-filler'), map('project_id', 'filler') FROM numbers(300000)",
+        {"lo": ref.start_ns, "hi": ref.end_ns},
+        tag="test",
+    )
+    clickhouse.command(
+        f"ALTER TABLE {schema.table()} MATERIALIZE PROJECTION {schema.TRACE_PROJECTION} SETTINGS mutations_sync = 1",
+        tag="test",
+    )
+    required = (
+        f" SETTINGS preferred_optimize_projection_name = '{schema.TRACE_PROJECTION}',"
+        f" force_optimize_projection_name = '{schema.TRACE_PROJECTION}'"
+    )
+    span = hexid(world["oi_llm"])
+    for where, answer in (
+        ("", trace_q.full_spans(ref)),
+        ("AND SpanId = {span:String}", [trace_q.full_span(ref, span)]),
+    ):
+        sql = trace_q._trace_sql(trace_q.FULL_SPANS_SQL.replace("$span", where)) + required
+        rows = clickhouse.query(sql, ref.params(limit=trace_q.MAX_TRACE_SPANS, span=span), tag="test.projection")
+        assert [trace_q._full_span(r).as_dict() for r in rows] == [
+            {**s.as_dict(), "is_invocation": False, "cost_usd": 0.0, "cost_source": ""} for s in answer
+        ]
+    assert len(trace_q.full_spans(ref)) == len(trace_q.tree_spans(ref)) > 1
+
+
 def test_a_name_of_100000_characters_is_cut_where_it_is_listed_and_whole_where_it_is_read(
     client, alice, project, ingest_key
 ):

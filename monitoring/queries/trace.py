@@ -85,13 +85,17 @@ WHERE $trace
 
 
 def locate(project_id: str, trace_id: str) -> TraceRef:
-    """The trace of this project and the nanoseconds its spans start in; a TraceRef with an empty
-    range (start > end) when the project has no such trace. The lookup table (no project column)
-    only narrows the time; the project is checked in otel_spans."""
+    """The trace and the nanoseconds its spans start in, from the lookup table: one small read.
+
+    The lookup has no project column, so the range may hold no span of this project: every
+    question asked with the TraceRef names the project (another project's trace has no spans, no
+    invocations, no span panel). Only when the lookup does not know the trace is otel_spans asked
+    for it, and then a TraceRef with an empty range (start > end) means no such trace here."""
     row = clickhouse.query_one(_trace_sql(TRACE_BOUNDS_SQL), {"trace": trace_id}, tag="traces.locate")
-    # Start/End are whole seconds (DateTime): the last span may start up to a second after End.
-    lo, hi = (int(row["start"]) * 10**9, (int(row["end"]) + 1) * 10**9) if int(row.get("n") or 0) else (0, 2**63 - 1)
-    ref = TraceRef(str(project_id), trace_id, lo, hi)
+    if int(row.get("n") or 0):
+        # Start/End are whole seconds (DateTime): the last span may start up to a second after End.
+        return TraceRef(str(project_id), trace_id, int(row["start"]) * 10**9, (int(row["end"]) + 1) * 10**9)
+    ref = TraceRef(str(project_id), trace_id, 0, 2**63 - 1)
     found = clickhouse.query_one(_trace_sql(PROJECT_BOUNDS_SQL), ref.params(), tag="traces.locate_project")
     if not int(found.get("n") or 0):
         return TraceRef(str(project_id), trace_id, 1, 0)
