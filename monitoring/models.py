@@ -42,6 +42,17 @@ def _price_table_version() -> str:
     return f"{_genai_prices_release()}/p{pricing.RULES_VERSION}/f{facts.RULES_VERSION}"
 
 
+def project_pk(value) -> uuid.UUID | None:
+    """A ProjectId read from ClickHouse as a Project primary key; None when it cannot name one.
+
+    A collector writes whatever `project_id` the sender put in its resource (a name, a typo, ""):
+    looked up as it is, Django raises ValidationError for a value that is not a UUID."""
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)

@@ -184,11 +184,13 @@ def cost_of_call(
 
 
 def project_rates(project_id) -> dict[str, Rates]:
-    """model -> Rates from the project's own prices (cache reads and writes at the input rate)."""
-    from monitoring.models import ModelPrice
+    """model -> Rates from the project's own prices (cache reads and writes at the input rate); {}
+    for a ProjectId that names no project (monitoring.models.project_pk)."""
+    from monitoring.models import ModelPrice, project_pk
 
-    found = {}
-    for p in ModelPrice.objects.filter(project_id=project_id):
+    found: dict[str, Rates] = {}
+    pk = project_pk(project_id)
+    for p in ModelPrice.objects.filter(project_id=pk) if pk else ():
         per_in, per_out = float(p.input_per_million) / 1e6, float(p.output_per_million) / 1e6
         tier = {"input": per_in, "cache_read": per_in, "cache_write": per_in, "input_audio": per_in}
         tier |= {"output": per_out, "output_audio": per_out}

@@ -255,9 +255,13 @@ def settle_scope(scope: facts.Scope, version: int) -> tuple[int, int, int]:
 
 
 def _agent_names(project_id: str) -> tuple[str, ...]:
-    from monitoring.models import Project
+    """The project's agent step names; the defaults for a ProjectId that names no project. Any
+    sender to a collector can write any `project_id` (a name, a typo): it must not stop the pass
+    that settles every project (Django raised ValidationError on a ProjectId that is not a UUID)."""
+    from monitoring.models import Project, project_pk
 
-    project = Project.objects.filter(pk=project_id).first()
+    pk = project_pk(project_id)
+    project = Project.objects.filter(pk=pk).first() if pk else None
     return project.agent_names if project else facts.semconv.DEFAULT_AGENT_SPAN_NAMES
 
 

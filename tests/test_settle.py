@@ -75,6 +75,30 @@ def test_a_pass_writes_only_what_changed(client, project, ingest_key):
     assert (again.calls_written, again.runs_written, again.edges_written) == (0, 0, 0)
 
 
+def test_a_project_id_that_names_no_project_does_not_stop_the_pass(client, project, ingest_key):
+    """A collector takes `project_id` from whatever the sender wrote: a name, a typo. The pass
+    settles those spans with the default rules and goes on to the real projects'."""
+    for bogus in ("team-a", ""):
+        clickhouse.command(
+            f"INSERT INTO {schema.table()} (Timestamp, TraceId, SpanId, SpanName, ServiceName, ResourceAttributes,"
+            " SpanAttributes, Duration) VALUES (now64(9), {t:String}, 'b0b0b0b0b0b0b0b0', 'chat gpt-4o', 'app',"
+            " map('project_id', {p:String}), map('gen_ai.operation.name', 'chat', 'gen_ai.request.model', 'gpt-4o',"
+            " 'gen_ai.usage.input_tokens', '3'), 1000)",
+            {"t": (bogus or "none").encode().hex().ljust(32, "0"), "p": bogus},
+            tag="test",
+        )
+    demo_traffic(project, days=1, runs_per_day=5)
+    report = settle.settle_once()
+    assert report.calls_written > 0
+    settled = clickhouse.query_one(
+        f"SELECT countIf(ProjectId = {{p:String}}) AS mine, countIf(ProjectId = 'team-a') AS named"
+        f" FROM {schema.table(schema.CALLS)}",
+        {"p": str(project.id)},
+        tag="test",
+    )
+    assert settled["mine"] > 0 and settled["named"] == 1
+
+
 def _calls_in_storage(project) -> list[dict]:
     return clickhouse.query(
         f"SELECT SpanId, Sign, ServiceName, Cost FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{p:String}}"
