@@ -34,10 +34,19 @@ def gather(flt: SpanFilter, *calls: Callable[[], Any]) -> list[Any]:
     """The results of `calls`, in order, asked at once (QUERY_THREADS at a time) while the settler
     keeps up for the filter's project, else one after the other. The first exception raised is
     raised here (ClickHouseError as from any question)."""
+    if live.facts_for(flt) is not None:
+        return [call() for call in calls]
+    return concurrently(*calls)
+
+
+def concurrently(*calls: Callable[[], Any]) -> list[Any]:
+    """The results of `calls`, in order, asked at once (QUERY_THREADS at a time): for questions
+    that share nothing in a session (a trace's own reads; a live part's temporary tables are made
+    and dropped inside the one call). The first exception raised is raised here."""
     # A worker never waits for other workers (requests sharing the pool could deadlock it): a
     # question asked from a worker asks its own parts one after the other.
     in_worker = threading.current_thread().name.startswith(_PREFIX)
-    if len(calls) < 2 or settings.QUERY_THREADS < 2 or in_worker or live.facts_for(flt) is not None:
+    if len(calls) < 2 or settings.QUERY_THREADS < 2 or in_worker:
         return [call() for call in calls]
     futures = [_executor().submit(call) for call in calls[1:]]
     try:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from monitoring import clickhouse, schema, semconv, settle
-from monitoring.queries import facts
+from monitoring.queries import facts, parallel
 from monitoring.queries.filter import from_nanos, iso
 from monitoring.queries.spans import NAME_CHARS, SPAN_ID, TRACE_ID, BadQuery, status_name
 from monitoring.queries.sql import Sql, run
@@ -182,10 +182,20 @@ def _tree_span(row: dict) -> TreeSpan:
 
 
 def tree_spans(
-    ref: TraceRef, limit: int = MAX_TRACE_SPANS, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    ref: TraceRef,
+    limit: int = MAX_TRACE_SPANS,
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    found: list[Invocation] | None = None,
 ) -> list[TreeSpan]:
     """Every span of the trace (light columns, no attribute maps), oldest first, each marked with
-    whether it is a counted invocation and its cost; [] for another project's trace."""
+    whether it is a counted invocation and its cost (`found`: the run's invocations if already
+    read); [] for another project's trace."""
+    spans = _tree(ref, limit, agent_names)
+    mark_invocations(ref, spans, agent_names, found)
+    return spans
+
+
+def _tree(ref: TraceRef, limit: int, agent_names: tuple[str, ...]) -> list[TreeSpan]:
     rows = _run_trace(TRACE_TREE_SQL, ref, tag="traces.tree", limit=limit, agent_names=list(agent_names))
     spans = [_tree_span(r) for r in rows]
     counts: dict[str, int] = defaultdict(int)
@@ -193,8 +203,24 @@ def tree_spans(
         counts[s.parent_span_id] += 1
     for s in spans:
         s.child_count = counts.get(s.span_id, 0)
-    mark_invocations(ref, spans, agent_names)
     return spans
+
+
+def page_reads(
+    ref: TraceRef, span_id: str = "", agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+) -> tuple[list[TreeSpan], list[Invocation], FullSpan | None]:
+    """A trace page's reads, asked at once (monitoring/queries/parallel.py): the tree, the run's
+    invocations and, when `span_id` is given, that whole span (None if it is not one of the
+    trace's). Spans marked as tree_spans and full_span mark them."""
+    reads = [lambda: _tree(ref, MAX_TRACE_SPANS, agent_names), lambda: invocations(ref, agent_names)]
+    if span_id:
+        reads.append(lambda: _full_span_row(ref, span_id))
+    spans, found, *row = parallel.concurrently(*reads)
+    mark_invocations(ref, spans, agent_names, found)
+    span = _full_span(row[0]) if row and row[0] else None
+    if span is not None:
+        mark_invocations(ref, [span], agent_names, found)
+    return spans, found, span
 
 
 # --- which of its spans are invocations ---------------------------------------------------------------
@@ -300,10 +326,13 @@ def _invocations(ref: TraceRef, agent_names: tuple[str, ...]) -> list[Invocation
     return [_invocation(r) for r in rows]
 
 
-def mark_invocations(ref: TraceRef, spans: list, agent_names: tuple[str, ...]) -> list[Invocation]:
+def mark_invocations(
+    ref: TraceRef, spans: list, agent_names: tuple[str, ...], found: list[Invocation] | None = None
+) -> list[Invocation]:
     """Set `invocation`, `cost_usd` and `cost_source` on the trace's spans; returns the run's
-    invocations (including a gateway's calls recorded in another trace)."""
-    found = invocations(ref, agent_names)
+    invocations (including a gateway's calls recorded in another trace): `found`, or read now."""
+    if found is None:
+        found = invocations(ref, agent_names)
     mine = {i.span_id: i for i in found if i.trace_id == ref.trace_id}
     for s in spans:
         inv = mine.get(s.span_id)
@@ -681,14 +710,24 @@ def full_spans(
 
 
 def full_span(
-    ref: TraceRef, span_id: str, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    ref: TraceRef,
+    span_id: str,
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    found: list[Invocation] | None = None,
 ) -> FullSpan | None:
+    """One whole span of the trace, marked (`found`: the run's invocations if already read); None
+    if it is not a span of this project's trace."""
+    row = _full_span_row(ref, span_id)
+    if row is None:
+        return None
+    span = _full_span(row)
+    mark_invocations(ref, [span], agent_names, found)
+    return span
+
+
+def _full_span_row(ref: TraceRef, span_id: str) -> dict | None:
     if ref.start_ns > ref.end_ns:
         return None
     sql = FULL_SPANS_SQL.replace("$span", "AND SpanId = {span:String}")
     rows = _run_trace(sql, ref, tag="traces.span", span=span_id, limit=1)
-    if not rows:
-        return None
-    span = _full_span(rows[0])
-    mark_invocations(ref, [span], agent_names)
-    return span
+    return rows[0] if rows else None

@@ -228,18 +228,23 @@ def _trace_id_or_404(trace_id: str) -> str:
 
 
 def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
-    """Tree rows with their waterfall bar geometry (percent of the trace's span of time)."""
+    """Tree rows with their waterfall bar geometry (percent of the trace's span of time).
+
+    Attribute values (depth, CSS) are plain strings made here: the template would localize every
+    number (a decimal comma breaks CSS) and a trace's rows are its longest loop."""
     total = max(total, 1)
     lines = []
     for row in rows:
-        line = {"row": row, "depth": row.depth, "indent": row.depth * 14}
+        line = {"row": row, "depth": str(row.depth), "indent": f"padding-left:{row.depth * 14}px"}
         if row.span is not None:
             s = row.span
-            line["left"] = round(min(max((s.ts - t0) / total * 100, 0), 100), 3)
+            left = round(min(max((s.ts - t0) / total * 100, 0), 100), 3)
             if s.has_end:
-                line["width"] = round(max(min(s.duration_ns / total * 100, 100 - line["left"]), 0.15), 3)
+                width = round(max(min(s.duration_ns / total * 100, 100 - left), 0.15), 3)
             else:  # no end time: the bar runs on to the trace's end (drawn hatched), never a 0 ms sliver
-                line["width"] = round(max(100 - line["left"], 0.15), 3)
+                width = round(max(100 - left, 0.15), 3)
+            line["bar"] = f"left:{left}%;width:{width}%"
+            line["duration"] = display.duration_ms(s.duration_ms) if s.has_end else ""
             line["offset_ms"] = round((s.ts - t0) / 1e6, 3)
         else:
             line["more_url"] = (
@@ -353,16 +358,18 @@ def trace_detail(request, flt, membership, trace_id):
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
     ref = trace_q.locate(str(project.id), trace_id)
-    spans = trace_q.tree_spans(ref, agent_names=project.agent_names)
+    wanted = (request.GET.get("span") or "").lower()
+    wanted = wanted if spans_q.SPAN_ID.fullmatch(wanted) else ""
+    spans, calls, span = trace_q.page_reads(ref, wanted, project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
-    summary = trace_q.summarize(ref, spans, trace_q.invocations(ref, project.agent_names))
+    summary = trace_q.summarize(ref, spans, calls)
     total = max(summary.end_ns - summary.start_ns, 1)
     spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
-    wanted = (request.GET.get("span") or "").lower()
     known = {s.span_id for s in spans}
     selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
-    span = trace_q.full_span(ref, selected, project.agent_names)
+    if span is None or span.span_id != selected:
+        span = trace_q.full_span(ref, selected, project.agent_names, calls)
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
