@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from otlp import S, attrs, post, request
 
+from monitoring import semconv
 from monitoring.models import ModelPrice
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
@@ -583,7 +584,7 @@ def test_pages_without_a_filter_bar_do_not_ask_for_its_choices(client, alice, pr
     with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
         trace_page(client, project, world["litellm_call"])
         client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": world["litellm_call"].trace.hex()})
-    assert "traces.tree" in caplog.text and "filters.facets" not in caplog.text
+    assert "traces.whole" in caplog.text and "filters.facets" not in caplog.text
     with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
         client.get(f"/admin/monitoring/{project.id}/traces/")
     assert "filters.facets" in caplog.text  # the list has the bar
@@ -883,6 +884,23 @@ def test_a_trace_is_located_in_one_read_and_another_projects_trace_has_nothing(p
     assert trace_q.children(ref, "") is None
 
 
+def test_a_small_traces_page_reads_it_whole_once_and_its_tree_is_the_same(client, alice, project, world, caplog):
+    """A trace of at most WHOLE_TRACE_SPANS spans is read whole in one statement; the tree made
+    from it is the tree read from otel_spans, for every dialect's trace."""
+    traces = {s.trace.hex() for s in world.values() if hasattr(s, "trace")}
+    assert len(traces) > 3
+    for trace in sorted(traces):
+        ref = trace_q.locate(str(project.id), trace)
+        tree, calls, whole = trace_q.page_reads(ref, "", semconv.DEFAULT_AGENT_SPAN_NAMES)
+        assert tree == trace_q.tree_spans(ref) and calls == trace_q.invocations(ref)
+        assert list(whole) == [s.span_id for s in tree]
+    client.force_login(alice)
+    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+        assert client.get(f"/admin/monitoring/{project.id}/traces/{world['oi_agent'].trace.hex()}/").status_code == 200
+    tags = [m.group(1) for r in caplog.records if (m := re.search(r"tag=(traces\.\w+)", r.getMessage()))]
+    assert "traces.whole" in tags and "traces.tree" not in tags and "traces.span" not in tags, tags
+
+
 def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, project):
     """The exporter orders otel_traces by service and span name, which scatters a trace over the
     table; the by-trace-id projection holds it in one granule (monitoring/schema.py). ClickHouse
@@ -915,6 +933,11 @@ def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, p
     )
     whole = trace_q.full_spans(ref)
     assert len(whole) == 26 and len({s.service for s in whole}) == 26
+    # A page's read of a small trace whole: its count subquery runs first, with the settings too
+    # (and reads otel_spans), so the plan is asked instead.
+    guarded = trace_q._trace_sql(trace_q.FULL_SPANS_SQL.replace("$span", trace_q._SMALL_TRACE))
+    plan = clickhouse.query("EXPLAIN " + guarded, ref.params(limit=100), tag="test.explain")
+    assert any(f"ReadFromMergeTree ({schema.TRACE_PROJECTION})" in r["explain"] for r in plan), plan
     for where, answer in (("", whole), ("AND SpanId = {span:String}", [trace_q.full_span(ref, whole[3].span_id)])):
         sql = trace_q._trace_sql(trace_q.FULL_SPANS_SQL.replace("$span", where)) + required
         rows = clickhouse.query(sql, ref.params(limit=100, span=whole[3].span_id), tag="test.projection")

@@ -206,21 +206,68 @@ def _tree(ref: TraceRef, limit: int, agent_names: tuple[str, ...]) -> list[TreeS
     return spans
 
 
+def tree_of(spans: list[FullSpan], agent_names: tuple[str, ...]) -> list[TreeSpan]:
+    """The tree of whole spans already read and marked (oldest first), as tree_spans reads it
+    from otel_spans: names cut to NAME_CHARS, agent steps by marker or by the project's names."""
+    tree = [
+        TreeSpan(
+            ts=s.ts,
+            span_id=s.span_id,
+            parent_span_id=s.parent_span_id,
+            name=s.name[:NAME_CHARS],
+            service=s.service,
+            span_kind=s.span_kind,
+            scope=s.scope_name,
+            duration_ns=s.duration_ns,
+            has_end=s.has_end,
+            status=s.status,
+            is_llm_call=s.is_llm_call,
+            is_agent_step=s.is_agent_step or s.name in agent_names,
+            model=s.model,
+            input_tokens=s.input_tokens,
+            output_tokens=s.output_tokens,
+            reported_cost=s.reported_cost,
+            invocation=s.invocation,
+            cost_usd=s.cost_usd,
+            cost_source=s.cost_source,
+        )
+        for s in spans
+    ]
+    counts: dict[str, int] = defaultdict(int)
+    for t in tree:
+        counts[t.parent_span_id] += 1
+    for t in tree:
+        t.child_count = counts.get(t.span_id, 0)
+    return tree
+
+
+# A page reads a trace of at most this many spans whole in one statement (its tree and every span
+# panel from it; 65 spans: 23 ms at 10M against 15 ms for the tree and 17 ms for one span). A
+# bigger trace's tree is read without its maps, and a panel's span alone.
+WHOLE_TRACE_SPANS = 200
+_SMALL_TRACE = f" AND (SELECT count() FROM $narrow WHERE $trace) <= {WHOLE_TRACE_SPANS}"
+
+
 def page_reads(
     ref: TraceRef, span_id: str = "", agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
-) -> tuple[list[TreeSpan], list[Invocation], FullSpan | None]:
+) -> tuple[list[TreeSpan], list[Invocation], dict[str, FullSpan]]:
     """A trace page's reads, asked at once (monitoring/queries/parallel.py): the tree, the run's
-    invocations and, when `span_id` is given, that whole span (None if it is not one of the
-    trace's). Spans marked as tree_spans and full_span mark them."""
-    reads = [lambda: _tree(ref, MAX_TRACE_SPANS, agent_names), lambda: invocations(ref, agent_names)]
-    if span_id:
-        reads.append(lambda: _full_span_row(ref, span_id))
-    spans, found, *row = parallel.concurrently(*reads)
-    mark_invocations(ref, spans, agent_names, found)
-    span = _full_span(row[0]) if row and row[0] else None
-    if span is not None:
-        mark_invocations(ref, [span], agent_names, found)
-    return spans, found, span
+    invocations, and whole spans by id: every span of a trace of at most WHOLE_TRACE_SPANS, else
+    `span_id`'s if it is one of the trace's. Spans marked as tree_spans and full_span mark them."""
+    if ref.start_ns > ref.end_ns:
+        return [], [], {}
+    whole_sql = FULL_SPANS_SQL.replace("$span", _SMALL_TRACE)
+    rows, found = parallel.concurrently(
+        lambda: _run_trace(whole_sql, ref, tag="traces.whole", limit=WHOLE_TRACE_SPANS),
+        lambda: invocations(ref, agent_names),
+    )
+    if rows:
+        whole = [_full_span(r) for r in rows]
+        mark_invocations(ref, whole, agent_names, found)
+        return tree_of(whole, agent_names), found, {s.span_id: s for s in whole}
+    spans = tree_spans(ref, agent_names=agent_names, found=found)
+    span = full_span(ref, span_id, agent_names, found) if span_id else None
+    return spans, found, {span.span_id: span} if span else {}
 
 
 # --- which of its spans are invocations ---------------------------------------------------------------

@@ -133,7 +133,7 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     spans = trace_q.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
     if not spans:
         return None
-    tree = trace_q.tree_spans(ref, agent_names=project.agent_names)
+    tree = trace_q.tree_of(spans, project.agent_names)  # the same spans, not read again
     summary = trace_q.summarize(ref, tree, trace_q.invocations(ref, project.agent_names))
     counted = {s.span_id for s in spans if s.invocation}
     depth = _depths(spans)

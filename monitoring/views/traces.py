@@ -360,7 +360,7 @@ def trace_detail(request, flt, membership, trace_id):
     ref = trace_q.locate(str(project.id), trace_id)
     wanted = (request.GET.get("span") or "").lower()
     wanted = wanted if spans_q.SPAN_ID.fullmatch(wanted) else ""
-    spans, calls, span = trace_q.page_reads(ref, wanted, project.agent_names)
+    spans, calls, whole = trace_q.page_reads(ref, wanted, project.agent_names)
     if not spans:
         raise Http404("No such trace in this project")
     summary = trace_q.summarize(ref, spans, calls)
@@ -368,8 +368,7 @@ def trace_detail(request, flt, membership, trace_id):
     spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
     known = {s.span_id for s in spans}
     selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
-    if span is None or span.span_id != selected:
-        span = trace_q.full_span(ref, selected, project.agent_names, calls)
+    span = whole.get(selected) or trace_q.full_span(ref, selected, project.agent_names, calls)
     list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
     return {
         "trace": summary,
