@@ -358,8 +358,9 @@ def _derived_columns_ddl(comments: dict[str, str], name: str = TRACES, on_cluste
     """ADD what is missing; MODIFY a column whose definition changed since it was added.
 
     The definition's hash rides in the column comment, so a new release's better attribute rules
-    reach new rows without a heavy mutation (old parts keep the values they were written with until
-    `clickhouse_init --rematerialize` rewrites them).
+    reach new rows without a heavy mutation. Old parts keep the values they were written with (and
+    otel_spans its copies); `ALTER TABLE otel_traces MATERIALIZE COLUMN <name>` would rewrite them,
+    a mutation over every part that the portal never starts by itself.
     """
     statements = []
     for column, type_, expr in derived_columns():
