@@ -197,7 +197,10 @@ def tree_spans(
 
 def _tree(ref: TraceRef, limit: int, agent_names: tuple[str, ...]) -> list[TreeSpan]:
     rows = _run_trace(TRACE_TREE_SQL, ref, tag="traces.tree", limit=limit, agent_names=list(agent_names))
-    spans = [_tree_span(r) for r in rows]
+    return _counted_children([_tree_span(r) for r in rows])
+
+
+def _counted_children(spans: list[TreeSpan]) -> list[TreeSpan]:
     counts: dict[str, int] = defaultdict(int)
     for s in spans:
         counts[s.parent_span_id] += 1
@@ -209,36 +212,32 @@ def _tree(ref: TraceRef, limit: int, agent_names: tuple[str, ...]) -> list[TreeS
 def tree_of(spans: list[FullSpan], agent_names: tuple[str, ...]) -> list[TreeSpan]:
     """The tree of whole spans already read and marked (oldest first), as tree_spans reads it
     from otel_spans: names cut to NAME_CHARS, agent steps by marker or by the project's names."""
-    tree = [
-        TreeSpan(
-            ts=s.ts,
-            span_id=s.span_id,
-            parent_span_id=s.parent_span_id,
-            name=s.name[:NAME_CHARS],
-            service=s.service,
-            span_kind=s.span_kind,
-            scope=s.scope_name,
-            duration_ns=s.duration_ns,
-            has_end=s.has_end,
-            status=s.status,
-            is_llm_call=s.is_llm_call,
-            is_agent_step=s.is_agent_step or s.name in agent_names,
-            model=s.model,
-            input_tokens=s.input_tokens,
-            output_tokens=s.output_tokens,
-            reported_cost=s.reported_cost,
-            invocation=s.invocation,
-            cost_usd=s.cost_usd,
-            cost_source=s.cost_source,
-        )
-        for s in spans
-    ]
-    counts: dict[str, int] = defaultdict(int)
-    for t in tree:
-        counts[t.parent_span_id] += 1
-    for t in tree:
-        t.child_count = counts.get(t.span_id, 0)
-    return tree
+    return _counted_children(
+        [
+            TreeSpan(
+                ts=s.ts,
+                span_id=s.span_id,
+                parent_span_id=s.parent_span_id,
+                name=s.name[:NAME_CHARS],
+                service=s.service,
+                span_kind=s.span_kind,
+                scope=s.scope_name,
+                duration_ns=s.duration_ns,
+                has_end=s.has_end,
+                status=s.status,
+                is_llm_call=s.is_llm_call,
+                is_agent_step=s.is_agent_step or s.name in agent_names,
+                model=s.model,
+                input_tokens=s.input_tokens,
+                output_tokens=s.output_tokens,
+                reported_cost=s.reported_cost,
+                invocation=s.invocation,
+                cost_usd=s.cost_usd,
+                cost_source=s.cost_source,
+            )
+            for s in spans
+        ]
+    )
 
 
 # A page reads a trace of at most this many spans whole in one statement (its tree and every span
