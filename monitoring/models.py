@@ -47,10 +47,13 @@ def project_pk(value) -> uuid.UUID | None:
 
     A collector writes whatever `project_id` the sender put in its resource (a name, a typo, ""):
     looked up as it is, Django raises ValidationError for a value that is not a UUID."""
+    if isinstance(value, uuid.UUID):
+        return value
     try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        pk = uuid.UUID(str(value))
     except ValueError:
         return None
+    return pk if str(pk) == value else None  # as the portal writes it: pages match ProjectId exactly
 
 
 class Project(models.Model):

@@ -13,10 +13,13 @@ Nothing here drops span data.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 
 from monitoring import clickhouse, semconv
+
+log = logging.getLogger(__name__)
 
 TRACES = "otel_traces"
 LOOKUP = "otel_traces_trace_id_ts"
@@ -738,12 +741,6 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
         clickhouse.command(sql, tag="schema.ensure")
     comments = {name: column["comment"] for name, column in existing_columns().items()}
     later = [*_derived_columns_ddl(comments), _project_index_ddl()]
-    if not has_trace_projection():
-        # The spans already stored get it by a background mutation; reads stay right meanwhile.
-        later += [
-            _trace_projection_ddl(),
-            f"ALTER TABLE {table()} MATERIALIZE PROJECTION {TRACE_PROJECTION} SETTINGS mutations_sync = 0",
-        ]
     later += [f"DROP TABLE IF EXISTS {table(name)}" for name in LEGACY if _exists(name) or name.endswith("_mv")]
     if not _exists(SPANS):
         later += [
@@ -763,7 +760,27 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     later.append(_settle_state_ddl())
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
-    return statements + later
+    return statements + later + _ensure_trace_projection(TRACES)
+
+
+def _ensure_trace_projection(name: str, on_cluster: str = "") -> list[str]:
+    """Add the by-trace-id projection once and start materializing it for the parts already
+    stored (a background mutation; reads stay right meanwhile). Last, and never fatal: it only
+    speeds trace reads, and a server that refuses it (an older one, an exporter configured with
+    another engine) must still get the rest of the schema. Returns the statements run."""
+    if has_trace_projection(name):
+        return []
+    statements = [
+        _trace_projection_ddl(name, on_cluster),
+        f"ALTER TABLE {table(name)}{on_cluster} MATERIALIZE PROJECTION {TRACE_PROJECTION} SETTINGS mutations_sync = 0",
+    ]
+    for sql in statements:
+        try:
+            clickhouse.command(sql, tag="schema.ensure")
+        except clickhouse.ClickHouseError as exc:
+            log.warning("the %s projection of %s was not set up (%s); run: %s", TRACE_PROJECTION, name, exc, sql)
+            return []
+    return statements
 
 
 # --- a ClickHouse cluster ---------------------------------------------------------------------
@@ -831,9 +848,18 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
 
 def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str]:
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
+    local_traces = TRACES + LOCAL_SUFFIX
+    materialize = not has_trace_projection(local_traces)  # a cluster made before the projection
     statements = cluster_statements(cluster, days)
     for sql in statements:
         clickhouse.command(sql, tag="schema.cluster")
+    if materialize:
+        sql = (
+            f"ALTER TABLE {table(local_traces)} ON CLUSTER `{_identifier(cluster)}`"
+            f" MATERIALIZE PROJECTION {TRACE_PROJECTION} SETTINGS mutations_sync = 0"
+        )
+        clickhouse.command(sql, tag="schema.cluster")
+        statements.append(sql)
     return statements
 
 

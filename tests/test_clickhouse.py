@@ -139,6 +139,23 @@ def test_it_completes_a_table_a_stock_collector_made_without_losing_rows(setting
     assert {"otel_traces", "otel_traces_trace_id_ts", "otel_traces_trace_id_ts_mv"} <= names
 
 
+def test_a_server_that_refuses_the_projection_still_gets_the_whole_schema(settings, monkeypatch, caplog):
+    """The by-trace-id projection only speeds trace reads: refused (an older server, an exporter
+    configured with another engine), it is logged with the statement to run, and the rest stands."""
+    import logging
+
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_no_projection"}
+    monkeypatch.setattr(
+        schema,
+        "_trace_projection_ddl",
+        lambda name, on_cluster="": f"ALTER TABLE {schema.table(name)} ADD PROJECTION p (SELECT Nope ORDER BY TraceId)",
+    )
+    with caplog.at_level(logging.WARNING, logger="monitoring.schema"):
+        schema.ensure_schema(ttl_days=0)
+    assert all(schema._exists(name) for name in (schema.SPANS, schema.CALLS, schema.SETTLE_STATE, *schema.ROLLUPS))
+    assert not schema.has_trace_projection() and "ADD PROJECTION p" in caplog.text
+
+
 def test_it_updates_a_derived_column_whose_definition_changed(settings, monkeypatch):
     settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_evolve"}
     schema.ensure_schema(ttl_days=0)

@@ -309,3 +309,11 @@ def test_the_overviews_services_are_the_leader_board(client, project, ingest_key
     flt = SpanFilter(str(project.id), HOUR)
     board = queries.top_services(queries.overview(flt))
     assert [(s.name, s.calls, s.errors) for s in board] == [("agent-planner", 1, 1), ("litellm-proxy", 2, 1)]
+
+
+def test_usd_totals_are_summed_exactly_and_never_refused():
+    """The Overview rolls (model, service) groups up in Python (monitoring/queries/overview.py):
+    exactly rounded, and an inf cancelled by -inf (a settled call with an absurd reported cost,
+    later cancelled) reads nan as ClickHouse's sum did, not a 500."""
+    assert queries._usd_sum([0.1] * 10) == 1.0
+    assert str(queries._usd_sum([float("inf"), float("-inf")])) == "nan"

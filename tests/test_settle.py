@@ -8,7 +8,7 @@ import pytest
 from otlp import S, post_recorded, recorded, send
 
 from demo import traffic
-from monitoring import clickhouse, ingest, pricing, resettle, schema, settle
+from monitoring import clickhouse, ingest, models, pricing, resettle, schema, settle
 from monitoring.models import ModelPrice
 from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -97,6 +97,9 @@ def test_a_project_id_that_names_no_project_does_not_stop_the_pass(client, proje
         tag="test",
     )
     assert settled["mine"] > 0 and settled["named"] == 1
+    # Only the spelling the portal writes names a project: pages match ProjectId exactly.
+    assert models.project_pk(str(project.id)) == project.id
+    assert models.project_pk(str(project.id).upper()) is None and models.project_pk("team-a") is None
 
 
 def _calls_in_storage(project) -> list[dict]:

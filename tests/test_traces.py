@@ -901,6 +901,39 @@ def test_a_small_traces_page_reads_it_whole_once_and_its_tree_is_the_same(client
     assert "traces.whole" in tags and "traces.tree" not in tags and "traces.span" not in tags, tags
 
 
+def _store(rows):
+    from monitoring import clickhouse, schema
+
+    clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
+
+
+def test_a_traces_page_reads_agree_on_odd_deliveries(project, other_project):
+    """What a collector may write: a span exported unfinished and then finished (the finished copy
+    is shown, by the whole read and the tree alike), a row without a span id (not a span: left
+    out), and another project's span under the same trace id years away (the range is narrowed
+    to this project's own spans)."""
+    from monitoring import ingest
+
+    root = S("agent", service="agent-a", at=AT, ms=2000)
+    step = root.child("step", at=AT + dt.timedelta(milliseconds=10), ms=500)
+    rows = ingest.rows_from_request(request(root, step), str(project.id)).rows
+    unfinished = {**next(r for r in rows if r["SpanId"] == hexid(step)), "Duration": 2**64 - rows[0]["Timestamp"]}
+    nameless = {**rows[0], "SpanId": "", "ParentSpanId": "", "SpanName": "no id"}
+    _store([unfinished, nameless])
+    _store(rows)
+    stray = ingest.rows_from_request(
+        request(S("far", trace=root.trace, at=AT - dt.timedelta(days=800))), str(other_project.id)
+    ).rows
+    _store(stray)
+    ref = trace_q.locate(str(project.id), root.trace.hex())
+    assert ref.end_ns - ref.start_ns < 10 * 10**9  # the stray span's 800 days are not scanned
+    tree, _, whole = trace_q.page_reads(ref, "", semconv.DEFAULT_AGENT_SPAN_NAMES)
+    assert [s.span_id for s in tree] == [hexid(root), hexid(step)] == list(whole)
+    assert tree == trace_q.tree_spans(ref)
+    assert all(s.has_end for s in tree) and whole[hexid(step)].duration_ns == 500 * 10**6
+    assert [s.span_id for s in trace_q.full_spans(ref)] == [hexid(root), hexid(step)]
+
+
 def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, project):
     """The exporter orders otel_traces by service and span name, which scatters a trace over the
     table; the by-trace-id projection holds it in one granule (monitoring/schema.py). ClickHouse

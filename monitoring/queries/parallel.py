@@ -42,7 +42,9 @@ def gather(flt: SpanFilter, *calls: Callable[[], Any]) -> list[Any]:
 def concurrently(*calls: Callable[[], Any]) -> list[Any]:
     """The results of `calls`, in order, asked at once (QUERY_THREADS at a time): for questions
     that share nothing in a session (a trace's own reads; a live part's temporary tables are made
-    and dropped inside the one call). The first exception raised is raised here."""
+    and dropped inside the one call). The first call runs in this thread; the others in the pool,
+    so they must not use the Django ORM (a pool thread's connection is never closed or renewed).
+    The first exception raised is raised here."""
     # A worker never waits for other workers (requests sharing the pool could deadlock it): a
     # question asked from a worker asks its own parts one after the other.
     in_worker = threading.current_thread().name.startswith(_PREFIX)

@@ -84,6 +84,9 @@ WHERE $trace
 """
 
 
+_LOOKUP_SPAN_NS = 24 * 3600 * 10**9  # a wider lookup range is narrowed by the project's own spans
+
+
 def locate(project_id: str, trace_id: str) -> TraceRef:
     """The trace and the nanoseconds its spans start in, from the lookup table: one small read.
 
@@ -94,8 +97,13 @@ def locate(project_id: str, trace_id: str) -> TraceRef:
     row = clickhouse.query_one(_trace_sql(TRACE_BOUNDS_SQL), {"trace": trace_id}, tag="traces.locate")
     if int(row.get("n") or 0):
         # Start/End are whole seconds (DateTime): the last span may start up to a second after End.
-        return TraceRef(str(project_id), trace_id, int(row["start"]) * 10**9, (int(row["end"]) + 1) * 10**9)
-    ref = TraceRef(str(project_id), trace_id, 0, 2**63 - 1)
+        ref = TraceRef(str(project_id), trace_id, int(row["start"]) * 10**9, (int(row["end"]) + 1) * 10**9)
+        if ref.end_ns - ref.start_ns <= _LOOKUP_SPAN_NS:
+            return ref
+        # Any sender picks its trace ids: one span of another project (or a clock years off) under
+        # this id would make every read of the trace scan that whole range. Narrow it here.
+    else:
+        ref = TraceRef(str(project_id), trace_id, 0, 2**63 - 1)
     found = clickhouse.query_one(_trace_sql(PROJECT_BOUNDS_SQL), ref.params(), tag="traces.locate_project")
     if not int(found.get("n") or 0):
         return TraceRef(str(project_id), trace_id, 1, 0)
@@ -140,6 +148,9 @@ class TreeSpan:
         return semconv.is_error(self.status)
 
 
+# Of a span delivered twice (exported unfinished, then finished), the finished copy is shown.
+_FINISHED_FIRST = f"{facts.HAS_END} DESC"
+
 # A tree line shows NAME_CHARS of a name (a client may send 100,000); the span panel shows it whole.
 _TREE_COLUMNS = f"""
     toUnixTimestamp64Nano(Timestamp) AS ts, SpanId AS span_id, ParentSpanId AS parent_span_id,
@@ -154,7 +165,7 @@ TRACE_TREE_SQL = f"""
 SELECT {_TREE_COLUMNS}
 FROM $narrow
 WHERE $trace
-ORDER BY Timestamp, SpanId
+ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
 LIMIT 1 BY SpanId
 LIMIT {{limit:UInt32}}
 """
@@ -256,11 +267,12 @@ def page_reads(
     if ref.start_ns > ref.end_ns:
         return [], [], {}
     whole_sql = FULL_SPANS_SQL.replace("$span", _SMALL_TRACE)
-    rows, found = parallel.concurrently(
-        lambda: _run_trace(whole_sql, ref, tag="traces.whole", limit=WHOLE_TRACE_SPANS),
+    # The invocations first: asked in this thread, as they may read the project's prices (the ORM).
+    found, rows = parallel.concurrently(
         lambda: invocations(ref, agent_names),
+        lambda: _run_trace(whole_sql, ref, tag="traces.whole", limit=WHOLE_TRACE_SPANS + 1),
     )
-    if rows:
+    if 0 < len(rows) <= WHOLE_TRACE_SPANS:  # more: the trace grew past it between count and read
         whole = [_full_span(r) for r in rows]
         mark_invocations(ref, whole, agent_names, found)
         return tree_of(whole, agent_names), found, {s.span_id: s for s in whole}
@@ -534,7 +546,7 @@ SELECT {_TREE_COLUMNS}
 FROM $narrow
 WHERE $trace AND $parent
   AND (Timestamp, SpanId) > (fromUnixTimestamp64Nano({{after_ts:Int64}}), {{after_span:String}})
-ORDER BY Timestamp, SpanId
+ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
 LIMIT 1 BY SpanId
 LIMIT {{limit:UInt32}}
 """
@@ -592,7 +604,7 @@ def children(
 
 # --- whole spans (attributes, events, links) ------------------------------------------------------
 
-FULL_SPANS_SQL = """
+FULL_SPANS_SQL = f"""
 SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,
     TraceState AS trace_state, SpanName AS name, SpanKind AS span_kind, ServiceName AS service,
     ResourceAttributes AS resource, ScopeName AS scope_name, ScopeVersion AS scope_version, SpanAttributes AS attributes,
@@ -603,10 +615,10 @@ SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS sp
     Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost,
     IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
 FROM $table
-WHERE $trace $span
-ORDER BY Timestamp, SpanId
+WHERE $trace AND SpanId != '' $span
+ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
 LIMIT 1 BY SpanId
-LIMIT {limit:UInt32}
+LIMIT {{limit:UInt32}}
 """
 
 
@@ -743,15 +755,18 @@ def _full_span(row: dict) -> FullSpan:
 
 
 def full_spans(
-    ref: TraceRef, limit: int = MAX_TRACE_SPANS, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    ref: TraceRef,
+    limit: int = MAX_TRACE_SPANS,
+    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    found: list[Invocation] | None = None,
 ) -> list[FullSpan]:
-    """Every span of the trace with its maps, events and links, invocations marked; [] for
-    another project's trace."""
+    """Every span of the trace with its maps, events and links, invocations marked (`found`: the
+    run's invocations if already read); [] for another project's trace."""
     if ref.start_ns > ref.end_ns:
         return []
     rows = _run_trace(FULL_SPANS_SQL.replace("$span", ""), ref, tag="traces.full", limit=limit)
     spans = [_full_span(r) for r in rows]
-    mark_invocations(ref, spans, agent_names)
+    mark_invocations(ref, spans, agent_names, found)
     return spans
 
 

@@ -130,11 +130,12 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     if not spans_q.TRACE_ID.fullmatch(trace_id):
         return None
     ref = trace_q.locate(str(project.id), trace_id)
-    spans = trace_q.full_spans(ref, agent_names=project.agent_names)  # invocations marked on them
+    found = trace_q.invocations(ref, project.agent_names)
+    spans = trace_q.full_spans(ref, agent_names=project.agent_names, found=found)  # invocations marked on them
     if not spans:
         return None
     tree = trace_q.tree_of(spans, project.agent_names)  # the same spans, not read again
-    summary = trace_q.summarize(ref, tree, trace_q.invocations(ref, project.agent_names))
+    summary = trace_q.summarize(ref, tree, found)
     counted = {s.span_id for s in spans if s.invocation}
     depth = _depths(spans)
     spans.sort(key=lambda s: (s.ts, depth[s.span_id], s.span_id))
