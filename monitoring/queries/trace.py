@@ -778,17 +778,12 @@ def full_span(
 ) -> FullSpan | None:
     """One whole span of the trace, marked (`found`: the run's invocations if already read); None
     if it is not a span of this project's trace."""
-    row = _full_span_row(ref, span_id)
-    if row is None:
-        return None
-    span = _full_span(row)
-    mark_invocations(ref, [span], agent_names, found)
-    return span
-
-
-def _full_span_row(ref: TraceRef, span_id: str) -> dict | None:
     if ref.start_ns > ref.end_ns:
         return None
     sql = FULL_SPANS_SQL.replace("$span", "AND SpanId = {span:String}")
     rows = _run_trace(sql, ref, tag="traces.span", span=span_id, limit=1)
-    return rows[0] if rows else None
+    if not rows:
+        return None
+    span = _full_span(rows[0])
+    mark_invocations(ref, [span], agent_names, found)
+    return span

@@ -245,7 +245,6 @@ def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
                 width = round(max(100 - left, 0.15), 3)
             line["bar"] = f"left:{left}%;width:{width}%"
             line["duration"] = display.duration_ms(s.duration_ms) if s.has_end else ""
-            line["offset_ms"] = round((s.ts - t0) / 1e6, 3)
         else:
             line["more_url"] = (
                 f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
