@@ -89,3 +89,52 @@ def test_trend_lines_follow_each_cards_rule_per_bucket():
     assert len(runs) == 3 and runs[2].split(",")[1] == "2"  # the busiest bucket at the top
     assert charts.sparkline([None, 3.0])["dot"] == (120, 2)  # a lone value is a dot where its bucket is
     assert charts.sparkline([None, None]) is None
+
+
+def every_chart():
+    """Each chart of the portal drawn from small inputs, in each bucket size (hand-made rows: the
+    charts never run a query)."""
+    from monitoring.queries.breakdowns import Share
+    from monitoring.queries.latency import Latency, LatencyBin
+
+    drawn = {}
+    for bucket in ("minute", "hour", "day"):
+        s = series([4, 2, 5], [1, 0, 1], bucket)
+        s.values["input_tokens"]["m"] = [100, 50, 70]
+        s.values["output_tokens"]["m"] = [10, 5, 7]
+        s.extra.update(cache_read_tokens=[40, 0, 10], cache_write_tokens=[5, 5, 0])
+        s.runs[:] = [2, 1, 3]
+        s.failed_runs[:] = [1, 0, 0]
+        colours = charts.model_colours(s.models)
+        drawn |= {
+            f"cost/{bucket}": charts.cost_trend(s, colours),
+            f"tokens/{bucket}": charts.token_usage(s, colours),
+            f"calls/{bucket}": charts.calls_and_errors(s),
+            f"cache/{bucket}": charts.input_cache(s),
+            f"runs/{bucket}": charts.agent_runs(s),
+        }
+    shares = [Share("m", 5, 1, 0.5, 100, 10, 10**9, 5), Share("other", 2, 0, 0.1, 10, 1, 0, 0, folded=3)]
+    drawn["breakdown"] = charts.breakdown(shares, "model", {"m": "#4c6ef5"})
+    drawn["latency"] = charts.latency_histogram(
+        Latency((LatencyBin("<1s", 0, 1000, 3, 1), LatencyBin(">1s", 1000, None, 2, 0)))
+    )
+    nodes = [flow_q.FlowNode("agent:planner", count=3, roots=3), flow_q.FlowNode("llm:m", count=5, errors=1)]
+    drawn["flow"] = charts.agent_flow(flow_q.FlowGraph(runs=3, nodes=nodes, edges={("agent:planner", "llm:m"): 5}))
+    return drawn
+
+
+def test_every_chart_is_a_figure_plotly_validates_unchanged():
+    """Figures are made unvalidated for speed (monitoring/charts.py): here plotly's validators read
+    each one, refusing a misspelt property, and must give back exactly what the page sends."""
+    import json
+
+    import plotly.graph_objects as go
+    import pytest
+
+    drawn = every_chart()
+    assert all(drawn.values()), [name for name, fig in drawn.items() if not fig]
+    for name, fig in drawn.items():
+        validated = json.loads(go.Figure(fig).to_json())
+        assert validated == json.loads(json.dumps(fig)), name
+    with pytest.raises(ValueError, match="colour"):  # the check is real: a misspelt property fails it
+        go.Figure({"data": [{"type": "bar", "x": [1], "marker": {"colour": "red"}}]})
