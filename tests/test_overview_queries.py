@@ -8,7 +8,9 @@ import pytest
 from otlp import S, send
 
 from monitoring.forms import SpanFilter, Window
+from monitoring import settle
 from monitoring.models import ModelPrice
+from monitoring.queries import live
 from monitoring.queries import overview as queries
 from monitoring.queries.overview import Overview
 
@@ -274,23 +276,33 @@ def test_a_service_filter_keeps_the_agents_own_calls_and_a_model_filter_keeps_it
     assert by_model.total_cost_usd == pytest.approx(0.25)
 
 
-def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key):
+@pytest.mark.parametrize("hours", [1, 30])  # raw rows only; rollup slices plus raw edges
+def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key, hours, settings):
     """overview_and_previous reads the window and the previous one in the same statements: the same
     numbers as two separate overviews (the previous one's latency percentiles are not asked for)."""
-    earlier = NOW - dt.timedelta(hours=1, minutes=30)
+    window = Window(NOW - dt.timedelta(hours=hours), NOW + dt.timedelta(minutes=1))
+    earlier = NOW - dt.timedelta(hours=hours, minutes=30)
     send(client, ingest_key, litellm_request_spans(cost=0.002, ms=100), scope="litellm")
     send(client, ingest_key, litellm_request_spans(model="gpt-4o", cost=0.01, ms=300, error=True), scope="litellm")
     for spans in (litellm_request_spans(cost=0.004, ms=500), litellm_request_spans(cost=0.001, ms=50)):
         for s in spans:
             s.at = earlier
         send(client, ingest_key, spans, scope="litellm")
-    flt = SpanFilter(str(project.id), HOUR)
-    previous = flt.with_window(HOUR.previous())
-    now, before = queries.overview_and_previous(flt, previous)
-    assert now == queries.overview(flt)
-    alone = queries.overview(previous)
-    assert (before.llm_calls, before.total_cost_usd) == (2, pytest.approx(0.005))
-    assert before == Overview(**{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0})
+    flt = SpanFilter(str(project.id), window)
+    for settled in (False, True):  # the live part of unsettled traces; settled rows and rollup slices
+        if settled:
+            settle.settle_once()
+            settings.SETTLE_FRESH_SECONDS = 1e12  # the settler keeps up: no live part
+            live.forget()
+        assert (live.facts_for(flt) is None) == settled
+        now, before = queries.overview_and_previous(flt, window.previous())
+        assert now == queries.overview(flt)
+        assert (now.llm_calls, now.llm_errors) == (2, 1)
+        alone = queries.overview(flt.with_window(window.previous()))
+        assert (before.llm_calls, before.total_cost_usd) == (2, pytest.approx(0.005))
+        assert before == Overview(**{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0})
+    with pytest.raises(ValueError, match="overlapping"):  # a row would be counted in one window only
+        queries.overview_and_previous(flt, Window(NOW - dt.timedelta(hours=hours + 1), NOW - dt.timedelta(minutes=5)))
 
 
 def test_the_overviews_services_are_the_leader_board(client, project, ingest_key):

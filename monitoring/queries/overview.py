@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from monitoring.queries import latency as latency_q
 from monitoring.queries import sources
-from monitoring.queries.filter import SpanFilter
+from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.sql import Sql, run
 
 # Changes against the previous window are shown only when it had at least this many calls+runs.
@@ -88,13 +88,6 @@ _CALL_TOTALS = (
 _USD_TOTALS = frozenset({"ReportedCost", "Cost", "CacheSavings"})  # Float64; the others count
 
 
-def _windows(flts: list[SpanFilter], source) -> Sql:
-    """The rows of `source(flt, p)` for each filter, tagged with the filter's index `w`."""
-    return Sql.join(
-        " UNION ALL ", [Sql(f"SELECT {i} AS w, * FROM (", source(flt, f"w{i}_"), ")") for i, flt in enumerate(flts)]
-    )
-
-
 def _usd_sum(values: list[float]) -> float:
     """Exactly rounded (math.fsum), or the plain sum where fsum refuses (an inf cancelled by -inf:
     ClickHouse's own sum gave nan there, and the page still drew)."""
@@ -122,41 +115,41 @@ def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def _calls_by_model(flts: list[SpanFilter]) -> list[list[dict]]:
-    """Per filter: a row per model (`service` ''), a row per service (`model` '', `by_service` 1)
+def _calls_by_model(flt: SpanFilter, windows: tuple[Window, ...]) -> list[list[dict]]:
+    """Per window: a row per model (`service` ''), a row per service (`model` '', `by_service` 1)
     and a total row (`is_total` 1)."""
     rows = run(
         Sql(
-            "SELECT w, Model AS model, ServiceName AS service,",
+            f"SELECT {_win(windows)} AS win, Model AS model, ServiceName AS service,",
             f" sumIf(Calls, IsError = 1) AS t_Errors, {sources.totals(_CALL_TOTALS)}",
             " FROM (",
-            _windows(flts, lambda flt, p: sources.calls(flt, _CALL_TOTALS, p=p)),
-            ") GROUP BY w, Model, ServiceName",
+            sources.calls(flt, _CALL_TOTALS, windows=windows),
+            ") GROUP BY win, Model, ServiceName",
         ),
         tag="overview.calls",
     )
-    found: list[list[dict]] = [[] for _ in flts]
+    found: list[list[dict]] = [[] for _ in windows]
     for r in rows:
-        found[int(r["w"])].append(
+        found[int(r["win"])].append(
             {"model": r["model"], "service": r["service"]} | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
         )
     measures = ("Errors", *_CALL_TOTALS)
     return [_rolled_up(window, measures) for window in found]
 
 
-def _runs(flts: list[SpanFilter]) -> list[dict]:
-    """Per filter: {"runs", "failed", "services": {service: (runs, failed)}}."""
+def _runs(flt: SpanFilter, windows: tuple[Window, ...]) -> list[dict]:
+    """Per window: {"runs", "failed", "services": {service: (runs, failed)}}."""
     rows = run(
         Sql(
-            "SELECT w, ServiceName AS service, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
-            _windows(flts, lambda flt, p: sources.runs(flt, ("Runs", "Failed"), p=p)),
-            ") GROUP BY w, ServiceName",
+            f"SELECT {_win(windows)} AS win, ServiceName AS service, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+            sources.runs(flt, ("Runs", "Failed"), windows=windows),
+            ") GROUP BY win, ServiceName",
         ),
         tag="overview.runs",
     )
-    found: list[dict] = [{"services": {}, "runs": 0, "failed": 0} for _ in flts]
+    found: list[dict] = [{"services": {}, "runs": 0, "failed": 0} for _ in windows]
     for r in rows:
-        into = found[int(r["w"])]
+        into = found[int(r["win"])]
         into["runs"] += int(r["runs"])
         into["failed"] += int(r["failed"])
         if int(r["runs"]):
@@ -168,15 +161,25 @@ def _round(value, digits: int = 10) -> float:
     return round(float(value or 0), digits)
 
 
+def _win(windows: tuple[Window, ...]) -> str:
+    """The window index of a source's row: its `Win` column when it reads several windows."""
+    return "Win" if len(windows) > 1 else "0"
+
+
 def overview(flt: SpanFilter) -> Overview:
     """The window's Overview (three statements: calls by model, runs, latency). Raises ClickHouseError."""
-    return _overview(_calls_by_model([flt])[0], _runs([flt])[0], latency_q.percentiles_by(flt, tag="overview.latency"))
+    windows = (flt.window,)
+    return _overview(
+        _calls_by_model(flt, windows)[0], _runs(flt, windows)[0], latency_q.percentiles_by(flt, tag="overview.latency")
+    )
 
 
-def overview_and_previous(flt: SpanFilter, previous: SpanFilter) -> tuple[Overview, Overview]:
-    """The window's Overview and `previous`'s in three statements, both windows in each (the card
-    changes need only the previous window's totals: its latency percentiles are left at 0)."""
-    calls, runs = _calls_by_model([flt, previous]), _runs([flt, previous])
+def overview_and_previous(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview]:
+    """The window's Overview and that of the `previous` window (same filter otherwise, not
+    overlapping) in three statements, each reading both windows at once (the card changes need only
+    the previous window's totals: its latency percentiles are left at 0). Raises ClickHouseError."""
+    windows = (flt.window, previous)
+    calls, runs = _calls_by_model(flt, windows), _runs(flt, windows)
     latencies = latency_q.percentiles_by(flt, tag="overview.latency")
     return _overview(calls[0], runs[0], latencies), _overview(calls[1], runs[1], {})
 

@@ -148,7 +148,7 @@ def overview(request, flt, membership):
     # The cards' trend lines are asked beside the numbers (and dropped when the window is empty).
     (current, previous), series = parallel.gather(
         flt,
-        lambda: overview_q.overview_and_previous(flt, flt.with_window(flt.window.previous())),
+        lambda: overview_q.overview_and_previous(flt, flt.window.previous()),
         lambda: timeseries_q.timeseries(flt),
     )
     series = series if current.sample else None
