@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from monitoring.queries import latency as latency_q
-from monitoring.queries import sources
+from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.sql import Sql, run
 
@@ -166,21 +166,29 @@ def _win(windows: tuple[Window, ...]) -> str:
     return "Win" if len(windows) > 1 else "0"
 
 
+def _asked(flt: SpanFilter, windows: tuple[Window, ...]) -> tuple[list[list[dict]], list[dict], dict]:
+    """Calls by model and runs per window, and the first window's latency percentiles: three
+    independent statements, asked at once (monitoring/queries/parallel.py)."""
+    calls, runs, latencies = parallel.gather(
+        flt,
+        lambda: _calls_by_model(flt, windows),
+        lambda: _runs(flt, windows),
+        lambda: latency_q.percentiles_by(flt, tag="overview.latency"),
+    )
+    return calls, runs, latencies
+
+
 def overview(flt: SpanFilter) -> Overview:
     """The window's Overview (three statements: calls by model, runs, latency). Raises ClickHouseError."""
-    windows = (flt.window,)
-    return _overview(
-        _calls_by_model(flt, windows)[0], _runs(flt, windows)[0], latency_q.percentiles_by(flt, tag="overview.latency")
-    )
+    calls, runs, latencies = _asked(flt, (flt.window,))
+    return _overview(calls[0], runs[0], latencies)
 
 
 def overview_and_previous(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview]:
     """The window's Overview and that of the `previous` window (same filter otherwise, not
     overlapping) in three statements, each reading both windows at once (the card changes need only
     the previous window's totals: its latency percentiles are left at 0). Raises ClickHouseError."""
-    windows = (flt.window, previous)
-    calls, runs = _calls_by_model(flt, windows), _runs(flt, windows)
-    latencies = latency_q.percentiles_by(flt, tag="overview.latency")
+    calls, runs, latencies = _asked(flt, (flt.window, previous))
     return _overview(calls[0], runs[0], latencies), _overview(calls[1], runs[1], {})
 
 
