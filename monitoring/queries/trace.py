@@ -255,7 +255,20 @@ def tree_of(spans: list[FullSpan], agent_names: tuple[str, ...]) -> list[TreeSpa
 # panel from it; 65 spans: 23 ms at 10M against 15 ms for the tree and 17 ms for one span). A
 # bigger trace's tree is read without its maps, and a panel's span alone.
 WHOLE_TRACE_SPANS = 200
-_SMALL_TRACE = f" AND (SELECT count() FROM $narrow WHERE $trace) <= {WHOLE_TRACE_SPANS}"
+# Stored rows read for it at most, unsorted (so the read stops there, however big the trace): a
+# span is stored once per delivery, and one delivered unfinished then finished is stored twice.
+_WHOLE_TRACE_ROWS = 2 * WHOLE_TRACE_SPANS + 1
+
+
+def _first_copies(copies: list[FullSpan]) -> list[FullSpan]:
+    """One span per span id, the copy FULL_SPANS_SQL's order keeps (earliest start, finished
+    first), in its order (start, span id)."""
+    kept: dict[str, FullSpan] = {}
+    for s in copies:
+        other = kept.get(s.span_id)
+        if other is None or (s.ts, not s.has_end) < (other.ts, not other.has_end):
+            kept[s.span_id] = s
+    return sorted(kept.values(), key=lambda s: (s.ts, s.span_id))
 
 
 def page_reads(
@@ -266,14 +279,13 @@ def page_reads(
     `span_id`'s if it is one of the trace's. Spans marked as tree_spans and full_span mark them."""
     if ref.start_ns > ref.end_ns:
         return [], [], {}
-    whole_sql = FULL_SPANS_SQL.replace("$span", _SMALL_TRACE)
     # The invocations first: asked in this thread, as they may read the project's prices (the ORM).
     found, rows = parallel.concurrently(
         lambda: invocations(ref, agent_names),
-        lambda: _run_trace(whole_sql, ref, tag="traces.whole", limit=WHOLE_TRACE_SPANS + 1),
+        lambda: _run_trace(WHOLE_COPIES_SQL, ref, tag="traces.whole", limit=_WHOLE_TRACE_ROWS),
     )
-    if 0 < len(rows) <= WHOLE_TRACE_SPANS:  # more: the trace grew past it between count and read
-        whole = [_full_span(r) for r in rows]
+    whole = _first_copies([_full_span(r) for r in rows]) if len(rows) < _WHOLE_TRACE_ROWS else []
+    if 0 < len(whole) <= WHOLE_TRACE_SPANS:
         mark_invocations(ref, whole, agent_names, found)
         return tree_of(whole, agent_names), found, {s.span_id: s for s in whole}
     spans = tree_spans(ref, agent_names=agent_names, found=found)
@@ -604,7 +616,7 @@ def children(
 
 # --- whole spans (attributes, events, links) ------------------------------------------------------
 
-FULL_SPANS_SQL = f"""
+_FULL_SPAN_ROWS = """
 SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,
     TraceState AS trace_state, SpanName AS name, SpanKind AS span_kind, ServiceName AS service,
     ResourceAttributes AS resource, ScopeName AS scope_name, ScopeVersion AS scope_version, SpanAttributes AS attributes,
@@ -616,10 +628,14 @@ SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS sp
     IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
 FROM $table
 WHERE $trace AND SpanId != '' $span
-ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
+"""
+FULL_SPANS_SQL = f"""{_FULL_SPAN_ROWS}ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
 LIMIT 1 BY SpanId
 LIMIT {{limit:UInt32}}
 """
+# A small trace's stored rows as they come (no sort: the read stops at the limit); _first_copies
+# keeps what FULL_SPANS_SQL would.
+WHOLE_COPIES_SQL = _FULL_SPAN_ROWS.replace("$span", "") + "LIMIT {limit:UInt32}"
 
 
 @dataclass
