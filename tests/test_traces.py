@@ -998,3 +998,18 @@ def test_a_name_of_100000_characters_is_cut_where_it_is_listed_and_whole_where_i
     assert tree.count(huge[: spans_q.NAME_CHARS]) >= 2
     body = b"".join(client.get(f"/admin/monitoring/{project.id}/traces/export.json", {"kind": "all"}).streaming_content)
     assert [row["name"] for row in json.loads(body)["items"]] == [huge]
+
+
+def test_a_tree_row_names_its_children_in_the_viewers_language(client, alice, project, ingest_key):
+    """The toggle of a span with children says how many, translated and pluralized (made with the
+    row in Python: a blocktranslate per row was the tree's slowest part)."""
+    root = S("agent", service="agent-a", at=AT, ms=2000)
+    kids = [root.child(f"step {i}", at=AT + dt.timedelta(milliseconds=10 * i), ms=5) for i in range(1, 3)]
+    only = kids[0].child("tool", at=AT + dt.timedelta(milliseconds=11), ms=1)
+    send(client, ingest_key, [root, *kids, only])
+    client.force_login(alice)
+    url = f"/admin/monitoring/{project.id}/traces/{root.trace.hex()}/"
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'title="2 child spans"' in page and 'title="1 child span"' in page
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="ko").content.decode()
+    assert 'title="하위 Span 2개"' in page and 'title="하위 Span 1개"' in page
