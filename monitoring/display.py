@@ -25,6 +25,8 @@ COST_SOURCES = {
 # A span exported before it ended has no duration (OTLP end time 0): never shown as 0 ms.
 IN_PROGRESS = gettext_lazy("in progress")
 NO_END_HINT = gettext_lazy("No end time: the span was exported before it ended")
+UNPRICED = gettext_lazy("unpriced")
+UNPRICED_HINT = gettext_lazy("No reported cost and no known price: set one in Django admin, Projects, model prices")
 # Why a search found a row (monitoring/queries/spans.py SpanRow.matched).
 MATCH_REASONS = {
     "trace id": gettext_lazy("trace id"),

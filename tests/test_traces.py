@@ -1013,3 +1013,42 @@ def test_a_tree_row_names_its_children_in_the_viewers_language(client, alice, pr
     assert 'title="2 child spans"' in page and 'title="1 child span"' in page
     page = client.get(url, HTTP_ACCEPT_LANGUAGE="ko").content.decode()
     assert 'title="하위 Span 2개"' in page and 'title="하위 Span 1개"' in page
+
+
+@pytest.mark.parametrize(
+    ("source", "html"),
+    [
+        ("reported", "$0.001200"),
+        ("priced", "$0.001200<sup>p</sup>"),
+        ("wrapped", '<span class="muted">—</span>'),
+        ("", ""),
+        (
+            "unpriced",
+            '<span class="unpriced" data-unpriced title="No reported cost and no known price: set one in Django'
+            ' admin, Projects, model prices">unpriced</span>',
+        ),
+    ],
+)
+def test_a_list_rows_cost_cell_says_where_the_cost_comes_from(source, html):
+    from django.template import Context, Template
+    from django.utils import translation
+
+    cell = Template("{% load display %}{% cost_cell cost source 6 %}")
+    with translation.override("en"):
+        assert cell.render(Context({"cost": 0.0012, "source": source})) == html
+    if source == "unpriced":
+        with translation.override("ko"):
+            korean = cell.render(Context({"cost": 0, "source": source}))
+            assert ">가격 없음</span>" in korean and 'title="보고된 비용도 알려진 가격도 없습니다' in korean
+
+
+def test_a_list_rows_duration_cell_marks_a_span_without_an_end():
+    from django.template import Context, Template
+    from django.utils import translation
+
+    cell = Template("{% load display %}{% duration_cell ms %}")
+    with translation.override("en"):
+        assert cell.render(Context({"ms": 1534.0})) == "1.53 s"
+        unfinished = cell.render(Context({"ms": None}))
+        assert unfinished.startswith('<span class="in-progress" title="No end time: the span was exported before')
+        assert unfinished.endswith("data-in-progress>in progress</span>")
