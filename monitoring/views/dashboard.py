@@ -119,9 +119,12 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 flt = form.span_filter(membership.project)
                 context |= {"flt": flt, "window": flt.window}
                 try:
-                    if facets:
-                        context["facets"] = facets_q.facets(flt)
-                    result = fn(request, flt, membership, **kwargs)
+                    if facets:  # the filter bar's choices, asked beside the tab's own questions
+                        result, context["facets"] = parallel.gather(
+                            flt, lambda: fn(request, flt, membership, **kwargs), lambda: facets_q.facets(flt)
+                        )
+                    else:
+                        result = fn(request, flt, membership, **kwargs)
                     if isinstance(result, HttpResponse):
                         return result
                     if isinstance(result, tuple):  # (context, status)
