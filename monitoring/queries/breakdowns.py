@@ -10,8 +10,6 @@ from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter
 from monitoring.queries.sql import Sql, run
 
-DIMENSIONS = ("model", "service", "user")
-_COLUMNS = {"model": "Model", "service": "ServiceName", "user": "EndUser"}
 _MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens", "Timed", "DurationSum", "Unpriced")
 
 
@@ -35,38 +33,62 @@ class Share:
         return round(self.duration_ns / self.timed / 1e6, 3) if self.timed else 0.0
 
 
-def _shares(flt: SpanFilter, dim: str) -> list[Share]:
-    column = _COLUMNS[dim]
-    source = sources.calls(flt, _MEASURES, by_user=dim == "user", p="wu_" if dim == "user" else "wc_")
-    rows = run(
+def _rows(flt: SpanFilter, columns: tuple[str, ...], by_user: bool, tag: str) -> list[dict]:
+    """The filter's calls summed per `columns` (t_Errors and t_<measure> for _MEASURES)."""
+    grouped = ", ".join(columns)
+    return run(
         Sql(
-            f"SELECT {column} AS name, sumIf(Calls, IsError = 1) AS t_Errors, {sources.totals(_MEASURES)}",
-            " FROM (",
-            source,
-            f") GROUP BY {column} HAVING t_Calls != 0",
+            f"SELECT {grouped}, sumIf(Calls, IsError = 1) AS t_Errors, {sources.totals(_MEASURES)} FROM (",
+            sources.calls(flt, _MEASURES, by_user=by_user, p="wu_" if by_user else "wc_"),
+            f") GROUP BY {grouped}",
         ),
-        tag=f"analytics.breakdown.{dim}",
+        tag=tag,
     )
-    return [
-        Share(
-            r["name"],
-            int(r["t_Calls"]),
-            int(r["t_Errors"]),
-            round(float(r["t_Cost"]), 10),
-            int(r["t_InputTokens"]),
-            int(r["t_OutputTokens"]),
-            int(r["t_DurationSum"]),
-            int(r["t_Timed"]),
-            int(r["t_Unpriced"]),
+
+
+def _shares(rows: list[dict], column: str) -> list[Share]:
+    """One Share per value of `column`, summing the rows of that value; names without a call
+    (every call cancelled) are left out."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r[column], []).append(r)
+    shares = []
+    for name, members in groups.items():
+        total = {k: sum(int(r[k]) for r in members) for k in ("t_Calls", "t_Errors", "t_InputTokens", "t_OutputTokens")}
+        if not total["t_Calls"]:
+            continue
+        shares.append(
+            Share(
+                name,
+                total["t_Calls"],
+                total["t_Errors"],
+                round(sources.usd_sum([float(r["t_Cost"]) for r in members]), 10),
+                total["t_InputTokens"],
+                total["t_OutputTokens"],
+                sum(int(r["t_DurationSum"]) for r in members),
+                sum(int(r["t_Timed"]) for r in members),
+                sum(int(r["t_Unpriced"]) for r in members),
+            )
         )
-        for r in rows
-    ]
+    return shares
+
+
+def _by_model_and_service(flt: SpanFilter) -> tuple[list[Share], list[Share]]:
+    # One statement for both (a few dozen (model, service) groups): planning a statement costs
+    # more than summing its rows here.
+    rows = _rows(flt, ("Model", "ServiceName"), False, "analytics.breakdown.model_service")
+    return _shares(rows, "Model"), _shares(rows, "ServiceName")
 
 
 def breakdowns(flt: SpanFilter, top: int = 10) -> dict[str, list[Share]]:
-    """{"model"|"service"|"user": shares by cost, then calls}; beyond `top` names one "other" row."""
-    found = parallel.gather(flt, *(lambda dim=dim: _shares(flt, dim) for dim in DIMENSIONS))
-    return {dim: _top(shares, top) for dim, shares in zip(DIMENSIONS, found, strict=True)}
+    """{"model"|"service"|"user": shares by cost, then calls}; beyond `top` names one "other" row.
+    Two statements, asked at once. Raises ClickHouseError."""
+    (models, services), users = parallel.gather(
+        flt,
+        lambda: _by_model_and_service(flt),
+        lambda: _shares(_rows(flt, ("EndUser",), True, "analytics.breakdown.user"), "EndUser"),
+    )
+    return {"model": _top(models, top), "service": _top(services, top), "user": _top(users, top)}
 
 
 def _top(shares: list[Share], top: int) -> list[Share]:

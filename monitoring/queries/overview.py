@@ -8,7 +8,6 @@ a trace with an agent step, a failed run is one whose agent step failed. Fail Ra
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 from monitoring.queries import latency as latency_q
@@ -88,15 +87,6 @@ _CALL_TOTALS = (
 _USD_TOTALS = frozenset({"ReportedCost", "Cost", "CacheSavings"})  # Float64; the others count
 
 
-def _usd_sum(values: list[float]) -> float:
-    """Exactly rounded (math.fsum), or the plain sum where fsum refuses (an inf cancelled by -inf:
-    ClickHouse's own sum gave nan there, and the page still drew)."""
-    try:
-        return math.fsum(values)
-    except (ValueError, OverflowError):
-        return sum(values)
-
-
 def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     """(model, service) rows -> a row per model (`service` ''), a row per service (`model` '',
     `by_service` 1) and a total row (`is_total` 1), as GROUPING SETS would give. Summed here: the
@@ -108,7 +98,7 @@ def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     out = []
     for (model, service, is_total, by_service), members in groups.items():
         sums = {
-            m: _usd_sum([float(r[m]) for r in members]) if m in _USD_TOTALS else sum(int(r[m]) for r in members)
+            m: sources.usd_sum([float(r[m]) for r in members]) if m in _USD_TOTALS else sum(int(r[m]) for r in members)
             for m in measures
         }
         out.append({"model": model, "service": service, "is_total": is_total, "by_service": by_service} | sums)
