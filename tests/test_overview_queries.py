@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from otlp import S, send
 
-from monitoring.forms import SpanFilter, Window
 from monitoring import settle
+from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
 from monitoring.queries import live
 from monitoring.queries import overview as queries
@@ -300,7 +300,9 @@ def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key
         assert (now.llm_calls, now.llm_errors) == (2, 1)
         alone = queries.overview(flt.with_window(window.previous()))
         assert (before.llm_calls, before.total_cost_usd) == (2, pytest.approx(0.005))
-        assert before == Overview(**{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0})
+        assert before == Overview(
+            **{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0}
+        )
     with pytest.raises(ValueError, match="overlapping"):  # a row would be counted in one window only
         queries.overview_and_previous(flt, Window(NOW - dt.timedelta(hours=hours + 1), NOW - dt.timedelta(minutes=5)))
 
