@@ -10,7 +10,7 @@ from otlp import S, send
 from monitoring import settle
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
-from monitoring.queries import live
+from monitoring.queries import live, sources
 from monitoring.queries import overview as queries
 from monitoring.queries.overview import Overview
 
@@ -329,5 +329,5 @@ def test_usd_totals_are_summed_exactly_and_never_refused():
     """The Overview rolls (model, service) groups up in Python (monitoring/queries/overview.py):
     exactly rounded, and an inf cancelled by -inf (a settled call with an absurd reported cost,
     later cancelled) reads nan as ClickHouse's sum did, not a 500."""
-    assert queries._usd_sum([0.1] * 10) == 1.0
-    assert str(queries._usd_sum([float("inf"), float("-inf")])) == "nan"
+    assert sources.usd_sum([0.1] * 10) == 1.0
+    assert str(sources.usd_sum([float("inf"), float("-inf")])) == "nan"

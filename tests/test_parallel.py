@@ -105,3 +105,49 @@ def test_while_the_settler_is_behind_questions_run_one_by_one(settled, settings,
     assert post(client, ingest_key, request(S("late", at=NOW - dt.timedelta(minutes=5)))).status_code == 200
     names = parallel.gather(settled, lambda: threading.current_thread().name, lambda: threading.current_thread().name)
     assert not any(name.startswith("apm-query") for name in names)
+
+
+def test_a_page_keeps_its_decision_when_the_settler_falls_behind_midway(settled, settings, monkeypatch):
+    """A page that found the settler keeping up asks at once, and its questions read settled facts
+    only even if the settler falls behind meanwhile: no worker asks for the unsettled traces (that
+    reads the project's rules and prices through the ORM, which pool threads must not use)."""
+    from monitoring.queries import live
+
+    settings.QUERY_THREADS = 2
+    asked_in = []
+    real = live.scope
+
+    def scope(flt):
+        asked_in.append(threading.current_thread().name)
+        if len(asked_in) > 1:  # behind from the second look on
+            settings.SETTLE_FRESH_SECONDS = 0
+        return real(flt)
+
+    monkeypatch.setattr(live, "scope", scope)
+    alone = overview_q.overview(settled)
+    assert asked_in == [threading.current_thread().name]  # decided once, in this thread
+    assert alone.llm_calls == 3 and alone.agent_calls == 3
+    assert breakdowns.breakdowns(settled)["model"]  # the next page looks again: behind, one by one
+    assert len(asked_in) > 1 and not any(name.startswith("apm-query") for name in asked_in)
+
+
+def test_the_filter_bars_choices_are_asked_beside_the_tab(settled, settings, client, alice, project):
+    settings.QUERY_THREADS = 2
+    threads = {}
+    original = clickhouse.query
+
+    def spy(sql, params=None, *, tag):
+        threads.setdefault(tag, threading.current_thread().name)
+        return original(sql, params, tag=tag)
+
+    clickhouse.query = spy
+    try:
+        client.force_login(alice)
+        page = client.get(f"/admin/monitoring/{project.id}/traces/", {"kind": "llm", "range": "24h"})
+    finally:
+        clickhouse.query = original
+    html = page.content.decode()
+    assert page.status_code == 200 and threads["filters.facets"].startswith("apm-query")
+    for service in ("agent-0", "agent-1", "agent-2"):
+        assert f'<option value="{service}"' in html
+    assert '<option value="gpt-4o"' in html and html.count('class="span-item') == 3

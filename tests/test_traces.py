@@ -1052,3 +1052,41 @@ def test_a_list_rows_duration_cell_marks_a_span_without_an_end():
         unfinished = cell.render(Context({"ms": None}))
         assert unfinished.startswith('<span class="in-progress" title="No end time: the span was exported before')
         assert unfinished.endswith("data-in-progress>in progress</span>")
+
+
+def test_a_tree_rows_child_count_reads_as_before_in_any_size():
+    """The count is printed as the template's blocktranslate printed it (no thousands separator)."""
+    from django.utils import translation
+
+    from monitoring.views.traces import _tree_lines
+
+    span = trace_q.TreeSpan(
+        ts=10**18, span_id="a" * 16, parent_span_id="", name="agent", service="s", span_kind="Internal",
+        scope="", duration_ns=10**9, status="Ok", is_llm_call=False, is_agent_step=True, model="",
+        input_tokens=0, output_tokens=0, reported_cost=0.0, child_count=1234,
+    )  # fmt: skip
+    with translation.override("en"):
+        (line,) = _tree_lines([trace_q.TreeRow(span, 0, open=True)], 10**18, 10**9, "/spans")
+    assert (line["children"], line["open"], line["bar"], line["duration"]) == (
+        "1234 child spans",
+        "1",
+        "left:0.0%;width:100.0%",
+        "1.00 s",
+    )
+    with translation.override("ko"):
+        assert _tree_lines([trace_q.TreeRow(span, 0)], 10**18, 10**9, "/spans")[0]["children"] == "하위 Span 1234개"
+
+
+def test_a_whole_read_keeps_the_copy_every_other_read_keeps():
+    """_first_copies keeps, per span id, the first copy of FULL_SPANS_SQL's order (start time, then
+    finished first), also when a sender re-delivered a span with another start."""
+    from types import SimpleNamespace as Copy
+
+    copies = [
+        Copy(span_id="a", ts=5, has_end=False, n=1),
+        Copy(span_id="a", ts=5, has_end=True, n=2),
+        Copy(span_id="b", ts=3, has_end=True, n=3),
+        Copy(span_id="b", ts=2, has_end=False, n=4),
+        Copy(span_id="c", ts=2, has_end=True, n=5),
+    ]
+    assert [c.n for c in trace_q._first_copies(copies)] == [4, 5, 2]

@@ -24,6 +24,31 @@ from monitoring.queries.sql import Sql, run_one
 _cache: dict[tuple, facts.Scope | None] = {}
 _lock = threading.Lock()
 STATE_MAX_AGE_S = 0.5  # the settler's progress, read once per page rather than per question
+# Set while questions a page decided to ask at once run (monitoring/queries/parallel.py).
+_settled_only = threading.local()
+
+
+def settled_only(call):
+    """`call`, made to read settled facts only (no live part, whatever the settler does
+    meanwhile): a page that found the settler keeping up asks its questions at once, and a question
+    must not decide otherwise halfway through the page, in a pool thread (a scope reads the
+    project's rules and prices through the ORM, which pool threads must not use)."""
+
+    def run():
+        before = getattr(_settled_only, "on", False)
+        _settled_only.on = True
+        try:
+            return call()
+        finally:
+            _settled_only.on = before
+
+    return run
+
+
+def keeps_up(flt: SpanFilter) -> bool:
+    """Whether the filter's questions read settled facts only: decided for this thread
+    (settled_only), or no trace of the project waits for the settler. Reads the ORM when it asks."""
+    return getattr(_settled_only, "on", False) or scope(flt) is None
 
 
 def _touched(project_id: str, after_ns: int) -> Sql:
@@ -88,6 +113,8 @@ PREFIX = "apm_live_"
 def facts_for(flt: SpanFilter) -> Live | None:
     """The live part of a question (None when the settler keeps up or nothing is unsettled). The
     counting rules run once per thread while the unsettled spans stay the same."""
+    if getattr(_settled_only, "on", False):
+        return None
     found = scope(flt)
     if found is None:
         return None

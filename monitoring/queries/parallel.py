@@ -32,11 +32,14 @@ def _executor() -> ThreadPoolExecutor:
 
 def gather(flt: SpanFilter, *calls: Callable[[], Any]) -> list[Any]:
     """The results of `calls`, in order, asked at once (QUERY_THREADS at a time) while the settler
-    keeps up for the filter's project, else one after the other. The first exception raised is
+    keeps up for the filter's project, else one after the other; asked at once, every call reads
+    settled facts only (live.settled_only), as the page found them. The first exception raised is
     raised here (ClickHouseError as from any question)."""
-    if live.facts_for(flt) is not None:
+    # Decided once, here in the request's thread (a scope, not the live facts: only a question with
+    # a live part needs those made), and kept by every call whatever the settler does meanwhile.
+    if not live.keeps_up(flt):
         return [call() for call in calls]
-    return concurrently(*calls)
+    return concurrently(*(live.settled_only(call) for call in calls))
 
 
 def concurrently(*calls: Callable[[], Any]) -> list[Any]:
@@ -52,10 +55,11 @@ def concurrently(*calls: Callable[[], Any]) -> list[Any]:
         return [call() for call in calls]
     futures = [_executor().submit(call) for call in calls[1:]]
     try:
-        first = calls[0]()
+        found = [calls[0]()]
+        found += [future.result() for future in futures]
     except BaseException:
         for future in futures:
             future.cancel()
         wait(futures)  # nothing of this page still runs when its error is shown
         raise
-    return [first, *(future.result() for future in futures)]
+    return found

@@ -247,9 +247,8 @@ def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
             line["duration"] = display.duration_ms(s.duration_ms) if s.has_end else ""
             if s.child_count:  # a blocktranslate per row cost more than the rest of the row
                 line["open"] = "1" if row.open else "0"
-                line["children"] = ngettext("%(n)s child span", "%(n)s child spans", s.child_count) % {
-                    "n": display.count(s.child_count)
-                }
+                n = s.child_count  # as blocktranslate printed it: no thousands separator
+                line["children"] = ngettext("%(n)s child span", "%(n)s child spans", n) % {"n": n}
         else:
             line["more_url"] = (
                 f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
