@@ -152,25 +152,21 @@ def _time_axis(series: Timeseries) -> dict:
     formats are d3 time formats, translated (plotly.js would print English month names)."""
     zone = _zone_name()
     if series.bucket == "minute":
+        # Translators: a d3 time format for a minute axis tick (hour and minute).
+        tick = _("%H:%M")
+    elif series.bucket == "hour":
+        # Translators: a d3 time format for an hourly axis tick: hour, then the day below it.
+        tick = _("%H:%M\n%b %-d")
+    else:
+        # Translators: a d3 time format for a daily axis tick (month and day).
         return {
             "type": "date",
-            "hoverformat": f"%Y-%m-%d %H:%M {zone}",
-            # Translators: a d3 time format for a minute axis tick (hour and minute).
-            "tickformat": _("%H:%M"),
-            "nticks": 8,
+            "hoverformat": f"%Y-%m-%d {zone}",
+            "tickformat": _("%b %-d"),
+            "nticks": 10,
             "tickangle": 0,
         }
-    if series.bucket == "hour":
-        return {
-            "type": "date",
-            "hoverformat": f"%Y-%m-%d %H:%M {zone}",
-            # Translators: a d3 time format for an hourly axis tick: hour, then the day below it.
-            "tickformat": _("%H:%M\n%b %-d"),
-            "nticks": 8,
-            "tickangle": 0,
-        }
-    # Translators: a d3 time format for a daily axis tick (month and day).
-    return {"type": "date", "hoverformat": f"%Y-%m-%d {zone}", "tickformat": _("%b %-d"), "nticks": 10, "tickangle": 0}
+    return {"type": "date", "hoverformat": f"%Y-%m-%d %H:%M {zone}", "tickformat": tick, "nticks": 8, "tickangle": 0}
 
 
 def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
