@@ -169,6 +169,19 @@ def _time_axis(series: Timeseries) -> dict:
     return {"type": "date", "hoverformat": f"%Y-%m-%d %H:%M {zone}", "tickformat": tick, "nticks": 8, "tickangle": 0}
 
 
+def _stacked(bars: list[dict], series: Timeseries, yaxis: dict, height: int = 300) -> dict:
+    """Bars stacked per bucket on the time axis, one hover box per bucket."""
+    return _figure(
+        bars,
+        height,
+        barmode="stack",
+        hovermode="x unified",
+        legend_traceorder="normal",
+        xaxis=_time_axis(series),
+        yaxis=yaxis,
+    )
+
+
 def _folded(series: Timeseries, metric: str) -> list[tuple[str, list]]:
     """(label, values) per drawn model, at most MAX_SERIES, the rest summed into "Other"."""
     shown = series.models[: MAX_SERIES - 1] if len(series.models) > MAX_SERIES else series.models
@@ -200,15 +213,7 @@ def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
         for model, values in _folded(series, "cost_usd")
         if any(values)
     ]
-    return _figure(
-        bars,
-        320,
-        barmode="stack",
-        hovermode="x unified",
-        legend_traceorder="normal",
-        xaxis=_time_axis(series),
-        yaxis={"tickprefix": "$", "tickformat": ",.4~f"},
-    )
+    return _stacked(bars, series, {"tickprefix": "$", "tickformat": ",.4~f"}, height=320)
 
 
 def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
@@ -335,15 +340,7 @@ def input_cache(series: Timeseries) -> dict | None:
         for name, values, colour in parts
         if any(values)
     ]
-    return _figure(
-        bars,
-        300,
-        barmode="stack",
-        hovermode="x unified",
-        legend_traceorder="normal",
-        xaxis=_time_axis(series),
-        yaxis=_counts(max(inputs)),
-    )
+    return _stacked(bars, series, _counts(max(inputs)))
 
 
 def agent_runs(series: Timeseries) -> dict | None:
@@ -370,15 +367,7 @@ def agent_runs(series: Timeseries) -> dict | None:
             hovertemplate=f"{failed}: %{{y:,d}}<extra></extra>",
         ),
     ]
-    return _figure(
-        bars,
-        300,
-        barmode="stack",
-        hovermode="x unified",
-        legend_traceorder="normal",
-        xaxis=_time_axis(series),
-        yaxis=_counts(max(series.runs)),
-    )
+    return _stacked(bars, series, _counts(max(series.runs)))
 
 
 # --- Agent Flow Graph -----------------------------------------------------------------------------
