@@ -10,7 +10,7 @@ from otlp import S, send
 from monitoring import settle
 from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
-from monitoring.queries import live, sources
+from monitoring.queries import live, sources, timeseries
 from monitoring.queries import overview as queries
 from monitoring.queries.overview import Overview
 
@@ -303,6 +303,19 @@ def test_both_windows_in_one_go_answer_as_each_alone(client, project, ingest_key
         assert before == Overview(
             **{**vars(alone), "p50_latency_ms": 0.0, "p95_latency_ms": 0.0, "p99_latency_ms": 0.0}
         )
+        # The tab asks its trend lines with the numbers: the same as each asked apart.
+        page_now, page_before, series = queries.overview_page(flt, window.previous())
+        assert (page_now, page_before) == (now, before)
+        alone_series = timeseries.timeseries(flt)
+        assert (series.bucket, series.times, series.models, series.runs, series.failed_runs) == (
+            alone_series.bucket,
+            alone_series.times,
+            alone_series.models,
+            alone_series.runs,
+            alone_series.failed_runs,
+        )
+        assert series.values == alone_series.values and series.extra == alone_series.extra
+        assert sum(series.total("llm_calls")) == 2 and any(series.total("errors"))
     with pytest.raises(ValueError, match="overlapping"):  # a row would be counted in one window only
         queries.overview_and_previous(flt, Window(NOW - dt.timedelta(hours=hours + 1), NOW - dt.timedelta(minutes=5)))
 

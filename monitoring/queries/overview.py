@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from monitoring.queries import latency as latency_q
 from monitoring.queries import parallel, sources
+from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.sql import Sql, run
 
@@ -105,20 +106,31 @@ def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def _calls_by_model(flt: SpanFilter, windows: tuple[Window, ...]) -> list[list[dict]]:
-    """Per window: a row per model (`service` ''), a row per service (`model` '', `by_service` 1)
-    and a total row (`is_total` 1)."""
-    rows = run(
+def _by_bucket(flt: SpanFilter, bucket: str | None) -> tuple[str, dict]:
+    """(`t` column and its GROUP BY key, bound values) when rows are asked per series bucket too."""
+    return (f"{timeseries_q.bucket_sql(bucket)} AS t, ", {"tz": flt.tz}) if bucket else ("", {})
+
+
+def _calls_rows(flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None = None) -> list[dict]:
+    """Calls summed per window (`win`), model and service, and per series bucket (`t`) with one."""
+    t, params = _by_bucket(flt, bucket)
+    return run(
         Sql(
-            f"SELECT {_win(windows)} AS win, Model AS model, ServiceName AS service,",
+            f"SELECT {_win(windows)} AS win, {t}Model AS model, ServiceName AS service,",
             f" sumIf(Calls, IsError = 1) AS t_Errors, {sources.totals(_CALL_TOTALS)}",
             " FROM (",
             sources.calls(flt, _CALL_TOTALS, windows=windows),
-            ") GROUP BY win, Model, ServiceName",
+            f") GROUP BY win, {'t, ' if t else ''}Model, ServiceName",
+            **params,
         ),
         tag="overview.calls",
     )
-    found: list[list[dict]] = [[] for _ in windows]
+
+
+def _calls_by_window(rows: list[dict], n: int) -> list[list[dict]]:
+    """Per window: a row per model (`service` ''), a row per service (`model` '', `by_service` 1)
+    and a total row (`is_total` 1)."""
+    found: list[list[dict]] = [[] for _ in range(n)]
     for r in rows:
         found[int(r["win"])].append(
             {"model": r["model"], "service": r["service"]} | {k[2:]: v for k, v in r.items() if k.startswith("t_")}
@@ -127,24 +139,59 @@ def _calls_by_model(flt: SpanFilter, windows: tuple[Window, ...]) -> list[list[d
     return [_rolled_up(window, measures) for window in found]
 
 
-def _runs(flt: SpanFilter, windows: tuple[Window, ...]) -> list[dict]:
-    """Per window: {"runs", "failed", "services": {service: (runs, failed)}}."""
-    rows = run(
+def _runs_rows(flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None = None) -> list[dict]:
+    """Runs and failed runs per window (`win`) and service, and per series bucket (`t`) with one."""
+    t, params = _by_bucket(flt, bucket)
+    return run(
         Sql(
-            f"SELECT {_win(windows)} AS win, ServiceName AS service, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+            f"SELECT {_win(windows)} AS win, {t}ServiceName AS service, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
             sources.runs(flt, ("Runs", "Failed"), windows=windows),
-            ") GROUP BY win, ServiceName",
+            f") GROUP BY win, {'t, ' if t else ''}ServiceName",
+            **params,
         ),
         tag="overview.runs",
     )
-    found: list[dict] = [{"services": {}, "runs": 0, "failed": 0} for _ in windows]
+
+
+def _runs_by_window(rows: list[dict], n: int) -> list[dict]:
+    """Per window: {"runs", "failed", "services": {service: (runs, failed)}}, services with runs."""
+    found: list[dict] = [{"services": {}, "runs": 0, "failed": 0} for _ in range(n)]
     for r in rows:
         into = found[int(r["win"])]
         into["runs"] += int(r["runs"])
         into["failed"] += int(r["failed"])
-        if int(r["runs"]):
-            into["services"][r["service"]] = (int(r["runs"]), int(r["failed"]))
+        runs, failed = into["services"].get(r["service"], (0, 0))
+        into["services"][r["service"]] = (runs + int(r["runs"]), failed + int(r["failed"]))
+    for into in found:
+        into["services"] = {s: counts for s, counts in into["services"].items() if counts[0]}
     return found
+
+
+def _series(flt: SpanFilter, call_rows: list[dict], run_rows: list[dict]) -> timeseries_q.Timeseries:
+    """The first window's series from rows per bucket, model and service (summed over services
+    here: what timeseries.timeseries asks ClickHouse for)."""
+    calls: dict[tuple, list[dict]] = {}
+    for r in call_rows:
+        if not int(r["win"]):
+            calls.setdefault((int(r["t"]), r["model"]), []).append(r)
+    columns = ("t_Errors", *(f"t_{m}" for m in timeseries_q.CALL_MEASURES))
+    summed = [
+        {"t": t, "model": model}
+        | {
+            c: sources.usd_sum([float(r[c]) for r in members])
+            if c[2:] in _USD_TOTALS
+            else sum(int(r[c]) for r in members)
+            for c in columns
+        }
+        for (t, model), members in calls.items()
+    ]
+    runs: dict[int, list[int]] = {}
+    for r in run_rows:
+        if not int(r["win"]):
+            into = runs.setdefault(int(r["t"]), [0, 0])
+            into[0] += int(r["runs"])
+            into[1] += int(r["failed"])
+    return timeseries_q.from_rows(flt, summed, [{"t": t, "runs": n, "failed": f} for t, (n, f) in runs.items()])
 
 
 def _round(value, digits: int = 10) -> float:
@@ -156,13 +203,15 @@ def _win(windows: tuple[Window, ...]) -> str:
     return "Win" if len(windows) > 1 else "0"
 
 
-def _asked(flt: SpanFilter, windows: tuple[Window, ...]) -> tuple[list[list[dict]], list[dict], dict]:
-    """Calls by model and runs per window, and the first window's latency percentiles: three
-    independent statements, asked at once (monitoring/queries/parallel.py)."""
+def _asked(
+    flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None = None
+) -> tuple[list[dict], list[dict], dict]:
+    """Rows of calls and runs per window (and series bucket), and the first window's latency
+    percentiles: three independent statements, asked at once (monitoring/queries/parallel.py)."""
     calls, runs, latencies = parallel.gather(
         flt,
-        lambda: _calls_by_model(flt, windows),
-        lambda: _runs(flt, windows),
+        lambda: _calls_rows(flt, windows, bucket),
+        lambda: _runs_rows(flt, windows, bucket),
         lambda: latency_q.percentiles_by(flt, tag="overview.latency"),
     )
     return calls, runs, latencies
@@ -171,7 +220,7 @@ def _asked(flt: SpanFilter, windows: tuple[Window, ...]) -> tuple[list[list[dict
 def overview(flt: SpanFilter) -> Overview:
     """The window's Overview (three statements: calls by model, runs, latency). Raises ClickHouseError."""
     calls, runs, latencies = _asked(flt, (flt.window,))
-    return _overview(calls[0], runs[0], latencies)
+    return _overview(_calls_by_window(calls, 1)[0], _runs_by_window(runs, 1)[0], latencies)
 
 
 def overview_and_previous(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview]:
@@ -179,7 +228,21 @@ def overview_and_previous(flt: SpanFilter, previous: Window) -> tuple[Overview, 
     overlapping) in three statements, each reading both windows at once (the card changes need only
     the previous window's totals: its latency percentiles are left at 0). Raises ClickHouseError."""
     calls, runs, latencies = _asked(flt, (flt.window, previous))
-    return _overview(calls[0], runs[0], latencies), _overview(calls[1], runs[1], {})
+    calls_by, runs_by = _calls_by_window(calls, 2), _runs_by_window(runs, 2)
+    return _overview(calls_by[0], runs_by[0], latencies), _overview(calls_by[1], runs_by[1], {})
+
+
+def overview_page(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview, timeseries_q.Timeseries]:
+    """The Overview tab: as overview_and_previous, plus the window's series (the cards' trend
+    lines, as timeseries.timeseries) from the same three statements, their rows asked per series
+    bucket too: two statements fewer than asking the series apart. Raises ClickHouseError."""
+    calls, runs, latencies = _asked(flt, (flt.window, previous), timeseries_q.bucket_for(flt))
+    calls_by, runs_by = _calls_by_window(calls, 2), _runs_by_window(runs, 2)
+    return (
+        _overview(calls_by[0], runs_by[0], latencies),
+        _overview(calls_by[1], runs_by[1], {}),
+        _series(flt, calls, runs),
+    )
 
 
 def _overview(rows: list[dict], runs: dict, latencies: dict) -> Overview:

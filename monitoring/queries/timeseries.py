@@ -125,7 +125,7 @@ class Timeseries:
         ]
 
 
-_CALL_MEASURES = (
+CALL_MEASURES = (
     "Calls",
     "Cost",
     "InputTokens",
@@ -140,24 +140,24 @@ _CALL_MEASURES = (
 )
 
 
-def _bucket_sql(bucket: str) -> str:
+def bucket_sql(bucket: str) -> str:
+    """The Unix second of the bucket a source row's Time falls in, in the filter's zone (`tz`)."""
     return f"toUnixTimestamp(toStartOfInterval(Time, {UNITS[bucket]}, {{tz:String}}))"
 
 
 def timeseries(flt: SpanFilter) -> Timeseries:
+    """The filter's series: calls by bucket and model, runs by bucket (two statements, asked at
+    once). Raises ClickHouseError."""
     bucket = bucket_for(flt)
-    times = bucket_starts(flt, bucket)
-    index = {int(t.timestamp()): i for i, t in enumerate(times)}
-    n = len(times)
     calls = Sql(
-        f"SELECT {_bucket_sql(bucket)} AS t, Model AS model, sumIf(Calls, IsError = 1) AS t_Errors,",
-        f" {sources.totals(_CALL_MEASURES)} FROM (",
-        sources.calls(flt, _CALL_MEASURES),
+        f"SELECT {bucket_sql(bucket)} AS t, Model AS model, sumIf(Calls, IsError = 1) AS t_Errors,",
+        f" {sources.totals(CALL_MEASURES)} FROM (",
+        sources.calls(flt, CALL_MEASURES),
         ") GROUP BY t, model",
         tz=flt.tz,
     )
     runs_by_bucket = Sql(
-        f"SELECT {_bucket_sql(bucket)} AS t, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
+        f"SELECT {bucket_sql(bucket)} AS t, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
         sources.runs(flt, ("Runs", "Failed")),
         ") GROUP BY t",
         tz=flt.tz,
@@ -167,6 +167,16 @@ def timeseries(flt: SpanFilter) -> Timeseries:
         lambda: run(calls, tag="analytics.timeseries"),
         lambda: run(runs_by_bucket, tag="analytics.timeseries_runs"),
     )
+    return from_rows(flt, call_rows, run_rows)
+
+
+def from_rows(flt: SpanFilter, call_rows: list[dict], run_rows: list[dict]) -> Timeseries:
+    """The series of rows already asked: calls as {t (bucket_sql), model, t_Errors, t_<measure>
+    for CALL_MEASURES}, one per (bucket, model); runs as {t, runs, failed}, one per bucket."""
+    bucket = bucket_for(flt)
+    times = bucket_starts(flt, bucket)
+    index = {int(t.timestamp()): i for i, t in enumerate(times)}
+    n = len(times)
     values: dict[str, dict[str, list]] = {m: {} for m in METRICS}
     extra: dict[str, list] = {m: [0.0 if m.endswith("usd") else 0] * n for m in EXTRA_METRICS}
     for row in call_rows:

@@ -26,7 +26,6 @@ from monitoring.forms import RANGES, STATUSES, FilterForm
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
-from monitoring.queries import timeseries as timeseries_q
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
@@ -148,16 +147,11 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
-    # The cards' trend lines are asked beside the numbers (and dropped when the window is empty).
-    (current, previous), series = parallel.gather(
-        flt,
-        lambda: overview_q.overview_and_previous(flt, flt.window.previous()),
-        lambda: timeseries_q.timeseries(flt),
-    )
-    series = series if current.sample else None
+    # The cards' trend lines come with the numbers (and are dropped when the window is empty).
+    current, previous, series = overview_q.overview_page(flt, flt.window.previous())
     return {
         "overview": current,
-        "kpis": kpis.overview_cards(current, previous, flt.window.range, series),
+        "kpis": kpis.overview_cards(current, previous, flt.window.range, series if current.sample else None),
         "top_models": current.models[:5],
         "top_services": overview_q.top_services(current),
     }
