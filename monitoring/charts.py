@@ -158,10 +158,10 @@ def _time_axis(series: Timeseries) -> dict:
         # Translators: a d3 time format for an hourly axis tick: hour, then the day below it.
         tick = _("%H:%M\n%b %-d")
     else:
-        # Translators: a d3 time format for a daily axis tick (month and day).
         return {
             "type": "date",
             "hoverformat": f"%Y-%m-%d {zone}",
+            # Translators: a d3 time format for a daily axis tick (month and day).
             "tickformat": _("%b %-d"),
             "nticks": 10,
             "tickangle": 0,

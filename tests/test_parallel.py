@@ -78,7 +78,9 @@ def test_at_once_and_one_by_one_answer_the_same(settled, settings, client, alice
     assert alone[0].llm_calls == 3 and alone[0].agent_calls == 3
     # The Overview tab asks its numbers and trend lines in one go: the same answers.
     now, before, series = overview_q.overview_page(settled, settled.window.previous())
+    apart = timeseries.timeseries(settled)
     assert (now, before, (series.values, series.runs, series.failed_runs)) == alone[:3]
+    assert (series.times, series.models, series.extra) == (apart.times, apart.models, apart.extra)
     assert sum(series.runs) == 3 and sum(series.total("errors")) == 1
     assert any(name.startswith("apm-query") for name in threads)  # some questions ran in a worker
     assert page.status_code == 200 and b"data-kpi" in page.content

@@ -106,14 +106,18 @@ def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def _by_bucket(flt: SpanFilter, bucket: str | None) -> tuple[str, dict]:
-    """(`t` column and its GROUP BY key, bound values) when rows are asked per series bucket too."""
-    return (f"{timeseries_q.bucket_sql(bucket)} AS t, ", {"tz": flt.tz}) if bucket else ("", {})
+def _by_bucket(flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None) -> tuple[str, dict]:
+    """(`t` column and its GROUP BY key, bound values) when the first window's rows are asked per
+    series bucket too (the other windows' rows keep t = 0: only their totals are read)."""
+    if not bucket:
+        return "", {}
+    t = timeseries_q.bucket_sql(bucket)
+    return (f"if(Win = 0, {t}, 0) AS t, " if len(windows) > 1 else f"{t} AS t, "), {"tz": flt.tz}
 
 
 def _calls_rows(flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None = None) -> list[dict]:
     """Calls summed per window (`win`), model and service, and per series bucket (`t`) with one."""
-    t, params = _by_bucket(flt, bucket)
+    t, params = _by_bucket(flt, windows, bucket)
     return run(
         Sql(
             f"SELECT {_win(windows)} AS win, {t}Model AS model, ServiceName AS service,",
@@ -141,7 +145,7 @@ def _calls_by_window(rows: list[dict], n: int) -> list[list[dict]]:
 
 def _runs_rows(flt: SpanFilter, windows: tuple[Window, ...], bucket: str | None = None) -> list[dict]:
     """Runs and failed runs per window (`win`) and service, and per series bucket (`t`) with one."""
-    t, params = _by_bucket(flt, bucket)
+    t, params = _by_bucket(flt, windows, bucket)
     return run(
         Sql(
             f"SELECT {_win(windows)} AS win, {t}ServiceName AS service, sum(Runs) AS runs, sum(Failed) AS failed FROM (",
