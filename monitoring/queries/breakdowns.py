@@ -54,7 +54,7 @@ def _shares(rows: list[dict], column: str) -> list[Share]:
         groups.setdefault(r[column], []).append(r)
     shares = []
     for name, members in groups.items():
-        total = {k: sum(int(r[k]) for r in members) for k in ("t_Calls", "t_Errors", "t_InputTokens", "t_OutputTokens")}
+        total = sources.summed(members, ("t_Errors", *(f"t_{m}" for m in _MEASURES)))
         if not total["t_Calls"]:
             continue
         shares.append(
@@ -62,12 +62,12 @@ def _shares(rows: list[dict], column: str) -> list[Share]:
                 name,
                 total["t_Calls"],
                 total["t_Errors"],
-                round(sources.usd_sum([float(r["t_Cost"]) for r in members]), 10),
+                round(total["t_Cost"], 10),
                 total["t_InputTokens"],
                 total["t_OutputTokens"],
-                sum(int(r["t_DurationSum"]) for r in members),
-                sum(int(r["t_Timed"]) for r in members),
-                sum(int(r["t_Unpriced"]) for r in members),
+                total["t_DurationSum"],
+                total["t_Timed"],
+                total["t_Unpriced"],
             )
         )
     return shares

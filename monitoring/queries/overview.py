@@ -85,9 +85,6 @@ _CALL_TOTALS = (
 )
 
 
-_USD_TOTALS = frozenset({"ReportedCost", "Cost", "CacheSavings"})  # Float64; the others count
-
-
 def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
     """(model, service) rows -> a row per model (`service` ''), a row per service (`model` '',
     `by_service` 1) and a total row (`is_total` 1), as GROUPING SETS would give. Summed here: the
@@ -98,10 +95,7 @@ def _rolled_up(rows: list[dict], measures: tuple[str, ...]) -> list[dict]:
             groups.setdefault(key, []).append(r)
     out = []
     for (model, service, is_total, by_service), members in groups.items():
-        sums = {
-            m: sources.usd_sum([float(r[m]) for r in members]) if m in _USD_TOTALS else sum(int(r[m]) for r in members)
-            for m in measures
-        }
+        sums = sources.summed(members, measures)
         out.append({"model": model, "service": service, "is_total": is_total, "by_service": by_service} | sums)
     return out
 
@@ -179,16 +173,7 @@ def _series(flt: SpanFilter, call_rows: list[dict], run_rows: list[dict]) -> tim
         if not int(r["win"]):
             calls.setdefault((int(r["t"]), r["model"]), []).append(r)
     columns = ("t_Errors", *(f"t_{m}" for m in timeseries_q.CALL_MEASURES))
-    summed = [
-        {"t": t, "model": model}
-        | {
-            c: sources.usd_sum([float(r[c]) for r in members])
-            if c[2:] in _USD_TOTALS
-            else sum(int(r[c]) for r in members)
-            for c in columns
-        }
-        for (t, model), members in calls.items()
-    ]
+    summed = [{"t": t, "model": model} | sources.summed(members, columns) for (t, model), members in calls.items()]
     runs: dict[int, list[int]] = {}
     for r in run_rows:
         if not int(r["win"]):

@@ -72,6 +72,20 @@ def usd_sum(values: list[float]) -> float:
         return sum(values)
 
 
+USD_MEASURES = frozenset({"ReportedCost", "Cost", "CacheSavings"})  # Float64; the other measures count
+
+
+def summed(rows: list[dict], columns) -> dict:
+    """{column: its sum over `rows`}: USD measures (by name, with or without the `t_` of totals())
+    with usd_sum, the others as integers. For rows of a few dozen groups rolled up in Python."""
+    return {
+        c: usd_sum([float(r[c]) for r in rows])
+        if c.removeprefix("t_") in USD_MEASURES
+        else sum(int(r[c]) for r in rows)
+        for c in columns
+    }
+
+
 def totals(measures) -> str:
     """`sum(Calls) AS t_Calls, ...`: totals named apart from the measures (an alias may not shadow
     the column its aggregate reads)."""
