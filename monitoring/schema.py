@@ -132,13 +132,6 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
 """
 
 
-# The exporter gives the lookup a bloom filter on TraceId, which its ORDER BY (TraceId, Start) makes
-# redundant for reading: the primary key finds a trace's rows, and checking the filter as well costs
-# a filter granule per part (6 of the 12 ms of a trace page's lookup at 10M spans, 31 daily parts).
-# So reads of the lookup skip it. The index stays: the table is the exporter's.
-LOOKUP_READ_SETTINGS = " SETTINGS use_skip_indexes = 0"
-
-
 def _lookup_mv_ddl(source: str = TRACES, target: str = LOOKUP, on_cluster: str = "") -> str:
     return f"""
 CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LOOKUP_MV)}{on_cluster} TO {table(target)}

@@ -141,7 +141,6 @@ def bounds(traces: Sql) -> tuple[int, int] | None:
             f" FROM {schema.table(schema.LOOKUP)} WHERE TraceId IN (",
             traces,
             ")",
-            schema.LOOKUP_READ_SETTINGS,
         ),
         tag="settle.bounds",
     )

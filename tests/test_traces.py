@@ -977,37 +977,6 @@ def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, p
         assert [trace_q._full_span(r).as_dict() for r in rows] == [s.as_dict() for s in answer]
 
 
-def test_the_lookup_is_read_by_its_order_without_its_bloom_filter(settings, project, monkeypatch):
-    """The exporter's lookup is ordered by TraceId, so its primary key finds a trace; its bloom filter
-    on TraceId only adds a filter granule per daily part to read (monitoring/schema.py). Both reads
-    of it, the trace page's and the settler's, skip the filter and still find the trace."""
-    from monitoring import clickhouse, schema, settle
-    from monitoring.queries.sql import Sql
-
-    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_lookup_reads"}
-    schema.ensure_schema(ttl_days=0)
-    day = 86_400 * 10**9
-    trace, start = "10c4" * 8, (time.time_ns() // day - 3) * day
-    for days_back in range(3):  # three daily parts, the trace in the oldest
-        clickhouse.command(
-            f"INSERT INTO {schema.table(schema.LOOKUP)} (TraceId, Start, End)"
-            " SELECT if(number = 0 AND {d:UInt8} = 2, {t:String}, lower(hex(cityHash64(number, {d:UInt8})))),"
-            " fromUnixTimestamp64Nano({at:Int64}), fromUnixTimestamp64Nano({at:Int64}) FROM numbers(20000)",
-            {"t": trace, "d": days_back, "at": start + (2 - days_back) * day + 5 * 10**9},
-            tag="test",
-        )
-    statements: list[Sql] = []
-    bounds_of = settle.run_one
-    monkeypatch.setattr(settle, "run_one", lambda sql, **kw: statements.append(sql) or bounds_of(sql, **kw))
-    assert settle.bounds(Sql("SELECT {t:String}", t=trace)) == (start + 5 * 10**9, start + 6 * 10**9)
-    ref = trace_q.locate(str(project.id), trace)
-    assert (ref.start_ns, ref.end_ns) == (start + 5 * 10**9, start + 6 * 10**9)
-    locate = Sql(trace_q._trace_sql(trace_q.TRACE_BOUNDS_SQL), trace=trace)
-    for sql in (locate, statements[0]):
-        plan = [r["explain"].strip() for r in clickhouse.query("EXPLAIN indexes = 1 " + sql.text, sql.params, tag="t")]
-        assert "PrimaryKey" in plan and "Skip" not in plan and "Name: idx_trace_id" not in plan, plan
-
-
 def test_a_name_of_100000_characters_is_cut_where_it_is_listed_and_whole_where_it_is_read(
     client, alice, project, ingest_key
 ):

@@ -38,14 +38,11 @@ _TRACE_SCOPE = (
 # The same trace's spans in otel_spans / otel_traces, each span once.
 _ONCE = " LIMIT 1 BY SpanId"
 
-TRACE_BOUNDS_SQL = (
-    """
+TRACE_BOUNDS_SQL = """
 SELECT count() AS n, toUnixTimestamp(min(Start)) AS start, toUnixTimestamp(max(End)) AS end
 FROM $lookup
 WHERE TraceId = {trace:String}
 """
-    + schema.LOOKUP_READ_SETTINGS
-)
 
 
 @dataclass(frozen=True)
