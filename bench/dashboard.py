@@ -8,7 +8,9 @@ its own data folder (var/bench-<N>, reused by later runs). Above 1M spans the 1M
 copied with fresh trace and span ids (same 30 days, 10x denser for 10M), which is minutes instead
 of an hour of generating. Then one settler pass (timed: the backfill), then server time p50/p95 per
 tab, part and API endpoint for 1 h, 24 h, 7 d and 30 d windows, measured around Django's test client
-(whole view: auth, filter parsing, every query, template rendering).
+(whole view: auth, filter parsing, every query, template rendering). A trace's page and its API
+are timed on distinct traces, each loaded once: ClickHouse answers a statement asked again with the
+same values from its query condition cache, which a first look at a trace does not have.
 
 Pages read settled facts (the settler keeping up: SETTLE_FRESH_SECONDS is large); `--live` times
 them with every span unsettled instead (the settler stopped: the rules computed per request).
@@ -157,6 +159,20 @@ def load(project: Project, spans: int, settled: bool = True) -> int:
     return total
 
 
+def timed_each(client: Client, urls: list[str]) -> tuple[float, float, int]:
+    """p50/p95 (ms) of loading each of `urls` once, after one load of the first to warm up: a page
+    asked again with the same statement is answered from ClickHouse's query condition cache (on by
+    default), so the trace pages are timed on traces each looked up for the first time."""
+    client.get(urls[0])
+    times, status = [], 0
+    for url in urls[1:]:
+        started = time.perf_counter()
+        status = client.get(url).status_code
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], status
+
+
 def timed(client: Client, url: str, n: int) -> tuple[float, float, int]:
     times, status = [], 0
     client.get(url)  # warm: the first request of a kind plans its queries
@@ -192,12 +208,17 @@ def main() -> None:
     client.force_login(user)
     base = f"/admin/monitoring/{project.id}"
     api = f"/api/v1/projects/{project.id}"
-    trace_id = clickhouse.query_one(
-        f"SELECT TraceId AS t, count() AS n FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{p:String}}"
-        " AND Timestamp > now64() - INTERVAL 1 DAY GROUP BY TraceId ORDER BY n DESC LIMIT 1",
-        {"p": str(project.id)},
-        tag="bench.trace",
-    ).get("t", "")
+    # The biggest traces of the newest day of spans (the demo's agent runs, ~65 spans), one per load.
+    trace_ids = [
+        row["t"]
+        for row in clickhouse.query(
+            f"SELECT TraceId AS t, count() AS n FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{p:String}}"
+            f" AND Timestamp > (SELECT max(Timestamp) FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{p:String}})"
+            " - INTERVAL 1 DAY GROUP BY TraceId ORDER BY n DESC, TraceId LIMIT {k:UInt32}",
+            {"p": str(project.id), "k": 2 * args.requests + 2},
+            tag="bench.trace",
+        )
+    ]
     pages = {
         "overview": f"{base}/overview/",
         "analytics": f"{base}/analytics/",
@@ -220,11 +241,12 @@ def main() -> None:
             print(
                 f"{name:<16} {window:>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_P50:>8.2f} {p95 / TARGET_P95:>8.2f}  {status}"
             )
-    if trace_id:
-        p50, p95, status = timed(client, f"{base}/traces/{trace_id}/", args.requests)
+    if len(trace_ids) > 2:
+        half = len(trace_ids) // 2  # the page and the API each on traces of their own
+        p50, p95, status = timed_each(client, [f"{base}/traces/{t}/" for t in trace_ids[:half]])
         results["trace detail"] = {"p50": p50, "p95": p95}
         print(f"{'trace detail':<16} {'-':>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_TRACE:>8.2f} {'':>8}  {status}")
-        p50, p95, status = timed(client, f"{api}/traces/{trace_id}", args.requests)
+        p50, p95, status = timed_each(client, [f"{api}/traces/{t}" for t in trace_ids[half:]])
         print(f"{'api trace':<16} {'-':>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_TRACE:>8.2f} {'':>8}  {status}")
 
     out = Path(settings.VAR_DIR) / ("results-live.json" if args.live else "results.json")
