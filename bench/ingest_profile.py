@@ -11,7 +11,8 @@ background merges of the 2 s after); the settler's pass over the spans (monitori
 counting rules, written as settled facts and rollups). Then the sum, CPU per stored span, and the
 rate it allows on this machine's cores with nothing else running (no HTTP, no dashboard): a best
 case for OTLP ingest here, as it takes the 4,096-row inserts (a served portal's batches of 512-span
-exports are smaller), one settler pass over all the spans at once, and 2 s of merges. A fresh data folder each run; no server, no network.
+exports are smaller), one settler pass over all the spans at once, and 2 s of merges. A fresh data
+folder each run; no server, no network.
 """
 
 from __future__ import annotations

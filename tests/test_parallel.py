@@ -51,7 +51,7 @@ def settled(client, project, ingest_key, settings):
 
 
 def answers(flt):
-    now, before = overview_q.overview_and_previous(flt, flt.window.previous())
+    now, before, _ = overview_q.overview_page(flt, flt.window.previous())
     series = timeseries.timeseries(flt)
     return now, before, (series.values, series.runs, series.failed_runs), breakdowns.breakdowns(flt)
 

@@ -212,19 +212,12 @@ def overview(flt: SpanFilter) -> Overview:
     return _overview(_calls_by_window(calls, 1)[0], _runs_by_window(runs, 1)[0], latencies)
 
 
-def overview_and_previous(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview]:
-    """The window's Overview and that of the `previous` window (same filter otherwise, not
-    overlapping) in three statements, each reading both windows at once (the card changes need only
-    the previous window's totals: its latency percentiles are left at 0). Raises ClickHouseError."""
-    calls, runs, latencies = _asked(flt, (flt.window, previous))
-    calls_by, runs_by = _calls_by_window(calls, 2), _runs_by_window(runs, 2)
-    return _overview(calls_by[0], runs_by[0], latencies), _overview(calls_by[1], runs_by[1], {})
-
-
 def overview_page(flt: SpanFilter, previous: Window) -> tuple[Overview, Overview, timeseries_q.Timeseries]:
-    """The Overview tab: as overview_and_previous, plus the window's series (the cards' trend
-    lines, as timeseries.timeseries) from the same three statements, their rows asked per series
-    bucket too: two statements fewer than asking the series apart. Raises ClickHouseError."""
+    """The Overview tab: the window's Overview, that of the `previous` window (same filter
+    otherwise, not overlapping: ValueError) and the window's series (the cards' trend lines, as
+    timeseries.timeseries), from three statements each reading both windows at once, their rows
+    asked per series bucket too. The card changes need only the previous window's totals: its
+    latency percentiles are left at 0. Raises ClickHouseError."""
     calls, runs, latencies = _asked(flt, (flt.window, previous), timeseries_q.bucket_for(flt))
     calls_by, runs_by = _calls_by_window(calls, 2), _runs_by_window(runs, 2)
     return (
