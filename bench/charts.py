@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Server time of building each chart (monitoring/charts.py) from real query results: no SQL timed.
+"""Server time of building each chart (monitoring/web/charts.py) from real query results: no SQL timed.
 
     PORTAL_VAR_DIR=var/bench-1m .venv/bin/python bench/charts.py [--repeat 30] [--lang ko]
 
@@ -33,9 +33,10 @@ django.setup()
 
 from django.utils import timezone, translation  # noqa: E402
 
-from monitoring import charts, clickhouse, schema  # noqa: E402
 from monitoring.queries import breakdowns, flow, latency, timeseries  # noqa: E402
 from monitoring.queries.filter import SpanFilter, Window  # noqa: E402
+from monitoring.store import clickhouse, schema  # noqa: E402
+from monitoring.web import charts  # noqa: E402
 
 WINDOWS = {
     "1h": dt.timedelta(hours=1),
@@ -67,7 +68,7 @@ def inputs(tz: str) -> dict[str, dict]:
 
 
 def calls(got: dict) -> dict:
-    """chart name -> a call that builds it, as monitoring/views/analytics.py and kpis.py do."""
+    """chart name -> a call that builds it, as monitoring/web/views/analytics.py and kpis.py do."""
     s, shares = got["series"], got["shares"]
     colours = charts.model_colours(s.models)
     by_model = charts.model_colours([x.name for x in shares["model"]])

@@ -56,8 +56,10 @@ from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from demo import traffic  # noqa: E402
-from monitoring import clickhouse, ingest, schema, settle  # noqa: E402
+from monitoring.ingest import otlp  # noqa: E402
 from monitoring.models import Membership, Project  # noqa: E402
+from monitoring.semantics import settle  # noqa: E402
+from monitoring.store import clickhouse, schema  # noqa: E402
 
 DAYS = 30
 TARGET_P50, TARGET_P95, TARGET_TRACE = 100.0, 200.0, 60.0
@@ -79,7 +81,7 @@ def generate(project: Project, target: int) -> int:
     runs_per_day = max(1, int((target - have) / per_run / DAYS))
     started, stored = time.perf_counter(), have
     for request, _ in traffic.generate_requests(days=DAYS, runs_per_day=runs_per_day, seed=7, batch_spans=5000):
-        rows, _ = ingest.rows_from_request(request, str(project.id))
+        rows, _ = otlp.rows_from_request(request, str(project.id))
         clickhouse.insert(
             schema.table(), schema.TRACE_COLUMNS, rows, tag="bench.load", nanos_columns=schema.NANOS_COLUMNS
         )

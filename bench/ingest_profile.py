@@ -4,10 +4,10 @@
     .venv/bin/python bench/ingest_profile.py [--spans 20000]
 
 Demo spans (the last 24 h) as 512-span OTLP requests, then per stage the best of 3 runs in µs per
-span: protobuf decode; decode + rows (monitoring.ingest.rows_from_body); the same from OTLP/JSON
+span: protobuf decode; decode + rows (monitoring.ingest.decode.rows_from_body); the same from OTLP/JSON
 (the fast path, and protobuf's own JSON parser for comparison); the insert body's serialisation;
 and the ClickHouse insert at 512 and 4096 rows per insert (wall, and process CPU including the
-background merges of the 2 s after); the settler's pass over the spans (monitoring/settle.py: the
+background merges of the 2 s after); the settler's pass over the spans (monitoring/semantics/settle.py: the
 counting rules, written as settled facts and rollups). Then the sum, CPU per stored span, and the
 rate it allows on this machine's cores with nothing else running (no HTTP, no dashboard): a best
 case for OTLP ingest here, as it takes the 4,096-row inserts (a served portal's batches of 512-span
@@ -42,7 +42,9 @@ from django.core.management import call_command  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 from demo import traffic  # noqa: E402
-from monitoring import clickhouse, ingest, schema, settle  # noqa: E402
+from monitoring.ingest import decode, otlp  # noqa: E402
+from monitoring.semantics import settle  # noqa: E402
+from monitoring.store import clickhouse, schema  # noqa: E402
 
 
 def best(fn, spans: int, runs: int = 3) -> float:
@@ -88,15 +90,15 @@ def main() -> None:
         js.append(json.dumps(doc).encode())
     print(f"{spans:,} demo spans in {len(pb)} requests; load average {os.getloadavg()[0]:.1f}\n")
     pid = "bench"
-    rows = [row for body in pb for row in ingest.rows_from_body(body, ingest.PROTOBUF_CONTENT_TYPE, None, pid).rows]
+    rows = [row for body in pb for row in decode.rows_from_body(body, otlp.PROTOBUF_CONTENT_TYPE, None, pid).rows]
     stages = {
-        "protobuf decode": lambda: [ingest.decode_request(b, ingest.PROTOBUF_CONTENT_TYPE, None) for b in pb],
-        "protobuf -> rows": lambda: [ingest.rows_from_body(b, ingest.PROTOBUF_CONTENT_TYPE, None, pid) for b in pb],
+        "protobuf decode": lambda: [otlp.decode_request(b, otlp.PROTOBUF_CONTENT_TYPE, None) for b in pb],
+        "protobuf -> rows": lambda: [decode.rows_from_body(b, otlp.PROTOBUF_CONTENT_TYPE, None, pid) for b in pb],
         "OTLP/JSON -> rows (fast path)": lambda: [
-            ingest.rows_from_body(b, ingest.JSON_CONTENT_TYPE, None, pid) for b in js
+            decode.rows_from_body(b, otlp.JSON_CONTENT_TYPE, None, pid) for b in js
         ],
         "OTLP/JSON -> rows (protobuf's parser)": lambda: [
-            ingest.rows_from_request(ingest.decode_request(b, ingest.JSON_CONTENT_TYPE, None), pid) for b in js[:5]
+            otlp.rows_from_request(otlp.decode_request(b, otlp.JSON_CONTENT_TYPE, None), pid) for b in js[:5]
         ],
     }
     per_span = {}
@@ -105,7 +107,7 @@ def main() -> None:
             spans
             if "protobuf's parser" not in label
             else sum(
-                len(ingest.decode_request(b, ingest.JSON_CONTENT_TYPE, None).resource_spans[0].scope_spans[0].spans)
+                len(otlp.decode_request(b, otlp.JSON_CONTENT_TYPE, None).resource_spans[0].scope_spans[0].spans)
                 for b in js[:5]
             )
         )

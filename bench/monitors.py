@@ -27,10 +27,10 @@ from dashboard import load  # first: it sets up Django on var/bench-<N>m, as the
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from monitoring import clickhouse, schema
 from monitoring.models import Membership, Project
 from monitoring.monitors import evaluation, metrics
 from monitoring.monitors.models import METRICS, Monitor
+from monitoring.store import clickhouse, schema
 
 WINDOWS = (15, 60, 1440, 10080, 43200)
 GROUPS = ("", "user", "model", "service")

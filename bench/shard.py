@@ -45,8 +45,10 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from demo import traffic
-    from monitoring import clickhouse, ingest, schema, settle
+    from monitoring.ingest import otlp
     from monitoring.models import Project
+    from monitoring.semantics import settle
+    from monitoring.store import clickhouse, schema
 
     project = Project.objects.create(name="bench-shard")
     schema.ensure_schema(ttl_days=0)
@@ -57,8 +59,8 @@ def main() -> None:
     for request, _ in traffic.generate_requests(days=1, runs_per_day=runs_per_day, seed=1, batch_spans=args.batch):
         body = request.SerializeToString()
         started = time.perf_counter()
-        decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
-        rows, _ = ingest.rows_from_request(decoded, str(project.id))
+        decoded = otlp.decode_request(body, otlp.PROTOBUF_CONTENT_TYPE, None)
+        rows, _ = otlp.rows_from_request(decoded, str(project.id))
         decode_s += time.perf_counter() - started
         started = time.perf_counter()
         clickhouse.insert(

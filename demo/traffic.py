@@ -1,6 +1,6 @@
 """Realistic demo traffic: OTLP ``ExportTraceServiceRequest`` protobufs for the ingest path.
 
-What a week of a real deployment looks like, in the four attribute dialects monitoring/semconv.py reads:
+What a week of a real deployment looks like, in the four attribute dialects monitoring/semantics/semconv.py reads:
 
 * ``litellm-proxy``: clients calling the LiteLLM proxy directly. Each request is the proxy's own
   ~10 spans (FastAPI server span, ``fastapi.*`` operations, ``Received Proxy Server Request``,
@@ -36,7 +36,7 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import ingest
+from monitoring.ingest import otlp
 
 __all__ = ["generate_requests", "estimate_spans", "DIALECT_SERVICES"]
 
@@ -2076,7 +2076,7 @@ def _resource(service: str) -> Resource:
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.version": "1.45.2",
     } | _SERVICE_RESOURCES[service]
-    return Resource(attributes=ingest.key_values(attrs))
+    return Resource(attributes=otlp.key_values(attrs))
 
 
 def _encode(spans: list[tuple[bytes, int, SpanRec]]) -> ExportTraceServiceRequest:
@@ -2091,11 +2091,11 @@ def _encode(spans: list[tuple[bytes, int, SpanRec]]) -> ExportTraceServiceReques
             kind=s.kind,
             start_time_unix_nano=t0 + s.start,
             end_time_unix_nano=t0 + s.end,
-            attributes=ingest.key_values(s.attrs),
+            attributes=otlp.key_values(s.attrs),
             status=Status(code=s.status, message=s.message),
         )
         for at, name, attrs in s.events:
-            pb.events.add(time_unix_nano=t0 + at, name=name, attributes=ingest.key_values(attrs))
+            pb.events.add(time_unix_nano=t0 + at, name=name, attributes=otlp.key_values(attrs))
         groups.setdefault(s.service, {}).setdefault(s.scope, []).append(pb)
     return ExportTraceServiceRequest(
         resource_spans=[

@@ -17,7 +17,9 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from monitoring import background, checks, clickhouse, resettle, schema, settle  # noqa: F401 - checks register
+        from monitoring import background, checks  # noqa: F401 - checks register
+        from monitoring.semantics import resettle, settle
+        from monitoring.store import clickhouse, schema
 
         clickhouse.on_embedded_open = schema.ensure_schema
         # Recorded only; it runs where `background.start()` is called (the serving process in

@@ -118,7 +118,7 @@ def should_start() -> bool:
         return True
     if mode == "off":
         return False
-    from monitoring import clickhouse
+    from monitoring.store import clickhouse
 
     return clickhouse.is_embedded()
 

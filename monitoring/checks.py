@@ -35,7 +35,7 @@ def clickhouse_password(app_configs, **kwargs):
 
 @register(Tags.database, deploy=True)
 def retention(app_configs, **kwargs):
-    from monitoring import clickhouse, schema
+    from monitoring.store import clickhouse, schema
 
     if settings.CLICKHOUSE["TTL_DAYS"] == 0:
         return [

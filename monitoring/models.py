@@ -6,7 +6,6 @@ Keys are stored as SHA-256 digests: the plain key is shown once, when it is made
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 import uuid
@@ -17,29 +16,12 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from monitoring import semconv
+# The default agent step span names (README, Traces > Agent steps); each project can change its list.
+DEFAULT_AGENT_SPAN_NAMES = ("text2sql", "analyze", "generate", "execute")
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-@functools.cache
-def _genai_prices_release() -> str:
-    from importlib.metadata import version
-
-    return version("genai-prices")
-
-
-def _price_table_version() -> str:
-    """What settled facts depend on besides a project's own settings: the installed genai-prices
-    release (its price table) and the versions of our pricing and counting rules
-    (monitoring/pricing.py, monitoring/queries/facts.py RULES_VERSION). Any change re-settles every
-    project (monitoring/resettle.py)."""
-    from monitoring import pricing
-    from monitoring.queries import facts
-
-    return f"{_genai_prices_release()}/p{pricing.RULES_VERSION}/f{facts.RULES_VERSION}"
 
 
 def project_pk(value) -> uuid.UUID | None:
@@ -62,17 +44,17 @@ class Project(models.Model):
     created = models.DateTimeField(default=timezone.now)
     agent_span_names = models.CharField(
         max_length=1000,
-        default=",".join(semconv.DEFAULT_AGENT_SPAN_NAMES),
+        default=",".join(DEFAULT_AGENT_SPAN_NAMES),
         blank=True,
         help_text="Comma-separated span names that are agent steps (beside the SDKs' own agent markers).",
     )
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     # The settled facts follow the project's own rules: its prices, its agent step names, and the
     # public price table's version. A change bumps `facts_version`; the re-settle job
-    # (monitoring/resettle.py) recomputes the project's facts and records what it applied.
+    # (monitoring/semantics/resettle.py) recomputes the project's facts and records what it applied.
     facts_version = models.PositiveIntegerField(default=0, editable=False)
     facts_settled = models.PositiveIntegerField(default=0, editable=False)
-    facts_prices = models.CharField(max_length=40, default=_price_table_version, editable=False)
+    facts_prices = models.CharField(max_length=40, default="", editable=False)  # set when made (resettle.py)
 
     class Meta:
         ordering = ["name"]

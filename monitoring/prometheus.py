@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from monitoring import clickhouse
+from monitoring.store import clickhouse
 
 SPANS_ACCEPTED = Counter(
     "apm_ingest_spans_accepted_total",
@@ -45,7 +45,7 @@ CLICKHOUSE_SECONDS = Histogram(
 
 
 def observe_clickhouse(tag: str, action: str, seconds: float, outcome: str) -> None:
-    """Hook for monitoring.clickhouse._run: one observation per query/command/insert."""
+    """Hook for monitoring.store.clickhouse._run: one observation per query/command/insert."""
     CLICKHOUSE_SECONDS.labels(tag=tag, action=action, outcome=outcome).observe(seconds)
 
 

@@ -1,11 +1,12 @@
 from django.urls import include, path
 
-from monitoring.views import analytics, api, dashboard, health, ingest, maintenance, preferences, replay, runs, traces
+from monitoring.ingest import receiver
+from monitoring.web.views import analytics, api, dashboard, health, maintenance, preferences, replay, runs, traces
 
 app_name = "monitoring"
 
 urlpatterns = [
-    path("v1/traces", ingest.otlp_traces, name="otlp-traces"),
+    path("v1/traces", receiver.otlp_traces, name="otlp-traces"),
     path("", dashboard.home),  # the site's front door is the dashboard (or the login page)
     path("admin/monitoring", dashboard.home),
     path("admin/monitoring/", dashboard.home, name="home"),

@@ -80,7 +80,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # The viewer's saved language and time zone (else the browser's), active for the whole request.
-    "monitoring.preferences.PreferenceMiddleware",
+    "monitoring.web.preferences.PreferenceMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -102,7 +102,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "monitoring.preferences.context",
+                "monitoring.web.preferences.context",
             ],
         },
     },
@@ -185,7 +185,7 @@ LOCALE_PATHS = [BASE_DIR / "monitoring" / "locale"]
 USE_I18N = True
 USE_TZ = True
 # The server's zone (logs, the database). People read times in their own zone: the one they chose,
-# else their browser's, else PORTAL_TIME_ZONE (monitoring/preferences.py).
+# else their browser's, else PORTAL_TIME_ZONE (monitoring/web/preferences.py).
 TIME_ZONE = "UTC"
 PORTAL_TIME_ZONE = env_time_zone("PORTAL_TIME_ZONE", "Asia/Seoul")
 
@@ -228,7 +228,7 @@ CLICKHOUSE: dict[str, Any] = {
     "CONNECT_TIMEOUT": env_float("CLICKHOUSE_CONNECT_TIMEOUT", 30.0),
     "QUERY_TIMEOUT": env_float("CLICKHOUSE_QUERY_TIMEOUT", 30.0),
 }
-# OTLP ingest (monitoring/ingest_batcher.py): the exports that arrive within INGEST_BATCH_SECONDS of
+# OTLP ingest (monitoring/ingest/batcher.py): the exports that arrive within INGEST_BATCH_SECONDS of
 # each other go into one insert (a 512-span insert costs ~2.5x the CPU a span of a 4096-span one:
 # parts, MVs, merges), by INGEST_WRITERS threads; batches ClickHouse cannot take are kept in a local
 # spool (fsync'ed before the 200) and stored when it is back. INGEST_SPOOL_MAX_MB=0 disables the
@@ -283,5 +283,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"monitoring.clickhouse": {"level": env_str("CLICKHOUSE_LOG_LEVEL", "INFO")}},
+    "loggers": {"monitoring.store.clickhouse": {"level": env_str("CLICKHOUSE_LOG_LEVEL", "INFO")}},
 }

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from monitoring.views.prometheus import prometheus_metrics
+from monitoring.web.views.prometheus import prometheus_metrics
 
 urlpatterns = [
     # Ours first: /admin/monitoring must not fall into Django admin's own /admin/ catch-all.

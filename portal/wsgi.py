@@ -8,11 +8,12 @@ application = get_wsgi_application()
 # The serving process runs the periodic jobs itself in embedded mode (BACKGROUND_JOBS=auto), since
 # it alone may open the data folder; see monitoring/background.py. It starts the OTLP writer too
 # (and so the spool flusher), so a spool left by a crash is drained after a restart even before
-# the first new span arrives (monitoring/ingest_batcher.py).
+# the first new span arrives (monitoring/ingest/batcher.py).
 from django.conf import settings  # noqa: E402
 
-from monitoring import background, ingest_batcher  # noqa: E402
+from monitoring import background  # noqa: E402
+from monitoring.ingest import batcher  # noqa: E402
 
 background.start()
 if settings.INGEST["START_ON_LOAD"]:
-    ingest_batcher.writer()
+    batcher.writer()

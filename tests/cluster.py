@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from native_server import start_native_server, stop_native_server
 
-from monitoring import schema
+from monitoring.store import schema
 
 CLUSTER = "monitoring"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring.ingest import key_values as attrs
+from monitoring.ingest.otlp import key_values as attrs
 
 
 def nanos(t: dt.datetime) -> int:

@@ -1,5 +1,5 @@
 """The Analytics tab: Cost Trend, Token Usage, calls/errors, Agent Flow Graph, breakdowns and latency,
-exactly, on spans written for the test in every dialect (monitoring/semconv.py); the page, its htmx partial,
+exactly, on spans written for the test in every dialect (monitoring/semantics/semconv.py); the page, its htmx partial,
 and the time-series API."""
 
 import datetime as dt
@@ -12,15 +12,17 @@ from conftest import api_token
 from django.test import override_settings
 from otlp import S, send
 
-from monitoring import charts, clickhouse, settle
-from monitoring.forms import SpanFilter, Window
 from monitoring.models import IngestKey, ModelPrice
 from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import flow as flow_q
 from monitoring.queries import latency as latency_q
 from monitoring.queries import overview as queries
 from monitoring.queries import timeseries as timeseries_q
-from monitoring.queries.sql import Sql
+from monitoring.semantics import settle
+from monitoring.store import clickhouse
+from monitoring.store.sql import Sql
+from monitoring.web import charts
+from monitoring.web.forms import SpanFilter, Window
 
 pytestmark = pytest.mark.django_db
 

@@ -161,11 +161,12 @@ def test_a_run_that_has_not_ended_shows_a_hatched_bar(browser, world, project): 
     from otlp import request
     from test_runs_sessions import AGENT, llm
 
-    from monitoring import clickhouse, ingest, schema
+    from monitoring.ingest import otlp
+    from monitoring.store import clickhouse, schema
 
     root = S("support_agent", service="agent-support", at=AT + 10 * MIN, ms=4000, attributes=AGENT)
     call = llm(root, at=AT + 10 * MIN + dt.timedelta(seconds=1), ms=0, model="gpt-4o", question="Q?", answer="")
-    rows = ingest.rows_from_request(request(root, call), str(project.id)).rows
+    rows = otlp.rows_from_request(request(root, call), str(project.id)).rows
     for row in rows:
         if row["SpanId"] == call.span_id.hex():
             row["Duration"] = 2**64 - row["Timestamp"]  # the exporter's end 0 - start, in uint64

@@ -5,7 +5,7 @@ import pytest
 from django.test import override_settings
 from native_server import start_native_server, stop_native_server
 
-from monitoring import clickhouse, schema
+from monitoring.store import clickhouse, schema
 
 TRICKY = ["plain", "it's", 'say "hi"', "back\\slash", "new\nline", "tab\there", "ünïcødé", "'; DROP TABLE x; --"]
 
@@ -150,7 +150,7 @@ def test_a_server_that_refuses_the_projection_still_gets_the_whole_schema(settin
         "_trace_projection_ddl",
         lambda name, on_cluster="": f"ALTER TABLE {schema.table(name)} ADD PROJECTION p (SELECT Nope ORDER BY TraceId)",
     )
-    with caplog.at_level(logging.WARNING, logger="monitoring.schema"):
+    with caplog.at_level(logging.WARNING, logger="monitoring.store.schema"):
         schema.ensure_schema(ttl_days=0)
     assert all(schema._exists(name) for name in (schema.SPANS, schema.CALLS, schema.SETTLE_STATE, *schema.ROLLUPS))
     assert not schema.has_trace_projection() and "ADD PROJECTION p" in caplog.text
@@ -159,7 +159,7 @@ def test_a_server_that_refuses_the_projection_still_gets_the_whole_schema(settin
 def test_it_updates_a_derived_column_whose_definition_changed(settings, monkeypatch):
     settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_evolve"}
     schema.ensure_schema(ttl_days=0)
-    from monitoring import semconv
+    from monitoring.semantics import semconv
 
     monkeypatch.setattr(semconv, "MODEL", (semconv.Key("my.model", "a test's SDK"), *semconv.MODEL))
     ran = schema.ensure_schema(ttl_days=0)

@@ -22,7 +22,6 @@ from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
 from demo import traffic
-from monitoring import clickhouse, settle
 from monitoring.monitors import metrics
 from monitoring.queries import facets, flow, latency, live, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
@@ -31,6 +30,8 @@ from monitoring.queries.breakdowns import breakdowns
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.queries.spans import Cursor, ListQuery, list_spans
 from monitoring.replay import steps as replay
+from monitoring.semantics import settle
+from monitoring.store import clickhouse
 
 # django_db: the module's fixture writes its project outside the tests' transactions (and removes it).
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db]
@@ -77,7 +78,7 @@ def cluster():
 
 
 def test_the_cluster_ddl_parses_as_printed_and_runs_per_node(cluster):
-    from monitoring import schema
+    from monitoring.store import schema
 
     statements = schema.cluster_statements(CLUSTER, 30)
     for sql in statements:

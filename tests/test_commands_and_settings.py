@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from monitoring.forms import SpanFilter, Window
 from monitoring.models import IngestKey, Membership, Project
 from monitoring.queries import overview as queries
+from monitoring.web.forms import SpanFilter, Window
 
 REPO = Path(__file__).resolve().parents[1]
 

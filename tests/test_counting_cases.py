@@ -9,10 +9,10 @@ import pytest
 from conftest import last_hour
 from otlp import post_recorded, recorded
 
-from monitoring import settle
 from monitoring.queries import overview as overview_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.spans import ListQuery, list_spans
+from monitoring.semantics import settle
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ from conftest import last_hour
 from genai_prices import Usage, calc_price
 from otlp import post_recorded, recorded
 
-from monitoring import messages, settle
 from monitoring.queries import overview as overview_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.spans import ListQuery, list_spans
+from monitoring.semantics import messages, settle
 
 pytestmark = pytest.mark.django_db
 

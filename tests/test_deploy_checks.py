@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitoring import checks, schema
+from monitoring import checks
+from monitoring.store import schema
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD_ENV = {
@@ -71,7 +72,7 @@ def test_it_flags_a_default_clickhouse_password(settings, password):
 
 
 def test_it_flags_a_table_without_ttl(settings, monkeypatch):
-    from monitoring import clickhouse
+    from monitoring.store import clickhouse
 
     monkeypatch.setattr(clickhouse, "on_embedded_open", None)
     settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_no_ttl", "TTL_DAYS": 30}
@@ -82,7 +83,7 @@ def test_it_flags_a_table_without_ttl(settings, monkeypatch):
 
 
 def test_it_flags_a_monitoring_endpoint_without_auth(monkeypatch):
-    from monitoring.views import api
+    from monitoring.web.views import api
 
     assert checks.monitoring_endpoints_need_auth(None) == []
     monkeypatch.delattr(api.overview, "apm_auth")

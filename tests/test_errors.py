@@ -1,4 +1,4 @@
-"""ClickHouse trouble as people see it (monitoring/errors.py): every page, banner, export and API
+"""ClickHouse trouble as people see it (monitoring/store/errors.py): every page, banner, export and API
 answer says what went wrong and its hint with an error id; ClickHouse's own message (hosts,
 ports, codes) reaches the log under that id, and the page only for staff."""
 
@@ -8,7 +8,7 @@ import re
 import pytest
 from django.test import override_settings
 
-from monitoring import clickhouse
+from monitoring.store import clickhouse
 
 pytestmark = pytest.mark.django_db
 
@@ -39,9 +39,9 @@ def text(response) -> str:
 
 def test_people_get_the_hint_and_an_error_id_never_clickhouses_words(client, bob, project, caplog):
     client.force_login(bob)  # a viewer, not staff
-    with caplog.at_level(logging.WARNING, logger="monitoring.errors"):
+    with caplog.at_level(logging.WARNING, logger="monitoring.store.errors"):
         found = answers(client, project)
-    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "monitoring.errors")
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "monitoring.store.errors")
     for name, response in found.items():
         assert response.status_code == 503, name
         body = text(response)

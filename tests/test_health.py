@@ -8,8 +8,9 @@ from django.test import override_settings
 from django.utils import timezone
 from otlp import S, post, request
 
-from monitoring import clickhouse, schema, settle
 from monitoring.monitors.models import Channel
+from monitoring.semantics import scoping, settle
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +20,9 @@ def own_database(settings):
     """A database of its own: the settler's progress is one per database."""
     settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": f"otel_health_{id(settings)}"}
     schema.ensure_schema(ttl_days=0)
-    settle.forget_state()
+    scoping.forget_state()
     yield
-    settle.forget_state()
+    scoping.forget_state()
 
 
 def test_it_needs_a_login(client):

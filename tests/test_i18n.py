@@ -248,7 +248,7 @@ def test_filter_errors_are_in_the_viewers_language(client, alice, project):
 def test_korean_numbers_and_durations(client, alice, project, settings):
     from django.utils import translation
 
-    from monitoring import display
+    from monitoring.web import display
 
     with translation.override("ko"):
         assert display.count(1234567) == "1,234,567"

@@ -1,4 +1,4 @@
-"""monitoring.ingest: OTLP/HTTP bodies -> exporter-identical rows. Pure: no Django, no database."""
+"""monitoring.ingest.otlp: OTLP/HTTP bodies -> exporter-identical rows. Pure: no Django, no database."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from monitoring.ingest import (
+from monitoring.ingest.otlp import (
     MAX_BODY_BYTES,
     IngestError,
     Status,
@@ -25,7 +25,7 @@ from monitoring.ingest import (
     rows_from_request,
     status_body,
 )
-from monitoring.schema import TRACE_COLUMNS
+from monitoring.store.schema import TRACE_COLUMNS
 from tests.fixtures.otlp_samples import (
     LINK_SPAN,
     LINK_TRACE,

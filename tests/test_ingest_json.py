@@ -1,4 +1,4 @@
-"""The OTLP/JSON fast path (monitoring.ingest_json) gives exactly the rows of the protobuf path.
+"""The OTLP/JSON fast path (monitoring.ingest.otlp_json) gives exactly the rows of the protobuf path.
 
 Pure: no database. Random requests (every attribute type, extreme times, bad ids, odd enums,
 events and links) are written as canonical OTLP/JSON, then mutated; for each body the fast path
@@ -18,7 +18,7 @@ from fixtures.otlp_samples import SAMPLE_JSON_PATH, sample_request
 from google.protobuf import json_format
 from test_fuzz_ingest import _request
 
-from monitoring import ingest, ingest_json
+from monitoring.ingest import decode, otlp, otlp_json
 
 PROJECT = "6f1c2d1e-0000-4000-8000-000000000002"
 FIXTURES = SAMPLE_JSON_PATH.parent
@@ -40,19 +40,19 @@ def _to_json(req) -> str:
 def exact(doc: dict):
     """Rows by protobuf's JSON mapping, or the IngestError it raises."""
     try:
-        return ingest.rows_from_request(ingest._request_from_json(copy.deepcopy(doc)), PROJECT)
-    except ingest.IngestError as exc:
+        return otlp.rows_from_request(otlp._request_from_json(copy.deepcopy(doc)), PROJECT)
+    except otlp.IngestError as exc:
         return exc
 
 
 def fast(doc: dict):
     try:
-        return ingest_json.rows_from_json(doc, PROJECT)
-    except ingest_json.NotCanonical:
+        return otlp_json.rows_from_json(doc, PROJECT)
+    except otlp_json.NotCanonical:
         return None
 
 
-def same(a: ingest.SpanRows, b: ingest.SpanRows) -> bool:
+def same(a: otlp.SpanRows, b: otlp.SpanRows) -> bool:
     # json round trip: NaN-free rows compare as text, key order included
     return json.dumps([a.rows, a.rejected, a.error_message, a.rejected_reasons]) == json.dumps(
         [b.rows, b.rejected, b.error_message, b.rejected_reasons]
@@ -65,8 +65,8 @@ def test_the_sample_takes_the_fast_path_or_matches():
     assert not isinstance(slow, Exception)
     if quick is not None:  # the sample holds bytes values and NaN strings: it may step aside
         assert same(quick, slow)
-    via_body = ingest.rows_from_body(SAMPLE_JSON_PATH.read_bytes(), "application/json", None, PROJECT)
-    assert same(via_body, ingest.rows_from_request(sample_request(), PROJECT)) or same(via_body, slow)
+    via_body = decode.rows_from_body(SAMPLE_JSON_PATH.read_bytes(), "application/json", None, PROJECT)
+    assert same(via_body, otlp.rows_from_request(sample_request(), PROJECT)) or same(via_body, slow)
 
 
 def test_real_litellm_exports_take_the_fast_path():
@@ -157,7 +157,7 @@ def test_realistic_traffic_takes_the_fast_path_with_identical_rows():
         doc = json.loads(_to_json(req))
         quick = fast(doc)
         assert quick is not None
-        assert same(quick, ingest.rows_from_request(req, PROJECT))
+        assert same(quick, otlp.rows_from_request(req, PROJECT))
 
 
 @pytest.mark.parametrize(

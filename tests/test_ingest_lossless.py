@@ -15,8 +15,9 @@ from django.test import override_settings
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from otlp import S, post, request
 
-from monitoring import clickhouse, ingest, ingest_batcher, schema
-from monitoring.spool import Spool
+from monitoring.ingest import batcher, otlp
+from monitoring.ingest.spool import Spool
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +120,7 @@ def test_a_span_without_an_end_time_is_stored_with_the_exporters_wrapped_duratio
     ],
 )
 def test_duration_is_the_exporters_go_arithmetic(start, end, duration):
-    assert ingest.exporter_duration(start, end) == duration
+    assert otlp.exporter_duration(start, end) == duration
 
 
 def test_a_chunked_body_is_not_read_as_empty_by_the_view(client, project, ingest_key):
@@ -130,7 +131,7 @@ def test_a_chunked_body_is_not_read_as_empty_by_the_view(client, project, ingest
     from django.core.handlers.wsgi import WSGIRequest
     from django.test import RequestFactory
 
-    from monitoring.views.ingest import otlp_traces
+    from monitoring.ingest.receiver import otlp_traces
 
     body = request(*[S(f"c{i}") for i in range(100)]).SerializeToString()
     environ = RequestFactory()._base_environ(
@@ -175,9 +176,9 @@ def test_hostile_json_is_a_400_with_a_readable_status(client, project, ingest_ke
 
 
 def test_an_error_message_echoing_a_surrogate_is_encodable():
-    body, content_type = ingest.status_body("application/x-protobuf", 400, "bad \ud800 key")
-    assert ingest.Status.FromString(body).message == "bad \\ud800 key"
-    assert ingest.encode_response("application/json", 1, "x \udfff")
+    body, content_type = otlp.status_body("application/x-protobuf", 400, "bad \ud800 key")
+    assert otlp.Status.FromString(body).message == "bad \\ud800 key"
+    assert otlp.encode_response("application/json", 1, "x \udfff")
 
 
 # --- the spool -----------------------------------------------------------------------------
@@ -199,13 +200,13 @@ def _wait_for(predicate, timeout=30.0):
 def test_an_outage_spools_batches_and_they_are_stored_when_clickhouse_is_back(client, project, ingest_key, settings):
     with override_settings(CLICKHOUSE=_down()):
         answers = [post(client, ingest_key, request(*[S(f"b{b}-{i}") for i in range(50)])) for b in range(4)]
-        stats = ingest_batcher.spool_stats()
+        stats = batcher.spool_stats()
     assert [a.status_code for a in answers] == [200] * 4
     assert stats.batches >= 1 and stats.spans == 200  # all of them held in the spool, none stored
     # (Not asserted here that nothing is stored yet: a flusher from an earlier test may drain at once.)
-    ingest_batcher.writer()  # back on the embedded engine: the flusher drains the spool
+    batcher.writer()  # back on the embedded engine: the flusher drains the spool
     assert _wait_for(lambda: count(project.id) == 200)
-    assert _wait_for(lambda: ingest_batcher.spool_stats().empty)
+    assert _wait_for(lambda: batcher.spool_stats().empty)
 
 
 def test_a_full_spool_answers_503_with_retry_after(client, project, ingest_key, settings):
@@ -216,7 +217,7 @@ def test_a_full_spool_answers_503_with_retry_after(client, project, ingest_key, 
     assert first.status_code == 200
     assert second.status_code == 503
     assert int(second["Retry-After"]) > 0
-    ingest_batcher.writer()
+    batcher.writer()
     assert _wait_for(lambda: count(project.id) == 10)
 
 
@@ -252,7 +253,7 @@ def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, proj
         # The real insert; a row whose SpanAttributes is not a map makes the real engine refuse the insert.
         clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, batch, tag="test", nanos_columns=schema.NANOS_COLUMNS)
 
-    result = ingest.rows_from_request(request(*[S(f"r{i:02d}") for i in range(20)]), str(project.id))
+    result = otlp.rows_from_request(request(*[S(f"r{i:02d}") for i in range(20)]), str(project.id))
     result.rows[7]["SpanAttributes"] = "not a map"
     config = {
         "BATCH_SECONDS": 0.01,
@@ -262,13 +263,13 @@ def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, proj
         "SPOOL_DIR": str(tmp_path),
         "SPOOL_MAX_BYTES": 10**7,
     }
-    writer = ingest_batcher.SpanWriter(config, store=store)
+    writer = batcher.SpanWriter(config, store=store)
     try:
         outcome = writer.submit(result.rows)
     finally:
         writer.stop()
 
-    assert (outcome.status, outcome.stored, outcome.rejected) == (ingest_batcher.STORED, 19, 1)
+    assert (outcome.status, outcome.stored, outcome.rejected) == (batcher.STORED, 19, 1)
     assert "not storable" in outcome.error_message
     assert count(project.id) == 19
 
@@ -298,7 +299,7 @@ def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
         "SPOOL_MAX_BYTES": 10**7,
         "WRITERS": 1,
     }
-    writer = ingest_batcher.SpanWriter(config, store=slow_store)
+    writer = batcher.SpanWriter(config, store=slow_store)
     results = []
     try:
         first = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
@@ -307,11 +308,11 @@ def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
         second = threading.Thread(target=lambda: results.append(writer.submit([{"n": i} for i in range(10)])))
         second.start()
         time.sleep(0.3)  # queued: 10 spans, the limit
-        assert writer.submit([{"n": 0}]).status == ingest_batcher.BUSY
+        assert writer.submit([{"n": 0}]).status == batcher.BUSY
         release.set()
         first.join(10)
         second.join(10)
     finally:
         release.set()
         writer.stop()
-    assert sorted(r.status for r in results) == [ingest_batcher.STORED] * 2
+    assert sorted(r.status for r in results) == [batcher.STORED] * 2

@@ -8,8 +8,9 @@ from django.test import override_settings
 from fixtures.otlp_samples import SAMPLE_JSON_PATH, sample_request
 from otlp import S, post, request
 
-from monitoring import clickhouse, ingest, schema
+from monitoring.ingest import otlp
 from monitoring.models import IngestKey
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +138,7 @@ def test_it_rejects_undecodable_protobuf_with_400_and_a_status_body(client, proj
         headers={"Authorization": f"Bearer {ingest_key}"},
     )
     assert r.status_code == 400
-    status = ingest.Status.FromString(r.content)
+    status = otlp.Status.FromString(r.content)
     assert status.code == 3 and status.message  # INVALID_ARGUMENT
     assert count(project.id) == 0
 

@@ -1,9 +1,9 @@
-"""messages.py: one span's chat from each dialect's attributes (monitoring/semconv.py). Pure; no database."""
+"""messages.py: one span's chat from each dialect's attributes (monitoring/semantics/semconv.py). Pure; no database."""
 
 import json
 from pathlib import Path
 
-from monitoring.messages import Message, ToolCall, request_messages, request_params, response_messages
+from monitoring.semantics.messages import Message, ToolCall, request_messages, request_params, response_messages
 
 CAPTURE = json.loads((Path(__file__).parent / "fixtures" / "litellm_1.108.7_spans.json").read_text())
 
@@ -324,7 +324,7 @@ def test_it_survives_garbage():
 
 
 def test_hostile_values_do_not_break_reading():
-    from monitoring.messages import request_messages, request_params
+    from monitoring.semantics.messages import request_messages, request_params
 
     deep = "[" * 100_000 + "]" * 100_000
     attrs = {"gen_ai.request.max_tokens": "nan", "gen_ai.request.temperature": "1e999", "gen_ai.input.messages": deep}

@@ -9,9 +9,9 @@ from monitor_data import agent_run, llm_call, now
 from otlp import send
 from receivers import http_receiver
 
-from monitoring import clickhouse
 from monitoring.monitors import evaluation
 from monitoring.monitors.models import Alert, Channel, Delivery, Event, Monitor
+from monitoring.store import clickhouse
 
 pytestmark = pytest.mark.django_db
 

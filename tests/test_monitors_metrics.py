@@ -6,10 +6,10 @@ import pytest
 from monitor_data import agent_run, llm_call, now
 from otlp import send
 
-from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import metrics
 from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import overview as queries
+from monitoring.web.forms import SpanFilter, Window
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from conftest import api_token
 from monitor_data import llm_call
 from otlp import send
 
-from monitoring.monitors import evaluation
+from monitoring.monitors import evaluation, wording
 from monitoring.monitors.models import Channel, Event, Monitor
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_the_pages_in_korean(client, alice, project, spend):
 
     client.force_login(alice)
     with translation.override("ko"):
-        assert spend.describe() == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.0000"
+        assert wording.rule(spend) == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.0000"
     # The request's language comes from LocaleMiddleware: the browser's Accept-Language here.
     korean = {"Accept-Language": "ko"}
     html = client.get(base(project), headers=korean).content.decode()

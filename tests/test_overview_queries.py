@@ -1,4 +1,4 @@
-"""The Overview's five numbers, exactly, on spans written for the test in every dialect (monitoring/semconv.py)."""
+"""The Overview's five numbers, exactly, on spans written for the test in every dialect (monitoring/semantics/semconv.py)."""
 
 import datetime as dt
 import json
@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from otlp import S, send
 
-from monitoring import settle
-from monitoring.forms import SpanFilter, Window
 from monitoring.models import ModelPrice
 from monitoring.queries import live, sources, timeseries
 from monitoring.queries import overview as queries
 from monitoring.queries.overview import Overview
+from monitoring.semantics import settle
+from monitoring.web.forms import SpanFilter, Window
 
 pytestmark = pytest.mark.django_db
 

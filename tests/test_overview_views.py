@@ -7,7 +7,7 @@ from conftest import api_token
 from django.test import override_settings
 from otlp import S, post, request
 
-from monitoring import clickhouse
+from monitoring.store import clickhouse
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,11 @@ import threading
 import pytest
 from otlp import S, post, request
 
-from monitoring import clickhouse, settle
 from monitoring.queries import breakdowns, parallel, timeseries
 from monitoring.queries import overview as overview_q
 from monitoring.queries.filter import SpanFilter, Window
+from monitoring.semantics import settle
+from monitoring.store import clickhouse
 
 pytestmark = pytest.mark.django_db
 

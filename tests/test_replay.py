@@ -9,8 +9,8 @@ from django.test import override_settings
 from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
-from monitoring import clickhouse, schema
 from monitoring.replay import compare, diff, steps
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from otlp import S, post, request
 
-from monitoring import clickhouse, schema
+from monitoring.store import clickhouse, schema
 
 
 def run(*args) -> str:

@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from otlp import S, post, request
 
-from monitoring import settle
 from monitoring.queries import runs
 from monitoring.queries.filter import SpanFilter, Window
+from monitoring.semantics import settle
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ import re
 import pytest
 from otlp import S, request, send
 
-from monitoring import clickhouse, ingest, schema
+from monitoring.ingest import otlp
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -281,7 +282,7 @@ def test_a_session_or_user_page_reads_its_own_numbers_not_the_whole_list(client,
     """Exact for any session or user, also one beyond the list's newest rows: its calls outside runs
     and its failed calls included."""
     client.force_login(alice)
-    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+    with caplog.at_level(logging.DEBUG, logger="monitoring.store.clickhouse"):
         session = page(client, project, "traces/sessions/", session="chat-42")
         user = page(client, project, "traces/users/", user="kim@example.com")
     assert "sessions.one" in caplog.text and "users.one" in caplog.text
@@ -372,11 +373,11 @@ def test_overview_cards_each_have_a_trend_line_and_services_count_calls_and_runs
 
 def test_a_span_without_an_end_time_reads_in_progress(client, alice, project):
     """Written as the OTel Collector's ClickHouse exporter writes a span exported before it ended:
-    end time 0, so its uint64 Duration wraps around (monitoring/semconv.py NO_END_DURATION_NS)."""
+    end time 0, so its uint64 Duration wraps around (monitoring/semantics/semconv.py NO_END_DURATION_NS)."""
     client.force_login(alice)
     root = S("support_agent", service="agent-support", at=AT, ms=2000, attributes=AGENT)
     call = llm(root, at=AT + dt.timedelta(milliseconds=100), ms=0, model="gpt-4o", question="Q?", answer="")
-    rows = ingest.rows_from_request(request(root, call), str(project.id)).rows
+    rows = otlp.rows_from_request(request(root, call), str(project.id)).rows
     for row in rows:
         if row["SpanId"] == call.span_id.hex():
             row["Duration"] = 2**64 - row["Timestamp"]  # 0 - start in uint64

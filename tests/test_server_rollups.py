@@ -9,11 +9,13 @@ import pytest
 from native_server import start_native_server, stop_native_server
 
 from demo import traffic
-from monitoring import clickhouse, ingest, schema, settle
+from monitoring.ingest import otlp
 from monitoring.queries import breakdowns, flow, latency, runs, timeseries
 from monitoring.queries import overview as overview_q
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.spans import ListQuery, list_spans
+from monitoring.semantics import scoping, settle
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -49,11 +51,11 @@ def answers(project_id: str) -> dict:
 def settled_answers(settings, project_id: str, requests) -> tuple[dict, set[str]]:
     schema.ensure_schema(ttl_days=0)
     for req in requests:
-        rows, _ = ingest.rows_from_request(req, project_id)
+        rows, _ = otlp.rows_from_request(req, project_id)
         clickhouse.insert(
             schema.table(), schema.TRACE_COLUMNS, rows, tag="test.load", nanos_columns=schema.NANOS_COLUMNS
         )
-    settle.forget_state()
+    scoping.forget_state()
     settle.settle_once()
     tables = {
         r["name"]
@@ -76,7 +78,7 @@ def test_the_server_holds_the_same_facts_and_rollups_as_the_embedded_engine(sett
         served, served_tables = settled_answers(settings, project_id, requests)
     finally:
         settings.CLICKHOUSE = base
-        settle.forget_state()
+        scoping.forget_state()
     derived = {*schema.SETTLED, *schema.ROLLUPS, schema.SPANS, schema.SETTLE_STATE}
     assert derived <= served_tables and derived <= embedded_tables
     assert embedded["overview 48"]["llm_calls"] > 50 and embedded["flow 48"][0] > 10

@@ -8,12 +8,15 @@ import pytest
 from otlp import S, post_recorded, recorded, send
 
 from demo import traffic
-from monitoring import clickhouse, ingest, models, pricing, resettle, schema, settle
+from monitoring import models
+from monitoring.ingest import otlp
 from monitoring.models import ModelPrice
 from monitoring.queries import breakdowns, facets, flow, latency, runs, sessions, timeseries
 from monitoring.queries import overview as overview_q
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.queries.spans import ListQuery, list_spans
+from monitoring.semantics import pricing, resettle, settle
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +56,7 @@ def answers(project) -> dict:
 
 def demo_traffic(project, days=3, runs_per_day=25):
     for req, _ in traffic.generate_requests(days=days, runs_per_day=runs_per_day, seed=11, batch_spans=2000):
-        rows, _ = ingest.rows_from_request(req, str(project.id))
+        rows, _ = otlp.rows_from_request(req, str(project.id))
         clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
 
 

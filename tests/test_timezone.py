@@ -7,9 +7,9 @@ import pytest
 from django.http import QueryDict
 from otlp import S, post, request
 
-from monitoring.forms import FilterForm, SpanFilter, Window
 from monitoring.models import UserPreference
 from monitoring.queries import timeseries as timeseries_q
+from monitoring.web.forms import FilterForm, SpanFilter, Window
 
 pytestmark = pytest.mark.django_db
 

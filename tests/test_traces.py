@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from otlp import S, attrs, post, request
 
-from monitoring import semconv
-from monitoring.models import ModelPrice
+from monitoring.models import DEFAULT_AGENT_SPAN_NAMES, ModelPrice
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
 
@@ -581,11 +580,11 @@ def test_it_shows_a_trace_with_summary_tree_waterfall_and_chat_of_each_dialect(c
 
 def test_pages_without_a_filter_bar_do_not_ask_for_its_choices(client, alice, project, world, caplog):
     client.force_login(alice)
-    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+    with caplog.at_level(logging.DEBUG, logger="monitoring.store.clickhouse"):
         trace_page(client, project, world["litellm_call"])
         client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": world["litellm_call"].trace.hex()})
     assert "traces.whole" in caplog.text and "filters.facets" not in caplog.text
-    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+    with caplog.at_level(logging.DEBUG, logger="monitoring.store.clickhouse"):
         client.get(f"/admin/monitoring/{project.id}/traces/")
     assert "filters.facets" in caplog.text  # the list has the bar
 
@@ -874,7 +873,7 @@ def test_it_finds_a_trace_through_the_lookup_table(client, alice, project, world
 
 def test_a_trace_is_located_in_one_read_and_another_projects_trace_has_nothing(project, other_project, world, caplog):
     trace = world["oi_agent"].trace.hex()
-    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+    with caplog.at_level(logging.DEBUG, logger="monitoring.store.clickhouse"):
         ref = trace_q.locate(str(other_project.id), trace)
     assert len([r for r in caplog.records if "tag=traces." in r.getMessage()]) == 1
     # The lookup knows the trace's seconds but not its project: every question names the project.
@@ -891,18 +890,18 @@ def test_a_small_traces_page_reads_it_whole_once_and_its_tree_is_the_same(client
     assert len(traces) > 3
     for trace in sorted(traces):
         ref = trace_q.locate(str(project.id), trace)
-        tree, calls, whole = trace_q.page_reads(ref, "", semconv.DEFAULT_AGENT_SPAN_NAMES)
+        tree, calls, whole = trace_q.page_reads(ref, "", DEFAULT_AGENT_SPAN_NAMES)
         assert tree == trace_q.tree_spans(ref) and calls == trace_q.invocations(ref)
         assert list(whole) == [s.span_id for s in tree]
     client.force_login(alice)
-    with caplog.at_level(logging.DEBUG, logger="monitoring.clickhouse"):
+    with caplog.at_level(logging.DEBUG, logger="monitoring.store.clickhouse"):
         assert client.get(f"/admin/monitoring/{project.id}/traces/{world['oi_agent'].trace.hex()}/").status_code == 200
     tags = [m.group(1) for r in caplog.records if (m := re.search(r"tag=(traces\.\w+)", r.getMessage()))]
     assert "traces.whole" in tags and "traces.tree" not in tags and "traces.span" not in tags, tags
 
 
 def _store(rows):
-    from monitoring import clickhouse, schema
+    from monitoring.store import clickhouse, schema
 
     clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test", nanos_columns=schema.NANOS_COLUMNS)
 
@@ -912,22 +911,22 @@ def test_a_traces_page_reads_agree_on_odd_deliveries(project, other_project):
     is shown, by the whole read and the tree alike), a row without a span id (not a span: left
     out), and another project's span under the same trace id years away (the range is narrowed
     to this project's own spans)."""
-    from monitoring import ingest
+    from monitoring.ingest import otlp
 
     root = S("agent", service="agent-a", at=AT, ms=2000)
     step = root.child("step", at=AT + dt.timedelta(milliseconds=10), ms=500)
-    rows = ingest.rows_from_request(request(root, step), str(project.id)).rows
+    rows = otlp.rows_from_request(request(root, step), str(project.id)).rows
     unfinished = {**next(r for r in rows if r["SpanId"] == hexid(step)), "Duration": 2**64 - rows[0]["Timestamp"]}
     nameless = {**rows[0], "SpanId": "", "ParentSpanId": "", "SpanName": "no id"}
     _store([unfinished, nameless])
     _store(rows)
-    stray = ingest.rows_from_request(
+    stray = otlp.rows_from_request(
         request(S("far", trace=root.trace, at=AT - dt.timedelta(days=800))), str(other_project.id)
     ).rows
     _store(stray)
     ref = trace_q.locate(str(project.id), root.trace.hex())
     assert ref.end_ns - ref.start_ns < 10 * 10**9  # the stray span's 800 days are not scanned
-    tree, _, whole = trace_q.page_reads(ref, "", semconv.DEFAULT_AGENT_SPAN_NAMES)
+    tree, _, whole = trace_q.page_reads(ref, "", DEFAULT_AGENT_SPAN_NAMES)
     assert [s.span_id for s in tree] == [hexid(root), hexid(step)] == list(whole)
     assert tree == trace_q.tree_spans(ref)
     assert all(s.has_end for s in tree) and whole[hexid(step)].duration_ns == 500 * 10**6
@@ -936,12 +935,12 @@ def test_a_traces_page_reads_agree_on_odd_deliveries(project, other_project):
 
 def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, project):
     """The exporter orders otel_traces by service and span name, which scatters a trace over the
-    table; the by-trace-id projection holds it in one granule (monitoring/schema.py). ClickHouse
+    table; the by-trace-id projection holds it in one granule (monitoring/store/schema.py). ClickHouse
     picks it when it reads fewer marks: here (a database of its own) a trace of 26 services among
     300,000 spans of the same services and seconds lies in 26 granules, as at 10M spans
     (bench/dashboard.py shows the time). The projection is required below, so a column the trace
     reads that it lacks fails the test too."""
-    from monitoring import clickhouse, schema
+    from monitoring.store import clickhouse, schema
 
     settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": "otel_by_trace"}
     schema.ensure_schema(ttl_days=0)
@@ -1058,7 +1057,7 @@ def test_a_tree_rows_child_count_reads_as_before_in_any_size():
     """The count is printed as the template's blocktranslate printed it (no thousands separator)."""
     from django.utils import translation
 
-    from monitoring.views.traces import _tree_lines
+    from monitoring.web.views.traces import _tree_lines
 
     span = trace_q.TreeSpan(
         ts=10**18, span_id="a" * 16, parent_span_id="", name="agent", service="s", span_kind="Internal",

@@ -10,9 +10,9 @@ import pytest
 from django.utils import translation
 from otlp import post_recorded, recorded
 
-from monitoring import charts
 from monitoring.queries import flow as flow_q
 from monitoring.queries import timeseries as timeseries_q
+from monitoring.web import charts
 
 pytestmark = pytest.mark.django_db
 

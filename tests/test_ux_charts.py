@@ -5,10 +5,10 @@ import datetime as dt
 
 from django.utils import translation
 
-from monitoring import charts, kpis
 from monitoring.queries import flow as flow_q
 from monitoring.queries import overview as queries
 from monitoring.queries import timeseries as timeseries_q
+from monitoring.web import charts, kpis
 
 
 def series(calls, errors, bucket="hour"):
@@ -124,7 +124,7 @@ def every_chart():
 
 
 def test_every_chart_is_a_figure_plotly_validates_unchanged():
-    """Figures are made unvalidated for speed (monitoring/charts.py): here plotly's validators read
+    """Figures are made unvalidated for speed (monitoring/web/charts.py): here plotly's validators read
     each one, refusing a misspelt property, and must give back exactly what the page sends."""
     import json
 

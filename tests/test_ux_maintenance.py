@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring import maintenance
+from monitoring.store import maintenance
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e

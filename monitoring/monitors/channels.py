@@ -85,7 +85,7 @@ def notification(event: Event, channel: Channel) -> Notification:
                 else _("%(metric)s is back to %(value)s") % {"metric": metric, "value": value}
             )
         fields = [
-            (_("Rule"), monitor.describe()),
+            (_("Rule"), wording.rule(monitor)),
             (_("Value"), value),
         ]
         if monitor.compares:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from monitoring import clickhouse, errors
-from monitoring.forms import SpanFilter, Window
 from monitoring.monitors import delivery, metrics
 from monitoring.monitors.models import ABOVE, BELOW, DECREASE, INCREASE, Alert, Event, Monitor
+from monitoring.store import clickhouse, errors
+from monitoring.web.forms import SpanFilter, Window
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def evaluate(monitors: list[Monitor] | None = None, now: dt.datetime | None = No
         if isinstance(now_a, clickhouse.ClickHouseError) or isinstance(before_a, clickhouse.ClickHouseError):
             error = now_a if isinstance(now_a, clickhouse.ClickHouseError) else before_a
             assert isinstance(error, clickhouse.ClickHouseError)
-            if id(error) not in said:  # ClickHouse's own words go to the log under an id (monitoring/errors.py)
+            if id(error) not in said:  # ClickHouse's own words go to the log under an id (monitoring/store/errors.py)
                 said[id(error)] = f"ClickHouse {error.kind}: {errors.trouble(error).detail}"
             outcomes.append(_failed(monitor, said[id(error)], now))
             continue

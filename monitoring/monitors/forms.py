@@ -1,5 +1,5 @@
 """Forms for monitors and channels. The service/model/status filters go through the filter bar's
-own parser (monitoring.forms.FilterForm), so a monitor filters exactly as the dashboard does."""
+own parser (monitoring.web.forms.FilterForm), so a monitor filters exactly as the dashboard does."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from django import forms
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from monitoring.forms import FilterForm
 from monitoring.monitors.models import INCREASE, Channel, Monitor
+from monitoring.web.forms import FilterForm
 
 MUTE_CHOICES = [
     (60, _("1 hour")),

@@ -7,7 +7,7 @@ Interface (what the evaluation needs):
 
 The numbers are the dashboard's, from the same sources (monitoring/queries/sources.py: settled
 rollups and rows, plus the live part while the settler is behind) and the same counting rules
-(monitoring/queries/facts.py): one model invocation once, priced once; a run is a trace with an
+(monitoring/semantics/facts.py): one model invocation once, priced once; a run is a trace with an
 agent step and failed when one of its agent steps did. Per group, a call belongs to its end user,
 model and service; a run to its end user, to every model its calls used and every service its spans
 name. Fail rate is (failed calls + failed runs) / (calls + runs), a percentage here (0..100);
@@ -24,10 +24,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitoring import clickhouse
 from monitoring.queries import latency, sources
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run
+from monitoring.store import clickhouse
+from monitoring.store.sql import Sql, run
 
 # Group-bys: none, or the end user, model or service.
 GROUP_BYS = ("", "user", "model", "service")

@@ -184,12 +184,6 @@ class Monitor(models.Model):
             return "firing"
         return "ok" if self.last_evaluated_at else "pending"
 
-    def describe(self) -> str:
-        """ "Cost (USD) of each end user over 30 days is above 20" in the active language."""
-        from monitoring.monitors import wording
-
-        return wording.rule(self)
-
 
 class Alert(models.Model):
     """One firing period of one group (or of the whole project when `group` is '')."""

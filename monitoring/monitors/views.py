@@ -20,14 +20,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from monitoring import access, clickhouse, errors
-from monitoring.forms import FilterForm, SpanFilter, Window
+from monitoring import access
 from monitoring.models import Membership
 from monitoring.monitors import delivery, evaluation
 from monitoring.monitors.forms import ChannelForm, MonitorForm, MuteForm, parse_filter
 from monitoring.monitors.models import Alert, Channel, Delivery, Monitor
 from monitoring.queries import facets as facets_q
-from monitoring.views.dashboard import TABS
+from monitoring.store import clickhouse, errors
+from monitoring.web.forms import FilterForm, SpanFilter, Window
+from monitoring.web.views.dashboard import TABS
 
 FACET_DAYS = 7  # services and models offered in the monitor form: those seen in the last week
 

@@ -1,4 +1,4 @@
-"""The dashboard's questions, one module per question (overview, timeseries, breakdowns, latency,
-flow, facets, spans, trace, runs, sessions, users); `facts` holds the counting rules, `sources`
-where rows come from (settled rollups and rows, plus traces not settled yet), `filter` the parsed
-question and `sql` the composable fragments."""
+"""The read side: the dashboard's questions, one module per question (overview, timeseries,
+breakdowns, latency, flow, facets, spans, trace, runs, sessions); `sources` says where rows come
+from (settled rollups and rows, plus traces not settled yet, computed by `live`), `filter` is the
+parsed question. It reads the counting rules from monitoring/semantics/ and never the settler."""

@@ -1,5 +1,5 @@
 """Analytics' breakdowns: cost, calls, errors, tokens and latency by model, by service and by end
-user, each invocation counted once (monitoring/queries/facts.py) and priced like the Overview, so
+user, each invocation counted once (monitoring/semantics/facts.py) and priced like the Overview, so
 each breakdown adds up to the Overview's totals for the same filter."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run
+from monitoring.store.sql import Sql, run
 
 _MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens", "Timed", "DurationSum", "Unpriced")
 

@@ -4,9 +4,9 @@ longer than MAX_NAME_CHARS are not offered (they would not fit a URL's filter ei
 
 from __future__ import annotations
 
-from monitoring import schema
-from monitoring.queries.filter import SpanFilter, to_nanos
-from monitoring.queries.sql import Sql, run_one
+from monitoring.queries.filter import SpanFilter
+from monitoring.store import schema
+from monitoring.store.sql import Sql, run_one, to_nanos
 
 MAX_CHOICES = 200
 MAX_NAME_CHARS = 500

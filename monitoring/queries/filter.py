@@ -1,7 +1,7 @@
 """The question a page asks, parsed once: one project, one time window, the filter bar's choices.
 
-Pure data (no Django forms, no SQL text): `monitoring.forms` builds it from a request, the query
-modules turn it into conditions (`monitoring.queries.facts`). Times are aware UTC datetimes; the
+Pure data (no Django forms, no SQL text): `monitoring.web.forms` builds it from a request, the query
+modules turn it into conditions (`monitoring.semantics.facts`). Times are aware UTC datetimes; the
 viewer's zone (`tz`) only decides where buckets begin (a day in the Cost Trend is a local day).
 """
 
@@ -12,21 +12,10 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from monitoring import semconv
+from monitoring.models import DEFAULT_AGENT_SPAN_NAMES
+from monitoring.store.sql import to_nanos
 
 UTC = dt.UTC
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_nanos(value: dt.datetime) -> int:
-    """An aware datetime as integer nanoseconds since the Unix epoch (exact to the microsecond)."""
-    delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def from_nanos(ns: int) -> dt.datetime:
-    """Integer nanoseconds since the epoch as an aware UTC datetime (truncated to microseconds)."""
-    return EPOCH + dt.timedelta(microseconds=int(ns) // 1000)
 
 
 def iso(value: dt.datetime | str, zone: str | None = None) -> str:
@@ -77,7 +66,7 @@ class SpanFilter:
     services: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     status: str = ""
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES
     tz: str = "UTC"
     include_replays: bool = False
 

@@ -1,7 +1,7 @@
 """The Agent Flow Graph: how agent steps, tools and model calls lead to one another in the runs
 the filter bar selects.
 
-Runs are agent runs (monitoring/queries/facts.py) starting in the window; a service or model filter
+Runs are agent runs (monitoring/semantics/facts.py) starting in the window; a service or model filter
 keeps runs holding a matching span, "errors only" the failed runs, "ok only" the rest. Nodes are
 agent steps (by span name; tools apart), model calls ("llm:<model>") and embeddings
 ("embed:<model>"); a node's parent is the nearest node above it (HTTP and proxy spans are climbed
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from monitoring.queries import sources
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run, run_one
+from monitoring.store.sql import Sql, run, run_one
 
 MAX_FLOW_NODES = 60
 

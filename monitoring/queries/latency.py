@@ -1,7 +1,7 @@
 """LLM-call latency: percentiles and the Analytics histogram.
 
 Both come from histogram rows that add up across rollup slices and live rows (sources.latency,
-monitoring/schema.py): fine log buckets 2^(1/32) wide (~2.2 %), each with a count and the sum of
+monitoring/store/schema.py): fine log buckets 2^(1/32) wide (~2.2 %), each with a count and the sum of
 its durations, split by the Analytics histogram's bin. A
 percentile is the mean duration of the bucket holding it (nearest rank), so it is within one
 bucket's width of the exact value and exact when that bucket holds a single duration. Calls
@@ -15,10 +15,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitoring import schema
 from monitoring.queries import sources
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run
+from monitoring.store import schema
+from monitoring.store.sql import Sql, run
 
 LATENCY_EDGES_MS = schema.LATENCY_EDGES_MS
 

@@ -1,7 +1,7 @@
 """The traces a page computes live, when the settler is behind: those with spans inserted after
 its last pass.
 
-Their facts are the counting rules applied now (monitoring/queries/facts.py) in place of what is
+Their facts are the counting rules applied now (monitoring/semantics/facts.py) in place of what is
 stored for them; see `sources`. While the settler keeps up (a pass less than SETTLE_FRESH_SECONDS ago) pages
 read settled facts only: they lag the newest span by a pass (about a second), which costs less
 than planning the rules on every question. When the settler has never run, every trace of the
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from monitoring import clickhouse, schema, settle
-from monitoring.queries import facts
+from monitoring.models import Project
 from monitoring.queries.filter import SpanFilter
-from monitoring.queries.sql import Sql, run_one
+from monitoring.semantics import facts, scoping
+from monitoring.store import clickhouse, schema
+from monitoring.store.sql import Sql, run_one
 
 # One page asks several questions; they share the scope while no new span arrives.
 _cache: dict[tuple, facts.Scope | None] = {}
@@ -63,10 +64,10 @@ def _touched(project_id: str, after_ns: int) -> Sql:
 def scope(flt: SpanFilter) -> facts.Scope | None:
     """The unsettled traces of the filter's project (with their matches and prices), or None when
     there are none or the settler is keeping up."""
-    through, now = settle.state(max_age_s=STATE_MAX_AGE_S)
+    through, now = scoping.state(max_age_s=STATE_MAX_AGE_S)
     if through and now - through < settings.SETTLE_FRESH_SECONDS * 1e9:
         return None
-    after = settle.unsettled_after_ns(through)
+    after = scoping.unsettled_after_ns(through)
     mark = run_one(
         Sql(
             f"SELECT count() AS n, toUnixTimestamp64Milli(max(InsertedAt)) AS newest FROM {schema.table(schema.SPANS)}",
@@ -78,18 +79,16 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     )
     if not int(mark.get("n") or 0):
         return None
-    from monitoring.models import Project, _price_table_version
-
     # A scope holds the project's prices: a price or rules change must not reuse it.
     rules = (
         Project.objects.filter(pk=flt.project_id).values_list("facts_version", flat=True).first(),
-        _price_table_version(),
+        facts.rules_version(),
     )
     cache_key = (flt.project_id, after, flt.agent_names, rules, int(mark["n"]), int(mark["newest"]))
     with _lock:
         if cache_key in _cache:
             return _cache[cache_key]
-    found = settle.build_scope(flt.project_id, _touched(flt.project_id, after), flt.agent_names)
+    found = scoping.build_scope(flt.project_id, _touched(flt.project_id, after), flt.agent_names)
     with _lock:
         if len(_cache) > 64:
             _cache.clear()
@@ -132,4 +131,4 @@ def forget() -> None:
     """Drop cached scopes (tests that write spans and ask again within a second)."""
     with _lock:
         _cache.clear()
-    settle.forget_state()
+    scoping.forget_state()

@@ -1,7 +1,7 @@
 """The Overview's numbers: Total Cost, LLM Calls, Agent Calls, Avg Latency, Fail Rate, the token
 breakdown, latency percentiles, and the leaders (models by cost, services by failures).
 
-Counting rules are those of monitoring/queries/facts.py: one model invocation counts once, a run is
+Counting rules are those of monitoring/semantics/facts.py: one model invocation counts once, a run is
 a trace with an agent step, a failed run is one whose agent step failed. Fail Rate = (failed calls
 + failed runs) / (calls + runs). Latency statistics cover calls with an end time.
 """
@@ -14,7 +14,7 @@ from monitoring.queries import latency as latency_q
 from monitoring.queries import parallel, sources
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import SpanFilter, Window
-from monitoring.queries.sql import Sql, run
+from monitoring.store.sql import Sql, run
 
 # Changes against the previous window are shown only when it had at least this many calls+runs.
 MIN_PREVIOUS_SAMPLE = 20

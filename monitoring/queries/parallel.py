@@ -1,7 +1,7 @@
 """Independent questions of one page asked at once.
 
 A page's statements spend most of their time in the engine (planning and reading), which releases
-the GIL, and each thread has its own ClickHouse session (monitoring/clickhouse.py): on two cores a
+the GIL, and each thread has its own ClickHouse session (monitoring/store/clickhouse.py): on two cores a
 page of four statements answers in about the time of two. Only while the settler keeps up: a live
 part (monitoring/queries/live.py) materializes temporary tables in its thread's session, and every
 worker would compute the unsettled traces again.

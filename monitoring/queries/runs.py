@@ -1,6 +1,6 @@
 """Agent runs, one row per run (trace): Traces > Agent, Replay's run picker, a session's runs.
 
-A run is a trace with an agent step (monitoring/queries/facts.py); its numbers are its own
+A run is a trace with an agent step (monitoring/semantics/facts.py); its numbers are its own
 invocations plus the gateway calls of another trace matched to its client spans. Rows come from
 the settled `otel_runs` (collapsed with FINAL: a run re-settled has one live row) and, while the
 settler is behind, from the runs computed now for traces not settled yet. Sorted by time, a page is
@@ -15,11 +15,11 @@ import binascii
 import json
 from dataclasses import asdict, dataclass
 
-from monitoring import schema
 from monitoring.queries import live, sources
-from monitoring.queries.filter import SpanFilter, from_nanos, iso, to_nanos
+from monitoring.queries.filter import SpanFilter, iso
 from monitoring.queries.spans import TRACE_ID, BadQuery
-from monitoring.queries.sql import Sql, run
+from monitoring.store import schema
+from monitoring.store.sql import Sql, from_nanos, run, to_nanos
 
 # sort -> (column of the row, its cursor parameter's type)
 # (cost sorts by the value shown, USD to 10 decimals, so a cursor made from a row is exact.)
@@ -232,7 +232,7 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
 def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
     """Fill `first_input` (the first call's last user message) and `last_output` (the last call's
     answer), PREVIEW_CHARS at most, from the spans' own attributes and events."""
-    from monitoring import messages
+    from monitoring.semantics import messages
 
     keys = {k for r in runs for k in (r.first_call, r.last_call) if k}
     if not keys:

@@ -1,6 +1,6 @@
 """Sessions and end users: who and which conversation the calls and runs belong to.
 
-A session is `session.id`, `gen_ai.conversation.id` or an SDK's own spelling (monitoring/semconv.py
+A session is `session.id`, `gen_ai.conversation.id` or an SDK's own spelling (monitoring/semantics/semconv.py
 SESSION); an end user is `user.id`, `enduser.id`, LiteLLM's end user and the like (END_USER). Both
 lists count each invocation once and price it like the Overview; a session's page shows its runs in
 order and its conversation as one chat.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sources
-from monitoring.queries.filter import SpanFilter, from_nanos
-from monitoring.queries.sql import Sql, run
+from monitoring.queries.filter import SpanFilter
+from monitoring.store.sql import Sql, from_nanos, run
 
 MAX_ROWS = 500
 

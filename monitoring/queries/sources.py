@@ -15,10 +15,10 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from monitoring import schema
 from monitoring.queries import live
-from monitoring.queries.filter import SpanFilter, Window, to_nanos
-from monitoring.queries.sql import Sql
+from monitoring.queries.filter import SpanFilter, Window
+from monitoring.store import schema
+from monitoring.store.sql import Sql, to_nanos
 
 # Windows up to this long read raw settled rows only: a few hours of calls cost less than slices.
 RAW_UP_TO = dt.timedelta(hours=6)
@@ -41,7 +41,7 @@ CALL_MEASURES = {
     "Unpriced": "toInt64(w * (Priced = 0))",
     "CacheSavings": "w * CacheSavings",
 }
-# One row per timed call: its fine latency bucket and Analytics bin (monitoring/schema.py).
+# One row per timed call: its fine latency bucket and Analytics bin (monitoring/store/schema.py).
 LATENCY_MEASURES = {
     "Bucket": schema.fine_bucket_sql(),
     "Bin": schema.latency_bin_sql(),

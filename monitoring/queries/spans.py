@@ -23,10 +23,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
-from monitoring import schema, semconv
 from monitoring.queries import live, sources
-from monitoring.queries.filter import SpanFilter, Window, from_nanos, iso, to_nanos
-from monitoring.queries.sql import Sql, run
+from monitoring.queries.filter import SpanFilter, Window, iso
+from monitoring.semantics import semconv
+from monitoring.store import schema
+from monitoring.store.sql import Sql, from_nanos, run, to_nanos
 
 KINDS = {"agent": "Agent", "llm": "LLM Call", "all": "All"}
 DEFAULT_KIND = "agent"

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter, iso
-from monitoring.queries.sql import Sql, run
+from monitoring.store.sql import Sql, run
 
 MINUTELY_UP_TO = dt.timedelta(hours=1)
 HOURLY_UP_TO = dt.timedelta(hours=48)

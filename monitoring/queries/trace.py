@@ -4,7 +4,7 @@ A trace is found through the exporter's `otel_traces_trace_id_ts` lookup table (
 narrow the scan to the trace's partitions) and then in `otel_spans` under the caller's project, so
 another project's trace is simply not found. Each span is read once however often it was
 delivered. Which spans are model invocations, and what they cost, follows the counting rules
-(monitoring/queries/facts.py): settled facts for a settled trace, computed now for a fresh one, so
+(monitoring/semantics/facts.py): settled facts for a settled trace, computed now for a fresh one, so
 the trace page, Replay, the lists and the Overview agree on every call.
 """
 
@@ -17,11 +17,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from monitoring import clickhouse, schema, semconv, settle
-from monitoring.queries import facts, parallel
-from monitoring.queries.filter import from_nanos, iso
+from monitoring.models import DEFAULT_AGENT_SPAN_NAMES
+from monitoring.queries import parallel
+from monitoring.queries.filter import iso
 from monitoring.queries.spans import NAME_CHARS, SPAN_ID, TRACE_ID, BadQuery, status_name
-from monitoring.queries.sql import Sql, run
+from monitoring.semantics import facts, scoping, semconv
+from monitoring.store import clickhouse, schema
+from monitoring.store.sql import Sql, from_nanos, run
 
 MAX_TRACE_SPANS = 50_000  # a trace page or API answer stops here (and says so)
 TRACE_PREFIX = "apm_trace_"  # temporary tables of one trace's facts
@@ -195,7 +197,7 @@ def _tree_span(row: dict) -> TreeSpan:
 def tree_spans(
     ref: TraceRef,
     limit: int = MAX_TRACE_SPANS,
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES,
     found: list[Invocation] | None = None,
 ) -> list[TreeSpan]:
     """Every span of the trace (light columns, no attribute maps), oldest first, each marked with
@@ -272,7 +274,7 @@ def _first_copies(copies: list[FullSpan]) -> list[FullSpan]:
 
 
 def page_reads(
-    ref: TraceRef, span_id: str = "", agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES
+    ref: TraceRef, span_id: str = "", agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES
 ) -> tuple[list[TreeSpan], list[Invocation], dict[str, FullSpan]]:
     """A trace page's reads, asked at once (monitoring/queries/parallel.py): the tree, the run's
     invocations, and whole spans by id: every span of a trace of at most WHOLE_TRACE_SPANS, else
@@ -331,7 +333,7 @@ _RECENT_SECONDS = 1.0
 _recent = threading.local()
 
 
-def invocations(ref: TraceRef, agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES) -> list[Invocation]:
+def invocations(ref: TraceRef, agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES) -> list[Invocation]:
     """The invocations of the trace's run: its own spans that count, and gateway calls of another
     trace matched to its client spans (RunTraceId = this trace). Settled facts when the trace is
     settled, else the counting rules applied now."""
@@ -347,14 +349,14 @@ def invocations(ref: TraceRef, agent_names: tuple[str, ...] = semconv.DEFAULT_AG
 
 
 def _invocations(ref: TraceRef, agent_names: tuple[str, ...]) -> list[Invocation]:
-    through, _now = settle.state(max_age_s=0.5)
+    through, _now = scoping.state(max_age_s=0.5)
     fresh = run(
         Sql(
             f"SELECT count() AS n FROM {schema.table(schema.SPANS)} WHERE ",
             _TRACE_SCOPE,
             " AND InsertedAt > fromUnixTimestamp64Nano({through:Int64})",
             **ref.params(),
-            through=settle.unsettled_after_ns(through),
+            through=scoping.unsettled_after_ns(through),
         ),
         tag="traces.fresh",
     )
@@ -378,7 +380,7 @@ def _invocations(ref: TraceRef, agent_names: tuple[str, ...]) -> list[Invocation
             tag="traces.invocations",
         )
         return [_invocation(r) for r in rows]
-    scope = settle.build_scope(ref.project_id, Sql("SELECT {trace_q:String}", trace_q=ref.trace_id), agent_names)
+    scope = scoping.build_scope(ref.project_id, Sql("SELECT {trace_q:String}", trace_q=ref.trace_id), agent_names)
     if scope is None:
         return []
     tables = facts.materialize(scope, TRACE_PREFIX)
@@ -582,7 +584,7 @@ def children(
     parent: str,
     after: tuple[int, str] = (0, ""),
     limit: int = 100,
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES,
 ) -> tuple[list[TreeSpan], bool] | None:
     """A page of a span's children (oldest first; `parent` "" for the roots) with their own child
     counts, and whether more follow; None when the parent is not a span of this project's trace."""
@@ -773,7 +775,7 @@ def _full_span(row: dict) -> FullSpan:
 def full_spans(
     ref: TraceRef,
     limit: int = MAX_TRACE_SPANS,
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES,
     found: list[Invocation] | None = None,
 ) -> list[FullSpan]:
     """Every span of the trace with its maps, events and links, invocations marked (`found`: the
@@ -789,7 +791,7 @@ def full_spans(
 def full_span(
     ref: TraceRef,
     span_id: str,
-    agent_names: tuple[str, ...] = semconv.DEFAULT_AGENT_SPAN_NAMES,
+    agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES,
     found: list[Invocation] | None = None,
 ) -> FullSpan | None:
     """One whole span of the trace, marked (`found`: the run's invocations if already read); None

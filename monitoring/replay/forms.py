@@ -11,8 +11,8 @@ from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from monitoring.messages import RequestParams
 from monitoring.replay.steps import Step
+from monitoring.semantics.messages import RequestParams
 
 # Bounds of what the editor may send: deeper JSON than any chat request needs is refused before it
 # can exhaust the stack; numbers stay within what every provider's API takes.

@@ -18,10 +18,13 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from monitoring import clickhouse, errors, gateway, ingest, pricing, semconv, span_store
+from monitoring import gateway
+from monitoring.ingest import otlp, span_store
 from monitoring.queries import trace as trace_q
 from monitoring.replay.diff import text_diff
 from monitoring.replay.steps import Step
+from monitoring.semantics import pricing, semconv
+from monitoring.store import clickhouse, errors
 
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
 
@@ -40,7 +43,7 @@ class Rerun:
 
 
 def _parts(messages: list[dict]) -> str:
-    """Messages in the GenAI semconv "parts" JSON, which monitoring.messages reads back."""
+    """Messages in the GenAI semconv "parts" JSON, which monitoring.semantics.messages reads back."""
     out = []
     for m in messages:
         parts = []
@@ -120,13 +123,13 @@ def _record(
         kind=Span.SPAN_KIND_CLIENT,
         start_time_unix_nano=started_ns,
         end_time_unix_nano=ended_ns,
-        attributes=ingest.key_values(_attributes(original, payload, answer, user)),
+        attributes=otlp.key_values(_attributes(original, payload, answer, user)),
         status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
         links=[
             Span.Link(
                 trace_id=bytes.fromhex(original.trace_id),
                 span_id=bytes.fromhex(original.span_id),
-                attributes=ingest.key_values({"apm.link.type": "replay_of"}),
+                attributes=otlp.key_values({"apm.link.type": "replay_of"}),
             )
         ],
     )
@@ -135,18 +138,18 @@ def _record(
             Span.Event(
                 time_unix_nano=ended_ns,
                 name="exception",
-                attributes=ingest.key_values({"exception.type": "GatewayError", "exception.message": error}),
+                attributes=otlp.key_values({"exception.type": "GatewayError", "exception.message": error}),
             )
         )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=ingest.key_values({"service.name": semconv.REPLAY_SERVICE})),
+                resource=Resource(attributes=otlp.key_values({"service.name": semconv.REPLAY_SERVICE})),
                 scope_spans=[ScopeSpans(scope=InstrumentationScope(name=REPLAY_SCOPE), spans=[span])],
             )
         ]
     )
-    rows, _ = ingest.rows_from_request(request, project_id)
+    rows, _ = otlp.rows_from_request(request, project_id)
     span_store.store(rows, tag="replay.record")
 
 

@@ -1,5 +1,5 @@
 """A recorded run as Replay's steps: the trace's spans in start order, each with its role (agent
-step, LLM call, tool, span), its messages (monitoring.messages reads every dialect), model, tokens,
+step, LLM call, tool, span), its messages (monitoring.semantics.messages reads every dialect), model, tokens,
 cost, duration, status and parent path. Reads only (monitoring.queries.trace); no re-run here.
 """
 
@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 from django.utils.translation import gettext_lazy
 
-from monitoring import semconv
-from monitoring.messages import Message, RequestParams, request_messages, request_params, response_messages
 from monitoring.queries import runs as runs_q
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import SpanFilter
+from monitoring.semantics import semconv
+from monitoring.semantics.messages import Message, RequestParams, request_messages, request_params, response_messages
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
 ROLE_LABELS = {

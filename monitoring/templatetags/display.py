@@ -1,4 +1,4 @@
-"""`{% load display %}`: the filters of monitoring/display.py, so templates format like views."""
+"""`{% load display %}`: the filters of monitoring/web/display.py, so templates format like views."""
 
 import re
 
@@ -6,7 +6,7 @@ from django import template
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from monitoring import display
+from monitoring.web import display
 
 register = template.Library()
 

@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from monitoring import clickhouse, maintenance, schema
 from monitoring.models import IngestKey, Membership, Project
+from monitoring.store import clickhouse, maintenance, schema
 
 PASSWORD_FILE = "demo_password"  # in PORTAL_VAR_DIR, 0600: so a second run prints the same login
 INGEST_KEY_FILE = "demo_ingest_key"

@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from demo import traffic
-from monitoring import clickhouse, ingest, maintenance, span_store
+from monitoring.ingest import otlp, span_store
 from monitoring.models import Project
+from monitoring.store import clickhouse, maintenance
 
 
 class Command(BaseCommand):
@@ -42,8 +43,8 @@ class Command(BaseCommand):
                     stored += sent
                     bar.update(sent)
                     continue
-                decoded = ingest.decode_request(body, ingest.PROTOBUF_CONTENT_TYPE, None)
-                rows, _ = ingest.rows_from_request(decoded, project_id)
+                decoded = otlp.decode_request(body, otlp.PROTOBUF_CONTENT_TYPE, None)
+                rows, _ = otlp.rows_from_request(decoded, project_id)
                 try:
                     span_store.store(rows, tag="demo.spans")
                 except clickhouse.ClickHouseError as exc:

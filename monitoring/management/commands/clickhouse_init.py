@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import clickhouse, maintenance, schema
+from monitoring.store import clickhouse, maintenance, schema
 
 
 class Command(BaseCommand):

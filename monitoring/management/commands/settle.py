@@ -1,12 +1,14 @@
 """`python manage.py settle`: apply the counting rules to the spans inserted since the last pass and
-store the facts (monitoring/settle.py); `--loop`: again every second until stopped (server mode:
+store the facts (monitoring/semantics/settle.py); `--loop`: again every second until stopped (server mode:
 the compose `settler` service; in embedded mode the serving process runs the same job itself);
 `--healthcheck`: exit 0 when a pass was recorded in the last STALE_AFTER_SECONDS (the container's
 health check, read from ClickHouse: it holds wherever the settler runs)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import background, clickhouse, resettle, settle
+from monitoring import background
+from monitoring.semantics import resettle, scoping, settle
+from monitoring.store import clickhouse
 
 
 class Command(BaseCommand):
@@ -19,13 +21,13 @@ class Command(BaseCommand):
     def handle(self, *args, loop=False, healthcheck=False, **options):
         if healthcheck:
             try:
-                through, now = settle.state()
+                through, now = scoping.state()
             except clickhouse.ClickHouseError as exc:
                 raise CommandError(f"ClickHouse {exc.kind}: {exc}") from None
             if not through:
                 raise CommandError("no pass recorded yet: is `settle --loop` running?")
             age = (now - through) / 1e9
-            if age > settle.STALE_AFTER_SECONDS:
+            if age > scoping.STALE_AFTER_SECONDS:
                 raise CommandError(f"the last pass was recorded {age:.0f} s ago")
             self.stdout.write(f"ok: last pass recorded {age:.0f} s ago")
             return

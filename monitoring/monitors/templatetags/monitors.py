@@ -14,3 +14,9 @@ def metric_value(metric: str, number):
 @register.simple_tag
 def group_label(monitor, group: str):
     return wording.group_label(monitor, group)
+
+
+@register.filter
+def rule(monitor) -> str:
+    """The monitor as one sentence in the active language (`{{ monitor|rule }}`)."""
+    return wording.rule(monitor)

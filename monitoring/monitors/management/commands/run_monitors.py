@@ -11,8 +11,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import background, clickhouse
+from monitoring import background
 from monitoring.monitors import evaluation
+from monitoring.store import clickhouse
 
 HEARTBEAT = Path(os.environ.get("MONITORS_HEARTBEAT_FILE") or Path(tempfile.gettempdir()) / "run_monitors.heartbeat")
 STALE_AFTER_SECONDS = 3 * evaluation.EVERY_SECONDS

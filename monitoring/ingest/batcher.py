@@ -1,0 +1,336 @@
+"""The one writer of received spans: merges concurrent OTLP requests into few inserts, never loses one.
+
+Request threads hand their rows to :func:`submit` and wait for the outcome; ``INGEST["WRITERS"]``
+writer threads per process (2: an insert releases the GIL, so two use both cores) each take what
+is queued once the oldest queued request has waited ``INGEST["BATCH_SECONDS"]`` (or
+``BATCH_MAX_SPANS`` are queued) and store it with one ClickHouse insert: the exports in flight go
+in together — fewer, bigger parts, each costing less CPU a span — for a short added wait. A request is acknowledged only after its rows are
+stored, or written durably to the spool (monitoring.ingest.spool):
+
+- insert ok                               -> STORED
+- ClickHouse unreachable / timeout / busy -> the rows go to the spool -> SPOOLED (sender gets 200);
+  while the spool holds batches, new batches go straight to it (no 30 s connect timeout per
+  request) and a flusher thread drains it oldest first, probing ClickHouse with backoff;
+- spool full or disabled                  -> UNAVAILABLE (503 + Retry-After: the sender keeps them);
+- ClickHouse refuses the data itself      -> each request is retried alone and, if it still fails,
+  bisected until the rows that cannot be stored are found: those are rejected (partialSuccess),
+  the rest stored. So one bad value never sinks a batch, let alone its neighbours.
+
+Embedded and server mode alike (the spool is a local folder either way).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from monitoring import prometheus
+from monitoring.ingest import span_store
+from monitoring.ingest.spool import Spool, SpoolFull, SpoolStats
+from monitoring.store import clickhouse
+
+log = logging.getLogger(__name__)
+
+STORED, SPOOLED, UNAVAILABLE, BUSY = "stored", "spooled", "unavailable", "busy"
+
+Row = dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What happened to one request's rows. ``rejected`` rows could not be stored (partialSuccess)."""
+
+    status: str
+    stored: int = 0
+    spooled: int = 0
+    rejected: int = 0
+    error_message: str = ""
+
+
+@dataclass
+class _Submission:
+    rows: list[Row]
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def finish(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+def _store(rows: Sequence[Row]) -> None:
+    span_store.store(rows, tag="ingest.spans")
+
+
+class SpanWriter:
+    """The batcher + spool + flusher of one process. ``store`` is the insert (a parameter for tests)."""
+
+    def __init__(self, config: dict[str, Any], store: Callable[[Sequence[Row]], None] = _store):
+        self.linger = float(config["BATCH_SECONDS"])
+        self.max_spans = int(config["BATCH_MAX_SPANS"])
+        self.max_queued = int(config["MAX_QUEUED_SPANS"])
+        self.ack_timeout = float(config["ACK_TIMEOUT"])
+        self.spool = Spool(config["SPOOL_DIR"], int(config["SPOOL_MAX_BYTES"])) if config["SPOOL_MAX_BYTES"] else None
+        self.store = store
+        self._queue: list[_Submission] = []
+        self._queued_spans = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        # While the spool holds batches ClickHouse is presumed down: new batches go to the spool.
+        self._spooling = bool(self.spool and not self.spool.stats().empty)
+        self._wake_flusher = threading.Event()
+        self._threads = [
+            *(
+                threading.Thread(target=self._write_loop, name=f"ingest-writer-{n}", daemon=True)
+                for n in range(max(1, int(config.get("WRITERS", 1))))
+            ),
+            threading.Thread(target=self._flush_loop, name="ingest-spool-flusher", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- request side ------------------------------------------------------------------------
+
+    def submit(self, rows: list[Row]) -> Outcome:
+        """Hand over one request's rows; blocks until they are stored or spooled (or refused)."""
+        if not rows:
+            return Outcome(STORED)
+        item = _Submission(rows)
+        with self._cond:
+            if self._queued_spans + len(rows) > self.max_queued and self._queue:
+                return Outcome(BUSY, error_message="ingest queue full, retry later")
+            self._queue.append(item)
+            self._queued_spans += len(rows)
+            self._cond.notify_all()
+        if not item.done.wait(self.ack_timeout):
+            # Still queued or being inserted: not acknowledged, so the sender retries (maybe a duplicate).
+            return Outcome(BUSY, error_message="span storage too slow, retry later")
+        assert item.outcome is not None
+        return item.outcome
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._wake_flusher.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- writer thread -------------------------------------------------------------------------
+
+    def _take_batch(self) -> list[_Submission]:
+        with self._cond:
+            while True:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return []
+                remaining = self._queue[0].queued_at + self.linger - time.monotonic()
+                if remaining <= 0 or self._queued_spans >= self.max_spans:
+                    break
+                # Wait for more; then look again (another writer may have taken the queue).
+                self._cond.wait(remaining)
+            batch: list[_Submission] = []
+            spans = 0
+            while self._queue and (not batch or spans + len(self._queue[0].rows) <= self.max_spans):
+                item = self._queue.pop(0)
+                batch.append(item)
+                spans += len(item.rows)
+            self._queued_spans -= spans
+            return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                return
+            try:
+                self._write(batch)
+            except Exception as exc:  # never leave a sender hanging on a bug
+                log.exception("ingest writer failed")
+                for item in batch:
+                    if not item.done.is_set():
+                        item.finish(Outcome(UNAVAILABLE, error_message=f"internal error: {type(exc).__name__}"))
+
+    def _write(self, batch: list[_Submission]) -> None:
+        if self._spooling:
+            self._to_spool(batch)
+            return
+        rows = [row for item in batch for row in item.rows]
+        try:
+            self.store(rows)
+        except clickhouse.ClickHouseError as exc:
+            if exc.retryable:
+                log.warning("ingest: ClickHouse %s, spooling %d spans: %s", exc.kind, len(rows), exc)
+                self._spooling = bool(self.spool)
+                self._to_spool(batch)
+            else:
+                for item in batch:  # find who brought the bad data
+                    self._write_alone(item)
+            return
+        prometheus.INSERT_BATCH_SPANS.observe(len(rows))
+        for item in batch:
+            item.finish(Outcome(STORED, stored=len(item.rows)))
+
+    def _to_spool(self, batch: list[_Submission]) -> None:
+        if self.spool is None:
+            for item in batch:
+                item.finish(Outcome(UNAVAILABLE, error_message="span storage unavailable, retry later"))
+            return
+        for item in batch:
+            try:
+                self.spool.append(item.rows)
+            except SpoolFull as exc:
+                item.finish(Outcome(UNAVAILABLE, error_message=str(exc)))
+            except OSError as exc:
+                log.error("ingest spool: cannot write: %s", exc)
+                item.finish(Outcome(UNAVAILABLE, error_message="span storage unavailable, retry later"))
+            else:
+                item.finish(Outcome(SPOOLED, spooled=len(item.rows)))
+        self._wake_flusher.set()
+
+    def _write_alone(self, item: _Submission) -> None:
+        """Store one request's rows, setting aside the rows ClickHouse refuses (bisection)."""
+        stored, rejected, pending = 0, 0, [item.rows]
+        errors: list[str] = []
+        while pending:
+            rows = pending.pop()
+            try:
+                self.store(rows)
+                stored += len(rows)
+            except clickhouse.ClickHouseError as exc:
+                if exc.retryable:  # it went down meanwhile: the rest goes to the spool
+                    rest = [row for chunk in [rows, *pending] for row in chunk]
+                    self._spooling = bool(self.spool)
+                    self._write_rest_to_spool(item, rest, stored, rejected, errors)
+                    return
+                if len(rows) == 1:
+                    rejected += 1
+                    errors.append(str(exc).splitlines()[0][:200] if str(exc) else exc.kind)
+                else:
+                    middle = len(rows) // 2
+                    pending += [rows[middle:], rows[:middle]]
+        message = ""
+        if rejected:
+            message = f"{rejected} span(s) not storable: {errors[0]}"
+            log.warning("ingest: %s", message)
+        item.finish(Outcome(STORED, stored=stored, rejected=rejected, error_message=message))
+
+    def _write_rest_to_spool(self, item, rest, stored, rejected, errors) -> None:
+        if self.spool is None:
+            item.finish(Outcome(UNAVAILABLE, error_message="span storage unavailable, retry later"))
+            return
+        try:
+            self.spool.append(rest)
+        except (SpoolFull, OSError) as exc:
+            # Part of the request is stored already; the retry may store that part twice.
+            item.finish(Outcome(UNAVAILABLE, error_message=str(exc)))
+            return
+        message = f"{rejected} span(s) not storable: {errors[0]}" if rejected else ""
+        item.finish(Outcome(SPOOLED, stored=stored, spooled=len(rest), rejected=rejected, error_message=message))
+        self._wake_flusher.set()
+
+    # --- flusher thread ------------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        if self.spool is None:
+            return
+        backoff = 0.5
+        while not self._stopping:
+            try:
+                drained = self.spool.drain(self._drain_store)
+                if drained:
+                    prometheus.SPANS_DRAINED.inc(drained)
+                    log.info("ingest spool: %d spooled spans stored", drained)
+                stats = self.spool.stats()
+                self._publish(stats)
+                if stats.empty:
+                    self._spooling = False
+                    backoff = 0.5
+                    self._wake_flusher.wait(5.0)
+                else:
+                    # Files are left: another process drains them, or ClickHouse failed. Back off.
+                    self._wake_flusher.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            except clickhouse.ClickHouseError as exc:
+                log.info("ingest spool: ClickHouse still %s; retry in %.1f s", exc.kind, backoff)
+                self._publish(self.spool.stats())
+                self._wake_flusher.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("ingest spool flusher failed")
+                self._wake_flusher.wait(5.0)
+            self._wake_flusher.clear()
+
+    def _drain_store(self, rows: list[Row]) -> None:
+        try:
+            self.store(rows)
+        except clickhouse.ClickHouseError as exc:
+            if exc.retryable:
+                raise
+            # The data itself is refused: store what can be stored, report the rest in the log.
+            item = _Submission(rows)
+            self._write_alone(item)
+            if item.outcome and item.outcome.status == SPOOLED:
+                return  # the unstored part was spooled again as a new file
+            if item.outcome and item.outcome.rejected:
+                prometheus.SPANS_REJECTED.labels(reason="spooled_unstorable").inc(item.outcome.rejected)
+
+    @staticmethod
+    def _publish(stats: SpoolStats) -> None:
+        prometheus.SPOOL_BATCHES.set(stats.batches)
+        prometheus.SPOOL_BYTES.set(stats.bytes)
+        prometheus.SPOOL_OLDEST_AGE.set(stats.oldest_age_s)
+
+
+# --- the process-wide writer -------------------------------------------------------------------
+
+_writer: SpanWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def writer() -> SpanWriter:
+    global _writer
+    instance = _writer
+    if instance is None:
+        with _writer_lock:
+            if _writer is None:
+                _writer = SpanWriter(settings.INGEST)
+            instance = _writer
+    return instance
+
+
+def submit(rows: list[Row]) -> Outcome:
+    return writer().submit(rows)
+
+
+def spool_stats() -> SpoolStats | None:
+    """The spool as the Health page shows it; None when the spool is disabled."""
+    config = settings.INGEST
+    if not config["SPOOL_MAX_BYTES"]:
+        return None
+    return Spool(config["SPOOL_DIR"], int(config["SPOOL_MAX_BYTES"])).stats()
+
+
+def reset() -> None:
+    """Stop and forget the process's writer (settings changed; tests)."""
+    global _writer
+    with _writer_lock:
+        if _writer is not None:
+            _writer.stop()
+        _writer = None
+
+
+@receiver(setting_changed)
+def _reset_on_settings_change(*, setting, **kwargs):
+    if setting in ("INGEST", "CLICKHOUSE"):
+        reset()

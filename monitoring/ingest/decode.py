@@ -1,0 +1,32 @@
+"""An OTLP/HTTP trace export body to rows: the protobuf path (monitoring/ingest/otlp.py) or, for
+OTLP/JSON in the shapes SDKs write, the fast JSON path (monitoring/ingest/otlp_json.py), which
+falls back to protobuf's JSON parser for anything else. It sits above both, so neither imports
+the other's caller."""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from monitoring.ingest import otlp, otlp_json
+
+
+def rows_from_body(body: bytes, content_type: str, content_encoding: str | None, project_id: str) -> otlp.SpanRows:
+    """The receiver's whole job before storage: request body -> rows (otlp.IngestError for a bad body).
+
+    Same result as ``otlp.rows_from_request(otlp.decode_request(...))``; OTLP/JSON in the shapes SDKs write
+    skips protobuf's slow JSON parser (monitoring.ingest.otlp_json), anything else takes it.
+    """
+    media_type, body = otlp._checked_body(body, content_type, content_encoding)
+    if media_type == otlp.PROTOBUF_CONTENT_TYPE:
+        try:
+            request = otlp.ExportTraceServiceRequest.FromString(body)
+        except (DecodeError, RecursionError) as exc:
+            raise otlp.IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+        return otlp.rows_from_request(request, project_id)
+    doc = otlp._load_json(body)
+    try:
+        return otlp_json.rows_from_json(doc, project_id)
+    except otlp_json.NotCanonical:
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id)
+    except RecursionError:  # a deeply nested attribute value
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id)

@@ -1,0 +1,211 @@
+"""The settler: applies the counting rules (monitoring/semantics/facts.py) once to the traces that
+received spans, and stores the answer, so that pages read sums instead of re-deciding every span.
+
+A pass takes the spans inserted since the last pass (`otel_spans.InsertedAt`), widens them to
+whole traces and to the traces a cross-trace match ties them to, recomputes their invocations,
+runs and flow edges, and writes only what changed: a cancel row (Sign = -1) for a stale fact and
+the new fact (Sign = +1) into the VersionedCollapsingMergeTree tables, whose materialized views
+keep the rollups in step. A pass is idempotent: running it twice over the same spans writes
+nothing the second time.
+
+`Through` (table otel_settle_state) is the insert time up to which every span has been settled.
+Each pass re-reads the last `scoping.OVERLAP_NS` before it, so a block stamped just before a pass but committed
+just after it is picked up by the next one. While the settler keeps up (its last pass is less than
+SETTLE_FRESH_SECONDS old, a setting) pages read settled facts only, seconds behind the newest span; when it is
+behind or not running they add the unsettled traces computed live (monitoring/queries/live.py),
+so numbers are exact either way.
+
+Run it with `python manage.py settle` (once, or `--loop`); the embedded server runs the loop in a
+background thread. One settler at a time per database (a lease in Django's database).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from monitoring.models import DEFAULT_AGENT_SPAN_NAMES, Project, project_pk
+from monitoring.semantics import facts, scoping
+from monitoring.store import clickhouse, schema
+from monitoring.store.sql import Sql, execute, from_nanos, run, run_one
+
+log = logging.getLogger(__name__)
+
+JOB_NAME, EVERY_SECONDS = "settle", 1
+STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
+# When this process last recorded a pass, per state table (a process may serve more than one database).
+_state_written: dict[str, float] = {}
+CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
+
+
+@dataclass
+class Report:
+    """What one pass did: traces looked at, fact rows written (cancels and new rows), seconds."""
+
+    traces: int = 0
+    calls_written: int = 0
+    runs_written: int = 0
+    edges_written: int = 0
+    seconds: float = 0.0
+    through_ns: int = 0
+
+
+def _touched(after_ns: int, until_ns: int) -> list[dict]:
+    """(project, traces) touched by spans inserted in (after, until], a row per project and hash bucket."""
+    return run(
+        Sql(
+            "SELECT ProjectId AS project, uniqExact(TraceId) AS traces",
+            f" FROM {schema.table(schema.SPANS)}",
+            " WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})",
+            " AND InsertedAt <= fromUnixTimestamp64Nano({until:Int64}) AND ProjectId != ''",
+            " GROUP BY ProjectId ORDER BY ProjectId",
+            after=after_ns // 1_000_000 * 1_000_000,
+            until=until_ns,
+        ),
+        tag="settle.touched",
+    )
+
+
+def _touched_traces(project: str, after_ns: int, until_ns: int, chunks: int, chunk: int) -> Sql:
+    return Sql(
+        f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)}",
+        " WHERE ProjectId = {project:String}",
+        " AND InsertedAt > fromUnixTimestamp64Nano({t_after:Int64})",
+        " AND InsertedAt <= fromUnixTimestamp64Nano({t_until:Int64})",
+        " AND cityHash64(TraceId) % {t_chunks:UInt64} = {t_chunk:UInt64}",
+        project=project,
+        t_after=after_ns // 1_000_000 * 1_000_000,
+        t_until=until_ns,
+        t_chunks=chunks,
+        t_chunk=chunk,
+    )
+
+
+# --- writing what changed ------------------------------------------------------------------------
+
+
+def _hash(columns: tuple[str, ...]) -> str:
+    return f"cityHash64({', '.join(columns)})"
+
+
+def _write_changes(name: str, key: tuple[str, ...], new_table: str, scope: facts.Scope, version: int) -> int:
+    """Cancel the stale settled rows of the scope in `name` and add the new ones; rows written."""
+    columns = {schema.CALLS: schema.CALL_COLUMNS, schema.RUNS: schema.RUN_COLUMNS, schema.EDGES: schema.EDGE_COLUMNS}[
+        name
+    ]
+    time_column = schema.SETTLED[name][2]
+    cols = ", ".join(columns)
+    using = ", ".join((*key, "h"))
+    old = Sql(
+        f"SELECT {cols}, Version, {_hash(columns)} AS h FROM {schema.table(name)} FINAL",
+        " WHERE ProjectId = {project:String} AND Sign = 1",
+        f" AND {time_column} >= fromUnixTimestamp64Nano({{lo:Int64}}) AND {time_column} <= fromUnixTimestamp64Nano({{hi:Int64}})",
+        " AND TraceId IN (",
+        scope.traces,
+        ")",
+    )
+    new = f"SELECT {cols}, {_hash(columns)} AS h FROM {new_table}"
+    statement = Sql(
+        f"INSERT INTO {schema.table(name)} ({cols}, Sign, Version)",
+        f" SELECT {cols}, toInt8(-1), Version FROM (",
+        old,
+        f") AS o LEFT ANTI JOIN ({new}) AS n USING ({using})",
+        f" UNION ALL SELECT {cols}, toInt8(1), {{version:UInt64}} FROM ({new}) AS n LEFT ANTI JOIN (",
+        old,
+        f") AS o USING ({using})",
+        **scope.params(),
+        version=version,
+    )
+    before = _count(name, scope)
+    execute(statement, tag=f"settle.write.{name}")
+    return abs(_count(name, scope) - before)
+
+
+def _count(name: str, scope: facts.Scope) -> int:
+    time_column = schema.SETTLED[name][2]
+    return int(
+        run_one(
+            Sql(
+                f"SELECT count() AS n FROM {schema.table(name)} WHERE ProjectId = {{project:String}}",
+                f" AND {time_column} >= fromUnixTimestamp64Nano({{lo:Int64}}) AND {time_column} <= fromUnixTimestamp64Nano({{hi:Int64}})",
+                " AND TraceId IN (",
+                scope.traces,
+                ")",
+                **scope.params(),
+            ),
+            tag=f"settle.count.{name}",
+        ).get("n")
+        or 0
+    )
+
+
+PREFIX = "apm_settle_"
+
+
+def settle_scope(scope: facts.Scope, version: int) -> tuple[int, int, int]:
+    """Recompute and store the facts of one scope; (calls, runs, edges) rows written."""
+    tables = facts.materialize(scope, PREFIX)
+    try:
+        return (
+            _write_changes(schema.CALLS, ("TraceId", "SpanId"), tables.calls, scope, version),
+            _write_changes(schema.RUNS, ("TraceId",), tables.runs, scope, version),
+            _write_changes(schema.EDGES, ("TraceId", "Parent", "Child"), tables.edges, scope, version),
+        )
+    finally:
+        facts.drop(tables)
+
+
+def _agent_names(project_id: str) -> tuple[str, ...]:
+    """The project's agent step names; the defaults for a ProjectId that names no project. Any
+    sender to a collector can write any `project_id` (a name, a typo): it must not stop the pass
+    that settles every project (Django raised ValidationError on a ProjectId that is not a UUID)."""
+    pk = project_pk(project_id)
+    project = Project.objects.filter(pk=pk).first() if pk else None
+    return project.agent_names if project else DEFAULT_AGENT_SPAN_NAMES
+
+
+def settle_once(now_ns: int | None = None) -> Report:
+    """One pass over everything inserted since the last one. Returns what it did."""
+    started = time.perf_counter()
+    report = Report()
+    through, server_now = scoping.state()
+    after = scoping.unsettled_after_ns(through)
+    until = now_ns or server_now
+    for row in _touched(after, until):
+        project = row["project"]
+        chunks = max(1, math.ceil(int(row["traces"]) / CHUNK_TRACES))
+        names = _agent_names(project)
+        for chunk in range(chunks):
+            scope = scoping.build_scope(project, _touched_traces(project, after, until, chunks, chunk), names)
+            if scope is None:
+                continue
+            calls, runs_, edges = settle_scope(scope, version=until)
+            report.calls_written += calls
+            report.runs_written += runs_
+            report.edges_written += edges
+        report.traces += int(row["traces"])
+    # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
+    state_table = schema.table(schema.SETTLE_STATE)
+    if report.traces or time.monotonic() - _state_written.get(state_table, -1e9) >= STATE_EVERY_SECONDS:
+        clickhouse.insert(
+            state_table,
+            ("Name", "Through"),
+            [{"Name": scoping.STATE_NAME, "Through": from_nanos(until)}],
+            tag="settle.state",
+        )
+        _state_written[state_table] = time.monotonic()
+        scoping.forget_state()
+    report.seconds = time.perf_counter() - started
+    report.through_ns = until
+    if report.traces:
+        log.info(
+            "settled %d traces: %d call, %d run, %d edge rows written in %.2f s",
+            report.traces,
+            report.calls_written,
+            report.runs_written,
+            report.edges_written,
+            report.seconds,
+        )
+    return report

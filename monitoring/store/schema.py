@@ -1,0 +1,921 @@
+"""DDL: the OTel Collector's own `otel_traces` table and its TraceId lookup, and what we derive.
+
+`otel_traces` is created exactly as the collector's ClickHouse exporter creates it, so a stock
+collector and our receiver write the same rows into it. On top, all safe for a collector that
+inserts only the exporter's columns:
+- MATERIALIZED columns for what each span means (monitoring/semantics/semconv.py), computed at insert;
+- `otel_spans`, every span narrow and ordered by (project, time), filled by a materialized view;
+- the settled facts `otel_calls`, `otel_runs`, `otel_run_edges` (written by monitoring/semantics/settle.py
+  with the counting rules applied once) and their rollups per 15-minute slice.
+Nothing here drops span data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.conf import settings
+
+from monitoring.semantics import semconv
+from monitoring.store import clickhouse
+
+log = logging.getLogger(__name__)
+
+TRACES = "otel_traces"
+LOOKUP = "otel_traces_trace_id_ts"
+LOOKUP_MV = "otel_traces_trace_id_ts_mv"
+SPANS = "otel_spans"
+SPANS_MV = "otel_spans_mv"
+CALLS = "otel_calls"  # settled model invocations
+RUNS = "otel_runs"  # settled agent runs
+EDGES = "otel_run_edges"  # settled Agent Flow Graph edges
+CALLS_15M = "otel_calls_15m"
+USERS_1H = "otel_calls_users_1h"
+RUNS_15M = "otel_runs_15m"
+EDGES_15M = "otel_run_edges_15m"
+FACETS_1H = "otel_facets_1h"
+LATENCY_1H = "otel_calls_latency_1h"
+SETTLE_STATE = "otel_settle_state"
+
+# The exporter's INSERT list (exporter/clickhouseexporter's traces table), in order.
+TRACE_COLUMNS = (
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events.Timestamp",
+    "Events.Name",
+    "Events.Attributes",
+    "Links.TraceId",
+    "Links.SpanId",
+    "Links.TraceState",
+    "Links.Attributes",
+)
+NANOS_COLUMNS = ("Timestamp", "Events.Timestamp")
+
+
+def table(name: str = TRACES) -> str:
+    """A fully qualified name for one of our tables (the database name is validated at start-up)."""
+    return f"`{clickhouse.database()}`.`{name}`"
+
+
+def _ttl(column: str, days: int) -> str:
+    return f"TTL toDateTime({column}) + toIntervalDay({int(days)})" if days > 0 else ""
+
+
+def _traces_ddl(ttl_days: int, name: str = TRACES, engine: str = "MergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
+{_ttl("Timestamp", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _lookup_ddl(ttl_days: int, name: str = LOOKUP, engine: str = "MergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start)
+{_ttl("Start", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _lookup_mv_ddl(source: str = TRACES, target: str = LOOKUP, on_cluster: str = "") -> str:
+    return f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {table(LOOKUP_MV)}{on_cluster} TO {table(target)}
+AS SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End
+FROM {table(source)}
+WHERE TraceId != ''
+GROUP BY TraceId
+"""
+
+
+# --- derived columns of otel_traces -------------------------------------------------------------
+# MATERIALIZED: computed at insert (ours or a collector's), never in an exporter's INSERT list.
+
+
+def _quoted(values) -> str:
+    return ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+
+
+def _attr(key: str) -> str:
+    return f"SpanAttributes[{_quoted([key])}]"
+
+
+def _first(keys) -> str:
+    """The first non-empty attribute among `keys`, else ''."""
+    return "coalesce(" + ", ".join(f"nullIf({_attr(k)}, '')" for k in keys) + ", '')"
+
+
+def _count(keys) -> str:
+    return f"toUInt64OrZero({_first(semconv.names(keys))})"
+
+
+def _json_counts(paths) -> list[str]:
+    return [f"JSONExtractUInt({_attr(key)}, {_quoted(path)})" for key, path in paths]
+
+
+def _repr_count(field: str) -> str:
+    """A count inside LiteLLM's `metadata.usage_object` (a Python repr: `'field': 12` or `field=12`)."""
+    pattern = f"[^a-z_]{field}['\"]?\\s*[:=]\\s*([0-9]+)"
+    return f"toUInt64OrZero(extract({_attr(semconv.LITELLM_USAGE_OBJECT)}, {_quoted([pattern])}))"
+
+
+def _cache_read_expr() -> str:
+    s = semconv
+    parts = [_count(s.CACHE_READ_TOKENS), *_json_counts(s.CACHE_READ_IN_JSON), _repr_count("cache_read_input_tokens")]
+    return f"greatest({', '.join(parts)})"
+
+
+def _cache_write_expr() -> str:
+    s = semconv
+    parts = [
+        _count(s.CACHE_WRITE_TOKENS),
+        *_json_counts(s.CACHE_WRITE_IN_JSON),
+        _repr_count("cache_creation_input_tokens"),
+    ]
+    return f"greatest({', '.join(parts)})"
+
+
+def _reasoning_expr() -> str:
+    return f"greatest({_count(semconv.REASONING_TOKENS)}, {_repr_count('reasoning_tokens')})"
+
+
+def _exclusive_input_expr() -> str:
+    """Whether the span's input-token count leaves its cache reads and writes out (see semconv)."""
+    s = semconv
+    model = _first(s.names(s.MODEL))
+    vercel = (
+        f"(ScopeName = {_quoted([s.VERCEL_SCOPE])} AND startsWith(lower({_attr('ai.model.provider')}), 'anthropic')"
+        f" AND NOT mapContains(SpanAttributes, {_quoted([s.VERCEL_V6_MARKER])}))"
+    )
+    strands = f"(ScopeName = {_quoted([s.STRANDS_SCOPE])} AND match({model}, {_quoted([s.EXCLUSIVE_MODEL_PATTERN])}))"
+    inconsistent = f"({_cache_read_expr()} + {_cache_write_expr()} > {_count(s.INPUT_TOKENS)})"
+    return f"({vercel} OR {strands} OR {inconsistent})"
+
+
+def _input_tokens_expr() -> str:
+    cache = f"({_cache_read_expr()} + {_cache_write_expr()})"
+    return f"{_count(semconv.INPUT_TOKENS)} + if({_exclusive_input_expr()}, {cache}, 0)"
+
+
+def _output_tokens_expr() -> str:
+    s = semconv
+    adk_thoughts = f"if(ScopeName = {_quoted([s.ADK_SCOPE])}, toUInt64OrZero({_attr(s.ADK_EXCLUSIVE_REASONING)}), 0)"
+    return f"{_count(s.OUTPUT_TOKENS)} + {adk_thoughts}"
+
+
+def _any_key(keys) -> str:
+    return " OR ".join(f"mapContains(SpanAttributes, {_quoted([k])})" for k in keys)
+
+
+def _in(key: str, values) -> str:
+    return f"{_attr(key)} IN ({_quoted(values)})"
+
+
+def _named(pairs) -> str:
+    """Spans recognised by (instrumentation scope, span name prefix)."""
+    return " OR ".join(
+        f"(ScopeName = {_quoted([scope])} AND startsWith(SpanName, {_quoted([name])}))" for scope, name in pairs
+    )
+
+
+def _is_litellm() -> str:
+    return f"ScopeName = {_quoted([semconv.LITELLM_SCOPE])}"
+
+
+def _llm_call_expr() -> str:
+    s = semconv
+    litellm_call = f"{_is_litellm()} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)})"
+    other_dialects = " OR ".join(
+        [
+            _in(s.OPERATION_NAME, s.GENAI_LLM_OPERATIONS),
+            _in("llm.request.type", s.OPENLLMETRY_LLM_REQUEST_TYPES),
+            _in("openinference.span.kind", s.OPENINFERENCE_LLM_KINDS),
+            _in(s.VERCEL_OPERATION_ID, s.VERCEL_LLM_OPERATIONS),
+            _named(s.NAMED_LLM_SPANS),
+        ]
+    )
+    # Google ADK 1.23-1.39: generate_content under call_llm repeats the call (2.x sets gen_ai.provider.name).
+    adk_repeat = (
+        f"(ScopeName = {_quoted([s.ADK_SCOPE])} AND {_attr(s.OPERATION_NAME)} = {_quoted([s.ADK_1X_GENERATE_CONTENT])}"
+        " AND NOT mapContains(SpanAttributes, 'gen_ai.provider.name'))"
+    )
+    return f"toUInt8(({litellm_call}) OR (NOT ({_is_litellm()}) AND ({other_dialects}) AND NOT {adk_repeat}))"
+
+
+def _embedding_expr() -> str:
+    s = semconv
+    return (
+        "toUInt8("
+        f"{_in(s.OPERATION_NAME, s.GENAI_EMBEDDING_OPERATIONS)}"
+        f" OR {_in('llm.request.type', ('embedding',))}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_EMBEDDING_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_EMBEDDING_OPERATIONS)}"
+        f" OR ({_is_litellm()} AND {_in('llm.request.type', ('embedding', 'aembedding'))})"
+        ")"
+    )
+
+
+def _tool_step_expr() -> str:
+    s = semconv
+    return (
+        "toUInt8("
+        f"{_in(s.OPERATION_NAME, s.GENAI_TOOL_OPERATIONS)}"
+        f" OR {_in('traceloop.span.kind', s.TRACELOOP_TOOL_KINDS)}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_TOOL_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_TOOL_OPERATIONS)}"
+        f" OR {_named(s.NAMED_TOOL_SPANS)}"
+        ")"
+    )
+
+
+def _agent_step_expr() -> str:
+    s = semconv
+    return (
+        "toUInt8("
+        f"{_in(s.OPERATION_NAME, s.GENAI_AGENT_OPERATIONS)}"
+        f" OR {_in('traceloop.span.kind', s.TRACELOOP_AGENT_KINDS)}"
+        f" OR {_in('openinference.span.kind', s.OPENINFERENCE_AGENT_KINDS)}"
+        f" OR {_in(s.VERCEL_OPERATION_ID, s.VERCEL_TOOL_OPERATIONS)}"
+        f" OR {_named(s.NAMED_AGENT_SPANS + s.NAMED_TOOL_SPANS)}"
+        f" OR (startsWith(ServiceName, {_quoted([s.AGENT_SERVICE_PREFIX])}) AND ParentSpanId = '')"
+        ")"
+    )
+
+
+def _request_model_expr() -> str:
+    s = semconv
+    invocation = f"JSONExtractString({_attr(s.OPENINFERENCE_INVOCATION_PARAMETERS)}, 'model')"
+    keys = semconv.names(s.REQUEST_MODEL)
+    return f"coalesce(nullIf({_first(keys[:-1])}, ''), nullIf({invocation}, ''), {_first(keys[-1:])})"
+
+
+def _response_id_expr() -> str:
+    s = semconv
+    output = _attr(s.OPENINFERENCE_OUTPUT_VALUE)
+    from_output = f"if(startsWith({output}, '{{'), JSONExtractString({output}, 'id'), '')"
+    return f"coalesce(nullIf({_first(semconv.names(s.RESPONSE_ID))}, ''), {from_output})"
+
+
+def _provider_expr() -> str:
+    # The first key naming a provider (Strands and ADK 1.x name themselves); Vercel's
+    # 'openai.responses' / 'anthropic.messages' name the API flavour after the provider.
+    s = semconv
+    named = (
+        "coalesce("
+        + ", ".join(
+            f"if({_attr(k)} IN ({_quoted(s.NOT_PROVIDERS)}), NULL, nullIf({_attr(k)}, ''))" for k in s.names(s.PROVIDER)
+        )
+        + ", '')"
+    )
+    return f"lower(splitByChar('.', {named})[1])"
+
+
+def derived_columns() -> list[tuple[str, str, str]]:
+    """(name, type, MATERIALIZED expression) for every column we add to otel_traces."""
+    s = semconv
+    return [
+        ("ProjectId", "LowCardinality(String)", "ResourceAttributes['project_id']"),
+        ("Model", "LowCardinality(String)", _first(s.names(s.MODEL))),
+        ("RequestModel", "LowCardinality(String)", _request_model_expr()),
+        ("Provider", "LowCardinality(String)", _provider_expr()),
+        ("InputTokens", "UInt64", _input_tokens_expr()),
+        ("OutputTokens", "UInt64", _output_tokens_expr()),
+        ("CacheReadTokens", "UInt64", _cache_read_expr()),
+        ("CacheWriteTokens", "UInt64", _cache_write_expr()),
+        ("ReasoningTokens", "UInt64", _reasoning_expr()),
+        ("InputAudioTokens", "UInt64", _count(s.INPUT_AUDIO_TOKENS)),
+        ("OutputAudioTokens", "UInt64", _count(s.OUTPUT_AUDIO_TOKENS)),
+        ("ReportedCost", "Float64", f"toFloat64OrZero({_first(s.names(s.REPORTED_COST))})"),
+        ("IsLLMCall", "UInt8", _llm_call_expr()),
+        ("IsGateway", "UInt8", f"toUInt8({_is_litellm()} AND ({_any_key(s.LITELLM_CALL_MARKER_KEYS)}))"),
+        ("IsEmbedding", "UInt8", _embedding_expr()),
+        ("IsAgentStep", "UInt8", _agent_step_expr()),
+        ("IsToolStep", "UInt8", _tool_step_expr()),
+        ("IsError", "UInt8", f"toUInt8(StatusCode IN ({_quoted(s.ERROR_STATUS)}))"),
+        ("IsReplay", "UInt8", f"toUInt8(ServiceName = {_quoted([s.REPLAY_SERVICE])})"),
+        ("EndUser", "String", _first(s.names(s.END_USER))),
+        ("SessionId", "String", _first(s.names(s.SESSION))),
+        ("ResponseId", "String", _response_id_expr()),
+    ]
+
+
+def _stamp(type_: str, expr: str) -> str:
+    return "apm:" + hashlib.sha256(f"{type_} {expr}".encode()).hexdigest()[:16]
+
+
+def _derived_columns_ddl(comments: dict[str, str], name: str = TRACES, on_cluster: str = "") -> list[str]:
+    """ADD what is missing; MODIFY a column whose definition changed since it was added.
+
+    The definition's hash rides in the column comment, so a new release's better attribute rules
+    reach new rows without a heavy mutation. Old parts keep the values they were written with (and
+    otel_spans its copies); `ALTER TABLE otel_traces MATERIALIZE COLUMN <name>` would rewrite them,
+    a mutation over every part that the portal never starts by itself.
+    """
+    statements = []
+    for column, type_, expr in derived_columns():
+        stamp = _stamp(type_, expr)
+        definition = f"{column} {type_} MATERIALIZED {expr} COMMENT '{stamp}'"
+        if column not in comments:
+            statements.append(f"ALTER TABLE {table(name)}{on_cluster} ADD COLUMN IF NOT EXISTS {definition}")
+        elif comments[column] != stamp:
+            statements.append(f"ALTER TABLE {table(name)}{on_cluster} MODIFY COLUMN {definition}")
+    return statements
+
+
+def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
+    # Data is ordered by service and name, not project: a set index lets a project skip granules.
+    return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
+
+
+# --- otel_traces by trace id ----------------------------------------------------------------------
+# The exporter orders spans by (service, span name, time), so a trace's spans lie in as many
+# granules as it has kinds of span (17 granules of 8,192 rows for a 65-span agent run at 10M spans),
+# each a block of attribute maps to decompress. A projection keeps a second copy of what the trace
+# page, its API and the runs' previews read, ordered by TraceId: a whole trace or one span is one
+# granule per part of its day. ClickHouse chooses it when it reads fewer marks (ClickHouse docs,
+# "Projections"); a part written before it existed is read as before until the MATERIALIZE
+# PROJECTION mutation, started once when the projection is added, has rewritten it. The cost is
+# disk (otel_traces 84 -> 218 bytes/span on the demo traffic) and merge work (bench/shard.py,
+# docs/cluster.md); bulk insert time is unchanged. A derived column named here can
+# be MODIFYed as any other (old parts keep their values) but not dropped before the projection.
+TRACE_PROJECTION = "by_trace_id"
+# Rows per granule: one span's panel decompresses a granule of attribute maps (8,192 rows, about
+# 7 MB at 10M demo spans, took 20 ms; 1,024 rows hold a trace of a few hundred spans too).
+TRACE_PROJECTION_GRANULE = 1024
+TRACE_PROJECTION_COLUMNS = (
+    *TRACE_COLUMNS, "ProjectId", "Model", "InputTokens", "OutputTokens", "ReportedCost", "IsLLMCall", "IsAgentStep",
+    "IsError",
+)  # fmt: skip
+
+
+def _trace_projection_ddl(name: str = TRACES, on_cluster: str = "") -> str:
+    return (
+        f"ALTER TABLE {table(name)}{on_cluster} ADD PROJECTION IF NOT EXISTS {TRACE_PROJECTION}"
+        f" (SELECT {', '.join(TRACE_PROJECTION_COLUMNS)} ORDER BY TraceId)"
+        f" WITH SETTINGS (index_granularity = {TRACE_PROJECTION_GRANULE})"
+    )
+
+
+def _materialize_projection_ddl(name: str = TRACES, on_cluster: str = "") -> str:
+    # A background mutation (mutations_sync = 0; chdb defaults to waiting for it).
+    return (
+        f"ALTER TABLE {table(name)}{on_cluster} MATERIALIZE PROJECTION {TRACE_PROJECTION} SETTINGS mutations_sync = 0"
+    )
+
+
+def has_trace_projection(name: str = TRACES) -> bool:
+    """Whether the table has the by-trace-id projection (its DDL names it)."""
+    row = clickhouse.query_one(
+        "SELECT countIf(position(create_table_query, {p:String}) > 0) AS n FROM system.tables"
+        " WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": name, "p": f"PROJECTION {TRACE_PROJECTION} "},
+        tag="schema.projection",
+    )
+    return bool(int(row.get("n") or 0))
+
+
+# --- otel_spans: every span, narrow, ordered by project and time -------------------------------
+# Filled by a materialized view on every insert into otel_traces (ours or a collector's). The
+# exporter's table is ordered by (service, span name, time), so neither a project's window nor
+# time order can be found there; this one finds a page of 50 rows, or a trace's spans, in a few
+# granules. A re-delivered span arrives twice: reads take one row per (TraceId, SpanId), and
+# ReplacingMergeTree folds the copies when parts merge. `InsertedAt` tells the settler what is new.
+
+SPAN_COLUMNS = (
+    "ProjectId", "Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "ServiceName",
+    "ScopeName", "Duration", "StatusCode", "StatusMessage", "IsLLMCall", "IsGateway", "IsEmbedding",
+    "IsAgentStep", "IsToolStep", "IsError", "IsReplay", "Model", "RequestModel", "Provider", "InputTokens",
+    "OutputTokens", "CacheReadTokens", "CacheWriteTokens", "ReasoningTokens", "InputAudioTokens",
+    "OutputAudioTokens", "ReportedCost", "EndUser", "SessionId", "ResponseId",
+)  # fmt: skip
+_LC = "LowCardinality(String)"
+_SPAN_TYPES = {
+    "ProjectId": _LC, "Timestamp": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "SpanId": "String CODEC(ZSTD(1))", "ParentSpanId": "String CODEC(ZSTD(1))", "SpanName": _LC, "SpanKind": _LC,
+    "ServiceName": _LC, "ScopeName": _LC, "Duration": "UInt64", "StatusCode": _LC,
+    "StatusMessage": "String CODEC(ZSTD(1))", "IsLLMCall": "UInt8", "IsGateway": "UInt8", "IsEmbedding": "UInt8",
+    "IsAgentStep": "UInt8", "IsToolStep": "UInt8", "IsError": "UInt8", "IsReplay": "UInt8", "Model": _LC,
+    "RequestModel": _LC, "Provider": _LC, "InputTokens": "UInt64", "OutputTokens": "UInt64",
+    "CacheReadTokens": "UInt64", "CacheWriteTokens": "UInt64", "ReasoningTokens": "UInt64",
+    "InputAudioTokens": "UInt64", "OutputAudioTokens": "UInt64", "ReportedCost": "Float64",
+    "EndUser": "String CODEC(ZSTD(1))", "SessionId": "String CODEC(ZSTD(1))", "ResponseId": "String CODEC(ZSTD(1))",
+}  # fmt: skip
+STATUS_MESSAGE_CHARS = 1000  # lists show a line of it; the whole message stays in otel_traces
+
+
+def _columns(types: dict[str, str]) -> str:
+    return ",\n    ".join(f"{name} {type_}" for name, type_ in types.items())
+
+
+def _spans_ddl(ttl_days: int, name: str = SPANS, engine: str = "ReplacingMergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    {_columns(_SPAN_TYPES)},
+    InsertedAt DateTime64(3) DEFAULT now64(3),
+    INDEX idx_inserted InsertedAt TYPE minmax GRANULARITY 1,
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_session SessionId TYPE bloom_filter(0.01) GRANULARITY 4,
+    INDEX idx_user EndUser TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = {engine}
+PARTITION BY toDate(Timestamp)
+ORDER BY (ProjectId, Timestamp, TraceId, SpanId)
+{_ttl("Timestamp", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _spans_select(source: str = TRACES) -> str:
+    columns = [c if c != "StatusMessage" else f"substring(StatusMessage, 1, {STATUS_MESSAGE_CHARS}) AS StatusMessage"
+               for c in SPAN_COLUMNS]  # fmt: skip
+    return f"SELECT {', '.join(columns)} FROM {table(source)} WHERE TraceId != '' AND SpanId != ''"
+
+
+def _spans_mv_ddl(source: str = TRACES, target: str = SPANS, on_cluster: str = "") -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(SPANS_MV)}{on_cluster} TO {table(target)} AS {_spans_select(source)}"
+
+
+# --- settled facts: one row per model invocation, agent run and flow edge -----------------------
+# Written only by the settler (monitoring/semantics/settle.py), which applies the counting rules once
+# (monitoring/semantics/facts.py). When a later span changes a decision (a gateway span arrives for
+# an agent's call, a re-delivery, a late root), the settler cancels the old row (Sign = -1, same
+# Version) and writes the new one: VersionedCollapsingMergeTree folds the pairs, and every sum read
+# as sum(Sign * x) is exact before and after merges. The rollups below are fed by the same rows,
+# so they cancel too.
+
+CALL_TYPES = {
+    "ProjectId": _LC, "Timestamp": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "SpanId": "String CODEC(ZSTD(1))", "RunTraceId": "String CODEC(ZSTD(1))", "SpanName": _LC,
+    "ServiceName": _LC, "Model": _LC, "Provider": _LC, "IsError": "UInt8", "IsEmbedding": "UInt8",
+    "IsGateway": "UInt8", "IsReplay": "UInt8", "HasEnd": "UInt8", "Duration": "UInt64", "InputTokens": "UInt64",
+    "OutputTokens": "UInt64", "CacheReadTokens": "UInt64", "CacheWriteTokens": "UInt64", "ReasoningTokens": "UInt64",
+    "InputAudioTokens": "UInt64", "OutputAudioTokens": "UInt64", "ReportedCost": "Float64", "Cost": "Float64",
+    "Priced": "UInt8", "CacheSavings": "Float64", "EndUser": "String CODEC(ZSTD(1))",
+    "SessionId": "String CODEC(ZSTD(1))",
+}  # fmt: skip
+CALL_COLUMNS = tuple(CALL_TYPES)
+
+RUN_TYPES = {
+    "ProjectId": _LC, "Start": "DateTime64(9) CODEC(Delta, ZSTD(1))", "TraceId": "String CODEC(ZSTD(1))",
+    "End": "DateTime64(9)", "HasEnd": "UInt8", "Name": _LC, "ServiceName": _LC,
+    "Services": "Array(LowCardinality(String))", "Models": "Array(LowCardinality(String))", "IsError": "UInt8",
+    "IsReplay": "UInt8", "Spans": "UInt32", "ErrorSpans": "UInt32", "AgentSteps": "UInt32", "LLMCalls": "UInt32",
+    "InputTokens": "UInt64", "OutputTokens": "UInt64", "Cost": "Float64", "Unpriced": "UInt32",
+    "EndUser": "String CODEC(ZSTD(1))", "SessionId": "String CODEC(ZSTD(1))", "FirstCall": "String", "LastCall": "String",
+}  # fmt: skip
+RUN_COLUMNS = tuple(RUN_TYPES)
+
+EDGE_TYPES = {
+    "ProjectId": _LC, "Start": "DateTime64(9)", "TraceId": "String CODEC(ZSTD(1))", "Parent": _LC, "Child": _LC,
+    "Calls": "UInt32", "Errors": "UInt32", "Duration": "UInt64", "RunFailed": "UInt8", "IsReplay": "UInt8",
+    "Services": "Array(LowCardinality(String))", "Models": "Array(LowCardinality(String))",
+}  # fmt: skip
+EDGE_COLUMNS = tuple(EDGE_TYPES)
+
+
+def _settled_ddl(
+    ttl_days: int,
+    name: str,
+    types: dict[str, str],
+    order_by: str,
+    time_column: str,
+    engine: str = "",
+    on_cluster: str = "",
+) -> str:
+    engine = engine or "VersionedCollapsingMergeTree(Sign, Version)"
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    {_columns(types)},
+    Sign Int8,
+    Version UInt64,
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = {engine}
+PARTITION BY toDate({time_column})
+ORDER BY ({order_by})
+{_ttl(time_column, ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+SETTLED = {
+    # name: (types, ORDER BY, partition/TTL time column)
+    CALLS: (CALL_TYPES, "ProjectId, Timestamp, TraceId, SpanId", "Timestamp"),
+    RUNS: (RUN_TYPES, "ProjectId, Start, TraceId", "Start"),
+    EDGES: (EDGE_TYPES, "ProjectId, Start, TraceId, Parent, Child", "Start"),
+}
+
+
+# --- rollups: what the dashboard sums over long windows -----------------------------------------
+# AggregatingMergeTree tables of sums per 15-minute slice (every real time zone's offset is a
+# multiple of 15 minutes, so a local hour or day is a whole number of slices), fed by materialized
+# views on the settled tables: a cancelled row subtracts what it added. Latency has its own rollup,
+# one row per fine log bucket (2^(1/32) wide, ~2%) holding the count and the sum of durations, from
+# which p50/p95/p99 are read (exact when a bucket holds one value), split by the Analytics
+# histogram's bin: plain sums over rows are ~10x cheaper to read than sumMap over per-slice maps.
+
+SLICE_SECONDS = 15 * 60
+# Latency bin edges of the Analytics histogram, in ms (the latency rollup's `Bin` is an index into them).
+LATENCY_EDGES_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+FINE_BUCKETS_PER_OCTAVE = 32
+FINE_BUCKET_BASE_NS = 10_000  # bucket 0 holds everything under 0.01 ms
+
+
+def fine_bucket_sql(duration: str = "Duration") -> str:
+    """The fine latency bucket of a duration in ns (UInt16)."""
+    return (
+        f"toUInt16(greatest(0, floor(log2(greatest({duration}, 1) / {FINE_BUCKET_BASE_NS})"
+        f" * {FINE_BUCKETS_PER_OCTAVE}) + 1))"
+    )
+
+
+def latency_bin_sql(duration: str = "Duration") -> str:
+    """The Analytics histogram bin (0 = under the first edge) of a duration in ns."""
+    edges = ", ".join(str(e * 1_000_000) for e in LATENCY_EDGES_MS)
+    return f"toUInt16(arrayCount(e -> e <= {duration}, [{edges}]))"
+
+
+def _sum(type_: str = "Int64") -> str:
+    return f"SimpleAggregateFunction(sum, {type_})"
+
+
+ROLLUPS = {
+    # name: (source, key columns with types, measure columns with types, measure expressions)
+    CALLS_15M: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC, "Provider": _LC,
+         "IsError": "UInt8", "IsEmbedding": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "Timed": (_sum(), "sum(Sign * HasEnd)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
+            "InputTokens": (_sum(), "sum(Sign * toInt64(InputTokens))"),
+            "OutputTokens": (_sum(), "sum(Sign * toInt64(OutputTokens))"),
+            "CacheReadTokens": (_sum(), "sum(Sign * toInt64(CacheReadTokens))"),
+            "CacheWriteTokens": (_sum(), "sum(Sign * toInt64(CacheWriteTokens))"),
+            "ReasoningTokens": (_sum(), "sum(Sign * toInt64(ReasoningTokens))"),
+            "ReportedCost": (_sum("Float64"), "sum(Sign * ReportedCost)"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+            "Unpriced": (_sum(), "sum(Sign * toInt64(NOT Priced))"),
+            "CacheSavings": (_sum("Float64"), "sum(Sign * CacheSavings)"),
+        },
+    ),
+    LATENCY_1H: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC, "Provider": _LC,
+         "IsError": "UInt8", "IsEmbedding": "UInt8", "IsReplay": "UInt8", "Bucket": "UInt16", "Bin": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
+        },
+    ),
+    USERS_1H: (
+        CALLS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "EndUser": "String", "ServiceName": _LC, "Model": _LC,
+         "IsError": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign)"),
+            "InputTokens": (_sum(), "sum(Sign * toInt64(InputTokens))"),
+            "OutputTokens": (_sum(), "sum(Sign * toInt64(OutputTokens))"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+            "Unpriced": (_sum(), "sum(Sign * toInt64(NOT Priced))"),
+            "Timed": (_sum(), "sum(Sign * HasEnd)"),
+            "DurationSum": (_sum(), "sum(Sign * toInt64(Duration))"),
+        },
+    ),
+    RUNS_15M: (
+        RUNS,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "IsError": "UInt8", "IsReplay": "UInt8"},
+        {
+            "Runs": (_sum(), "sum(Sign)"),
+            "LLMCalls": (_sum(), "sum(Sign * toInt64(LLMCalls))"),
+            "Cost": (_sum("Float64"), "sum(Sign * Cost)"),
+        },
+    ),
+    EDGES_15M: (
+        EDGES,
+        {"ProjectId": _LC, "Slice": "DateTime('UTC')", "Parent": _LC, "Child": _LC, "RunFailed": "UInt8",
+         "IsReplay": "UInt8"},
+        {
+            "Calls": (_sum(), "sum(Sign * toInt64(Calls))"),
+            "Errors": (_sum(), "sum(Sign * toInt64(Errors))"),
+            "Duration": (_sum(), "sum(Sign * toInt64(Duration))"),
+        },
+    ),
+}  # fmt: skip
+# Services and models seen per hour (every span, not only calls): the filter bar's choices.
+ROLLUPS[FACETS_1H] = (
+    SPANS,
+    {"ProjectId": _LC, "Slice": "DateTime('UTC')", "ServiceName": _LC, "Model": _LC},
+    {"Spans": (_sum(), "toInt64(count())")},
+)
+ROLLUP_SLICE_SECONDS = {
+    CALLS_15M: SLICE_SECONDS, USERS_1H: 3600, RUNS_15M: SLICE_SECONDS, EDGES_15M: SLICE_SECONDS, FACETS_1H: 3600,
+    LATENCY_1H: 3600,
+}  # fmt: skip
+# Keys computed from the source row (others are its columns), and which source rows a rollup holds.
+_ROLLUP_KEYS = {LATENCY_1H: {"Bucket": fine_bucket_sql(), "Bin": latency_bin_sql()}}
+_ROLLUP_WHERE = {LATENCY_1H: "HasEnd = 1"}  # calls without an end time have no latency
+_ROLLUP_TIME = {CALLS: "Timestamp", RUNS: "Start", EDGES: "Start", SPANS: "Timestamp"}
+
+
+def _rollup_ddl(
+    ttl_days: int, name: str, engine: str = "AggregatingMergeTree", on_cluster: str = "", table_name: str = ""
+) -> str:
+    """The rollup `name` (a key of ROLLUPS), created as `table_name` (a cluster's local table)."""
+    _source, keys, measures = ROLLUPS[name]
+    columns = ",\n    ".join([f"{k} {t}" for k, t in keys.items()] + [f"{m} {t}" for m, (t, _) in measures.items()])
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(table_name or name)}{on_cluster} (
+    {columns}
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Slice)
+ORDER BY ({", ".join(keys)})
+{_ttl("Slice", ttl_days)}
+"""
+
+
+def _rollup_select(name: str, source: str = "") -> str:
+    origin, keys, measures = ROLLUPS[name]
+    step = ROLLUP_SLICE_SECONDS[name]
+    time_column = _ROLLUP_TIME[origin]
+    slice_expr = f"toDateTime(intDiv(toUnixTimestamp({time_column}), {step}) * {step}, 'UTC') AS Slice"
+    computed = _ROLLUP_KEYS.get(name, {})
+    dims = [slice_expr if k == "Slice" else f"{computed[k]} AS {k}" if k in computed else k for k in keys]
+    exprs = [f"{expr} AS {m}" for m, (_, expr) in measures.items()]
+    where = f" WHERE {_ROLLUP_WHERE[name]}" if name in _ROLLUP_WHERE else ""
+    return (
+        f"SELECT {', '.join(dims + exprs)} FROM {table(source or origin)}{where} GROUP BY {', '.join(k for k in keys)}"
+    )
+
+
+def _rollup_mv_ddl(name: str, source: str = "", target: str = "", on_cluster: str = "") -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(name + '_mv')}{on_cluster} TO {table(target or name)}"
+        f" AS {_rollup_select(name, source)}"
+    )
+
+
+# --- the settler's bookkeeping --------------------------------------------------------------------
+
+
+def _settle_state_ddl(
+    name: str = SETTLE_STATE, engine: str = "ReplacingMergeTree(Updated)", on_cluster: str = ""
+) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    Name LowCardinality(String),
+    Through DateTime64(3),
+    Updated DateTime64(3) DEFAULT now64(3)
+) ENGINE = {engine}
+ORDER BY Name
+"""
+
+
+def _exists(name: str) -> bool:
+    return bool(existing_columns(name))
+
+
+# Derived tables of earlier releases, replaced by the ones above (their data is rebuilt from otel_traces).
+LEGACY = ("otel_llm_calls_mv", "otel_llm_calls")
+
+
+def ensure_schema(ttl_days: int | None = None) -> list[str]:
+    """Create or complete the schema; idempotent; never drops span data. Returns the statements run.
+
+    New derived tables are filled from the spans already stored (a batch landing meanwhile may be
+    copied twice into otel_spans: reads take one row per span id, so nothing is counted twice).
+    """
+    days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
+    statements = [
+        f"CREATE DATABASE IF NOT EXISTS `{clickhouse.database()}`",
+        _traces_ddl(days),
+        _lookup_ddl(days),
+        _lookup_mv_ddl(),
+    ]
+    for sql in statements:
+        clickhouse.command(sql, tag="schema.ensure")
+    comments = {name: column["comment"] for name, column in existing_columns().items()}
+    later = [*_derived_columns_ddl(comments), _project_index_ddl()]
+    later += [f"DROP TABLE IF EXISTS {table(name)}" for name in LEGACY if _exists(name) or name.endswith("_mv")]
+    if not _exists(SPANS):
+        later += [
+            _spans_ddl(days),
+            _spans_mv_ddl(),
+            f"INSERT INTO {table(SPANS)} ({', '.join(SPAN_COLUMNS)}) {_spans_select()}",
+        ]
+    for name, (types, order_by, time_column) in SETTLED.items():
+        later.append(_settled_ddl(days, name, types, order_by, time_column))
+    for name in ROLLUPS:
+        if not _exists(name):
+            later += [_rollup_ddl(days, name), _rollup_mv_ddl(name)]
+            # A rollup added by an upgrade starts from the settled rows already there (the settler
+            # runs after the schema is ensured, so none land twice).
+            if _exists(ROLLUPS[name][0]):
+                later.append(f"INSERT INTO {table(name)} {_rollup_select(name)}")
+    later.append(_settle_state_ddl())
+    for sql in later:
+        clickhouse.command(sql, tag="schema.ensure")
+    return statements + later + _ensure_trace_projection(TRACES)
+
+
+def _ensure_trace_projection(name: str) -> list[str]:
+    """Add the by-trace-id projection once and start materializing it for the parts already
+    stored (a background mutation; reads stay right meanwhile). Last, and never fatal: it only
+    speeds trace reads, and a server that refuses it (an older one, an exporter configured with
+    another engine) must still get the rest of the schema. Returns the statements run."""
+    if has_trace_projection(name):
+        return []
+    statements = [_trace_projection_ddl(name), _materialize_projection_ddl(name)]
+    for sql in statements:
+        try:
+            clickhouse.command(sql, tag="schema.ensure")
+        except clickhouse.ClickHouseError as exc:
+            log.warning("the %s projection of %s was not set up (%s); run: %s", TRACE_PROJECTION, name, exc, sql)
+            return []
+    return statements
+
+
+# --- a ClickHouse cluster ---------------------------------------------------------------------
+# Replicated `_local` tables on every node, and Distributed tables under the names the portal and
+# the collector use, sharded by trace id (a trace stays on one shard, so trace queries stay local).
+
+LOCAL_SUFFIX = "_local"
+
+
+def _identifier(value: str) -> str:
+    if not value or not value.replace("_", "a").replace("-", "a").isalnum() or not value.isascii():
+        raise ValueError(f"not a plain cluster name: {value!r}")
+    return value
+
+
+def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
+    """The whole schema for a cluster, in order. Run once; every statement is IF NOT EXISTS."""
+    on = f" ON CLUSTER `{_identifier(cluster)}`"
+    db = clickhouse.database()
+    local = {name: name + LOCAL_SUFFIX for name in (TRACES, LOOKUP, SPANS, *SETTLED, *ROLLUPS, SETTLE_STATE)}
+
+    def replicated(name: str, kind: str = "MergeTree", args: str = "") -> str:
+        extra = f", {args}" if args else ""
+        return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{db}/{name}', '{{replica}}'{extra})"
+
+    def distributed(name: str, key: str = "cityHash64(TraceId)") -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {table(name)}{on} AS {table(local[name])}"
+            f" ENGINE = Distributed(`{cluster}`, `{db}`, `{local[name]}`, {key})"
+        )
+
+    derived = _derived_columns_ddl({}, local[TRACES], on)
+    # The Distributed table carries the same derived columns so reads through it can name them.
+    derived_dist = [sql.replace(table(local[TRACES]), table(TRACES)) for sql in derived]
+    statements = [
+        f"CREATE DATABASE IF NOT EXISTS `{db}`{on}",
+        _traces_ddl(ttl_days, local[TRACES], replicated(local[TRACES]), on),
+        _lookup_ddl(ttl_days, local[LOOKUP], replicated(local[LOOKUP]), on),
+        _lookup_mv_ddl(local[TRACES], local[LOOKUP], on),
+        *derived,
+        _project_index_ddl(local[TRACES], on),
+        _trace_projection_ddl(local[TRACES], on),
+        _spans_ddl(ttl_days, local[SPANS], replicated(local[SPANS], "ReplacingMergeTree"), on),
+        _spans_mv_ddl(local[TRACES], local[SPANS], on),
+    ]
+    for name, (types, order_by, time_column) in SETTLED.items():
+        engine = replicated(local[name], "VersionedCollapsingMergeTree", "Sign, Version")
+        statements.append(_settled_ddl(ttl_days, local[name], types, order_by, time_column, engine, on))
+    for name in ROLLUPS:
+        statements.append(_rollup_ddl(ttl_days, name, replicated(local[name], "AggregatingMergeTree"), on, local[name]))
+        source = local[ROLLUPS[name][0]]
+        statements.append(
+            _rollup_mv_ddl(name, source, local[name], on).replace(table(name + "_mv"), table(local[name] + "_mv"))
+        )
+    statements.append(
+        _settle_state_ddl(local[SETTLE_STATE], replicated(local[SETTLE_STATE], "ReplacingMergeTree", "Updated"), on)
+    )
+    statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS)]
+    statements += [distributed(name) for name in SETTLED]
+    statements += [distributed(name, "rand()") for name in ROLLUPS]
+    statements.append(distributed(SETTLE_STATE, "0"))
+    statements += derived_dist
+    return statements
+
+
+def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str]:
+    days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
+    local_traces = TRACES + LOCAL_SUFFIX
+    materialize = not has_trace_projection(local_traces)  # a cluster made before the projection
+    statements = cluster_statements(cluster, days)
+    for sql in statements:
+        clickhouse.command(sql, tag="schema.cluster")
+    if materialize:
+        sql = _materialize_projection_ddl(local_traces, f" ON CLUSTER `{_identifier(cluster)}`")
+        clickhouse.command(sql, tag="schema.cluster")
+        statements.append(sql)
+    return statements
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+def set_retention(days: int) -> list[str]:
+    """Change the TTL of the spans and every table derived from them. Cheap: with ttl_only_drop_parts whole daily
+    parts are dropped as they expire; nothing is rewritten now (unlike a DELETE mutation)."""
+    statements = []
+    timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp")]
+    timed += [(name, time_column) for name, (_, _, time_column) in SETTLED.items()]
+    timed += [(name, "Slice") for name in ROLLUPS]
+    for name, column in timed:
+        ttl = _ttl(column, days) if days > 0 else "REMOVE TTL"
+        verb = "MODIFY " + ttl if days > 0 else ttl
+        statements.append(f"ALTER TABLE {table(name)} {verb} SETTINGS materialize_ttl_after_modify = 0")
+    for sql in statements:
+        clickhouse.command(sql, tag="schema.retention")
+    return statements
+
+
+def current_ttl(name: str = TRACES) -> str:
+    """The table's TTL clause as ClickHouse reports it, '' when none."""
+    row = clickhouse.query_one(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.ttl",
+    )
+    engine = row.get("engine_full", "")
+    if " TTL " not in engine:
+        return ""
+    return engine.split(" TTL ", 1)[1].split(" SETTINGS ", 1)[0].strip()
+
+
+def partitions(name: str = TRACES) -> list[dict]:
+    """Active partitions with their rows and bytes on disk, newest first."""
+    return clickhouse.query(
+        "SELECT partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes, count() AS parts,"
+        " min(min_time) AS oldest, max(max_time) AS newest"
+        " FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active"
+        " GROUP BY partition ORDER BY partition DESC",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.partitions",
+    )
+
+
+def existing_columns(name: str = TRACES) -> dict[str, dict[str, str]]:
+    """name -> {type, default_kind, comment} of a table's columns, empty if it does not exist."""
+    rows = clickhouse.query(
+        "SELECT name, type, default_kind, comment FROM system.columns"
+        " WHERE database = {db:String} AND table = {t:String}",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.columns",
+    )
+    return {row["name"]: row for row in rows}

@@ -1,0 +1,177 @@
+"""Parse a request once into the question it asks: which project, which time window, in which zone.
+
+Messages are translated (gettext): they are shown to people as the filter bar's "Bad filter" banner
+and returned by the API as its `error`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import cast
+
+from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from monitoring.queries.filter import SpanFilter, Window
+from monitoring.web import preferences
+
+RANGES = {
+    "1h": dt.timedelta(hours=1),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
+DEFAULT_RANGE = "24h"
+MAX_WINDOW = dt.timedelta(days=400)
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
+
+
+def _parse_instant(value: str, zone: str = "UTC") -> dt.datetime:
+    """An ISO 8601 time as a UTC datetime; a time without an offset is a wall-clock time in `zone`
+    (what a person typed into a datetime-local picker labelled with their zone)."""
+    text = value.strip()
+    # An unencoded "+" of an offset arrives from a query string as a space: "...T09:00:00 09:00".
+    if re.fullmatch(r".+T\S+ \d{2}:?\d{2}", text):
+        head, _sep, offset = text.rpartition(" ")
+        text = f"{head}+{offset}"
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        # fold=0: a wall-clock time that happens twice (clocks going back) means the first one.
+        parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    return parsed.astimezone(dt.UTC)
+
+
+class WindowForm(forms.Form):
+    """`?range=24h`, or `?from=<ISO 8601>&to=<ISO 8601>`; default last 24 h. A time without an offset
+    is in the form's `tz` (the viewer's zone; UTC for the API unless it sends `tz=`)."""
+
+    range = forms.ChoiceField(choices=[(k, k) for k in RANGES], required=False)
+    # "from" is a keyword, so the form field has another name; see `from_query`.
+    start = forms.CharField(required=False)
+    end = forms.CharField(required=False)
+
+    def __init__(self, data=None, tz: str = "UTC", **kwargs):
+        super().__init__(data, **kwargs)
+        self.tz = preferences.valid_zone(tz) or "UTC"
+
+    def _instant(self, name: str, label: str) -> dt.datetime | None:
+        value = self.cleaned_data.get(name) or ""
+        if not value:
+            return None
+        try:
+            instant = _parse_instant(value, self.tz)
+        except (ValueError, OverflowError):
+            raise forms.ValidationError(
+                _("'%(name)s' must be an ISO 8601 time like 2025-12-05T09:00:00Z, not %(value)r")
+                % {"name": label, "value": value}
+            )
+        if not EARLIEST <= instant <= LATEST:  # span times are nanoseconds in an Int64
+            raise forms.ValidationError(
+                _("'%(name)s' must be between 1970 and 2262, not %(value)r") % {"name": label, "value": value}
+            )
+        return instant
+
+    def clean(self):
+        data = super().clean() or {}  # Form.clean returns cleaned_data
+        if self.errors:
+            return data
+        start = self._instant("start", "from")
+        end = self._instant("end", "to")
+        now = timezone.now()
+        if start is None and end is None:
+            preset = data.get("range") or DEFAULT_RANGE
+            data["window"] = Window(now - RANGES[preset], now, preset)
+            return data
+        if start is None:
+            raise forms.ValidationError(_("'from' is required when 'to' is given"))
+        end = end or now
+        if end <= start:
+            raise forms.ValidationError(_("'to' must be after 'from'"))
+        if end - start > MAX_WINDOW:
+            raise forms.ValidationError(_("the window may span at most %(days)d days") % {"days": MAX_WINDOW.days})
+        data["window"] = Window(start, end)
+        return data
+
+    def error_text(self) -> str:
+        return "; ".join(str(e) for errors in self.errors.values() for e in errors)
+
+
+STATUSES = {"ok": gettext_lazy("OK only"), "error": gettext_lazy("Errors only")}
+_MAX_FILTER_VALUES = 50
+
+
+class FilterForm(WindowForm):
+    """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
+
+    status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
+
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False):
+        super().__init__(data, tz=tz)
+        self.services = tuple(s for s in services if s)
+        self.models = tuple(m for m in models if m)
+        self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
+
+    @classmethod
+    def from_query(cls, query, tz: str = "UTC") -> FilterForm:
+        """`tz`: the zone naive from/to mean (the viewer's zone on pages, `tz=` or UTC in the API)."""
+        return cls(
+            {
+                "range": query.get("range", ""),
+                "start": query.get("from", ""),
+                "end": query.get("to", ""),
+                "status": query.get("status", ""),
+            },
+            services=query.getlist("service") if hasattr(query, "getlist") else (),
+            models=query.getlist("model") if hasattr(query, "getlist") else (),
+            tz=tz,
+            replays=query.get("replays", "") in ("1", "true", "on"),
+        )
+
+    def clean(self):
+        data = super().clean()
+        if len(self.services) > _MAX_FILTER_VALUES or len(self.models) > _MAX_FILTER_VALUES:
+            raise forms.ValidationError(
+                _("at most %(count)d services and models may be chosen") % {"count": _MAX_FILTER_VALUES}
+            )
+        if any(len(v) > 500 for v in self.services + self.models):
+            raise forms.ValidationError(_("a service or model name is too long"))
+        return data
+
+    def span_filter(self, project, tz: str | None = None) -> SpanFilter:
+        """`tz`: an IANA zone name already validated by the caller; default the form's own zone."""
+        return SpanFilter(
+            str(project.id),
+            self.cleaned_data["window"],
+            self.services,
+            self.models,
+            self.cleaned_data.get("status") or "",
+            project.agent_names,
+            tz or self.tz,
+            self.replays,
+        )
+
+
+class PreferenceForm(forms.Form):
+    """Language and time zone; "" means "as my browser says"."""
+
+    language = forms.ChoiceField(required=False)
+    time_zone = forms.CharField(required=False, max_length=64)
+    # "browser": the zone the page's script read from Intl (never overrides a zone the person chose)
+    source = forms.ChoiceField(choices=[("", ""), ("browser", "browser")], required=False)
+
+    def __init__(self, *args, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["language"]).choices = [("", "")] + list(settings.LANGUAGES)
+
+    def clean_time_zone(self) -> str:
+        value = (self.cleaned_data.get("time_zone") or "").strip()
+        if value and not preferences.valid_zone(value):
+            raise forms.ValidationError(_("Unknown time zone %(zone)r.") % {"zone": value})
+        return value

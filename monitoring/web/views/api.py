@@ -1,0 +1,95 @@
+"""JSON read API under /api/v1/projects/<project_id>/: session login or a personal bearer token.
+
+Times are ISO 8601 with their offset. `tz=<IANA zone>` (default UTC) says which zone the answer's
+times are written in, which zone a `from`/`to` without an offset means, and which zone's days the
+buckets follow; an unknown zone is a 400.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+from django_ratelimit.core import is_ratelimited
+
+from monitoring import access
+from monitoring.queries import overview as overview_q
+from monitoring.queries.filter import iso
+from monitoring.store import clickhouse, errors
+from monitoring.web import preferences
+from monitoring.web.forms import FilterForm
+
+
+def _error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_view(fn):
+    """Authenticate (session or bearer token), check membership (404), and turn failures into JSON."""
+
+    @wraps(fn)
+    def wrapper(request, project_id, *args, **kwargs):
+        user = request.user if request.user.is_authenticated else None
+        if "Authorization" in request.headers:
+            user = access.user_from_bearer(request.headers["Authorization"])
+        if user is None:
+            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
+        if is_ratelimited(
+            request,
+            group="api",
+            key="monitoring.throttling.api_client_key",
+            rate=settings.API_RATE_LIMIT,
+            increment=True,
+        ):
+            response = _error(429, f"rate limit exceeded ({settings.API_RATE_LIMIT} per client): retry later")
+            response["Retry-After"] = "60"
+            return response
+        try:
+            membership = access.get_membership(user, project_id)
+        except Http404:
+            return _error(404, "no such project")
+        try:
+            return fn(request, membership, *args, **kwargs)
+        except clickhouse.ClickHouseError as exc:
+            return errors.json_response(exc, user)
+
+    return access.guarded_by("api")(require_GET(wrapper))
+
+
+def zone_or_400(request):
+    """The `tz=` parameter (default UTC), or a 400 answer for a zone the tz database does not know."""
+    asked = request.GET.get("tz", "").strip()
+    if not asked:
+        return "UTC", None
+    zone = preferences.valid_zone(asked)
+    if zone is None:
+        return None, _error(400, _("unknown time zone %(zone)r: use an IANA name such as Asia/Seoul") % {"zone": asked})
+    return zone, None
+
+
+def filter_or_400(request, membership):
+    """The filter bar's parameters (from, to, range, service, model, status, tz), or a 400 answer."""
+    zone, error = zone_or_400(request)
+    if error:
+        return None, error
+    form = FilterForm.from_query(request.GET, tz=zone)
+    if not form.is_valid():
+        return None, _error(400, form.error_text())
+    return form.span_filter(membership.project), None
+
+
+@api_view
+def overview(request, membership):
+    flt, error = filter_or_400(request, membership)
+    if error:
+        return error
+    data = overview_q.overview(flt).as_dict()
+    data["from"] = iso(flt.window.start, flt.tz)
+    data["to"] = iso(flt.window.end, flt.tz)
+    data["tz"] = flt.tz
+    return JsonResponse(data)

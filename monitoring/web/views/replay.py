@@ -1,0 +1,138 @@
+"""The Replay tab: step through a recorded run, re-run an LLM call through the gateway, compare runs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseForbidden
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_ratelimit.decorators import ratelimit
+
+from monitoring import access
+from monitoring.replay import compare as compare_runs
+from monitoring.replay import forms as rerun_forms
+from monitoring.replay import rerun as reruns
+from monitoring.replay import steps as runs
+from monitoring.store import clickhouse, errors
+from monitoring.web.views.dashboard import dashboard_tab
+
+SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
+
+
+def _picker(request, flt, membership, chosen=()) -> dict:
+    """The recent runs, each with a Replay link and a checkbox; two ticked ones are compared."""
+    return {
+        "recent": runs.recent_runs(flt),
+        "chosen": list(chosen),
+        "compare_url": reverse("monitoring:replay-compare", args=[membership.project_id]),
+        "replay_url": reverse("monitoring:replay", args=[membership.project_id]),
+    }
+
+
+def _step_url(request, trace_id: str, index: int) -> str:
+    query = {"trace": trace_id, "step": index}
+    if request.GET.get("all") == "1":
+        query["all"] = "1"
+    if request.GET.get("range"):
+        query["range"] = request.GET["range"]
+    return f"{request.path}?{urlencode(query)}"
+
+
+@dashboard_tab("replay", facets=False)  # Replay shows no filter bar
+def replay(request, flt, membership):
+    trace_id = request.GET.get("trace", "").strip().lower()
+    if not trace_id:
+        return _picker(request, flt, membership)
+    every_span = request.GET.get("all") == "1"
+    run = runs.load_run(membership.project, trace_id, every_span=every_span)
+    if run is None:
+        error = _("No trace %(trace)s in this project.") % {"trace": trace_id}
+        return _picker(request, flt, membership) | {"lookup_error": error, "trace_id": trace_id}, 404
+    span_id = request.GET.get("span", "")
+    if span_id and "step" not in request.GET:
+        # A link from Traces names the span: start there (showing every span if it is plumbing).
+        index = next((s.index for s in run.steps if s.span.span_id == span_id), 0)
+        if not index and not every_span:
+            run = runs.load_run(membership.project, trace_id, every_span=True) or run
+            index = next((s.index for s in run.steps if s.span.span_id == span_id), 1)
+        index = index or 1
+    else:
+        try:
+            index = min(max(int(request.GET.get("step", "1")), 1), len(run.steps))
+        except ValueError:
+            index = 1
+    step = run.steps[index - 1]
+    return {
+        "run": run,
+        "step": step,
+        "trace_id": trace_id,
+        "step_links": [(s, _step_url(request, trace_id, s.index)) for s in run.steps],
+        "prev_url": _step_url(request, trace_id, index - 1) if index > 1 else "",
+        "next_url": _step_url(request, trace_id, index + 1) if index < len(run.steps) else "",
+        "all_url": f"{request.path}?{urlencode({'trace': trace_id, 'all': '0' if request.GET.get('all') == '1' else '1'})}",
+        "editor": rerun_forms.initial(step) if step.role == runs.LLM else None,
+        "can_rerun": membership.role == membership.ADMIN,
+        "speeds": SPEEDS,
+        "rerun_url": reverse("monitoring:replay-rerun", args=[membership.project_id]),
+    }
+
+
+@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html", facets=False)
+def compare(request, flt, membership):
+    """Two runs side by side: ticked in the list (`run`, twice), or named as `a` and `b` (links)."""
+    picked = [t.strip().lower() for t in request.GET.getlist("run") if t.strip()]
+    if picked:
+        a, b = (picked + ["", ""])[:2]
+    else:
+        a, b = request.GET.get("a", "").strip().lower(), request.GET.get("b", "").strip().lower()
+    context = _picker(request, flt, membership, chosen=[t for t in (a, b) if t]) | {"a": a, "b": b}
+    if picked and (len(picked) != 2 or a == b):
+        return context | {"lookup_error": _("Tick two different runs to compare them.")}, 400
+    if not a or not b:
+        return context
+    run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
+    if run_a is None or run_b is None:
+        missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
+        error = _("No trace %(trace)s in this project.") % {"trace": _(" or ").join(missing)}
+        return context | {"lookup_error": error}, 404
+    return context | {"run_a": run_a, "run_b": run_b, "pairs": compare_runs.compare(run_a, run_b)}
+
+
+@access.guarded_by("login")
+@login_required
+@require_POST
+@ratelimit(
+    group="replay.rerun", key="monitoring.throttling.user_or_ip_key", rate=lambda g, r: settings.RERUN_RATE_LIMIT
+)
+def rerun(request, project_id):
+    """Re-run one recorded LLM call with the editor's request. Admins only: it spends money."""
+    membership = access.get_membership(request.user, project_id)
+    if membership.role != membership.ADMIN:
+        return HttpResponseForbidden(_("Only project admins may re-run LLM calls (a re-run spends money)."))
+    context: dict[str, Any] = {"project": membership.project}
+    status = 200
+    try:
+        step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
+        form = rerun_forms.RerunForm(request.POST)
+        if step is None or step.role != runs.LLM:
+            context["error"] = _("Pick an LLM call of a trace in this project to re-run.")
+            status = 404 if step is None else 400
+        elif not form.is_valid():
+            context["error"], status = form.error_text(), 400
+        else:
+            payload = form.payload()
+            context |= {
+                "step": step,
+                "payload": payload,
+                "result": reruns.rerun(membership.project, step, payload, request.user.get_username()),
+            }
+    except clickhouse.ClickHouseError as exc:
+        trouble = errors.trouble(exc, request.user)
+        context["error"], status = trouble.text, trouble.status
+    return render(request, "monitoring/replay/_rerun_result.html", context, status=status)

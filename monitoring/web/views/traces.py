@@ -1,0 +1,496 @@
+"""The Traces tab: the span list (sub-tabs, search, keyset pages, export), one trace's page with its
+lazy tree and span panel, and the read API (/api/v1/projects/<id>/traces[/<trace_id>]).
+
+Queries live in monitoring/queries/ (spans.py: the lists, trace.py: one trace), chat parsing in monitoring/semantics/messages.py; this module only
+turns requests into their questions and answers into pages.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from itertools import chain
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.http import require_GET
+
+from monitoring import access
+from monitoring.queries import spans as spans_q
+from monitoring.queries import trace as trace_q
+from monitoring.queries.filter import iso
+from monitoring.semantics import messages
+from monitoring.store import clickhouse, errors
+from monitoring.web import display
+from monitoring.web.forms import FilterForm
+from monitoring.web.views import runs as runs_views
+from monitoring.web.views.api import api_view, filter_or_400, zone_or_400
+from monitoring.web.views.dashboard import dashboard_tab, filter_query
+
+TEMPLATE = "monitoring/tabs/traces.html"
+_MORE_ROWS_TARGET = "trace-more"  # the "Older" row: htmx swaps it for the next page's rows
+_MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
+# What an empty sub-tab says (its label: monitoring/web/views/runs.py SUBTABS).
+KIND_EMPTY = {
+    "agent": gettext_lazy("No agent spans match in this window."),
+    "llm": gettext_lazy("No LLM calls match in this window."),
+    "all": gettext_lazy("No spans match in this window."),
+}
+
+
+def replay_path(project_id) -> str:
+    return reverse("monitoring:replay", args=[project_id])
+
+
+def replay_url(project_id, trace_id: str, span_id: str = "") -> str:
+    query = {"trace": trace_id, **({"span": span_id} if span_id else {})}
+    return f"{replay_path(project_id)}?{urlencode(query)}"
+
+
+# --- the list -----------------------------------------------------------------------------------
+
+
+def span_list(request, flt, membership):
+    """Traces: the runs list (`kind=runs`, the default sub-tab: monitoring/web/views/runs.py) or a span
+    list (`kind=agent|llm|all`)."""
+    # A search without a sub-tab (a link from before the runs list was the default) searches steps.
+    searched = request.GET.get("q") or request.GET.get("min_ms")
+    kind = request.GET.get("kind") or ("agent" if searched else runs_views.DEFAULT_KIND)
+    if kind == "runs":
+        return runs_views.runs_list(request, flt, membership)
+    query = request.GET.copy()
+    query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
+    query["kind"] = kind
+    pid = membership.project_id
+    try:
+        lq = spans_q.ListQuery.from_query(query)
+    except spans_q.BadQuery as exc:
+        return {
+            "form_error": str(exc),
+            "lq": spans_q.ListQuery(),
+            "kind_links": runs_views.subtab_links(request, pid),
+        }, 400
+    page = spans_q.list_spans(flt, lq)
+    base = reverse("monitoring:traces", args=[pid])
+    keep = lq.query()
+    context = {
+        "lq": lq,
+        "page": page,
+        "kind_links": runs_views.subtab_links(request, pid, keep),
+        "empty_text": KIND_EMPTY.get(lq.kind, KIND_EMPTY["all"]),
+        "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
+        "newest_url": base + filter_query(request, **keep) if lq.cursor else "",
+        "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
+        "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
+        "export_max_rows": display.count(spans_q.EXPORT_MAX_ROWS),
+        "replay_base": replay_path(pid),
+        "trace_base": base,
+        "back_query": filter_query(request, **keep),
+        "filter_hidden": [
+            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
+        ],
+    }
+    if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
+        return render(request, TEMPLATE + "#rows", {"project": membership.project, **context})
+    return context
+
+
+traces = dashboard_tab("traces")(span_list)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+_CSV_COLUMNS = (
+    "time",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "span_kind",
+    "service",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_source",
+    "duration_ms",
+    "status",
+    "status_message",
+    "is_llm_call",
+)
+
+
+class _Line:
+    """csv.writer's file: hands back each line instead of storing it."""
+
+    def write(self, value):
+        return value
+
+
+# Characters a spreadsheet skips before deciding a cell is a formula (LibreOffice skips NUL too).
+_SKIPPED = "".join(chr(c) for c in range(0x20)) + " \x7f"
+
+
+def _cell(value):
+    """A client's text made inert in a spreadsheet (OWASP "CSV Injection": a cell whose first
+    character, after any control characters and spaces, is = + - @, or that starts with a tab or
+    carriage return, gets a leading quote)."""
+    if isinstance(value, str) and (value.lstrip(_SKIPPED)[:1] in ("=", "+", "-", "@") or value[:1] in ("\t", "\r")):
+        return "'" + value
+    return value
+
+
+def _row(row: spans_q.SpanRow, zone: str) -> dict:
+    """A list row for the API and the exports: its time in ISO 8601 with the offset of `zone`."""
+    data = row.as_dict()
+    data["time"] = iso(row.time, zone)
+    return data
+
+
+def _csv_chunks(rows, zone: str = "UTC"):
+    writer = csv.writer(_Line())
+    yield writer.writerow(_CSV_COLUMNS)
+    batch = []
+    for row in rows:
+        data = _row(row, zone)
+        batch.append(writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS]))
+        if len(batch) >= 200:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+def _json_chunks(rows, max_rows: int, zone: str = "UTC"):
+    yield f'{{"max_rows":{max_rows},"items":['
+    count = 0
+    truncated = False
+    for row in rows:
+        if count == max_rows:
+            truncated = True  # one row past the cap was fetched only to know this
+            break
+        yield ("," if count else "") + json.dumps(_row(row, zone), ensure_ascii=False, separators=(",", ":"))
+        count += 1
+    yield f'],"count":{count},"truncated":{"true" if truncated else "false"}}}'
+
+
+_EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+@access.guarded_by("login")
+@login_required
+@require_GET
+def export(request, project_id, fmt):
+    """The list as it is filtered, every page of it (up to EXPORT_MAX_ROWS), streamed."""
+    if fmt not in _EXPORT_TYPES:
+        raise Http404("Export formats: csv, json")
+    membership = access.get_membership(request.user, project_id)
+    zone = getattr(request, "time_zone", "UTC")  # the viewer's: the file's times are written in it
+    form = FilterForm.from_query(request.GET, tz=zone)
+    if not form.is_valid():
+        return HttpResponseBadRequest(
+            _("Bad filter: %(error)s") % {"error": form.error_text()}, content_type="text/plain"
+        )
+    try:
+        lq = spans_q.ListQuery.from_query(request.GET)
+    except spans_q.BadQuery as exc:
+        return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
+    lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
+    flt = form.span_filter(membership.project)
+    cap = spans_q.EXPORT_MAX_ROWS
+    rows = spans_q.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
+    try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
+        first = next(rows, None)
+    except clickhouse.ClickHouseError as exc:
+        return errors.text_response(exc, request.user)
+    rows = chain([first], rows) if first is not None else iter(())
+    chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
+    response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    name = f"traces-{slugify(membership.project.name) or 'project'}-{lq.kind}-{stamp}.{fmt}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Export-Max-Rows"] = str(cap)
+    return response
+
+
+# --- one trace ----------------------------------------------------------------------------------
+
+
+def _trace_id_or_404(trace_id: str) -> str:
+    trace_id = trace_id.lower()
+    if not spans_q.TRACE_ID.fullmatch(trace_id):
+        raise Http404("A trace id is 32 hex digits")
+    return trace_id
+
+
+def _tree_lines(rows, t0: int, total: int, spans_url: str) -> list[dict]:
+    """Tree rows with their waterfall bar geometry (percent of the trace's span of time).
+
+    Attribute values (depth, CSS) are plain strings made here: the template would localize every
+    number (a decimal comma breaks CSS) and a trace's rows are its longest loop."""
+    total = max(total, 1)
+    lines = []
+    for row in rows:
+        line = {"row": row, "depth": str(row.depth), "indent": f"padding-left:{row.depth * 14}px"}
+        if row.span is not None:
+            s = row.span
+            left = round(min(max((s.ts - t0) / total * 100, 0), 100), 3)
+            if s.has_end:
+                width = round(max(min(s.duration_ns / total * 100, 100 - left), 0.15), 3)
+            else:  # no end time: the bar runs on to the trace's end (drawn hatched), never a 0 ms sliver
+                width = round(max(100 - left, 0.15), 3)
+            line["bar"] = f"left:{left}%;width:{width}%"
+            line["duration"] = display.duration_ms(s.duration_ms) if s.has_end else ""
+            if s.child_count:  # a blocktranslate per row cost more than the rest of the row
+                line["open"] = "1" if row.open else "0"
+                n = s.child_count  # as blocktranslate printed it: no thousands separator
+                line["children"] = ngettext("%(n)s child span", "%(n)s child spans", n) % {"n": n}
+        else:
+            line["more_url"] = (
+                f"{spans_url}?{urlencode({'parent': row.more_parent, 'after': row.more_after, 'depth': row.depth, 't0': t0, 'tn': t0 + total})}"
+            )
+        lines.append(line)
+    return lines
+
+
+def _ticks(total_ns: int) -> list[tuple[float, str]]:
+    return [(p, display.duration_ms(total_ns * p / 100 / 1e6)) for p in (0, 25, 50, 75, 100)]
+
+
+def _pretty(value: str) -> tuple[str, bool]:
+    """(text to show, whether it is JSON): JSON indented, long values cut."""
+    text = value
+    stripped = value.strip()
+    is_json = False
+    if stripped[:1] in ("{", "[") and len(stripped) < 200_000:
+        try:
+            text = json.dumps(json.loads(stripped), indent=2, ensure_ascii=False)
+            is_json = True
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+            pass
+    if len(text) > _MAX_SHOWN_VALUE:
+        rest = display.count(len(text) - _MAX_SHOWN_VALUE)
+        text = text[:_MAX_SHOWN_VALUE] + "\n… " + _("(%(count)s more characters)") % {"count": rest}
+    return text, is_json
+
+
+def _chat(items: list[messages.Message]) -> list[dict]:
+    out = []
+    for m in items:
+        calls = [{"name": c.name, "id": c.id, "arguments": _pretty(c.arguments)[0]} for c in m.tool_calls]
+        out.append(
+            {
+                "role": m.role,
+                "content": _pretty(m.content)[0] if m.role == "tool" else m.content[: _MAX_SHOWN_VALUE * 5],
+                "tool_calls": calls,
+                "tool_call_id": m.tool_call_id,
+                "name": m.name,
+                "finish_reason": m.finish_reason,
+            }
+        )
+    return out
+
+
+def _span_panel(project, span: trace_q.FullSpan, t0: int) -> dict:
+    attrs = span.attributes
+    exceptions = [
+        {
+            "type": e.attributes.get("exception.type", ""),
+            "message": e.attributes.get("exception.message", ""),
+            "stacktrace": e.attributes.get("exception.stacktrace", ""),
+            "offset_ms": round((e.ts - span.ts) / 1e6, 3),
+        }
+        for e in span.exceptions
+    ]
+    if not any(e["stacktrace"] for e in exceptions) and attrs.get("error.stack_trace"):
+        # LiteLLM puts the trace on the span too (and on some spans only there).
+        exceptions.append(
+            {
+                "type": attrs.get("error.type", ""),
+                "message": attrs.get("error.message", ""),
+                "stacktrace": attrs["error.stack_trace"],
+                "offset_ms": None,
+            }
+        )
+    params = messages.request_params(attrs)
+    cost, cost_source = span.cost_usd, span.cost_source  # the invocation's, counted once (0 for a wrapper)
+    span_events = [(e.name, e.attributes) for e in span.events]
+    return {
+        "span": span,
+        "offset_ms": round((span.ts - t0) / 1e6, 3),
+        "cost": cost,
+        "cost_source": cost_source,
+        "request": _chat(messages.request_messages(attrs, span_events)),
+        "response": _chat(messages.response_messages(attrs, span_events)),
+        "params": params,
+        "tools": [
+            {
+                "name": t.name,
+                "description": t.description,
+                "parameters": _pretty(json.dumps(t.parameters))[0] if t.parameters else "",
+            }
+            for t in params.tools
+        ],
+        "exceptions": exceptions,
+        "events": [
+            {"name": e.name, "offset_ms": round((e.ts - span.ts) / 1e6, 3), "attributes": sorted(e.attributes.items())}
+            for e in span.events
+            if not e.is_exception
+        ],
+        "attributes": [
+            (k, text, is_json or "\n" in text)
+            for k, (text, is_json) in ((k, _pretty(v)) for k, v in sorted(attrs.items()))
+        ],
+        "resource": sorted(span.resource.items()),
+        "replay_url": replay_url(project.id, span.trace_id, span.span_id) if span.is_llm_call else "",
+    }
+
+
+def _default_span(spans: list[trace_q.TreeSpan], root_id: str) -> str:
+    """What the panel opens on: the first LLM call (its chat is what people come for), else the root."""
+    calls = [s for s in spans if s.invocation]
+    return calls[0].span_id if calls else root_id
+
+
+@dashboard_tab("traces", facets=False)  # a trace's page shows no filter bar
+def trace_detail(request, flt, membership, trace_id):
+    trace_id = _trace_id_or_404(trace_id)
+    project = membership.project
+    ref = trace_q.locate(str(project.id), trace_id)
+    wanted = (request.GET.get("span") or "").lower()
+    wanted = wanted if spans_q.SPAN_ID.fullmatch(wanted) else ""
+    spans, calls, whole = trace_q.page_reads(ref, wanted, project.agent_names)
+    if not spans:
+        raise Http404("No such trace in this project")
+    summary = trace_q.summarize(ref, spans, calls)
+    total = max(summary.end_ns - summary.start_ns, 1)
+    spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
+    known = {s.span_id for s in spans}
+    selected = wanted if wanted in known else _default_span(spans, summary.root_span_id)
+    span = whole.get(selected) or trace_q.full_span(ref, selected, project.agent_names, calls)
+    list_query = filter_query(request, **{k: request.GET.get(k, "") for k in ("kind", "q", "min_ms")})
+    return {
+        "trace": summary,
+        "in_progress": any(not s.has_end for s in spans),  # its duration is a lower bound
+        "lines": _tree_lines(trace_q.visible_rows(spans), summary.start_ns, total, spans_url),
+        "ticks": _ticks(total),
+        "spans_url": spans_url,
+        "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
+        "back_url": reverse("monitoring:traces", args=[project.id]) + list_query,
+        "api_url": reverse("monitoring:api-trace", args=[project.id, trace_id]),
+        "trace_replay_url": replay_url(project.id, trace_id),
+        "selected": selected,
+        "panel": _span_panel(project, span, summary.start_ns) if span else None,
+    }
+
+
+def _int_param(request, name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(request.GET.get(name, default))
+    except ValueError:
+        raise spans_q.BadQuery(f"'{name}' must be a whole number") from None
+    if not low <= value <= high:
+        raise spans_q.BadQuery(f"'{name}' is out of range")
+    return value
+
+
+@access.guarded_by("login")
+@login_required
+@require_GET
+def trace_spans(request, project_id, trace_id):
+    """htmx fragments of a trace page: `?span=<id>` the span panel, `?parent=<id>` (or empty for the
+    roots) a page of that span's children as tree rows (`after`, `depth`, `t0`, `tn` from the page)."""
+    membership = access.get_membership(request.user, project_id)
+    trace_id = _trace_id_or_404(trace_id)
+    project = membership.project
+    try:
+        if "span" in request.GET:
+            span_id = request.GET["span"].lower()
+            if not spans_q.SPAN_ID.fullmatch(span_id):
+                raise spans_q.BadQuery("'span' must be 16 hex digits")
+            ref = trace_q.locate(str(project.id), trace_id)
+            span = trace_q.full_span(ref, span_id, project.agent_names)
+            if span is None:
+                raise Http404("No such span in this project")
+            t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
+            return render(
+                request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)}
+            )
+        if "parent" not in request.GET:
+            raise spans_q.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
+        parent = request.GET["parent"].lower()
+        if parent and not spans_q.SPAN_ID.fullmatch(parent):
+            raise spans_q.BadQuery("'parent' must be 16 hex digits")
+        after = trace_q.parse_after(request.GET["after"]) if request.GET.get("after") else (0, "")
+        depth = _int_param(request, "depth", 0, 0, 100_000)
+        t0 = _int_param(request, "t0", 0, 0, 2**63 - 1)
+        tn = _int_param(request, "tn", t0 + 1, t0, 2**63 - 1)
+        ref = trace_q.locate(str(project.id), trace_id)
+        found = trace_q.children(ref, parent, after, agent_names=project.agent_names)
+        if found is None:
+            raise Http404("No such span in this project")
+        kids, more = found
+        rows = [trace_q.TreeRow(k, depth) for k in kids]
+        if more:
+            rows.append(trace_q.TreeRow(None, depth, more_parent=parent, more_after=trace_q.after_token(kids[-1])))
+        spans_url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
+        context = {
+            "project": project,
+            "lines": _tree_lines(rows, t0, tn - t0, spans_url),
+            "spans_url": spans_url,
+            "detail_url": reverse("monitoring:trace", args=[project.id, trace_id]),
+        }
+        return render(request, TEMPLATE + "#tree-rows", context)
+    except spans_q.BadQuery as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    except clickhouse.ClickHouseError as exc:
+        return errors.text_response(exc, request.user)
+
+
+# --- read API -----------------------------------------------------------------------------------
+
+
+@api_view
+def api_traces(request, membership):
+    """GET /api/v1/projects/<id>/traces?kind=&q=&min_ms=&cursor=&limit= + the filter bar's parameters.
+
+    `kind=agent` (the default: agent steps, one row per step span), `llm`, `all`: span rows;
+    `kind=runs`: one row per agent run (monitoring/web/views/runs.py `api_runs`)."""
+    flt, error = filter_or_400(request, membership)
+    if error:
+        return error
+    if request.GET.get("kind") == "runs":
+        return runs_views.api_runs(request, flt)
+    try:
+        lq = spans_q.ListQuery.from_query(request.GET, max_limit=spans_q.MAX_LIMIT)
+    except spans_q.BadQuery as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    page = spans_q.list_spans(flt, lq)
+    return JsonResponse({"items": [_row(item, flt.tz) for item in page.items], "next_cursor": page.next_cursor})
+
+
+@api_view
+def api_trace(request, membership, trace_id):
+    """GET /api/v1/projects/<id>/traces/<trace_id>: every span with attributes, events and links."""
+    zone, error = zone_or_400(request)
+    if error:
+        return error
+    trace_id = trace_id.lower()
+    if not spans_q.TRACE_ID.fullmatch(trace_id):
+        return JsonResponse({"error": "a trace id is 32 hex digits"}, status=400)
+    spans = trace_q.full_spans(trace_q.locate(membership.project_id, trace_id))
+    if not spans:
+        return JsonResponse({"error": "no such trace"}, status=404)
+    items = []
+    for s in spans:
+        data = s.as_dict()
+        data["start"] = iso(data["start"], zone)
+        items.append(data)
+    return JsonResponse({"trace_id": trace_id, "spans": items, "truncated": len(spans) >= trace_q.MAX_TRACE_SPANS})
