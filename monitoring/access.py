@@ -27,8 +27,8 @@ def get_membership(user, project_id) -> Membership:
     return membership
 
 
-def user_from_bearer(header: str):
-    """The active user behind `Authorization: Bearer <personal token>`, or None."""
+def token_from_bearer(header: str) -> ApiToken | None:
+    """The active personal token of `Authorization: Bearer <personal token>`, or None."""
     scheme, _, secret = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
@@ -36,7 +36,13 @@ def user_from_bearer(header: str):
     if token is None or not token.user.is_active:
         return None
     token.touch()
-    return token.user
+    return token
+
+
+def user_from_bearer(header: str):
+    """The active user behind `Authorization: Bearer <personal token>`, or None."""
+    token = token_from_bearer(header)
+    return token.user if token else None
 
 
 def guarded_by(kind: str):

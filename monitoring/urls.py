@@ -7,6 +7,7 @@ app_name = "monitoring"
 
 urlpatterns = [
     path("v1/traces", receiver.otlp_traces, name="otlp-traces"),
+    path("v1/logs", receiver.otlp_logs, name="otlp-logs"),
     path("", dashboard.home),  # the site's front door is the dashboard (or the login page)
     path("admin/monitoring", dashboard.home),
     path("admin/monitoring/", dashboard.home, name="home"),
@@ -31,4 +32,5 @@ urlpatterns = [
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
     path("", include("monitoring.monitors.urls")),
+    path("", include("monitoring.quality.urls")),
 ]

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "monitoring",
     "monitoring.monitors",
+    "monitoring.quality",
 ]
 # The demo app (demo/: `manage.py demo_setup` and `demo_traces`) only where asked for: bin/demo sets
 # PORTAL_DEMO=1, the test settings add it; production leaves it out.

@@ -32,7 +32,13 @@ ALLOWED = {
 SETTLER = ("monitoring.semantics.settle", "monitoring.semantics.resettle")
 # Who may import the web layer: itself, the URL map, template tags and the apps that serve pages.
 WEB = "monitoring.web"
-WEB_USERS = ("monitoring.web", "monitoring.urls", "monitoring.templatetags", "monitoring.monitors")
+WEB_USERS = (
+    "monitoring.web",
+    "monitoring.urls",
+    "monitoring.templatetags",
+    "monitoring.monitors",
+    "monitoring.quality",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +34,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from monitoring import prometheus
-from monitoring.ingest import span_store
+from monitoring.ingest import log_store, span_store
 from monitoring.ingest.spool import Spool, SpoolFull, SpoolStats
 from monitoring.store import clickhouse
 
@@ -69,6 +70,16 @@ class _Submission:
 
 def _store(rows: Sequence[Row]) -> None:
     span_store.store(rows, tag="ingest.spans")
+
+
+def _store_logs(rows: Sequence[Row]) -> None:
+    log_store.store(rows, tag="ingest.logs")
+
+
+# What a writer stores: spans (`/v1/traces`) or log records (`/v1/logs`), each with its own queue,
+# inserts and spool folder (logs spool under SPOOL_DIR/logs), so one never waits on the other.
+SPANS, LOGS = "spans", "logs"
+_STORES: dict[str, Callable[[Sequence[Row]], None]] = {SPANS: _store, LOGS: _store_logs}
 
 
 class SpanWriter:
@@ -292,42 +303,48 @@ class SpanWriter:
         prometheus.SPOOL_OLDEST_AGE.set(stats.oldest_age_s)
 
 
-# --- the process-wide writer -------------------------------------------------------------------
+# --- the process-wide writers ------------------------------------------------------------------
 
-_writer: SpanWriter | None = None
+_writers: dict[str, SpanWriter] = {}
 _writer_lock = threading.Lock()
 
 
-def writer() -> SpanWriter:
-    global _writer
-    instance = _writer
+def _config(kind: str) -> dict[str, Any]:
+    config = dict(settings.INGEST)
+    if kind != SPANS:
+        config["SPOOL_DIR"] = str(Path(config["SPOOL_DIR"]) / kind)
+    return config
+
+
+def writer(kind: str = SPANS) -> SpanWriter:
+    """The process's writer of `kind` (SPANS or LOGS), started on first use."""
+    instance = _writers.get(kind)
     if instance is None:
         with _writer_lock:
-            if _writer is None:
-                _writer = SpanWriter(settings.INGEST)
-            instance = _writer
+            if kind not in _writers:
+                _writers[kind] = SpanWriter(_config(kind), store=_STORES[kind])
+            instance = _writers[kind]
     return instance
 
 
-def submit(rows: list[Row]) -> Outcome:
-    return writer().submit(rows)
+def submit(rows: list[Row], kind: str = SPANS) -> Outcome:
+    return writer(kind).submit(rows)
 
 
-def spool_stats() -> SpoolStats | None:
+def spool_stats(kind: str = SPANS) -> SpoolStats | None:
     """The spool as the Health page shows it; None when the spool is disabled."""
-    config = settings.INGEST
+    config = _config(kind)
     if not config["SPOOL_MAX_BYTES"]:
         return None
     return Spool(config["SPOOL_DIR"], int(config["SPOOL_MAX_BYTES"])).stats()
 
 
 def reset() -> None:
-    """Stop and forget the process's writer (settings changed; tests)."""
-    global _writer
+    """Stop and forget the process's writers (settings changed; tests)."""
     with _writer_lock:
-        if _writer is not None:
-            _writer.stop()
-        _writer = None
+        for instance in _writers.values():
+            instance.stop()
+        _writers.clear()
 
 
 @receiver(setting_changed)

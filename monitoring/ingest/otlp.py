@@ -49,7 +49,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 MAX_BODY_BYTES = 20 * 1024 * 1024  # the collector's default max_request_body_size
@@ -479,6 +479,8 @@ def any_value(v: Any) -> AnyValue:
         return AnyValue(double_value=v)
     if isinstance(v, (list, tuple)):
         return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
+    if isinstance(v, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=key_values(v)))
     return AnyValue(string_value=str(v))
 
 

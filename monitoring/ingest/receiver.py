@@ -1,4 +1,4 @@
-"""POST /v1/traces: the OTLP/HTTP receiver (OpenTelemetry OTLP/HTTP spec; our rules: docs/otlp.md).
+"""POST /v1/traces and /v1/logs: the OTLP/HTTP receivers (OpenTelemetry OTLP/HTTP spec; our rules: docs/otlp.md).
 A project ingest key decides the project.
 
 Answers (OTLP/HTTP spec, "Failures"): 200 once every span is stored or durably spooled (with
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from monitoring import prometheus
 from monitoring.access import guarded_by
-from monitoring.ingest import batcher, decode, otlp
+from monitoring.ingest import batcher, decode, logs, otlp
 from monitoring.models import IngestKey
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,20 @@ def _read_body(request) -> bytes:
 @csrf_exempt
 @require_POST
 def otlp_traces(request):
+    """POST /v1/traces: an ExportTraceServiceRequest, answered with an ExportTraceServiceResponse."""
+    return _receive(request, batcher.SPANS, decode.rows_from_body, otlp.encode_response, "spans")
+
+
+@guarded_by("ingest_key")
+@csrf_exempt
+@require_POST
+def otlp_logs(request):
+    """POST /v1/logs: an ExportLogsServiceRequest (GenAI events as log records), answered with an
+    ExportLogsServiceResponse; the same keys, limits, spool and partialSuccess rules as spans."""
+    return _receive(request, batcher.LOGS, logs.rows_from_body, logs.encode_response, "log records")
+
+
+def _receive(request, kind: str, rows_from_body, encode_response, noun: str) -> HttpResponse:
     content_type = request.content_type or ""
     key = IngestKey.find(_presented_key(request))
     if key is None:
@@ -93,31 +107,36 @@ def otlp_traces(request):
     except _TooLarge:
         return _status(content_type, 413, too_large)
     try:
-        result = decode.rows_from_body(body, content_type, request.headers.get("Content-Encoding"), str(key.project_id))
+        result = rows_from_body(body, content_type, request.headers.get("Content-Encoding"), str(key.project_id))
     except otlp.IngestError as exc:
         prometheus.SPANS_REJECTED.labels(reason="request").inc()
         return _status(content_type, exc.status, exc.message)
-    if result.rejected:
+    counted = kind == batcher.SPANS  # the span counters count spans only
+    if result.rejected and counted:
         prometheus.SPANS_REJECTED.labels(reason="span").inc(result.rejected)
 
-    outcome = batcher.submit(result.rows)
+    outcome = batcher.submit(result.rows, kind)
     if outcome.status in (batcher.UNAVAILABLE, batcher.BUSY):
         # 503 + Retry-After makes exporters and collectors keep the batch and try again.
-        log.error("OTLP batch of %d spans refused (%s): %s", len(result.rows), outcome.status, outcome.error_message)
-        reason = "spool_full" if outcome.status == batcher.UNAVAILABLE else "busy"
-        prometheus.SPANS_REJECTED.labels(reason=reason).inc(len(result.rows))
-        return _status(content_type, 503, "span storage unavailable, retry later", Retry_After=str(RETRY_AFTER_SECONDS))
-    if outcome.stored:
-        prometheus.SPANS_ACCEPTED.labels(outcome="stored").inc(outcome.stored)
-    if outcome.spooled:
-        prometheus.SPANS_ACCEPTED.labels(outcome="spooled").inc(outcome.spooled)
-    if outcome.rejected:
-        prometheus.SPANS_REJECTED.labels(reason="unstorable").inc(outcome.rejected)
+        log.error("OTLP batch of %d %s refused (%s): %s", len(result.rows), noun, outcome.status, outcome.error_message)
+        if counted:
+            reason = "spool_full" if outcome.status == batcher.UNAVAILABLE else "busy"
+            prometheus.SPANS_REJECTED.labels(reason=reason).inc(len(result.rows))
+        return _status(
+            content_type, 503, f"{noun} storage unavailable, retry later", Retry_After=str(RETRY_AFTER_SECONDS)
+        )
+    if counted:
+        if outcome.stored:
+            prometheus.SPANS_ACCEPTED.labels(outcome="stored").inc(outcome.stored)
+        if outcome.spooled:
+            prometheus.SPANS_ACCEPTED.labels(outcome="spooled").inc(outcome.spooled)
+        if outcome.rejected:
+            prometheus.SPANS_REJECTED.labels(reason="unstorable").inc(outcome.rejected)
     key.touch()
     rejected = result.rejected + outcome.rejected
     message = "; ".join(m for m in (result.error_message, outcome.error_message) if m)
     prometheus.INGEST_REQUESTS.labels(status="200").inc()
     return HttpResponse(
-        otlp.encode_response(content_type, rejected, message),
+        encode_response(content_type, rejected, message),
         content_type=otlp.response_content_type(content_type),
     )

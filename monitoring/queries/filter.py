@@ -18,6 +18,10 @@ from monitoring.store.sql import to_nanos
 UTC = dt.UTC
 
 
+class BadQuery(ValueError):
+    """A list parameter the caller can fix (shown as a 400)."""
+
+
 def iso(value: dt.datetime | str, zone: str | None = None) -> str:
     """An instant as ISO 8601, the API's and the URLs' spelling: `Z` for UTC, else the offset
     (2025-12-05T09:00:00+09:00). With `zone` (an IANA name) it is written in that zone first, and

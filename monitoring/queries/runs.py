@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from monitoring.queries import live, sources
-from monitoring.queries.filter import SpanFilter, iso
-from monitoring.queries.spans import TRACE_ID, BadQuery
+from monitoring.queries import logs as logs_q
+from monitoring.queries import scores as scores_q
+from monitoring.queries.filter import BadQuery, SpanFilter, iso
+from monitoring.queries.spans import TRACE_ID
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run, to_nanos
 
@@ -56,13 +58,15 @@ class RunCursor:
 @dataclass(frozen=True)
 class RunQuery:
     """The runs list's own parameters: sort (time, duration, cost; newest/longest/dearest first),
-    a session or end user to narrow to, and the page."""
+    a session or end user to narrow to, score conditions (`score=`, monitoring/queries/scores.py)
+    and the page."""
 
     sort: str = "time"
     session: str = ""
     user: str = ""
     cursor: RunCursor | None = None
     limit: int = PAGE_SIZE
+    scores: tuple[scores_q.ScoreCondition, ...] = ()
 
     @classmethod
     def from_query(cls, query, max_limit: int = 500) -> RunQuery:
@@ -76,7 +80,8 @@ class RunQuery:
         if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
             raise BadQuery(f"'limit' must be a whole number between 1 and {max_limit}")
         cursor = RunCursor.decode(query["cursor"]) if query.get("cursor") else None
-        return cls(sort, session, user, cursor, int(raw_limit))
+        found = scores_q.from_query(query)
+        return cls(sort, session, user, cursor, int(raw_limit), found)
 
 
 @dataclass
@@ -100,6 +105,7 @@ class RunRow:
     first_input: str = ""  # previews, filled by `add_previews`
     last_output: str = ""
     duration_ns: int = 0  # exact, for the duration sort's cursor
+    scores: dict = field(default_factory=dict)  # {name: {value, label, count}}, filled by `add_scores`
 
     @property
     def start(self):
@@ -194,7 +200,10 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
     if rq.cursor:
         keyset = f"({order}, TraceId) < ({{r_value:{value_type}}}, {{r_trace:String}})"
     value = rq.cursor.value if rq.cursor else 0
+    score_where, score_params = scores_q.conditions(flt.project_id, rq.scores, "run")
+    where += score_where
     params = {
+        **score_params,
         "project": flt.project_id,
         "r_start": start,
         "r_end": end,
@@ -229,6 +238,15 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
     return [_row(r) for r in run(statement, tag=f"runs.list.{rq.sort}")]
 
 
+def add_scores(project_id: str, runs: list[RunRow]) -> list[RunRow]:
+    """Fill each run's `scores`: {name: {"value": mean of the numeric values on the run and its spans,
+    "label": the latest label, "count": n}} (monitoring/queries/scores.py)."""
+    found = scores_q.per_run(scores_q.for_traces(project_id, [r.trace_id for r in runs]))
+    for r in runs:
+        r.scores = found.get(r.trace_id, {})
+    return runs
+
+
 def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
     """Fill `first_input` (the first call's last user message) and `last_output` (the last call's
     answer), PREVIEW_CHARS at most, from the spans' own attributes and events."""
@@ -255,6 +273,8 @@ def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
         tag="runs.previews",
     )
     found = {f"{r['trace']}/{r['span']}": r for r in rows}
+    lo, hi = min(r.start_ns for r in runs), max(r.start_ns for r in runs)
+    logged = logs_q.message_events(project_id, sorted({t for t, _ in pairs}), lo, hi, [(t, sp) for t, sp in pairs])
 
     def clip(text: str) -> str:
         text = " ".join(text.split())
@@ -264,10 +284,12 @@ def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
         first, last = found.get(r.first_call), found.get(r.last_call)
         if first:
             events = list(zip(first["names"], first["event_attrs"], strict=False))
+            events += [(n, a) for _, n, a in logged.get((first["trace"], first["span"]), [])]
             asked = [m for m in messages.request_messages(first["attrs"], events) if m.role == "user" and m.content]
             r.first_input = clip(asked[-1].content) if asked else ""
         if last:
             events = list(zip(last["names"], last["event_attrs"], strict=False))
+            events += [(n, a) for _, n, a in logged.get((last["trace"], last["span"]), [])]
             said = [m for m in messages.response_messages(last["attrs"], events) if m.content]
             r.last_output = clip(said[-1].content) if said else ""
     return runs

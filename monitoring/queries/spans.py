@@ -21,10 +21,11 @@ import binascii
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from monitoring.queries import live, sources
-from monitoring.queries.filter import SpanFilter, Window, iso
+from monitoring.queries import scores as scores_q
+from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
 from monitoring.semantics import semconv
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run, to_nanos
@@ -41,10 +42,6 @@ FIRST_STEP_NS = 3600 * 10**9  # the newest stretch a page is looked for in (then
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 SPAN_ID = re.compile(r"[0-9a-f]{16}")
 TRACE_PREFIX = re.compile(r"[0-9a-f]{6,31}")  # the short ids the tables show
-
-
-class BadQuery(ValueError):
-    """A list parameter the caller can fix (shown as a 400)."""
 
 
 def status_name(code: str, is_error: bool | None = None) -> str:
@@ -102,6 +99,7 @@ class ListQuery:
     cursor: Cursor | None = None
     limit: int = PAGE_SIZE
     whole_names: bool = False  # exports carry names whole; pages show NAME_CHARS of them
+    scores: tuple[scores_q.ScoreCondition, ...] = ()  # `score=` conditions on each span's own scores
 
     @classmethod
     def from_query(cls, query, max_limit: int = PAGE_SIZE) -> ListQuery:
@@ -125,7 +123,7 @@ class ListQuery:
         if not 1 <= limit <= max_limit:
             raise BadQuery(f"'limit' must be between 1 and {max_limit}")
         cursor = Cursor.decode(query["cursor"]) if query.get("cursor") else None
-        return cls(kind, q, min_ms, cursor, limit)
+        return cls(kind, q, min_ms, cursor, limit, scores=scores_q.from_query(query))
 
     @property
     def trace_id(self) -> str:
@@ -146,7 +144,7 @@ class ListQuery:
             q["q"] = self.q
         if self.min_ms:
             q["min_ms"] = f"{self.min_ms:g}"
-        return q
+        return q  # `score=` is repeatable: the filter bar's keys carry it (views/dashboard.py)
 
 
 # --- the rows ------------------------------------------------------------------------------------
@@ -173,6 +171,7 @@ class SpanRow:
     status_message: str
     is_llm_call: bool
     matched: str = ""  # why a search found it: "trace id", "name", "attribute <key>", "event <name>"
+    scores: dict = field(default_factory=dict)  # {name: {value, label, count}} of the span's own scores
 
     @property
     def time(self):
@@ -283,6 +282,7 @@ def _select_stretch(
 ) -> list[dict]:
     cursor, cursor_params = _below_cursor(lq)
     search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
+    scored, score_params = scores_q.conditions(flt.project_id, lq.scores, "call")
     conditions = [
         "ProjectId = {project:String}",
         "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
@@ -291,6 +291,7 @@ def _select_stretch(
         "Duration >= {min_ns:UInt64}" if lq.min_ms else "",
         cursor,
         search,
+        *scored,
         *extra,
     ]
     columns = (
@@ -319,6 +320,7 @@ def _select_stretch(
         models=list(flt.models),
         **cursor_params,
         **search_params,
+        **score_params,
         **params,
     )
     return run(statement, tag=f"traces.list.{lq.kind}")
@@ -445,6 +447,14 @@ def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) 
         if page.next_cursor is None:
             return
         query = replace(query, cursor=Cursor.decode(page.next_cursor), limit=min(EXPORT_CHUNK, max_rows - sent))
+
+
+def add_scores(project_id: str, rows: list[SpanRow]) -> list[SpanRow]:
+    """Fill each row's `scores` with its span's own ({name: {value, label, count}})."""
+    found = scores_q.per_call(scores_q.for_traces(project_id, [r.trace_id for r in rows]))
+    for r in rows:
+        r.scores = found.get((r.trace_id, r.span_id), {})
+    return rows
 
 
 def paged_filter(flt: SpanFilter, lq: ListQuery) -> SpanFilter:

@@ -18,9 +18,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES
+from monitoring.queries import logs as logs_q
 from monitoring.queries import parallel
-from monitoring.queries.filter import iso
-from monitoring.queries.spans import NAME_CHARS, SPAN_ID, TRACE_ID, BadQuery, status_name
+from monitoring.queries.filter import BadQuery, iso
+from monitoring.queries.spans import NAME_CHARS, SPAN_ID, TRACE_ID, status_name
 from monitoring.semantics import facts, scoping, semconv
 from monitoring.store import clickhouse, schema
 from monitoring.store.sql import Sql, from_nanos, run
@@ -282,12 +283,14 @@ def page_reads(
     if ref.start_ns > ref.end_ns:
         return [], [], {}
     # The invocations first: asked in this thread, as they may read the project's prices (the ORM).
-    found, rows = parallel.concurrently(
+    found, rows, logged = parallel.concurrently(
         lambda: invocations(ref, agent_names),
         lambda: _run_trace(WHOLE_COPIES_SQL, ref, tag="traces.whole", limit=_WHOLE_TRACE_ROWS),
+        lambda: logs_q.message_events(ref.project_id, [ref.trace_id], ref.start_ns, ref.end_ns),
     )
     whole = _first_copies([_full_span(r) for r in rows]) if len(rows) < _WHOLE_TRACE_ROWS else []
     if 0 < len(whole) <= WHOLE_TRACE_SPANS:
+        _add_log_events(whole, logged)
         mark_invocations(ref, whole, agent_names, found)
         return tree_of(whole, agent_names), found, {s.span_id: s for s in whole}
     spans = tree_spans(ref, agent_names=agent_names, found=found)
@@ -784,6 +787,7 @@ def full_spans(
         return []
     rows = _run_trace(FULL_SPANS_SQL.replace("$span", ""), ref, tag="traces.full", limit=limit)
     spans = [_full_span(r) for r in rows]
+    _add_log_events(spans, logs_q.message_events(ref.project_id, [ref.trace_id], ref.start_ns, ref.end_ns))
     mark_invocations(ref, spans, agent_names, found)
     return spans
 
@@ -803,5 +807,16 @@ def full_span(
     if not rows:
         return None
     span = _full_span(rows[0])
+    pair = [(ref.trace_id, span.span_id)]
+    _add_log_events([span], logs_q.message_events(ref.project_id, [ref.trace_id], ref.start_ns, ref.end_ns, pair))
     mark_invocations(ref, [span], agent_names, found)
     return span
+
+
+def _add_log_events(spans: list[FullSpan], logged: dict) -> None:
+    """The GenAI events a span's instrumentation sent as log records, among its events by time
+    (monitoring/queries/logs.py): the chat reads both alike."""
+    for s in spans:
+        extra = logged.get((s.trace_id, s.span_id))
+        if extra:
+            s.events = sorted([*s.events, *(Event(ts, name, attrs) for ts, name, attrs in extra)], key=lambda e: e.ts)

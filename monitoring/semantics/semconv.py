@@ -254,3 +254,25 @@ REPLAY_SERVICE = "apm-replay"
 # 64-bit number, which wraps around to more than 2^63 (and an Int64 column shows it negative).
 # Durations of 2^62 ns (146 years) or more are "no end time".
 NO_END_DURATION_NS = 2**62
+
+# --- GenAI events (semantic-conventions-genai, "gen-ai-events"; OTel spec 2026: events are log
+# records, `LogRecord.event_name`; older SDKs set the `event.name` attribute or send span events) ---
+LOG_EVENT_NAME_KEY = "event.name"  # the event name before LogRecord.event_name existed (logs data model < 1.5)
+INFERENCE_DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+EVALUATION_RESPONSE_ID = "gen_ai.response.id"
+# The events that carry chat content (messages.py reads them), as log records or span events.
+MESSAGE_EVENTS = (
+    INFERENCE_DETAILS_EVENT,
+    "gen_ai.system.message",
+    "gen_ai.user.message",
+    "gen_ai.assistant.message",
+    "gen_ai.tool.message",
+    "gen_ai.choice",
+    "gen_ai.content.prompt",
+    "gen_ai.content.completion",
+)

@@ -37,6 +37,10 @@ EDGES_15M = "otel_run_edges_15m"
 FACETS_1H = "otel_facets_1h"
 LATENCY_1H = "otel_calls_latency_1h"
 SETTLE_STATE = "otel_settle_state"
+LOGS = "otel_logs"  # the collector exporter's log table: GenAI events as OTel log records
+SCORES = "otel_scores"  # scores of spans, runs and sessions, from every source
+SCORES_FROM_LOGS_MV = "otel_scores_logs_mv"
+SCORES_FROM_EVENTS_MV = "otel_scores_events_mv"
 
 # The exporter's INSERT list (exporter/clickhouseexporter's traces table), in order.
 TRACE_COLUMNS = (
@@ -64,6 +68,28 @@ TRACE_COLUMNS = (
     "Links.Attributes",
 )
 NANOS_COLUMNS = ("Timestamp", "Events.Timestamp")
+
+# The exporter's INSERT list for logs (exporter/clickhouseexporter's logs table), in order; EventName
+# is the newer exporters' optional column (LogRecord.event_name), written when the table has it.
+LOG_COLUMNS = (
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "TraceFlags",
+    "SeverityText",
+    "SeverityNumber",
+    "ServiceName",
+    "Body",
+    "ResourceSchemaUrl",
+    "ResourceAttributes",
+    "ScopeSchemaUrl",
+    "ScopeName",
+    "ScopeVersion",
+    "ScopeAttributes",
+    "LogAttributes",
+    "EventName",
+)
+LOG_NANOS_COLUMNS = ("Timestamp",)
 
 
 def table(name: str = TRACES) -> str:
@@ -725,6 +751,147 @@ ORDER BY Name
 """
 
 
+# --- otel_logs: the exporter's log table (GenAI events arrive as log records) ---------------------
+# The exporter's own DDL (collector-contrib exporter/clickhouseexporter, logs_table.sql) plus its
+# newer optional EventName column, so a stock collector and our /v1/logs receiver write identical rows.
+
+
+def _logs_ddl(ttl_days: int, name: str = LOGS, engine: str = "MergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    EventName LowCardinality(String) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
+) ENGINE = {engine}
+PARTITION BY toDate(TimestampTime)
+PRIMARY KEY (ServiceName, TimestampTime)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+{_ttl("TimestampTime", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _logs_event_name_ddl(name: str = LOGS, on_cluster: str = "") -> str:
+    """A table the collector made before its exporter knew LogRecord.event_name gets the column."""
+    return f"ALTER TABLE {table(name)}{on_cluster} ADD COLUMN IF NOT EXISTS EventName LowCardinality(String) CODEC(ZSTD(1))"
+
+
+def log_event_name(event_name: str = "EventName", attributes: str = "LogAttributes") -> str:
+    """SQL: a log record's event name: LogRecord.event_name, else the older `event.name` attribute."""
+    return f"if({event_name} != '', {event_name}, {attributes}['{semconv.LOG_EVENT_NAME_KEY}'])"
+
+
+# --- otel_scores: one row per score, whatever gave it --------------------------------------------
+# Sources: "evaluation" (gen_ai.evaluation.result events, as log records or span events: the two
+# views below), "api", "person" and "judge" (monitoring/quality/). A score names its target by
+# (TraceId, SpanId) or SessionId; an evaluation event without span context names the evaluated
+# call's ResponseId, resolved when read. ReplacingMergeTree by ScoreId: a re-delivered event (the
+# same id, made from its content) and a person's new score on the same target (the same id, made
+# from target, name and author) replace the old row; IsDeleted = 1 removes one. Reads use FINAL.
+# No time partition: a replacement must land beside what it replaces.
+
+SCORE_TYPES = {
+    "ProjectId": _LC,
+    "ScoreId": "String",
+    "Timestamp": "DateTime64(9) CODEC(Delta, ZSTD(1))",
+    "TraceId": "String CODEC(ZSTD(1))",
+    "SpanId": "String CODEC(ZSTD(1))",
+    "SessionId": "String CODEC(ZSTD(1))",
+    "ResponseId": "String CODEC(ZSTD(1))",
+    "Name": _LC,
+    "Value": "Nullable(Float64)",
+    "Label": "String CODEC(ZSTD(1))",
+    "Comment": "String CODEC(ZSTD(1))",
+    "Source": _LC,
+    "Author": "String CODEC(ZSTD(1))",
+    "ConfigId": "String CODEC(ZSTD(1))",
+    "Version": "UInt64",
+    "IsDeleted": "UInt8",
+}
+SCORE_COLUMNS = tuple(SCORE_TYPES)
+SCORE_NANOS_COLUMNS = ("Timestamp",)
+
+
+def _scores_ddl(
+    ttl_days: int, name: str = SCORES, engine: str = "ReplacingMergeTree(Version, IsDeleted)", on_cluster: str = ""
+) -> str:
+    columns = ",\n    ".join(f"{column} {type_}" for column, type_ in SCORE_TYPES.items())
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    {columns},
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_session SessionId TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_response ResponseId TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_time Timestamp TYPE minmax GRANULARITY 1
+) ENGINE = {engine}
+ORDER BY (ProjectId, ScoreId)
+{_ttl("Timestamp", ttl_days)}
+SETTINGS index_granularity = 8192
+"""
+
+
+def _evaluation_select(attrs: str, timestamp: str, trace_id: str, span_id: str, source_from: str, where: str) -> str:
+    """The scores of gen_ai.evaluation.result events (semantic-conventions-genai, "Evaluation event"):
+    one row per event, its ScoreId made from the event's content so a re-delivery replaces it."""
+    key = semconv
+    value = f"toFloat64OrNull({attrs}['{key.EVALUATION_SCORE_VALUE}'])"
+    return (
+        "SELECT ResourceAttributes['project_id'] AS ProjectId,"
+        f" lower(hex(sipHash128({trace_id}, {span_id}, toUnixTimestamp64Nano({timestamp}),"
+        f" {attrs}['{key.EVALUATION_NAME}'], {attrs}['{key.EVALUATION_SCORE_VALUE}'],"
+        f" {attrs}['{key.EVALUATION_SCORE_LABEL}'], {attrs}['{key.EVALUATION_EXPLANATION}'],"
+        f" {attrs}['{key.EVALUATION_RESPONSE_ID}']))) AS ScoreId,"
+        f" {timestamp} AS Timestamp, {trace_id} AS TraceId, {span_id} AS SpanId, '' AS SessionId,"
+        f" {attrs}['{key.EVALUATION_RESPONSE_ID}'] AS ResponseId, {attrs}['{key.EVALUATION_NAME}'] AS Name,"
+        f" if(isFinite(ifNull({value}, 0)), {value}, NULL) AS Value,"
+        f" {attrs}['{key.EVALUATION_SCORE_LABEL}'] AS Label, {attrs}['{key.EVALUATION_EXPLANATION}'] AS Comment,"
+        f" 'evaluation' AS Source, ServiceName AS Author, '' AS ConfigId,"
+        f" toUInt64(toUnixTimestamp64Nano({timestamp})) AS Version, toUInt8(0) AS IsDeleted"
+        f" FROM {source_from} WHERE {where} AND ResourceAttributes['project_id'] != ''"
+        f" AND {attrs}['{key.EVALUATION_NAME}'] != ''"
+    )
+
+
+def _scores_from_logs_select(source: str = LOGS) -> str:
+    where = f"{log_event_name()} = '{semconv.EVALUATION_EVENT}'"
+    return _evaluation_select("LogAttributes", "Timestamp", "TraceId", "SpanId", table(source), where)
+
+
+def _scores_from_events_select(source: str = TRACES) -> str:
+    source_from = (
+        f"{table(source)} ARRAY JOIN Events.Timestamp AS EventTimestamp, Events.Name AS EventName,"
+        " Events.Attributes AS EventAttributes"
+    )
+    where = f"EventName = '{semconv.EVALUATION_EVENT}'"
+    return _evaluation_select("EventAttributes", "EventTimestamp", "TraceId", "SpanId", source_from, where)
+
+
+def _scores_mv_ddl(name: str, select: str, target: str = SCORES, on_cluster: str = "") -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(name)}{on_cluster} TO {table(target)} AS {select}"
+
+
 def _exists(name: str) -> bool:
     return bool(existing_columns(name))
 
@@ -767,6 +934,16 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
             if _exists(ROLLUPS[name][0]):
                 later.append(f"INSERT INTO {table(name)} {_rollup_select(name)}")
     later.append(_settle_state_ddl())
+    later += [_logs_ddl(days), _logs_event_name_ddl()]
+    if not _exists(SCORES):
+        later += [
+            _scores_ddl(days),
+            _scores_mv_ddl(SCORES_FROM_LOGS_MV, _scores_from_logs_select()),
+            _scores_mv_ddl(SCORES_FROM_EVENTS_MV, _scores_from_events_select()),
+            # Evaluation events stored before scores existed become scores too.
+            f"INSERT INTO {table(SCORES)} ({', '.join(SCORE_COLUMNS)}) {_scores_from_logs_select()}",
+            f"INSERT INTO {table(SCORES)} ({', '.join(SCORE_COLUMNS)}) {_scores_from_events_select()}",
+        ]
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     return statements + later + _ensure_trace_projection(TRACES)
@@ -806,7 +983,9 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     """The whole schema for a cluster, in order. Run once; every statement is IF NOT EXISTS."""
     on = f" ON CLUSTER `{_identifier(cluster)}`"
     db = clickhouse.database()
-    local = {name: name + LOCAL_SUFFIX for name in (TRACES, LOOKUP, SPANS, *SETTLED, *ROLLUPS, SETTLE_STATE)}
+    local = {
+        name: name + LOCAL_SUFFIX for name in (TRACES, LOOKUP, SPANS, *SETTLED, *ROLLUPS, SETTLE_STATE, LOGS, SCORES)
+    }
 
     def replicated(name: str, kind: str = "MergeTree", args: str = "") -> str:
         extra = f", {args}" if args else ""
@@ -844,7 +1023,17 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     statements.append(
         _settle_state_ddl(local[SETTLE_STATE], replicated(local[SETTLE_STATE], "ReplacingMergeTree", "Updated"), on)
     )
+    statements += [
+        _logs_ddl(ttl_days, local[LOGS], replicated(local[LOGS]), on),
+        _scores_ddl(ttl_days, local[SCORES], replicated(local[SCORES], "ReplacingMergeTree", "Version, IsDeleted"), on),
+        _scores_mv_ddl(SCORES_FROM_LOGS_MV + LOCAL_SUFFIX, _scores_from_logs_select(local[LOGS]), local[SCORES], on),
+        _scores_mv_ddl(
+            SCORES_FROM_EVENTS_MV + LOCAL_SUFFIX, _scores_from_events_select(local[TRACES]), local[SCORES], on
+        ),
+    ]
     statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS)]
+    # A score's replacements share its ScoreId, so they meet on one shard.
+    statements += [distributed(LOGS), distributed(SCORES, "cityHash64(ScoreId)")]
     statements += [distributed(name) for name in SETTLED]
     statements += [distributed(name, "rand()") for name in ROLLUPS]
     statements.append(distributed(SETTLE_STATE, "0"))
@@ -876,6 +1065,7 @@ def set_retention(days: int) -> list[str]:
     timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp")]
     timed += [(name, time_column) for name, (_, _, time_column) in SETTLED.items()]
     timed += [(name, "Slice") for name in ROLLUPS]
+    timed += [(LOGS, "TimestampTime"), (SCORES, "Timestamp")]
     for name, column in timed:
         ttl = _ttl(column, days) if days > 0 else "REMOVE TTL"
         verb = "MODIFY " + ttl if days > 0 else ttl

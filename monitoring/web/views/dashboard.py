@@ -31,7 +31,7 @@ from monitoring.web.forms import RANGES, STATUSES, FilterForm
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays")
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score")
 
 
 def filter_query(request, **changes) -> str:

@@ -19,11 +19,12 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from monitoring.quality import views as quality_views
 from monitoring.queries import runs as runs_q
+from monitoring.queries import scores as scores_q
 from monitoring.queries import sessions as sessions_q
 from monitoring.queries import timeseries as timeseries_q
-from monitoring.queries.filter import iso
-from monitoring.queries.spans import BadQuery
+from monitoring.queries.filter import BadQuery, iso
 from monitoring.store.sql import to_nanos
 from monitoring.web import charts, display
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
@@ -70,6 +71,8 @@ def people_urls(request, project_id) -> dict:
     }
 
 
+SCORE_COLUMNS = 4  # the most used score names get a column in the runs list
+
 # --- Traces > Agent runs ---------------------------------------------------------------------------
 
 
@@ -87,10 +90,17 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         return context | {"form_error": str(exc), "rq": runs_q.RunQuery()}, 400
     page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items)
+    runs_q.add_scores(flt.project_id, page.items)
+    score_columns = scores_q.names(str(pid))[:SCORE_COLUMNS]
     keep = {"kind": "runs", "sort": rq.sort if rq.sort != "time" else "", "session": rq.session, "user": rq.user}
     context |= {
         "rq": rq,
         "runs": page.items,
+        "score_columns": score_columns,
+        "run_columns": 11 + len(score_columns),
+        "score_text_value": rq.scores[-1].query_value() if rq.scores else "",
+        "thumbs_down_query": filter_query(request, **keep, score="feedback:eq:down")[1:],
+        "clear_scores_url": base + filter_query(request, **keep, score=""),
         # Sorting starts over at the first page (a cursor belongs to its order).
         "sort_urls": {
             key: base + filter_query(request, **{**keep, "sort": key if key != "time" else ""}) for key in runs_q.SORTS
@@ -118,6 +128,7 @@ def api_runs(request, flt) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items)
+    runs_q.add_scores(flt.project_id, page.items)
     items = []
     for run in page.items:
         data = run.as_dict()
@@ -168,6 +179,9 @@ def sessions(request, flt, membership):
             {"run": r, "number": i, "input": r.first_input, "output": r.last_output} for i, r in enumerate(runs, 1)
         ],
         "session_users": users,
+        "session_scores": quality_views.scores_block(
+            membership, scores_q.for_session(str(pid), key), session_id=key, next_url=request.get_full_path()
+        ),
         "list_url": reverse("monitoring:sessions", args=[pid]) + filter_query(request),
         "search_url": _search_url(request, pid, key),
         "runs_url": reverse("monitoring:traces", args=[pid]) + filter_query(request, kind="runs", session=key),

@@ -23,6 +23,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET
 
 from monitoring import access
+from monitoring.quality import views as quality_views
+from monitoring.queries import scores as scores_q
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import iso
@@ -388,7 +390,27 @@ def trace_detail(request, flt, membership, trace_id):
         "trace_replay_url": replay_url(project.id, trace_id),
         "selected": selected,
         "panel": _span_panel(project, span, summary.start_ns) if span else None,
+        **_trace_scores(request, membership, trace_id, span),
     }
+
+
+def _trace_scores(request, membership, trace_id: str, span) -> dict:
+    """The run's scores block, and the selected LLM call's (monitoring/quality/views.py)."""
+    found = scores_q.for_traces(str(membership.project_id), [trace_id])
+    here = request.get_full_path()
+    run_scores = [s for s in found if not s.span_id]
+    return {
+        "run_scores": quality_views.scores_block(membership, run_scores, trace_id=trace_id, next_url=here),
+        "span_scores": _span_scores(membership, found, span, here) if span else None,
+    }
+
+
+def _span_scores(membership, found, span, next_url: str) -> dict | None:
+    """An LLM call's own scores and feedback form (other spans show their scores without one)."""
+    own = [s for s in found if s.span_id == span.span_id]
+    if not (own or span.is_llm_call):
+        return None
+    return quality_views.scores_block(membership, own, trace_id=span.trace_id, span_id=span.span_id, next_url=next_url)
 
 
 def _int_param(request, name: str, default: int, low: int, high: int) -> int:
@@ -420,9 +442,12 @@ def trace_spans(request, project_id, trace_id):
             if span is None:
                 raise Http404("No such span in this project")
             t0 = _int_param(request, "t0", span.ts, 0, 2**63 - 1)
-            return render(
-                request, TEMPLATE + "#span-panel", {"project": project, "panel": _span_panel(project, span, t0)}
+            back = reverse("monitoring:trace", args=[project.id, trace_id]) + f"?span={span_id}"
+            context = {"project": project, "panel": _span_panel(project, span, t0)}
+            context["span_scores"] = _span_scores(
+                membership, scores_q.for_traces(str(project.id), [trace_id]), span, back
             )
+            return render(request, TEMPLATE + "#span-panel", context)
         if "parent" not in request.GET:
             raise spans_q.BadQuery("ask for ?span=<span id> or ?parent=<span id>")
         parent = request.GET["parent"].lower()
@@ -473,6 +498,7 @@ def api_traces(request, membership):
     except spans_q.BadQuery as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     page = spans_q.list_spans(flt, lq)
+    spans_q.add_scores(flt.project_id, page.items)
     return JsonResponse({"items": [_row(item, flt.tz) for item in page.items], "next_cursor": page.next_cursor})
 
 
