@@ -47,7 +47,7 @@ COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.135.0"
 # clickhouseexporter, healthcheckextension, ... ) and each component's README.
 CONTRIB_COMPONENTS = {
     "receivers": {"otlp"},
-    "processors": {"memory_limiter", "batch", "resource", "attributes", "filter"},
+    "processors": {"memory_limiter", "batch", "resource", "attributes", "filter", "transform"},
     "exporters": {"clickhouse", "debug", "otlp", "otlphttp"},
     "extensions": {"health_check", "pprof", "zpages"},
     "connectors": set(),
@@ -401,6 +401,13 @@ def test_the_clickhouse_exporter_writes_otel_2(collector, services):
         ref = re.fullmatch(r"\$\{env:([A-Z_]+)\}", exporter[key])
         assert ref and ref.group(1) in env, f"{key} must come from the container environment"
     assert collector["service"]["pipelines"]["traces"]["exporters"] == ["clickhouse"]
+    # GenAI events are log records: the same exporter writes them into otel_logs, their event name kept.
+    assert exporter["logs_table_name"] == "otel_logs"
+    logs = collector["service"]["pipelines"]["logs"]
+    assert logs["receivers"] == ["otlp"] and logs["exporters"] == ["clickhouse"]
+    assert "transform/event_name" in logs["processors"]
+    statements = collector["processors"]["transform/event_name"]["log_statements"][0]["statements"]
+    assert statements == ['set(log.attributes["event.name"], log.event_name) where log.event_name != ""']
 
 
 def test_the_collector_and_clickhouse_expose_metrics_to_prometheus(collector):
@@ -446,7 +453,11 @@ def test_clickhouse_accounts_have_least_privilege(services):
     users = ET.parse(USERS_XML).getroot().find("users")
     grants = {user.tag: [q.text.strip() for q in user.iter("query")] for user in users}
     temporary = "GRANT CREATE TEMPORARY TABLE ON *.*"  # session-scoped Memory tables of the live counting
-    assert grants["portal_reader"] == ["GRANT SELECT ON otel_2.*", "GRANT INSERT ON otel_2.otel_traces", temporary]
+    assert grants["portal_reader"] == [
+        "GRANT SELECT ON otel_2.*",
+        *(f"GRANT INSERT ON otel_2.{name}" for name in ("otel_traces", "otel_logs", "otel_scores")),
+        temporary,
+    ]
     assert grants["portal_settler"] == [
         "GRANT SELECT ON otel_2.*",
         *(
