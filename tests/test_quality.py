@@ -632,3 +632,32 @@ def test_logs_are_spooled_while_clickhouse_is_away(client, project, ingest_key, 
         tag="t",
     )
     assert rows[0]["n"] == 1
+
+
+def test_a_collectors_logs_table_without_event_name_gets_the_column_and_its_events_count(settings, project):
+    """The compose collector (exporter 0.135) makes otel_logs without EventName and writes the event's
+    name into the `event.name` attribute (config/otel-collector-config.yaml): both are read."""
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": f"otel_logs_{os.getpid()}_{time.time_ns()}"}
+    schema.ensure_schema(ttl_days=0)  # opening the engine made it already: as the collector's, then
+    clickhouse.command(f"DROP TABLE {schema.table(schema.SCORES_FROM_LOGS_MV)}", tag="t")
+    clickhouse.command(f"DROP TABLE {schema.table(schema.LOGS)}", tag="t")
+    older = "\n".join(line for line in schema._logs_ddl(0).splitlines() if "EventName" not in line)
+    clickhouse.command(older, tag="t")
+    assert "EventName" not in schema.existing_columns(schema.LOGS)
+    statements = schema.ensure_schema(ttl_days=0)
+    assert any("ADD COLUMN IF NOT EXISTS EventName" in s for s in statements)
+    row = {
+        "Timestamp": nanos(AT), "TraceId": "ab" * 16, "SpanId": "cd" * 8, "TraceFlags": 0, "SeverityText": "",
+        "SeverityNumber": 0, "ServiceName": "collector-sent", "Body": "", "ResourceSchemaUrl": "",
+        "ResourceAttributes": {"project_id": str(project.id)}, "ScopeSchemaUrl": "", "ScopeName": "",
+        "ScopeVersion": "", "ScopeAttributes": {},
+        "LogAttributes": {"event.name": "gen_ai.evaluation.result", "gen_ai.evaluation.name": "faithfulness",
+                          "gen_ai.evaluation.score.value": "0.5"},
+    }  # fmt: skip
+    columns = [c for c in schema.LOG_COLUMNS if c != "EventName"]  # the 0.135 exporter's INSERT list
+    clickhouse.insert(schema.table(schema.LOGS), columns, [row], tag="t", nanos_columns=schema.LOG_NANOS_COLUMNS)
+    from monitoring.queries import scores as scores_q
+
+    found = scores_q.for_traces(str(project.id), ["ab" * 16])
+    assert [(s.name, s.value, s.author) for s in found] == [("faithfulness", 0.5, "collector-sent")]
+    assert not any("ADD COLUMN" in s for s in schema.ensure_schema(ttl_days=0))

@@ -934,13 +934,17 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
             if _exists(ROLLUPS[name][0]):
                 later.append(f"INSERT INTO {table(name)} {_rollup_select(name)}")
     later.append(_settle_state_ddl())
-    later += [_logs_ddl(days), _logs_event_name_ddl()]
-    if not _exists(SCORES):
+    later.append(_logs_ddl(days))
+    if _exists(LOGS) and "EventName" not in existing_columns(LOGS):  # a collector's older table
+        later.append(_logs_event_name_ddl())
+    new_scores = not _exists(SCORES)
+    later += [
+        _scores_ddl(days),
+        _scores_mv_ddl(SCORES_FROM_LOGS_MV, _scores_from_logs_select()),
+        _scores_mv_ddl(SCORES_FROM_EVENTS_MV, _scores_from_events_select()),
+    ]
+    if new_scores:  # evaluation events stored before scores existed become scores too
         later += [
-            _scores_ddl(days),
-            _scores_mv_ddl(SCORES_FROM_LOGS_MV, _scores_from_logs_select()),
-            _scores_mv_ddl(SCORES_FROM_EVENTS_MV, _scores_from_events_select()),
-            # Evaluation events stored before scores existed become scores too.
             f"INSERT INTO {table(SCORES)} ({', '.join(SCORE_COLUMNS)}) {_scores_from_logs_select()}",
             f"INSERT INTO {table(SCORES)} ({', '.join(SCORE_COLUMNS)}) {_scores_from_events_select()}",
         ]
