@@ -661,3 +661,20 @@ def test_a_collectors_logs_table_without_event_name_gets_the_column_and_its_even
     found = scores_q.for_traces(str(project.id), ["ab" * 16])
     assert [(s.name, s.value, s.author) for s in found] == [("faithfulness", 0.5, "collector-sent")]
     assert not any("ADD COLUMN" in s for s in schema.ensure_schema(ttl_days=0))
+
+
+def test_search_finds_words_said_only_in_log_records(client, alice, project, ingest_key):
+    root, call = run_of()
+    send(client, ingest_key, root, call)
+    req = logs_request(record("gen_ai.user.message", span=call, body={"content": "배송 지연 환불 요청"}))
+    assert post_logs(client, ingest_key, req).status_code == 200
+    client.force_login(alice)
+    for q in ("환불", "배송 지연"):
+        found = client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "all", "range": "24h", "q": q}).json()
+        assert [(r["span_id"], r["matched"]) for r in found["items"]] == [(call.span_id.hex(), "log record")], q
+    assert (
+        client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "all", "range": "24h", "q": "없는말"}).json()[
+            "items"
+        ]
+        == []
+    )

@@ -244,16 +244,28 @@ def _search(lq: ListQuery) -> tuple[str, str, dict]:
     escaped = json.dumps(lq.q)[1:-1]  # JSON attributes escape non-ASCII text ("\ud55c...")
     hit = "(positionCaseInsensitiveUTF8(v, {q:String}) > 0 OR positionCaseInsensitiveUTF8(v, {q_json:String}) > 0)"
     prefix = "startsWith(TraceId, {trace_prefix:String})" if lq.trace_prefix else "0"
+    # GenAI events sent as log records (monitoring/queries/logs.py) hold messages too: a span whose
+    # records match is found, within the stretch's time and a day after it.
+    in_logs = (
+        f"(TraceId, SpanId) IN (SELECT TraceId, SpanId FROM {schema.table(schema.LOGS)}"
+        " WHERE ResourceAttributes['project_id'] = {project:String} AND SpanId != ''"
+        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))"
+        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)"
+        f" AND (positionCaseInsensitiveUTF8(Body, {{q:String}}) > 0 OR positionCaseInsensitiveUTF8(Body, {{q_json:String}}) > 0"
+        f" OR arrayExists(v -> {hit}, mapValues(LogAttributes))))"
+    )
     condition = (
         f"({prefix} OR positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0"
         f" OR arrayExists(v -> {hit}, mapValues(SpanAttributes))"
-        f" OR arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes))"
+        f" OR arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes) OR {in_logs})"
     )
     matched = (
         f"multiIf({prefix}, 'trace id', positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0, 'name',"
         f" arrayExists(v -> {hit}, mapValues(SpanAttributes)),"
         f" concat('attribute ', arrayFirst(k -> arrayExists(v -> {hit}, [SpanAttributes[k]]), mapKeys(SpanAttributes))),"
-        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {hit}, mapValues(m)), Events.Name, Events.Attributes)))"
+        f" arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes),"
+        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {hit}, mapValues(m)), Events.Name, Events.Attributes)),"
+        " 'log record')"
     )
     return condition, matched, {"q": lq.q, "q_json": escaped, "trace_prefix": lq.trace_prefix}
 
