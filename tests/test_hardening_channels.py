@@ -12,7 +12,7 @@ import ssl
 import pytest
 from monitor_data import llm_call
 from otlp import send
-from receivers import http_receiver
+from receivers import http_receiver, smtp_server
 
 from monitoring.models import Membership
 from monitoring.monitors import delivery, evaluation
@@ -278,6 +278,34 @@ def test_staff_read_why_an_address_was_refused_members_do_not(client, alice, dav
         assert "delivery failed" in page and "refused" not in page and "127.0.0.1" not in page
     for page in staff:
         assert "refused: 127.1 → 127.0.0.1 is an internal address (loopback)" in page
+
+
+# --- span text in every channel (item 6) ------------------------------------------------------------
+
+EVIL = "<!channel> <http://evil.example|click>"
+
+
+def test_span_text_reaches_slack_escaped_and_other_channels_as_data(client, project, ingest_key, settings):
+    settings.MONITOR_CHANNEL_ALLOWED_NETWORKS = ["127.0.0.1"]
+    with http_receiver() as slack_rx, http_receiver() as hook_rx, smtp_server() as (port, inbox):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        slack = stored_channel(project, slack_rx.url + "/slack", kind=Channel.SLACK, name="slack")
+        hook = stored_channel(project, hook_rx.url + "/hook", name="hook")
+        mail = Channel.objects.create(project=project, name="mail", kind=Channel.EMAIL, recipients="ops@example.com")
+        fire(client, project, ingest_key, slack, hook, mail, group_by="model", model=EVIL)
+    body = json.loads(slack_rx.received[0].body)
+    texts = [body["text"]]
+    for block in body["blocks"]:
+        texts += [b["text"] for b in [block.get("text") or {}, *block.get("fields", [])] if b.get("type") == "mrkdwn"]
+    assert "&lt;!channel&gt; &lt;http://evil.example|click&gt;" in body["text"]
+    assert any("&lt;!channel&gt;" in t for t in texts[1:])  # the summary block names the model too
+    for text in texts:
+        assert "<" not in text and ">" not in text, text
+    assert json.loads(hook_rx.received[0].body)["group"] == EVIL  # JSON carries it as data
+    [message] = inbox
+    assert message.get_content_type() == "text/plain" and not message.is_multipart()  # no HTML part
+    assert EVIL in message.get_content()
 
 
 # --- the setting itself ---------------------------------------------------------------------------

@@ -8,8 +8,10 @@ Webhook signature (documented in README "Monitors"): header
     X-Monitoring-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>
 The timestamp inside the signed text lets a receiver refuse replays (e.g. older than 5 minutes).
 Slack's message format: https://api.slack.com/reference/block-kit/blocks (header, section,
-actions, context blocks; `text` is the notification fallback). Slack and webhook requests go
-through `egress` (no internal addresses, no redirects).
+actions, context blocks; `text` is the notification fallback). Text from spans (end users, models,
+services) is untrusted: Slack's mrkdwn control characters are escaped in the fallback and in every
+mrkdwn block (https://api.slack.com/reference/surfaces/formatting#escaping); the webhook is JSON;
+email is plain text. Slack and webhook requests go through `egress` (no internal addresses).
 """
 
 from __future__ import annotations
@@ -194,7 +196,8 @@ def slack_body(n: Notification) -> dict:
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Agent Portal Monitoring"}]})
-    return {"text": f"{n.title}: {n.summary}", "blocks": blocks}
+    # The fallback text is mrkdwn too (notifications, clients without blocks): escaped like the blocks.
+    return {"text": _slack_escape(f"{n.title}: {n.summary}"), "blocks": blocks}
 
 
 def webhook_body(n: Notification, delivery_id: int | None = None) -> dict:
