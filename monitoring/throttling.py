@@ -16,6 +16,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
+from django_ratelimit.core import is_ratelimited
 
 
 def client_ip(request) -> str:
@@ -42,6 +43,21 @@ def api_client_key(group: str, request) -> str:
     if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
     return "ip:" + client_ip(request)
+
+
+def api_rate_limited(request) -> JsonResponse | None:
+    """The answer for an API request past `settings.API_RATE_LIMIT` (429, `{"error"}`, Retry-After),
+    or None: counted per client (`api_client_key`) in one budget for the whole API, reads and the
+    monitors' writes alike. Asked after authentication, so anonymous requests spend nothing."""
+    if not is_ratelimited(
+        request, group="api", key="monitoring.throttling.api_client_key", rate=settings.API_RATE_LIMIT, increment=True
+    ):
+        return None
+    response = JsonResponse(
+        {"error": f"rate limit exceeded ({settings.API_RATE_LIMIT} per client): retry later"}, status=429
+    )
+    response["Retry-After"] = "60"
+    return response
 
 
 def user_or_ip_key(group: str, request) -> str:

@@ -4,7 +4,9 @@ Every reader fails at start-up with a message naming the variable, so a bad depl
 before it serves a single wrong page.
 """
 
+import ipaddress
 import os
+import re
 import uuid
 
 from django.core.exceptions import ImproperlyConfigured
@@ -72,6 +74,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+def env_networks_and_hosts(name: str, default: list[str]) -> list[str]:
+    """A comma list of networks (CIDR: `10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128)
+    and host names (`hooks.internal`), lowercased; anything else stops start-up naming the variable."""
+    items = []
+    for item in env_list(name, default):
+        try:
+            items.append(str(ipaddress.ip_network(item, strict=False)))
+            continue
+        except ValueError:
+            pass
+        host = item.lower().rstrip(".")
+        # A last label that is not a word is an address in another spelling (127.1, 0x7f000001).
+        if not _HOST_NAME.fullmatch(host) or len(host) > 253 or not host.rsplit(".", 1)[-1][0].isalpha():
+            raise ImproperlyConfigured(f"{name} lists networks (10.0.0.0/8) and host names, not {item!r}")
+        items.append(host)
+    return items
 
 
 def env_uuid(name: str, default: str) -> str:

@@ -9,7 +9,17 @@ from typing import Any
 import dj_database_url
 import plotly
 
-from portal.env import env_bool, env_choice, env_float, env_identifier, env_int, env_list, env_str, env_uuid
+from portal.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_identifier,
+    env_int,
+    env_list,
+    env_networks_and_hosts,
+    env_str,
+    env_uuid,
+)
 
 
 def env_time_zone(name: str, default: str) -> str:
@@ -266,6 +276,11 @@ SETTLE_FRESH_SECONDS = env_float("SETTLE_FRESH_SECONDS", 10.0)
 QUERY_THREADS = env_int("QUERY_THREADS", 2, minimum=1, maximum=16)
 # Where the portal is reached, for links in notifications (Slack, webhook, email).
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:3009").rstrip("/")
+
+# Slack and webhook channels are server-side requests that a project admin aims: by default they
+# reach only addresses on the internet (monitoring/monitors/egress.py). These networks (CIDR) and host
+# names are reached too: a self-hosted Slack bridge, a webhook receiver inside (issue 22).
+MONITOR_CHANNEL_ALLOWED_NETWORKS = env_networks_and_hosts("MONITOR_CHANNEL_ALLOWED_NETWORKS", [])
 
 # Email notifications of monitors: Django's SMTP backend (or EMAIL_BACKEND, e.g. the console one).
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

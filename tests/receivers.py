@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -20,36 +21,53 @@ class Received:
 
 @dataclass
 class HttpReceiver:
-    """POSTs land in `received`; `status` is what it answers (set 500 to play a dead channel)."""
+    """Requests (any method) land in `received`; `status` is what it answers (set 500 to play a dead
+    channel; a 3xx with `location` plays a redirect). `sni` holds the TLS server names asked for."""
 
     status: int = 200
+    location: str = ""
     received: list[Received] = field(default_factory=list)
+    sni: list[str | None] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    scheme: str = "http"
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
 
 @contextlib.contextmanager
-def http_receiver(status: int = 200):
-    state = HttpReceiver(status=status)
+def http_receiver(status: int = 200, location: str = "", tls: ssl.SSLContext | None = None):
+    """A receiver on 127.0.0.1 (port chosen by the system); `tls`: a server context, then HTTPS."""
+    state = HttpReceiver(status=status, location=location, scheme="https" if tls else "http")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
+        def _record(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(state.status)
+            if state.location:
+                self.send_header("Location", state.location)
             self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok" if state.status < 300 else b"no")
+
+        do_POST = do_GET = do_PUT = do_HEAD = _record
 
         def log_message(self, *args):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        tls.sni_callback = lambda sock, name, ctx: state.sni.append(name)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.server = server
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

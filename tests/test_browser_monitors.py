@@ -65,7 +65,8 @@ def fits(page) -> bool:
     )
 
 
-def test_create_a_monitor_and_see_it_fire(browser, live_server, client, alice, project, ingest_key):
+def test_create_a_monitor_and_see_it_fire(browser, live_server, client, alice, project, ingest_key, settings):
+    settings.MONITOR_CHANNEL_ALLOWED_NETWORKS = ["127.0.0.1"]  # the Slack receiver below listens on loopback
     send(client, ingest_key, llm_call("gpt-4o", user="ann", cost=3.5), llm_call("gpt-4o-mini", user="ben", cost=0.2))
     with http_receiver() as slack:
         channel = Channel(project=project, name="#oncall", kind=Channel.SLACK, creator_language="en")

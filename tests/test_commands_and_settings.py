@@ -81,6 +81,7 @@ def test_clickhouse_init_is_idempotent():
         ("CLICKHOUSE_DATABASE", "otel; DROP"),
         ("DEFAULT_PROJECT_ID", "default"),
         ("DEBUG", "maybe"),
+        ("MONITOR_CHANNEL_ALLOWED_NETWORKS", "10.0.0.0/33"),
     ],
 )
 def test_bad_settings_stop_start_up_naming_the_variable(tmp_path, name, value):

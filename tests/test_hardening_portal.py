@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from otlp import S, post, request
 
 from monitoring.models import ApiToken
+from monitoring.monitors.models import Monitor
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,26 @@ def test_the_read_api_is_rate_limited_per_token(client, alice, project, settings
     assert limited["Retry-After"] == "60" and "rate limit" in limited.json()["error"]
     client.force_login(alice)  # the session is another client, with a budget of its own
     assert client.get(url).status_code == 200
+
+
+def test_the_monitors_api_is_rate_limited_like_the_read_api(client, alice, project, settings):
+    """Issue 22 item 8: writes past API_RATE_LIMIT get the read API's 429, from one budget per client."""
+    settings.API_RATE_LIMIT = "3/m"
+    _, secret = ApiToken.issue(alice, "automation")
+    auth = {"Authorization": f"Bearer {secret}"}
+    url = f"/api/v1/projects/{project.id}/monitors"
+    body = json.dumps({"name": "spend", "metric": "cost_usd", "threshold": 20})
+    codes = [client.post(url, body, content_type="application/json", headers=auth).status_code for _ in range(4)]
+    assert codes == [201, 201, 201, 429]
+    assert Monitor.objects.filter(project=project).count() == 3  # the fourth was not made
+    limited = client.patch(f"{url}/{Monitor.objects.first().pk}", "{}", content_type="application/json", headers=auth)
+    read = client.get(f"/api/v1/projects/{project.id}/overview", headers=auth)  # the same budget
+    for answer in (limited, read):
+        assert answer.status_code == 429 and answer["Retry-After"] == "60"
+        assert answer.json() == {"error": "rate limit exceeded (3/m per client): retry later"}
+    assert client.delete(f"{url}/{Monitor.objects.first().pk}", headers=auth).status_code == 429
+    assert Monitor.objects.filter(project=project).count() == 3
+    assert client.get(url).status_code == 401  # no credentials: refused before any budget is spent
 
 
 def test_replay_reruns_are_rate_limited_per_user(client, alice, project, settings):

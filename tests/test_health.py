@@ -72,8 +72,12 @@ def test_it_lists_monitor_channels_that_fail(client, alice, project, ingest_key,
     )
     client.force_login(alice)
     html = client.get("/admin/monitoring/health").content.decode()
-    assert "Monitor: ops-slack" in html and "HTTP 500" in html and f"/{project.id}/" in html
+    assert "Monitor: ops-slack" in html and "The last delivery failed." in html and f"/{project.id}/" in html
     assert "not-yours" not in html
+    assert "HTTP 500" not in html  # the detail is for staff (issue 22)
+    alice.is_staff = True
+    alice.save()
+    assert "Last delivery failed: HTTP 500" in client.get("/admin/monitoring/health").content.decode()
 
 
 def test_it_hints_when_there_are_no_spans(client, charlie, other_project):

@@ -16,6 +16,12 @@ from monitoring.store import clickhouse
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _local_receivers_allowed(settings):
+    """The receivers here listen on loopback, which channels reach only when the operator allows it."""
+    settings.MONITOR_CHANNEL_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
 def monitor(project, **kw) -> Monitor:
     fields = {"name": "cost", "metric": "cost_usd", "window_minutes": 60, "condition": "above", "threshold": 1.0}
     return Monitor.objects.create(project=project, **(fields | kw))

@@ -8,7 +8,8 @@
 
 Writes take a token only (no session), so no browser can be made to send them (no CSRF surface).
 Answers: 401 without credentials, 404 for a project the user is not in, 403 for a viewer's write
-or a session write, 400 with {"error", "fields"} for invalid input.
+or a session write, 400 with {"error", "fields"} for invalid input, 429 with {"error"} and
+Retry-After past API_RATE_LIMIT (one budget per client with the read API: throttling.api_rate_limited).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from monitoring import access
+from monitoring import access, throttling
 from monitoring.models import Membership
 from monitoring.monitors.forms import MonitorForm
 from monitoring.monitors.models import Monitor
@@ -99,6 +100,9 @@ def monitor_api(fn):
             response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
+        limited = throttling.api_rate_limited(request)  # the read API's budget, shared
+        if limited:
+            return limited
         try:
             membership = access.get_membership(user, project_id)
         except Http404:

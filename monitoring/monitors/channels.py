@@ -8,7 +8,10 @@ Webhook signature (documented in README "Monitors"): header
     X-Monitoring-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>
 The timestamp inside the signed text lets a receiver refuse replays (e.g. older than 5 minutes).
 Slack's message format: https://api.slack.com/reference/block-kit/blocks (header, section,
-actions, context blocks; `text` is the notification fallback).
+actions, context blocks; `text` is the notification fallback). Text from spans (end users, models,
+services) is untrusted: Slack's mrkdwn control characters are escaped in the fallback and in every
+mrkdwn block (https://api.slack.com/reference/surfaces/formatting#escaping); the webhook is JSON;
+email is plain text. Slack and webhook requests go through `egress` (no internal addresses).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import hmac
 import json
 import smtplib
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from monitoring.monitors import sealing, wording
+from monitoring.monitors import egress, sealing, wording
 from monitoring.monitors.models import Channel, Event, Monitor
 
 TIMEOUT_SECONDS = 10
@@ -195,7 +196,8 @@ def slack_body(n: Notification) -> dict:
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Agent Portal Monitoring"}]})
-    return {"text": f"{n.title}: {n.summary}", "blocks": blocks}
+    # The fallback text is mrkdwn too (notifications, clients without blocks): escaped like the blocks.
+    return {"text": _slack_escape(f"{n.title}: {n.summary}"), "blocks": blocks}
 
 
 def webhook_body(n: Notification, delivery_id: int | None = None) -> dict:
@@ -249,23 +251,13 @@ def email_message(n: Notification, recipients: list[str]) -> mail.EmailMessage:
 
 
 def _post_json(url: str, body: bytes, headers: dict[str, str]) -> None:
-    if not url.startswith(("https://", "http://")):
-        raise DeliveryError(_("the channel's URL is not http(s)"))
-    req = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-    )
+    # Only to addresses on the internet (or the operator's allowed ones), no redirects: egress.
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_SECONDS) as response:
-            response.read(1000)
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise DeliveryError(f"unreachable: {exc.reason}") from None
-    except (TimeoutError, OSError) as exc:
-        raise DeliveryError(f"unreachable: {exc}") from None
+        egress.post(
+            url, body, {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}, TIMEOUT_SECONDS
+        )
+    except (egress.Refused, egress.Failed) as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 def send(channel: Channel, n: Notification, delivery_id: int | None = None) -> None:

@@ -2,7 +2,10 @@
 
 Attempt n+1 waits BACKOFF_SECONDS[n] after attempt n fails; after MAX_ATTEMPTS the delivery is
 "failed" for good. Every failure is kept on the delivery and on its channel (last_error,
-last_failure_at), where the monitor page and the health page (monitors.health) show it.
+last_failure_at), where the monitor page and the health page (monitors.health) show it: the detail
+(HTTP status, network or TLS error, a refused address) to staff only, everyone else reads one
+neutral text (`shown_error`), since the detail of a request aimed anywhere would map the portal's
+network (issue 22).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import datetime as dt
 import logging
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from monitoring.monitors import channels
 from monitoring.monitors.models import Channel, Delivery, Event
@@ -19,6 +23,14 @@ log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (30, 120, 600, 1800)  # after the 1st, 2nd, 3rd, 4th failure
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
+
+
+def shown_error(error: str, staff: bool) -> str:
+    """What a viewer reads of a delivery's failure `error` (as stored): the error itself for staff
+    (is_staff), one neutral text in the active language for anyone else; '' for no error."""
+    if not error:
+        return ""
+    return error if staff else _("delivery failed")
 
 
 def enqueue(event: Event, to: list[Channel], now: dt.datetime | None = None) -> list[Delivery]:
@@ -73,8 +85,8 @@ def deliver_due(now: dt.datetime | None = None, limit: int = 200) -> list[Delive
 
 
 def send_test(channel: Channel) -> str:
-    """Send a test notification right now; '' when it went through, else what went wrong.
-    Records the outcome on the channel like a real delivery."""
+    """Send a test notification right now; '' when it went through, else what went wrong (the
+    detail: show it through `shown_error`). Records the outcome on the channel like a real delivery."""
     now = timezone.now()
     try:
         channels.send(channel, channels.test_notification(channel))

@@ -12,6 +12,7 @@ from django import forms
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
+from monitoring.monitors import egress
 from monitoring.monitors.models import INCREASE, Channel, Monitor
 from monitoring.web.forms import FilterForm
 
@@ -98,9 +99,15 @@ class MonitorForm(forms.ModelForm):
 
 
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [IPv6 literal
+        raise forms.ValidationError(_("Enter an http(s) URL.")) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise forms.ValidationError(_("Enter an http(s) URL."))
+    refused = egress.refusal(value)  # judged again when it sends: DNS may change
+    if refused:
+        raise forms.ValidationError(refused)
     return value
 
 

@@ -1,6 +1,6 @@
 """What the Health page shows about monitors: plain data, no HTML (the Health view renders it).
 
-    delivery_problems(project_ids) -> list[Problem]
+    delivery_problems(project_ids, staff=False) -> list[Problem]
 
 Problems: a channel whose last delivery failed, deliveries that gave up in the last day,
 monitors whose evaluation fails (ClickHouse), and enabled monitors nobody has evaluated for
@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from monitoring.monitors.delivery import shown_error
 from monitoring.monitors.models import Channel, Delivery, Monitor
 
 STALE_AFTER = dt.timedelta(minutes=5)
@@ -31,8 +32,9 @@ class Problem:
     since: dt.datetime | None = None
 
 
-def delivery_problems(project_ids, now: dt.datetime | None = None) -> list[Problem]:
-    """Problems in these projects (ids or Project objects the viewer is a member of), worst first."""
+def delivery_problems(project_ids, now: dt.datetime | None = None, staff: bool = False) -> list[Problem]:
+    """Problems in these projects (ids or Project objects the viewer is a member of), worst first.
+    A delivery's error is told to `staff` only; others read a neutral text (delivery.shown_error)."""
     now = now or timezone.now()
     ids = [str(getattr(p, "pk", p)) for p in project_ids]
     problems: list[Problem] = []
@@ -45,7 +47,9 @@ def delivery_problems(project_ids, now: dt.datetime | None = None) -> list[Probl
                     "channel_failing",
                     str(channel.project_id),
                     channel.name,
-                    _("Last delivery failed: %(error)s") % {"error": channel.last_error},
+                    _("Last delivery failed: %(error)s") % {"error": channel.last_error}
+                    if staff
+                    else _("The last delivery failed."),
                     reverse("monitoring:monitors:channels", args=[channel.project_id]),
                     channel.last_failure_at,
                 )
@@ -65,7 +69,11 @@ def delivery_problems(project_ids, now: dt.datetime | None = None) -> list[Probl
                 str(monitor.project_id),
                 monitor.name,
                 _("A notification to %(channel)s was given up after %(attempts)s attempts: %(error)s")
-                % {"channel": item.channel.name, "attempts": item.attempts, "error": item.last_error},
+                % {
+                    "channel": item.channel.name,
+                    "attempts": item.attempts,
+                    "error": shown_error(item.last_error, staff),
+                },
                 reverse("monitoring:monitors:detail", args=[monitor.project_id, monitor.pk]),
                 item.created,
             )

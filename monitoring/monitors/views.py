@@ -333,7 +333,11 @@ def channel_test(request, project_id, pk):
     channel = get_object_or_404(Channel, project=membership.project, pk=pk)
     error = delivery.send_test(channel)
     if error:
-        messages.error(request, _("The test to “%(name)s” failed: %(error)s") % {"name": channel.name, "error": error})
+        messages.error(
+            request,
+            _("The test to “%(name)s” failed: %(error)s")
+            % {"name": channel.name, "error": delivery.shown_error(error, request.user.is_staff)},
+        )
     else:
         messages.success(request, _("Test sent to “%(name)s”.") % {"name": channel.name})
     return redirect("monitoring:monitors:channels", membership.project_id)

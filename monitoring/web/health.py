@@ -190,12 +190,12 @@ def _settler(project_ids: list[str] | None) -> Check:
     return Check("settler", name, ok, detail, "" if ok else HINT_SETTLER)
 
 
-def _monitors(project_ids: list[str]) -> list[Check]:
+def _monitors(project_ids: list[str], staff: bool) -> list[Check]:
     from monitoring.monitors import health as monitor_health
 
     return [
         Check(f"monitor-{p.kind}", _("Monitor: %(name)s") % {"name": p.subject}, False, str(p.detail), url=p.url)
-        for p in monitor_health.delivery_problems(project_ids)
+        for p in monitor_health.delivery_problems(project_ids, staff=staff)
     ]
 
 
@@ -221,5 +221,5 @@ def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
         checks.append(spool)
     if settings.LITELLM_CONFIGURED:
         checks.append(_litellm(staff))
-    checks += _monitors(project_ids)
+    checks += _monitors(project_ids, staff)
     return checks

@@ -1,6 +1,6 @@
 from django import template
 
-from monitoring.monitors import wording
+from monitoring.monitors import delivery, wording
 
 register = template.Library()
 
@@ -20,3 +20,10 @@ def group_label(monitor, group: str):
 def rule(monitor) -> str:
     """The monitor as one sentence in the active language (`{{ monitor|rule }}`)."""
     return wording.rule(monitor)
+
+
+@register.filter
+def delivery_error(error: str, user) -> str:
+    """A delivery's stored error as `user` may read it: the detail for staff, else a neutral text
+    (`{{ channel.last_error|delivery_error:user }}`; monitors.delivery.shown_error)."""
+    return delivery.shown_error(error, getattr(user, "is_staff", False))

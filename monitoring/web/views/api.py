@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from functools import wraps
 
-from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
-from django_ratelimit.core import is_ratelimited
 
-from monitoring import access
+from monitoring import access, throttling
 from monitoring.queries import overview as overview_q
 from monitoring.queries.filter import iso
 from monitoring.store import clickhouse, errors
@@ -39,16 +37,9 @@ def api_view(fn):
             response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
-        if is_ratelimited(
-            request,
-            group="api",
-            key="monitoring.throttling.api_client_key",
-            rate=settings.API_RATE_LIMIT,
-            increment=True,
-        ):
-            response = _error(429, f"rate limit exceeded ({settings.API_RATE_LIMIT} per client): retry later")
-            response["Retry-After"] = "60"
-            return response
+        limited = throttling.api_rate_limited(request)
+        if limited:
+            return limited
         try:
             membership = access.get_membership(user, project_id)
         except Http404:
