@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import signal
@@ -58,6 +59,7 @@ _thread: threading.Thread | None = None
 _stop = threading.Event()
 # The leases this process believes it holds (True), knows another holds (False); for the log only.
 _held: dict[str, bool] = {}
+_renewed: dict[str, float] = {}  # time.monotonic() when this process last took or renewed a lease
 _holder: tuple[int, str] = (0, "")
 
 
@@ -96,15 +98,24 @@ def holder() -> str:
 
 def hold(lease: str) -> bool:
     """Take or renew `lease` for this process (for settings.JOB_LEASE_SECONDS); True when held.
-    Logs when this process takes it, loses it, or first finds it held elsewhere."""
+    A lease renewed less than a third of its length ago is not renewed again (a job every second
+    would otherwise write every second). Logs when this process takes it, loses it, or first finds
+    it held elsewhere."""
     from django.conf import settings
 
     from monitoring.models import Lease
 
-    held = Lease.take(lease, holder(), settings.JOB_LEASE_SECONDS)
+    seconds = settings.JOB_LEASE_SECONDS
+    with _lock:
+        if _held.get(lease) and time.monotonic() - _renewed.get(lease, -math.inf) < seconds / 3:
+            return True
+    asked = time.monotonic()
+    held = Lease.take(lease, holder(), seconds)
     with _lock:
         before = _held.get(lease)
         _held[lease] = held
+        if held:
+            _renewed[lease] = asked
     if held and before is not True:
         log.info("took the lease %r as %s", lease, holder())
     elif not held and before is True:
@@ -122,6 +133,7 @@ def release() -> int:
 
     with _lock:
         _held.clear()
+        _renewed.clear()
     return Lease.release(holder())
 
 

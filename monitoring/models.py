@@ -223,10 +223,14 @@ class Lease(models.Model):
         """Renew `name` for `holder`, or take it when it is free or expired, for `seconds` from now
         (database clock). True when `holder` holds it afterwards."""
         until = Now() + dt.timedelta(seconds=seconds)
-        Lease.objects.bulk_create([Lease(name=name)], ignore_conflicts=True)  # the row, once
         if cls.objects.filter(name=name, holder=holder, expires_at__gt=Now()).update(expires_at=until):
             return True
         free = models.Q(expires_at__isnull=True) | models.Q(expires_at__lte=Now())
+        if cls.objects.filter(free, name=name).update(holder=holder, acquired_at=Now(), expires_at=until):
+            return True
+        if cls.objects.filter(name=name).exists():
+            return False
+        Lease.objects.bulk_create([Lease(name=name)], ignore_conflicts=True)  # the first ask: the row
         return bool(cls.objects.filter(free, name=name).update(holder=holder, acquired_at=Now(), expires_at=until))
 
     @classmethod
