@@ -16,7 +16,8 @@ Rules:
 - A job runs at most once at a time (a slow run delays its next tick instead of piling up), and
   each run closes Django's database connections of the thread afterwards.
 - A job registered with a `lease` (the settler's jobs) runs only in the one process that holds that
-  lease in Django's database (`models.Lease`), whatever number of processes run it: the others
+  lease in Django's database (`models.Lease`; in server mode: in embedded mode the one process that
+  may open the data folder is the holder), whatever number of processes run it: the others
   stand by and take over once the holder stops renewing it (killed: after JOB_LEASE_SECONDS; stopped
   with SIGTERM or Ctrl-C: at once, as it gives its leases up). A thread renews the lease while a
   long run lasts.
@@ -98,6 +99,7 @@ def holder() -> str:
 
 def hold(lease: str) -> bool:
     """Take or renew `lease` for this process (for settings.JOB_LEASE_SECONDS); True when held.
+    Server mode only: in embedded mode the process that opened the data folder holds every lease.
     A lease renewed less than a third of its length ago is not renewed again (a job every second
     would otherwise write every second). Logs when this process takes it, loses it, or first finds
     it held elsewhere."""
@@ -105,6 +107,10 @@ def hold(lease: str) -> bool:
 
     from monitoring.models import Lease
 
+    if not settings.CLICKHOUSE["HOST"]:
+        # Embedded: the engine's data folder opens in one process only (ClickHouse locks
+        # <folder>/status), which is lease enough, and a restarted portal settles at once.
+        return True
     seconds = settings.JOB_LEASE_SECONDS
     with _lock:
         if _held.get(lease) and time.monotonic() - _renewed.get(lease, -math.inf) < seconds / 3:

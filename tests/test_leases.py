@@ -52,7 +52,13 @@ def leased_job():
     background.release()
 
 
-def test_a_leased_job_runs_only_in_the_process_holding_its_lease(leased_job, caplog):
+def server_mode(settings) -> None:
+    """Only the mode is read here; these tests' jobs never reach ClickHouse."""
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "HOST": "127.0.0.1"}
+
+
+def test_a_leased_job_runs_only_in_the_process_holding_its_lease(leased_job, caplog, settings):
+    server_mode(settings)
     job, ran = leased_job
     Lease.take("probe-lease", "another-host:1:abcd", 30)
     assert background.run_pending(now=0, names=["leased-probe"]) == []
@@ -64,18 +70,24 @@ def test_a_leased_job_runs_only_in_the_process_holding_its_lease(leased_job, cap
     assert background.release() == 1 and Lease.objects.get(name="probe-lease").holder == ""
 
 
+def test_in_embedded_mode_the_data_folder_is_the_lease(leased_job):
+    job, ran = leased_job
+    Lease.take("probe-lease", "another-host:1:abcd", 30)  # a row left by a portal that was killed
+    assert background.run_pending(now=0, names=["leased-probe"]) == ["leased-probe"] and ran == [1]
+    out = StringIO()
+    call_command("settle", stdout=out)  # no other process can have the folder open
+    assert "traces settled" in out.getvalue()
+
+
 def test_the_settlers_jobs_share_one_lease_and_a_one_off_pass_respects_it(settings):
     jobs = {job.name: job for job in background.jobs()}
     assert jobs[settle.JOB_NAME].lease == jobs["resettle"].lease == settle.LEASE
     assert jobs["monitors"].lease == ""  # evaluators claim each monitor instead
+    server_mode(settings)
     Lease.take(settle.LEASE, "settler-host:7:beef", 30)
     with pytest.raises(CommandError, match=r"another settler holds the lease until .* \(settler-host:7:beef\)"):
-        call_command("settle")
-    Lease.release("settler-host:7:beef")
-    out = StringIO()
-    call_command("settle", stdout=out)
-    assert "traces settled" in out.getvalue()
-    assert Lease.objects.get(name=settle.LEASE).holder == ""  # given back after the pass
+        call_command("settle")  # refused before it asks ClickHouse anything
+    assert Lease.objects.get(name=settle.LEASE).holder == "settler-host:7:beef"
 
 
 def test_a_monitors_period_is_claimed_once(project):

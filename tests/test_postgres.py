@@ -181,6 +181,10 @@ def test_postgres_two_settlers_one_holds_the_lease_and_a_killed_holder_is_replac
         assert "standing by" in standby.log()
         held_by, live = lease_row(postgres_server, database, "settle")
         assert f":{holder.pid}:" in held_by and live
+        once = subprocess.run(
+            [sys.executable, "manage.py", "settle"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert once.returncode == 1 and "another settler holds the lease" in once.stderr  # a one-off pass
 
         # The holder dies without a word; its lease runs out and the other takes it and settles on.
         holder.stop(signal.SIGKILL)
@@ -197,6 +201,11 @@ def test_postgres_two_settlers_one_holds_the_lease_and_a_killed_holder_is_replac
         # A holder stopped with SIGTERM finishes its pass and gives the lease up at once.
         assert standby.stop(signal.SIGTERM) == 0
         assert lease_row(postgres_server, database, "settle") == ("", None)
+        once = subprocess.run(
+            [sys.executable, "manage.py", "settle"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        assert once.returncode == 0 and "traces settled" in once.stdout, once.stderr
+        assert lease_row(postgres_server, database, "settle") == ("", None)  # given back after its pass
     finally:
         for p in settlers:
             p.stop(signal.SIGKILL)
