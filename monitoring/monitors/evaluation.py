@@ -235,7 +235,9 @@ def claim_due(now: dt.datetime | None = None) -> list[Monitor]:
     moved to `now` + EVERY_SECONDS by one conditional UPDATE, which of several evaluators asking at
     once exactly one matches (PostgreSQL: the row lock, then the condition checked again on the row
     as the winner left it; SQLite: the database's write lock). An evaluator killed after its claim
-    leaves that period unevaluated; the next period is claimed as usual."""
+    leaves that period unevaluated; the next period is claimed as usual. `now` is the evaluator's
+    clock (windows are computed from it too), so evaluators on several hosts need synchronised
+    clocks (NTP): one running ahead by seconds claims the next period as many seconds early."""
     now = now or timezone.now()
     due = Q(enabled=True) & (Q(next_evaluation_at__isnull=True) | Q(next_evaluation_at__lte=now))
     then = now + dt.timedelta(seconds=EVERY_SECONDS)

@@ -16,8 +16,9 @@ behind or not running they add the unsettled traces computed live (monitoring/qu
 so numbers are exact either way.
 
 Run it with `python manage.py settle` (once, or `--loop`); the embedded server runs the loop in a
-background thread. One settler at a time per database: the process holding the lease `LEASE` in
-Django's database (monitoring/background.py, models.Lease); any others stand by to take over.
+background thread. One settler at a time per database: in server mode the process holding the lease
+`LEASE` in Django's database (monitoring/background.py, models.Lease), any others standing by to take
+over; in embedded mode the one process that may open the data folder.
 """
 
 from __future__ import annotations
