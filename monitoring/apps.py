@@ -24,6 +24,7 @@ class MonitoringConfig(AppConfig):
         clickhouse.on_embedded_open = schema.ensure_schema
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py settle --loop`.
-        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once)
-        background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed)
+        # Both write facts: they run in one process per database, the holder of the settler's lease.
+        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once, lease=settle.LEASE)
+        background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
         post_migrate.connect(_ensure_default_project, sender=self)

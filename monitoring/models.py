@@ -1,4 +1,5 @@
-"""Django's side of the product: projects, who may see them, and the keys that write and read them.
+"""Django's side of the product: projects, who may see them, and the keys that write and read them;
+and the leases that let one process at a time run a job per database (the settler).
 
 Spans live in ClickHouse; a project's UUID is the `ResourceAttributes['project_id']` of its spans.
 Keys are stored as SHA-256 digests: the plain key is shown once, when it is made.
@@ -6,12 +7,14 @@ Keys are stored as SHA-256 digests: the plain key is shown once, when it is made
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -194,6 +197,49 @@ class UserPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language or 'browser language'}, {self.time_zone or 'browser zone'}"
+
+
+class Lease(models.Model):
+    """A job that must run in one process at a time per database (the settler) runs only in the
+    process holding its lease; the holder renews it while it works, and a lease not renewed for its
+    length (the holder was killed, its host lost) is free for another process to take.
+
+    Times are the database's clock (`Now()`), so processes on hosts whose clocks differ agree.
+    Taking and renewing are one conditional UPDATE each: of processes asking at once exactly one
+    matches the row (PostgreSQL: the row lock, then the condition checked again on the row as the
+    winner left it; SQLite: the database's write lock). The pattern: Gray & Cheriton, "Leases"
+    (SOSP 1989); tests/test_postgres.py contends on a real PostgreSQL."""
+
+    name = models.CharField(max_length=100, primary_key=True)  # the job's, e.g. "settle"
+    holder = models.CharField(max_length=200, blank=True)  # host:pid:random of the process
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'free'}"
+
+    @classmethod
+    def take(cls, name: str, holder: str, seconds: float) -> bool:
+        """Renew `name` for `holder`, or take it when it is free or expired, for `seconds` from now
+        (database clock). True when `holder` holds it afterwards."""
+        until = Now() + dt.timedelta(seconds=seconds)
+        if cls.objects.filter(name=name, holder=holder, expires_at__gt=Now()).update(expires_at=until):
+            return True
+        free = models.Q(expires_at__isnull=True) | models.Q(expires_at__lte=Now())
+        if cls.objects.filter(free, name=name).update(holder=holder, acquired_at=Now(), expires_at=until):
+            return True
+        if cls.objects.filter(name=name).exists():
+            return False
+        Lease.objects.bulk_create([Lease(name=name)], ignore_conflicts=True)  # the first ask: the row
+        return bool(cls.objects.filter(free, name=name).update(holder=holder, acquired_at=Now(), expires_at=until))
+
+    @classmethod
+    def release(cls, holder: str, name: str | None = None) -> int:
+        """Give up `holder`'s leases (only `name` when given) at once; how many it held."""
+        held = cls.objects.filter(holder=holder, expires_at__gt=Now())
+        if name is not None:
+            held = held.filter(name=name)
+        return held.update(holder="", expires_at=None)
 
 
 # --- what changes the settled facts --------------------------------------------------------------

@@ -269,6 +269,9 @@ LITELLM_API_KEY = env_str("LITELLM_API_KEY")
 # Periodic jobs in the serving process (monitoring/background.py): "auto" = in embedded mode only
 # (there one process owns the data folder; in server mode `manage.py run_monitors --loop` runs them).
 BACKGROUND_JOBS = env_choice("BACKGROUND_JOBS", "auto", ("auto", "on", "off"))
+# The settler runs in one process per database, the holder of its lease (monitoring/models.py Lease):
+# a holder that is killed is replaced after this many seconds; a stopped one gives it up at once.
+JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=2.0)  # > 2 ticks of the job runner
 # While the settler's last pass is younger than this, pages read settled facts only (they lag the
 # newest span by a pass); older, or 0, and they also compute the spans not settled yet.
 SETTLE_FRESH_SECONDS = env_float("SETTLE_FRESH_SECONDS", 10.0)

@@ -82,3 +82,15 @@ def last_hour(project) -> SpanFilter:
     """The project's filter over the hour before now, nothing else chosen."""
     now = dt.datetime.now(dt.UTC)
     return SpanFilter(str(project.id), Window(now - dt.timedelta(hours=1), now))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL (tests/postgres_server.py) for the whole session: initdb once, stopped at
+    the end. Skipped only where the package is missing, and never under CI, which installs it."""
+    import postgres_server as pg
+
+    require(pg.binaries() is not None, "PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    server = pg.start_postgres()
+    yield server
+    pg.stop_postgres(server)

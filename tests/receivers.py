@@ -85,14 +85,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def smtp_server():
-    """An aiosmtpd server; yields (port, messages) with messages as email.message.EmailMessage."""
+def smtp_server(delay: float = 0.0):
+    """An aiosmtpd server; yields (port, messages) with messages as email.message.EmailMessage.
+    `delay`: seconds it takes to accept each message (a slow server keeps a send in flight)."""
+    import asyncio
+
     from aiosmtpd.controller import Controller
 
     messages = []
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
+            await asyncio.sleep(delay)
             msg = message_from_bytes(envelope.content, policy=policy.default)
             msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
             messages.append(msg)

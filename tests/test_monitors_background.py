@@ -25,12 +25,12 @@ def jobs():
     for job in background.jobs():
         background.unregister(job.name)
     for job in saved:
-        background.register(job.name, job.every_seconds, job.fn)
+        background.register(job.name, job.every_seconds, job.fn, lease=job.lease)
 
 
 def test_the_monitors_job_is_registered_but_not_running_in_tests():
     names = {job.name: job for job in background.jobs()}
-    assert names["monitors"].every_seconds == 60 and names["monitors"].fn is evaluation.run_once
+    assert names["monitors"].every_seconds == 60 and names["monitors"].fn is evaluation.run_due
     assert not any(t.name == "background-jobs" for t in threading.enumerate())
 
 

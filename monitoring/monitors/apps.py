@@ -16,4 +16,5 @@ class MonitorsConfig(AppConfig):
 
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py run_monitors --loop`.
-        background.register(evaluation.JOB_NAME, evaluation.EVERY_SECONDS, evaluation.run_once)
+        # No lease: each evaluator claims each monitor's period and each delivery for itself.
+        background.register(evaluation.JOB_NAME, evaluation.EVERY_SECONDS, evaluation.run_due)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = (30, 120, 600, 1800)  # after the 1st, 2nd, 3rd, 4th failure
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
+# How long a claimed delivery is left to its sender: well past any channel's timeout (EMAIL_TIMEOUT
+# is at most 300 s), so no second sender takes it while the first may still be sending.
+SENDING_SECONDS = 600
 
 
 def shown_error(error: str, staff: bool) -> str:
@@ -70,18 +74,25 @@ def attempt(item: Delivery, now: dt.datetime | None = None) -> bool:
 
 
 def deliver_due(now: dt.datetime | None = None, limit: int = 200) -> list[Delivery]:
-    """Attempt every pending delivery whose time has come (oldest first); returns them."""
-    # One evaluator runs at a time (the serving process in embedded mode, or the one `monitors`
-    # service): deliveries are not claimed against a second one.
+    """Attempt every pending delivery whose time has come (oldest first) that this process claims;
+    returns those it attempted.
+
+    A claim moves the delivery's `next_attempt_at` SENDING_SECONDS on in one conditional UPDATE, so of
+    several evaluators exactly one sends it (the others find it no longer due); the attempt then
+    sets the delivery's real state. A process killed while sending leaves it to be tried again then."""
     now = now or timezone.now()
-    due = list(
-        Delivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=now)
+    due = Q(state=Delivery.PENDING, next_attempt_at__lte=now)
+    claimed = now + dt.timedelta(seconds=SENDING_SECONDS)
+    mine = [
+        item
+        for item in Delivery.objects.filter(due)
         .select_related("channel__project", "event__monitor__project")
         .order_by("next_attempt_at", "id")[:limit]
-    )
-    for item in due:
+        if Delivery.objects.filter(due, pk=item.pk).update(next_attempt_at=claimed)
+    ]
+    for item in mine:
         attempt(item, now)
-    return due
+    return mine
 
 
 def send_test(channel: Channel) -> str:

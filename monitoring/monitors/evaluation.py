@@ -8,6 +8,10 @@ A muted monitor still moves states (the history stays true) but its events notif
 Change conditions compare with the window just before: +200 means "at least 3x the previous
 window"; a previous window with a value of 0 compares with nothing and never fires.
 A group below the minimum sample size does not offend (one failed call at night pages nobody).
+
+Several evaluators may run (two `run_monitors --loop`, a serving process with BACKGROUND_JOBS=on):
+the periodic job (`run_due`) evaluates a monitor only once it has claimed the monitor's period
+(`claim_due`), and a delivery is sent only by the one that claimed it (delivery.deliver_due).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from monitoring.monitors import delivery, metrics
@@ -219,8 +224,35 @@ def evaluate(monitors: list[Monitor] | None = None, now: dt.datetime | None = No
 
 
 def run_once(now: dt.datetime | None = None) -> list[Outcome]:
-    """One pass: evaluate every enabled monitor, then send what is due. The periodic job."""
+    """One pass: evaluate every enabled monitor now, then send what is due (`run_monitors`)."""
     outcomes = evaluate(now=now)
+    delivery.deliver_due(now)
+    return outcomes
+
+
+def claim_due(now: dt.datetime | None = None) -> list[Monitor]:
+    """The enabled monitors due at `now` that this process claimed: each one's `next_evaluation_at`
+    moved to `now` + EVERY_SECONDS by one conditional UPDATE, which of several evaluators asking at
+    once exactly one matches (PostgreSQL: the row lock, then the condition checked again on the row
+    as the winner left it; SQLite: the database's write lock). An evaluator killed after its claim
+    leaves that period unevaluated; the next period is claimed as usual. `now` is the evaluator's
+    clock (windows are computed from it too), so evaluators on several hosts need synchronised
+    clocks (NTP): one running ahead by seconds claims the next period as many seconds early."""
+    now = now or timezone.now()
+    due = Q(enabled=True) & (Q(next_evaluation_at__isnull=True) | Q(next_evaluation_at__lte=now))
+    then = now + dt.timedelta(seconds=EVERY_SECONDS)
+    return [
+        monitor
+        for monitor in Monitor.objects.filter(due).select_related("project")
+        if Monitor.objects.filter(due, pk=monitor.pk).update(next_evaluation_at=then)
+    ]
+
+
+def run_due(now: dt.datetime | None = None) -> list[Outcome]:
+    """One pass of the periodic job: evaluate the monitors whose period this process claimed, then
+    send the deliveries it claims. Outcomes of this process's monitors only."""
+    now = now or timezone.now()
+    outcomes = evaluate(claim_due(now), now=now)
     delivery.deliver_due(now)
     return outcomes
 

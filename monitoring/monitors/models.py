@@ -153,6 +153,9 @@ class Monitor(models.Model):
     last_value = models.FloatField(null=True, blank=True)
     last_sample = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    # The periodic job evaluates the monitor once this time has come, and moves it a period on in the
+    # same statement: of several evaluators, one claims each period (evaluation.claim_due).
+    next_evaluation_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name", "id"]

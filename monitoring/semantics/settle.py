@@ -16,7 +16,9 @@ behind or not running they add the unsettled traces computed live (monitoring/qu
 so numbers are exact either way.
 
 Run it with `python manage.py settle` (once, or `--loop`); the embedded server runs the loop in a
-background thread. One settler at a time per database (a lease in Django's database).
+background thread. One settler at a time per database: in server mode the process holding the lease
+`LEASE` in Django's database (monitoring/background.py, models.Lease), any others standing by to take
+over; in embedded mode the one process that may open the data folder.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from monitoring.store.sql import Sql, execute, from_nanos, run, run_one
 log = logging.getLogger(__name__)
 
 JOB_NAME, EVERY_SECONDS = "settle", 1
+LEASE = "settle"  # held by the one process that settles (and re-settles) a database's spans
 STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
 # When this process last recorded a pass, per state table (a process may serve more than one database).
 _state_written: dict[str, float] = {}

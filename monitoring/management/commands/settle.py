@@ -2,11 +2,14 @@
 store the facts (monitoring/semantics/settle.py); `--loop`: again every second until stopped (server mode:
 the compose `settler` service; in embedded mode the serving process runs the same job itself);
 `--healthcheck`: exit 0 when a pass was recorded in the last STALE_AFTER_SECONDS (the container's
-health check, read from ClickHouse: it holds wherever the settler runs)."""
+health check, read from ClickHouse: it holds wherever the settler runs). One process per database
+settles, the holder of the settler's lease: a second `--loop` stands by, a one-off pass while a loop
+holds the lease is refused."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import background
+from monitoring.models import Lease
 from monitoring.semantics import resettle, scoping, settle
 from monitoring.store import clickhouse
 
@@ -38,10 +41,18 @@ class Command(BaseCommand):
             except KeyboardInterrupt:
                 pass
             return
+        if not background.hold(settle.LEASE):
+            lease = Lease.objects.get(name=settle.LEASE)
+            raise CommandError(
+                f"another settler holds the lease until {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+                f" ({lease.holder}): it settles these spans"
+            )
         try:
             report = settle.settle_once()
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse {exc.kind}: {exc}") from None
+        finally:
+            background.release()
         self.stdout.write(
             f"{report.traces} traces settled: {report.calls_written} call, {report.runs_written} run and"
             f" {report.edges_written} edge rows written in {report.seconds:.2f} s"

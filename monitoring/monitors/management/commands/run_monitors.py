@@ -1,8 +1,10 @@
 """`python manage.py run_monitors`: evaluate every enabled monitor once and send what is due;
-`--loop`: again every minute until stopped (the compose `monitors` service, or any server-mode
-deployment), touching a heartbeat file after each pass; `--healthcheck`: exit 0 when that file is
-fresh (the container's health check). In embedded mode the serving process runs the same job
-itself (monitoring/background.py), and this command cannot open the data folder while it runs."""
+`--loop`: every minute until stopped (the compose `monitors` service, or any server-mode
+deployment), the monitors whose period this process claims (more than one loop may run: each
+monitor is evaluated by one of them per period), printing a line and touching a heartbeat file
+after each pass; `--healthcheck`: exit 0 when that file is fresh (the container's health check).
+In embedded mode the serving process runs the same job itself (monitoring/background.py), and this
+command cannot open the data folder while it runs."""
 
 import os
 import tempfile
@@ -19,10 +21,12 @@ HEARTBEAT = Path(os.environ.get("MONITORS_HEARTBEAT_FILE") or Path(tempfile.gett
 STALE_AFTER_SECONDS = 3 * evaluation.EVERY_SECONDS
 
 
-def _pass_and_beat():
-    outcomes = evaluation.run_once()
-    HEARTBEAT.touch()
-    return outcomes
+def summary(outcomes: list[evaluation.Outcome]) -> str:
+    """One line for a pass: monitors evaluated, groups that fired and resolved, monitors that failed."""
+    fired = sum(len(o.fired) for o in outcomes)
+    resolved = sum(len(o.resolved) for o in outcomes)
+    failed = sum(1 for o in outcomes if o.error)
+    return f"{len(outcomes)} monitors evaluated: {fired} fired, {resolved} resolved, {failed} failed"
 
 
 class Command(BaseCommand):
@@ -44,7 +48,12 @@ class Command(BaseCommand):
             return
         if loop:
             self.stdout.write(f"evaluating monitors every {evaluation.EVERY_SECONDS} s (Ctrl-C stops)")
-            background.register(evaluation.JOB_NAME, evaluation.EVERY_SECONDS, _pass_and_beat)
+
+            def pass_and_beat() -> None:
+                self.stdout.write(summary(evaluation.run_due()))
+                HEARTBEAT.touch()
+
+            background.register(evaluation.JOB_NAME, evaluation.EVERY_SECONDS, pass_and_beat)
             try:
                 background.run_forever([evaluation.JOB_NAME])
             except KeyboardInterrupt:
@@ -54,10 +63,7 @@ class Command(BaseCommand):
             outcomes = evaluation.run_once()
         except clickhouse.ClickHouseError as exc:
             raise CommandError(f"ClickHouse {exc.kind}: {exc}") from None
-        fired = sum(len(o.fired) for o in outcomes)
-        resolved = sum(len(o.resolved) for o in outcomes)
-        failed = sum(1 for o in outcomes if o.error)
-        self.stdout.write(f"{len(outcomes)} monitors evaluated: {fired} fired, {resolved} resolved, {failed} failed")
+        self.stdout.write(summary(outcomes))
         for outcome in outcomes:
             if outcome.error:
                 self.stderr.write(f"monitor {outcome.monitor_id}: {outcome.error}")
