@@ -56,7 +56,7 @@ def test_it_says_when_the_settler_is_not_running(
     settle.settle_once()
     r = client.get("/admin/monitoring/health")
     assert r.status_code == 200 and "nothing waiting" in r.content.decode()
-    monkeypatch.setattr(settle, "STALE_AFTER_SECONDS", -1)  # as if the last pass were long ago
+    monkeypatch.setattr(scoping, "STALE_AFTER_SECONDS", -1)  # as if the last pass were long ago
     r = client.get("/admin/monitoring/health")
     assert r.status_code == 503 and "settle --loop" in r.content.decode()
 
@@ -114,7 +114,7 @@ def test_the_settlers_container_health_check(own_database, monkeypatch):
     out = io.StringIO()
     call_command("settle", "--healthcheck", stdout=out)
     assert out.getvalue().startswith("ok: last pass recorded")
-    monkeypatch.setattr(settle, "STALE_AFTER_SECONDS", -1)
+    monkeypatch.setattr(scoping, "STALE_AFTER_SECONDS", -1)
     with pytest.raises(CommandError, match="the last pass was recorded"):
         call_command("settle", "--healthcheck")
 
