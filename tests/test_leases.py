@@ -113,7 +113,8 @@ def test_the_job_evaluates_only_what_it_claimed(client, project, ingest_key):
     assert m.last_evaluated_at == t + dt.timedelta(seconds=60)
 
 
-def test_a_delivery_claimed_by_another_sender_is_not_sent_again(client, project, ingest_key):
+def test_a_delivery_claimed_by_another_sender_is_not_sent_again(client, project, ingest_key, settings):
+    settings.MONITOR_CHANNEL_ALLOWED_NETWORKS = ["127.0.0.1"]  # the webhook receiver below listens on loopback
     with http_receiver() as hook:
         channel = Channel.objects.create(project=project, name="hook", kind=Channel.WEBHOOK)
         channel.set_url(hook.url + "/hook")
