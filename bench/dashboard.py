@@ -161,6 +161,28 @@ def load(project: Project, spans: int, settled: bool = True) -> int:
     return total
 
 
+def score_every_run(project: Project) -> int:
+    """One evaluation score ("relevance", uniform in [0, 1)) on every settled run of the project, as an
+    evaluator would write them, once; the number of runs scored."""
+    table = schema.table(schema.SCORES)
+    have = clickhouse.query_one(
+        f"SELECT count() AS n FROM {table} WHERE ProjectId = {{p:String}}", {"p": str(project.id)}, tag="bench.scores"
+    )["n"]
+    if not have:
+        clickhouse.command(
+            f"INSERT INTO {table} (ProjectId, ScoreId, Timestamp, TraceId, Name, Value, Label, Source, Author, Version)"
+            " SELECT ProjectId, lower(hex(sipHash128('bench', TraceId))), Start + INTERVAL 1 SECOND, TraceId,"
+            " 'relevance', v, if(v < 0.5, 'fail', 'pass'), 'evaluation', 'bench', 1"
+            f" FROM (SELECT ProjectId, TraceId, Start, randCanonical() AS v FROM {schema.table(schema.RUNS)} FINAL"
+            " WHERE ProjectId = {p:String} AND Sign = 1)",
+            {"p": str(project.id)},
+            tag="bench.scores",
+        )
+    return clickhouse.query_one(
+        f"SELECT count() AS n FROM {table} WHERE ProjectId = {{p:String}}", {"p": str(project.id)}, tag="bench.scores"
+    )["n"]
+
+
 def timed_each(client: Client, urls: list[str]) -> tuple[float, float, int]:
     """p50/p95 (ms) of loading each of `urls` once, after one load of the first to warm up: a page
     asked again with the same statement is answered from ClickHouse's query condition cache (on by
@@ -203,6 +225,8 @@ def main() -> None:
     project, _ = Project.objects.get_or_create(name="bench")
     Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.ADMIN})
     total = load(project, args.spans, settled=not args.live)
+    if not args.live:
+        print(f"{score_every_run(project):,} runs scored (one 'relevance' evaluation each)")
     if args.load_only:
         return
 
@@ -232,6 +256,11 @@ def main() -> None:
         "api overview": f"{api}/overview",
         "api timeseries": f"{api}/timeseries",
         "api traces llm": f"{api}/traces?kind=llm",
+        # Scores (issue: a score on every run): the runs list with its score column, and filtered.
+        "traces runs": f"{base}/traces/?kind=runs",
+        "runs score<0.5": f"{base}/traces/?kind=runs&score=relevance:lt:0.5",
+        "api runs": f"{api}/traces?kind=runs",
+        "api runs score": f"{api}/traces?kind=runs&score=relevance:lt:0.5",
     }
     results: dict[str, dict] = {}
     print(f"\n{'page':<16} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'p50/100':>8} {'p95/200':>8}  status")

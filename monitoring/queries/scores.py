@@ -308,7 +308,8 @@ def names(project_id: str, limit: int = 50) -> list[str]:
     """The project's score names, most used first (the lists' score columns and the filter bar)."""
     rows = run(
         Sql(
-            f"SELECT Name, count() AS n FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}}",
+            # Without FINAL: an order by use, where a row replaced but not yet merged away hardly matters.
+            f"SELECT Name, count() AS n FROM {schema.table(schema.SCORES)} WHERE ProjectId = {{project:String}}",
             " GROUP BY Name ORDER BY n DESC, Name LIMIT {limit:UInt32}",
             project=project_id,
             limit=limit,
