@@ -145,3 +145,24 @@ def test_case_13_a_span_without_an_end_is_in_progress_not_a_0_ms_call(client, al
     spans = client.get(f"/api/v1/projects/{project.id}/traces/c13a0000000000000000000000000001").json()["spans"]
     running = next(s for s in spans if s["span_id"] == "c13a000000000003")
     assert running["in_progress"] and running["end_ns"] is None and running["duration_ms"] is None
+
+
+# --- case-13 (second round): a finished span whose end is before its start -----------------------------
+
+
+def test_case_13_a_clock_skewed_span_ended_and_counts_as_0_ms(client, alice, project, ingest_key, mode, wire):
+    """openobserve#14367: end 5 ms before start is a finished call whose clock stepped back — timed at
+    0 ms (avg latency 1,000 ms over the two calls), never "in progress", never in calls_without_end."""
+    ingest(client, ingest_key, "case-13-end-before-start-clock-skew", mode, wire)
+    o = overview_q.overview(last_hour(project))
+    assert (o.llm_calls, o.calls_without_end, o.unpriced_calls) == (2, 0, 0)
+    assert o.total_cost_usd == pytest.approx(0.00042)
+    assert o.avg_latency_ms == pytest.approx(1000.0)
+    skewed = next(r for r in rows(project, "llm") if r.span_id == "c13b000000000002")
+    assert skewed.duration_ms == 0 and not skewed.in_progress
+    client.force_login(alice)
+    spans = client.get(f"/api/v1/projects/{project.id}/traces/c13b0000000000000000000000000001").json()["spans"]
+    b = next(s for s in spans if s["span_id"] == "c13b000000000002")
+    assert (b["in_progress"], b["duration_ms"], b["clock_skew_ms"]) == (False, 0.0, 5.0)
+    html = trace_page(client, project, "c13b0000000000000000000000000001", span="c13b000000000002")
+    assert "data-clock-skew" in html and "in progress" not in html

@@ -399,7 +399,7 @@ def _span_row(row: dict, costs: dict) -> SpanRow:
         output_tokens=int(row["output_tokens"]),
         cost_usd=cost,
         cost_source=source,
-        duration_ms=round(duration / 1e6, 3) if duration < semconv.NO_END_DURATION_NS else None,
+        duration_ms=round(semconv.duration_ns(duration) / 1e6, 3) if semconv.has_end(duration) else None,
         status=status_name("", bool(int(row["is_error"]))),
         status_message=row["status_message"],
         is_llm_call=bool(int(row["is_llm_call"])),

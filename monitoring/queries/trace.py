@@ -159,7 +159,7 @@ _TREE_COLUMNS = f"""
     toUnixTimestamp64Nano(Timestamp) AS ts, SpanId AS span_id, ParentSpanId AS parent_span_id,
     substringUTF8(SpanName, 1, {NAME_CHARS}) AS name,
     ServiceName AS service, SpanKind AS span_kind, ScopeName AS scope, {facts.HAS_END} AS has_end,
-    if(has_end, Duration, 0) AS duration_ns, IsError AS is_error,
+    {facts.DURATION} AS duration_ns, IsError AS is_error,
     IsLLMCall AS is_llm_call, (IsAgentStep = 1 OR SpanName IN {{agent_names:Array(String)}}) AS is_agent_step,
     Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost
 """
@@ -688,6 +688,7 @@ class FullSpan:
     is_llm_call: bool = False
     is_agent_step: bool = False
     has_end: bool = True
+    clock_skew_ns: int = 0  # its end lies this far before its start (semconv.clock_skew_ns)
     invocation: bool = False  # set by mark_invocations
     cost_usd: float = 0.0
     cost_source: str = ""
@@ -695,6 +696,10 @@ class FullSpan:
     @property
     def duration_ms(self) -> float | None:
         return round(self.duration_ns / 1e6, 3) if self.has_end else None
+
+    @property
+    def clock_skew_ms(self) -> float:
+        return round(self.clock_skew_ns / 1e6, 3)
 
     @property
     def is_error(self) -> bool:
@@ -719,6 +724,7 @@ class FullSpan:
             "end_ns": self.ts + self.duration_ns if self.has_end else None,
             "duration_ms": self.duration_ms,
             "in_progress": not self.has_end,
+            "clock_skew_ms": round(self.clock_skew_ns / 1e6, 3) if self.clock_skew_ns else None,
             "is_invocation": self.invocation,
             "cost_usd": self.cost_usd,
             "cost_source": self.cost_source,
@@ -760,8 +766,9 @@ def _full_span(row: dict) -> FullSpan:
         scope_name=row["scope_name"],
         scope_version=row["scope_version"],
         attributes=dict(row["attributes"] or {}),
-        duration_ns=int(row["duration_ns"]) if int(row["duration_ns"]) < semconv.NO_END_DURATION_NS else 0,
-        has_end=int(row["duration_ns"]) < semconv.NO_END_DURATION_NS,
+        duration_ns=semconv.duration_ns(int(row["duration_ns"])),
+        has_end=semconv.has_end(int(row["duration_ns"])),
+        clock_skew_ns=semconv.clock_skew_ns(int(row["duration_ns"])),
         status=status_name("", bool(int(row["is_error"]))),
         status_message=row["status_message"],
         events=events,

@@ -47,7 +47,7 @@ from monitoring.store.sql import Sql
 
 # Bumped whenever the rules below decide some fact differently (every project is re-settled):
 # 2 = a call without its own end user or session takes its run's.
-RULES_VERSION = 2
+RULES_VERSION = 3  # 3: an end a little before the start is timed, 0 ms (clock skew)
 
 
 @functools.cache
@@ -64,7 +64,10 @@ def rules_version() -> str:
 
 
 ANCESTORS = 16  # ParentSpanId levels climbed to find what wraps a call and a step's nearest step
-HAS_END = f"(Duration < {semconv.NO_END_DURATION_NS})"
+# Timed: the span ended (semconv.has_end: a real duration, or an end a little before the start);
+# DURATION is what latency counts (0 for clock skew and without an end).
+HAS_END = f"(Duration < {semconv.NO_END_DURATION_NS} OR Duration >= {semconv.SKEWED_DURATION_MIN})"
+DURATION = f"if(Duration < {semconv.NO_END_DURATION_NS}, Duration, 0)"
 # Allowance for clocks of the agent's host and the gateway's host disagreeing (cross-trace match).
 CLOCK_SKEW_NS = 1_000_000_000
 MATCH_BUCKET_NS = 10_000_000_000  # the time buckets of the cross-trace candidate join
@@ -133,7 +136,7 @@ _SPAN_FIELDS = ", ".join(schema.SPAN_COLUMNS)
 def spans(scope: Scope) -> Sql:
     """Each span of the scope's traces once, with `HasEnd`, `Dur` (0 without an end) and `IsStep`."""
     return Sql(
-        f"SELECT {_SPAN_FIELDS}, {HAS_END} AS HasEnd, if(HasEnd, Duration, 0) AS Dur,",
+        f"SELECT {_SPAN_FIELDS}, {HAS_END} AS HasEnd, {DURATION} AS Dur,",
         " toUInt8(IsAgentStep OR SpanName IN {agent_names:Array(String)}) AS IsStep",
         f" FROM {schema.table(schema.SPANS)}",
         " WHERE ProjectId = {project:String}",
@@ -467,7 +470,7 @@ def match_candidates(project_id: str, lo_ns: int, hi_ns: int) -> Sql:
     return Sql(
         "WITH cand AS (SELECT TraceId, SpanId, IsGateway, RequestModel, ResponseId, ServiceName, InputTokens, OutputTokens,",
         " toUnixTimestamp64Nano(Timestamp) AS st,",
-        f" st + toInt64(if({HAS_END}, Duration, 0)) AS en",
+        f" st + toInt64({DURATION}) AS en",
         window,
         " LIMIT 1 BY TraceId, SpanId),",
         " mixed AS (SELECT TraceId FROM cand GROUP BY TraceId HAVING max(IsGateway) = 1 AND min(IsGateway) = 0),",

@@ -254,6 +254,28 @@ REPLAY_SERVICE = "apm-replay"
 # 64-bit number, which wraps around to more than 2^63 (and an Int64 column shows it negative).
 # Durations of 2^62 ns (146 years) or more are "no end time".
 NO_END_DURATION_NS = 2**62
+# A finished span whose end is a little *before* its start (a clock stepped back: NTP, a VM moved)
+# wraps to within CLOCK_SKEW_MAX_NS of 2^64; a span with no end wraps to 2^64 - start, far below that.
+# It ended: it is timed, with a duration of 0 (openobserve#14367's fix), and the pages note the skew
+# (handed case case-13-end-before-start-clock-skew). The one rule for "timed": has_end() below.
+CLOCK_SKEW_MAX_NS = 3600 * 10**9
+SKEWED_DURATION_MIN = 2**64 - CLOCK_SKEW_MAX_NS
+
+
+def has_end(duration: int) -> bool:
+    """Whether a stored Duration (ns, the exporter's wrapped UInt64) belongs to a span that ended."""
+    return duration < NO_END_DURATION_NS or duration >= SKEWED_DURATION_MIN
+
+
+def duration_ns(duration: int) -> int:
+    """The span's duration in ns as the numbers count it: 0 without an end and for clock skew."""
+    return duration if duration < NO_END_DURATION_NS else 0
+
+
+def clock_skew_ns(duration: int) -> int:
+    """How far (ns) a finished span's end lies before its start; 0 when it does not."""
+    return 2**64 - duration if duration >= SKEWED_DURATION_MIN else 0
+
 
 # --- GenAI events (semantic-conventions-genai, "gen-ai-events"; OTel spec 2026: events are log
 # records, `LogRecord.event_name`; older SDKs set the `event.name` attribute or send span events) ---
