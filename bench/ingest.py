@@ -227,7 +227,7 @@ def main() -> None:
         portal.manage(
             "shell",
             "-c",
-            "from monitoring import clickhouse; print(clickhouse.query_one(\"SELECT arrayStringConcat(dependencies_table, ', ')"
+            "from monitoring.store import clickhouse; print(clickhouse.query_one(\"SELECT arrayStringConcat(dependencies_table, ', ')"
             " AS v FROM system.tables WHERE database = 'otel_2' AND name = 'otel_traces'\", tag='bench')['v'])",
         )
         .strip()
