@@ -1,7 +1,18 @@
 from django.urls import include, path
 
 from monitoring.ingest import receiver
-from monitoring.web.views import analytics, api, dashboard, health, maintenance, preferences, replay, runs, traces
+from monitoring.web.views import (
+    analytics,
+    api,
+    dashboard,
+    health,
+    maintenance,
+    preferences,
+    replay,
+    runs,
+    tokens,
+    traces,
+)
 
 app_name = "monitoring"
 
@@ -13,6 +24,8 @@ urlpatterns = [
     path("admin/monitoring/", dashboard.home, name="home"),
     path("admin/monitoring/health", health.health, name="health"),
     path("admin/monitoring/preferences", preferences.preferences_view, name="preferences"),
+    path("admin/monitoring/tokens", tokens.tokens, name="tokens"),
+    path("admin/monitoring/tokens/<int:pk>/revoke", tokens.revoke, name="token-revoke"),
     path("admin/monitoring/maintenance", maintenance.maintenance_view, name="maintenance"),
     path("admin/monitoring/<uuid:project_id>/overview/", dashboard.overview, name="overview"),
     path("admin/monitoring/<uuid:project_id>/analytics/", analytics.analytics, name="analytics"),
