@@ -1,9 +1,14 @@
 """`python manage.py run_judges`: one pass of every enabled LLM judge (monitoring/quality/judges.py);
-`--loop`: again every minute until stopped (server mode; the embedded server runs the same job
-itself); `--backfill <evaluator id> --hours N --limit M`: judge up to M targets of the last N hours
+`--loop`: again every minute until stopped (server mode: the compose `judges` service; the embedded
+server runs the same job itself), touching a heartbeat file after each pass; `--healthcheck`: exit 0
+when that file is fresh (the container's health check); `--backfill <evaluator id> --hours N --limit M`: judge up to M targets of the last N hours
 now. The operator's JUDGES_ENABLED, each project's switch and daily cost cap hold throughout."""
 
 import datetime as dt
+import os
+import tempfile
+import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -13,19 +18,38 @@ from monitoring.quality import judges
 from monitoring.quality.models import Evaluator
 from monitoring.store import clickhouse
 
+HEARTBEAT = Path(os.environ.get("JUDGES_HEARTBEAT_FILE") or Path(tempfile.gettempdir()) / "run_judges.heartbeat")
+STALE_AFTER_SECONDS = 3 * judges.EVERY_SECONDS + judges.MAX_PER_PASS * 30  # a pass may wait on slow judges
+
+
+def _pass_and_beat():
+    reports = judges.run_once()
+    HEARTBEAT.touch()
+    return reports
+
 
 class Command(BaseCommand):
     help = "Run the LLM judges once, every minute with --loop, or backfill one evaluator."
 
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="keep judging every minute until stopped")
+        parser.add_argument("--healthcheck", action="store_true", help="exit 0 if a --loop pass ran lately")
         parser.add_argument("--backfill", type=int, metavar="EVALUATOR_ID", help="judge a past window now")
         parser.add_argument("--hours", type=float, default=24.0, help="the backfill's window: the last N hours")
         parser.add_argument(
             "--limit", type=int, default=100, help=f"at most this many targets (<= {judges.BACKFILL_MAX})"
         )
 
-    def handle(self, *args, loop=False, backfill=None, hours=24.0, limit=100, **options):
+    def handle(self, *args, loop=False, healthcheck=False, backfill=None, hours=24.0, limit=100, **options):
+        if healthcheck:
+            try:
+                age = time.time() - HEARTBEAT.stat().st_mtime
+            except OSError:
+                raise CommandError(f"no heartbeat at {HEARTBEAT}: is `run_judges --loop` running?") from None
+            if age > STALE_AFTER_SECONDS:
+                raise CommandError(f"the last pass was {age:.0f} s ago")
+            self.stdout.write(f"ok: last pass {age:.0f} s ago")
+            return
         if backfill is not None:
             evaluator = Evaluator.objects.select_related("project", "score_config").filter(pk=backfill).first()
             if evaluator is None:
@@ -44,7 +68,7 @@ class Command(BaseCommand):
             return
         if loop:
             self.stdout.write(f"judging every {judges.EVERY_SECONDS} s (Ctrl-C stops)")
-            background.register(judges.JOB_NAME, judges.EVERY_SECONDS, judges.run_once)
+            background.register(judges.JOB_NAME, judges.EVERY_SECONDS, _pass_and_beat)
             try:
                 background.run_forever([judges.JOB_NAME])
             except KeyboardInterrupt:
