@@ -228,6 +228,25 @@ def test_judge_spans_are_experiments_kept_out_of_the_numbers(client, alice, proj
     assert row["r"] == 1
 
 
+def test_a_pass_starts_no_judge_call_after_its_time(client, project, ingest_key):
+    """In embedded mode the settler waits for the judges' pass: it stops starting calls in time, and
+    what it did not reach is left for the next pass (the cursor stays)."""
+    runs_in(client, ingest_key, agent_run())
+    ev = evaluator(project, model="unreachable-anyway")
+    with override_settings(LITELLM_BASE_URL="http://127.0.0.1:9"):
+        assert [(r.scored, r.failed, r.stopped) for r in judges.run_once(seconds=0)] == [(0, 0, "time")]
+    ev.refresh_from_db()
+    assert ev.checked_through_ns == 0 and judge_spans(project) == []
+
+
+def test_a_score_config_an_evaluator_writes_is_not_deleted(client, alice, project):
+    ev = evaluator(project)
+    client.force_login(alice)
+    response = client.post(f"/admin/monitoring/{project.id}/scores/configs/{ev.score_config_id}/delete")
+    assert response.status_code == 400 and "helpful" in response.content.decode()
+    assert ScoreConfig.objects.filter(pk=ev.score_config_id).exists()
+
+
 # --- through a real LiteLLM proxy --------------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@ run's or LLM call's input, output and metadata to a model alias through the Lite
 (monitoring/gateway.py, as Replay does) and writes the answer as a score (source "judge").
 
 - A pass (`run_once`, the background job JOB_NAME every EVERY_SECONDS, or `manage.py run_judges`)
-  takes, per evaluator, the retries that are due, then the targets settled since its cursor
-  (`Evaluator.checked_through_ns`, on the settler's clock; the first pass of a new version looks back
-  FIRST_LOOKBACK_NS), then a backfill's next targets; at most MAX_PER_PASS judge calls each.
+  starts judge calls for PASS_SECONDS at most and takes, per evaluator, the retries that are due,
+  then the targets settled since its cursor (`Evaluator.checked_through_ns`, on the settler's clock;
+  the first pass of a new version looks back FIRST_LOOKBACK_NS), then a backfill's next targets; at
+  most MAX_PER_PASS judge calls each.
 - Idempotent: a target's score id is made of the evaluator, its version and the target
   (queries/judging.judge_score_id), and targets that have it are never asked again.
 - Every judge call is recorded as a CLIENT span of service semconv.JUDGE_SERVICE in a trace of its
@@ -55,7 +56,10 @@ log = logging.getLogger(__name__)
 JOB_NAME, EVERY_SECONDS = "judges", 60
 JUDGE_SCOPE = "agent-portal-monitoring.judge"
 FIRST_LOOKBACK_NS = 3600 * 10**9  # a new evaluator (or version) starts with the last hour's targets
-MAX_PER_PASS = 50  # judge calls per evaluator per pass: a pass stays minutes at most
+MAX_PER_PASS = 50  # judge calls per evaluator per pass
+# A pass stops starting judge calls after this long: in embedded mode the background jobs share one
+# thread, and the settler's next pass waits for this one (the rest is judged by the next passes).
+PASS_SECONDS = 20.0
 BACKFILL_MAX = 1000  # targets one backfill may ask for
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 60
@@ -431,8 +435,9 @@ class Report:
     evaluator_id: int
     scored: int = 0
     failed: int = 0
-    stopped: str = ""  # "operator", "project", "cap" or a ClickHouse error
+    stopped: str = ""  # "operator", "project", "cap", "time" or a ClickHouse error
     targets: list[judging.Target] = field(default_factory=list)
+    deadline: float = 0.0  # time.monotonic() after which no judge call starts; 0: none
 
 
 def _judge_all(evaluator: Evaluator, targets: list[judging.Target], purse: Budget, report: Report) -> int:
@@ -441,6 +446,9 @@ def _judge_all(evaluator: Evaluator, targets: list[judging.Target], purse: Budge
     for target in targets:
         if not purse.open:
             report.stopped = purse.reason
+            break
+        if report.deadline and time.monotonic() > report.deadline:
+            report.stopped = "time"
             break
         result = judge(evaluator, target)
         purse.spend(result.cost_usd)
@@ -459,9 +467,12 @@ def _pending(evaluator: Evaluator) -> list[tuple[str, str]]:
     )
 
 
-def evaluate(evaluator: Evaluator, purse: Budget | None = None, now: dt.datetime | None = None) -> Report:
-    """One pass of one evaluator (the module's note). Raises clickhouse.ClickHouseError."""
-    report = Report(evaluator.pk)
+def evaluate(
+    evaluator: Evaluator, purse: Budget | None = None, now: dt.datetime | None = None, deadline: float = 0.0
+) -> Report:
+    """One pass of one evaluator (the module's note); no judge call starts after `deadline`
+    (time.monotonic(), 0: none). Raises clickhouse.ClickHouseError."""
+    report = Report(evaluator.pk, deadline=deadline)
     purse = purse or budget(evaluator.project)
     if not purse.open:
         report.stopped = purse.reason
@@ -553,8 +564,10 @@ def backfill(evaluator: Evaluator, start: dt.datetime, end: dt.datetime, limit: 
     return report
 
 
-def run_once() -> list[Report]:
-    """One pass of every enabled evaluator, project by project (one budget each)."""
+def run_once(seconds: float = PASS_SECONDS) -> list[Report]:
+    """One pass of every enabled evaluator, project by project (one budget each); no judge call
+    starts after `seconds` (the evaluators left wait for the next pass)."""
+    deadline = time.monotonic() + seconds
     reports: list[Report] = []
     if not settings.JUDGES_ENABLED:
         return reports
@@ -567,7 +580,7 @@ def run_once() -> list[Report]:
         try:
             if key not in purses:
                 purses[key] = budget(evaluator.project)
-            reports.append(evaluate(evaluator, purses[key]))
+            reports.append(evaluate(evaluator, purses[key], deadline=deadline))
         except clickhouse.ClickHouseError as exc:
             log.warning("judge %s: ClickHouse %s: %s", evaluator.pk, exc.kind, exc)
             reports.append(Report(evaluator.pk, stopped=f"ClickHouse {exc.kind}"))
