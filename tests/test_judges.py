@@ -168,6 +168,8 @@ def test_a_prompt_renders_its_fields_and_nothing_else():
     fields = {"input": "Q<", "output": "A", "agent": "bot", "metadata": {"agent": "bot"}}
     assert judges.render("{{ input }}|{{ output|upper }}|{{ metadata.agent }}", "django", fields) == "Q<|A|bot"
     assert judges.render("{input}|{agent}", "format", fields) == "Q<|bot"
+    assert judges.render("{% if output %}{{ input|lower|truncatechars:5 }}{% endif %}", "django", fields) == "q<"
+    assert judges.render("{input:>4}", "format", fields) == "  Q<"
     for prompt, syntax in [
         ("{% debug %}", "django"),
         ("{% load static %}", "django"),
@@ -175,6 +177,9 @@ def test_a_prompt_renders_its_fields_and_nothing_else():
         ("{input.__class__}", "format"),
         ("{input[0]}", "format"),
         ("{nothing}", "format"),
+        ('{{ input|ljust:"999999999" }}', "django"),
+        ('{{ input|stringformat:"999999999s" }}', "django"),
+        ("{input:>999999999}", "format"),
     ]:
         with pytest.raises(ValueError):
             judges.render(prompt, syntax, fields)

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import string
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.template import Context, Engine, Library, TemplateSyntaxError, defaulttags
+from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters, defaulttags
 from django.utils import timezone
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
@@ -72,29 +73,43 @@ class Unparsable(ValueError):
 
 
 # --- the prompt -----------------------------------------------------------------------------------
-# Django templates run no code, but a few tags reach beyond the fields ({% debug %} prints the
-# modules, {% include %} / {% load %} read files and libraries): prompts get a safe subset only.
+# Django templates run no code, but some tags and filters reach beyond the fields ({% debug %} prints
+# the modules, {% include %} / {% load %} read files and libraries) or make text of any size
+# ({{ input|ljust:"999999999" }}): prompts get a safe subset of Django's built-ins only.
 _SAFE_TAGS = ("if", "for", "with", "firstof", "comment", "spaceless", "verbatim", "cycle", "filter", "now")
-_prompt_tags = Library()
+_SAFE_FILTERS = (
+    "upper", "lower", "title", "capfirst", "truncatechars", "truncatewords", "default", "default_if_none",
+    "length", "join", "first", "last", "slice", "cut", "striptags", "wordcount", "yesno", "linebreaksbr",
+)  # fmt: skip
+_prompt_library = Library()
 for _name in _SAFE_TAGS:
-    _prompt_tags.tags[_name] = defaulttags.register.tags[_name]
+    _prompt_library.tags[_name] = defaulttags.register.tags[_name]
+for _name in _SAFE_FILTERS:
+    _prompt_library.filters[_name] = defaultfilters.register.filters[_name]
 
 
 class _PromptEngine(Engine):
-    default_builtins = ["django.template.defaultfilters"]
+    default_builtins = []
 
 
 _ENGINE = _PromptEngine(autoescape=False, libraries={}, loaders=[])
-_ENGINE.template_builtins.append(_prompt_tags)
+_ENGINE.template_builtins.append(_prompt_library)
+_WIDE_SPEC = re.compile(r"\d{4,}")  # a str.format width or precision of 1000 or more
 
 
 class _FieldsOnly(string.Formatter):
-    """str.format over named fields only: no attribute or index lookups ({input.__class__})."""
+    """str.format over named fields only: no attribute or index lookups ({input.__class__}), no
+    width or precision of 1000 or more ({input:>999999999})."""
 
     def get_field(self, field_name, args, kwargs):
         if not field_name.isidentifier():
             raise KeyError(field_name)
         return self.get_value(field_name, args, kwargs), field_name
+
+    def format_field(self, value, format_spec):
+        if _WIDE_SPEC.search(format_spec):
+            raise ValueError(f"format spec {format_spec!r}: widths and precisions below 1000 only")
+        return super().format_field(value, format_spec)
 
 
 def prompt_fields(target: judging.Target, input_text: str, output_text: str) -> dict[str, Any]:
