@@ -244,6 +244,16 @@ def test_a_pass_starts_no_judge_call_after_its_time(client, project, ingest_key)
     assert ev.checked_through_ns == 0 and judge_spans(project) == []
 
 
+def test_a_failure_whose_target_is_gone_is_dropped(project):
+    ev = evaluator(project)
+    JudgeFailure.objects.create(
+        evaluator=ev, version=1, trace_id="ab" * 16, error="x", kind="error", retry_at=timezone.now()
+    )
+    with override_settings(LITELLM_BASE_URL="http://127.0.0.1:9"):
+        assert [(r.scored, r.failed) for r in judges.run_once()] == [(0, 0)]
+    assert not JudgeFailure.objects.exists()
+
+
 def test_a_score_config_an_evaluator_writes_is_not_deleted(client, alice, project):
     ev = evaluator(project)
     client.force_login(alice)

@@ -502,6 +502,9 @@ def evaluate(
     )
     if due:
         retried = judging.targets_by_id(project_id, evaluator.target, [(f.trace_id, f.span_id) for f in due])
+        found_keys = {(t.trace_id, t.span_id) for t in retried}
+        gone = [f.pk for f in due if (f.trace_id, f.span_id) not in found_keys]  # aged out (TTL) meanwhile
+        JudgeFailure.objects.filter(pk__in=gone).delete()
         left -= _judge_all(evaluator, retried, purse, report)
     through, _server_now = scoping.state()
     if through and left > 0 and purse.open:
