@@ -265,6 +265,9 @@ LITELLM_PROJECT_ID = env_uuid(
     "LITELLM_PROJECT_ID", DEFAULT_PROJECT_ID
 )  # the health page asks the gateway only when told where
 LITELLM_API_KEY = env_str("LITELLM_API_KEY")
+# LLM judges (monitoring/quality/judges.py) call models through that gateway; off stops every
+# project's judges at once, whatever their own switch says (each project also has a daily cost cap).
+JUDGES_ENABLED = env_bool("JUDGES_ENABLED", True)
 
 # Periodic jobs in the serving process (monitoring/background.py): "auto" = in embedded mode only
 # (there one process owns the data folder; in server mode `manage.py run_monitors --loop` runs them).

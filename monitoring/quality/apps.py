@@ -9,3 +9,11 @@ class QualityConfig(AppConfig):
     label = "quality"
     verbose_name = _("Quality")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from monitoring import background
+        from monitoring.quality import judges
+
+        # Recorded only; it runs where `background.start()` is called (the serving process in
+        # embedded mode) or under `manage.py run_judges --loop`.
+        background.register(judges.JOB_NAME, judges.EVERY_SECONDS, judges.run_once)

@@ -172,5 +172,12 @@ def config_delete(request, project_id, pk):
     membership = access.get_membership(request.user, project_id)
     if membership.role != Membership.ADMIN:
         return HttpResponseForbidden(_("Only project admins define score configs."))
-    get_object_or_404(ScoreConfig, project=membership.project, pk=pk).delete()
+    config = get_object_or_404(ScoreConfig, project=membership.project, pk=pk)
+    if config.evaluators.exists():  # an LLM judge writes it (the foreign key protects it)
+        names = ", ".join(config.evaluators.values_list("name", flat=True))
+        return HttpResponseBadRequest(
+            _("LLM judges write this score: %(judges)s. Delete them or give them another config first.")
+            % {"judges": names}
+        )
+    config.delete()
     return redirect("monitoring:quality:configs", project_id=membership.project_id)

@@ -249,6 +249,10 @@ def is_error(status_code: str) -> bool:
 
 # Replay's re-runs are recorded under this service; they are experiments, out of the KPIs by default.
 REPLAY_SERVICE = "apm-replay"
+# LLM judges' calls (monitoring/quality/judges.py) are recorded under this one: experiments too.
+JUDGE_SERVICE = "apm-judge"
+# Services whose spans the numbers leave out unless "include Replay re-runs" is ticked (IsReplay).
+EXPERIMENT_SERVICES = (REPLAY_SERVICE, JUDGE_SERVICE)
 
 # A span exported before it ended has no end time: the exporter stores end - start as an unsigned
 # 64-bit number, which wraps around to more than 2^63 (and an Int64 column shows it negative).

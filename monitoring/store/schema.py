@@ -373,7 +373,7 @@ def derived_columns() -> list[tuple[str, str, str]]:
         ("IsAgentStep", "UInt8", _agent_step_expr()),
         ("IsToolStep", "UInt8", _tool_step_expr()),
         ("IsError", "UInt8", f"toUInt8(StatusCode IN ({_quoted(s.ERROR_STATUS)}))"),
-        ("IsReplay", "UInt8", f"toUInt8(ServiceName = {_quoted([s.REPLAY_SERVICE])})"),
+        ("IsReplay", "UInt8", f"toUInt8(ServiceName IN ({_quoted(s.EXPERIMENT_SERVICES)}))"),
         ("EndUser", "String", _first(s.names(s.END_USER))),
         ("SessionId", "String", _first(s.names(s.SESSION))),
         ("ResponseId", "String", _response_id_expr()),

@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
@@ -199,6 +200,48 @@ def _monitors(project_ids: list[str], staff: bool) -> list[Check]:
     ]
 
 
+def _judges(project_ids: list[str]) -> list[Check]:
+    """A line per project with LLM judges: today's calls, failures and cost against the daily cap."""
+    from monitoring.models import Project
+    from monitoring.quality import judges
+    from monitoring.quality.models import Evaluator
+
+    checks = []
+    with_judges = Evaluator.objects.filter(project_id__in=project_ids).values_list("project_id", flat=True)
+    for project in Project.objects.filter(pk__in=set(with_judges)).order_by("name"):
+        t = judges.today(project)
+        detail = _(
+            "%(enabled)s enabled; today (UTC) %(calls)s calls, %(failed)s failed, %(cost)s of the %(cap)s daily cap"
+        ) % {
+            "enabled": display.count(t.enabled),
+            "calls": display.count(t.calls),
+            "failed": display.count(t.failed),
+            "cost": f"${t.cost_usd:.4f}",
+            "cap": f"${t.cap_usd:.2f}",
+        }
+        if t.waiting:
+            detail += "; " + ngettext(
+                "%(count)s target waits for a retry", "%(count)s targets wait for a retry", t.waiting
+            ) % {"count": display.count(t.waiting)}
+        stopped = {
+            "operator": _("stopped by the operator (JUDGES_ENABLED=off)"),
+            "project": _("switched off for this project"),
+            "cap": _("the daily cost cap is reached"),
+        }.get(t.stopped)
+        if stopped:
+            detail += "; " + stopped
+        checks.append(
+            Check(
+                f"judges-{project.pk}",
+                _("LLM judges: %(project)s") % {"project": project.name},
+                not stopped and not t.waiting,
+                detail,
+                url=reverse("monitoring:quality:judges", args=[project.pk]),
+            )
+        )
+    return checks
+
+
 def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     """The checks in the stack's order (ClickHouse, the tables, the settler, ...). `staff` also see where the services live (hosts, ports,
     URLs) and ClickHouse's own error messages; others get an error id to quote."""
@@ -222,4 +265,8 @@ def run_checks(project_ids: list[str], staff: bool = False) -> list[Check]:
     if settings.LITELLM_CONFIGURED:
         checks.append(_litellm(staff))
     checks += _monitors(project_ids, staff)
+    try:
+        checks += _judges(project_ids)
+    except clickhouse.ClickHouseError:
+        pass  # the ClickHouse line above already says what is wrong
     return checks
