@@ -534,6 +534,11 @@ def test_runs_and_calls_carry_their_scores_and_filter_by_them(client, alice, bob
     assert [(c["span_id"], c["scores"]) for c in calls] == [
         (c1.span_id.hex(), {"relevance": {"value": 0.2, "label": "fail", "count": 1}})
     ]
+    by_score = runs_api(client, project, sort="score:relevance", limit="2").json()
+    assert [r["trace_id"] for r in by_score["items"]] == [r0.trace.hex(), r1.trace.hex()]  # 0.8, then 0.2
+    rest = runs_api(client, project, sort="score:relevance", limit="2", cursor=by_score["next_cursor"]).json()
+    assert [r["trace_id"] for r in rest["items"]] == [r2.trace.hex()] and rest["next_cursor"] is None  # unscored last
+    assert runs_api(client, project, sort="score:").status_code == 400
     for bad in ("relevance", "relevance:between:1", "relevance:gt:high", "relevance:exists:1", ":eq:1", "relevance:eq"):
         answer = client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "runs", "score": bad})
         assert answer.status_code == 400 and "'score'" in answer.json()["error"], bad

@@ -71,8 +71,8 @@ class RunQuery:
     @classmethod
     def from_query(cls, query, max_limit: int = 500) -> RunQuery:
         sort = query.get("sort") or "time"
-        if sort not in SORTS:
-            raise BadQuery(f"'sort' must be one of {', '.join(SORTS)}")
+        if sort not in SORTS and not _score_sort(sort):
+            raise BadQuery(f"'sort' must be one of {', '.join(SORTS)} or score:<name>")
         session, user = (query.get("session") or "").strip(), (query.get("user") or "").strip()
         if len(session) > 500 or len(user) > 500:
             raise BadQuery("'session' and 'user' may be at most 500 characters")
@@ -82,6 +82,15 @@ class RunQuery:
         cursor = RunCursor.decode(query["cursor"]) if query.get("cursor") else None
         found = scores_q.from_query(query)
         return cls(sort, session, user, cursor, int(raw_limit), found)
+
+
+SCORE_SORT_MISSING = -1e299  # a run without the score sorts after every run with it (a cursor holds it)
+
+
+def _score_sort(sort: str) -> str:
+    """The score name of a `sort=score:<name>` (highest mean first), '' for any other sort."""
+    name = sort[6:] if sort.startswith("score:") else ""
+    return name if 0 < len(name) <= scores_q.NAME_CHARS else ""
 
 
 @dataclass
@@ -105,6 +114,7 @@ class RunRow:
     first_input: str = ""  # previews, filled by `add_previews`
     last_output: str = ""
     duration_ns: int = 0  # exact, for the duration sort's cursor
+    sort_score: float = SCORE_SORT_MISSING  # the mean of the sorted-by score (sort=score:<name>)
     scores: dict = field(default_factory=dict)  # {name: {value, label, count}}, filled by `add_scores`
 
     @property
@@ -187,14 +197,16 @@ def list_runs(flt: SpanFilter, rq: RunQuery = RunQuery()) -> RunPage:
     next_cursor = None
     if len(rows) > rq.limit:
         last = items[-1]
-        value = {"time": last.start_ns, "duration": last.duration_ns, "cost": last.cost_usd}[rq.sort]
+        values = {"time": last.start_ns, "duration": last.duration_ns, "cost": last.cost_usd}
+        value = values[rq.sort] if rq.sort in values else last.sort_score
         next_cursor = RunCursor(value, last.trace_id).encode()
     return RunPage(items, next_cursor)
 
 
 def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> list[RunRow]:
     """Up to `limit` runs starting in [start, end) ns, in the page's order, below its cursor."""
-    order, value_type = SORTS[rq.sort]
+    score_name = _score_sort(rq.sort)
+    order, value_type = SORTS.get(rq.sort) or ("SortScore", "Float64")
     where = _conditions(flt, rq)
     keyset = ""
     if rq.cursor:
@@ -227,15 +239,31 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
     if now is not None:
         parts[0] = Sql(parts[0], " AND TraceId NOT IN (", now.scope.traces, ")")
         parts.append(Sql(f"SELECT {_COLUMNS} FROM {now.tables.runs} WHERE ", window))
+    runs = Sql("SELECT * FROM (", Sql.join(" UNION ALL ", parts), ")")
+    if score_name:  # each run's mean of that score (its own and its spans'), read for this project once
+        runs = Sql(
+            "SELECT r.*, ifNull(s.mean, {r_missing:Float64}) AS SortScore FROM (",
+            runs,
+            ") AS r LEFT JOIN (SELECT TraceId, avg(Value) AS mean",
+            f" FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}}",
+            " AND Name = {r_score:String} AND TraceId != '' AND Value IS NOT NULL GROUP BY TraceId) AS s USING TraceId",
+            r_score=score_name,
+            r_missing=SCORE_SORT_MISSING,
+        )
     statement = Sql(
         "SELECT * FROM (",
-        Sql.join(" UNION ALL ", parts),
+        runs,
         ") WHERE ",
         Sql.all([*where, keyset]),
         f" ORDER BY {order} DESC, TraceId DESC LIMIT {{limit:UInt32}}",
         **params,
     )
-    return [_row(r) for r in run(statement, tag=f"runs.list.{rq.sort}")]
+    rows = run(statement, tag="runs.list.score" if score_name else f"runs.list.{rq.sort}")
+    found = [_row(r) for r in rows]
+    if score_name:
+        for item, r in zip(found, rows, strict=True):
+            item.sort_score = float(r["SortScore"])
+    return found
 
 
 def add_scores(project_id: str, runs: list[RunRow]) -> list[RunRow]:

@@ -97,6 +97,9 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         "rq": rq,
         "runs": page.items,
         "score_columns": score_columns,
+        "score_sort_urls": {
+            name: base + filter_query(request, **{**keep, "sort": f"score:{name}"}) for name in score_columns
+        },
         "run_columns": 11 + len(score_columns),
         "score_text_value": rq.scores[-1].query_value() if rq.scores else "",
         "thumbs_down_query": filter_query(request, **keep, score="feedback:eq:down")[1:],
