@@ -14,6 +14,7 @@ from conftest import api_token
 from otlp import S, send
 from test_quality import evaluation, logs_request, post_logs
 
+from monitoring.models import Membership
 from monitoring.quality.models import ScoreConfig
 from monitoring.queries import quality as quality_q
 from monitoring.queries.filter import SpanFilter, Window
@@ -197,3 +198,111 @@ def test_exports_carry_each_rows_scores(client, alice, project, scored):
         )
     )
     assert [r["span_id"] for r in low["items"]] == [b_call.span_id.hex()]
+
+
+def test_the_overview_has_a_quality_card_and_the_api_its_numbers(client, alice, project, other_project, scored):
+    client.force_login(alice)
+    page = client.get(f"/admin/monitoring/{project.id}/overview/", {"range": "24h"}).content.decode()
+    card = page[page.index('data-kpi="quality"') :]
+    card = card[: card.index("</article>")]
+    # A, B and C have evaluations (relevance events, the API's verdicts); B fails (0.2, 0.4, "fail").
+    assert '<p class="value">33.3%</p>' in card and "1 of 3 scored runs fail their evaluations" in card
+    assert 'data-change="new"' in card and "fewer than 20 scored runs" in card  # the previous window: D alone
+    assert 'data-kpi-line="negative-feedback"' in card and "<strong>25.0%</strong>" in card
+    assert "1 of 4 thumbs down" in card
+    data = client.get(f"/api/v1/projects/{project.id}/overview", {"range": "24h"}).json()
+    assert data["quality"] == {
+        "scored_runs": 3,
+        "failing_runs": 1,
+        "fail_share": 0.333333,
+        "feedback": 4,
+        "negative_feedback": 1,
+        "negative_feedback_rate": 0.25,
+        "previous": {
+            "scored_runs": 1,
+            "failing_runs": 1,
+            "fail_share": 1.0,
+            "feedback": 0,
+            "negative_feedback": 0,
+            "negative_feedback_rate": 0.0,
+        },
+    }
+    assert data["llm_calls"] == 3 and data["agent_calls"] == 3  # the existing fields are unchanged
+    # A lower-is-better config fails what lies above its mark: C's toxicity 0.7 of 0..1.
+    ScoreConfig.objects.create(
+        project=project, name="toxicity", data_type="numeric", min_value=0, max_value=1, higher_is_better=False
+    )
+    api_score(client, scored["token"], project, trace=scored["c"][0], name="toxicity", value=0.7)
+    api_score(client, scored["token"], project, trace=scored["a"][0], name="toxicity", value=0.3)
+    quality = client.get(f"/api/v1/projects/{project.id}/overview", {"range": "24h"}).json()["quality"]
+    assert (quality["scored_runs"], quality["failing_runs"]) == (3, 2)
+    # A config's range moves the mark: relevance of 0..10 passes at 5, so A (0.9) fails too.
+    ScoreConfig.objects.create(project=project, name="relevance", data_type="numeric", min_value=0, max_value=10)
+    quality = client.get(f"/api/v1/projects/{project.id}/overview", {"range": "24h"}).json()["quality"]
+    assert (quality["scored_runs"], quality["failing_runs"], quality["fail_share"]) == (3, 3, 1.0)
+    # A project that scores nothing shows no card.
+    Membership.objects.create(project=other_project, user=alice)
+    other = client.get(f"/admin/monitoring/{other_project.id}/overview/", {"range": "24h"}).content.decode()
+    assert 'data-kpi="total-cost"' in other and 'data-kpi="quality"' not in other
+
+
+def test_the_quality_cards_changes_are_in_points_once_the_previous_window_has_enough():
+    from monitoring.web import kpis
+
+    now, before = quality_q.Quality(40, 10, 50, 5), quality_q.Quality(25, 5, 20, 8)
+    card = kpis.quality_card(now, before, "7d")
+    assert (card.key, card.value, card.change.text, card.change.direction, card.change.tone) == (
+        "quality", "25.0%", "+5.0 pp vs previous 7 days", "up", "bad",
+    )  # fmt: skip
+    (line,) = card.lines
+    assert (line.value, line.change.text, line.change.tone, line.detail) == (
+        "10.0%", "-30.0 pp vs previous 7 days", "good", "5 of 50 thumbs down",
+    )  # fmt: skip
+    assert kpis.quality_card(quality_q.Quality(), quality_q.Quality(), "7d") is None
+
+
+def test_score_monitors_fire_per_model_agent_and_project_through_the_channels(client, alice, project, scored):
+    from receivers import http_receiver
+
+    from monitoring.monitors import evaluation
+    from monitoring.monitors.models import Channel, Delivery, Event, Monitor
+
+    def monitor(**kw) -> Monitor:
+        fields = {"window_minutes": 1440, "condition": "above", "threshold": 40.0, "metric": "score_fail_share"}
+        return Monitor.objects.create(project=project, name=kw.get("metric", "score"), **(fields | kw))
+
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    with http_receiver() as hook:
+        channel = Channel.objects.create(project=project, name="hook", kind=Channel.WEBHOOK)
+        channel.set_url(hook.url + "/hook")
+        channel.save()
+        low = monitor(metric="score_mean", score_name="relevance", group_by="model", condition="below", threshold=0.5)
+        low.channels.add(channel)
+        per_agent = monitor(group_by="agent")  # every evaluation: relevance and verdict
+        whole = monitor(min_samples=8)  # 7 evaluations: too few
+        thumbs = monitor(metric="score_mean", score_name="feedback", condition="below", threshold=0.8)
+        outcomes = {o.monitor_id: o for o in evaluation.run_once(at)}
+        assert outcomes[low.pk].fired == ["claude-3-5-sonnet"]  # mean 0.3; gpt-4o's is 0.75
+        assert outcomes[per_agent.pk].fired == ["billing_agent"]  # 3 of 3 fail; support_agent 0 of 4
+        assert outcomes[whole.pk].fired == [] and outcomes[thumbs.pk].fired == [""]  # 3 up of 4: 0.75
+        fired = Event.objects.get(monitor=low, kind=Event.FIRED)
+        assert (fired.group, fired.value, fired.sample) == ("claude-3-5-sonnet", 0.3, 2)
+        assert Delivery.objects.get(event=fired).state == "sent" and len(hook.received) == 1
+        body = json.loads(hook.received[0].body)
+        assert (body["monitor"]["metric"], body["monitor"]["score_name"], body["group"]) == (
+            "score_mean", "relevance", "claude-3-5-sonnet",
+        )  # fmt: skip
+        assert body["text"] == "model claude-3-5-sonnet: Average score (relevance) is 0.300"
+    for m, value, sample in ((per_agent, 100.0, 3), (whole, 42.857143, 7)):
+        m.refresh_from_db()
+        assert (m.last_value, m.last_sample) == (value, sample), m
+    # The form says what a score metric needs.
+    from monitoring.monitors.forms import MonitorForm
+
+    base = {"name": "x", "window_minutes": 60, "condition": "above", "threshold": 1, "min_samples": 1}
+    form = MonitorForm({**base, "metric": "score_mean", "group_by": "agent"}, project=project)
+    assert not form.is_valid() and "score_name" in form.errors
+    form = MonitorForm({**base, "metric": "cost_usd", "group_by": "agent"}, project=project)
+    assert not form.is_valid() and "group_by" in form.errors
+    form = MonitorForm({**base, "metric": "score_fail_share", "group_by": "agent"}, project=project)
+    assert form.is_valid(), form.errors
