@@ -306,3 +306,29 @@ def test_score_monitors_fire_per_model_agent_and_project_through_the_channels(cl
     assert not form.is_valid() and "group_by" in form.errors
     form = MonitorForm({**base, "metric": "score_fail_share", "group_by": "agent"}, project=project)
     assert form.is_valid(), form.errors
+
+
+def test_the_score_charts_are_figures_plotly_validates_unchanged():
+    """As tests/test_ux_charts.py checks the others: plotly's validators give back what the page sends."""
+    import plotly.graph_objects as go
+
+    from monitoring.web import charts
+
+    times = [NOW - dt.timedelta(hours=2), NOW - dt.timedelta(hours=1), NOW]
+    numeric = quality_q.Summary(
+        "relevance", "hour", times, [0.5, None, 0.75], [2, 0, 4], count=6, mean=0.6667,
+        histogram=quality_q.histogram([(0.2, 1), (0.9, 5)], 0.0, 1.0),
+    )  # fmt: skip
+    labelled = quality_q.Summary(
+        "verdict", "hour", times, [None] * 3, [1, 0, 2], count=3, labels=[("pass", 2), ("", 1)]
+    )
+    drawn = {
+        "trend": charts.score_trend(numeric),
+        "histogram": charts.score_distribution(numeric),
+        "labels": charts.score_distribution(labelled),
+    }
+    assert drawn["histogram"]["data"][0]["y"] == [0, 0, 1, 0, 0, 0, 0, 0, 0, 5]
+    assert drawn["labels"]["data"][0]["x"] == ["pass", "(no label)"]
+    for name, fig in drawn.items():
+        assert json.loads(go.Figure(fig).to_json()) == json.loads(json.dumps(fig)), name
+    assert charts.score_trend(quality_q.Summary("x", "hour", times, [None] * 3, [0] * 3)) is None

@@ -179,7 +179,11 @@ def _score_panels(flt, project) -> list[dict]:
         key = f"score-{i}"
         panels += [
             _panel(
-                f"{key}-trend", _("%(name)s: trend") % {"name": summary.name}, note, charts.score_trend(summary), ""
+                f"{key}-trend",
+                _("%(name)s: trend") % {"name": summary.name},
+                note,
+                charts.score_trend(summary),
+                _("No scores in this window."),  # a score of the window that the filter bar leaves out
             ),
             _panel(
                 f"{key}-distribution",
