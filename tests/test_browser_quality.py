@@ -35,9 +35,11 @@ def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
     page.wait_for_selector('[data-panel="score-2-breakdowns"]', timeout=20_000)
     page.wait_for_selector('[data-chart="fig-score-0-trend"] .main-svg', timeout=20_000)
     page.wait_for_selector('[data-chart="fig-score-1-distribution"] .main-svg', timeout=20_000)
-    part = page.query_selector('[data-panel="score-1-trend"]')
-    assert part is not None
-    part.scroll_into_view_if_needed()
+    for panel in ("score-1-trend", "score-1-distribution", "score-1-breakdowns", "score-2-trend"):
+        card = page.query_selector(f'[data-panel="{panel}"]')
+        assert card is not None and card.bounding_box()["width"] <= width
+        card.scroll_into_view_if_needed()
+        card.screenshot(path=str(ARTIFACTS / f"analytics-{panel}-{width}.png"))
     page.screenshot(path=str(ARTIFACTS / f"analytics-scores-{width}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert not errors, errors

@@ -326,7 +326,9 @@ def test_the_score_charts_are_figures_plotly_validates_unchanged():
         "trend": charts.score_trend(numeric),
         "histogram": charts.score_distribution(numeric),
         "labels": charts.score_distribution(labelled),
+        "label trend": charts.score_trend(labelled),
     }
+    assert [t["name"] for t in drawn["label trend"]["data"]] == ["scores"]  # no mean to draw
     assert drawn["histogram"]["data"][0]["y"] == [0, 0, 1, 0, 0, 0, 0, 0, 0, 5]
     assert drawn["labels"]["data"][0]["x"] == ["pass", "(no label)"]
     for name, fig in drawn.items():

@@ -687,6 +687,23 @@ def score_trend(summary: Summary) -> dict | None:
         return None
     x = _x(summary)
     mean_name, count_name = _("mean"), _("scores")
+    if all(m is None for m in summary.trend):  # labels only (a categorical score): its counts alone
+        bars = _trace(
+            "bar",
+            x=x,
+            y=summary.counts,
+            name=count_name,
+            marker_color=_rgba(ACCENT, 0.6),
+            hovertemplate=f"{count_name}: %{{y:,d}}<extra></extra>",
+        )
+        return _figure(
+            [bars],
+            240,
+            hovermode="x unified",
+            showlegend=False,
+            xaxis=_time_axis(summary),
+            yaxis=_counts(max(summary.counts)),
+        )
     bars = _trace(
         "bar",
         x=x,
