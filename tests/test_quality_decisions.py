@@ -334,3 +334,83 @@ def test_the_score_charts_are_figures_plotly_validates_unchanged():
     for name, fig in drawn.items():
         assert json.loads(go.Figure(fig).to_json()) == json.loads(json.dumps(fig)), name
     assert charts.score_trend(quality_q.Summary("x", "hour", times, [None] * 3, [0] * 3)) is None
+
+
+@pytest.fixture(scope="module")
+def native_port(tmp_path_factory):
+    from native_server import start_native_server, stop_native_server
+
+    try:
+        proc, port = start_native_server(str(tmp_path_factory.mktemp("native-quality")))
+    except RuntimeError as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"cannot serve the engine over the native protocol here: {exc}")
+    yield port
+    stop_native_server(proc)
+
+
+def test_a_server_over_the_native_protocol_answers_as_the_embedded_engine(settings, project, native_port):
+    """The score reads (joins, typed array parameters, FINAL) in server mode (clickhouse-driver to a
+    served engine on 127.0.0.1) give the embedded engine's numbers."""
+    from demo import traffic
+    from monitoring.ingest import otlp
+    from monitoring.monitors import metrics
+    from monitoring.quality import scores as writes
+    from monitoring.queries import runs as runs_q
+    from monitoring.semantics import scoping
+    from monitoring.store import clickhouse, schema
+
+    settings.SETTLE_FRESH_SECONDS = 1e12  # settled facts only: what the settler stored
+    requests = [req for req, _ in traffic.generate_requests(days=1, runs_per_day=12, seed=7, now=NOW)]
+    marks = (quality_q.pass_mark("relevance", 0, 10, True),)
+
+    def answers() -> dict:
+        schema.ensure_schema(ttl_days=0)
+        for req in requests:
+            rows, _ = otlp.rows_from_request(req, str(project.id))
+            clickhouse.insert(
+                schema.table(), schema.TRACE_COLUMNS, rows, tag="test.load", nanos_columns=schema.NANOS_COLUMNS
+            )
+        scoping.forget_state()
+        settle.settle_once()
+        flt = day(project)
+        found = runs_q.list_runs(flt, runs_q.RunQuery(limit=500)).items
+        for i, run in enumerate(sorted(found, key=lambda r: r.trace_id)):
+            target = writes.Target(trace_id=run.trace_id)
+            writes.record(project, target, "relevance", value=float(i % 10), source="api", author="t", score_id=f"r{i}")
+            writes.record(
+                project,
+                target,
+                "verdict",
+                label="fail" if i % 3 else "pass",
+                source="api",
+                author="t",
+                score_id=f"v{i}",
+            )
+        flt = day(project)
+        summary = quality_q.summary(flt, "relevance", marks, bounds=(0.0, 10.0))
+        question = metrics.Question(flt, "model", latency=False, scores=True, score_name="", marks=marks)
+        return {
+            "runs": len(found),
+            "summary": summary.as_dict(),
+            "verdict": quality_q.summary(flt, "verdict", marks).as_dict(),
+            "quality": quality_q.quality(flt, marks)[0].as_dict(),
+            "monitor": metrics.measure(question),
+        }
+
+    base = settings.CLICKHOUSE
+    settings.CLICKHOUSE = {**base, "DATABASE": "otel_quality_embedded"}
+    try:
+        embedded = answers()
+        settings.CLICKHOUSE = {**base, "HOST": "127.0.0.1", "PORT": native_port, "DATABASE": "otel_quality_server"}
+        served = answers()
+    finally:
+        settings.CLICKHOUSE = base
+        scoping.forget_state()
+    assert embedded["runs"] >= 6 and embedded["summary"]["count"] == embedded["runs"]
+    assert embedded["quality"]["scored_runs"] == embedded["runs"] and embedded["monitor"]
+    for key in embedded:
+        if key != "summary":
+            assert served[key] == embedded[key], key
+    # The trend's bucket times are made per call; the rest must match exactly.
+    for key in ("count", "mean", "failing", "distribution", "breakdowns"):
+        assert served["summary"][key] == embedded["summary"][key], key
