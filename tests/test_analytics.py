@@ -471,7 +471,7 @@ def _figures(html: str) -> dict[str, dict]:
 def _with_parts(client, html: str) -> str:
     """The tab's HTML plus the cards it loads beside it (as htmx would, on load)."""
     parts = re.findall(r'hx-get="([^"]+)" hx-trigger="load"', html)
-    assert len(parts) == 2  # the flow graph and the breakdowns
+    assert len(parts) == 3  # the flow graph, the breakdowns and the scores
     for url in parts:
         r = client.get(url.replace("&amp;", "&"), headers={"HX-Request": "true"})
         assert r.status_code == 200

@@ -30,6 +30,7 @@ from monitoring.monitors.models import Monitor
 FIELDS = (
     "name",
     "metric",
+    "score_name",
     "group_by",
     "window_minutes",
     "condition",
@@ -54,6 +55,7 @@ def monitor_json(monitor: Monitor, now=None) -> dict:
         "id": monitor.pk,
         "name": monitor.name,
         "metric": monitor.metric,
+        "score_name": monitor.score_name,
         "group_by": monitor.group_by,
         "window_minutes": monitor.window_minutes,
         "condition": monitor.condition,
@@ -133,7 +135,14 @@ def _body(request) -> tuple[dict | None, JsonResponse | None]:
 
 
 # What a new monitor gets for fields the body leaves out (the model's defaults).
-DEFAULTS = {"condition": "above", "min_samples": 1, "window_minutes": 60, "group_by": "", "status": ""}
+DEFAULTS = {
+    "condition": "above",
+    "min_samples": 1,
+    "window_minutes": 60,
+    "group_by": "",
+    "status": "",
+    "score_name": "",
+}
 
 
 def _form_data(data: dict, base: Monitor | None) -> dict:
@@ -145,7 +154,7 @@ def _form_data(data: dict, base: Monitor | None) -> dict:
     form_data["channels"] = merged.get("channels") or []
     if merged.get("enabled", True):  # an unchecked box is absent from a form
         form_data["enabled"] = "on"
-    for key in ("group_by", "status"):
+    for key in ("group_by", "status", "score_name"):
         form_data.setdefault(key, "")
     return form_data
 

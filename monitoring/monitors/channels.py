@@ -70,6 +70,8 @@ def notification(event: Event, channel: Channel) -> Notification:
     with translation.override(language):
         who = wording.group_label(monitor, event.group)
         metric = str(dict(_metric_labels())[monitor.metric])
+        if monitor.scores:  # which score: "Average score (relevance)"
+            metric += f" ({monitor.score_name or _('every evaluation')})"
         value = wording.value(monitor.metric, event.value)
         if event.kind == Event.FIRED:
             title = _("Firing: %(monitor)s") % {"monitor": monitor.name}
@@ -118,6 +120,7 @@ def notification(event: Event, channel: Channel) -> Notification:
                 "threshold": monitor.threshold,
                 "window_minutes": monitor.window_minutes,
                 "min_samples": monitor.min_samples,
+                **({"score_name": monitor.score_name} if monitor.scores else {}),
             },
             "group": event.group,
             "value": event.value,

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from monitoring.monitors import delivery, metrics
 from monitoring.monitors.models import ABOVE, BELOW, DECREASE, INCREASE, Alert, Event, Monitor
+from monitoring.quality.models import pass_marks
 from monitoring.store import clickhouse, errors
 from monitoring.web.forms import SpanFilter, Window
 
@@ -67,6 +68,15 @@ def question(monitor: Monitor, window: Window) -> metrics.Question:
         monitor.status,
         monitor.project.agent_names,
     )
+    if monitor.scores:
+        return metrics.Question(
+            flt,
+            monitor.group_by,
+            latency=False,
+            scores=True,
+            score_name=monitor.score_name,
+            marks=tuple(pass_marks(monitor.project)),
+        )
     return metrics.Question(flt, monitor.group_by, latency=monitor.metric.startswith("latency"))
 
 

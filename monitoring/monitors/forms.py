@@ -13,7 +13,7 @@ from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from monitoring.monitors import egress
-from monitoring.monitors.models import INCREASE, Channel, Monitor
+from monitoring.monitors.models import INCREASE, SCORE_MEAN, SCORE_METRICS, Channel, Monitor
 from monitoring.web.forms import FilterForm
 
 MUTE_CHOICES = [
@@ -48,6 +48,7 @@ class MonitorForm(forms.ModelForm):
         fields = [
             "name",
             "metric",
+            "score_name",
             "group_by",
             "window_minutes",
             "condition",
@@ -85,6 +86,14 @@ class MonitorForm(forms.ModelForm):
         if error:
             raise forms.ValidationError(error)
         data["services"], data["model_names"], data["status"] = list(services), list(models), status
+        score_name = data["score_name"] = (data.get("score_name") or "").strip()
+        scores = data.get("metric") in SCORE_METRICS
+        if data.get("metric") == SCORE_MEAN and not score_name:
+            self.add_error("score_name", _("An average score needs the score's name."))
+        if score_name and not scores:
+            self.add_error("score_name", _("Only score metrics read a score; leave it empty."))
+        if data.get("group_by") == "agent" and not scores:
+            self.add_error("group_by", _("Only score metrics are counted per agent."))
         if data.get("condition") == INCREASE and data.get("threshold") is not None and data["threshold"] <= 0:
             self.add_error("threshold", _("A rise is a positive percentage, e.g. 200 for +200%."))
         return data

@@ -25,12 +25,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from monitoring.queries import latency, sources
+from monitoring.queries import quality as quality_q
 from monitoring.queries.filter import SpanFilter
 from monitoring.store import clickhouse
 from monitoring.store.sql import Sql, run
 
-# Group-bys: none, or the end user, model or service.
+# Group-bys: none, or the end user, model or service; scores also by agent (the run's name).
 GROUP_BYS = ("", "user", "model", "service")
+SCORE_GROUP_BYS = (*GROUP_BYS, "agent")
 _MEASURES = ("Calls", "Cost", "InputTokens", "OutputTokens")
 
 
@@ -41,9 +43,14 @@ class Question:
     flt: SpanFilter
     group_by: str = ""
     latency: bool = True  # False: the latency percentiles are not needed (left at 0)
+    # Score questions (SCORE_METRICS): the score read ('' = every evaluation) and the pass marks of
+    # the project's configs; a score question asks about scores only (its other numbers stay 0).
+    scores: bool = False
+    score_name: str = ""
+    marks: tuple[quality_q.PassMark, ...] = ()
 
     def __post_init__(self):
-        if self.group_by not in GROUP_BYS:
+        if self.group_by not in (SCORE_GROUP_BYS if self.scores else GROUP_BYS):
             raise ValueError(f"unknown group-by {self.group_by!r}")
 
 
@@ -60,6 +67,15 @@ class Values:
     latency_p50_ms: float = 0.0
     latency_p95_ms: float = 0.0
     latency_p99_ms: float = 0.0
+    score_mean: float = 0.0  # the mean of the score's values
+    score_values: int = 0  # scores with a value (the mean's sample)
+    score_evaluations: int = 0  # evaluations (monitoring/queries/quality.py: a machine's scores)
+    score_failing: int = 0  # of them, those failing
+
+    @property
+    def score_fail_share(self) -> float:
+        """Failing evaluations in % (0..100) of the evaluations."""
+        return round(100.0 * self.score_failing / self.score_evaluations, 6) if self.score_evaluations else 0.0
 
     @property
     def fail_rate(self) -> float:
@@ -86,6 +102,8 @@ _SAMPLE_OF = {
     "latency_p99_ms": lambda v: v.llm_calls,
     "agent_runs": lambda v: v.agent_runs,
     "fail_rate": lambda v: v.llm_calls + v.agent_runs,
+    "score_mean": lambda v: v.score_values,
+    "score_fail_share": lambda v: v.score_evaluations,
 }
 METRIC_NAMES = tuple(_SAMPLE_OF)
 
@@ -230,10 +248,46 @@ def _answers(questions: list[Question]) -> list[dict[str, Values]]:
     return [_answer(q, calls, latencies, runs) for q in questions]
 
 
+# --- scores --------------------------------------------------------------------------------------
+_SCORE_GROUPS = {
+    "": "''",
+    "user": "EndUser",
+    "model": "arrayJoin(if(empty(Models), [''], Models))",
+    "service": "Service",
+    "agent": "Agent",
+}
+
+
+def _score_answer(question: Question) -> dict[str, Values]:
+    """One score question: the window's scores (of its name, or every evaluation) per group, by the
+    rules of monitoring/queries/quality.py (one statement)."""
+    rows = run(
+        Sql(
+            f"SELECT {_SCORE_GROUPS[question.group_by]} AS g, countIf(Value IS NOT NULL) AS valued,",
+            " avgOrNull(Value) AS mean, sum(IsEvaluation) AS evaluations, sum(Fails) AS failing FROM (",
+            quality_q.scored(question.flt, name=question.score_name, marks=question.marks),
+            ") GROUP BY g",
+        ),
+        tag="monitors.scores",
+    )
+    values = {
+        r["g"]: Values(
+            score_mean=round(float(r["mean"]), 6) if r["mean"] is not None else 0.0,
+            score_values=int(r["valued"]),
+            score_evaluations=int(r["evaluations"]),
+            score_failing=int(r["failing"]),
+        )
+        for r in rows
+    }
+    if not question.group_by:
+        return {"": values.get("", Values())}
+    return {group: v for group, v in values.items() if group}
+
+
 def measure(question: Question) -> dict[str, Values]:
     """{'': Values} for an ungrouped question (zeros when empty), else one entry per group with
     calls or runs (calls and runs that name no group are in none). Raises ClickHouseError."""
-    return _answers([question])[0]
+    return _score_answer(question) if question.scores else _answers([question])[0]
 
 
 def measure_many(questions: Iterable[Question]) -> dict[Question, dict[str, Values] | clickhouse.ClickHouseError]:
@@ -241,11 +295,17 @@ def measure_many(questions: Iterable[Question]) -> dict[Question, dict[str, Valu
     (three statements). A window whose read fails maps its questions to the ClickHouseError, so one
     project's trouble does not silence the other monitors."""
     by_window: dict[tuple, list[Question]] = defaultdict(list)
+    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
     for question in dict.fromkeys(questions):
+        if question.scores:  # one statement each: a score's rows are few beside the spans'
+            try:
+                answers[question] = _score_answer(question)
+            except clickhouse.ClickHouseError as exc:
+                answers[question] = exc
+            continue
         flt = question.flt
         key = (flt.project_id, flt.window.start, flt.window.end, flt.include_replays, flt.agent_names, flt.tz)
         by_window[key].append(question)
-    answers: dict[Question, dict[str, Values] | clickhouse.ClickHouseError] = {}
     for batch in by_window.values():
         try:
             answers.update(zip(batch, _answers(batch), strict=True))

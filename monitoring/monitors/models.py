@@ -27,6 +27,10 @@ from monitoring.queries.filter import iso
 
 COST, LLM_CALLS, AGENT_RUNS, FAIL_RATE = "cost_usd", "llm_calls", "agent_runs", "fail_rate"
 P50, P95, P99, TOKENS = "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "tokens"
+# Scores (monitoring/queries/quality.py): the mean of one score's values, and the share (%) of
+# evaluations that fail (one score's, or every evaluation's when the monitor names none).
+SCORE_MEAN, SCORE_FAILING = "score_mean", "score_fail_share"
+SCORE_METRICS = (SCORE_MEAN, SCORE_FAILING)
 METRICS = [
     (COST, _("Cost (USD)")),
     (LLM_CALLS, _("LLM calls")),
@@ -36,12 +40,15 @@ METRICS = [
     (P95, _("LLM latency p95 (ms)")),
     (P99, _("LLM latency p99 (ms)")),
     (TOKENS, _("Tokens")),
+    (SCORE_MEAN, _("Average score")),
+    (SCORE_FAILING, _("Failing evaluations (%)")),
 ]
 GROUPS = [
     ("", _("Whole project")),
     ("user", _("Each end user")),
     ("model", _("Each model")),
     ("service", _("Each service")),
+    ("agent", _("Each agent (scores only)")),
 ]
 ABOVE, BELOW, INCREASE, DECREASE = "above", "below", "increase", "decrease"
 CONDITIONS = [
@@ -129,6 +136,13 @@ class Monitor(models.Model):
     name = models.CharField(_("name"), max_length=200)
     metric = models.CharField(_("metric"), max_length=20, choices=METRICS, default=COST)
     group_by = models.CharField(_("for"), max_length=10, choices=GROUPS, blank=True, default="")
+    score_name = models.CharField(
+        _("score"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_("Score metrics: the score's name (failing evaluations: empty for every evaluation)."),
+    )
     window_minutes = models.PositiveIntegerField(_("window"), choices=WINDOWS, default=60)
     services = models.JSONField(default=list, blank=True)
     model_names = models.JSONField(default=list, blank=True)
@@ -166,6 +180,10 @@ class Monitor(models.Model):
     @property
     def window(self) -> dt.timedelta:
         return dt.timedelta(minutes=self.window_minutes)
+
+    @property
+    def scores(self) -> bool:
+        return self.metric in SCORE_METRICS
 
     @property
     def compares(self) -> bool:
@@ -279,7 +297,7 @@ class Event(models.Model):
         pairs += [("service", s) for s in services] + [("model", x) for x in models_]
         if m.status:
             pairs.append(("status", m.status))
-        tab = "analytics" if m.group_by == "user" else "overview"
+        tab = "analytics" if m.group_by == "user" or m.scores else "overview"
         return reverse(f"monitoring:{tab}", args=[m.project_id]) + "?" + urlencode(pairs)
 
 

@@ -13,8 +13,10 @@ def value(metric: str, number: float | None) -> str:
         return "–"
     if metric == m.COST:
         return f"${number:,.4f}"
-    if metric == m.FAIL_RATE:
+    if metric in (m.FAIL_RATE, m.SCORE_FAILING):
         return f"{number:,.2f}%"
+    if metric == m.SCORE_MEAN:
+        return f"{number:,.3f}"
     if metric in (m.P50, m.P95, m.P99):
         return f"{number / 1000:,.2f} s" if number >= 1000 else f"{number:,.0f} ms"
     return f"{number:,.0f}"
@@ -29,6 +31,8 @@ def threshold(monitor) -> str:
 def rule(monitor) -> str:
     """The monitor as one sentence, e.g. "Cost (USD) of each end user over 30 days is above $20.0000"."""
     metric = str(dict(m.METRICS)[monitor.metric])
+    if monitor.scores:
+        metric += f" ({monitor.score_name or _('every evaluation')})"
     window = str(dict(m.WINDOWS).get(monitor.window_minutes, f"{monitor.window_minutes} min"))
     scope = str(dict(m.GROUPS)[monitor.group_by])
     condition = str(dict(m.CONDITIONS)[monitor.condition])
@@ -45,5 +49,10 @@ def group_label(monitor, group: str) -> str:
     """ "end user alice" / "model gpt-4o" / "service api" / '' for the whole project."""
     if not monitor.group_by or not group:
         return ""
-    labels = {"user": _("end user %(name)s"), "model": _("model %(name)s"), "service": _("service %(name)s")}
+    labels = {
+        "user": _("end user %(name)s"),
+        "model": _("model %(name)s"),
+        "service": _("service %(name)s"),
+        "agent": _("agent %(name)s"),
+    }
     return labels[monitor.group_by] % {"name": group}

@@ -14,8 +14,9 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from monitoring.models import Project
+from monitoring.queries.quality import FEEDBACK, PassMark, pass_mark  # FEEDBACK: the thumbs, boolean, 1 = up
 
-FEEDBACK = "feedback"  # the thumbs up/down people give from the pages: boolean, 1 = up
+__all__ = ["FEEDBACK", "ScoreConfig", "pass_marks"]
 
 
 class ScoreConfig(models.Model):
@@ -71,6 +72,25 @@ class ScoreConfig(models.Model):
         if not math.isfinite(value):
             raise ValueError("value: must be a finite number")
         return value, label
+
+    @property
+    def pass_mark(self) -> PassMark:
+        """Where this score passes (monitoring/queries/quality.py: the middle of its range, else 0.5)."""
+        return pass_mark(self.name, self.min_value, self.max_value, self.higher_is_better)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """[min, max] when both are set (a histogram's range), a boolean's [0, 1], else None."""
+        if self.data_type == self.BOOLEAN:
+            return (0.0, 1.0)
+        if self.min_value is not None and self.max_value is not None:
+            return (self.min_value, self.max_value)
+        return None
+
+
+def pass_marks(project) -> list[PassMark]:
+    """The project's configs' pass marks (the failing rule's input; names without a config pass at 0.5)."""
+    return [c.pass_mark for c in ScoreConfig.objects.filter(project=project)]
 
 
 def _names(text: str) -> list[str]:

@@ -449,12 +449,13 @@ def _invocation_page(flt: SpanFilter, lq: ListQuery, table: str, want: int) -> t
 
 
 def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) -> Iterator[SpanRow]:
-    """Every matching row up to `max_rows`, fetched a chunk at a time (memory stays flat)."""
+    """Every matching row up to `max_rows`, fetched a chunk at a time (memory stays flat), each
+    with its span's own scores (add_scores: one more read per chunk)."""
     sent = 0
     query = replace(lq, limit=min(EXPORT_CHUNK, max_rows), whole_names=True)
     while sent < max_rows:
         page = list_spans(flt, query)
-        yield from page.items[: max_rows - sent]
+        yield from add_scores(flt.project_id, page.items[: max_rows - sent])
         sent += len(page.items)
         if page.next_cursor is None:
             return

@@ -23,6 +23,7 @@ def duration(value) -> str:
 
 
 register.filter("percent", display.percent)
+register.filter("score", display.score)
 
 # Cells of every row of a list, as tags rather than included templates: an {% include %} per cell
 # cost a 50-row list more than its queries' planning.

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the shapes it draws; charts never run a query
     from monitoring.queries.breakdowns import Share
     from monitoring.queries.flow import FlowGraph
     from monitoring.queries.latency import Latency
+    from monitoring.queries.quality import Summary
     from monitoring.queries.timeseries import Timeseries
 
 INK, MUTED, GRID, LINE = "#1d2330", "#6b7280", "#eef0f3", "#d5d9e0"
@@ -49,6 +50,7 @@ NO_NAME = {
     "model": gettext_lazy("(no model)"),
     "service": gettext_lazy("(no service)"),
     "user": gettext_lazy("(no user)"),
+    "label": gettext_lazy("(no label)"),
 }
 
 # Figures are made with no template (plotly's default one is large, and copying it into every
@@ -138,7 +140,7 @@ def model_colours(models) -> dict[str, str]:
 # --- time series ----------------------------------------------------------------------------------
 
 
-def _x(series: Timeseries) -> list[str]:
+def _x(series: Timeseries | Summary) -> list[str]:
     """Bucket starts as wall-clock times of the viewer's zone."""
     return [timezone.localtime(t).strftime("%Y-%m-%d %H:%M") for t in series.times]
 
@@ -147,7 +149,7 @@ def _zone_name() -> str:
     return timezone.localtime(timezone.now()).tzname() or ""
 
 
-def _time_axis(series: Timeseries) -> dict:
+def _time_axis(series: Timeseries | Summary) -> dict:
     """Bars and points sit on their bucket's start; daily buckets are labelled by date alone. Tick
     formats are d3 time formats, translated (plotly.js would print English month names)."""
     zone = _zone_name()
@@ -672,6 +674,100 @@ def latency_histogram(latency: Latency) -> dict | None:
         legend_traceorder="normal",
         xaxis={"type": "category", "tickfont": {"size": 10}},  # Plotly tilts the labels when they would overlap
         yaxis=_counts(max(b.calls for b in latency.bins)),
+    )
+
+
+# --- scores ---------------------------------------------------------------------------------------
+
+
+def score_trend(summary: Summary) -> dict | None:
+    """A score's mean per bucket (a line; buckets without a number leave a gap) over the bars of
+    how many scores each bucket holds (right axis)."""
+    if not summary.count:
+        return None
+    x = _x(summary)
+    mean_name, count_name = _("mean"), _("scores")
+    if all(m is None for m in summary.trend):  # labels only (a categorical score): its counts alone
+        bars = _trace(
+            "bar",
+            x=x,
+            y=summary.counts,
+            name=count_name,
+            marker_color=_rgba(ACCENT, 0.6),
+            hovertemplate=f"{count_name}: %{{y:,d}}<extra></extra>",
+        )
+        return _figure(
+            [bars],
+            240,
+            hovermode="x unified",
+            showlegend=False,
+            xaxis=_time_axis(summary),
+            yaxis=_counts(max(summary.counts)),
+        )
+    bars = _trace(
+        "bar",
+        x=x,
+        y=summary.counts,
+        name=count_name,
+        yaxis="y2",
+        marker_color=_rgba(ACCENT, 0.18),
+        hovertemplate=f"{count_name}: %{{y:,d}}<extra></extra>",
+    )
+    line = _trace(
+        "scatter",
+        x=x,
+        y=summary.trend,
+        name=mean_name,
+        mode="lines+markers",
+        connectgaps=False,
+        line={"color": ACCENT, "width": 2},
+        marker={"size": 5},
+        hovertemplate=f"{mean_name}: %{{y:.3~f}}<extra></extra>",
+    )
+    return _figure(
+        [bars, line],
+        240,
+        hovermode="x unified",
+        legend_traceorder="normal",
+        xaxis=_time_axis(summary),
+        yaxis={"tickformat": ".2~f", "zeroline": False},
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+            "tickfont": {"color": MUTED},
+            **_counts(max(summary.counts)),
+        },
+    )
+
+
+def score_distribution(summary: Summary) -> dict | None:
+    """A numeric score's histogram (bins labelled low–high), or the count of each label."""
+    if summary.labels:
+        x = [_short(label or str(NO_NAME["label"])) for label, _n in summary.labels]
+        y = [n for _label, n in summary.labels]
+    elif summary.histogram:
+        x = [f"{display.score(b.low)}–{display.score(b.high)}" for b in summary.histogram]
+        y = [b.count for b in summary.histogram]
+    else:
+        return None
+    count_name = _("scores")
+    bar = _trace(
+        "bar",
+        x=x,
+        y=y,
+        name=count_name,
+        marker_color=_rgba(ACCENT, 0.75),
+        hovertemplate=f"%{{x}}: %{{y:,d}} {count_name}<extra></extra>",
+    )
+    return _figure(
+        [bar],
+        240,
+        bargap=0.08,
+        showlegend=False,
+        xaxis={"type": "category", "tickfont": {"size": 10}},
+        yaxis=_counts(max(y)),
     )
 
 

@@ -50,6 +50,19 @@ def count(value) -> str:
         return ""
 
 
+def score(value) -> str:
+    """A score's number with up to three decimals, trailing zeros dropped: 0.525 · 0.8 · 12 · "" for None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(number):
+        return ""
+    text = _number(round(number, 3), 3)
+    decimal = str(get_format("DECIMAL_SEPARATOR"))
+    return text.rstrip("0").rstrip(decimal) if decimal in text else text
+
+
 def usd(value, places: int | None = None) -> str:
     """US dollars with the decimals the amount needs: $1,234.57 · $0.0125 · $0.50 · $0.000354 · $0;
     with `places`, exactly that many (a column of per-call costs lines up: $0.002000, $0.000354)."""

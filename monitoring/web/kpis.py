@@ -38,6 +38,17 @@ class Change:
 
 
 @dataclass(frozen=True)
+class KpiLine:
+    """A second number on a card, with its own change (the quality card's negative feedback rate)."""
+
+    key: str
+    label: str
+    value: str
+    change: Change
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Kpi:
     key: str  # stable id: data-kpi attribute, CSS
     label: str
@@ -47,14 +58,19 @@ class Kpi:
     trend: dict | None = None  # charts.sparkline(...)
     trend_note: str = ""  # what the trend line shows
     warning: str = ""  # what the number leaves out (calls without a price)
+    lines: tuple[KpiLine, ...] = ()  # more numbers of the card, each with its change
 
 
-def change(now: float, before: float, *, baseline: int, window: str, up_is_bad: bool, rate: bool = False) -> Change:
-    """How `now` compares with `before` (the previous window had `baseline` LLM calls + agent runs)."""
+def change(
+    now: float, before: float, *, baseline: int, window: str, up_is_bad: bool, rate: bool = False, hint: str = ""
+) -> Change:
+    """How `now` compares with `before` (the previous window had `baseline` LLM calls + agent runs,
+    or what `hint` says it counts: "… (fewer than %(count)s scored runs)")."""
     against = str(RANGE_NAMES.get(window, gettext_lazy("previous window")))
     if baseline < MIN_BASELINE or (not rate and not before):
-        hint = _(
-            "Too little data in the %(window)s to compare with (fewer than %(count)s LLM calls and agent runs)."
+        hint = (
+            hint
+            or _("Too little data in the %(window)s to compare with (fewer than %(count)s LLM calls and agent runs).")
         ) % {
             "window": against,
             "count": MIN_BASELINE,
@@ -62,7 +78,8 @@ def change(now: float, before: float, *, baseline: int, window: str, up_is_bad: 
         if now:
             return Change(NEW, NEUTRAL, _("new"), hint)
         return Change(NONE, NEUTRAL, _("no data"), hint)
-    delta = now - before if rate else (now - before) / before
+    # Rounded past what is shown: 0.25 - 0.2 is 0.04999…, which number_format cut to "+4.9 pp".
+    delta = round(now - before, 10) if rate else (now - before) / before
     if abs(delta) < 0.0005:
         return Change(FLAT, NEUTRAL, _("no change vs %(window)s") % {"window": against})
     direction = UP if delta > 0 else DOWN
@@ -183,3 +200,55 @@ def _unpriced_warning(current) -> str:
         "%(count)s calls have no price (%(models)s) and are counted as $0: set one in Django admin, Projects, model prices.",
         current.unpriced_calls,
     ) % {"count": display.count(current.unpriced_calls), "models": names}
+
+
+def quality_card(now, before, window: str) -> Kpi | None:
+    """The quality card from two `queries.quality.Quality`s (this window, the previous one): the
+    share of scored runs that fail their evaluations, and the negative feedback rate, each with its
+    change in percentage points (the rule: monitoring/queries/quality.py). None when neither window
+    holds an evaluation or a thumb (a project that does not score shows no card)."""
+    if now.empty and before.empty:
+        return None
+    fail_change = change(
+        now.fail_share,
+        before.fail_share,
+        baseline=before.scored_runs,
+        window=window,
+        up_is_bad=True,
+        rate=True,
+        hint=_("Too little data in the %(window)s to compare with (fewer than %(count)s scored runs)."),
+    )
+    feedback_change = change(
+        now.negative_feedback_rate,
+        before.negative_feedback_rate,
+        baseline=before.feedback,
+        window=window,
+        up_is_bad=True,
+        rate=True,
+        hint=_("Too little data in the %(window)s to compare with (fewer than %(count)s thumbs)."),
+    )
+    runs = ngettext(
+        "%(failing)s of %(count)s scored run fails its evaluations",
+        "%(failing)s of %(count)s scored runs fail their evaluations",
+        now.scored_runs,
+    ) % {"failing": display.count(now.failing_runs), "count": display.count(now.scored_runs)}
+    thumbs = ngettext("%(down)s of %(count)s thumb down", "%(down)s of %(count)s thumbs down", now.feedback) % {
+        "down": display.count(now.negative_feedback),
+        "count": display.count(now.feedback),
+    }
+    return Kpi(
+        "quality",
+        _("Quality"),
+        display.percent(now.fail_share, 1) if now.scored_runs else "–",
+        fail_change,
+        runs,
+        lines=(
+            KpiLine(
+                "negative-feedback",
+                _("Negative feedback"),
+                display.percent(now.negative_feedback_rate, 1) if now.feedback else "–",
+                feedback_change,
+                thumbs,
+            ),
+        ),
+    )

@@ -1,17 +1,20 @@
-"""The Analytics tab (Cost Trend, Token Usage, Agent Flow Graph, breakdowns, latency) and its
-time-series API. Numbers come from `monitoring.queries` (timeseries, flow, breakdowns, latency), figures from `monitoring.web.charts`."""
+"""The Analytics tab (Cost Trend, Token Usage, Agent Flow Graph, breakdowns, latency, scores) and its
+time-series and score-summary APIs. Numbers come from `monitoring.queries` (timeseries, flow,
+breakdowns, latency, quality), figures from `monitoring.web.charts`."""
 
 from __future__ import annotations
 
 from django.http import Http404, JsonResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
+from monitoring.quality.models import FEEDBACK, ScoreConfig, pass_marks
 from monitoring.queries import breakdowns as breakdowns_q
 from monitoring.queries import flow as flow_q
 from monitoring.queries import latency as latency_q
 from monitoring.queries import parallel
+from monitoring.queries import quality as quality_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import iso
 from monitoring.web import charts, display
@@ -79,6 +82,7 @@ def analytics(request, flt, membership):
         ),
         _lazy("agent-flow", _("Agent Flow Graph"), part_url.replace("%7Bpart%7D", "flow"), wide=True),
         _lazy("breakdowns", _("Latency and breakdowns"), part_url.replace("%7Bpart%7D", "breakdowns"), wide=True),
+        _lazy("scores", _("Scores"), part_url.replace("%7Bpart%7D", "scores"), wide=True),
     ]
     totals = {m: sum(series.total(m)) for m in timeseries_q.METRICS}
     stats = [
@@ -131,7 +135,80 @@ def analytics_part(request, flt, membership, part: str):
                 _panel("by-user", _("By End User"), both, charts.breakdown(shares["user"], "user"), none),
             ]
         }
+    if part == "scores":
+        return {"panels": _score_panels(flt, membership.project)}
     raise Http404("No such part")
+
+
+SCORES_SHOWN = 4  # the window's most given scores, each with a trend, a distribution and breakdowns
+
+
+def _summary(flt, project, name: str) -> quality_q.Summary:
+    """One score's summary, read as its config says (FEEDBACK is boolean without one)."""
+    config = ScoreConfig.objects.filter(project=project, name=name).first()
+    kind = config.data_type if config else ("boolean" if name == FEEDBACK else "")
+    bounds = config.bounds if config else ((0.0, 1.0) if name == FEEDBACK else None)
+    return quality_q.summary(flt, name, pass_marks(project), bounds=bounds, kind=kind)
+
+
+def _score_panels(flt, project) -> list[dict]:
+    """Per score given in the window (the most given SCORES_SHOWN): its trend, distribution and
+    breakdowns by model, agent and service."""
+    found = [_summary(flt, project, name) for name in quality_q.names(flt, SCORES_SHOWN)]
+    if not found:
+        return [
+            _panel(
+                "scores",
+                _("Scores"),
+                "",
+                None,
+                _(
+                    "No scores in this window: evaluation events, the scores API, judges and people's feedback show here."
+                ),
+                wide=True,
+            )
+        ]
+    dims = {"model": (_("Model"), NO_MODEL), "agent": (_("Agent"), NO_AGENT), "service": (_("Service"), NO_SERVICE)}
+    panels = []
+    for i, summary in enumerate(found):
+        note = ngettext("%(count)s score", "%(count)s scores", summary.count) % {"count": display.count(summary.count)}
+        if summary.mean is not None:
+            note = _("mean %(mean)s") % {"mean": display.score(summary.mean)} + " · " + note
+        if summary.failing:
+            note += " · " + _("%(count)s failing") % {"count": display.count(summary.failing)}
+        key = f"score-{i}"
+        panels += [
+            _panel(
+                f"{key}-trend",
+                _("%(name)s: trend") % {"name": summary.name},
+                note,
+                charts.score_trend(summary),
+                _("No scores in this window."),  # a score of the window that the filter bar leaves out
+            ),
+            _panel(
+                f"{key}-distribution",
+                _("%(name)s: distribution") % {"name": summary.name},
+                _("counts per label") if summary.kind == "labels" else _("counts per value range"),
+                charts.score_distribution(summary),
+                _("No values to draw."),
+            ),
+            {
+                "id": f"{key}-breakdowns",
+                "title": _("%(name)s: by model, agent and service") % {"name": summary.name},
+                "score": summary.name,
+                "wide": True,
+                "breakdowns": [
+                    {"dim": dim, "title": dims[dim][0], "none": dims[dim][1], "rows": summary.breakdowns.get(dim, [])}
+                    for dim in quality_q.DIMENSIONS
+                ],
+            },
+        ]
+    return panels
+
+
+NO_MODEL = gettext_lazy("(no model)")
+NO_AGENT = gettext_lazy("(no agent run)")
+NO_SERVICE = gettext_lazy("(not settled yet, or a session)")
 
 
 def _lazy(key: str, title: str, url: str, wide: bool = False) -> dict:
@@ -211,3 +288,22 @@ def api_timeseries(request, membership):
             "points": points,
         }
     )
+
+
+@api_view
+def api_score_summary(request, membership):
+    """One score over the window: `GET …/scores/summary?name=<score>&from=&to=|range=` (and the
+    filter bar's service, model, status, tz) answers {"name", "bucket", "tz", "from", "to", "count",
+    "mean", "failing", "trend": [{"t", "mean", "count"}], "distribution": {"kind": "histogram" |
+    "labels", "bins": [{"low", "high", "count"}], "labels": [{"label", "count"}]}, "breakdowns":
+    {"model" | "agent" | "service": [{"key", "count", "mean", "failing"}]}} (monitoring/queries/quality.py
+    says which scores a window holds and when one fails)."""
+    name = request.GET.get("name", "").strip()
+    if not name:
+        return JsonResponse({"error": _("'name' is required: the score's name, e.g. name=relevance")}, status=400)
+    flt, error = filter_or_400(request, membership)
+    if error:
+        return error
+    data = _summary(flt, membership.project, name).as_dict(flt.tz)
+    data |= {"tz": flt.tz, "from": iso(flt.window.start, flt.tz), "to": iso(flt.window.end, flt.tz)}
+    return JsonResponse(data)

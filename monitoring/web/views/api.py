@@ -14,7 +14,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from monitoring import access, throttling
+from monitoring.quality.models import pass_marks
 from monitoring.queries import overview as overview_q
+from monitoring.queries import parallel
+from monitoring.queries import quality as quality_q
 from monitoring.queries.filter import iso
 from monitoring.store import clickhouse, errors
 from monitoring.web import preferences
@@ -79,7 +82,15 @@ def overview(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
-    data = overview_q.overview(flt).as_dict()
+    marks = pass_marks(membership.project)  # here: the pool threads may not use the ORM
+    found, (quality_now, quality_before) = parallel.gather(
+        flt,
+        lambda: overview_q.overview(flt),
+        lambda: quality_q.quality(flt, marks, (flt.window, flt.window.previous())),
+    )
+    data = found.as_dict()
+    # Added beside the existing fields: the quality card's numbers, and the previous window's.
+    data["quality"] = quality_now.as_dict() | {"previous": quality_before.as_dict()}
     data["from"] = iso(flt.window.start, flt.tz)
     data["to"] = iso(flt.window.end, flt.tz)
     data["tz"] = flt.tz

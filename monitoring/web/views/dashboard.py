@@ -22,9 +22,11 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from monitoring import access
+from monitoring.quality.models import pass_marks
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
+from monitoring.queries import quality as quality_q
 from monitoring.store import clickhouse, errors
 from monitoring.web import kpis, preferences
 from monitoring.web.forms import RANGES, STATUSES, FilterForm
@@ -150,10 +152,17 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 @dashboard_tab("overview")
 def overview(request, flt, membership):
     # The cards' trend lines come with the numbers (and are dropped when the window is empty).
-    current, previous, series = overview_q.overview_page(flt, flt.window.previous())
+    marks = pass_marks(membership.project)  # here: the pool threads may not use the ORM
+    (current, previous, series), (quality_now, quality_before) = parallel.gather(
+        flt,
+        lambda: overview_q.overview_page(flt, flt.window.previous()),
+        lambda: quality_q.quality(flt, marks, (flt.window, flt.window.previous())),
+    )
+    cards = kpis.overview_cards(current, previous, flt.window.range, series if current.sample else None)
+    quality_card = kpis.quality_card(quality_now, quality_before, flt.window.range)
     return {
         "overview": current,
-        "kpis": kpis.overview_cards(current, previous, flt.window.range, series if current.sample else None),
+        "kpis": [*cards, quality_card] if quality_card else cards,
         "top_models": current.models[:5],
         "top_services": overview_q.top_services(current),
     }

@@ -126,6 +126,7 @@ _CSV_COLUMNS = (
     "status",
     "status_message",
     "is_llm_call",
+    "scores",  # the span's own scores as JSON: {name: {value, label, count}}
 )
 
 
@@ -156,12 +157,18 @@ def _row(row: spans_q.SpanRow, zone: str) -> dict:
     return data
 
 
+def _csv_row(row: spans_q.SpanRow, zone: str) -> dict:
+    data = _row(row, zone)
+    data["scores"] = json.dumps(row.scores, ensure_ascii=False, sort_keys=True) if row.scores else ""
+    return data
+
+
 def _csv_chunks(rows, zone: str = "UTC"):
     writer = csv.writer(_Line())
     yield writer.writerow(_CSV_COLUMNS)
     batch = []
     for row in rows:
-        data = _row(row, zone)
+        data = _csv_row(row, zone)
         batch.append(writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS]))
         if len(batch) >= 200:
             yield "".join(batch)
@@ -204,7 +211,7 @@ def export(request, project_id, fmt):
         lq = spans_q.ListQuery.from_query(request.GET)
     except spans_q.BadQuery as exc:
         return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
-    lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms)  # all pages, from the newest
+    lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms, scores=lq.scores)  # all pages, from the newest
     flt = form.span_filter(membership.project)
     cap = spans_q.EXPORT_MAX_ROWS
     rows = spans_q.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))

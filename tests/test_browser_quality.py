@@ -1,0 +1,45 @@
+"""The Analytics scores part and the Overview's quality card in a real browser (Debian's Chromium),
+at 1440 and 390 px: drawn, nothing wider than the screen; screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import ARTIFACTS, browser  # noqa: F401  (the fixture)
+from test_quality_decisions import scored  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
+    browser,  # noqa: F811
+    live_server,
+    scored,  # noqa: F811
+    project,
+    width,
+):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-pass-123")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/admin/monitoring/{project.id}/overview/?range=24h")
+    card = page.wait_for_selector('[data-kpi="quality"]')
+    assert "33.3%" in card.inner_text() and "25.0%" in card.inner_text()
+    card.screenshot(path=str(ARTIFACTS / f"quality-card-{width}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"overview-quality-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.goto(f"{live_server.url}/admin/monitoring/{project.id}/analytics/?range=24h")
+    page.wait_for_selector('[data-panel="score-2-breakdowns"]', timeout=20_000)
+    page.wait_for_selector('[data-chart="fig-score-0-trend"] .main-svg', timeout=20_000)
+    page.wait_for_selector('[data-chart="fig-score-1-distribution"] .main-svg', timeout=20_000)
+    for panel in ("score-1-trend", "score-1-distribution", "score-1-breakdowns", "score-2-trend"):
+        card = page.query_selector(f'[data-panel="{panel}"]')
+        assert card is not None and card.bounding_box()["width"] <= width
+        card.scroll_into_view_if_needed()
+        card.screenshot(path=str(ARTIFACTS / f"analytics-{panel}-{width}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"analytics-scores-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert not errors, errors
