@@ -261,8 +261,10 @@ def test_the_quality_cards_changes_are_in_points_once_the_previous_window_has_en
     assert kpis.quality_card(quality_q.Quality(), quality_q.Quality(), "7d") is None
 
 
-def test_score_monitors_fire_per_model_agent_and_project_through_the_channels(client, alice, project, scored):
+def test_score_monitors_fire_per_model_agent_and_project_through_the_channels(client, alice, project, scored, settings):
     from receivers import http_receiver
+
+    settings.MONITOR_CHANNEL_ALLOWED_NETWORKS = ["127.0.0.1"]  # the webhook receiver below listens on loopback
 
     from monitoring.monitors import evaluation
     from monitoring.monitors.models import Channel, Delivery, Event, Monitor
