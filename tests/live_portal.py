@@ -142,7 +142,7 @@ class LivePortal:
         """Spans stored for the project, whose name starts with ``name_prefix`` (asked through
         manage.py shell: in embedded mode the engine belongs to the server, so stop it first)."""
         code = (
-            "from monitoring import clickhouse, schema;"
+            "from monitoring.store import clickhouse, schema;"
             "print(clickhouse.query_one('SELECT count() AS n FROM ' + schema.table() +"
             " ' WHERE ProjectId = {p:String} AND startsWith(SpanName, {prefix:String})',"
             f" {{'p': {self.project_id!r}, 'prefix': {name_prefix!r}}}, tag='test.count')['n'])"
