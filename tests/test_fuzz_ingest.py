@@ -278,7 +278,7 @@ def test_ten_thousand_hostile_bodies(portal):
 
 def _stored_by_marker(portal: LivePortal) -> dict[str, int]:
     code = (
-        "import json; from monitoring import clickhouse, schema;"
+        "import json; from monitoring.store import clickhouse, schema;"
         "rows = clickhouse.query(\"SELECT extract(SpanName, '^(fz[0-9a-f]{32}-)') AS m, count() AS n FROM \" + schema.table() +"
         ' " WHERE ProjectId = {p:String} GROUP BY m",'
         f" {{'p': {portal.project_id!r}}}, tag='test.fuzz');"
