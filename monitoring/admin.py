@@ -1,3 +1,5 @@
+from axes.admin import AccessAttemptAdmin, AccessFailureLogAdmin, AccessLogAdmin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin, messages
 
 from monitoring.models import ApiToken, IngestKey, Membership, ModelPrice, Project, UserPreference
@@ -91,3 +93,25 @@ class UserPreferenceAdmin(admin.ModelAdmin):
     list_filter = ["language", "time_zone_chosen"]
     search_fields = ["user__username", "time_zone"]
     autocomplete_fields = ["user"]
+
+
+class StaffMayView:
+    """Logins are the operators' to watch (issue 22): every active staff user may read django-axes'
+    lists (failures with address and time, the counts behind a lock, successful logins), not only
+    those granted the models' permissions; lifting a lock (deleting attempts) still needs them."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+
+for _model, _admin in (
+    (AccessFailureLog, AccessFailureLogAdmin),
+    (AccessAttempt, AccessAttemptAdmin),
+    (AccessLog, AccessLogAdmin),
+):
+    if admin.site.is_registered(_model):  # django-axes registers them (AXES_ENABLE_ADMIN)
+        admin.site.unregister(_model)
+        admin.site.register(_model, type(_admin.__name__, (StaffMayView, _admin), {}))

@@ -17,7 +17,9 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from monitoring import background, checks  # noqa: F401 - checks register
+        from django.contrib.auth.signals import user_login_failed
+
+        from monitoring import background, checks, throttling  # noqa: F401 - checks register
         from monitoring.semantics import resettle, settle
         from monitoring.store import clickhouse, schema
 
@@ -28,3 +30,5 @@ class MonitoringConfig(AppConfig):
         background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once, lease=settle.LEASE)
         background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
         post_migrate.connect(_ensure_default_project, sender=self)
+        # After django-axes' receiver (its app is listed first), so this failure is counted already.
+        user_login_failed.connect(throttling.delay_failed_login, dispatch_uid="monitoring.delay_failed_login")

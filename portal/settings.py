@@ -130,13 +130,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures for one user name, or from one
-# address, logins are refused for LOGIN_COOLOFF_MINUTES (monitoring.throttling.login_locked_out).
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures for one user name from one
+# address, or from one address whatever the names, logins from there are refused for
+# LOGIN_COOLOFF_MINUTES (monitoring.throttling.login_locked_out). Never the user name alone: that let
+# anyone lock a person out everywhere (issue 22). Guessing one name from many addresses is slowed
+# instead: each failed answer waits longer, up to LOGIN_DELAY_MAX_SECONDS (throttling.delay_failed_login).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per user AND per address
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]  # the pair, and the address
+AXES_RESET_ON_SUCCESS = True  # a person's own login clears her address's failures, not an attacker's
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure kept for staff (admin: Axes > Access failures)
+LOGIN_DELAY_MAX_SECONDS = env_int("LOGIN_DELAY_MAX_SECONDS", 10, minimum=0)
 AXES_CLIENT_IP_CALLABLE = "monitoring.throttling.axes_client_ip"
 AXES_LOCKOUT_CALLABLE = "monitoring.throttling.login_locked_out"
 AXES_VERBOSE = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from otlp import S, post, request
@@ -20,17 +21,94 @@ def _login(client, username, password, ip="10.9.8.7"):
     return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=ip)
 
 
-def test_it_locks_a_user_out_after_five_wrong_passwords_with_a_clear_message(client, alice):
+def test_five_wrong_passwords_lock_that_address_out_for_that_user_with_a_clear_message(client, alice):
     for _ in range(4):
         assert _login(client, "alice", "wrong").status_code == 200  # the form again, with its error
     assert _login(client, "alice", "wrong").status_code == 429  # the fifth failure locks
-    locked = _login(client, "alice", "alice-pass-123")  # even the right password, for now
+    locked = _login(client, "alice", "alice-pass-123")  # even the right password, from there
     assert locked.status_code == 429
-    assert "Too many failed logins" in locked.content.decode()
+    assert "Too many failed logins from this address" in locked.content.decode()
     assert 'name="password"' in locked.content.decode()  # the login page itself, with the message
     assert int(locked["Retry-After"]) > 0
-    # from another address too: the limit is per user name as well as per address
-    assert _login(client, "alice", "alice-pass-123", ip="10.0.0.99").status_code == 429
+
+
+def test_an_attacker_locked_out_does_not_lock_the_user_out_of_her_own_address(client, alice):
+    """Issue 22: five wrong passwords for a name from any address locked that user out everywhere."""
+    attacker, own = "203.0.113.66", "10.0.0.99"
+    for _ in range(5):
+        _login(client, "alice", "guess", ip=attacker)
+    assert _login(client, "alice", "alice-pass-123", ip=attacker).status_code == 429  # the attacker is locked
+    started = time.monotonic()
+    assert _login(client, "alice", "alice-pass-123", ip=own).status_code == 302
+    assert time.monotonic() - started < 0.5  # and not slowed down: only failed attempts wait
+    assert _login(client, "alice", "guess", ip=attacker).status_code == 429  # still locked after her login
+
+
+def test_the_client_address_behind_nginx_is_what_gets_locked(client, alice, settings):
+    settings.PROXY_FORWARDS_CLIENT_IP = True
+    proxy, attacker, own = "172.18.0.5", "203.0.113.66", "198.51.100.7"
+
+    def via_nginx(password, ip):
+        return client.post(
+            LOGIN, {"username": "alice", "password": password}, REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=ip
+        )
+
+    for _ in range(5):
+        via_nginx("guess", attacker)
+    assert via_nginx("alice-pass-123", attacker).status_code == 429
+    assert via_nginx("alice-pass-123", own).status_code == 302  # same proxy address, another client
+
+
+def test_guessing_spread_over_many_addresses_is_slowed_per_user(client, alice, bob, settings):
+    """One failure from each of 9 addresses: none is locked, but past LOGIN_FAILURE_LIMIT failures
+    of the name each failed answer waits longer (0.5 s, 1 s, ... up to LOGIN_DELAY_MAX_SECONDS)."""
+    settings.LOGIN_DELAY_MAX_SECONDS = 1.5
+    waits = []
+    for i in range(9):
+        started = time.monotonic()
+        assert _login(client, "alice", f"guess-{i}", ip=f"198.51.100.{i + 1}").status_code == 200
+        waits.append(time.monotonic() - started)
+    assert max(waits[:4]) < 0.3, waits  # a person's typos never wait
+    assert 0.5 <= waits[4] < 0.9 and 1.0 <= waits[5] < 1.4, waits  # then it grows
+    assert all(1.5 <= w < 1.9 for w in waits[6:]), waits  # to its bound
+    # the right password from anywhere is answered at once, and other names are not slowed
+    started = time.monotonic()
+    assert _login(client, "alice", "alice-pass-123", ip="192.0.2.200").status_code == 302
+    assert _login(client, "bob", "wrong", ip="192.0.2.201").status_code == 200
+    assert time.monotonic() - started < 0.5
+
+
+def test_the_delay_never_holds_more_than_its_slots(client, alice, settings):
+    from monitoring import throttling
+
+    settings.LOGIN_DELAY_MAX_SECONDS = 5
+    for i in range(6):
+        _login(client, "alice", "guess", ip=f"198.51.100.{i + 1}")
+    held = [throttling.DELAY_SLOTS.acquire(blocking=False) for _ in range(throttling.DELAY_SLOT_COUNT)]
+    try:
+        assert all(held)
+        started = time.monotonic()
+        assert _login(client, "alice", "guess", ip="198.51.100.99").status_code == 200
+        assert time.monotonic() - started < 0.5  # every slot busy: answered, not queued behind them
+    finally:
+        for _ in held:
+            throttling.DELAY_SLOTS.release()
+
+
+def test_staff_see_every_failed_login_in_the_admin(client, alice, django_user_model):
+    """Staff (not only superusers) can read django-axes' lists: who failed, from where, when, locked or not."""
+    for _ in range(5):
+        _login(client, "alice", "guess", ip="203.0.113.66")
+    operator = django_user_model.objects.create_user("operator", password="operator-pass-123", is_staff=True)
+    client.force_login(operator)
+    failures = client.get("/admin/axes/accessfailurelog/")
+    assert failures.status_code == 200
+    assert failures.content.decode().count("203.0.113.66") >= 5
+    attempts = client.get("/admin/axes/accessattempt/")
+    assert attempts.status_code == 200 and "203.0.113.66" in attempts.content.decode()
+    assert "/admin/axes/accessfailurelog/" in client.get("/admin/").content.decode()
+    client.force_login(alice)  # not staff
+    assert client.get("/admin/axes/accessfailurelog/").status_code == 302  # to the admin's login
 
 
 def test_it_locks_an_address_that_tries_many_user_names(client, alice, bob):
