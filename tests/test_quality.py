@@ -683,3 +683,15 @@ def test_search_finds_words_said_only_in_log_records(client, alice, project, ing
         ]
         == []
     )
+
+
+def test_the_scores_api_shares_the_apis_rate_limit(client, alice, project, settings):
+    settings.API_RATE_LIMIT = "3/m"
+    token = api_token("alice")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/v1/projects/{project.id}/scores"
+    body = json.dumps({"trace_id": os.urandom(16).hex(), "name": "x", "value": 1})
+    answers = [client.get(f"/api/v1/projects/{project.id}/overview", headers=headers).status_code]
+    answers += [client.post(url, body, content_type="application/json", headers=headers).status_code for _ in range(3)]
+    assert answers == [200, 201, 201, 429]
+    assert client.get(url, {"name": "x"}, headers=headers)["Retry-After"] == "60"

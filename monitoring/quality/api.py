@@ -20,14 +20,12 @@ import json
 import re
 import zoneinfo
 
-from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from django_ratelimit.core import is_ratelimited
 
-from monitoring import access
+from monitoring import access, throttling
 from monitoring.models import Membership
 from monitoring.quality import scores as writes
 from monitoring.queries import scores as scores_q
@@ -61,16 +59,9 @@ def scores_api(fn):
             response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
-        if is_ratelimited(
-            request,
-            group="api",
-            key="monitoring.throttling.api_client_key",
-            rate=settings.API_RATE_LIMIT,
-            increment=True,
-        ):
-            response = _error(429, f"rate limit exceeded ({settings.API_RATE_LIMIT} per client): retry later")
-            response["Retry-After"] = "60"
-            return response
+        limited = throttling.api_rate_limited(request)  # one budget with the rest of the API
+        if limited:
+            return limited
         try:
             membership = access.get_membership(user, project_id)
         except Http404:
