@@ -203,11 +203,18 @@ def test_an_evaluation_without_span_context_lands_on_the_call_with_its_response_
         ).status_code
         == 200
     )
+    from monitoring.quality import scores as writes
+
     token = api_token("alice")
+    assert scores_api(client, token, project, trace_id=root.trace.hex()).json()["items"] == []  # not placed yet
+    assert writes.place_loose() == 1 and writes.place_loose() == 0  # placed once (the settler's companion job)
     items = scores_api(client, token, project, trace_id=root.trace.hex()).json()["items"]
     assert [(s["name"], s["value"], s["trace_id"], s["span_id"]) for s in items] == [
         ("hallucination", 1.0, root.trace.hex(), call.span_id.hex())
     ]
+    orphan = logs_request(evaluation(None, "hallucination", value=0, response_id="chatcmpl-unknown"))
+    assert post_logs(client, ingest_key, orphan).status_code == 200
+    assert writes.place_loose() == 0  # no call recorded that id: it waits, unplaced
 
 
 def test_evaluation_results_sent_as_span_events_become_scores_too(client, alice, project, ingest_key):

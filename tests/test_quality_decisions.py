@@ -82,6 +82,9 @@ def scored(client, alice, project, ingest_key):
         evaluation(d[0], "relevance", value=0.1, at=BEFORE),
     ]
     assert post_logs(client, ingest_key, logs_request(*events)).status_code == 200
+    from monitoring.quality import scores as writes
+
+    assert writes.place_loose() == 1  # C's, named by response id only, onto C's call
     token = api_token("alice")
     for run, label in ((a, "pass"), (b, "fail"), (c, "pass")):
         api_score(client, token, project, trace=run[0], name="verdict", label=label)

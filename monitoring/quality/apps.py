@@ -12,8 +12,11 @@ class QualityConfig(AppConfig):
 
     def ready(self):
         from monitoring import background
-        from monitoring.quality import judges
+        from monitoring.quality import judges, scores
+        from monitoring.semantics import settle
 
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py run_judges --loop`.
         background.register(judges.JOB_NAME, judges.EVERY_SECONDS, judges.run_once)
+        # Beside the settler, in the holder of its lease (`manage.py settle --loop` in server mode).
+        background.register(scores.PLACE_JOB, scores.PLACE_EVERY_SECONDS, scores.place_loose, lease=settle.LEASE)

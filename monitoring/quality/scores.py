@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 
 from monitoring.quality.models import ScoreConfig
-from monitoring.queries.scores import Score
+from monitoring.queries.scores import Score, _score
 from monitoring.store import clickhouse, schema
+from monitoring.store.sql import Sql, run
 
 PERSON, API, JUDGE, EVALUATION = "person", "api", "judge", "evaluation"
 TEXT_CHARS = 10_000  # a comment or explanation; names and labels are shorter
@@ -151,3 +152,55 @@ def _insert(project_id: str, score: Score, version: int, deleted: bool) -> None:
         tag="quality.scores.write",
         nanos_columns=schema.SCORE_NANOS_COLUMNS,
     )
+
+
+# --- evaluation events that named only a response id -----------------------------------------------
+
+PLACE_JOB, PLACE_EVERY_SECONDS = "scores.place", 2
+PLACE_BATCH = 10_000
+PLACE_WITHIN_NS = 24 * 3600 * 10**9  # the call is looked for a day either side of the score
+
+
+def place_loose(limit: int = PLACE_BATCH) -> int:
+    """Move evaluation scores that named only a `gen_ai.response.id` (semantic-conventions-genai,
+    "Evaluation event": no span context) onto the call that recorded that id, once its span is
+    stored: a new version of the same score with the call's trace and span ids, so every read finds
+    it by trace like any other. Runs beside the settler (its lease); returns the scores placed."""
+    rows = run(
+        Sql(
+            "SELECT ProjectId AS project, ScoreId, Name, Value, Label, Comment, Source, Author, TraceId, SpanId,",
+            " SessionId, ResponseId, ConfigId, toUnixTimestamp64Nano(Timestamp) AS ts, Version AS version",
+            f" FROM {schema.table(schema.SCORES)} FINAL WHERE SpanId = '' AND ResponseId != ''",
+            " ORDER BY Timestamp DESC LIMIT {limit:UInt32}",
+            limit=limit,
+        ),
+        tag="scores.loose",
+    )
+    placed = 0
+    by_project: dict[str, list[dict]] = {}
+    for r in rows:
+        by_project.setdefault(r["project"], []).append(r)
+    for project_id, found in by_project.items():
+        calls = run(
+            Sql(
+                "SELECT ResponseId AS rid, argMin(TraceId, Timestamp) AS trace, argMin(SpanId, Timestamp) AS span",
+                f" FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}} AND IsLLMCall = 1",
+                " AND ResponseId IN {rids:Array(String)}",
+                " AND Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})",
+                " GROUP BY ResponseId",
+                project=project_id,
+                rids=sorted({r["ResponseId"] for r in found}),
+                lo=max(min(int(r["ts"]) for r in found) - PLACE_WITHIN_NS, 0),
+                hi=max(int(r["ts"]) for r in found) + PLACE_WITHIN_NS,
+            ),
+            tag="scores.place",
+        )
+        where = {c["rid"]: (c["trace"], c["span"]) for c in calls}
+        for r in found:
+            if r["ResponseId"] not in where:
+                continue  # its call is not stored (yet): looked for again on the next pass
+            score = _score(r)
+            score.trace_id, score.span_id = where[r["ResponseId"]]
+            _insert(project_id, score, version=int(r["version"]) + 1, deleted=False)
+            placed += 1
+    return placed

@@ -207,25 +207,22 @@ def _placed(project_id: str, scores: list[Score]) -> list[Score]:
 
 
 def for_traces(project_id: str, trace_ids: list[str]) -> list[Score]:
-    """Every score on these traces (runs) and their spans, including evaluation events that named a
-    call of theirs by response id only; oldest first."""
+    """Every score on these traces (runs) and their spans, oldest first. An evaluation event that named
+    a call by response id only is here once the settler's companion job placed it on that call
+    (monitoring/quality/scores.py `place_loose`, seconds after the call's span is stored)."""
     if not trace_ids:
         return []
     traces = sorted(set(trace_ids))
     rows = run(
         Sql(
             f"SELECT {_COLUMNS} FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}}",
-            " AND (TraceId IN {traces:Array(String)} OR (SpanId = '' AND ResponseId != '' AND ResponseId IN (",
-            f"SELECT ResponseId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
-            " AND TraceId IN {traces:Array(String)} AND ResponseId != '')))",
-            " ORDER BY Timestamp, ScoreId",
+            " AND TraceId IN {traces:Array(String)} ORDER BY Timestamp, ScoreId",
             project=project_id,
             traces=traces,
         ),
         tag="scores.traces",
     )
-    wanted = set(traces)
-    return [s for s in _placed(project_id, [_score(r) for r in rows]) if s.trace_id in wanted]
+    return [_score(r) for r in rows]
 
 
 def for_session(project_id: str, session_id: str) -> list[Score]:

@@ -37,7 +37,7 @@ class Command(BaseCommand):
         if loop:
             self.stdout.write(f"settling every {settle.EVERY_SECONDS} s (Ctrl-C stops)")
             try:
-                background.run_forever([settle.JOB_NAME, resettle.JOB_NAME])
+                background.run_forever([settle.JOB_NAME, resettle.JOB_NAME, "scores.place"])  # quality/scores.py
             except KeyboardInterrupt:
                 pass
             return
