@@ -43,3 +43,39 @@ def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
     page.screenshot(path=str(ARTIFACTS / f"analytics-scores-{width}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert not errors, errors
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_scores_on_the_runs_list_and_the_trace_page_and_feedback_from_it(
+    browser,  # noqa: F811
+    live_server,
+    scored,  # noqa: F811
+    project,
+    width,
+):
+    """The runs list's score columns and filter, the trace page's scores block, and a thumbs-down given
+    from it, at a desktop's and a phone's width: nothing wider than the screen."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-pass-123")
+    page.click("button[type=submit]")
+    page.goto(f"{live_server.url}/admin/monitoring/{project.id}/traces/?kind=runs&range=24h")
+    page.wait_for_selector('[data-score-column="relevance"]')
+    page.screenshot(path=str(ARTIFACTS / f"runs-scores-{width}.png"), full_page=True)
+    page.fill('[data-score-filter] input[name="score"]', "verdict:eq:fail")
+    page.click('[data-score-filter] button[type="submit"]')
+    page.wait_for_selector("[data-score-narrowed]")
+    assert page.locator(".run-item").count() == 1
+    page.click(".run-item [data-trace-link]")
+    block = page.wait_for_selector("[data-feedback]")
+    block.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"trace-scores-{width}.png"), full_page=True)
+    page.fill("[data-feedback] input[name=comment]", "wrong invoice")
+    page.click('[data-feedback] button[value="down"]')
+    page.wait_for_selector('[data-feedback] button[value="down"][aria-pressed="true"]')
+    assert "wrong invoice" in page.inner_text("[data-scores]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert not errors, errors
