@@ -549,6 +549,8 @@ def test_runs_and_calls_carry_their_scores_and_filter_by_them(client, alice, bob
     for bad in ("relevance", "relevance:between:1", "relevance:gt:high", "relevance:exists:1", ":eq:1", "relevance:eq"):
         answer = client.get(f"/api/v1/projects/{project.id}/traces", {"kind": "runs", "score": bad})
         assert answer.status_code == 400 and "'score'" in answer.json()["error"], bad
+    llm_page = client.get(f"/admin/monitoring/{project.id}/traces/", {"kind": "llm", "range": "24h"}).content.decode()
+    assert 'data-score-column="relevance"' in llm_page and "0.20 · fail" in llm_page  # c1's own score
     page = client.get(
         f"/admin/monitoring/{project.id}/traces/", {"kind": "runs", "range": "24h", "score": "relevance:lt:0.5"}
     )
@@ -590,7 +592,9 @@ def test_people_give_feedback_on_a_run_a_call_and_a_session_from_the_pages(
     session = scores_api(client, token, project, session_id="chat-5").json()["items"]
     assert [(s["name"], s["value"]) for s in session] == [("feedback", 1.0)]
     session_page = client.get(f"/admin/monitoring/{project.id}/traces/sessions/", {"session": "chat-5", "range": "24h"})
-    assert session_page.status_code == 200 and 'name="session_id" value="chat-5"' in session_page.content.decode()
+    html = session_page.content.decode()
+    assert session_page.status_code == 200 and 'name="session_id" value="chat-5"' in html
+    assert 'data-score-column="feedback"' in html  # its runs table has a column per most used score name
     client.force_login(charlie)  # not a member
     assert client.post(give, {"trace_id": root.trace.hex(), "thumb": "down"}).status_code == 404
 

@@ -155,6 +155,12 @@ def _group_links(request, project_id, which: str) -> dict:
     }
 
 
+def _score_columns(project_id) -> dict:
+    """A session's and a user's runs tables show the most used scores too (not sortable there)."""
+    names = scores_q.names(str(project_id))[:SCORE_COLUMNS]
+    return {"score_columns": names, "score_sort_urls": dict.fromkeys(names, ""), "run_columns": 11 + len(names)}
+
+
 def _search_url(request, project_id, key: str) -> str:
     """Every span whose name, attributes or events hold the key (a session or user id is an attribute)."""
     return reverse("monitoring:traces", args=[project_id]) + filter_query(request, kind="all", q=key[:500])
@@ -165,13 +171,13 @@ def sessions(request, flt, membership):
     """Traces > Sessions: every session of the window (`session.id`, `gen_ai.conversation.id` and the
     SDKs' spellings), most recently active first; `?session=<id>` opens one."""
     pid = membership.project_id
-    context = _group_links(request, pid, "sessions")
+    context = _group_links(request, pid, "sessions") | _score_columns(pid)
     key = (request.GET.get("session") or "").strip()
     if not key:
         return context | {"groups": sessions_q.sessions(flt), "group_kind": "session"}
     if len(key) > 500:
         return context | {"form_error": _("A session id is at most 500 characters.")}, 400
-    runs = sessions_q.session_runs(flt, key)
+    runs = runs_q.add_scores(flt.project_id, sessions_q.session_runs(flt, key))
     group = sessions_q.session(flt, key)
     users = sorted({r.end_user for r in runs if r.end_user})
     return context | {
@@ -196,7 +202,7 @@ def users(request, flt, membership):
     """Traces > Users: every end user of the window (`user.id`, `enduser.id`, LiteLLM's end user),
     most recently active first; `?user=<id>` opens one: their numbers, sessions and runs."""
     pid = membership.project_id
-    context = _group_links(request, pid, "users")
+    context = _group_links(request, pid, "users") | _score_columns(pid)
     key = (request.GET.get("user") or "").strip()
     if not key:
         return context | {"groups": sessions_q.users(flt), "group_kind": "user"}
@@ -205,7 +211,7 @@ def users(request, flt, membership):
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items
     group = sessions_q.user(flt, key)
-    shown = runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN])
+    shown = runs_q.add_scores(flt.project_id, runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN]))
     return context | {
         "end_user": key,
         "group": group,

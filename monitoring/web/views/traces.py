@@ -82,9 +82,15 @@ def span_list(request, flt, membership):
     page = spans_q.list_spans(flt, lq)
     base = reverse("monitoring:traces", args=[pid])
     keep = lq.query()
+    # The LLM Call list shows each call's own scores, a column per most used score name.
+    score_columns = scores_q.names(str(pid))[: runs_views.SCORE_COLUMNS] if lq.kind == "llm" else []
+    if score_columns:
+        spans_q.add_scores(flt.project_id, page.items)
     context = {
         "lq": lq,
         "page": page,
+        "score_columns": score_columns,
+        "span_columns": 9 + len(score_columns),
         "kind_links": runs_views.subtab_links(request, pid, keep),
         "empty_text": KIND_EMPTY.get(lq.kind, KIND_EMPTY["all"]),
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
