@@ -5,8 +5,6 @@ the other's caller."""
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
 from monitoring.ingest import otlp, otlp_json
 
 
@@ -18,11 +16,7 @@ def rows_from_body(body: bytes, content_type: str, content_encoding: str | None,
     """
     media_type, body = otlp._checked_body(body, content_type, content_encoding)
     if media_type == otlp.PROTOBUF_CONTENT_TYPE:
-        try:
-            request = otlp.ExportTraceServiceRequest.FromString(body)
-        except (DecodeError, RecursionError) as exc:
-            raise otlp.IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
-        return otlp.rows_from_request(request, project_id)
+        return otlp.rows_from_request(otlp.parse_protobuf(body), project_id)
     doc = otlp._load_json(body)
     try:
         return otlp_json.rows_from_json(doc, project_id)

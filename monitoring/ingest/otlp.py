@@ -20,6 +20,10 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
   drop the row unseen), or when an event time is past 2262 (int64 ns overflow, out of
   DateTime64(9) range). The collector would fail the whole request instead.
 - Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00.
+- Text that is not Unicode (a protobuf `string` that is not UTF-8, a JSON string's lone UTF-16
+  surrogate or bytes that are not UTF-8) is stored with U+FFFD in its place (``parse_protobuf``,
+  ``_load_json``); the collector passes such bytes on as they are, where proto3 would refuse the
+  whole body.
 - ``Duration`` is exactly what the stock exporter writes (``exporter_traces.go``:
   ``r.EndTimestamp().AsTime().Sub(r.StartTimestamp().AsTime()).Nanoseconds()`` into a ``UInt64``
   column through clickhouse-go, whose ``UInt64.AppendRow`` converts the int64 with Go's
@@ -33,6 +37,7 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import re
@@ -111,10 +116,121 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
     media_type, body = _checked_body(body, content_type, content_encoding)
     if media_type == JSON_CONTENT_TYPE:
         return _request_from_json(_load_json(body))
+    return parse_protobuf(body)
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    """An uncompressed OTLP/protobuf body as a request; IngestError 400 if it is not one.
+
+    A `string` field that is not UTF-8 (an SDK cutting text by bytes, mid-character) does not sink
+    the export: the Collector takes such data (opentelemetry-specification#3421), while protobuf's
+    proto3 parser refuses the whole body for it. So a body refused only for that is read again with
+    the same messages' `string` fields as `bytes`, every invalid sequence becomes U+FFFD (Python's
+    "replace": one per maximal invalid subpart, the Unicode Standard's practice), and the repaired
+    body is parsed as usual. Valid bodies take the usual parse alone.
+    """
     try:
         return ExportTraceServiceRequest.FromString(body)
-    except (DecodeError, RecursionError) as exc:
+    except RecursionError as exc:
         raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+    except DecodeError as exc:
+        refused = exc
+    try:
+        lenient = _LENIENT_REQUEST.FromString(body)
+        _replace_invalid_utf8(lenient)
+        return ExportTraceServiceRequest.FromString(lenient.SerializeToString())
+    except (DecodeError, RecursionError):  # not (only) text: the first parser's reason is the answer
+        raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {refused}") from None
+
+
+def _lenient_request_class() -> tuple[type[Message], frozenset[Any]]:
+    """ExportTraceServiceRequest rebuilt in a private pool with every `string` field typed `bytes`
+    (same numbers, same wire format: it parses any text), and those fields' descriptors."""
+    files: list[Any] = []
+
+    def add(file: Any) -> None:  # dependencies first, each file once
+        for dependency in file.dependencies:
+            add(dependency)
+        if file not in files:
+            files.append(file)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    pool = descriptor_pool.DescriptorPool()
+    text_fields: set[tuple[str, str]] = set()
+    for file in files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        stack = [(f"{proto.package}.{m.name}", m) for m in proto.message_type]
+        while stack:
+            name, message = stack.pop()
+            stack.extend((f"{name}.{m.name}", m) for m in message.nested_type)
+            for fd in message.field:
+                if fd.type == fd.TYPE_STRING:
+                    fd.type = fd.TYPE_BYTES
+                    text_fields.add((name, fd.name))
+        pool.Add(proto)
+    request = pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name)
+    fields = frozenset(
+        fd
+        for message in _message_types(request)
+        for fd in message.fields
+        if (message.full_name, fd.name) in text_fields
+    )
+    return message_factory.GetMessageClass(request), fields
+
+
+def _message_types(root: Any) -> list[Any]:
+    """Every message type reachable from `root`'s fields, `root` first."""
+    found, stack = [root], [root]
+    while stack:
+        for fd in stack.pop().fields:
+            if fd.message_type is not None and fd.message_type not in found:
+                found.append(fd.message_type)
+                stack.append(fd.message_type)
+    return found
+
+
+_LENIENT_REQUEST, _TEXT_FIELDS = _lenient_request_class()
+
+
+def _valid_utf8(data: bytes) -> bytes:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").encode("utf-8")
+    return data
+
+
+def _replace_invalid_utf8(message: Message) -> None:
+    """Make every text fd of a lenient request (its `string` fields read as bytes) valid UTF-8,
+    in place. An item of a list (a span, an attribute...) that the strict parser takes as it is
+    is skipped whole, so only the bad spans' fields are visited in Python (an explicit stack:
+    AnyValues nest as deep as protobuf's parser allows)."""
+    stack = [message]
+    while stack:
+        item = stack.pop()
+        for fd, value in item.ListFields():
+            if fd.message_type is not None:
+                if not fd.is_repeated:
+                    stack.append(value)
+                    continue
+                strict = _strict_class(fd.message_type.full_name)
+                for element in value:
+                    try:
+                        strict.FromString(element.SerializeToString())
+                    except DecodeError:
+                        stack.append(element)
+            elif fd in _TEXT_FIELDS:
+                if fd.is_repeated:
+                    value[:] = [_valid_utf8(v) for v in value]
+                elif not value.isascii():
+                    setattr(item, fd.name, _valid_utf8(value))
+
+
+@functools.cache
+def _strict_class(full_name: str) -> type[Message]:
+    """The generated (strict) message class of a lenient message type."""
+    return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(full_name))
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -142,22 +258,59 @@ def _gunzip(data: bytes) -> bytes:
     return bytes(out)
 
 
-# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 bytes cannot carry one.
-_SURROGATE_ESCAPE_RE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 text cannot carry one.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\[uU][dD][89a-fA-F]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
-    """The parsed JSON object of a body (IngestError 400 for anything else)."""
+    """The parsed JSON object of a body (IngestError 400 for anything else).
+
+    Text that is not Unicode does not sink an export whose JSON is otherwise valid, as with
+    protobuf (``parse_protobuf``): bytes that are not UTF-8 and lone UTF-16 surrogates escaped as
+    ``\\uD800``-``\\uDFFF`` (RFC 8259 §8.2, a JavaScript string cut between a pair's halves) become
+    U+FFFD, as Go's encoding/json reads such strings; keys included.
+    """
+    encoding = json.detect_encoding(body)  # what json.loads(bytes) would pick (RFC 8259 §8.1: UTF-8)
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        text = body.decode(encoding, "replace")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise IngestError(400, f"invalid JSON body: {exc}") from None
     if not isinstance(doc, dict):
         raise IngestError(400, "invalid OTLP JSON: the body must be a JSON object")
-    if _SURROGATE_ESCAPE_RE.search(body) and _has_lone_surrogate(doc):
-        # RFC 8259 §8.2: such a string is not Unicode; protobuf cannot hold it in a key or a string field.
-        raise IngestError(400, "invalid OTLP JSON: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    if _SURROGATE_ESCAPE_RE.search(text):
+        doc = _without_lone_surrogates(doc)
     return doc
+
+
+def _without_lone_surrogates(doc: dict[str, Any]) -> dict[str, Any]:
+    """The parsed document with U+FFFD for each lone surrogate in its keys and strings (json.loads
+    joins a valid pair into one character, so any surrogate left is alone)."""
+
+    def fixed(text: str) -> str:
+        return _SURROGATE_RE.sub("\ufffd", text)
+
+    def rebuilt(item: dict) -> dict:
+        return {fixed(key) if isinstance(key, str) else key: value for key, value in item.items()}
+
+    root = rebuilt(doc)
+    stack: list[Any] = [root]
+    while stack:  # an explicit stack: the document may nest as deep as json.loads allows
+        item = stack.pop()
+        entries = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, value in list(entries):
+            if isinstance(value, str):
+                item[key] = fixed(value)
+            elif isinstance(value, dict):
+                item[key] = rebuilt(value)
+                stack.append(item[key])
+            elif isinstance(value, list):
+                stack.append(value)
+    return root
 
 
 def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
@@ -167,24 +320,6 @@ def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except Exception as exc:  # ParseError, OverflowError (1e400 as an int), TypeError...: all the body's
         raise IngestError(400, f"invalid OTLP JSON: {exc}") from None
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """True if any key or string in the parsed JSON document cannot be encoded as UTF-8."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 # An id on the OTLP/JSON wire: hex digits of either case, whole bytes (its length is checked apart).
