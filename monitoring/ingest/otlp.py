@@ -15,11 +15,13 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
-  a parent or link id has a wrong length, when its start time is past 2106-02-07 06:28:15 UTC (the
-  table's TTL and the TraceId lookup use 32-bit ``DateTime``: ClickHouse would wrap the value and
-  drop the row unseen), or when an event time is past 2262 (int64 ns overflow, out of
-  DateTime64(9) range). The collector would fail the whole request instead.
-- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00.
+  a parent or link id has a wrong length, when its start time is outside the ``StartWindow`` the
+  caller gives (by default up to 2106-02-07 06:28:15 UTC: the table's TTL and the TraceId lookup
+  use 32-bit ``DateTime``, ClickHouse would wrap the value and drop the row unseen; the receiver's
+  also keeps out what the retention would drop at once), or when an event time is past 2262
+  (int64 ns overflow, out of DateTime64(9) range). The collector would fail the whole request instead.
+- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00 (unless
+  a retention rejects such a start).
 - Text that is not Unicode (a protobuf `string` that is not UTF-8, a JSON string's lone UTF-16
   surrogate or bytes that are not UTF-8) is stored with U+FFFD in its place (``parse_protobuf``,
   ``_load_json``); the collector passes such bytes on as they are, where proto3 would refuse the
@@ -37,6 +39,7 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import functools
 import json
 import math
@@ -76,6 +79,70 @@ _UINT64 = 2**64
 # The last second a 32-bit ClickHouse DateTime holds (2106-02-07 06:28:15 UTC), in ns; the table's
 # TTL `toDateTime(Timestamp) + ...` and the TraceId lookup's `Start DateTime` need the start time in it.
 DATETIME32_MAX_NANOS = (2**32 - 1) * 1_000_000_000 + 999_999_999
+
+
+_DAY_S = 86_400
+# A span must have this long left before its retention ends when received: batching, a retry of
+# the insert or the spool may store it a little later, and ClickHouse drops an expired row at insert.
+RETENTION_MARGIN_S = 60
+
+
+def _utc(seconds: int) -> str:
+    return f"{dt.datetime.fromtimestamp(seconds, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", _DAY_S), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class StartWindow:
+    """The start times (ns since the epoch) a span may have to be stored and found: others are
+    rejected with ``reason_before`` / ``reason_after`` (partialSuccess), never accepted unseen.
+
+    The default is what the tables hold without a retention: up to 2106-02-07 06:28:15 UTC, the
+    last second of the 32-bit DateTime of the TraceId lookup and of a TTL's `toDateTime(...)`.
+    """
+
+    earliest_ns: int = 0
+    latest_ns: int = DATETIME32_MAX_NANOS
+    reason_before: str = "start time before 1970"
+    reason_after: str = "start time after 2106-02-07 06:28:15 UTC"
+
+    @classmethod
+    def for_retentions(cls, retentions: Iterable[int], now_ns: int) -> StartWindow:
+        """The window under the tables' retentions (seconds; ``store.schema.span_retentions``) at
+        `now_ns`. ClickHouse drops a row once ``toDateTime(start) + retention <= now()`` (TTL), so a
+        span must start after ``now - retention`` with RETENTION_MARGIN_S to spare; and that 32-bit
+        sum wraps to 1970 past 2106-02-07 06:28:15, which drops the row at once, so a span must
+        start ``retention`` before that second. The shortest and the longest retention decide."""
+        kept = [r for r in retentions if r > 0]
+        if not kept:
+            return cls()
+        shortest, longest = min(kept), max(kept)
+        earliest_s = now_ns // 1_000_000_000 - shortest + 1 + RETENTION_MARGIN_S
+        latest_s = 2**32 - 1 - longest
+        return cls(
+            earliest_ns=earliest_s * 1_000_000_000,
+            latest_ns=latest_s * 1_000_000_000 + 999_999_999,
+            reason_before=f"start time older than the retention of {_duration(shortest)}",
+            reason_after=f"start time after {_utc(latest_s)} (a retention of {_duration(longest)} "
+            "would end after 2106-02-07 06:28:15 UTC)",
+        )
+
+    def check(self, start: int) -> None:
+        """Raise _RejectedSpan unless a span starting at `start` (ns) is stored and found."""
+        if start > self.latest_ns:
+            raise _RejectedSpan(self.reason_after)
+        if start < self.earliest_ns:
+            raise _RejectedSpan(self.reason_before)
+
+
+ANY_TIME = StartWindow()
 
 
 class IngestError(Exception):
@@ -379,8 +446,9 @@ class _RejectedSpan(Exception):
         self.reason = reason
 
 
-def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRows:
-    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans are counted, not raised."""
+def rows_from_request(req: ExportTraceServiceRequest, project_id: str, starts: StartWindow = ANY_TIME) -> SpanRows:
+    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans, and spans starting
+    outside `starts`, are counted, not raised."""
     rows: list[Row] = []
     reasons: Counter[str] = Counter()
     for resource_spans in req.resource_spans:
@@ -392,7 +460,7 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
                 try:
-                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version))
+                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version, starts))
                 except _RejectedSpan as exc:
                     reasons[exc.reason] += 1
     rejected = sum(reasons.values())
@@ -403,11 +471,13 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
     return SpanRows(rows, rejected, message, dict(reasons))
 
 
-def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> Row:
+def _span_row(
+    span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, starts: StartWindow
+) -> Row:
     """One row, its keys in ``schema.TRACE_COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
     start = span.start_time_unix_nano
-    if start > DATETIME32_MAX_NANOS:
-        raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
+    if not starts.earliest_ns <= start <= starts.latest_ns:
+        starts.check(start)
     trace_id = _required_id(span.trace_id, _TRACE_ID_BYTES, "trace id")
     span_id = _required_id(span.span_id, _SPAN_ID_BYTES, "span id")
     parent_id = _optional_id(span.parent_span_id, _SPAN_ID_BYTES, "parent span id")

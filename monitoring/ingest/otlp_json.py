@@ -246,7 +246,9 @@ def _attributes(items: Any) -> dict[str, str]:
 # --- rows ------------------------------------------------------------------------------------
 
 
-def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> dict:
+def _span_row(
+    span: Any, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, starts: otlp.StartWindow
+) -> dict:
     span = _dict(span, _SPAN_KEYS)
     # Everything is validated before a reject, as protobuf parses the whole body before any row.
     trace_id = span.get("traceId")
@@ -284,8 +286,8 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
                 raise NotCanonical
 
     # The same checks, in the same order, as monitoring.ingest.otlp._span_row.
-    if start > otlp.DATETIME32_MAX_NANOS:
-        raise otlp._RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
+    if not starts.earliest_ns <= start <= starts.latest_ns:
+        starts.check(start)
     row = {
         "Timestamp": start,
         "TraceId": _hex_id(trace_id, 16, "trace id", True),
@@ -315,7 +317,7 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
     return row
 
 
-def rows_from_json(doc: Any, project_id: str) -> otlp.SpanRows:
+def rows_from_json(doc: Any, project_id: str, starts: otlp.StartWindow = otlp.ANY_TIME) -> otlp.SpanRows:
     """Rows of a canonical OTLP/JSON request (the parsed body); NotCanonical for anything else.
 
     Same rows, rejects and messages as ``otlp.rows_from_request`` on the protobuf decoding.
@@ -342,7 +344,7 @@ def rows_from_json(doc: Any, project_id: str) -> otlp.SpanRows:
             scope_name, scope_version = _str(scope.get("name")), _str(scope.get("version"))
             for span in _list(scope_spans.get("spans")):
                 try:
-                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version))
+                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version, starts))
                 except otlp._RejectedSpan as exc:
                     reasons[exc.reason] += 1
     rejected = sum(reasons.values())

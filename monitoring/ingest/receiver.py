@@ -10,6 +10,7 @@ and the spool full or disabled, the writer overloaded).
 from __future__ import annotations
 
 import logging
+import time
 
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -19,6 +20,7 @@ from monitoring import prometheus
 from monitoring.access import guarded_by
 from monitoring.ingest import batcher, decode, otlp
 from monitoring.models import IngestKey
+from monitoring.store import schema
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,16 @@ def _read_body(request) -> bytes:
     return body
 
 
+def _start_window() -> otlp.StartWindow:
+    """The start times a span may have to be stored and found now, under the tables' retention.
+
+    A span the TTL would drop at once (older than the retention, or so late that its expiry wraps
+    past 2106) is rejected in partialSuccess with the reason, never answered 200 and lost unseen.
+    While the writer spools (ClickHouse down), the retention last read is used as it is."""
+    retentions = schema.span_retentions(refresh=not batcher.writer().spooling)
+    return otlp.StartWindow.for_retentions(retentions, time.time_ns())
+
+
 @guarded_by("ingest_key")
 @csrf_exempt
 @require_POST
@@ -93,7 +105,10 @@ def otlp_traces(request):
     except _TooLarge:
         return _status(content_type, 413, too_large)
     try:
-        result = decode.rows_from_body(body, content_type, request.headers.get("Content-Encoding"), str(key.project_id))
+        starts = _start_window()
+        result = decode.rows_from_body(
+            body, content_type, request.headers.get("Content-Encoding"), str(key.project_id), starts
+        )
     except otlp.IngestError as exc:
         prometheus.SPANS_REJECTED.labels(reason="request").inc()
         return _status(content_type, exc.status, exc.message)
