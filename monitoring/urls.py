@@ -30,5 +30,10 @@ urlpatterns = [
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
+    path(
+        "api/v1/projects/<str:project_id>/traces/<str:trace_id>/spans/<str:span_id>/<str:part>",
+        traces.api_span_part,
+        name="api-span-part",
+    ),
     path("", include("monitoring.monitors.urls")),
 ]
