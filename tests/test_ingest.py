@@ -220,11 +220,16 @@ def test_it_forces_project_id_and_reads_service_name_from_the_resource() -> None
     assert (no_resource["ScopeName"], no_resource["ScopeVersion"]) == ("", "")
 
 
-def test_it_does_not_share_attribute_dicts_between_rows() -> None:
+def test_the_spans_of_one_resource_share_its_attributes_and_nothing_else() -> None:
+    """A copy per span made a 1.2 MB export (1,000 resource attributes, 20,000 spans) hold 20M
+    entries in Python; rows are never changed once made, so its spans share one dict."""
     rows = rows_of(sample_request())
-    rows[0]["ResourceAttributes"]["x"] = "y"
+    by_resource: dict[int, list[dict]] = {}
+    for row in rows:
+        by_resource.setdefault(id(row["ResourceAttributes"]), []).append(row)
 
-    assert "x" not in rows[1]["ResourceAttributes"]
+    assert len(by_resource) == len(sample_request().resource_spans)
+    assert len({id(r["SpanAttributes"]) for r in rows}) == len(rows)
 
 
 def test_it_stores_no_scope_attributes_schema_urls_dropped_counts_or_flags() -> None:

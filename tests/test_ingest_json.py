@@ -237,3 +237,46 @@ def test_case_09_as_json_with_the_same_bytes_gives_the_protobuf_rows():
 
     assert len(from_protobuf.rows) == 2 and from_protobuf.rejected == 0
     assert same(from_json, from_protobuf) and same(exact_json, from_protobuf)
+
+
+# --- a span cut to Rules.span_entries: the same cut on both paths ---------------------------------------
+
+
+def test_spans_cut_to_their_entries_are_cut_alike_on_both_paths():
+    """Random requests (many attributes, events and links, duplicate keys) under small limits: the
+    fast path cuts each span and resource where protobuf's parser's rows are cut, and both count it."""
+    rng = random.Random(7)
+    compared = cut = 0
+    for n in range(400):
+        req, _ = _request(rng, f"c{n}-")
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    for i in range(rng.randrange(2, 30)):  # more attributes, some with the same key
+                        span.attributes.add(key=f"extra{rng.randrange(6)}").value.int_value = i
+        doc = json.loads(_to_json(req))
+        for limit in (1, 3, 8, 25):
+            rules = otlp.Rules(span_entries=limit)
+            try:
+                slow = otlp.rows_from_request(otlp._request_from_json(copy.deepcopy(doc)), PROJECT, rules)
+            except otlp.IngestError:
+                continue
+            try:
+                quick = otlp_json.rows_from_json(copy.deepcopy(doc), PROJECT, rules)
+            except otlp_json.NotCanonical:
+                continue
+            compared += 1
+            cut += quick.limited > 0
+            assert same(quick, slow) and quick.limited == slow.limited, (limit, doc)
+            for row in quick.rows:
+                entries = len(row["SpanAttributes"]) + len(row["Events.Name"]) + len(row["Links.TraceId"])
+                entries += sum(map(len, row["Events.Attributes"])) + sum(map(len, row["Links.Attributes"]))
+                assert entries <= limit
+    assert compared >= 100 and cut >= 40, (compared, cut)
+
+
+def test_the_plan_of_a_cut_keeps_attributes_then_events_then_links():
+    assert otlp.span_plan(0, 10**6, [5]) is None and otlp.span_plan(10, 3, [2, 2]) is None  # 3 + 2 x (1 + 2) = 9
+    assert otlp.span_plan(10, 20, [2]) == (10, [])
+    assert otlp.span_plan(10, 4, [3, 3, 3]) == (4, [3, 1])  # 4, then 1 + 3, then 1 + 1
+    assert otlp.span_plan(5, 0, [0, 0, 0, 0, 0, 0]) == (0, [0, 0, 0, 0, 0])

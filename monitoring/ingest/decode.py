@@ -13,22 +13,22 @@ def rows_from_body(
     content_type: str,
     content_encoding: str | None,
     project_id: str,
-    starts: otlp.StartWindow = otlp.ANY_TIME,
+    rules: otlp.Rules = otlp.AS_SENT,
 ) -> otlp.SpanRows:
     """The receiver's whole job before storage: request body -> rows (otlp.IngestError for a bad body).
 
-    Spans starting outside `starts` are rejected (the receiver's: the tables' retention). Same
-    result as ``otlp.rows_from_request(otlp.decode_request(...), project_id, starts)``; OTLP/JSON in
-    the shapes SDKs write skips protobuf's slow JSON parser (monitoring.ingest.otlp_json), anything
-    else takes it.
+    `rules` are the receiver's (otlp.Rules: the start times the tables keep, what one span may
+    hold). Same result as ``otlp.rows_from_request(otlp.decode_request(...), project_id, rules)``;
+    OTLP/JSON in the shapes SDKs write skips protobuf's slow JSON parser
+    (monitoring.ingest.otlp_json), anything else takes it.
     """
     media_type, body = otlp._checked_body(body, content_type, content_encoding)
     if media_type == otlp.PROTOBUF_CONTENT_TYPE:
-        return otlp.rows_from_request(otlp.parse_protobuf(body), project_id, starts)
+        return otlp.rows_from_request(otlp.parse_protobuf(body), project_id, rules)
     doc = otlp._load_json(body)
     try:
-        return otlp_json.rows_from_json(doc, project_id, starts)
+        return otlp_json.rows_from_json(doc, project_id, rules)
     except otlp_json.NotCanonical:
-        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, starts)
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, rules)
     except RecursionError:  # a deeply nested attribute value
-        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, starts)
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, rules)

@@ -20,6 +20,9 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
   use 32-bit ``DateTime``, ClickHouse would wrap the value and drop the row unseen; the receiver's
   also keeps out what the retention would drop at once), or when an event time is past 2262
   (int64 ns overflow, out of DateTime64(9) range). The collector would fail the whole request instead.
+- A span holding more than ``Rules.span_entries`` attribute entries, events and links is stored
+  with the first ones as sent (its resource's attributes cut alike) and counted in
+  ``SpanRows.limited`` (a partialSuccess warning); the collector stores them all.
 - Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00 (unless
   a retention rejects such a start).
 - Text that is not Unicode (a protobuf `string` that is not UTF-8, a JSON string's lone UTF-16
@@ -46,7 +49,7 @@ import math
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -143,6 +146,41 @@ class StartWindow:
 
 
 ANY_TIME = StartWindow()
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a span must be to be stored as it came (the receiver's: ``receiver._rules``).
+
+    `starts`: the start times kept (others rejected, ``StartWindow``). `span_entries`: the most
+    entries one span's row keeps (0: all): its attributes, then its events (each 1 plus its
+    attributes), then its links (likewise), each list cut where the count is reached (a map keeps
+    its first items as sent); its resource's attributes are cut at the same number. A span holding
+    more is stored so cut and counted in ``SpanRows.limited`` (reported in partialSuccess).
+    """
+
+    starts: StartWindow = ANY_TIME
+    span_entries: int = 0
+
+
+AS_SENT = Rules()
+
+
+def span_plan(limit: int, attributes: int, items: list[int]) -> tuple[int, list[int]] | None:
+    """Where a span of `attributes` attributes and events/links holding `items` attributes each
+    (events first) is cut to keep at most `limit` entries (``Rules.span_entries``): None when it
+    fits, else (attributes kept, attributes kept of each event/link kept, in order)."""
+    if not limit or attributes + len(items) + sum(items) <= limit:
+        return None
+    budget = limit - min(attributes, limit)
+    kept: list[int] = []
+    for count in items:
+        if budget <= 0:
+            break
+        take = min(count, budget - 1)
+        kept.append(take)
+        budget -= 1 + take
+    return min(attributes, limit), kept
 
 
 class IngestError(Exception):
@@ -433,8 +471,9 @@ class SpanRows:
 
     rows: list[Row]
     rejected: int = 0
-    error_message: str = ""  # for OTLP partialSuccess.errorMessage; "" when nothing was rejected
+    error_message: str = ""  # for OTLP partialSuccess.errorMessage; "" when nothing was rejected or cut
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    limited: int = 0  # spans (and resources) stored cut to Rules.span_entries
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.rows, self.rejected))
@@ -446,13 +485,19 @@ class _RejectedSpan(Exception):
         self.reason = reason
 
 
-def rows_from_request(req: ExportTraceServiceRequest, project_id: str, starts: StartWindow = ANY_TIME) -> SpanRows:
+def rows_from_request(req: ExportTraceServiceRequest, project_id: str, rules: Rules = AS_SENT) -> SpanRows:
     """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans, and spans starting
-    outside `starts`, are counted, not raised."""
+    outside `rules.starts`, are counted, not raised; spans over `rules.span_entries` are cut."""
     rows: list[Row] = []
     reasons: Counter[str] = Counter()
+    limited = 0
+    limit = rules.span_entries
     for resource_spans in req.resource_spans:
-        resource_attrs = attributes_to_map(resource_spans.resource.attributes)
+        attributes: Sequence[KeyValue] = resource_spans.resource.attributes
+        if limit and len(attributes) > limit:
+            attributes, limited = attributes[:limit], limited + 1
+        # One dict for all the resource's rows (they are never changed): its spans share it.
+        resource_attrs = attributes_to_map(attributes)
         service_name = resource_attrs.get("service.name", "")
         resource_attrs["project_id"] = project_id
         for scope_spans in resource_spans.scope_spans:
@@ -460,22 +505,39 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str, starts: S
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
                 try:
-                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version, starts))
+                    row = _span_row(span, service_name, resource_attrs, scope_name, scope_version, rules)
                 except _RejectedSpan as exc:
                     reasons[exc.reason] += 1
+                else:
+                    rows.append(row)
+                    limited += row.pop(_LIMITED, 0)
+    return spans_result(rows, reasons, limited, limit)
+
+
+_LIMITED = "limited"  # set on a row cut to Rules.span_entries (taken off before it is stored)
+
+
+def spans_result(rows: list[Row], reasons: Counter[str], limited: int, limit: int) -> SpanRows:
+    """SpanRows with the partialSuccess message for what was rejected and what was cut."""
     rejected = sum(reasons.values())
-    message = ""
+    parts = []
     if rejected:
         details = ", ".join(f"{count} with {reason}" for reason, count in sorted(reasons.items()))
-        message = f"{rejected} span(s) rejected: {details}"
-    return SpanRows(rows, rejected, message, dict(reasons))
+        parts.append(f"{rejected} span(s) rejected: {details}")
+    if limited:
+        parts.append(
+            f"{limited} span(s) or resource(s) with more than {limit} attributes, events and links"
+            f" stored with the first {limit}"
+        )
+    return SpanRows(rows, rejected, "; ".join(parts), dict(reasons), limited)
 
 
 def _span_row(
-    span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, starts: StartWindow
+    span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, rules: Rules
 ) -> Row:
     """One row, its keys in ``schema.TRACE_COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
     start = span.start_time_unix_nano
+    starts = rules.starts
     if not starts.earliest_ns <= start <= starts.latest_ns:
         starts.check(start)
     trace_id = _required_id(span.trace_id, _TRACE_ID_BYTES, "trace id")
@@ -492,31 +554,49 @@ def _span_row(
         "SpanName": span.name,
         "SpanKind": _SPAN_KINDS[kind] if 0 <= kind < 6 else "",
         "ServiceName": service_name,
-        "ResourceAttributes": dict(resource_attrs),
+        "ResourceAttributes": resource_attrs,
         "ScopeName": scope_name,
         "ScopeVersion": scope_version,
-        "SpanAttributes": attributes_to_map(span.attributes),
+        "SpanAttributes": None,
         "Duration": exporter_duration(start, span.end_time_unix_nano),
         "StatusCode": _enum_name(_STATUS_CODES, status.code),
         "StatusMessage": status.message,
     }
-    events = span.events
-    if events:
-        if any(event.time_unix_nano > _INT64_MAX for event in events):
-            raise _RejectedSpan("event time out of range")
-        row["Events.Timestamp"] = [event.time_unix_nano for event in events]
-        row["Events.Name"] = [event.name for event in events]
-        row["Events.Attributes"] = [attributes_to_map(event.attributes) for event in events]
-    else:
-        row["Events.Timestamp"], row["Events.Name"], row["Events.Attributes"] = [], [], []
-    links = span.links
-    if links:
-        row["Links.TraceId"] = [_optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id") for link in links]
-        row["Links.SpanId"] = [_optional_id(link.span_id, _SPAN_ID_BYTES, "link span id") for link in links]
-        row["Links.TraceState"] = [link.trace_state for link in links]
-        row["Links.Attributes"] = [attributes_to_map(link.attributes) for link in links]
-    else:
-        row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"], row["Links.Attributes"] = [], [], [], []
+    attributes: Sequence[KeyValue] = span.attributes
+    events: Sequence[Span.Event] = span.events
+    links: Sequence[Span.Link] = span.links
+    if events and any(event.time_unix_nano > _INT64_MAX for event in events):
+        raise _RejectedSpan("event time out of range")
+    link_ids = [
+        (
+            _optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id"),
+            _optional_id(link.span_id, _SPAN_ID_BYTES, "link span id"),
+        )
+        for link in links
+    ]
+    plan = None
+    if rules.span_entries and (events or links or len(attributes) > rules.span_entries):
+        counts = [len(event.attributes) for event in events] + [len(link.attributes) for link in links]
+        plan = span_plan(rules.span_entries, len(attributes), counts)
+    if plan is None:
+        row["SpanAttributes"] = attributes_to_map(attributes)
+        event_maps = [attributes_to_map(event.attributes) for event in events]
+        link_maps = [attributes_to_map(link.attributes) for link in links]
+    else:  # checked whole above, stored cut
+        kept_attributes, kept = plan
+        row["SpanAttributes"] = attributes_to_map(attributes[:kept_attributes])
+        events, links = events[: len(kept)], links[: max(0, len(kept) - len(events))]
+        event_maps = [attributes_to_map(e.attributes[:n]) for e, n in zip(events, kept, strict=False)]
+        link_maps = [attributes_to_map(i.attributes[:n]) for i, n in zip(links, kept[len(events) :], strict=True)]
+        link_ids = link_ids[: len(links)]
+        row[_LIMITED] = 1
+    row["Events.Timestamp"] = [event.time_unix_nano for event in events]
+    row["Events.Name"] = [event.name for event in events]
+    row["Events.Attributes"] = event_maps
+    row["Links.TraceId"] = [trace for trace, _ in link_ids]
+    row["Links.SpanId"] = [span_id for _, span_id in link_ids]
+    row["Links.TraceState"] = [link.trace_state for link in links]
+    row["Links.Attributes"] = link_maps
     return row
 
 

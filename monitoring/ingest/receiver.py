@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -105,15 +106,17 @@ def otlp_traces(request):
     except _TooLarge:
         return _status(content_type, 413, too_large)
     try:
-        starts = _start_window()
+        rules = otlp.Rules(_start_window(), settings.INGEST["MAX_SPAN_ENTRIES"])
         result = decode.rows_from_body(
-            body, content_type, request.headers.get("Content-Encoding"), str(key.project_id), starts
+            body, content_type, request.headers.get("Content-Encoding"), str(key.project_id), rules
         )
     except otlp.IngestError as exc:
         prometheus.SPANS_REJECTED.labels(reason="request").inc()
         return _status(content_type, exc.status, exc.message)
     if result.rejected:
         prometheus.SPANS_REJECTED.labels(reason="span").inc(result.rejected)
+    if result.limited:
+        log.warning("OTLP: %s", result.error_message)
 
     outcome = batcher.submit(result.rows)
     if outcome.status in (batcher.UNAVAILABLE, batcher.BUSY):
