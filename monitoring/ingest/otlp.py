@@ -565,7 +565,15 @@ def _span_row(
     attributes: Sequence[KeyValue] = span.attributes
     events: Sequence[Span.Event] = span.events
     links: Sequence[Span.Link] = span.links
-    if events and any(event.time_unix_nano > _INT64_MAX for event in events):
+    limit = rules.span_entries
+    if not events and not links:  # most spans: span_plan's answer without building its counts
+        if limit and len(attributes) > limit:
+            attributes, row[_LIMITED] = attributes[:limit], 1
+        row["SpanAttributes"] = attributes_to_map(attributes)
+        row["Events.Timestamp"], row["Events.Name"], row["Events.Attributes"] = [], [], []
+        row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"], row["Links.Attributes"] = [], [], [], []
+        return row
+    if any(event.time_unix_nano > _INT64_MAX for event in events):
         raise _RejectedSpan("event time out of range")
     link_ids = [
         (
@@ -575,9 +583,9 @@ def _span_row(
         for link in links
     ]
     plan = None
-    if rules.span_entries and (events or links or len(attributes) > rules.span_entries):
+    if limit:
         counts = [len(event.attributes) for event in events] + [len(link.attributes) for link in links]
-        plan = span_plan(rules.span_entries, len(attributes), counts)
+        plan = span_plan(limit, len(attributes), counts)
     if plan is None:
         row["SpanAttributes"] = attributes_to_map(attributes)
         event_maps = [attributes_to_map(event.attributes) for event in events]
