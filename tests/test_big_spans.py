@@ -58,10 +58,12 @@ def test_a_million_attributes_keep_the_trace_page_the_panel_and_the_api_small(
     base = f"/admin/monitoring/{project.id}/traces/{trace_id}"
 
     status, size, seconds = timed(client, f"{base}/")
-    assert status == 200 and size < MB and seconds < 1.0, (size, seconds)  # was 35 MB and 13 s
+    print(f"\ntrace page of a 1,000,000-attribute span: {size:,} bytes, {seconds:.2f} s (best of 3)")
+    assert status == 200 and size < MB and seconds < 1.0, (size, seconds)  # was 36 MB and 12 s
     page = client.get(f"{base}/").content.decode()
     assert "Span attributes (1,000 of 1,000,000)" in page and 'data-show-all="attributes"' in page
     status, size, seconds = timed(client, f"{base}/spans?span={span_id}")
+    print(f"its span panel: {size:,} bytes, {seconds:.2f} s")
     assert status == 200 and size < MB and seconds < 1.0, (size, seconds)
 
     api = client.get(f"/api/v1/projects/{project.id}/traces/{trace_id}")
