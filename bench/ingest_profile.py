@@ -4,7 +4,8 @@
     .venv/bin/python bench/ingest_profile.py [--spans 20000]
 
 Demo spans (the last 24 h) as 512-span OTLP requests, then per stage the best of 3 runs in µs per
-span: protobuf decode; decode + rows (monitoring.ingest.decode.rows_from_body); the same from OTLP/JSON
+span: protobuf decode; decode + rows (monitoring.ingest.decode.rows_from_body), also with one string
+in each request cut mid-character (not UTF-8: read again leniently); the same from OTLP/JSON
 (the fast path, and protobuf's own JSON parser for comparison); the insert body's serialisation;
 and the ClickHouse insert at 512 and 4096 rows per insert (wall, and process CPU including the
 background merges of the 2 s after); the settler's pass over the spans (monitoring/semantics/settle.py: the
@@ -88,12 +89,23 @@ def main() -> None:
                             if key in item:
                                 item[key] = base64.b64decode(item[key]).hex()
         js.append(json.dumps(doc).encode())
+    # The same requests with one string cut mid-character (not UTF-8) in each: read again leniently.
+    marker = b"QzQzQzQz"
+    cut = []
+    for r in requests:
+        copy = type(r).FromString(r.SerializeToString())
+        first = copy.resource_spans[0].scope_spans[0].spans[0]
+        first.name = marker.decode() + first.name
+        cut.append(copy.SerializeToString().replace(marker, b"\xeb\xb6" + marker[2:], 1))
     print(f"{spans:,} demo spans in {len(pb)} requests; load average {os.getloadavg()[0]:.1f}\n")
     pid = "bench"
     rows = [row for body in pb for row in decode.rows_from_body(body, otlp.PROTOBUF_CONTENT_TYPE, None, pid).rows]
     stages = {
         "protobuf decode": lambda: [otlp.decode_request(b, otlp.PROTOBUF_CONTENT_TYPE, None) for b in pb],
         "protobuf -> rows": lambda: [decode.rows_from_body(b, otlp.PROTOBUF_CONTENT_TYPE, None, pid) for b in pb],
+        "protobuf -> rows, a string not UTF-8": lambda: [
+            decode.rows_from_body(b, otlp.PROTOBUF_CONTENT_TYPE, None, pid) for b in cut
+        ],
         "OTLP/JSON -> rows (fast path)": lambda: [
             decode.rows_from_body(b, otlp.JSON_CONTENT_TYPE, None, pid) for b in js
         ],

@@ -46,6 +46,11 @@ urlpatterns = [
     # Before the quality app's scores/<score_id>: "summary" is not a score id.
     path("api/v1/projects/<str:project_id>/scores/summary", analytics.api_score_summary, name="api-score-summary"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),
+    path(
+        "api/v1/projects/<str:project_id>/traces/<str:trace_id>/spans/<str:span_id>/<str:part>",
+        traces.api_span_part,
+        name="api-span-part",
+    ),
     path("", include("monitoring.monitors.urls")),
     path("", include("monitoring.quality.urls")),
 ]

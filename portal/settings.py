@@ -259,6 +259,10 @@ INGEST: dict[str, Any] = {
     "SPOOL_DIR": env_str("INGEST_SPOOL_DIR", str(VAR_DIR / "spool")),
     "SPOOL_MAX_BYTES": env_int("INGEST_SPOOL_MAX_MB", 1024, minimum=0) * 1024 * 1024,
     "START_ON_LOAD": True,
+    # The most attribute entries, events and links one span keeps (its resource's attributes too);
+    # past it the span is stored cut and the sender told (partialSuccess). 0: all, as the collector
+    # stores them, at the engine's cost of ~350 bytes of memory an entry while it is inserted.
+    "MAX_SPAN_ENTRIES": env_int("INGEST_MAX_SPAN_ENTRIES", 10000, minimum=0),
 }
 DEFAULT_PROJECT_ID = env_uuid("DEFAULT_PROJECT_ID", "8c59e361-3727-418c-bc68-086b69f7598b")
 

@@ -100,6 +100,44 @@ def recorded(name: str, newest_end: dt.datetime | None = None) -> dict:
     return doc
 
 
+def _bytes_request_class():
+    """ExportTraceServiceRequest with its `string` fields typed `bytes` (a private pool): reads any text."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    trace = trace_service_pb2.DESCRIPTOR.dependencies[0]
+    for file in (*trace.dependencies, trace, trace_service_pb2.DESCRIPTOR):  # common, resource, trace, service
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        messages = list(proto.message_type)
+        while messages:
+            message = messages.pop()
+            messages.extend(message.nested_type)
+            for fd in message.field:
+                if fd.type == fd.TYPE_STRING:
+                    fd.type = fd.TYPE_BYTES
+        pool.Add(proto)
+    name = "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def recorded_protobuf(name: str, newest_end: dt.datetime | None = None) -> bytes:
+    """An OTLP/protobuf request body from tests/fixtures (`cases/….pb`), shifted as `recorded` shifts
+    JSON. Its text is carried as bytes, whatever they hold: the body may not be UTF-8 (case-09)."""
+    req = _bytes_request_class().FromString((FIXTURES / f"{name}.pb").read_bytes())
+    spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    newest = max(s.end_time_unix_nano or s.start_time_unix_nano for s in spans)
+    delta = nanos(newest_end or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)) - newest
+    for s in spans:
+        s.start_time_unix_nano += delta
+        if s.end_time_unix_nano:
+            s.end_time_unix_nano += delta
+        for e in s.events:
+            e.time_unix_nano += delta
+    return req.SerializeToString()
+
+
 def as_protobuf(doc: dict) -> bytes:
     """The same request in protobuf (OTLP/JSON ids are hex; protobuf's JSON mapping wants base64)."""
     from google.protobuf import json_format

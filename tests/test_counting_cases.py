@@ -7,7 +7,7 @@ over both OTLP encodings: the numbers are the same every way.
 
 import pytest
 from conftest import last_hour
-from otlp import post_recorded, recorded
+from otlp import post_recorded, recorded, recorded_protobuf
 
 from monitoring.queries import overview as overview_q
 from monitoring.queries import trace as trace_q
@@ -166,3 +166,39 @@ def test_case_13_a_clock_skewed_span_ended_and_counts_as_0_ms(client, alice, pro
     assert (b["in_progress"], b["duration_ms"], b["clock_skew_ms"]) == (False, 0.0, 5.0)
     html = trace_page(client, project, "c13b0000000000000000000000000001", span="c13b000000000002")
     assert "data-clock-skew" in html and "in progress" not in html
+
+
+# --- case-09: one string that is not UTF-8 in an OTLP/protobuf export ----------------------------------
+
+
+def test_case_09_a_string_cut_mid_character_keeps_the_whole_export(client, alice, project, ingest_key, mode):
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    body = recorded_protobuf("cases/case-09-invalid-utf8-protobuf")
+    with pytest.raises(DecodeError, match="UTF-8"):  # the case: a strict parser refuses the whole body
+        ExportTraceServiceRequest.FromString(body)
+    r = client.post(
+        "/v1/traces",
+        data=body,
+        content_type="application/x-protobuf",
+        headers={"Authorization": f"Bearer {ingest_key}"},
+    )
+    assert r.status_code == 200, r.content
+    assert r.content == b""  # every span stored: no partialSuccess
+    if mode == "settled":
+        settle.settle_once()
+    o = overview_q.overview(last_hour(project))
+    assert (o.llm_calls, o.input_tokens, o.output_tokens) == (2, 500, 60)
+    assert o.total_cost_usd == pytest.approx(0.000111, abs=1e-12)  # gpt-4o-mini: 500 x $0.15/M + 60 x $0.60/M
+    (clean,) = rows(project, "llm", q="배송 조회")
+    (cut,) = rows(project, "llm", q="환불을 요청")
+    assert (clean.span_id, cut.span_id) == ("c09b000000000002", "c09b000000000001")
+    client.force_login(alice)
+    api = client.get(f"/api/v1/projects/{project.id}/traces/c09b0000000000000000000000000001").json()
+    spans = {s["span_id"]: s for s in api["spans"]}
+    assert set(spans) == {"c09b000000000001", "c09b000000000002"}
+    text = spans["c09b000000000001"]["attributes"]["gen_ai.input.messages"]
+    assert text.endswith('주문 환\ufffd"}]}]')  # the first 2 of the 3 bytes of '불': one U+FFFD
+    html = trace_page(client, project, "c09b0000000000000000000000000001", span="c09b000000000001")
+    assert "주문 환\ufffd" in html

@@ -172,3 +172,111 @@ def test_realistic_traffic_takes_the_fast_path_with_identical_rows():
 def test_empty_shapes_agree(doc):
     quick, slow = fast(doc), exact(doc)
     assert quick is not None and same(quick, slow)
+
+
+# --- text that is not Unicode: U+FFFD on both paths, and as protobuf gets it ---------------------------
+
+
+def _both_paths(body: bytes) -> tuple[otlp.SpanRows, otlp.SpanRows]:
+    """(the receiver's rows: the fast path when it applies, protobuf's JSON parser's rows)."""
+    return (
+        decode.rows_from_body(body, "application/json", None, PROJECT),
+        otlp.rows_from_request(otlp.decode_request(body, "application/json", None), PROJECT),
+    )
+
+
+_SPAN = '{"traceId":"%s","spanId":"%s","name":%s,"attributes":[%s],"events":[{"name":%s,"attributes":[%s]}]}'
+
+
+# Raw bytes are written as <XX> and put in after encoding; \uXXXX escapes are JSON's own.
+@pytest.mark.parametrize(
+    ("name", "attribute", "expected_name", "expected_attributes"),
+    [
+        (r'"cut \ud83d"', r'{"key":"k","value":{"stringValue":"x\udca9y"}}', "cut \ufffd", {"k": "x\ufffdy"}),
+        (r'"\udc00\ud800"', r'{"key":"\ud800k","value":{"intValue":"1"}}', "\ufffd\ufffd", {"\ufffdk": "1"}),
+        (
+            r'"pair \ud83d\ude00 kept"',
+            r'{"key":"m","value":{"kvlistValue":{"values":[{"key":"\udfff","value":{"stringValue":"\ud800"}}]}}}',
+            "pair \U0001f600 kept",
+            {"m": '{"\ufffd":"\ufffd"}'},
+        ),
+        (
+            '"bytes <EB><B6>"',
+            '{"key":"<FF>","value":{"arrayValue":{"values":[{"stringValue":"<C3>"}]}}}',
+            "bytes \ufffd",
+            {"\ufffd": '["\ufffd"]'},
+        ),
+    ],
+    ids=["lone-high-and-low", "key", "kvlist-pair-kept", "raw-bytes"],
+)
+def test_text_that_is_not_unicode_is_u_fffd_on_both_paths(name, attribute, expected_name, expected_attributes):
+    span = _SPAN % ("ab" * 16, "cd" * 8, name, attribute, name, attribute)
+    body = ('{"resourceSpans":[{"scopeSpans":[{"spans":[' + span + "]}]}]}").encode()
+    for raw in (b"\xeb", b"\xb6", b"\xff", b"\xc3"):
+        body = body.replace(b"<%02X>" % raw[0], raw)
+
+    quick, slow = _both_paths(body)
+
+    assert same(quick, slow)
+    (row,) = quick.rows
+    assert (row["SpanName"], row["SpanAttributes"]) == (expected_name, expected_attributes)
+    assert (row["Events.Name"], row["Events.Attributes"]) == ([expected_name], [expected_attributes])
+    assert fast(otlp._load_json(body)) is not None  # the fast path did take it
+
+
+def test_case_09_as_json_with_the_same_bytes_gives_the_protobuf_rows():
+    """The handed case's export as OTLP/JSON, its string cut at the same byte: the rows of its
+    protobuf body (fixtures/cases/case-09-invalid-utf8-protobuf.pb)."""
+    body = (FIXTURES / "cases" / "case-09-invalid-utf8-protobuf.pb").read_bytes()
+    from_protobuf = decode.rows_from_body(body, "application/x-protobuf", None, PROJECT)
+    request = otlp.parse_protobuf(body)  # U+FFFD in place; JSON of it, then the cut bytes put back
+    as_json = _to_json(request).replace("\\ufffd", "\ufffd").encode().replace("\ufffd".encode(), b"\xeb\xb6")
+    assert as_json.count(b"\xeb\xb6") == 1
+
+    from_json, exact_json = _both_paths(as_json)
+
+    assert len(from_protobuf.rows) == 2 and from_protobuf.rejected == 0
+    assert same(from_json, from_protobuf) and same(exact_json, from_protobuf)
+
+
+# --- a span cut to Rules.span_entries: the same cut on both paths ---------------------------------------
+
+
+def test_spans_cut_to_their_entries_are_cut_alike_on_both_paths():
+    """Random requests (many attributes, events and links, duplicate keys) under small limits: the
+    fast path cuts each span and resource where protobuf's parser's rows are cut, and both count it."""
+    rng = random.Random(7)
+    compared = cut = 0
+    for n in range(400):
+        req, _ = _request(rng, f"c{n}-")
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    for i in range(rng.randrange(2, 30)):  # more attributes, some with the same key
+                        span.attributes.add(key=f"extra{rng.randrange(6)}").value.int_value = i
+        doc = json.loads(_to_json(req))
+        for limit in (1, 3, 8, 25):
+            rules = otlp.Rules(span_entries=limit)
+            try:
+                slow = otlp.rows_from_request(otlp._request_from_json(copy.deepcopy(doc)), PROJECT, rules)
+            except otlp.IngestError:
+                continue
+            try:
+                quick = otlp_json.rows_from_json(copy.deepcopy(doc), PROJECT, rules)
+            except otlp_json.NotCanonical:
+                continue
+            compared += 1
+            cut += quick.limited > 0
+            assert same(quick, slow) and quick.limited == slow.limited, (limit, doc)
+            for row in quick.rows:
+                entries = len(row["SpanAttributes"]) + len(row["Events.Name"]) + len(row["Links.TraceId"])
+                entries += sum(map(len, row["Events.Attributes"])) + sum(map(len, row["Links.Attributes"]))
+                assert entries <= limit
+    assert compared >= 100 and cut >= 40, (compared, cut)
+
+
+def test_the_plan_of_a_cut_keeps_attributes_then_events_then_links():
+    assert otlp.span_plan(0, 10**6, [5]) is None and otlp.span_plan(10, 3, [2, 2]) is None  # 3 + 2 x (1 + 2) = 9
+    assert otlp.span_plan(10, 20, [2]) == (10, [])
+    assert otlp.span_plan(10, 4, [3, 3, 3]) == (4, [3, 1])  # 4, then 1 + 3, then 1 + 1
+    assert otlp.span_plan(5, 0, [0, 0, 0, 0, 0, 0]) == (0, [0, 0, 0, 0, 0])

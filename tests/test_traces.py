@@ -853,8 +853,10 @@ def test_the_api_returns_a_whole_trace(client, alice, project, world):
             "span_id": hexid(world["oi_agent"]),
             "trace_state": "",
             "attributes": {"link.kind": "follows"},
+            "attributes_truncated": False,  # nothing cut: no count beside it
         }
     ]
+    assert not any(llm[f"{part}_truncated"] for part in ("resource", "attributes", "events", "links"))
     tool = data["spans"][2]
     assert tool["status"]["code"] == "Error"
     assert (
@@ -967,13 +969,17 @@ def test_whole_spans_are_read_by_trace_id_not_by_the_exporters_order(settings, p
     whole = trace_q.full_spans(ref)
     assert len(whole) == 26 and len({s.service for s in whole}) == 26
     # A page's read of a small trace whole: its stored rows unsorted, the copies chosen in Python.
-    rows = clickhouse.query(trace_q._trace_sql(trace_q.WHOLE_COPIES_SQL) + required, ref.params(limit=100), tag="test")
+    rows = clickhouse.query(
+        trace_q._trace_sql(trace_q.WHOLE_COPIES_SQL) + required, ref.params(limit=100, **trace_q._CAPS), tag="test"
+    )
     assert [s.as_dict() for s in trace_q._first_copies([trace_q._full_span(r) for r in rows])] == [
         s.as_dict() for s in whole
     ]
     for where, answer in (("", whole), ("AND SpanId = {span:String}", [trace_q.full_span(ref, whole[3].span_id)])):
         sql = trace_q._trace_sql(trace_q.FULL_SPANS_SQL.replace("$span", where)) + required
-        rows = clickhouse.query(sql, ref.params(limit=100, span=whole[3].span_id), tag="test.projection")
+        rows = clickhouse.query(
+            sql, ref.params(limit=100, span=whole[3].span_id, **trace_q._CAPS), tag="test.projection"
+        )
         assert [trace_q._full_span(r).as_dict() for r in rows] == [s.as_dict() for s in answer]
 
 

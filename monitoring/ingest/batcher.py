@@ -111,6 +111,11 @@ class SpanWriter:
 
     # --- request side ------------------------------------------------------------------------
 
+    @property
+    def spooling(self) -> bool:
+        """Whether ClickHouse is presumed down: batches go to the spool until it is drained."""
+        return self._spooling
+
     def submit(self, rows: list[Row]) -> Outcome:
         """Hand over one request's rows; blocks until they are stored or spooled (or refused)."""
         if not rows:

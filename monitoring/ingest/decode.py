@@ -5,28 +5,30 @@ the other's caller."""
 
 from __future__ import annotations
 
-from google.protobuf.message import DecodeError
-
 from monitoring.ingest import otlp, otlp_json
 
 
-def rows_from_body(body: bytes, content_type: str, content_encoding: str | None, project_id: str) -> otlp.SpanRows:
+def rows_from_body(
+    body: bytes,
+    content_type: str,
+    content_encoding: str | None,
+    project_id: str,
+    rules: otlp.Rules = otlp.AS_SENT,
+) -> otlp.SpanRows:
     """The receiver's whole job before storage: request body -> rows (otlp.IngestError for a bad body).
 
-    Same result as ``otlp.rows_from_request(otlp.decode_request(...))``; OTLP/JSON in the shapes SDKs write
-    skips protobuf's slow JSON parser (monitoring.ingest.otlp_json), anything else takes it.
+    `rules` are the receiver's (otlp.Rules: the start times the tables keep, what one span may
+    hold). Same result as ``otlp.rows_from_request(otlp.decode_request(...), project_id, rules)``;
+    OTLP/JSON in the shapes SDKs write skips protobuf's slow JSON parser
+    (monitoring.ingest.otlp_json), anything else takes it.
     """
     media_type, body = otlp._checked_body(body, content_type, content_encoding)
     if media_type == otlp.PROTOBUF_CONTENT_TYPE:
-        try:
-            request = otlp.ExportTraceServiceRequest.FromString(body)
-        except (DecodeError, RecursionError) as exc:
-            raise otlp.IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
-        return otlp.rows_from_request(request, project_id)
+        return otlp.rows_from_request(otlp.parse_protobuf(body), project_id, rules)
     doc = otlp._load_json(body)
     try:
-        return otlp_json.rows_from_json(doc, project_id)
+        return otlp_json.rows_from_json(doc, project_id, rules)
     except otlp_json.NotCanonical:
-        return otlp.rows_from_request(otlp._request_from_json(doc), project_id)
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, rules)
     except RecursionError:  # a deeply nested attribute value
-        return otlp.rows_from_request(otlp._request_from_json(doc), project_id)
+        return otlp.rows_from_request(otlp._request_from_json(doc), project_id, rules)

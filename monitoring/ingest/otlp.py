@@ -15,11 +15,20 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
 - ``ResourceAttributes['project_id']`` is forced to the ingest key's project.
 - A span is *rejected* (not stored, counted in ``SpanRows.rejected``, reported back as OTLP
   ``partialSuccess``) when its trace id or span id is missing/all-zero/not 16 resp. 8 bytes, when
-  a parent or link id has a wrong length, when its start time is past 2106-02-07 06:28:15 UTC (the
-  table's TTL and the TraceId lookup use 32-bit ``DateTime``: ClickHouse would wrap the value and
-  drop the row unseen), or when an event time is past 2262 (int64 ns overflow, out of
-  DateTime64(9) range). The collector would fail the whole request instead.
-- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00.
+  a parent or link id has a wrong length, when its start time is outside the ``StartWindow`` the
+  caller gives (by default up to 2106-02-07 06:28:15 UTC: the table's TTL and the TraceId lookup
+  use 32-bit ``DateTime``, ClickHouse would wrap the value and drop the row unseen; the receiver's
+  also keeps out what the retention would drop at once), or when an event time is past 2262
+  (int64 ns overflow, out of DateTime64(9) range). The collector would fail the whole request instead.
+- A span holding more than ``Rules.span_entries`` attribute entries, events and links is stored
+  with the first ones as sent (its resource's attributes cut alike) and counted in
+  ``SpanRows.limited`` (a partialSuccess warning); the collector stores them all.
+- Times of 0 (a span or event without a time) are stored as they are: 1970-01-01 00:00:00 (unless
+  a retention rejects such a start).
+- Text that is not Unicode (a protobuf `string` that is not UTF-8, a JSON string's lone UTF-16
+  surrogate or bytes that are not UTF-8) is stored with U+FFFD in its place (``parse_protobuf``,
+  ``_load_json``); the collector passes such bytes on as they are, where proto3 would refuse the
+  whole body.
 - ``Duration`` is exactly what the stock exporter writes (``exporter_traces.go``:
   ``r.EndTimestamp().AsTime().Sub(r.StartTimestamp().AsTime()).Nanoseconds()`` into a ``UInt64``
   column through clickhouse-go, whose ``UInt64.AppendRow`` converts the int64 with Go's
@@ -33,12 +42,14 @@ exporter's own formatting (pdata ``Value.AsString``); docs/otlp.md has the wire 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import functools
 import json
 import math
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,6 +82,105 @@ _UINT64 = 2**64
 # The last second a 32-bit ClickHouse DateTime holds (2106-02-07 06:28:15 UTC), in ns; the table's
 # TTL `toDateTime(Timestamp) + ...` and the TraceId lookup's `Start DateTime` need the start time in it.
 DATETIME32_MAX_NANOS = (2**32 - 1) * 1_000_000_000 + 999_999_999
+
+
+_DAY_S = 86_400
+# A span must have this long left before its retention ends when received: batching, a retry of
+# the insert or the spool may store it a little later, and ClickHouse drops an expired row at insert.
+RETENTION_MARGIN_S = 60
+
+
+def _utc(seconds: int) -> str:
+    return f"{dt.datetime.fromtimestamp(seconds, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", _DAY_S), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class StartWindow:
+    """The start times (ns since the epoch) a span may have to be stored and found: others are
+    rejected with ``reason_before`` / ``reason_after`` (partialSuccess), never accepted unseen.
+
+    The default is what the tables hold without a retention: up to 2106-02-07 06:28:15 UTC, the
+    last second of the 32-bit DateTime of the TraceId lookup and of a TTL's `toDateTime(...)`.
+    """
+
+    earliest_ns: int = 0
+    latest_ns: int = DATETIME32_MAX_NANOS
+    reason_before: str = "start time before 1970"
+    reason_after: str = "start time after 2106-02-07 06:28:15 UTC"
+
+    @classmethod
+    def for_retentions(cls, retentions: Iterable[int], now_ns: int) -> StartWindow:
+        """The window under the tables' retentions (seconds; ``store.schema.span_retentions``) at
+        `now_ns`. ClickHouse drops a row once ``toDateTime(start) + retention <= now()`` (TTL), so a
+        span must start after ``now - retention`` with RETENTION_MARGIN_S to spare; and that 32-bit
+        sum wraps to 1970 past 2106-02-07 06:28:15, which drops the row at once, so a span must
+        start ``retention`` before that second. The shortest and the longest retention decide."""
+        kept = [r for r in retentions if r > 0]
+        if not kept:
+            return cls()
+        shortest, longest = min(kept), max(kept)
+        earliest_s = now_ns // 1_000_000_000 - shortest + 1 + RETENTION_MARGIN_S
+        latest_s = 2**32 - 1 - longest
+        return cls(
+            earliest_ns=earliest_s * 1_000_000_000,
+            latest_ns=latest_s * 1_000_000_000 + 999_999_999,
+            reason_before=f"start time older than the retention of {_duration(shortest)}",
+            reason_after=f"start time after {_utc(latest_s)} (a retention of {_duration(longest)} "
+            "would end after 2106-02-07 06:28:15 UTC)",
+        )
+
+    def check(self, start: int) -> None:
+        """Raise _RejectedSpan unless a span starting at `start` (ns) is stored and found."""
+        if start > self.latest_ns:
+            raise _RejectedSpan(self.reason_after)
+        if start < self.earliest_ns:
+            raise _RejectedSpan(self.reason_before)
+
+
+ANY_TIME = StartWindow()
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a span must be to be stored as it came (the receiver's: ``receiver._rules``).
+
+    `starts`: the start times kept (others rejected, ``StartWindow``). `span_entries`: the most
+    entries one span's row keeps (0: all): its attributes, then its events (each 1 plus its
+    attributes), then its links (likewise), each list cut where the count is reached (a map keeps
+    its first items as sent); its resource's attributes are cut at the same number. A span holding
+    more is stored so cut and counted in ``SpanRows.limited`` (reported in partialSuccess).
+    """
+
+    starts: StartWindow = ANY_TIME
+    span_entries: int = 0
+
+
+AS_SENT = Rules()
+
+
+def span_plan(limit: int, attributes: int, items: list[int]) -> tuple[int, list[int]] | None:
+    """Where a span of `attributes` attributes and events/links holding `items` attributes each
+    (events first) is cut to keep at most `limit` entries (``Rules.span_entries``): None when it
+    fits, else (attributes kept, attributes kept of each event/link kept, in order)."""
+    if not limit or attributes + len(items) + sum(items) <= limit:
+        return None
+    budget = limit - min(attributes, limit)
+    kept: list[int] = []
+    for count in items:
+        if budget <= 0:
+            break
+        take = min(count, budget - 1)
+        kept.append(take)
+        budget -= 1 + take
+    return min(attributes, limit), kept
 
 
 class IngestError(Exception):
@@ -111,10 +221,121 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
     media_type, body = _checked_body(body, content_type, content_encoding)
     if media_type == JSON_CONTENT_TYPE:
         return _request_from_json(_load_json(body))
+    return parse_protobuf(body)
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    """An uncompressed OTLP/protobuf body as a request; IngestError 400 if it is not one.
+
+    A `string` field that is not UTF-8 (an SDK cutting text by bytes, mid-character) does not sink
+    the export: the Collector takes such data (opentelemetry-specification#3421), while protobuf's
+    proto3 parser refuses the whole body for it. So a body refused only for that is read again with
+    the same messages' `string` fields as `bytes`, every invalid sequence becomes U+FFFD (Python's
+    "replace": one per maximal invalid subpart, the Unicode Standard's practice), and the repaired
+    body is parsed as usual. Valid bodies take the usual parse alone.
+    """
     try:
         return ExportTraceServiceRequest.FromString(body)
-    except (DecodeError, RecursionError) as exc:
+    except RecursionError as exc:
         raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+    except DecodeError as exc:
+        refused = exc
+    try:
+        lenient = _LENIENT_REQUEST.FromString(body)
+        _replace_invalid_utf8(lenient)
+        return ExportTraceServiceRequest.FromString(lenient.SerializeToString())
+    except (DecodeError, RecursionError):  # not (only) text: the first parser's reason is the answer
+        raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {refused}") from None
+
+
+def _lenient_request_class() -> tuple[type[Message], frozenset[Any]]:
+    """ExportTraceServiceRequest rebuilt in a private pool with every `string` field typed `bytes`
+    (same numbers, same wire format: it parses any text), and those fields' descriptors."""
+    files: list[Any] = []
+
+    def add(file: Any) -> None:  # dependencies first, each file once
+        for dependency in file.dependencies:
+            add(dependency)
+        if file not in files:
+            files.append(file)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    pool = descriptor_pool.DescriptorPool()
+    text_fields: set[tuple[str, str]] = set()
+    for file in files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        stack = [(f"{proto.package}.{m.name}", m) for m in proto.message_type]
+        while stack:
+            name, message = stack.pop()
+            stack.extend((f"{name}.{m.name}", m) for m in message.nested_type)
+            for fd in message.field:
+                if fd.type == fd.TYPE_STRING:
+                    fd.type = fd.TYPE_BYTES
+                    text_fields.add((name, fd.name))
+        pool.Add(proto)
+    request = pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name)
+    fields = frozenset(
+        fd
+        for message in _message_types(request)
+        for fd in message.fields
+        if (message.full_name, fd.name) in text_fields
+    )
+    return message_factory.GetMessageClass(request), fields
+
+
+def _message_types(root: Any) -> list[Any]:
+    """Every message type reachable from `root`'s fields, `root` first."""
+    found, stack = [root], [root]
+    while stack:
+        for fd in stack.pop().fields:
+            if fd.message_type is not None and fd.message_type not in found:
+                found.append(fd.message_type)
+                stack.append(fd.message_type)
+    return found
+
+
+_LENIENT_REQUEST, _TEXT_FIELDS = _lenient_request_class()
+
+
+def _valid_utf8(data: bytes) -> bytes:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace").encode("utf-8")
+    return data
+
+
+def _replace_invalid_utf8(message: Message) -> None:
+    """Make every text fd of a lenient request (its `string` fields read as bytes) valid UTF-8,
+    in place. An item of a list (a span, an attribute...) that the strict parser takes as it is
+    is skipped whole, so only the bad spans' fields are visited in Python (an explicit stack:
+    AnyValues nest as deep as protobuf's parser allows)."""
+    stack = [message]
+    while stack:
+        item = stack.pop()
+        for fd, value in item.ListFields():
+            if fd.message_type is not None:
+                if not fd.is_repeated:
+                    stack.append(value)
+                    continue
+                strict = _strict_class(fd.message_type.full_name)
+                for element in value:
+                    try:
+                        strict.FromString(element.SerializeToString())
+                    except DecodeError:
+                        stack.append(element)
+            elif fd in _TEXT_FIELDS:
+                if fd.is_repeated:
+                    value[:] = [_valid_utf8(v) for v in value]
+                elif not value.isascii():
+                    setattr(item, fd.name, _valid_utf8(value))
+
+
+@functools.cache
+def _strict_class(full_name: str) -> type[Message]:
+    """The generated (strict) message class of a lenient message type."""
+    return message_factory.GetMessageClass(descriptor_pool.Default().FindMessageTypeByName(full_name))
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -142,22 +363,59 @@ def _gunzip(data: bytes) -> bytes:
     return bytes(out)
 
 
-# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 bytes cannot carry one.
-_SURROGATE_ESCAPE_RE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+# A lone UTF-16 surrogate can only enter through a \uD800-\uDFFF escape: UTF-8 text cannot carry one.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\[uU][dD][89a-fA-F]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
-    """The parsed JSON object of a body (IngestError 400 for anything else)."""
+    """The parsed JSON object of a body (IngestError 400 for anything else).
+
+    Text that is not Unicode does not sink an export whose JSON is otherwise valid, as with
+    protobuf (``parse_protobuf``): bytes that are not UTF-8 and lone UTF-16 surrogates escaped as
+    ``\\uD800``-``\\uDFFF`` (RFC 8259 §8.2, a JavaScript string cut between a pair's halves) become
+    U+FFFD, as Go's encoding/json reads such strings; keys included.
+    """
+    encoding = json.detect_encoding(body)  # what json.loads(bytes) would pick (RFC 8259 §8.1: UTF-8)
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        text = body.decode(encoding, "replace")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise IngestError(400, f"invalid JSON body: {exc}") from None
     if not isinstance(doc, dict):
         raise IngestError(400, "invalid OTLP JSON: the body must be a JSON object")
-    if _SURROGATE_ESCAPE_RE.search(body) and _has_lone_surrogate(doc):
-        # RFC 8259 §8.2: such a string is not Unicode; protobuf cannot hold it in a key or a string field.
-        raise IngestError(400, "invalid OTLP JSON: a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    if _SURROGATE_ESCAPE_RE.search(text):
+        doc = _without_lone_surrogates(doc)
     return doc
+
+
+def _without_lone_surrogates(doc: dict[str, Any]) -> dict[str, Any]:
+    """The parsed document with U+FFFD for each lone surrogate in its keys and strings (json.loads
+    joins a valid pair into one character, so any surrogate left is alone)."""
+
+    def fixed(text: str) -> str:
+        return _SURROGATE_RE.sub("\ufffd", text)
+
+    def rebuilt(item: dict) -> dict:
+        return {fixed(key) if isinstance(key, str) else key: value for key, value in item.items()}
+
+    root = rebuilt(doc)
+    stack: list[Any] = [root]
+    while stack:  # an explicit stack: the document may nest as deep as json.loads allows
+        item = stack.pop()
+        entries = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, value in list(entries):
+            if isinstance(value, str):
+                item[key] = fixed(value)
+            elif isinstance(value, dict):
+                item[key] = rebuilt(value)
+                stack.append(item[key])
+            elif isinstance(value, list):
+                stack.append(value)
+    return root
 
 
 def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
@@ -167,24 +425,6 @@ def _request_from_json(doc: dict[str, Any]) -> ExportTraceServiceRequest:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except Exception as exc:  # ParseError, OverflowError (1e400 as an int), TypeError...: all the body's
         raise IngestError(400, f"invalid OTLP JSON: {exc}") from None
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    """True if any key or string in the parsed JSON document cannot be encoded as UTF-8."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 # An id on the OTLP/JSON wire: hex digits of either case, whole bytes (its length is checked apart).
@@ -231,8 +471,9 @@ class SpanRows:
 
     rows: list[Row]
     rejected: int = 0
-    error_message: str = ""  # for OTLP partialSuccess.errorMessage; "" when nothing was rejected
+    error_message: str = ""  # for OTLP partialSuccess.errorMessage; "" when nothing was rejected or cut
     rejected_reasons: dict[str, int] = field(default_factory=dict)
+    limited: int = 0  # spans (and resources) stored cut to Rules.span_entries
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.rows, self.rejected))
@@ -244,12 +485,19 @@ class _RejectedSpan(Exception):
         self.reason = reason
 
 
-def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRows:
-    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans are counted, not raised."""
+def rows_from_request(req: ExportTraceServiceRequest, project_id: str, rules: Rules = AS_SENT) -> SpanRows:
+    """One row per valid span, keyed by ``schema.TRACE_COLUMNS``; invalid spans, and spans starting
+    outside `rules.starts`, are counted, not raised; spans over `rules.span_entries` are cut."""
     rows: list[Row] = []
     reasons: Counter[str] = Counter()
+    limited = 0
+    limit = rules.span_entries
     for resource_spans in req.resource_spans:
-        resource_attrs = attributes_to_map(resource_spans.resource.attributes)
+        attributes: Sequence[KeyValue] = resource_spans.resource.attributes
+        if limit and len(attributes) > limit:
+            attributes, limited = attributes[:limit], limited + 1
+        # One dict for all the resource's rows (they are never changed): its spans share it.
+        resource_attrs = attributes_to_map(attributes)
         service_name = resource_attrs.get("service.name", "")
         resource_attrs["project_id"] = project_id
         for scope_spans in resource_spans.scope_spans:
@@ -257,22 +505,41 @@ def rows_from_request(req: ExportTraceServiceRequest, project_id: str) -> SpanRo
             scope_name, scope_version = scope.name, scope.version
             for span in scope_spans.spans:
                 try:
-                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version))
+                    row = _span_row(span, service_name, resource_attrs, scope_name, scope_version, rules)
                 except _RejectedSpan as exc:
                     reasons[exc.reason] += 1
+                else:
+                    rows.append(row)
+                    limited += row.pop(_LIMITED, 0)
+    return spans_result(rows, reasons, limited, limit)
+
+
+_LIMITED = "limited"  # set on a row cut to Rules.span_entries (taken off before it is stored)
+
+
+def spans_result(rows: list[Row], reasons: Counter[str], limited: int, limit: int) -> SpanRows:
+    """SpanRows with the partialSuccess message for what was rejected and what was cut."""
     rejected = sum(reasons.values())
-    message = ""
+    parts = []
     if rejected:
         details = ", ".join(f"{count} with {reason}" for reason, count in sorted(reasons.items()))
-        message = f"{rejected} span(s) rejected: {details}"
-    return SpanRows(rows, rejected, message, dict(reasons))
+        parts.append(f"{rejected} span(s) rejected: {details}")
+    if limited:
+        parts.append(
+            f"{limited} span(s) or resource(s) with more than {limit} attributes, events and links"
+            f" stored with the first {limit}"
+        )
+    return SpanRows(rows, rejected, "; ".join(parts), dict(reasons), limited)
 
 
-def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> Row:
+def _span_row(
+    span: Span, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, rules: Rules
+) -> Row:
     """One row, its keys in ``schema.TRACE_COLUMNS`` order (the hot path of ingest: ~10 attributes a span)."""
     start = span.start_time_unix_nano
-    if start > DATETIME32_MAX_NANOS:
-        raise _RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
+    starts = rules.starts
+    if not starts.earliest_ns <= start <= starts.latest_ns:
+        starts.check(start)
     trace_id = _required_id(span.trace_id, _TRACE_ID_BYTES, "trace id")
     span_id = _required_id(span.span_id, _SPAN_ID_BYTES, "span id")
     parent_id = _optional_id(span.parent_span_id, _SPAN_ID_BYTES, "parent span id")
@@ -287,31 +554,57 @@ def _span_row(span: Span, service_name: str, resource_attrs: dict, scope_name: s
         "SpanName": span.name,
         "SpanKind": _SPAN_KINDS[kind] if 0 <= kind < 6 else "",
         "ServiceName": service_name,
-        "ResourceAttributes": dict(resource_attrs),
+        "ResourceAttributes": resource_attrs,
         "ScopeName": scope_name,
         "ScopeVersion": scope_version,
-        "SpanAttributes": attributes_to_map(span.attributes),
+        "SpanAttributes": None,
         "Duration": exporter_duration(start, span.end_time_unix_nano),
         "StatusCode": _enum_name(_STATUS_CODES, status.code),
         "StatusMessage": status.message,
     }
-    events = span.events
-    if events:
-        if any(event.time_unix_nano > _INT64_MAX for event in events):
-            raise _RejectedSpan("event time out of range")
-        row["Events.Timestamp"] = [event.time_unix_nano for event in events]
-        row["Events.Name"] = [event.name for event in events]
-        row["Events.Attributes"] = [attributes_to_map(event.attributes) for event in events]
-    else:
+    attributes: Sequence[KeyValue] = span.attributes
+    events: Sequence[Span.Event] = span.events
+    links: Sequence[Span.Link] = span.links
+    limit = rules.span_entries
+    if not events and not links:  # most spans: span_plan's answer without building its counts
+        if limit and len(attributes) > limit:
+            attributes, row[_LIMITED] = attributes[:limit], 1
+        row["SpanAttributes"] = attributes_to_map(attributes)
         row["Events.Timestamp"], row["Events.Name"], row["Events.Attributes"] = [], [], []
-    links = span.links
-    if links:
-        row["Links.TraceId"] = [_optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id") for link in links]
-        row["Links.SpanId"] = [_optional_id(link.span_id, _SPAN_ID_BYTES, "link span id") for link in links]
-        row["Links.TraceState"] = [link.trace_state for link in links]
-        row["Links.Attributes"] = [attributes_to_map(link.attributes) for link in links]
-    else:
         row["Links.TraceId"], row["Links.SpanId"], row["Links.TraceState"], row["Links.Attributes"] = [], [], [], []
+        return row
+    if any(event.time_unix_nano > _INT64_MAX for event in events):
+        raise _RejectedSpan("event time out of range")
+    link_ids = [
+        (
+            _optional_id(link.trace_id, _TRACE_ID_BYTES, "link trace id"),
+            _optional_id(link.span_id, _SPAN_ID_BYTES, "link span id"),
+        )
+        for link in links
+    ]
+    plan = None
+    if limit:
+        counts = [len(event.attributes) for event in events] + [len(link.attributes) for link in links]
+        plan = span_plan(limit, len(attributes), counts)
+    if plan is None:
+        row["SpanAttributes"] = attributes_to_map(attributes)
+        event_maps = [attributes_to_map(event.attributes) for event in events]
+        link_maps = [attributes_to_map(link.attributes) for link in links]
+    else:  # checked whole above, stored cut
+        kept_attributes, kept = plan
+        row["SpanAttributes"] = attributes_to_map(attributes[:kept_attributes])
+        events, links = events[: len(kept)], links[: max(0, len(kept) - len(events))]
+        event_maps = [attributes_to_map(e.attributes[:n]) for e, n in zip(events, kept, strict=False)]
+        link_maps = [attributes_to_map(i.attributes[:n]) for i, n in zip(links, kept[len(events) :], strict=True)]
+        link_ids = link_ids[: len(links)]
+        row[_LIMITED] = 1
+    row["Events.Timestamp"] = [event.time_unix_nano for event in events]
+    row["Events.Name"] = [event.name for event in events]
+    row["Events.Attributes"] = event_maps
+    row["Links.TraceId"] = [trace for trace, _ in link_ids]
+    row["Links.SpanId"] = [span_id for _, span_id in link_ids]
+    row["Links.TraceState"] = [link.trace_state for link in links]
+    row["Links.Attributes"] = link_maps
     return row
 
 

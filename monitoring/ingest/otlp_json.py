@@ -246,7 +246,9 @@ def _attributes(items: Any) -> dict[str, str]:
 # --- rows ------------------------------------------------------------------------------------
 
 
-def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str) -> dict:
+def _span_row(
+    span: Any, service_name: str, resource_attrs: dict, scope_name: str, scope_version: str, rules: otlp.Rules
+) -> dict:
     span = _dict(span, _SPAN_KEYS)
     # Everything is validated before a reject, as protobuf parses the whole body before any row.
     trace_id = span.get("traceId")
@@ -259,20 +261,23 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
     code = _enum(status.get("code"), _STATUS_CODE_NAMES)
     _counts(span, "flags", "droppedAttributesCount", "droppedEventsCount", "droppedLinksCount")
     events = []
+    event_items = []  # each event's attributes as sent, for a span cut to Rules.span_entries
     for event in _list(span.get("events")):
         event = _dict(event, _EVENT_KEYS)
         _counts(event, "droppedAttributesCount")
-        events.append(
-            (_uint64(event.get("timeUnixNano")), _str(event.get("name")), _attributes(event.get("attributes")))
-        )
+        items = _list(event.get("attributes"))
+        events.append((_uint64(event.get("timeUnixNano")), _str(event.get("name")), _attributes(items)))
+        event_items.append(items)
     links = []
+    link_items = []
     for link in _list(span.get("links")):
         link = _dict(link, _LINK_KEYS)
         _counts(link, "droppedAttributesCount", "flags")
-        links.append(
-            (link.get("traceId"), link.get("spanId"), _str(link.get("traceState")), _attributes(link.get("attributes")))
-        )
-    attributes = _attributes(span.get("attributes"))
+        items = _list(link.get("attributes"))
+        links.append((link.get("traceId"), link.get("spanId"), _str(link.get("traceState")), _attributes(items)))
+        link_items.append(items)
+    attribute_items = _list(span.get("attributes"))
+    attributes = _attributes(attribute_items)
     name, trace_state, message = _str(span.get("name")), _str(span.get("traceState")), _str(status.get("message"))
     for raw in (trace_id, span_id, parent_id):
         if raw is not None and not (isinstance(raw, str) and otlp.HEX_ID.fullmatch(raw)):
@@ -284,8 +289,9 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
                 raise NotCanonical
 
     # The same checks, in the same order, as monitoring.ingest.otlp._span_row.
-    if start > otlp.DATETIME32_MAX_NANOS:
-        raise otlp._RejectedSpan("start time after 2106-02-07 06:28:15 UTC")
+    starts = rules.starts
+    if not starts.earliest_ns <= start <= starts.latest_ns:
+        starts.check(start)
     row = {
         "Timestamp": start,
         "TraceId": _hex_id(trace_id, 16, "trace id", True),
@@ -295,7 +301,7 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
         "SpanName": name,
         "SpanKind": _SPAN_KINDS[kind] if kind < 6 else "",
         "ServiceName": service_name,
-        "ResourceAttributes": dict(resource_attrs),
+        "ResourceAttributes": resource_attrs,
         "ScopeName": scope_name,
         "ScopeVersion": scope_version,
         "SpanAttributes": attributes,
@@ -305,17 +311,36 @@ def _span_row(span: Any, service_name: str, resource_attrs: dict, scope_name: st
     }
     if any(t > otlp._INT64_MAX for t, _, _ in events):
         raise otlp._RejectedSpan("event time out of range")
+    link_trace_ids = [_hex_id(lt, 16, "link trace id", False) for lt, _ in link_ids]
+    link_span_ids = [_hex_id(ls, 8, "link span id", False) for _, ls in link_ids]
+    plan = otlp.span_plan(
+        rules.span_entries, len(attribute_items), [len(items) for items in (*event_items, *link_items)]
+    )
+    if plan is not None:  # checked whole above, stored cut as monitoring.ingest.otlp._span_row cuts it
+        kept_attributes, kept = plan
+        row["SpanAttributes"] = _attributes(attribute_items[:kept_attributes])
+        cut_events = min(len(kept), len(events))
+        events = [
+            (t, n, _attributes(items[:k]))
+            for (t, n, _), items, k in zip(events, event_items, kept[:cut_events], strict=False)
+        ]
+        links = [
+            (lt, ls, state, _attributes(items[:k]))
+            for (lt, ls, state, _), items, k in zip(links, link_items, kept[cut_events:], strict=False)
+        ]
+        link_trace_ids, link_span_ids = link_trace_ids[: len(links)], link_span_ids[: len(links)]
+        row[otlp._LIMITED] = 1
     row["Events.Timestamp"] = [t for t, _, _ in events]
     row["Events.Name"] = [n for _, n, _ in events]
     row["Events.Attributes"] = [a for _, _, a in events]
-    row["Links.TraceId"] = [_hex_id(lt, 16, "link trace id", False) for lt, _ in link_ids]
-    row["Links.SpanId"] = [_hex_id(ls, 8, "link span id", False) for _, ls in link_ids]
+    row["Links.TraceId"] = link_trace_ids
+    row["Links.SpanId"] = link_span_ids
     row["Links.TraceState"] = [state for _, _, state, _ in links]
     row["Links.Attributes"] = [attrs for _, _, _, attrs in links]
     return row
 
 
-def rows_from_json(doc: Any, project_id: str) -> otlp.SpanRows:
+def rows_from_json(doc: Any, project_id: str, rules: otlp.Rules = otlp.AS_SENT) -> otlp.SpanRows:
     """Rows of a canonical OTLP/JSON request (the parsed body); NotCanonical for anything else.
 
     Same rows, rejects and messages as ``otlp.rows_from_request`` on the protobuf decoding.
@@ -325,12 +350,17 @@ def rows_from_json(doc: Any, project_id: str) -> otlp.SpanRows:
     doc = _dict(doc, _REQUEST_KEYS)
     rows: list[dict] = []
     reasons: Counter[str] = Counter()
+    limited = 0
+    limit = rules.span_entries
     for resource_spans in _list(doc.get("resourceSpans")):
         resource_spans = _dict(resource_spans, _RESOURCE_SPANS_KEYS)
         _str(resource_spans.get("schemaUrl"))
         resource = _dict(resource_spans.get("resource") or {}, _RESOURCE_KEYS)
         _counts(resource, "droppedAttributesCount")
-        resource_attrs = _attributes(resource.get("attributes"))
+        items = _list(resource.get("attributes"))
+        resource_attrs = _attributes(items)
+        if limit and len(items) > limit:
+            resource_attrs, limited = _attributes(items[:limit]), limited + 1
         service_name = resource_attrs.get("service.name", "")
         resource_attrs["project_id"] = project_id
         for scope_spans in _list(resource_spans.get("scopeSpans")):
@@ -342,12 +372,10 @@ def rows_from_json(doc: Any, project_id: str) -> otlp.SpanRows:
             scope_name, scope_version = _str(scope.get("name")), _str(scope.get("version"))
             for span in _list(scope_spans.get("spans")):
                 try:
-                    rows.append(_span_row(span, service_name, resource_attrs, scope_name, scope_version))
+                    row = _span_row(span, service_name, resource_attrs, scope_name, scope_version, rules)
                 except otlp._RejectedSpan as exc:
                     reasons[exc.reason] += 1
-    rejected = sum(reasons.values())
-    message = ""
-    if rejected:
-        details = ", ".join(f"{count} with {reason}" for reason, count in sorted(reasons.items()))
-        message = f"{rejected} span(s) rejected: {details}"
-    return otlp.SpanRows(rows, rejected, message, dict(reasons))
+                else:
+                    rows.append(row)
+                    limited += row.pop(otlp._LIMITED, 0)
+    return otlp.spans_result(rows, reasons, limited, limit)

@@ -10,7 +10,9 @@ and the spool full or disabled, the writer overloaded).
 from __future__ import annotations
 
 import logging
+import time
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -19,6 +21,7 @@ from monitoring import prometheus
 from monitoring.access import guarded_by
 from monitoring.ingest import batcher, decode, logs, otlp
 from monitoring.models import IngestKey
+from monitoring.store import schema
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +76,27 @@ def _read_body(request) -> bytes:
     return body
 
 
+def _start_window() -> otlp.StartWindow:
+    """The start times a span may have to be stored and found now, under the tables' retention.
+
+    A span the TTL would drop at once (older than the retention, or so late that its expiry wraps
+    past 2106) is rejected in partialSuccess with the reason, never answered 200 and lost unseen.
+    While the writer spools (ClickHouse down), the retention last read is used as it is."""
+    retentions = schema.span_retentions(refresh=not batcher.writer().spooling)
+    return otlp.StartWindow.for_retentions(retentions, time.time_ns())
+
+
 @guarded_by("ingest_key")
 @csrf_exempt
 @require_POST
 def otlp_traces(request):
     """POST /v1/traces: an ExportTraceServiceRequest, answered with an ExportTraceServiceResponse."""
-    return _receive(request, batcher.SPANS, decode.rows_from_body, otlp.encode_response, "spans")
+    rules = otlp.Rules(_start_window(), settings.INGEST["MAX_SPAN_ENTRIES"])
+
+    def rows_from_body(body, content_type, content_encoding, project_id):
+        return decode.rows_from_body(body, content_type, content_encoding, project_id, rules)
+
+    return _receive(request, batcher.SPANS, rows_from_body, otlp.encode_response, "spans")
 
 
 @guarded_by("ingest_key")
@@ -114,6 +132,8 @@ def _receive(request, kind: str, rows_from_body, encode_response, noun: str) -> 
     counted = kind == batcher.SPANS  # the span counters count spans only
     if result.rejected and counted:
         prometheus.SPANS_REJECTED.labels(reason="span").inc(result.rejected)
+    if result.limited:
+        log.warning("OTLP: %s", result.error_message)
 
     outcome = batcher.submit(result.rows, kind)
     if outcome.status in (batcher.UNAVAILABLE, batcher.BUSY):

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sized
 from dataclasses import dataclass, field
 
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES
@@ -285,7 +286,7 @@ def page_reads(
     # The invocations first: asked in this thread, as they may read the project's prices (the ORM).
     found, rows, logged = parallel.concurrently(
         lambda: invocations(ref, agent_names),
-        lambda: _run_trace(WHOLE_COPIES_SQL, ref, tag="traces.whole", limit=_WHOLE_TRACE_ROWS),
+        lambda: _run_trace(WHOLE_COPIES_SQL, ref, tag="traces.whole", limit=_WHOLE_TRACE_ROWS, **_CAPS),
         lambda: logs_q.message_events(ref.project_id, [ref.trace_id], ref.start_ns, ref.end_ns),
     )
     whole = _first_copies([_full_span(r) for r in rows]) if len(rows) < _WHOLE_TRACE_ROWS else []
@@ -620,20 +621,44 @@ def children(
 
 
 # --- whole spans (attributes, events, links) ------------------------------------------------------
+# What one span holds is read capped, in SQL: a sender may put 1,000,000 attributes (or events, or
+# links) on a span, and the page, the API and Replay read at most these of each, in the order sent,
+# with the totals; the rest is read a page at a time (span_part). A map's keys and values are read
+# whole from storage (its 1,000,000 keys: ~120 ms), only what reaches Python is bounded; the
+# totals come from the size subcolumns (`.size0`: length() reads the whole map).
+SPAN_ATTRIBUTES_READ = 1_000  # a span's attributes, and its resource's
+SPAN_EVENTS_READ = 1_000  # a span's events, and its links
+ITEM_ATTRIBUTES_READ = 100  # each event's or link's attributes
 
-_FULL_SPAN_ROWS = """
+
+def _first(map_sql: str, cap: str) -> str:
+    """The first `cap` entries of a Map, in their stored order."""
+    return f"mapFromArrays(arraySlice(mapKeys({map_sql}), 1, {cap}), arraySlice(mapValues({map_sql}), 1, {cap}))"
+
+
+_ITEM = "(length(m), " + _first("m", "{item_attrs:UInt32}") + ")"  # an event's or link's (count, first entries)
+
+_FULL_SPAN_ROWS = f"""
 SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,
     TraceState AS trace_state, SpanName AS name, SpanKind AS span_kind, ServiceName AS service,
-    ResourceAttributes AS resource, ScopeName AS scope_name, ScopeVersion AS scope_version, SpanAttributes AS attributes,
+    ResourceAttributes.size0 AS resource_count, {_first("ResourceAttributes", "{attrs:UInt32}")} AS resource,
+    ScopeName AS scope_name, ScopeVersion AS scope_version,
+    SpanAttributes.size0 AS attribute_count, {_first("SpanAttributes", "{attrs:UInt32}")} AS attributes,
     Duration AS duration_ns, StatusCode AS status_code, StatusMessage AS status_message,
-    arrayMap(t -> toUnixTimestamp64Nano(t), Events.Timestamp) AS event_ts, Events.Name AS event_names,
-    Events.Attributes AS event_attributes, Links.TraceId AS link_trace_ids, Links.SpanId AS link_span_ids,
-    Links.TraceState AS link_states, Links.Attributes AS link_attributes,
+    Events.Timestamp.size0 AS event_count,
+    arrayMap(t -> toUnixTimestamp64Nano(t), arraySlice(Events.Timestamp, 1, {{events:UInt32}})) AS event_ts,
+    arraySlice(Events.Name, 1, {{events:UInt32}}) AS event_names,
+    arrayMap(m -> {_ITEM}, arraySlice(Events.Attributes, 1, {{events:UInt32}})) AS event_attributes,
+    Links.TraceId.size0 AS link_count,
+    arraySlice(Links.TraceId, 1, {{events:UInt32}}) AS link_trace_ids, arraySlice(Links.SpanId, 1, {{events:UInt32}}) AS link_span_ids,
+    arraySlice(Links.TraceState, 1, {{events:UInt32}}) AS link_states,
+    arrayMap(m -> {_ITEM}, arraySlice(Links.Attributes, 1, {{events:UInt32}})) AS link_attributes,
     Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost,
     IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
 FROM $table
 WHERE $trace AND SpanId != '' $span
 """
+_CAPS = {"attrs": SPAN_ATTRIBUTES_READ, "events": SPAN_EVENTS_READ, "item_attrs": ITEM_ATTRIBUTES_READ}
 FULL_SPANS_SQL = f"""{_FULL_SPAN_ROWS}ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
 LIMIT 1 BY SpanId
 LIMIT {{limit:UInt32}}
@@ -647,7 +672,8 @@ WHOLE_COPIES_SQL = _FULL_SPAN_ROWS.replace("$span", "") + "LIMIT {limit:UInt32}"
 class Event:
     ts: int
     name: str
-    attributes: dict[str, str]
+    attributes: dict[str, str]  # the first ITEM_ATTRIBUTES_READ
+    attribute_count: int = -1  # all it holds (-1: as many as read)
 
     @property
     def is_exception(self) -> bool:
@@ -659,7 +685,25 @@ class Event:
             "timestamp_ns": self.ts,
             "name": self.name,
             "attributes": self.attributes,
+            **_cut("attributes", "attribute_count", self.attributes, self.attribute_count),
         }
+
+
+def _cut(part: str, count_name: str, read: Sized, total: int) -> dict:
+    """The API's word on a capped part: `<part>_truncated` and, when it is, the total count."""
+    cut = total > len(read)
+    return {f"{part}_truncated": cut, **({count_name: total} if cut else {})}
+
+
+def _link(trace_id: str, span_id: str, state: str, counted: list) -> dict:
+    count, attributes = counted
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "trace_state": state,
+        "attributes": dict(attributes or {}),
+        **_cut("attributes", "attribute_count", attributes or {}, int(count)),
+    }
 
 
 @dataclass
@@ -692,6 +736,35 @@ class FullSpan:
     invocation: bool = False  # set by mark_invocations
     cost_usd: float = 0.0
     cost_source: str = ""
+    # What the span holds in all (attributes, resource, events, links are read capped); -1: as read.
+    attribute_count: int = -1
+    resource_count: int = -1
+    event_count: int = -1
+    link_count: int = -1
+
+    def __post_init__(self) -> None:
+        for part, count in (("attributes", "attribute_count"), ("resource", "resource_count")):
+            if getattr(self, count) < 0:
+                setattr(self, count, len(getattr(self, part)))
+        for part, count in (("events", "event_count"), ("links", "link_count")):
+            if getattr(self, count) < 0:
+                setattr(self, count, len(getattr(self, part)))
+
+    @property
+    def attributes_truncated(self) -> bool:
+        return self.attribute_count > len(self.attributes)
+
+    @property
+    def resource_truncated(self) -> bool:
+        return self.resource_count > len(self.resource)
+
+    @property
+    def events_truncated(self) -> bool:
+        return self.event_count > len(self.events)
+
+    @property
+    def links_truncated(self) -> bool:
+        return self.link_count > len(self.links)
 
     @property
     def duration_ms(self) -> float | None:
@@ -736,19 +809,23 @@ class FullSpan:
             "is_llm_call": self.is_llm_call,
             "is_agent_step": self.is_agent_step,
             "resource": self.resource,
+            **_cut("resource", "resource_count", self.resource, self.resource_count),
             "attributes": self.attributes,
+            **_cut("attributes", "attribute_count", self.attributes, self.attribute_count),
             "events": [e.as_dict() for e in self.events],
+            **_cut("events", "event_count", self.events, self.event_count),
             "links": self.links,
+            **_cut("links", "link_count", self.links, self.link_count),
         }
 
 
 def _full_span(row: dict) -> FullSpan:
     events = [
-        Event(int(t), n, dict(a or {}))
+        Event(int(t), n, dict(a[1] or {}), int(a[0]))
         for t, n, a in zip(row["event_ts"], row["event_names"], row["event_attributes"], strict=False)
     ]
     links = [
-        {"trace_id": t, "span_id": s, "trace_state": st, "attributes": dict(a or {})}
+        _link(t, s, st, a)
         for t, s, st, a in zip(
             row["link_trace_ids"], row["link_span_ids"], row["link_states"], row["link_attributes"], strict=False
         )
@@ -779,6 +856,10 @@ def _full_span(row: dict) -> FullSpan:
         reported_cost=float(row["reported_cost"] or 0),
         is_llm_call=bool(row["is_llm_call"]),
         is_agent_step=bool(row["is_agent_step"]),
+        attribute_count=int(row["attribute_count"]),
+        resource_count=int(row["resource_count"]),
+        event_count=int(row["event_count"]),
+        link_count=int(row["link_count"]),
     )
 
 
@@ -792,7 +873,7 @@ def full_spans(
     run's invocations if already read); [] for another project's trace."""
     if ref.start_ns > ref.end_ns:
         return []
-    rows = _run_trace(FULL_SPANS_SQL.replace("$span", ""), ref, tag="traces.full", limit=limit)
+    rows = _run_trace(FULL_SPANS_SQL.replace("$span", ""), ref, tag="traces.full", limit=limit, **_CAPS)
     spans = [_full_span(r) for r in rows]
     _add_log_events(spans, logs_q.message_events(ref.project_id, [ref.trace_id], ref.start_ns, ref.end_ns))
     mark_invocations(ref, spans, agent_names, found)
@@ -810,7 +891,7 @@ def full_span(
     if ref.start_ns > ref.end_ns:
         return None
     sql = FULL_SPANS_SQL.replace("$span", "AND SpanId = {span:String}")
-    rows = _run_trace(sql, ref, tag="traces.span", span=span_id, limit=1)
+    rows = _run_trace(sql, ref, tag="traces.span", span=span_id, limit=1, **_CAPS)
     if not rows:
         return None
     span = _full_span(rows[0])
@@ -827,3 +908,97 @@ def _add_log_events(spans: list[FullSpan], logged: dict) -> None:
         extra = logged.get((s.trace_id, s.span_id))
         if extra:
             s.events = sorted([*s.events, *(Event(ts, name, attrs) for ts, name, attrs in extra)], key=lambda e: e.ts)
+
+
+# --- all of a span's attributes, resource, events or links, a page at a time ------------------------
+
+PART_PAGE = 1_000  # entries of a span part asked at once (the page's "show all", the API)
+
+
+def _entries(map_sql: str) -> str:
+    return (
+        f"{map_sql}.size0 AS total, arraySlice(mapKeys({map_sql}), {{first:UInt32}}, {{n:UInt32}}) AS keys,"
+        f" arraySlice(mapValues({map_sql}), {{first:UInt32}}, {{n:UInt32}}) AS values"
+    )
+
+
+_PART_COLUMNS = {
+    "attributes": _entries("SpanAttributes"),
+    "resource": _entries("ResourceAttributes"),
+    "events": (
+        "Events.Timestamp.size0 AS total,"
+        " arrayMap(t -> toUnixTimestamp64Nano(t), arraySlice(Events.Timestamp, {first:UInt32}, {n:UInt32})) AS ts,"
+        " arraySlice(Events.Name, {first:UInt32}, {n:UInt32}) AS names,"
+        f" arrayMap(m -> {_ITEM}, arraySlice(Events.Attributes, {{first:UInt32}}, {{n:UInt32}})) AS attributes"
+    ),
+    "links": (
+        "Links.TraceId.size0 AS total, arraySlice(Links.TraceId, {first:UInt32}, {n:UInt32}) AS trace_ids,"
+        " arraySlice(Links.SpanId, {first:UInt32}, {n:UInt32}) AS span_ids,"
+        " arraySlice(Links.TraceState, {first:UInt32}, {n:UInt32}) AS states,"
+        f" arrayMap(m -> {_ITEM}, arraySlice(Links.Attributes, {{first:UInt32}}, {{n:UInt32}})) AS attributes"
+    ),
+}
+SPAN_PARTS = tuple(_PART_COLUMNS)
+
+# The copy FULL_SPANS_SQL shows: the earliest start, a finished copy first.
+SPAN_PART_SQL = f"""
+SELECT toUnixTimestamp64Nano(Timestamp) AS span_ts, $columns
+FROM $table
+WHERE $trace AND SpanId = {{span:String}}
+ORDER BY Timestamp, SpanId, {_FINISHED_FIRST}
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class SpanPart:
+    """A page of one part of a span: `items` are (key, value) pairs for "attributes" and
+    "resource", Events for "events", link dicts (FullSpan.links' shape) for "links"; `offset` is
+    the first item's index (0-based) among the `total` the span holds, in their stored order."""
+
+    part: str
+    total: int
+    offset: int
+    items: list
+    span_ts: int = 0  # the span's start (ns): where its events' offsets count from
+
+    @property
+    def next_offset(self) -> int | None:
+        end = self.offset + len(self.items)
+        return end if end < self.total else None
+
+
+def span_part(ref: TraceRef, span_id: str, part: str, offset: int = 0, limit: int = PART_PAGE) -> SpanPart | None:
+    """`limit` items (at most PART_PAGE) of a span's `part` (one of SPAN_PARTS) from `offset`, with
+    the total; None if it is not a span of this project's trace. Each event's or link's own
+    attributes are capped at ITEM_ATTRIBUTES_READ (with their count), as in a whole span."""
+    if part not in _PART_COLUMNS:
+        raise BadQuery(f"a span part is one of {', '.join(SPAN_PARTS)}")
+    if ref.start_ns > ref.end_ns:
+        return None
+    rows = _run_trace(
+        SPAN_PART_SQL.replace("$columns", _PART_COLUMNS[part]),
+        ref,
+        tag=f"traces.span_{part}",
+        span=span_id,
+        first=offset + 1,
+        n=max(0, min(limit, PART_PAGE)),
+        item_attrs=ITEM_ATTRIBUTES_READ,
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    items: list
+    if part in ("attributes", "resource"):
+        items = list(zip(row["keys"], row["values"], strict=True))
+    elif part == "events":
+        items = [
+            Event(int(t), n, dict(a[1] or {}), int(a[0]))
+            for t, n, a in zip(row["ts"], row["names"], row["attributes"], strict=True)
+        ]
+    else:
+        items = [
+            _link(t, s, st, a)
+            for t, s, st, a in zip(row["trace_ids"], row["span_ids"], row["states"], row["attributes"], strict=True)
+        ]
+    return SpanPart(part, int(row["total"]), offset, items, int(row["span_ts"]))

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import threading
+import time
 
 from django.conf import settings
 
@@ -1076,7 +1079,56 @@ def set_retention(days: int) -> list[str]:
         statements.append(f"ALTER TABLE {table(name)} {verb} SETTINGS materialize_ttl_after_modify = 0")
     for sql in statements:
         clickhouse.command(sql, tag="schema.retention")
+    _retentions.clear()
     return statements
+
+
+# The TTL as the exporter writes it (its GenerateTTLExpr: the largest whole unit) and set_retention sets it.
+_TTL_RE = re.compile(r"\bTTL\s+toDateTime\(\w+\)\s*\+\s*toInterval(Second|Minute|Hour|Day|Week)\((\d+)\)")
+_UNIT_SECONDS = {"Second": 1, "Minute": 60, "Hour": 3600, "Day": 86400, "Week": 7 * 86400}
+_RETENTION_MAX_AGE_S = 60.0  # another process's `clickhouse_retention` is seen within this
+_retentions: dict[str, tuple[float, tuple[int, ...]]] = {}
+_retentions_lock = threading.Lock()
+
+
+def span_retentions(refresh: bool = True) -> tuple[int, ...]:
+    """The retention in seconds of each table a span must be in to be found: otel_traces (its whole
+    row), otel_spans (lists and trace pages) and the TraceId lookup, or their local tables on a
+    cluster; from each TTL `toDateTime(<time>) + toInterval<Unit>(n)` (a table without one, or with
+    a TTL of another shape, is left out). ClickHouse drops a row once that sum is <= now, at insert
+    too, and the 32-bit DateTime sum wraps past 2106-02-07 06:28:15 UTC.
+
+    Read at most once a minute (at once after ``set_retention`` here); with `refresh` False, or
+    when ClickHouse cannot answer, the last value read is kept (none before the first read), so a
+    caller in a hurry never waits for an engine that is down."""
+    database = clickhouse.database()
+    with _retentions_lock:
+        seen = _retentions.get(database)
+    if seen and (time.monotonic() - seen[0] < _RETENTION_MAX_AGE_S or not refresh):
+        return seen[1]
+    if not refresh:
+        return ()
+    names = [name + suffix for name in (TRACES, SPANS, LOOKUP) for suffix in ("", LOCAL_SUFFIX)]
+    try:
+        rows = clickhouse.query(
+            "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name IN {names:Array(String)}",
+            {"db": database, "names": names},
+            tag="schema.retentions",
+        )
+    except clickhouse.ClickHouseError as exc:
+        log.warning("retention unknown, kept as it was (asked again in a minute): %s", exc)
+        found = seen[1] if seen else ()
+    else:
+        found = tuple(
+            sorted(
+                int(match[2]) * _UNIT_SECONDS[match[1]]
+                for row in rows
+                if (match := _TTL_RE.search(row["engine_full"])) and int(match[2]) > 0
+            )
+        )
+    with _retentions_lock:
+        _retentions[database] = (time.monotonic(), found)
+    return found
 
 
 def current_ttl(name: str = TRACES) -> str:

@@ -39,6 +39,21 @@ from monitoring.web.views.dashboard import dashboard_tab, filter_query
 TEMPLATE = "monitoring/tabs/traces.html"
 _MORE_ROWS_TARGET = "trace-more"  # the "Older" row: htmx swaps it for the next page's rows
 _MAX_SHOWN_VALUE = 20_000  # characters of one attribute value in the span panel
+# A span panel stays small whatever the span holds (a sender may put 1,000,000 attributes or a
+# 20 MB value on one): it shows at most so many of each part, and each part's text within a
+# character budget shared by its values (each at least `least` characters, at most `most`). The
+# rest is a "show all" away, a page at a time (trace_spans ?part=).
+_NAME_CHARS = 100_000  # a span's name in the panel (the tree shows NAME_CHARS)
+_KEY_CHARS = 500  # an attribute key
+_ATTRIBUTES_BUDGET = 400_000  # the span attributes shown (at most trace_q.SPAN_ATTRIBUTES_READ)
+_RESOURCE_BUDGET = 50_000
+_SHOWN_ITEMS = 50  # events, exceptions and links shown in the panel; each event's attributes
+_ITEMS_BUDGET = 100_000  # the events' and exceptions' text
+_CHAT_MESSAGES = 200  # of the request, and of the response
+_CHAT_BUDGET = 400_000
+_TOOLS_SHOWN = 50
+_PART_PAGES = {"attributes": 1_000, "resource": 1_000, "events": 100, "links": 200}  # a "show all" page
+_PART_BUDGET = 500_000
 # What an empty sub-tab says (its label: monitoring/web/views/runs.py SUBTABS).
 KIND_EMPTY = {
     "agent": gettext_lazy("No agent spans match in this window."),
@@ -279,8 +294,21 @@ def _ticks(total_ns: int) -> list[tuple[float, str]]:
     return [(p, display.duration_ms(total_ns * p / 100 / 1e6)) for p in (0, 25, 50, 75, 100)]
 
 
-def _pretty(value: str) -> tuple[str, bool]:
-    """(text to show, whether it is JSON): JSON indented, long values cut."""
+def _share(count: int, budget: int, most: int = _MAX_SHOWN_VALUE, least: int = 200) -> int:
+    """Characters shown of each of `count` texts that share `budget`."""
+    return max(least, min(most, budget // max(count, 1)))
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and how many more there are."""
+    if len(text) <= limit:
+        return text
+    rest = display.count(len(text) - limit)
+    return text[:limit] + "\n… " + _("(%(count)s more characters)") % {"count": rest}
+
+
+def _pretty(value: str, limit: int = _MAX_SHOWN_VALUE) -> tuple[str, bool]:
+    """(text to show, whether it is JSON): JSON indented, long values cut at `limit` characters."""
     text = value
     stripped = value.strip()
     is_json = False
@@ -290,82 +318,160 @@ def _pretty(value: str) -> tuple[str, bool]:
             is_json = True
         except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             pass
-    if len(text) > _MAX_SHOWN_VALUE:
-        rest = display.count(len(text) - _MAX_SHOWN_VALUE)
-        text = text[:_MAX_SHOWN_VALUE] + "\n… " + _("(%(count)s more characters)") % {"count": rest}
-    return text, is_json
+    return _cut(text, limit), is_json
 
 
-def _chat(items: list[messages.Message]) -> list[dict]:
+def _chat(items: list[messages.Message]) -> dict:
+    """The first _CHAT_MESSAGES messages as the panel shows them, and how many more there are."""
+    shown = items[:_CHAT_MESSAGES]
+    limit = _share(len(shown), _CHAT_BUDGET // 2, most=_MAX_SHOWN_VALUE * 5, least=1_000)
     out = []
-    for m in items:
-        calls = [{"name": c.name, "id": c.id, "arguments": _pretty(c.arguments)[0]} for c in m.tool_calls]
+    for m in shown:
+        calls = [
+            {
+                "name": _cut(c.name, _KEY_CHARS),
+                "id": _cut(c.id, _KEY_CHARS),
+                "arguments": _pretty(c.arguments, limit)[0],
+            }
+            for c in m.tool_calls[:_SHOWN_ITEMS]
+        ]
         out.append(
             {
                 "role": m.role,
-                "content": _pretty(m.content)[0] if m.role == "tool" else m.content[: _MAX_SHOWN_VALUE * 5],
+                "content": _pretty(m.content, limit)[0] if m.role == "tool" else _cut(m.content, limit),
                 "tool_calls": calls,
-                "tool_call_id": m.tool_call_id,
-                "name": m.name,
-                "finish_reason": m.finish_reason,
+                "tool_call_id": _cut(m.tool_call_id, _KEY_CHARS),
+                "name": _cut(m.name, _KEY_CHARS),
+                "finish_reason": _cut(m.finish_reason, _KEY_CHARS),
             }
         )
-    return out
+    return {"messages": out, "more": len(items) - len(shown)}
+
+
+def _pairs(items, budget: int, most: int = _MAX_SHOWN_VALUE) -> list[tuple[str, str, bool]]:
+    """(key, value to show, whether it is a block) of attributes sharing `budget` characters."""
+    limit = _share(len(items), budget, most=most)
+    return [
+        (_cut(k, _KEY_CHARS), text, is_json or "\n" in text)
+        for k, (text, is_json) in ((k, _pretty(v, limit)) for k, v in items)
+    ]
+
+
+def _events(events: list[trace_q.Event], span_ts: int, budget: int) -> list[dict]:
+    """Events as the panel shows them, each with its first _SHOWN_ITEMS attributes."""
+    values = sum(min(len(e.attributes), _SHOWN_ITEMS) for e in events)
+    limit = _share(values, budget, most=2_000, least=100)
+    return [
+        {
+            "name": _cut(e.name, _KEY_CHARS),
+            "offset_ms": round((e.ts - span_ts) / 1e6, 3),
+            "attributes": [
+                (_cut(k, _KEY_CHARS), _cut(v, limit)) for k, v in sorted(e.attributes.items())[:_SHOWN_ITEMS]
+            ],
+            "attribute_count": e.attribute_count,
+        }
+        for e in events
+    ]
+
+
+def _part_link(project, span: trace_q.FullSpan, part: str) -> str:
+    """The "show all" of a capped part of the span: its first page (trace_spans ?part=)."""
+    url = reverse("monitoring:trace-spans", args=[project.id, span.trace_id])
+    return f"{url}?{urlencode({'span': span.span_id, 'part': part, 'offset': 0})}"
 
 
 def _span_panel(project, span: trace_q.FullSpan, t0: int) -> dict:
     attrs = span.attributes
+    caught = span.exceptions[:_SHOWN_ITEMS]
+    trace_limit = _share(len(caught) + 1, _ITEMS_BUDGET, least=1_000)
     exceptions = [
         {
-            "type": e.attributes.get("exception.type", ""),
-            "message": e.attributes.get("exception.message", ""),
-            "stacktrace": e.attributes.get("exception.stacktrace", ""),
+            "type": _cut(e.attributes.get("exception.type", ""), _KEY_CHARS),
+            "message": _cut(e.attributes.get("exception.message", ""), trace_limit),
+            "stacktrace": _cut(e.attributes.get("exception.stacktrace", ""), trace_limit),
             "offset_ms": round((e.ts - span.ts) / 1e6, 3),
         }
-        for e in span.exceptions
+        for e in caught
     ]
     if not any(e["stacktrace"] for e in exceptions) and attrs.get("error.stack_trace"):
         # LiteLLM puts the trace on the span too (and on some spans only there).
         exceptions.append(
             {
-                "type": attrs.get("error.type", ""),
-                "message": attrs.get("error.message", ""),
-                "stacktrace": attrs["error.stack_trace"],
+                "type": _cut(attrs.get("error.type", ""), _KEY_CHARS),
+                "message": _cut(attrs.get("error.message", ""), trace_limit),
+                "stacktrace": _cut(attrs["error.stack_trace"], trace_limit),
                 "offset_ms": None,
             }
         )
     params = messages.request_params(attrs)
     cost, cost_source = span.cost_usd, span.cost_source  # the invocation's, counted once (0 for a wrapper)
     span_events = [(e.name, e.attributes) for e in span.events]
+    others = [e for e in span.events if not e.is_exception]
+    tools = params.tools[:_TOOLS_SHOWN]
+    tool_limit = _share(len(tools), _ITEMS_BUDGET, least=1_000)
+    request, response = (
+        _chat(messages.request_messages(attrs, span_events)),
+        _chat(messages.response_messages(attrs, span_events)),
+    )
     return {
         "span": span,
+        "name": _cut(span.name, _NAME_CHARS),
+        "status_message": _cut(span.status_message, _MAX_SHOWN_VALUE),
         "offset_ms": round((span.ts - t0) / 1e6, 3),
         "cost": cost,
         "cost_source": cost_source,
-        "request": _chat(messages.request_messages(attrs, span_events)),
-        "response": _chat(messages.response_messages(attrs, span_events)),
+        "request": request["messages"],
+        "request_more": request["more"],
+        "response": response["messages"],
+        "response_more": response["more"],
         "params": params,
         "tools": [
             {
-                "name": t.name,
-                "description": t.description,
-                "parameters": _pretty(json.dumps(t.parameters))[0] if t.parameters else "",
+                "name": _cut(t.name, _KEY_CHARS),
+                "description": _cut(t.description, tool_limit),
+                "parameters": _pretty(json.dumps(t.parameters), tool_limit)[0] if t.parameters else "",
             }
-            for t in params.tools
+            for t in tools
         ],
+        "tools_more": len(params.tools) - len(tools),
         "exceptions": exceptions,
-        "events": [
-            {"name": e.name, "offset_ms": round((e.ts - span.ts) / 1e6, 3), "attributes": sorted(e.attributes.items())}
-            for e in span.events
-            if not e.is_exception
-        ],
-        "attributes": [
-            (k, text, is_json or "\n" in text)
-            for k, (text, is_json) in ((k, _pretty(v)) for k, v in sorted(attrs.items()))
-        ],
-        "resource": sorted(span.resource.items()),
+        "events": _events(others[:_SHOWN_ITEMS], span.ts, _ITEMS_BUDGET),
+        "links": span.links[:_SHOWN_ITEMS],
+        "attributes": _pairs(sorted(attrs.items()), _ATTRIBUTES_BUDGET),
+        "resource": _pairs(sorted(span.resource.items()), _RESOURCE_BUDGET, most=2_000),
+        "show_all": {
+            part: _part_link(project, span, part)
+            for part, cut in (
+                ("attributes", span.attributes_truncated),
+                ("resource", span.resource_truncated),
+                # span.event_count also counts the events past those read.
+                ("events", span.event_count > min(len(others), _SHOWN_ITEMS) + len(caught)),
+                ("links", span.link_count > _SHOWN_ITEMS),
+            )
+            if cut
+        },
         "replay_url": replay_url(project.id, span.trace_id, span.span_id) if span.is_llm_call else "",
     }
+
+
+def _part_page(project, trace_id: str, found: trace_q.SpanPart, span_id: str) -> dict:
+    """A "show all" page of a span part as trace_spans renders it (#span-part), values shared
+    within _PART_BUDGET, and the link to the next page."""
+    url = reverse("monitoring:trace-spans", args=[project.id, trace_id])
+    context: dict = {"project": project, "part": found.part, "total": found.total, "first": found.offset + 1}
+    context["last"] = found.offset + len(found.items)
+    if found.next_offset is not None:
+        context["next_url"] = f"{url}?{urlencode({'span': span_id, 'part': found.part, 'offset': found.next_offset})}"
+    if found.part in ("attributes", "resource"):
+        context["pairs"] = _pairs(found.items, _PART_BUDGET, most=2_000)
+    elif found.part == "events":
+        context["events"] = _events(found.items, found.span_ts, _PART_BUDGET)
+    else:
+        context["links"] = [
+            {**link, "attributes": [(_cut(k, _KEY_CHARS), _cut(v, 200)) for k, v in sorted(link["attributes"].items())]}
+            for link in found.items
+        ]
+    return context
 
 
 def _default_span(spans: list[trace_q.TreeSpan], root_id: str) -> str:
@@ -440,8 +546,10 @@ def _int_param(request, name: str, default: int, low: int, high: int) -> int:
 @login_required
 @require_GET
 def trace_spans(request, project_id, trace_id):
-    """htmx fragments of a trace page: `?span=<id>` the span panel, `?parent=<id>` (or empty for the
-    roots) a page of that span's children as tree rows (`after`, `depth`, `t0`, `tn` from the page)."""
+    """htmx fragments of a trace page: `?span=<id>` the span panel, `?span=<id>&part=<part>&offset=N`
+    a "show all" page of that span's attributes, resource, events or links (from the N-th, 0-based),
+    `?parent=<id>` (or empty for the roots) a page of that span's children as tree rows (`after`,
+    `depth`, `t0`, `tn` from the page)."""
     membership = access.get_membership(request.user, project_id)
     trace_id = _trace_id_or_404(trace_id)
     project = membership.project
@@ -451,6 +559,15 @@ def trace_spans(request, project_id, trace_id):
             if not spans_q.SPAN_ID.fullmatch(span_id):
                 raise spans_q.BadQuery("'span' must be 16 hex digits")
             ref = trace_q.locate(str(project.id), trace_id)
+            if "part" in request.GET:
+                part = request.GET["part"]
+                if part not in trace_q.SPAN_PARTS:
+                    raise spans_q.BadQuery(f"'part' is one of {', '.join(trace_q.SPAN_PARTS)}")
+                offset = _int_param(request, "offset", 0, 0, 2**31)
+                page = trace_q.span_part(ref, span_id, part, offset, _PART_PAGES[part])
+                if page is None:
+                    raise Http404("No such span in this project")
+                return render(request, TEMPLATE + "#span-part", _part_page(project, trace_id, page, span_id))
             span = trace_q.full_span(ref, span_id, project.agent_names)
             if span is None:
                 raise Http404("No such span in this project")
@@ -517,7 +634,13 @@ def api_traces(request, membership):
 
 @api_view
 def api_trace(request, membership, trace_id):
-    """GET /api/v1/projects/<id>/traces/<trace_id>: every span with attributes, events and links."""
+    """GET /api/v1/projects/<id>/traces/<trace_id>: every span with attributes, events and links.
+
+    Each span's attributes, resource, events and links are its first SPAN_ATTRIBUTES_READ /
+    SPAN_EVENTS_READ (each event's and link's attributes its first ITEM_ATTRIBUTES_READ; see
+    monitoring/queries/trace.py), in the order sent: `<part>_truncated` says whether any was left
+    out, and then `<count>` how many it holds (`attribute_count`, `resource_count`, `event_count`,
+    `link_count`); the rest is at api_span_part."""
     zone, error = zone_or_400(request)
     if error:
         return error
@@ -533,3 +656,42 @@ def api_trace(request, membership, trace_id):
         data["start"] = iso(data["start"], zone)
         items.append(data)
     return JsonResponse({"trace_id": trace_id, "spans": items, "truncated": len(spans) >= trace_q.MAX_TRACE_SPANS})
+
+
+@api_view
+def api_span_part(request, membership, trace_id, span_id, part):
+    """GET /api/v1/projects/<id>/traces/<trace_id>/spans/<span_id>/<part>?offset=&limit=: all of a
+    span's `attributes`, `resource`, `events` or `links`, a page at a time (limit at most
+    trace_q.PART_PAGE, 1,000), in the order sent: {"total", "offset", "items", "next_offset"};
+    attributes and resource as an object, events and links as in the trace (their own
+    attributes capped and flagged the same way); `next_offset` null on the last page."""
+    trace_id, span_id = trace_id.lower(), span_id.lower()
+    if not spans_q.TRACE_ID.fullmatch(trace_id) or not spans_q.SPAN_ID.fullmatch(span_id):
+        return JsonResponse({"error": "a trace id is 32 hex digits, a span id 16"}, status=400)
+    if part not in trace_q.SPAN_PARTS:
+        return JsonResponse({"error": f"a span part is one of {', '.join(trace_q.SPAN_PARTS)}"}, status=400)
+    try:
+        offset = _int_param(request, "offset", 0, 0, 2**31)
+        limit = _int_param(request, "limit", trace_q.PART_PAGE, 1, trace_q.PART_PAGE)
+    except spans_q.BadQuery as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    found = trace_q.span_part(trace_q.locate(membership.project_id, trace_id), span_id, part, offset, limit)
+    if found is None:
+        return JsonResponse({"error": "no such span"}, status=404)
+    if part in ("attributes", "resource"):
+        items: dict | list = dict(found.items)
+    elif part == "events":
+        items = [e.as_dict() for e in found.items]
+    else:
+        items = found.items
+    return JsonResponse(
+        {
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "part": part,
+            "total": found.total,
+            "offset": found.offset,
+            "items": items,
+            "next_offset": found.next_offset,
+        }
+    )
