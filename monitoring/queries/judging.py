@@ -175,28 +175,7 @@ def _targets(
         ),
         tag=tag,
     )
-    return [
-        Target(
-            kind=r["kind"],
-            trace_id=r["TraceId"],
-            span_id=r["SpanId"],
-            start_ns=int(r["start_ns"]),
-            name=r["Name"],
-            service=r["ServiceName"],
-            models=[m for m in r["Models"] if m],
-            agent=r["agent"],
-            duration_ms=round(float(r["ms"]), 3),
-            cost_usd=round(float(r["Cost"]), 10),
-            input_tokens=int(r["InputTokens"]),
-            output_tokens=int(r["OutputTokens"]),
-            failed=bool(int(r["IsError"])),
-            end_user=r["EndUser"],
-            session_id=r["SessionId"],
-            first_call=r["FirstCall"],
-            last_call=r["LastCall"],
-        )
-        for r in rows
-    ]
+    return [_target(r) for r in rows]
 
 
 def new_targets(
@@ -285,28 +264,7 @@ def targets_by_id(project_id: str, kind: str, keys: list[tuple[str, str]]) -> li
         ),
         tag="judging.by_id",
     )
-    return [
-        Target(
-            kind=r["kind"],
-            trace_id=r["TraceId"],
-            span_id=r["SpanId"],
-            start_ns=int(r["start_ns"]),
-            name=r["Name"],
-            service=r["ServiceName"],
-            models=[m for m in r["Models"] if m],
-            agent=r["agent"],
-            duration_ms=round(float(r["ms"]), 3),
-            cost_usd=round(float(r["Cost"]), 10),
-            input_tokens=int(r["InputTokens"]),
-            output_tokens=int(r["OutputTokens"]),
-            failed=bool(int(r["IsError"])),
-            end_user=r["EndUser"],
-            session_id=r["SessionId"],
-            first_call=r["FirstCall"],
-            last_call=r["LastCall"],
-        )
-        for r in rows
-    ]
+    return [_target(r) for r in rows]
 
 
 def _chat(message_list: list[messages.Message]) -> str:
@@ -399,3 +357,26 @@ def scores_written(project_id: str, evaluator_ids: list[int]) -> dict[str, int]:
         tag="judging.scores",
     )
     return {r["Author"].split(":", 1)[1]: int(r["n"]) for r in rows}
+
+
+def _target(r: dict) -> Target:
+    """A target read by either statement above (the same columns)."""
+    return Target(
+        kind=r["kind"],
+        trace_id=r["TraceId"],
+        span_id=r["SpanId"],
+        start_ns=int(r["start_ns"]),
+        name=r["Name"],
+        service=r["ServiceName"],
+        models=[m for m in r["Models"] if m],
+        agent=r["agent"],
+        duration_ms=round(float(r["ms"]), 3),
+        cost_usd=round(float(r["Cost"]), 10),
+        input_tokens=int(r["InputTokens"]),
+        output_tokens=int(r["OutputTokens"]),
+        failed=bool(int(r["IsError"])),
+        end_user=r["EndUser"],
+        session_id=r["SessionId"],
+        first_call=r["FirstCall"],
+        last_call=r["LastCall"],
+    )
