@@ -288,26 +288,11 @@ class PortalServer(TcpWSGIServer):
         ]
         for channel in late:
             if channel.request is not None and channel.socket is not None:  # a request began: say why it ends
-                _answer_and_close_gently(channel.socket, self.limits.request_timeout)
+                try:
+                    channel.socket.send(self.limits.request_timeout)
+                except OSError:
+                    pass
             channel.handle_close()
-
-
-def _answer_and_close_gently(sock: socket.socket, answer: bytes) -> None:
-    """Send `answer`, then end our side (FIN) after reading what the client already sent: closing a
-    socket with unread bytes sends a reset instead, which can make the client lose the answer
-    (Apache's "lingering close" avoids the same)."""
-    try:
-        sock.setblocking(False)
-        sock.send(answer)
-        for _ in range(64):  # what is queued now, bounded
-            if not sock.recv(65536):
-                break
-    except OSError:  # nothing more queued (EAGAIN), or the client is gone
-        pass
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
 
 
 def build_server(application, dispatcher, limits: ServingLimits, **adjustments) -> PortalServer | MultiSocketServer:
