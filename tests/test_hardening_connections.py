@@ -95,10 +95,15 @@ class Trickler(threading.Thread):
 
 def _trickle_until_answered(sock: socket.socket, data: bytes, seconds: float) -> bytes:
     """Sends ``data`` a byte every 0.5 s until the server answers (or ``seconds`` pass); the answer.
-    Reads before each byte, so a server's answer is seen before a write to a closed socket resets it."""
-    deadline = time.monotonic() + seconds
+    Reads before each byte, so a server's answer is seen before a write to a closed socket resets it;
+    and stops sending shortly before the server's deadline (still well inside any silence timeout):
+    a byte that reaches a socket the server has just closed draws a reset, and a reset makes the
+    kernel drop the 408 the client has not read yet."""
+    started = time.monotonic()
+    deadline = started + seconds
+    quiet_from = started + HEADER_TIMEOUT - 0.7
     for byte in data:
-        if time.monotonic() > deadline:
+        if time.monotonic() > quiet_from:
             break
         if select.select([sock], [], [], 0.5)[0]:
             return sock.recv(4096)
@@ -106,7 +111,8 @@ def _trickle_until_answered(sock: socket.socket, data: bytes, seconds: float) ->
             sock.sendall(bytes([byte]))
         except OSError:
             break
-    return sock.recv(4096) if select.select([sock], [], [], 1)[0] else b""
+    left = max(0.0, deadline - time.monotonic())
+    return sock.recv(4096) if select.select([sock], [], [], left)[0] else b""
 
 
 def _timed(conn: http.client.HTTPConnection, method: str, path: str, **kwargs):
