@@ -91,9 +91,10 @@ def _start_window() -> otlp.StartWindow:
 @require_POST
 def otlp_traces(request):
     """POST /v1/traces: an ExportTraceServiceRequest, answered with an ExportTraceServiceResponse."""
-    rules = otlp.Rules(_start_window(), settings.INGEST["MAX_SPAN_ENTRIES"])
 
     def rows_from_body(body, content_type, content_encoding, project_id):
+        # Asked once the key and the body's size are checked: the retention may take a read of the tables.
+        rules = otlp.Rules(_start_window(), settings.INGEST["MAX_SPAN_ENTRIES"])
         return decode.rows_from_body(body, content_type, content_encoding, project_id, rules)
 
     return _receive(request, batcher.SPANS, rows_from_body, otlp.encode_response, "spans")

@@ -212,7 +212,7 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
     if rq.cursor:
         keyset = f"({order}, TraceId) < ({{r_value:{value_type}}}, {{r_trace:String}})"
     value = rq.cursor.value if rq.cursor else 0
-    score_where, score_params = scores_q.conditions(flt.project_id, rq.scores, "run")
+    score_where, score_params = scores_q.conditions(rq.scores, "run")
     where += score_where
     params = {
         **score_params,

@@ -108,12 +108,13 @@ def from_query(query) -> tuple[ScoreCondition, ...]:
     return parse_all([raw] if isinstance(raw, str) else list(raw))
 
 
-def conditions(project_id: str, found: tuple[ScoreCondition, ...], level: str = "run") -> tuple[list[str], dict]:
+def conditions(found: tuple[ScoreCondition, ...], level: str = "run") -> tuple[list[str], dict]:
     """SQL conditions (with their parameters) keeping the runs (`level="run"`: by TraceId) or the
-    calls (`"call"`: by TraceId, SpanId) that satisfy every score condition."""
+    calls (`"call"`: by TraceId, SpanId) that satisfy every score condition; the statement binds
+    `{project:String}` itself."""
     key = "TraceId" if level == "run" else "(TraceId, SpanId)"
     out: list[str] = []
-    params: dict = {}  # the statement binds {project:String} itself
+    params: dict = {}
     for i, condition in enumerate(found):
         p = f"sc{i}_"
         having, values = condition.having(p)

@@ -294,7 +294,7 @@ def _select_stretch(
 ) -> list[dict]:
     cursor, cursor_params = _below_cursor(lq)
     search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
-    scored, score_params = scores_q.conditions(flt.project_id, lq.scores, "call")
+    scored, score_params = scores_q.conditions(lq.scores, "call")
     conditions = [
         "ProjectId = {project:String}",
         "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
