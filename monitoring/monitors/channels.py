@@ -16,12 +16,12 @@ email is plain text. Slack and webhook requests go through `egress` (no internal
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
 import smtplib
 import time
+import zoneinfo
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -30,8 +30,10 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from monitoring.models import UserPreference
 from monitoring.monitors import egress, sealing, wording
 from monitoring.monitors.models import Channel, Event, Monitor
+from monitoring.web import preferences
 
 TIMEOUT_SECONDS = 10
 SIGNATURE_HEADER = "X-Monitoring-Signature"
@@ -67,6 +69,7 @@ def notification(event: Event, channel: Channel) -> Notification:
     """The notification of a fired or resolved event, in the channel's language."""
     monitor = event.monitor
     language = channel.notify_language()
+    zone = notify_zone(channel)
     with translation.override(language):
         who = wording.group_label(monitor, event.group)
         metric = str(dict(_metric_labels())[monitor.metric])
@@ -95,7 +98,7 @@ def notification(event: Event, channel: Channel) -> Notification:
             fields.append((_("Previous window"), wording.value(monitor.metric, event.previous)))
         fields += [
             (_("Sample"), f"{event.sample or 0:,}"),
-            (_("Window"), f"{_stamp(event.window_start)} – {_stamp(event.window_end)} UTC"),
+            (_("Window"), _window(event.window_start, event.window_end, zone)),
             (_("Project"), monitor.project.name),
         ]
     return Notification(
@@ -157,8 +160,21 @@ def _metric_labels():
     return METRICS
 
 
-def _stamp(value) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if value else "–"
+def notify_zone(channel: Channel) -> str:
+    """The zone a channel's texts write times in: its creator's (their preference), else the
+    portal's default (settings.PORTAL_TIME_ZONE)."""
+    pref = UserPreference.objects.filter(user_id=channel.created_by_id).first() if channel.created_by_id else None
+    return preferences.valid_zone(pref.time_zone if pref else None) or settings.PORTAL_TIME_ZONE
+
+
+def _window(start, end, zone: str) -> str:
+    """ "2026-12-07 21:30 – 21:35 KST (UTC+09:00)": the end's date only when it is another day;
+    the zone named as the top bar names it (preferences.local_time)."""
+    if not start or not end:
+        return "–"
+    local = start.astimezone(zoneinfo.ZoneInfo(zone))
+    same_day = local.date() == end.astimezone(local.tzinfo).date()
+    return f"{local:%Y-%m-%d %H:%M} – {preferences.local_time(end, 'H:i' if same_day else 'Y-m-d H:i', zone)}"
 
 
 # --- bodies -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from monitoring.monitors.delivery import shown_error
 from monitoring.monitors.models import Channel, Delivery, Monitor
+from monitoring.web import preferences
 
 STALE_AFTER = dt.timedelta(minutes=5)
 
@@ -95,7 +96,7 @@ def delivery_problems(project_ids, now: dt.datetime | None = None, staff: bool =
                         "Not evaluated since %(since)s: is the monitors loop running "
                         "(the embedded server, or `manage.py run_monitors --loop`)?"
                     )
-                    % {"since": reference.strftime("%Y-%m-%d %H:%M UTC")},
+                    % {"since": preferences.local_time(reference)},
                     url,
                     reference,
                 )

@@ -27,6 +27,7 @@ from monitoring.monitors.forms import ChannelForm, MonitorForm, MuteForm, parse_
 from monitoring.monitors.models import Alert, Channel, Delivery, Monitor
 from monitoring.queries import facets as facets_q
 from monitoring.store import clickhouse, errors
+from monitoring.web import preferences
 from monitoring.web.forms import FilterForm, SpanFilter, Window
 from monitoring.web.views.dashboard import TABS
 
@@ -244,7 +245,7 @@ def monitor_mute(request, project_id, pk):
         else:
             until = timezone.now() + dt.timedelta(minutes=form.cleaned_data["minutes"])
             evaluation.mute(monitor, until, request.user)
-            messages.success(request, _("Muted until %(until)s UTC.") % {"until": until.strftime("%Y-%m-%d %H:%M")})
+            messages.success(request, _("Muted until %(until)s.") % {"until": preferences.local_time(until)})
     return redirect("monitoring:monitors:detail", membership.project_id, monitor.pk)
 
 

@@ -6,7 +6,7 @@ from django import template
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from monitoring.web import display
+from monitoring.web import display, preferences
 
 register = template.Library()
 
@@ -20,6 +20,12 @@ def duration(value) -> str:
     if value is None:
         return str(display.IN_PROGRESS)
     return display.duration_ms(value)
+
+
+@register.filter
+def zoned(value, fmt: str = "Y-m-d H:i") -> str:
+    """An instant in the viewer's zone, named: `2026-12-07 21:35 KST (UTC+09:00)` (preferences.local_time)."""
+    return preferences.local_time(value, fmt)
 
 
 register.filter("percent", display.percent)

@@ -16,7 +16,7 @@ import functools
 import zoneinfo
 
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import dateformat, timezone, translation
 
 TZ_COOKIE = "apm_tz"
 COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -49,6 +49,25 @@ def zone_label(zone: str, at: dt.datetime | None = None) -> str:
     if abbreviation and abbreviation[0] not in "+-" and abbreviation != "UTC":
         return f"{abbreviation} ({offset})"
     return offset
+
+
+def active_zone() -> str:
+    """The IANA name of the zone times are shown in now: the viewer's during a request
+    (PreferenceMiddleware), the one a notification is written in (`timezone.override`), else the
+    project default."""
+    return valid_zone(timezone.get_current_timezone_name()) or settings.PORTAL_TIME_ZONE
+
+
+def local_time(value: dt.datetime | None, fmt: str = "Y-m-d H:i", zone: str | None = None) -> str:
+    """An instant as the wall-clock time of `zone` (default: active_zone()) in Django's date format
+    `fmt`, named as the top bar names zones: `2026-12-07 21:35 KST (UTC+09:00)`. "" for None.
+    Every time written with its zone (monitor pages, e-mail, Slack and webhook text) uses this, so
+    no text says "UTC" of a time in another zone."""
+    if value is None:
+        return ""
+    name = valid_zone(zone) or active_zone()
+    local = value.astimezone(zoneinfo.ZoneInfo(name))
+    return f"{dateformat.format(local, fmt)} {zone_label(name, value)}"
 
 
 def _preference(request):
