@@ -50,9 +50,9 @@ def test_slack_gets_a_block_kit_message(client, project, ingest_key, settings):
     assert body["text"].startswith("Firing: Spend per user")
     kinds = [b["type"] for b in body["blocks"]]
     assert kinds == ["header", "section", "section", "actions", "context"]
-    assert body["blocks"][1]["text"]["text"] == "end user ann: Cost (USD) is $2.5000"
+    assert body["blocks"][1]["text"]["text"] == "end user ann: Cost (USD) is $2.50"
     fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in body["blocks"][2]["fields"]}
-    assert fields["*Value*"] == "$2.5000" and fields["*Sample*"] == "1"
+    assert fields["*Value*"] == "$2.50" and fields["*Sample*"] == "1"
     urls = [e["url"] for e in body["blocks"][3]["elements"]]
     assert urls[0] == f"https://monitor.example.com/admin/monitoring/{project.id}/monitors/{m.pk}/"
     assert urls[1].startswith(f"https://monitor.example.com/admin/monitoring/{project.id}/analytics/?from=")
@@ -95,10 +95,10 @@ def test_email_arrives_over_smtp_in_korean(client, project, ingest_key, settings
     korean = by_to["oncall@example.com, lead@example.com"]
     assert korean["Subject"] == "[모니터링] 발생: Spend per user"
     text = korean.get_content()
-    assert "최종 사용자 ann: 비용 (USD) 값 $2.5000" in text
+    assert "최종 사용자 ann: 비용 (USD) 값 $2.50" in text
     english = by_to["ops@example.com"]
     assert english["Subject"] == "[Monitoring] Firing: Spend per user"
-    assert "end user ann: Cost (USD) is $2.5000" in english.get_content()
+    assert "end user ann: Cost (USD) is $2.50" in english.get_content()
 
 
 def test_a_dead_channel_is_retried_with_backoff_and_reported(client, project, ingest_key, alice):

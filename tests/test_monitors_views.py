@@ -48,7 +48,7 @@ def test_an_admin_creates_a_monitor_with_filters_and_a_channel(client, alice, pr
     assert (m.services, m.model_names, m.status, m.group_by) == (["api"], ["gpt-4o"], "error", "user")
     assert list(m.channels.all()) == [slack] and m.created_by == alice
     detail = client.get(r["Location"]).content.decode()
-    assert "Spend per user" in detail and "Cost (USD) · Each end user · last 30 days is above $20.0000" in detail
+    assert "Spend per user" in detail and "Cost (USD) · Each end user · last 30 days is above $20.00" in detail
 
 
 def test_bad_input_is_a_400_with_the_reason(client, alice, project, other_project):
@@ -103,7 +103,7 @@ def test_evaluate_now_mute_ack_and_history(client, alice, project, ingest_key, s
     client.force_login(alice)
     r = client.post(base(project) + f"{spend.pk}/evaluate", follow=True)
     html = r.content.decode()
-    assert "Evaluated: 1 fired, 0 resolved." in html and 'data-state="firing"' in html and "$3.0000" in html
+    assert "Evaluated: 1 fired, 0 resolved." in html and 'data-state="firing"' in html and "$3.00" in html
     alert = spend.open_alerts().get()
     client.post(base(project) + f"{spend.pk}/alerts/{alert.pk}/acknowledge")
     alert.refresh_from_db()
@@ -136,7 +136,7 @@ def test_the_pages_in_korean(client, alice, project, spend):
 
     client.force_login(alice)
     with translation.override("ko"):
-        assert wording.rule(spend) == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.0000"
+        assert wording.rule(spend) == "비용 (USD) · 프로젝트 전체 · 최근 1시간 · 초과 $1.00"
     # The request's language comes from LocaleMiddleware: the browser's Accept-Language here.
     korean = {"Accept-Language": "ko"}
     html = client.get(base(project), headers=korean).content.decode()

@@ -5,14 +5,16 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from monitoring.monitors import models as m
+from monitoring.web import display
 
 
 def value(metric: str, number: float | None) -> str:
-    """A metric's value with its unit: "$12.3400", "1,234", "12.50%", "850 ms" / "1.2 s"."""
+    """A metric's value with its unit: "$12.34", "$0.000266" (the digits a cost needs, as on every
+    page: display.usd), "1,234", "12.50%", "850 ms" / "1.2 s"."""
     if number is None:
         return "–"
     if metric == m.COST:
-        return f"${number:,.4f}"
+        return display.usd(number)
     if metric in (m.FAIL_RATE, m.SCORE_FAILING):
         return f"{number:,.2f}%"
     if metric == m.SCORE_MEAN:
@@ -29,7 +31,7 @@ def threshold(monitor) -> str:
 
 
 def rule(monitor) -> str:
-    """The monitor as one sentence, e.g. "Cost (USD) of each end user over 30 days is above $20.0000"."""
+    """The monitor as one sentence, e.g. "Cost (USD) of each end user over 30 days is above $20.00"."""
     metric = str(dict(m.METRICS)[monitor.metric])
     if monitor.scores:
         metric += f" ({monitor.score_name or _('every evaluation')})"

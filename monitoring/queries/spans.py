@@ -186,7 +186,11 @@ class SpanRow:
         return self.duration_ms is None
 
     def as_dict(self) -> dict:
+        """The API's and the exports' row; an unpriced call's `cost_usd` is null (an empty CSV cell),
+        never 0: it has no reported cost and no known price (README, "Cost")."""
         data = asdict(self)
+        if self.cost_source == "unpriced":
+            data["cost_usd"] = None
         data["time"] = iso(self.time)
         data["timestamp_ns"] = data.pop("ts")
         return data

@@ -110,8 +110,12 @@ class Timeseries:
         return not any(self.total("llm_calls")) and not any(self.runs)
 
     def points(self) -> list[dict]:
-        """The API's shape: one point per bucket, totals over models (times ISO 8601 with offset)."""
-        totals = {m: self.total(m) for m in (*METRICS, "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")}
+        """The API's shape: one point per bucket, totals over models (times ISO 8601 with offset);
+        `cost_usd` leaves out the bucket's `unpriced_calls` (no reported cost, no known price)."""
+        totals = {
+            m: self.total(m)
+            for m in (*METRICS, "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "unpriced_calls")
+        }
         latency = self.avg_latency_ms()
         return [
             {

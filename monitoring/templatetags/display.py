@@ -12,6 +12,7 @@ register = template.Library()
 
 register.filter("count", display.count)
 register.filter("usd", display.usd)
+register.filter("unpriced_usd", display.unpriced_usd)
 
 
 @register.filter

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import html
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -132,6 +133,29 @@ def _counts(largest: float) -> dict:
     return {"tickformat": ",d", "dtick": 1} if largest <= 5 else {"tickformat": ",d"}
 
 
+def _decimals(largest: float, least: int = 0) -> int:
+    """Decimals a tick label needs on an axis from 0 to `largest`: plotly puts about ten ticks on
+    it, so a twentieth of it must still differ in the last digit shown ($0.00015 and $0.0002 are
+    not both "$0.0002"); at most 10. Formats end in "~", so trailing zeros are dropped."""
+    if largest <= 0 or not math.isfinite(largest):
+        return least
+    return min(10, max(least, math.ceil(-math.log10(largest / 20))))
+
+
+def _usd_axis(largest: float) -> dict:
+    """A USD axis from 0 to `largest` whose ticks never repeat a label."""
+    return {"tickprefix": "$", "tickformat": f",.{_decimals(largest, 2)}~f"}
+
+
+def _rate_axis(largest: float) -> dict:
+    """A share axis (0..1 as %): 0-100 % in quarters when nothing failed (a flat line on a fixed
+    scale, not 0-4.8 %), else up to a little above the largest point, with the digits its ticks need."""
+    if not largest:
+        return {"range": [0, 1], "tickformat": ".0%", "dtick": 0.25}
+    top = min(1.0, max(0.05, largest * 1.15))
+    return {"range": [0, top], "tickformat": f".{max(0, _decimals(top) - 2)}~%"}
+
+
 def model_colours(models) -> dict[str, str]:
     """A model keeps its colour across charts; models are given in the order they are drawn."""
     return {m: (PALETTE[i % len(PALETTE)] if m else NO_MODEL) for i, m in enumerate(models)}
@@ -199,23 +223,41 @@ def _model_label(model: str) -> str:
 
 
 def cost_trend(series: Timeseries, colours: dict[str, str]) -> dict | None:
-    """Stacked bars: USD per bucket, one colour per model."""
-    if not any(series.total("cost_usd")):
+    """Stacked bars: USD per bucket, one colour per model; calls without a price as open marks on
+    the zero line, their count in the hover (unpriced, not $0)."""
+    if not any(series.total("cost_usd")) and not any(series.extra["unpriced_calls"]):
         return None
     x = _x(series)
     bars = [
         _trace(
             "bar",
             x=x,
-            y=[round(v, 6) for v in values],
+            y=[round(v, 10) for v in values],
             name=_model_label(model),
             marker_color=colours.get(model, OTHER),
-            hovertemplate="%{fullData.name}: $%{y:,.4f}<extra></extra>",
+            customdata=[display.usd(v) for v in values],  # the digits a tiny cost needs, as on the cards
+            hovertemplate="%{fullData.name}: %{customdata}<extra></extra>",
         )
         for model, values in _folded(series, "cost_usd")
         if any(values)
     ]
-    return _stacked(bars, series, {"tickprefix": "$", "tickformat": ",.4~f"}, height=320)
+    unpriced = series.extra["unpriced_calls"]
+    if any(unpriced):  # calls without a price add nothing to a bar: their count is in the hover
+        label = str(display.UNPRICED)
+        bars.append(
+            _trace(
+                "scatter",
+                x=x,
+                y=[0 if n else None for n in unpriced],
+                name=label,
+                mode="markers",
+                marker={"color": OTHER, "size": 6, "symbol": "circle-open"},
+                customdata=[display.unpriced_usd(0, n) for n in unpriced],
+                hovertemplate="%{customdata}<extra></extra>",
+            )
+        )
+    totals = series.total("cost_usd")
+    return _stacked(bars, series, _usd_axis(max(totals)), height=320)
 
 
 def token_usage(series: Timeseries, colours: dict[str, str]) -> dict | None:
@@ -274,7 +316,7 @@ def calls_and_errors(series: Timeseries) -> dict | None:
         return None
     x = _x(series)
     ok, failed, rate_name = _("ok"), _("failed"), _("error rate")
-    rates = [round(e / c, 4) if c else None for c, e in zip(calls, errors, strict=False)]
+    rates = [round(e / c, 6) if c else None for c, e in zip(calls, errors, strict=False)]
     ok_bars = _trace(
         "bar",
         x=x,
@@ -296,7 +338,8 @@ def calls_and_errors(series: Timeseries) -> dict | None:
         connectgaps=False,
         line={"color": ERROR, "width": 1.5, "dash": "dot"},
         marker={"size": 4},
-        hovertemplate=f"{rate_name}: %{{y:.1%}}<extra></extra>",
+        customdata=[display.percent(r, 2) if r is not None else "" for r in rates],
+        hovertemplate=f"{rate_name}: %{{customdata}}<extra></extra>",
     )
     return _figure(
         [ok_bars, failed_bars, rate_line],
@@ -309,13 +352,12 @@ def calls_and_errors(series: Timeseries) -> dict | None:
         yaxis2={
             "overlaying": "y",
             "side": "right",
-            "tickformat": ".1~%",
             "rangemode": "tozero",
             "showgrid": False,
             "zeroline": False,
             "tickfont": {"color": MUTED},
             # A rate never exceeds 100 %: the axis stops there, with a little room above a 100 % point.
-            "range": [0, min(1.0, max(0.05, max(r for r in rates if r is not None) * 1.15))],
+            **_rate_axis(max(r for r in rates if r is not None)),
         },
     )
 
@@ -552,7 +594,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         f"<b>{_share_label(s, dim)}</b><br>"
         + _("%(cost)s · %(calls)s calls · %(failed)s failed<br>%(input)s in / %(output)s out tokens · avg %(latency)s")
         % {
-            "cost": display.usd(s.cost_usd),
+            "cost": display.unpriced_usd(s.cost_usd, s.unpriced),
             "calls": display.count(s.calls),
             "failed": display.count(s.errors),
             "input": display.count(s.input_tokens),
@@ -566,13 +608,15 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
     cost_bars = _trace(
         "bar",
         y=labels,
-        x=[round(s.cost_usd, 6) for s in shares],
+        x=[round(s.cost_usd, 10) for s in shares],
         orientation="h",
         marker_color=bar_colours,
         customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
         showlegend=False,
-        texttemplate="$%{x:,.4~f}",
+        # The label says what the bar cannot: a tiny cost's digits, calls without a price (not $0).
+        text=[display.unpriced_usd(s.cost_usd, s.unpriced) for s in shares],
+        texttemplate="%{text}",
         textposition="outside",
         cliponaxis=False,
         textfont={"size": 10},
@@ -609,8 +653,7 @@ def breakdown(shares: list[Share], dim: str, colours: dict[str, str] | None = No
         # Room right of the longest cost bar for its label.
         xaxis={
             "domain": [0, 0.47],
-            "tickprefix": "$",
-            "tickformat": ",.4~f",
+            **_usd_axis(max(s.cost_usd for s in shares)),
             "range": [0, max(s.cost_usd for s in shares) * 1.4 or 1],
         },
         xaxis2={"domain": [0.53, 1], "anchor": "y", "rangemode": "tozero", **_counts(max(s.calls for s in shares))},

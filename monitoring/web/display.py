@@ -9,10 +9,11 @@ library) share these functions, so a number reads the same on every page.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils.formats import get_format, number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from monitoring.semantics import semconv
 
@@ -39,7 +40,23 @@ OK, ERROR = "ok", "error"
 
 
 def _number(value: float, places: int) -> str:
+    """`value` rounded half away from zero to `places` decimals, grouped in the active locale.
+    Django's number_format cuts the decimals it drops (0.000266 to 4 places read 0.0002): the
+    value is rounded here first, from its shortest decimal spelling (2.675 -> 2.68, as written)."""
+    if isinstance(value, float) and math.isfinite(value):
+        value = Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)  # type: ignore[assignment]
     return number_format(value, places, use_l10n=True, force_grouping=True)
+
+
+def usd_places(amount: float) -> int:
+    """The decimals an amount in USD needs: 2 from $1, 4 from a cent, else three significant
+    digits of a fraction of a cent (a single call's cost), at most 8 ($0.000354, $0.00000125)."""
+    size = abs(amount)
+    if size >= 1 or size == 0 or not math.isfinite(size):
+        return 2
+    if size >= 0.01:
+        return 4
+    return min(8, 2 - math.floor(math.log10(size)))
 
 
 def count(value) -> str:
@@ -64,27 +81,44 @@ def score(value) -> str:
 
 
 def usd(value, places: int | None = None) -> str:
-    """US dollars with the decimals the amount needs: $1,234.57 · $0.0125 · $0.50 · $0.000354 · $0;
-    with `places`, exactly that many (a column of per-call costs lines up: $0.002000, $0.000354)."""
+    """US dollars with the decimals the amount needs (usd_places): $1,234.57 · $0.0125 · $0.50 ·
+    $0.000354 · $0; with `places`, that many (a column of per-call costs lines up: $0.002000,
+    $0.000354), or more when fewer would show a cost as $0.000000. Rounded, never cut. An unknown
+    cost (None: an unpriced call) is "", never $0: see unpriced_usd."""
     try:
         amount = float(value)
     except (TypeError, ValueError):
         return ""
     if places is not None and math.isfinite(amount):
-        return ("-$" if amount < 0 else "$") + _number(abs(amount), int(places))
+        places = max(int(places), usd_places(amount)) if amount else int(places)
+        return ("-$" if amount < 0 else "$") + _number(abs(amount), places)
     if amount == 0 or not math.isfinite(amount):
         return "$0"
     size = abs(amount)
-    if size >= 1:
-        places = 2
-    elif size >= 0.01:
-        places = 4
-    else:  # three significant digits of a fraction of a cent (a single call's cost), at most 8 places
-        places = min(8, 2 - math.floor(math.log10(size)))
-    whole, _sep, fraction = f"{round(size, places):.{places}f}".partition(".")
+    places = usd_places(size)
+    whole, _sep, fraction = f"{_number_plain(size, places)}".partition(".")
     fraction = fraction.rstrip("0").ljust(2, "0")  # $0.50, $0.0125, not $0.5000
     text = _number(int(whole), 0) + get_format("DECIMAL_SEPARATOR") + fraction
     return ("-$" if amount < 0 else "$") + text
+
+
+def _number_plain(value: float, places: int) -> str:
+    """`value` rounded half away from zero to `places` decimals, "1234.5600" (no grouping)."""
+    return f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP):f}"
+
+
+def unpriced_usd(cost, unpriced: int) -> str:
+    """A sum of costs that leaves out `unpriced` calls (no reported cost, no known price), as the
+    README says it reads: "$0.2538 + 13 unpriced", "13 unpriced" when nothing was priced (never
+    "$0"), or usd(cost) when every call has a cost."""
+    if not unpriced:
+        return usd(cost)
+    calls = ngettext("%(count)s unpriced", "%(count)s unpriced", unpriced) % {"count": count(unpriced)}
+    try:
+        priced = float(cost or 0)
+    except (TypeError, ValueError):
+        priced = 0.0
+    return f"{usd(priced)} + {calls}" if priced else calls
 
 
 def duration_ms(value) -> str:

@@ -125,7 +125,10 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
         Kpi(
             "total-cost",
             _("Total Cost"),
-            display.usd(current.total_cost_usd),
+            # Nothing priced but calls without a price: "3 unpriced", never "$0".
+            display.usd(current.total_cost_usd)
+            if current.total_cost_usd or not current.unpriced_calls
+            else display.unpriced_usd(0, current.unpriced_calls),
             delta(current.total_cost_usd, previous.total_cost_usd, up_is_bad=True),
             _cost_detail(current),
             trends.get("total-cost"),
@@ -190,14 +193,15 @@ MAX_NAMED_MODELS = 3
 
 
 def _unpriced_warning(current) -> str:
-    """Calls with tokens but no reported cost and no known price add $0 to the total: say so, and which models."""
+    """Calls with tokens but no reported cost and no known price add nothing to the total (they are
+    unpriced, not free: README, "Cost"): say how many, and which models."""
     if not current.unpriced_calls:
         return ""
     models = current.unpriced_models[:MAX_NAMED_MODELS]
     names = ", ".join(models) + ("…" if len(current.unpriced_models) > MAX_NAMED_MODELS else "")
     return ngettext(
-        "%(count)s call has no price (%(models)s) and is counted as $0: set one in Django admin, Projects, model prices.",
-        "%(count)s calls have no price (%(models)s) and are counted as $0: set one in Django admin, Projects, model prices.",
+        "%(count)s call has no price (%(models)s) and is not in the total: set one in Django admin, Projects, model prices.",
+        "%(count)s calls have no price (%(models)s) and are not in the total: set one in Django admin, Projects, model prices.",
         current.unpriced_calls,
     ) % {"count": display.count(current.unpriced_calls), "models": names}
 

@@ -43,11 +43,19 @@ def analytics(request, flt, membership):
         "day": (_("USD per day, by model"), _("tokens per day, by model"), _("calls per day"), _("per day")),
     }[series.bucket]
     part_url = reverse("monitoring:analytics-part", args=[membership.project_id, "{part}"]) + filter_query(request)
+    unpriced = sum(series.total("unpriced_calls"))
+    cost_note = per[0]
+    if unpriced:  # not in the bars, and not free either (README, "Cost")
+        cost_note += " · " + ngettext(
+            "%(count)s call without a price is not in the bars",
+            "%(count)s calls without a price are not in the bars",
+            unpriced,
+        ) % {"count": display.count(unpriced)}
     panels = [  # in the order the grid shows them; a None figure shows its empty text instead
         _panel(
             "cost-trend",
             _("Cost Trend"),
-            per[0],
+            cost_note,
             charts.cost_trend(series, colours),
             _("No cost in this window."),
             wide=True,
@@ -86,7 +94,7 @@ def analytics(request, flt, membership):
     ]
     totals = {m: sum(series.total(m)) for m in timeseries_q.METRICS}
     stats = [
-        {"label": _("Cost"), "key": "cost_usd", "text": display.usd(totals["cost_usd"])},
+        {"label": _("Cost"), "key": "cost_usd", "text": display.unpriced_usd(totals["cost_usd"], unpriced)},
         {"label": _("LLM calls"), "key": "llm_calls", "text": display.count(totals["llm_calls"])},
         {"label": _("Failed"), "key": "errors", "text": display.count(totals["errors"])},
         {"label": _("Input tokens"), "key": "input_tokens", "text": display.count(totals["input_tokens"])},
