@@ -1,17 +1,24 @@
 """Lists people use every day: Sessions and Users paged, sorted by each column and searched (pages and
-the read API), against the real engine.
+the read API), the exports of every list, against the real engine.
 
 Seeded: 120 sessions of 60 end users, one plain gateway call each (session s-000 … s-119 a second
 apart, newest last; call i has i + 1 output tokens, and every seventh call failed).
 """
 
+import csv
 import datetime as dt
+import io
+import json
 import re
 
 import pytest
+import test_runs_sessions as seeded
 from otlp import S, send
 
 pytestmark = pytest.mark.django_db
+
+world = seeded.world  # the runs, sessions and end users of that module (a fixture)
+tid = seeded.tid
 
 AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=40)
 N = 120
@@ -146,3 +153,58 @@ def test_the_api_item_shape(client, alice, project, crowd):
     assert (item["input_tokens"], item["output_tokens"]) == (10, 8)
     assert item["first_seen"].endswith("+09:00") and item["last_seen"] == item["first_seen"]
     assert item["cost_usd"] > 0 and item["unpriced"] == 0
+
+
+# --- exports ---------------------------------------------------------------------------------------
+
+
+def export(client, project, fmt: str, **params):
+    r = client.get(f"/admin/monitoring/{project.id}/traces/export.{fmt}", {"range": "24h", **params})
+    assert r.status_code == 200, r.content
+    body = b"".join(r.streaming_content).decode()
+    return r, (list(csv.DictReader(io.StringIO(body))) if fmt == "csv" else json.loads(body))
+
+
+def test_the_agent_runs_list_exports_as_it_is_sorted_and_narrowed(client, alice, project, world):
+    client.force_login(alice)
+    html = client.get(f"/admin/monitoring/{project.id}/traces/", {"range": "24h", "sort": "cost"}).content.decode()
+    link = re.search(r'href="([^"]+)" download hx-boost="false" data-export="csv"', html).group(1)
+    assert "export.csv" in link and "kind=runs" in link and "sort=cost" in link
+    r, rows = export(client, project, "csv", kind="runs")
+    assert re.fullmatch(
+        r'attachment; filename="traces-alices-project-runs-\d{8}T\d{6}Z\.csv"', r["Content-Disposition"]
+    )
+    assert [row["trace_id"] for row in rows] == [tid(world[k]) for k in ("r5", "r4", "r3", "r2", "r1")]
+    first = rows[-1]
+    assert (first["end_user"], first["session"], first["llm_calls"], first["status"]) == (
+        "kim@example.com",
+        "chat-42",
+        "2",
+        "OK",
+    )
+    assert (first["first_input"], first["last_output"]) == ("Where is my order 1182?", "Order 1182 ships tomorrow.")
+    assert first["input_tokens"] == "200" and first["duration_ms"] == "1000.0" and first["name"] == "support_agent"
+    assert rows[1]["unpriced_calls"] == "1" and rows[1]["first_input"] == "안녕하세요, 환불 가능한가요?"
+    _, data = export(client, project, "json", kind="runs", session="chat-42", sort="duration")
+    assert [i["trace_id"] for i in data["items"]] == [tid(world[k]) for k in ("r2", "r3", "r1")]
+    assert data["items"][0]["last_output"] == "I could not reach the address service." and data["count"] == 3
+    bad = client.get(f"/admin/monitoring/{project.id}/traces/export.csv", {"kind": "runs", "sort": "name"})
+    assert bad.status_code == 400
+
+
+def test_span_exports_carry_end_user_session_and_the_input_and_output_text(client, alice, project, world):
+    client.force_login(alice)
+    _, rows = export(client, project, "csv", kind="llm")
+    by_input = {row["input"]: row for row in rows}
+    asked = by_input["Where is my order 1182?"]
+    assert (asked["output"], asked["end_user"], asked["session"]) == (
+        "Let me look it up.",
+        "kim@example.com",
+        "chat-42",
+    )
+    assert by_input["It was last week"]["output"] == "Order 1182 ships tomorrow."
+    plain = next(row for row in rows if row["service"] == "backend")  # a gateway call of chat-42, no messages
+    assert (plain["session"], plain["input"], plain["output"]) == ("chat-42", "", "")
+    _, data = export(client, project, "json", kind="all", q="ping")
+    call = next(i for i in data["items"] if i["name"] == "ChatCompletion")
+    assert (call["input"], call["output"], call["end_user"], call["session"]) == ("ping", "pong", "", "")

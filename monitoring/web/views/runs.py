@@ -23,6 +23,7 @@ from monitoring.quality import views as quality_views
 from monitoring.queries import runs as runs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries import sessions as sessions_q
+from monitoring.queries import spans as spans_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import BadQuery, iso
 from monitoring.store.sql import to_nanos
@@ -113,6 +114,10 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
         "newest_url": base + filter_query(request, **keep) if rq.cursor else "",
         "clear_url": base + filter_query(request, kind="runs", sort=keep["sort"]),
+        # Every page of the list as it is sorted and narrowed (monitoring/web/views/traces.py export).
+        "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
+        "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
+        "export_max_rows": display.count(spans_q.EXPORT_MAX_ROWS),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
         "filter_hidden": [
