@@ -43,6 +43,8 @@ urlpatterns = [
     path("api/v1/projects/<str:project_id>/overview", api.overview, name="api-overview"),
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
+    path("api/v1/projects/<str:project_id>/sessions", runs.api_sessions, name="api-sessions"),
+    path("api/v1/projects/<str:project_id>/users", runs.api_users, name="api-users"),
     # Before the quality app's scores/<score_id>: "summary" is not a score id.
     path("api/v1/projects/<str:project_id>/scores/summary", analytics.api_score_summary, name="api-score-summary"),
     path("api/v1/projects/<str:project_id>/traces/<str:trace_id>", traces.api_trace, name="api-trace"),

@@ -324,8 +324,8 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
         ask(f"{key}/breakdowns", lambda flt=flt: breakdowns(flt))
         ask(f"{key}/latency", lambda flt=flt: latency.latency(flt))
         ask(f"{key}/flow", lambda flt=flt: flow.agent_flow(flt))
-        ask(f"{key}/sessions", lambda flt=flt: sessions.sessions(flt))
-        ask(f"{key}/users", lambda flt=flt: sessions.users(flt))
+        ask(f"{key}/sessions", lambda flt=flt: sessions.sessions(flt).items)
+        ask(f"{key}/users", lambda flt=flt: sessions.users(flt).items)
         ask(f"{key}/recent_runs", lambda flt=flt: replay.recent_runs(flt))
         for group_by in metrics.GROUP_BYS:
             ask(
@@ -340,7 +340,7 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
         ask(f"{key}/traces/slow", lambda flt=flt, size=size: _spans_pages(flt, size, kind="llm", min_ms=500))
         for sort in runs.SORTS:
             ask(f"{key}/runs/{sort}", lambda flt=flt, sort=sort: _runs_pages(flt, sort))
-    for s in sessions.sessions(filters["days"]):
+    for s in sessions.sessions(filters["days"]).items:
         ask(f"session/{s.key}", lambda s=s: sessions.session_runs(filters["days"], s.key))
     # The sample's traces: each trace page's parts and Replay's run.
     trace_ids = sorted(sample)

@@ -259,3 +259,21 @@ def test_korean_numbers_and_durations(client, alice, project, settings):
     with translation.override("en"):
         assert display.duration_ms(125_000) == "2 min 5 s" and display.duration_ms(850) == "850 ms"
         assert display.status("Unset") == ("ok", "OK") and display.status("Error") == ("error", "Error")
+
+
+# Korean msgstrs that may equal their English msgid: nothing in them is an English word to translate.
+SAME_IN_KOREAN = {"%(value)s ms", "%(user)s (API)", "str.format ({input})", "URL"}
+
+
+def test_no_korean_translation_is_the_english_text_again():
+    """A msgstr copied from its msgid ("Temperature", "Trace ID", "Span", "scope") left English on
+    Korean pages while the catalogue looked complete."""
+    ko = korean()
+    same = sorted(
+        key[1]
+        for key, entry in ko.items()
+        if key[1] not in SAME_IN_KOREAN
+        and re.search(r"[A-Za-z]{2,}", PLACEHOLDER.sub("", key[1]))
+        and any(t in (key[1], key[2]) for t in translations(entry))
+    )
+    assert not same, f"Korean translations that are the English text again: {same}"

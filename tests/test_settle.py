@@ -42,8 +42,12 @@ def answers(project) -> dict:
         graph = flow.agent_flow(flt)
         found[f"flow {hours}"] = (graph.runs, [vars(n) for n in graph.nodes], graph.edges)
         found[f"runs {hours}"] = [vars(r) for r in runs.list_runs(flt, runs.RunQuery(limit=500)).items]
-        found[f"sessions {hours}"] = [vars(g) for g in sessions.sessions(flt)]
-        found[f"users {hours}"] = [vars(g) for g in sessions.users(flt)]
+        found[f"sessions {hours}"] = [
+            vars(g) for g in sessions.sessions(flt, sessions.GroupQuery(limit=sessions.MAX_ROWS)).items
+        ]
+        found[f"users {hours}"] = [
+            vars(g) for g in sessions.users(flt, sessions.GroupQuery(limit=sessions.MAX_ROWS)).items
+        ]
         found[f"facets {hours}"] = facets.facets(flt)
         found[f"llm list {hours}"] = [r.as_dict() for r in list_spans(flt, ListQuery(kind="llm", limit=500)).items]
         for service in ("litellm-proxy", "agent-text2sql"):
@@ -365,9 +369,9 @@ def test_calls_take_their_runs_end_user_and_session(client, project, ingest_key,
     if settled:
         settle.settle_once()
     flt = window(project, 1)
-    by_user = {g.key: g for g in sessions.users(flt)}
+    by_user = {g.key: g for g in sessions.users(flt).items}
     assert (by_user["u-42"].calls, by_user["u-42"].runs) == (1, 1)
     assert (by_user["u-other"].calls, by_user["u-other"].runs) == (1, 0)
     assert by_user["u-42"].cost_usd == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
-    (session,) = sessions.sessions(flt)
+    (session,) = sessions.sessions(flt).items
     assert (session.key, session.calls, session.runs) == ("s-7", 2, 1)

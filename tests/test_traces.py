@@ -802,6 +802,8 @@ def test_the_api_lists_spans_with_a_stable_shape_and_a_bearer_token(client, alic
         "is_llm_call",
         "matched",  # why a search found the row ("" without a search)
         "scores",  # the span's own scores, {name: {value, label, count}} (added with scores; {} when none)
+        "end_user",  # whose it is (added with the exports' columns; an invocation's are its call's)
+        "session",
     }
     assert isinstance(data["next_cursor"], str)
     client.force_login(alice)

@@ -69,3 +69,17 @@ def test_the_printed_addresses_follow_bind(monkeypatch, settings):
     assert "POST http://127.0.0.1:8080/v1/traces" in text
     assert "add box to ALLOWED_HOSTS" in text
     assert (settings.VAR_DIR / "portal_url").read_text().strip() == "http://127.0.0.1:8080"
+
+
+def test_favicon_ico_and_the_admin_pages_name_the_icon(client, alice):
+    """Django admin's pages named no icon, so browsers asked for /favicon.ico and got a 404."""
+    r = client.get("/favicon.ico", follow=True)
+    assert r.status_code == 200 and b"<svg" in b"".join(r.streaming_content if r.streaming else [r.content])
+    html = client.get("/admin/login/", follow=True).content.decode()
+    assert re.search(r'<link rel="icon" href="[^"]+favicon\.svg"', html)
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client.force_login(alice)
+    for url in ("/admin/", "/admin/auth/user/", "/admin/auth/user/add/"):
+        html = client.get(url).content.decode()
+        assert re.search(r'<link rel="icon" href="[^"]+favicon\.svg"', html), url

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 
 from monitoring.queries import live, sources
 from monitoring.queries import logs as logs_q
@@ -321,6 +322,25 @@ def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
             said = [m for m in messages.response_messages(last["attrs"], events) if m.content]
             r.last_output = clip(said[-1].content) if said else ""
     return runs
+
+
+EXPORT_CHUNK = 500
+
+
+def iter_runs(flt: SpanFilter, rq: RunQuery, max_rows: int) -> Iterator[RunRow]:
+    """Every run of the list as `rq` sorts and narrows it (from its first page), up to `max_rows`,
+    a page of EXPORT_CHUNK at a time, each with the list's previews and its scores: what the
+    runs export streams."""
+    sent = 0
+    query = replace(rq, cursor=None, limit=min(EXPORT_CHUNK, max_rows))
+    while sent < max_rows:
+        page = list_runs(flt, query)
+        rows = page.items[: max_rows - sent]
+        yield from add_scores(flt.project_id, add_previews(flt.project_id, rows))
+        sent += len(rows)
+        if page.next_cursor is None:
+            return
+        query = replace(query, cursor=RunCursor.decode(page.next_cursor), limit=min(EXPORT_CHUNK, max_rows - sent))
 
 
 def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:

@@ -4,18 +4,103 @@ A session is `session.id`, `gen_ai.conversation.id` or an SDK's own spelling (mo
 SESSION); an end user is `user.id`, `enduser.id`, LiteLLM's end user and the like (END_USER). Both
 lists count each invocation once and price it like the Overview; a session's page shows its runs in
 order and its conversation as one chat.
+
+The lists page by keyset, never OFFSET (as the runs list does): a page is the groups after the last
+row shown in the page's order (its sort value, then the key), so a cursor survives new traffic.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import binascii
+import json
+from dataclasses import asdict, dataclass
 
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sources
-from monitoring.queries.filter import SpanFilter
+from monitoring.queries.filter import BadQuery, SpanFilter, iso
 from monitoring.store.sql import Sql, from_nanos, run
 
-MAX_ROWS = 500
+MAX_ROWS = 500  # the most a page (the API's `limit`) may hold
+PAGE_SIZE = 50
+KEY_CHARS = 500  # a session id or end user searched for, or opened, is at most this long
+# sort -> (the row's value, its cursor's type, direction): numbers and times largest first, the key A-Z.
+# (Cost sorts by the value shown, USD to 10 decimals, so a cursor made from a row is exact.)
+SORTS = {
+    "last": ("last", "Int64", "DESC"),
+    "first": ("first", "Int64", "DESC"),
+    "key": ("k", "String", "ASC"),
+    "runs": ("toInt64(runs)", "Int64", "DESC"),
+    "calls": ("toInt64(calls)", "Int64", "DESC"),
+    "errors": ("toInt64(errors + failed)", "Int64", "DESC"),
+    "tokens": ("toInt64(input + output)", "Int64", "DESC"),
+    "cost": ("round(cost, 10)", "Float64", "DESC"),
+}
+DEFAULT_SORT = "last"
+
+
+@dataclass(frozen=True)
+class GroupCursor:
+    """Where a page continues: after (sort value, key) in the order of `sort`."""
+
+    sort: str
+    value: int | float | str
+    key: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, self.value, self.key], separators=(",", ":"), ensure_ascii=False).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str, sort: str) -> GroupCursor:
+        """BadQuery for anything this server did not give out for this sort (never a ClickHouse error)."""
+        bad = BadQuery("'cursor' is not a cursor this server gave out for this sort")
+        try:
+            got, value, key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        except (binascii.Error, ValueError, TypeError, RecursionError):
+            raise bad from None
+        kind = SORTS[sort][1]
+        ok_value = (
+            isinstance(value, str)
+            if kind == "String"
+            else type(value) is int and -(2**63) <= value < 2**63
+            if kind == "Int64"
+            else type(value) in (int, float) and -1e300 < value < 1e300
+        )
+        if got != sort or not ok_value or not isinstance(key, str) or len(key) > 10_000:
+            raise bad
+        return cls(sort, value, key)
+
+
+@dataclass(frozen=True)
+class GroupQuery:
+    """A Sessions or Users list page: `sort` (SORTS), `q` (a part of the id, any case), `cursor`, `limit`."""
+
+    sort: str = DEFAULT_SORT
+    q: str = ""
+    cursor: GroupCursor | None = None
+    limit: int = PAGE_SIZE
+
+    @classmethod
+    def from_query(cls, query, max_limit: int = MAX_ROWS) -> GroupQuery:
+        """From a QueryDict; BadQuery (a 400) when a parameter is wrong."""
+        sort = query.get("sort") or DEFAULT_SORT
+        if sort not in SORTS:
+            raise BadQuery(f"'sort' must be one of {', '.join(SORTS)}")
+        q = (query.get("q") or "").strip()
+        if len(q) > KEY_CHARS:
+            raise BadQuery(f"'q' may be at most {KEY_CHARS} characters")
+        raw_limit = query.get("limit") or str(min(PAGE_SIZE, max_limit))
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+            raise BadQuery(f"'limit' must be a whole number between 1 and {max_limit}")
+        cursor = GroupCursor.decode(query["cursor"], sort) if query.get("cursor") else None
+        return cls(sort, q, cursor, int(raw_limit))
+
+
+@dataclass
+class GroupPage:
+    items: list[Group]
+    next_cursor: str | None
 
 
 @dataclass
@@ -42,17 +127,54 @@ class Group:
     def last_seen(self):
         return from_nanos(self.last_ns)
 
+    def sort_value(self, sort: str) -> int | float | str:
+        """The row's value in the order of `sort` (what a cursor made from it holds)."""
+        values: dict[str, int | float | str] = {
+            "last": self.last_ns,
+            "first": self.first_ns,
+            "key": self.key,
+            "runs": self.runs,
+            "calls": self.calls,
+            "errors": self.errors + self.failed_runs,
+            "tokens": self.input_tokens + self.output_tokens,
+            "cost": self.cost_usd,
+        }
+        return values[sort]
 
-def _groups(flt: SpanFilter, column: str, tag: str, limit: int, key: str | None = None) -> list[Group]:
-    """Sessions or end users (`column`) with calls or runs in the window; only `key` when given."""
+    def as_dict(self, zone: str = "UTC") -> dict:
+        """The read API's item: the numbers, and first/last seen as ISO 8601 in `zone`."""
+        data = asdict(self)
+        del data["first_ns"], data["last_ns"]
+        data["first_seen"], data["last_seen"] = iso(self.first_seen, zone), iso(self.last_seen, zone)
+        return data
+
+
+def _groups(flt: SpanFilter, column: str, tag: str, gq: GroupQuery, key: str | None = None) -> list[Group]:
+    """Sessions or end users (`column`) with calls or runs in the window, in the order of `gq.sort`,
+    after its cursor, up to `gq.limit`; only `key` when given."""
     measures = ("Calls", "Cost", "InputTokens", "OutputTokens", "Unpriced")
     calls = sources.calls(flt, measures, extra_dims=(column,))
     runs = sources.runs(flt, ("Runs", "Failed"), extra_dims=(column,))
+    order, value_type, direction = SORTS[gq.sort]
+    if key is not None:
+        which = Sql("k = {key:String}", key=key)
+    elif gq.q:
+        which = Sql("k != '' AND positionCaseInsensitiveUTF8(k, {q:String}) > 0", q=gq.q)
+    else:
+        which = Sql("k != ''")
+    after: str | Sql = ""
+    if gq.cursor:
+        op = "<" if direction == "DESC" else ">"
+        after = Sql(
+            f" AND ({order}, k) {op} ({{g_value:{value_type}}}, {{g_key:String}})",
+            g_value=gq.cursor.value,
+            g_key=gq.cursor.key,
+        )
     rows = run(
         Sql(
-            "SELECT k, sum(calls) AS calls, sum(errors) AS errors, sum(cost) AS cost, sum(input) AS input,",
-            " sum(output) AS output, sum(unpriced) AS unpriced, sum(runs) AS runs, sum(failed) AS failed,",
-            " toInt64(min(t)) AS first, toInt64(max(t)) AS last FROM (",
+            "SELECT * FROM (SELECT k, sum(calls) AS calls, sum(errors) AS errors, sum(cost) AS cost,",
+            " sum(input) AS input, sum(output) AS output, sum(unpriced) AS unpriced, sum(runs) AS runs,",
+            " sum(failed) AS failed, toInt64(min(t)) AS first, toInt64(max(t)) AS last FROM (",
             f"SELECT {column} AS k, Calls AS calls, Calls * IsError AS errors, Cost AS cost, InputTokens AS input,",
             " OutputTokens AS output, Unpriced AS unpriced, 0 AS runs, 0 AS failed,",
             " if(Calls > 0, toUnixTimestamp64Nano(toDateTime64(Time, 9)), NULL) AS t FROM (",
@@ -61,9 +183,11 @@ def _groups(flt: SpanFilter, column: str, tag: str, limit: int, key: str | None 
             " if(Runs > 0, toUnixTimestamp64Nano(toDateTime64(Time, 9)), NULL) FROM (",
             runs,
             ")) WHERE ",
-            Sql("k = {key:String}", key=key) if key is not None else "k != ''",
-            " GROUP BY k HAVING calls != 0 OR runs != 0 ORDER BY last DESC, k LIMIT {limit:UInt32}",
-            limit=limit,
+            which,
+            " GROUP BY k HAVING calls != 0 OR runs != 0) WHERE 1",
+            after,
+            f" ORDER BY {order} {direction}, k {direction} LIMIT {{limit:UInt32}}",
+            limit=gq.limit,
         ),
         tag=tag,
     )
@@ -85,24 +209,33 @@ def _groups(flt: SpanFilter, column: str, tag: str, limit: int, key: str | None 
     ]
 
 
-def sessions(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
-    """Sessions with calls or runs in the window, most recently active first."""
-    return _groups(flt, "SessionId", "sessions.list", limit)
+def _page(flt: SpanFilter, column: str, tag: str, gq: GroupQuery) -> GroupPage:
+    rows = _groups(flt, column, tag, GroupQuery(gq.sort, gq.q, gq.cursor, gq.limit + 1))
+    items = rows[: gq.limit]
+    more = len(rows) > gq.limit
+    cursor = GroupCursor(gq.sort, items[-1].sort_value(gq.sort), items[-1].key).encode() if more else None
+    return GroupPage(items, cursor)
 
 
-def users(flt: SpanFilter, limit: int = MAX_ROWS) -> list[Group]:
-    """End users with calls or runs in the window, most recently active first."""
-    return _groups(flt, "EndUser", "users.list", limit)
+def sessions(flt: SpanFilter, gq: GroupQuery = GroupQuery()) -> GroupPage:
+    """A page of the sessions with calls or runs in the window (most recently active first unless
+    `gq.sort` says otherwise) and the next page's cursor (None on the last page)."""
+    return _page(flt, "SessionId", "sessions.list", gq)
+
+
+def users(flt: SpanFilter, gq: GroupQuery = GroupQuery()) -> GroupPage:
+    """A page of the end users with calls or runs in the window, as `sessions` is."""
+    return _page(flt, "EndUser", "users.list", gq)
 
 
 def session(flt: SpanFilter, key: str) -> Group | None:
-    """One session's numbers over the window (also when it is not among the newest MAX_ROWS)."""
-    return next(iter(_groups(flt, "SessionId", "sessions.one", 1, key=key)), None)
+    """One session's numbers over the window (whichever page of the list it is on)."""
+    return next(iter(_groups(flt, "SessionId", "sessions.one", GroupQuery(limit=1), key=key)), None)
 
 
 def user(flt: SpanFilter, key: str) -> Group | None:
-    """One end user's numbers over the window (also when they are not among the newest MAX_ROWS)."""
-    return next(iter(_groups(flt, "EndUser", "users.one", 1, key=key)), None)
+    """One end user's numbers over the window (whichever page of the list it is on)."""
+    return next(iter(_groups(flt, "EndUser", "users.one", GroupQuery(limit=1), key=key)), None)
 
 
 def session_runs(flt: SpanFilter, session: str, limit: int = 200) -> list[runs_q.RunRow]:

@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from monitoring.queries import live, sources
+from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
-from monitoring.semantics import semconv
+from monitoring.semantics import messages, semconv
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run, to_nanos
 
@@ -36,6 +37,7 @@ PAGE_SIZE = 50
 MAX_LIMIT = 500
 EXPORT_CHUNK = 1000
 EXPORT_MAX_ROWS = 100_000
+EXPORT_TEXT_CHARS = 10_000  # of a span's input and output text in an export (its panel has them whole)
 NAME_CHARS = 300  # what a list cell shows of a name; the span panel has it whole
 FIRST_STEP_NS = 3600 * 10**9  # the newest stretch a page is looked for in (then 8x wider each time)
 
@@ -172,6 +174,10 @@ class SpanRow:
     is_llm_call: bool
     matched: str = ""  # why a search found it: "trace id", "name", "attribute <key>", "event <name>"
     scores: dict = field(default_factory=dict)  # {name: {value, label, count}} of the span's own scores
+    # Whose it is: the span's own attributes; an invocation's are its call's (a run's calls are the
+    # run's end user's and session's, monitoring/semantics/facts.py).
+    end_user: str = ""
+    session: str = ""
 
     @property
     def time(self):
@@ -206,7 +212,8 @@ _SPAN_COLUMNS = (
     "toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS span_id, ParentSpanId AS parent_span_id,"
     " SpanName AS name, SpanKind AS span_kind, ServiceName AS service, Model AS model,"
     " InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost, Duration AS duration,"
-    " IsError AS is_error, substring(StatusMessage, 1, 300) AS status_message, IsLLMCall AS is_llm_call"
+    " IsError AS is_error, substring(StatusMessage, 1, 300) AS status_message, IsLLMCall AS is_llm_call,"
+    " EndUser AS end_user, SessionId AS session"
 )
 
 
@@ -345,19 +352,23 @@ def _select_stretch(
 # --- which spans are invocations, and their cost ----------------------------------------------------
 
 
-def invocation_costs(flt: SpanFilter, rows: list[dict]) -> dict[tuple[str, str], tuple[float, str]]:
-    """{(trace, span): (USD, "reported" | "priced" | "unpriced")} for the rows that are model
-    invocations (settled, or computed now for traces not settled yet)."""
+def invocation_costs(flt: SpanFilter, rows: list[dict]) -> dict[tuple[str, str], tuple[float, str, str, str]]:
+    """{(trace, span): (USD, "reported" | "priced" | "unpriced", end user, session)} for the rows that
+    are model invocations (settled, or computed now for traces not settled yet)."""
     keys = [(r["trace_id"], r["span_id"]) for r in rows if int(r["is_llm_call"])]
     if not keys:
         return {}
     lo = min(int(r["ts"]) for r in rows)
     hi = max(int(r["ts"]) for r in rows)
     bounds = {"k_lo": lo, "k_hi": hi, "k_keys": [tuple(k) for k in keys], "project": flt.project_id}
-    cols = "TraceId AS trace, SpanId AS span, ReportedCost AS reported, Cost AS cost, Priced AS priced"
+    cols = (
+        "TraceId AS trace, SpanId AS span, ReportedCost AS reported, Cost AS cost, Priced AS priced,"
+        " EndUser AS end_user, SessionId AS session"
+    )
     settled = Sql(
         "SELECT TraceId AS trace, SpanId AS span, argMax(ReportedCost, Version) AS reported,",
-        " argMax(Cost, Version) AS cost, argMax(Priced, Version) AS priced",
+        " argMax(Cost, Version) AS cost, argMax(Priced, Version) AS priced,",
+        " argMax(EndUser, Version) AS end_user, argMax(SessionId, Version) AS session",
         f" FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}}",
         " AND Timestamp >= fromUnixTimestamp64Nano({k_lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({k_hi:Int64})",
         " AND (TraceId, SpanId) IN {k_keys:Array(Tuple(String, String))}",
@@ -380,13 +391,13 @@ def invocation_costs(flt: SpanFilter, rows: list[dict]) -> dict[tuple[str, str],
         source = "reported" if reported > 0 else ("priced" if cost > 0 else "")
         if not int(r["priced"]):
             source = "unpriced"
-        found[(r["trace"], r["span"])] = (round(cost, 10), source)
+        found[(r["trace"], r["span"])] = (round(cost, 10), source, r["end_user"], r["session"])
     return found
 
 
 def _span_row(row: dict, costs: dict) -> SpanRow:
     k = (row["trace_id"], row["span_id"])
-    cost, source = costs.get(k, (0.0, ""))
+    cost, source, end_user, session = costs.get(k, (0.0, "", row["end_user"], row["session"]))
     if int(row["is_llm_call"]) and k not in costs:
         source = "wrapped"  # an LLM span around the invocation that counts (or a gateway's client)
     duration = int(row["duration"])
@@ -408,6 +419,8 @@ def _span_row(row: dict, costs: dict) -> SpanRow:
         status_message=row["status_message"],
         is_llm_call=bool(int(row["is_llm_call"])),
         matched=row.get("matched") or "",
+        end_user=end_user,
+        session=session,
     )
 
 
@@ -452,18 +465,65 @@ def _invocation_page(flt: SpanFilter, lq: ListQuery, table: str, want: int) -> t
     return found[:want], costs
 
 
-def iter_spans(flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS) -> Iterator[SpanRow]:
-    """Every matching row up to `max_rows`, fetched a chunk at a time (memory stays flat), each
-    with its span's own scores (add_scores: one more read per chunk)."""
+def iter_spans(
+    flt: SpanFilter, lq: ListQuery, max_rows: int = EXPORT_MAX_ROWS
+) -> Iterator[tuple[SpanRow, tuple[str, str]]]:
+    """Every matching row up to `max_rows` with its (input, output) text (`texts`), fetched a chunk
+    at a time (memory stays flat), each with its span's own scores (add_scores): two more reads per
+    chunk. What the exports stream."""
     sent = 0
     query = replace(lq, limit=min(EXPORT_CHUNK, max_rows), whole_names=True)
     while sent < max_rows:
         page = list_spans(flt, query)
-        yield from add_scores(flt.project_id, page.items[: max_rows - sent])
+        rows = add_scores(flt.project_id, page.items[: max_rows - sent])
+        found = texts(flt.project_id, rows)
+        yield from ((r, found.get((r.trace_id, r.span_id), ("", ""))) for r in rows)
         sent += len(page.items)
         if page.next_cursor is None:
             return
         query = replace(query, cursor=Cursor.decode(page.next_cursor), limit=min(EXPORT_CHUNK, max_rows - sent))
+
+
+def texts(
+    project_id: str, rows: list[SpanRow], chars: int = EXPORT_TEXT_CHARS
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(trace, span): (input, output)} of the rows: the last user message of the span's request
+    and its answer, as the runs list's previews read them (every dialect, and the GenAI events sent
+    as log records), each at most `chars` characters; one read for the rows."""
+    if not rows:
+        return {}
+    keys = sorted({(r.trace_id, r.span_id) for r in rows})
+    traces = sorted({t for t, _ in keys})
+    lo, hi = min(r.ts for r in rows), max(r.ts for r in rows)
+    found = run(
+        Sql(
+            "SELECT TraceId AS trace, SpanId AS span, SpanAttributes AS attrs, Events.Name AS names,",
+            " Events.Attributes AS event_attrs",
+            f" FROM {schema.table()} WHERE ProjectId = {{project:String}}",
+            " AND TraceId IN {traces:Array(String)} AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
+            " AND Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})",
+            " LIMIT 1 BY TraceId, SpanId",
+            project=project_id,
+            traces=traces,
+            keys=[tuple(k) for k in keys],
+            lo=lo,
+            hi=hi,
+        ),
+        tag="traces.export.texts",
+    )
+    logged = logs_q.message_events(project_id, traces, lo, hi, keys)
+
+    def cut(text: str) -> str:
+        return text if len(text) <= chars else text[: chars - 1] + "…"
+
+    out = {}
+    for r in found:
+        k = (r["trace"], r["span"])
+        events = list(zip(r["names"], r["event_attrs"], strict=False)) + [(n, a) for _, n, a in logged.get(k, [])]
+        asked = [m for m in messages.request_messages(r["attrs"], events) if m.role == "user" and m.content]
+        said = [m for m in messages.response_messages(r["attrs"], events) if m.content]
+        out[k] = (cut(asked[-1].content) if asked else "", cut(said[-1].content) if said else "")
+    return out
 
 
 def add_scores(project_id: str, rows: list[SpanRow]) -> list[SpanRow]:

@@ -1,6 +1,6 @@
 """Traces > Agent runs, Sessions and Users: one row per agent run, per session and per end user, a
 page per session (its runs in order, the conversation as one chat) and per end user, and the read
-API's runs list (`/api/v1/projects/<id>/traces?kind=runs`).
+API's runs list (`/api/v1/projects/<id>/traces?kind=runs`), sessions and users (`…/sessions`, `…/users`).
 
 The questions live in monitoring/queries/runs.py and monitoring/queries/sessions.py; this module
 turns requests into them and answers into pages. A session or user is named in the query string
@@ -23,15 +23,18 @@ from monitoring.quality import views as quality_views
 from monitoring.queries import runs as runs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries import sessions as sessions_q
+from monitoring.queries import spans as spans_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import BadQuery, iso
 from monitoring.store.sql import to_nanos
 from monitoring.web import charts, display
+from monitoring.web.views.api import api_view, filter_or_400
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
 
 TEMPLATE = "monitoring/tabs/runs.html"
 PEOPLE_TEMPLATE = "monitoring/tabs/people.html"
 _MORE_ROWS_TARGET = "run-more"  # the "Older" row: htmx swaps it for the next page's rows
+_MORE_GROUPS_TARGET = "group-more"  # the Sessions and Users lists' "More" row, likewise
 USER_RUNS_SHOWN = 50  # a user's page lists this many runs; the runs list has them all
 USER_RUNS_READ = 500  # runs read for a user's sessions and cost line
 
@@ -111,6 +114,10 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
         "newest_url": base + filter_query(request, **keep) if rq.cursor else "",
         "clear_url": base + filter_query(request, kind="runs", sort=keep["sort"]),
+        # Every page of the list as it is sorted and narrowed (monitoring/web/views/traces.py export).
+        "export_csv": reverse("monitoring:traces-export", args=[pid, "csv"]) + filter_query(request, **keep),
+        "export_json": reverse("monitoring:traces-export", args=[pid, "json"]) + filter_query(request, **keep),
+        "export_max_rows": display.count(spans_q.EXPORT_MAX_ROWS),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
         "filter_hidden": [
@@ -166,6 +173,89 @@ def _search_url(request, project_id, key: str) -> str:
     return reverse("monitoring:traces", args=[project_id]) + filter_query(request, kind="all", q=key[:500])
 
 
+# The Sessions and Users lists' columns, each a sort (monitoring/queries/sessions.py SORTS).
+GROUP_COLUMNS = (
+    ("key", gettext_lazy("End user")),
+    ("runs", gettext_lazy("Runs")),
+    ("calls", gettext_lazy("LLM calls")),
+    ("errors", gettext_lazy("Errors")),
+    ("tokens", gettext_lazy("Tokens")),
+    ("cost", gettext_lazy("Cost")),
+    ("first", gettext_lazy("First seen")),
+    ("last", gettext_lazy("Last seen")),
+)
+
+
+def _group_list(request, flt, membership, context: dict, which: str) -> dict | tuple | HttpResponse:
+    """Traces > Sessions or Users as a list: a page of `sessions_q.PAGE_SIZE` rows sorted by any
+    column (`sort=`), narrowed by a part of the id (`q=`), continued by keyset (`cursor=`)."""
+    pid = membership.project_id
+    query = request.GET.copy()
+    query.pop("limit", None)  # the page's size is fixed; `limit` is the API's
+    group_kind = "session" if which == "sessions" else "user"
+    context |= {"group_kind": group_kind, "gq": sessions_q.GroupQuery()}
+    try:
+        gq = sessions_q.GroupQuery.from_query(query)
+    except BadQuery as exc:
+        return context | {"form_error": str(exc)}, 400
+    page = (sessions_q.sessions if which == "sessions" else sessions_q.users)(flt, gq)
+    base = reverse(f"monitoring:{which}", args=[pid])
+    sort = gq.sort if gq.sort != sessions_q.DEFAULT_SORT else ""
+    context |= {
+        "gq": gq,
+        "groups": page.items,
+        # Sorting starts over at the first page (a cursor belongs to its order) and keeps the search.
+        "group_columns": [
+            {
+                "key": key,
+                "label": _("Session") if key == "key" and which == "sessions" else label,
+                "num": key not in ("key", "first", "last"),
+                "sorted": key == gq.sort,
+                "url": base + filter_query(request, q=gq.q, sort=key if key != sessions_q.DEFAULT_SORT else ""),
+            }
+            for key, label in GROUP_COLUMNS
+        ],
+        "more_url": base + filter_query(request, q=gq.q, sort=sort, cursor=page.next_cursor)
+        if page.next_cursor
+        else "",
+        "first_page_url": base + filter_query(request, q=gq.q, sort=sort) if gq.cursor else "",
+        "clear_search_url": base + filter_query(request, sort=sort) if gq.q else "",
+        "filter_hidden": [
+            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
+        ],
+        "sort_hidden": sort,
+    }
+    if request.htmx and request.htmx.target == _MORE_GROUPS_TARGET:
+        return render(request, PEOPLE_TEMPLATE + "#group-rows", {"project": membership.project, **context})
+    return context
+
+
+def api_groups(request, flt, which: str) -> JsonResponse:
+    """`GET /api/v1/projects/<id>/sessions|users?sort=&q=&cursor=&limit=` + the filter bar's parameters:
+    `{"items": [{key, calls, errors, cost_usd, input_tokens, output_tokens, runs, failed_runs,
+    unpriced, first_seen, last_seen}…], "next_cursor"}` (times ISO 8601 in `tz`; cost USD)."""
+    try:
+        gq = sessions_q.GroupQuery.from_query(request.GET)
+    except BadQuery as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    page = (sessions_q.sessions if which == "sessions" else sessions_q.users)(flt, gq)
+    return JsonResponse({"items": [g.as_dict(flt.tz) for g in page.items], "next_cursor": page.next_cursor})
+
+
+@api_view
+def api_sessions(request, membership):
+    """GET /api/v1/projects/<id>/sessions: the Sessions list, paged as the runs list is (`api_groups`)."""
+    flt, error = filter_or_400(request, membership)
+    return error or api_groups(request, flt, "sessions")
+
+
+@api_view
+def api_users(request, membership):
+    """GET /api/v1/projects/<id>/users: the Users list, paged as the runs list is (`api_groups`)."""
+    flt, error = filter_or_400(request, membership)
+    return error or api_groups(request, flt, "users")
+
+
 @dashboard_tab("traces", template=PEOPLE_TEMPLATE)
 def sessions(request, flt, membership):
     """Traces > Sessions: every session of the window (`session.id`, `gen_ai.conversation.id` and the
@@ -174,8 +264,8 @@ def sessions(request, flt, membership):
     context = _group_links(request, pid, "sessions") | _score_columns(pid)
     key = (request.GET.get("session") or "").strip()
     if not key:
-        return context | {"groups": sessions_q.sessions(flt), "group_kind": "session"}
-    if len(key) > 500:
+        return _group_list(request, flt, membership, context, "sessions")
+    if len(key) > sessions_q.KEY_CHARS:
         return context | {"form_error": _("A session id is at most 500 characters.")}, 400
     runs = runs_q.add_scores(flt.project_id, sessions_q.session_runs(flt, key))
     group = sessions_q.session(flt, key)
@@ -205,8 +295,8 @@ def users(request, flt, membership):
     context = _group_links(request, pid, "users") | _score_columns(pid)
     key = (request.GET.get("user") or "").strip()
     if not key:
-        return context | {"groups": sessions_q.users(flt), "group_kind": "user"}
-    if len(key) > 500:
+        return _group_list(request, flt, membership, context, "users")
+    if len(key) > sessions_q.KEY_CHARS:
         return context | {"form_error": _("A user id is at most 500 characters.")}, 400
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from itertools import chain
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -24,6 +26,7 @@ from django.views.decorators.http import require_GET
 
 from monitoring import access
 from monitoring.quality import views as quality_views
+from monitoring.queries import runs as runs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
@@ -130,6 +133,7 @@ traces = dashboard_tab("traces")(span_list)
 
 # --- export -------------------------------------------------------------------------------------
 
+# The span lists' export: a row per span, with whose it is and its own input and output text.
 _CSV_COLUMNS = (
     "time",
     "trace_id",
@@ -147,7 +151,31 @@ _CSV_COLUMNS = (
     "status",
     "status_message",
     "is_llm_call",
+    "end_user",
+    "session",
+    "input",  # the last user message of its request (spans_q.texts)
+    "output",  # its answer
     "scores",  # the span's own scores as JSON: {name: {value, label, count}}
+)
+# The Agent runs list's export: a row per run, as the list shows it (the read API's run item).
+_RUN_CSV_COLUMNS = (
+    "start",
+    "trace_id",
+    "name",
+    "status",
+    "duration_ms",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "unpriced_calls",
+    "spans",
+    "service",
+    "end_user",
+    "session",
+    "first_input",  # the list's previews (runs_q.add_previews)
+    "last_output",
+    "scores",  # the run's scores as JSON: {name: {value, label, count}}
 )
 
 
@@ -165,7 +193,9 @@ _SKIPPED = "".join(chr(c) for c in range(0x20)) + " \x7f"
 def _cell(value):
     """A client's text made inert in a spreadsheet (OWASP "CSV Injection": a cell whose first
     character, after any control characters and spaces, is = + - @, or that starts with a tab or
-    carriage return, gets a leading quote)."""
+    carriage return, gets a leading quote). A dict (scores) is written as JSON, empty when empty."""
+    if isinstance(value, dict):
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True) if value else ""
     if isinstance(value, str) and (value.lstrip(_SKIPPED)[:1] in ("=", "+", "-", "@") or value[:1] in ("\t", "\r")):
         return "'" + value
     return value
@@ -178,19 +208,25 @@ def _row(row: spans_q.SpanRow, zone: str) -> dict:
     return data
 
 
-def _csv_row(row: spans_q.SpanRow, zone: str) -> dict:
-    data = _row(row, zone)
-    data["scores"] = json.dumps(row.scores, ensure_ascii=False, sort_keys=True) if row.scores else ""
+def _export_span(item: tuple[spans_q.SpanRow, tuple[str, str]], zone: str) -> dict:
+    row, (asked, said) = item
+    return _row(row, zone) | {"input": asked, "output": said}
+
+
+def _export_run(run: runs_q.RunRow, zone: str) -> dict:
+    data = run.as_dict()
+    data["start"] = iso(run.start, zone)
+    data["status"] = run.status
     return data
 
 
-def _csv_chunks(rows, zone: str = "UTC"):
+def _csv_chunks(rows, columns, to_dict):
     writer = csv.writer(_Line())
-    yield writer.writerow(_CSV_COLUMNS)
+    yield writer.writerow(columns)
     batch = []
     for row in rows:
-        data = _csv_row(row, zone)
-        batch.append(writer.writerow([_cell(data[c]) for c in _CSV_COLUMNS]))
+        data = to_dict(row)
+        batch.append(writer.writerow([_cell(data[c]) for c in columns]))
         if len(batch) >= 200:
             yield "".join(batch)
             batch = []
@@ -198,7 +234,7 @@ def _csv_chunks(rows, zone: str = "UTC"):
         yield "".join(batch)
 
 
-def _json_chunks(rows, max_rows: int, zone: str = "UTC"):
+def _json_chunks(rows, max_rows: int, to_dict):
     yield f'{{"max_rows":{max_rows},"items":['
     count = 0
     truncated = False
@@ -206,7 +242,7 @@ def _json_chunks(rows, max_rows: int, zone: str = "UTC"):
         if count == max_rows:
             truncated = True  # one row past the cap was fetched only to know this
             break
-        yield ("," if count else "") + json.dumps(_row(row, zone), ensure_ascii=False, separators=(",", ":"))
+        yield ("," if count else "") + json.dumps(to_dict(row), ensure_ascii=False, separators=(",", ":"))
         count += 1
     yield f'],"count":{count},"truncated":{"true" if truncated else "false"}}}'
 
@@ -218,7 +254,9 @@ _EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 @login_required
 @require_GET
 def export(request, project_id, fmt):
-    """The list as it is filtered, every page of it (up to EXPORT_MAX_ROWS), streamed."""
+    """The list as it is filtered, every page of it (up to EXPORT_MAX_ROWS), streamed: the span lists
+    (`kind=agent|llm|all`, a row per span) or the Agent runs list (`kind=runs`, a row per run, in
+    its sort, narrowed to its session, end user and scores)."""
     if fmt not in _EXPORT_TYPES:
         raise Http404("Export formats: csv, json")
     membership = access.get_membership(request.user, project_id)
@@ -228,23 +266,32 @@ def export(request, project_id, fmt):
         return HttpResponseBadRequest(
             _("Bad filter: %(error)s") % {"error": form.error_text()}, content_type="text/plain"
         )
-    try:
-        lq = spans_q.ListQuery.from_query(request.GET)
-    except spans_q.BadQuery as exc:
-        return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
-    lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms, scores=lq.scores)  # all pages, from the newest
     flt = form.span_filter(membership.project)
     cap = spans_q.EXPORT_MAX_ROWS
-    rows = spans_q.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
+    kind = request.GET.get("kind") or spans_q.DEFAULT_KIND
+    rows: Iterator[Any]
+    columns: tuple[str, ...]
+    try:
+        if kind == "runs":
+            rq = runs_q.RunQuery.from_query(request.GET)
+            rows = runs_q.iter_runs(flt, rq, max_rows=cap + (fmt == "json"))
+            columns, to_dict = _RUN_CSV_COLUMNS, lambda run: _export_run(run, zone)
+        else:
+            lq = spans_q.ListQuery.from_query(request.GET)
+            lq = spans_q.ListQuery(lq.kind, lq.q, lq.min_ms, scores=lq.scores)  # all pages, from the newest
+            rows = spans_q.iter_spans(flt, lq, max_rows=cap + (fmt == "json"))
+            columns, to_dict = _CSV_COLUMNS, lambda item: _export_span(item, zone)
+    except spans_q.BadQuery as exc:
+        return HttpResponseBadRequest(_("Bad parameter: %(error)s") % {"error": exc}, content_type="text/plain")
     try:  # the first chunk before the headers, so ClickHouse trouble is a 503, not a cut-off file
         first = next(rows, None)
     except clickhouse.ClickHouseError as exc:
         return errors.text_response(exc, request.user)
     rows = chain([first], rows) if first is not None else iter(())
-    chunks = _csv_chunks(rows, zone) if fmt == "csv" else _json_chunks(rows, cap, zone)
+    chunks = _csv_chunks(rows, columns, to_dict) if fmt == "csv" else _json_chunks(rows, cap, to_dict)
     response = StreamingHttpResponse(chunks, content_type=_EXPORT_TYPES[fmt])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    name = f"traces-{slugify(membership.project.name) or 'project'}-{lq.kind}-{stamp}.{fmt}"
+    name = f"traces-{slugify(membership.project.name) or 'project'}-{kind}-{stamp}.{fmt}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["X-Export-Max-Rows"] = str(cap)
     return response

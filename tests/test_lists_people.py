@@ -1,0 +1,210 @@
+"""Lists people use every day: Sessions and Users paged, sorted by each column and searched (pages and
+the read API), the exports of every list, against the real engine.
+
+Seeded: 120 sessions of 60 end users, one plain gateway call each (session s-000 … s-119 a second
+apart, newest last; call i has i + 1 output tokens, and every seventh call failed).
+"""
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+
+import pytest
+import test_runs_sessions as seeded
+from otlp import S, send
+
+pytestmark = pytest.mark.django_db
+
+world = seeded.world  # the runs, sessions and end users of that module (a fixture)
+tid = seeded.tid
+
+AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=40)
+N = 120
+
+
+def call(i: int) -> S:
+    return S(
+        "chat gpt-4o",
+        service="backend",
+        at=AT + dt.timedelta(seconds=i),
+        ms=100 + i,
+        error=i % 7 == 0,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": i + 1,
+            "session.id": f"s-{i:03d}",
+            "user.id": f"user-{i % 60:02d}",
+        },
+    )
+
+
+@pytest.fixture
+def crowd(client, project, ingest_key):
+    send(client, ingest_key, [call(i) for i in range(N)])
+
+
+def keys(html: str) -> list[str]:
+    return re.findall(r'<tr class="group-item" data-group="([^"]+)"', html)
+
+
+def get(client, project, path, **params):
+    return client.get(f"/admin/monitoring/{project.id}/traces/{path}", {"range": "24h", **params})
+
+
+def api_all(client, project, which: str, **params) -> list[str]:
+    """Every key through the API's pages of 7."""
+    seen, cursor = [], None
+    for _ in range(100):
+        query = {"range": "24h", "limit": 7, **params, **({"cursor": cursor} if cursor else {})}
+        r = client.get(f"/api/v1/projects/{project.id}/{which}", query)
+        assert r.status_code == 200, r.content
+        data = r.json()
+        assert len(data["items"]) <= 7
+        seen += [i["key"] for i in data["items"]]
+        cursor = data["next_cursor"]
+        if not cursor:
+            return seen
+    raise AssertionError("the pages did not end")
+
+
+def test_the_sessions_list_pages_at_50_rows_and_the_more_row_continues(client, alice, project, crowd):
+    client.force_login(alice)
+    r = get(client, project, "sessions/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    first = keys(html)
+    assert first == [f"s-{i:03d}" for i in range(N - 1, N - 51, -1)]  # 50, most recently active first
+    more = re.search(r'<tr id="group-more".*?href="([^"]+)"', html, re.S).group(1).replace("&amp;", "&")
+    assert "cursor=" in more and "range=24h" in more
+    second = client.get(more, headers={"HX-Request": "true", "HX-Target": "group-more"})
+    assert second.status_code == 200 and "<html" not in second.content.decode()  # only the rows
+    assert keys(second.content.decode()) == [f"s-{i:03d}" for i in range(N - 51, N - 101, -1)]
+    full = client.get(more).content.decode()
+    assert "data-first-page" in full and 'id="group-rows"' in full
+
+
+@pytest.mark.parametrize("which", ["sessions", "users"])
+def test_every_sort_pages_through_each_key_once_in_order_pages_and_api(client, alice, project, crowd, which):
+    client.force_login(alice)
+    everyone = [f"s-{i:03d}" for i in range(N)] if which == "sessions" else [f"user-{i:02d}" for i in range(60)]
+    for sort in ("last", "first", "key", "runs", "calls", "errors", "tokens", "cost"):
+        seen = api_all(client, project, which, sort=sort)
+        assert sorted(seen) == everyone and len(seen) == len(everyone), sort
+    assert api_all(client, project, which, sort="key") == everyone
+    if which == "sessions":
+        assert api_all(client, project, which, sort="tokens") == [f"s-{i:03d}" for i in range(N - 1, -1, -1)]
+        errors = api_all(client, project, which, sort="errors")
+        assert errors[:18] == sorted((f"s-{i:03d}" for i in range(N) if i % 7 == 0), reverse=True)
+    else:  # user-59 has calls 59 and 119: the most output tokens
+        assert api_all(client, project, which, sort="tokens")[:2] == ["user-59", "user-58"]
+    # The page's headers sort, and say which one is sorted.
+    html = get(client, project, f"{which}/", sort="tokens").content.decode()
+    assert re.search(r'aria-sort="descending"><a href="[^"]*sort=tokens[^"]*" data-sort="tokens" class="sorted"', html)
+    for key in ("key", "runs", "calls", "errors", "tokens", "cost", "first", "last"):
+        assert f'data-sort="{key}"' in html
+
+
+def test_search_narrows_the_lists_by_a_part_of_the_id(client, alice, project, crowd):
+    client.force_login(alice)
+    html = get(client, project, "sessions/", q="S-10").content.decode()
+    assert keys(html) == [f"s-{i}" for i in range(109, 99, -1)]
+    assert 'value="S-10"' in html and "data-clear-search" in html
+    assert api_all(client, project, "users", q="user-0", sort="key") == [f"user-0{i}" for i in range(10)]
+    nothing = get(client, project, "users/", q="nobody").content.decode()
+    assert keys(nothing) == [] and "nobody" in nothing
+
+
+def test_the_filter_bar_narrows_the_lists(client, alice, project, crowd):
+    client.force_login(alice)
+    failed = keys(get(client, project, "sessions/", status="error").content.decode())
+    assert failed == sorted((f"s-{i:03d}" for i in range(N) if i % 7 == 0), reverse=True)
+    assert keys(get(client, project, "sessions/", service="nothing-here").content.decode()) == []
+
+
+def test_bad_list_parameters_are_a_clear_400(client, alice, charlie, project, crowd):
+    client.force_login(alice)
+    for params in ({"sort": "name"}, {"cursor": "not-a-cursor"}, {"limit": "0"}, {"limit": "501"}, {"q": "x" * 501}):
+        r = client.get(f"/api/v1/projects/{project.id}/sessions", {"range": "24h", **params})
+        assert r.status_code == 400 and r.json()["error"], params
+    page = client.get(f"/api/v1/projects/{project.id}/sessions", {"range": "24h", "limit": 2}).json()
+    # A cursor belongs to its sort.
+    r = client.get(f"/api/v1/projects/{project.id}/sessions", {"sort": "cost", "cursor": page["next_cursor"]})
+    assert r.status_code == 400 and "cursor" in r.json()["error"]
+    r = get(client, project, "users/", sort="nope")
+    assert r.status_code == 400 and "sort" in r.content.decode()
+    client.force_login(charlie)
+    assert client.get(f"/api/v1/projects/{project.id}/users").status_code == 404
+    client.logout()
+    assert client.get(f"/api/v1/projects/{project.id}/users").status_code == 401
+
+
+def test_the_api_item_shape(client, alice, project, crowd):
+    client.force_login(alice)
+    data = client.get(
+        f"/api/v1/projects/{project.id}/sessions", {"range": "24h", "q": "s-007", "tz": "Asia/Seoul"}
+    ).json()
+    (item,) = data["items"]
+    assert data["next_cursor"] is None
+    assert (item["key"], item["calls"], item["errors"], item["runs"], item["failed_runs"]) == ("s-007", 1, 1, 0, 0)
+    assert (item["input_tokens"], item["output_tokens"]) == (10, 8)
+    assert item["first_seen"].endswith("+09:00") and item["last_seen"] == item["first_seen"]
+    assert item["cost_usd"] > 0 and item["unpriced"] == 0
+
+
+# --- exports ---------------------------------------------------------------------------------------
+
+
+def export(client, project, fmt: str, **params):
+    r = client.get(f"/admin/monitoring/{project.id}/traces/export.{fmt}", {"range": "24h", **params})
+    assert r.status_code == 200, r.content
+    body = b"".join(r.streaming_content).decode()
+    return r, (list(csv.DictReader(io.StringIO(body))) if fmt == "csv" else json.loads(body))
+
+
+def test_the_agent_runs_list_exports_as_it_is_sorted_and_narrowed(client, alice, project, world):
+    client.force_login(alice)
+    html = client.get(f"/admin/monitoring/{project.id}/traces/", {"range": "24h", "sort": "cost"}).content.decode()
+    link = re.search(r'href="([^"]+)" download hx-boost="false" data-export="csv"', html).group(1)
+    assert "export.csv" in link and "kind=runs" in link and "sort=cost" in link
+    r, rows = export(client, project, "csv", kind="runs")
+    assert re.fullmatch(
+        r'attachment; filename="traces-alices-project-runs-\d{8}T\d{6}Z\.csv"', r["Content-Disposition"]
+    )
+    assert [row["trace_id"] for row in rows] == [tid(world[k]) for k in ("r5", "r4", "r3", "r2", "r1")]
+    first = rows[-1]
+    assert (first["end_user"], first["session"], first["llm_calls"], first["status"]) == (
+        "kim@example.com",
+        "chat-42",
+        "2",
+        "OK",
+    )
+    assert (first["first_input"], first["last_output"]) == ("Where is my order 1182?", "Order 1182 ships tomorrow.")
+    assert first["input_tokens"] == "200" and first["duration_ms"] == "1000.0" and first["name"] == "support_agent"
+    assert rows[1]["unpriced_calls"] == "1" and rows[1]["first_input"] == "안녕하세요, 환불 가능한가요?"
+    _, data = export(client, project, "json", kind="runs", session="chat-42", sort="duration")
+    assert [i["trace_id"] for i in data["items"]] == [tid(world[k]) for k in ("r2", "r3", "r1")]
+    assert data["items"][0]["last_output"] == "I could not reach the address service." and data["count"] == 3
+    bad = client.get(f"/admin/monitoring/{project.id}/traces/export.csv", {"kind": "runs", "sort": "name"})
+    assert bad.status_code == 400
+
+
+def test_span_exports_carry_end_user_session_and_the_input_and_output_text(client, alice, project, world):
+    client.force_login(alice)
+    _, rows = export(client, project, "csv", kind="llm")
+    by_input = {row["input"]: row for row in rows}
+    asked = by_input["Where is my order 1182?"]
+    assert (asked["output"], asked["end_user"], asked["session"]) == (
+        "Let me look it up.",
+        "kim@example.com",
+        "chat-42",
+    )
+    assert by_input["It was last week"]["output"] == "Order 1182 ships tomorrow."
+    plain = next(row for row in rows if row["service"] == "backend")  # a gateway call of chat-42, no messages
+    assert (plain["session"], plain["input"], plain["output"]) == ("chat-42", "", "")
+    _, data = export(client, project, "json", kind="all", q="ping")
+    call = next(i for i in data["items"] if i["name"] == "ChatCompletion")
+    assert (call["input"], call["output"], call["end_user"], call["session"]) == ("ping", "pong", "", "")
