@@ -7,6 +7,7 @@ small and typed:
     request_messages(attrs, events)  -> list[Message]  what was sent (system, user, assistant, tool)
     response_messages(attrs, events) -> list[Message]  what the model answered (one per choice)
     request_params(attrs)            -> RequestParams  model, temperature, max_tokens, tools offered
+    question(attrs, events) / answer(attrs, events) -> str  a call's last user message / its answer
     embedding_inputs(attrs)          -> list[str]      the texts an embedding call embedded
 
 `events` are the span's events as (name, attributes) pairs. Sources, first found wins:
@@ -152,6 +153,23 @@ def response_messages(attrs: Mapping[str, Any], events: Events = ()) -> list[Mes
     else:
         _merge_flat_tool_calls(messages, _flat_genai_completion(attrs))
     return messages
+
+
+def question(attrs: Mapping[str, Any], events: Events = ()) -> str:
+    """What a call (or an agent step) was asked: its request's last user message ('' when none).
+
+    A run's input is its first chat call's question, else its agent step's own (the runs list,
+    sessions, the user page, judges and exports all read it through monitoring.queries.runs). The
+    *last* user message: in a multi-turn session the first call of a run carries the earlier turns
+    before this run's own question."""
+    asked = [m for m in request_messages(attrs, events) if m.role == "user" and m.content]
+    return asked[-1].content if asked else ""
+
+
+def answer(attrs: Mapping[str, Any], events: Events = ()) -> str:
+    """What a call (or an agent step) answered: its last response message with text ('' when none)."""
+    said = [m for m in response_messages(attrs, events) if m.content]
+    return said[-1].content if said else ""
 
 
 def embedding_inputs(attrs: Mapping[str, Any]) -> list[str]:
