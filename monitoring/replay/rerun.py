@@ -1,6 +1,7 @@
 """A re-run: one recorded LLM call sent again, as edited, through the gateway (monitoring.gateway),
 recorded as a span of its own trace in the project, linked to the call it replays, so it shows in
-Traces (the numbers leave Replay's re-runs out unless asked). When the gateway exports its own spans
+Traces (the numbers leave Replay's re-runs out unless asked). Only an answered call is recorded: an
+attempt that got no answer (gateway unreachable, timeout, its error) is not a run. When the gateway exports its own spans
 into the same project (LITELLM_PROJECT_ID), the re-run's span is the caller of the gateway's call
 span (we send a `traceparent`), so the usual de-duplication counts that invocation once.
 """
@@ -68,7 +69,7 @@ def _parts(messages: list[dict]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.GatewayAnswer | None, user: str) -> dict:
+def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.GatewayAnswer, user: str) -> dict:
     """The re-run span's attributes: GenAI semconv 1.37 request/response/usage keys (messages as
     "parts" JSON), the reported cost, and which call it replays (apm.replay.*)."""
     attributes = {
@@ -81,8 +82,6 @@ def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.Gatew
         "apm.replay.original_span_id": original.span_id,
         "apm.replay.user": user,
     }
-    if answer is None:
-        return attributes | {"error.type": "GatewayError"}
     output = {
         "role": "assistant",
         "content": answer.content,
@@ -110,12 +109,11 @@ def _record(
     payload: dict,
     started_ns: int,
     ended_ns: int,
-    answer: gateway.GatewayAnswer | None,
-    error: str,
+    answer: gateway.GatewayAnswer,
     user: str,
 ) -> None:
-    """Store the re-run as one CLIENT span of service semconv.REPLAY_SERVICE, linked to `original`; a failed
-    call is an Error span with an exception event. Raises clickhouse.ClickHouseError."""
+    """Store an answered re-run as one CLIENT span of service semconv.REPLAY_SERVICE, linked to
+    `original`. Raises clickhouse.ClickHouseError."""
     span = Span(
         trace_id=trace_id,
         span_id=span_id,
@@ -124,7 +122,7 @@ def _record(
         start_time_unix_nano=started_ns,
         end_time_unix_nano=ended_ns,
         attributes=otlp.key_values(_attributes(original, payload, answer, user)),
-        status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
+        status=Status(code=Status.STATUS_CODE_OK),
         links=[
             Span.Link(
                 trace_id=bytes.fromhex(original.trace_id),
@@ -133,14 +131,6 @@ def _record(
             )
         ],
     )
-    if error:
-        span.events.append(
-            Span.Event(
-                time_unix_nano=ended_ns,
-                name="exception",
-                attributes=otlp.key_values({"exception.type": "GatewayError", "exception.message": error}),
-            )
-        )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
@@ -168,18 +158,20 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
         error = str(exc)
     ended = time.time_ns()
     result = Rerun(ok=answer is not None, trace_id=trace_id.hex(), span_id=span_id.hex(), error=error, answer=answer)
+    if answer is None:
+        # A call that got no answer is not a run: nothing is stored (lists and filters never see it).
+        return result
     try:
-        _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
+        _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, user)
     except clickhouse.ClickHouseError as exc:
         # The call was made (and paid for): show its answer, and say it is missing from the traces.
         t = errors.trouble(exc)
         result.unrecorded = f"{t.title}; {t.detail}"
-    if answer is not None:
-        if answer.cost_usd is not None:
-            result.cost_usd, result.cost_source = answer.cost_usd, "reported"
-        else:
-            result.cost_usd, result.cost_source = pricing.cost_of_call(
-                project.id, payload["model"], answer.input_tokens, answer.output_tokens
-            )
-        result.diff = text_diff(step.output_text, answer.content)
+    if answer.cost_usd is not None:
+        result.cost_usd, result.cost_source = answer.cost_usd, "reported"
+    else:
+        result.cost_usd, result.cost_source = pricing.cost_of_call(
+            project.id, payload["model"], answer.input_tokens, answer.output_tokens
+        )
+    result.diff = text_diff(step.output_text, answer.content)
     return result
