@@ -24,7 +24,7 @@ from monitoring.ingest import otlp, span_store
 from monitoring.queries import trace as trace_q
 from monitoring.replay.diff import text_diff
 from monitoring.replay.steps import Step
-from monitoring.semantics import pricing, semconv
+from monitoring.semantics import messages, pricing, semconv
 from monitoring.store import clickhouse, errors
 
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
@@ -43,15 +43,36 @@ class Rerun:
     diff: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _content_parts(content: object) -> list[dict]:
+    """OpenAI message content (text, or content parts) as GenAI semconv parts: text, and an image as a
+    `blob` (a data: URI) or a `uri` part, so the recorded re-run shows the images it sent."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}] if content else []
+    if not isinstance(content, list):
+        return [{"type": "text", "content": json.dumps(content, ensure_ascii=False)}] if content else []
+    parts: list[dict] = []
+    for item in content:
+        found = messages.media_of(item) if isinstance(item, dict) else None
+        if found is not None and found.data:
+            parts.append(
+                {"type": "blob", "modality": found.modality, "mime_type": found.mime_type, "content": found.data}
+            )
+        elif found is not None:
+            parts.append({"type": "uri", "modality": found.modality, "mime_type": found.mime_type, "uri": found.uri})
+        elif isinstance(item, dict) and isinstance(item.get("text"), str):
+            parts.append({"type": "text", "content": item["text"]})
+        else:
+            parts.append(
+                {"type": "text", "content": item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)}
+            )
+    return parts
+
+
 def _parts(messages: list[dict]) -> str:
     """Messages in the GenAI semconv "parts" JSON, which monitoring.semantics.messages reads back."""
     out = []
     for m in messages:
-        parts = []
-        if m.get("content"):
-            parts.append(
-                {"type": "text", "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])}
-            )
+        parts = _content_parts(m.get("content"))
         for call in m.get("tool_calls") or []:
             fn = call.get("function") or {}
             parts.append(
