@@ -38,7 +38,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from monitoring.ingest import otlp
 
-__all__ = ["generate_requests", "estimate_spans", "DIALECT_SERVICES"]
+__all__ = ["generate_requests", "count_spans", "estimate_spans", "DIALECT_SERVICES"]
 
 MS: Final = 1_000_000
 SEC: Final = 1_000_000_000
@@ -2125,6 +2125,26 @@ def build_trace(rng: random.Random, origin: int = 0) -> tuple[TraceBuilder, int]
     return b, end
 
 
+def _traces(days: int, runs_per_day: int, seed: int, now: datetime) -> Iterator[tuple[int, TraceBuilder, int]]:
+    """(sampled start ns, builder, duration ns) of each trace, in start order: what the requests hold."""
+    now_ns = int(now.timestamp()) * SEC + now.microsecond * 1000
+    rng = random.Random(seed)
+    for start in _start_times(rng, days * runs_per_day, now_ns - days * DAY_NS, now_ns - 60 * SEC):
+        b, duration = build_trace(random.Random(rng.getrandbits(64)), start)
+        yield start, b, duration
+
+
+def _utc_now(now: datetime | None) -> datetime:
+    now = now or datetime.now(UTC)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now
+
+
+def count_spans(*, days: int = 7, runs_per_day: int = 120, seed: int = 0, now: datetime | None = None) -> int:
+    """The exact span count of ``generate_requests`` with the same arguments (a progress bar's total:
+    the start times, hence the traces drawn, depend on `now`, so pass the same one)."""
+    return sum(len(b.spans) for _, b, _ in _traces(days, runs_per_day, seed, _utc_now(now)))
+
+
 def generate_requests(
     *, days: int = 7, runs_per_day: int = 120, seed: int = 0, now: datetime | None = None, batch_spans: int = 500
 ) -> Iterator[tuple[ExportTraceServiceRequest, int]]:
@@ -2136,18 +2156,11 @@ def generate_requests(
     """
     if batch_spans < 1:
         raise ValueError("batch_spans must be >= 1")
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    now = _utc_now(now)
     now_ns = int(now.timestamp()) * SEC + now.microsecond * 1000
-    lo = now_ns - days * DAY_NS
-    rng = random.Random(seed)
-    starts = _start_times(rng, days * runs_per_day, lo, now_ns - 60 * SEC)
-
     pending: list[tuple[bytes, int, SpanRec]] = []
     day = None
-    for start in starts:
-        b, duration = build_trace(random.Random(rng.getrandbits(64)), start)
+    for start, b, duration in _traces(days, runs_per_day, seed, now):
         t0 = _place(start, duration, now_ns)
         if day is not None and t0 // DAY_NS != day:
             yield from _flush(pending, batch_spans, final=True)
@@ -2185,5 +2198,6 @@ def _mean_spans_per_run() -> float:
 
 
 def estimate_spans(days: int = 7, runs_per_day: int = 120) -> int:
-    """The expected span count of ``generate_requests(days=..., runs_per_day=...)`` (for a progress bar)."""
+    """The expected span count of ``generate_requests(days=..., runs_per_day=...)`` (for sizing a
+    benchmark; a progress bar takes ``count_spans``, which is exact)."""
     return round(days * runs_per_day * _mean_spans_per_run())

@@ -245,6 +245,13 @@ def test_the_estimate_matches_what_is_generated(week):
     assert abs(other / traffic.estimate_spans(3, 50) - 1) < 0.1
 
 
+def test_the_count_is_exactly_what_is_generated(week):
+    """The progress bar's total (demo_traces): exact, so it ends at 100 %."""
+    assert traffic.count_spans(days=7, runs_per_day=120, now=NOW) == sum(week[1])
+    other = sum(n for _, n in traffic.generate_requests(days=3, runs_per_day=50, seed=3, now=NOW))
+    assert traffic.count_spans(days=3, runs_per_day=50, seed=3, now=NOW) == other
+
+
 def test_a_naive_now_is_taken_as_utc():
     naive = NOW.replace(tzinfo=None)
     a = [r.SerializeToString() for r, _ in traffic.generate_requests(days=1, runs_per_day=10, now=naive)]

@@ -137,7 +137,8 @@ def test_bad_editor_input_is_400(client, alice, project, ingest_key, settings):
     assert r.status_code == 400
 
 
-def test_an_unreachable_gateway_is_a_message_and_a_failed_span(client, alice, project, ingest_key):
+def test_an_unreachable_gateway_is_a_message_and_not_a_run(client, alice, project, ingest_key):
+    """A re-run that got no answer is not stored: it never shows in the runs, lists or filters."""
     trace, span = agent_run(client, ingest_key)
     client.force_login(alice)
     with override_settings(LITELLM_BASE_URL="http://127.0.0.1:1"):
@@ -146,14 +147,51 @@ def test_an_unreachable_gateway_is_a_message_and_a_failed_span(client, alice, pr
             {"trace": trace, "span": span, "model": "gpt-4o-mini", "messages": '[{"role":"user","content":"hi"}]'},
         )
     assert r.status_code == 200
-    assert "unreachable" in r.content.decode() and 'data-rerun-outcome="error"' in r.content.decode()
+    html = r.content.decode()
+    assert "unreachable" in html and 'data-rerun-outcome="error"' in html and "data-not-recorded" in html
     row = clickhouse.query_one(
-        f"SELECT count() AS n, any(StatusCode) AS status, any(Links.SpanId) AS links FROM {schema.table()}"
-        " WHERE ProjectId = {p:String} AND ServiceName = 'apm-replay'",
+        f"SELECT count() AS n FROM {schema.table()} WHERE ProjectId = {{p:String}} AND ServiceName = 'apm-replay'",
         {"p": str(project.id)},
         tag="test",
     )
-    assert row == {"n": 1, "status": "Error", "links": [span]}
+    assert row == {"n": 0}
+    runs = client.get(f"/api/v1/projects/{project.id}/traces", {"range": "1h", "kind": "runs", "replays": "1"})
+    assert [i["trace_id"] for i in runs.json()["items"]] == [trace]
+
+
+def test_an_embedding_call_shows_its_texts_and_is_not_offered_a_chat_rerun(client, alice, project, ingest_key):
+    root = S(
+        "invoke_agent rag", service="agent-rag", at=AT, ms=900, attributes={"gen_ai.operation.name": "invoke_agent"}
+    )
+    embed = root.child(
+        "CreateEmbeddings",
+        at=AT + dt.timedelta(milliseconds=5),
+        ms=40,
+        attributes={
+            "openinference.span.kind": "EMBEDDING",
+            "embedding.model_name": "text-embedding-3-small",
+            "input.value": json.dumps({"input": "Which invoices are overdue?", "model": "text-embedding-3-small"}),
+            "embedding.embeddings.0.embedding.text": "Which invoices are overdue?",
+            "llm.token_count.prompt": 6,
+        },
+    )
+    assert post(client, ingest_key, request(root, embed)).status_code == 200
+    client.force_login(alice)
+    r = client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": root.trace.hex(), "span": embed.span_id.hex()})
+    html = r.content.decode()
+    assert r.status_code == 200 and "data-no-rerun" in html and "data-rerun-form" not in html
+    io = html[html.index('data-io="input"') : html.index('data-io="output"')]
+    assert "Which invoices are overdue?" in io and "text-embedding-3-small" not in io  # the text, not the body
+    posted = client.post(
+        f"/admin/monitoring/{project.id}/replay/rerun",
+        {
+            "trace": root.trace.hex(),
+            "span": embed.span_id.hex(),
+            "model": "text-embedding-3-small",
+            "messages": '[{"role":"user","content":"x"}]',
+        },
+    )
+    assert posted.status_code == 400 and "embedding" in posted.content.decode()
 
 
 def test_compare_aligns_steps_and_shows_what_differs(client, alice, project, ingest_key):
@@ -243,7 +281,7 @@ def test_rerun_through_a_real_litellm_proxy(client, alice, project, ingest_key, 
         {"p": str(project.id)},
         tag="test",
     )
-    assert [r["status"] for r in rows] == ["Ok", "Error"]
+    assert [r["status"] for r in rows] == ["Ok"]  # the failed attempt is not a run
     assert rows[0]["link_traces"] == [trace] and rows[0]["link_spans"] == [span]
     assert rows[0]["i"] > 0 and rows[0]["o"] > 0 and rows[0]["cost"] > 0 and rows[0]["llm"] == 1
     assert "How many orders yesterday?" in rows[0]["msgs"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from monitoring.queries import runs as runs_q
 from monitoring.queries import trace as trace_q
 from monitoring.semantics import messages, semconv
 from monitoring.store import schema
@@ -278,7 +279,7 @@ def _clip(text: str) -> str:
 
 def content(project_id: str, target: Target) -> tuple[str, str]:
     """(input, output) of a target as text: a call's request messages and its answer; a run's first
-    call's last user message and its last call's answer (the runs list's previews, unclipped up to
+    input and output by the runs list's one rule (monitoring.queries.runs.texts), unclipped up to
     TEXT_CHARS). Read from the spans' attributes and their GenAI events (span events or log records)."""
 
     def span_of(key: str):
@@ -295,16 +296,8 @@ def content(project_id: str, target: Target) -> tuple[str, str]:
         asked = messages.request_messages(span.attributes, events)
         said = messages.response_messages(span.attributes, events)
         return _clip(_chat(asked)), _clip(_chat([m for m in said if m.role == "assistant"] or said))
-    first, last = span_of(target.first_call), span_of(target.last_call)
-    question = answer = ""
-    if first is not None:
-        events = [(e.name, e.attributes) for e in first.events]
-        asked = [m for m in messages.request_messages(first.attributes, events) if m.role == "user" and m.content]
-        question = asked[-1].content if asked else ""
-    if last is not None:
-        events = [(e.name, e.attributes) for e in last.events]
-        said = [m for m in messages.response_messages(last.attributes, events) if m.content]
-        answer = said[-1].content if said else ""
+    run_texts = runs_q.texts(project_id, [(target.trace_id, target.start_ns, target.first_call, target.last_call)])
+    question, answer = run_texts.get(target.trace_id, ("", ""))
     return _clip(question), _clip(answer)
 
 

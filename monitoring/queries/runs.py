@@ -21,6 +21,7 @@ from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, iso
 from monitoring.queries.spans import TRACE_ID
+from monitoring.semantics import messages
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run, to_nanos
 
@@ -276,51 +277,17 @@ def add_scores(project_id: str, runs: list[RunRow]) -> list[RunRow]:
     return runs
 
 
-def add_previews(project_id: str, runs: list[RunRow]) -> list[RunRow]:
-    """Fill `first_input` (the first call's last user message) and `last_output` (the last call's
-    answer), PREVIEW_CHARS at most, from the spans' own attributes and events."""
-    from monitoring.semantics import messages
-
-    keys = {k for r in runs for k in (r.first_call, r.last_call) if k}
-    if not keys:
-        return runs
-    pairs = [k.split("/", 1) for k in keys]
-    rows = run(
-        Sql(
-            "SELECT TraceId AS trace, SpanId AS span, SpanAttributes AS attrs, Events.Name AS names,",
-            " Events.Attributes AS event_attrs",
-            f" FROM {schema.table()} WHERE ProjectId = {{project:String}}",
-            " AND TraceId IN {traces:Array(String)} AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
-            " AND Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})",
-            " LIMIT 1 BY TraceId, SpanId",
-            project=project_id,
-            traces=sorted({t for t, _ in pairs}),
-            keys=[tuple(p) for p in pairs],
-            lo=min(r.start_ns for r in runs) - 3600 * 10**9,
-            hi=max(r.start_ns for r in runs) + 24 * 3600 * 10**9,
-        ),
-        tag="runs.previews",
-    )
-    found = {f"{r['trace']}/{r['span']}": r for r in rows}
-    lo, hi = min(r.start_ns for r in runs), max(r.start_ns for r in runs)
-    logged = logs_q.message_events(project_id, sorted({t for t, _ in pairs}), lo, hi, [(t, sp) for t, sp in pairs])
+def add_previews(project_id: str, runs: list[RunRow], agent_names: tuple[str, ...] = ()) -> list[RunRow]:
+    """Fill `first_input` and `last_output` (`texts`), PREVIEW_CHARS at most, on one line."""
 
     def clip(text: str) -> str:
         text = " ".join(text.split())
         return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
+    found = texts(project_id, [(r.trace_id, r.start_ns, r.first_call, r.last_call) for r in runs], agent_names)
     for r in runs:
-        first, last = found.get(r.first_call), found.get(r.last_call)
-        if first:
-            events = list(zip(first["names"], first["event_attrs"], strict=False))
-            events += [(n, a) for _, n, a in logged.get((first["trace"], first["span"]), [])]
-            asked = [m for m in messages.request_messages(first["attrs"], events) if m.role == "user" and m.content]
-            r.first_input = clip(asked[-1].content) if asked else ""
-        if last:
-            events = list(zip(last["names"], last["event_attrs"], strict=False))
-            events += [(n, a) for _, n, a in logged.get((last["trace"], last["span"]), [])]
-            said = [m for m in messages.response_messages(last["attrs"], events) if m.content]
-            r.last_output = clip(said[-1].content) if said else ""
+        question, answer = found.get(r.trace_id, ("", ""))
+        r.first_input, r.last_output = clip(question), clip(answer)
     return runs
 
 
@@ -341,6 +308,95 @@ def iter_runs(flt: SpanFilter, rq: RunQuery, max_rows: int) -> Iterator[RunRow]:
         if page.next_cursor is None:
             return
         query = replace(query, cursor=RunCursor.decode(page.next_cursor), limit=min(EXPORT_CHUNK, max_rows - sent))
+
+
+def texts(
+    project_id: str, runs: list[tuple[str, int, str, str]], agent_names: tuple[str, ...] = ()
+) -> dict[str, tuple[str, str]]:
+    """{trace: (input, output)} of runs given as (trace, start ns, first call, last call), the calls
+    "trace/span" or '' (the settled FirstCall/LastCall: a run's first and last chat calls).
+
+    The one rule every place that shows a run's input and output uses: its input is the last user
+    message of its first chat call (messages.question), its output the answer of its last chat call
+    (messages.answer); a run without one (no chat call, or none recorded its text) shows its agent
+    steps' own: the first step's question, the last step's answer (the root span counts as a step).
+    Read from the spans' attributes and events, and GenAI events sent as log records."""
+    if not runs:
+        return {}
+    keys = sorted({k for _, _, first, last in runs for k in (first, last) if k})
+    pairs = [tuple(k.split("/", 1)) for k in keys]
+    lo, hi = min(r[1] for r in runs), max(r[1] for r in runs)
+    calls = _spans_read(
+        project_id,
+        Sql(" AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}", keys=pairs),
+        sorted({t for t, _ in pairs}),
+        lo,
+        hi,
+        "runs.previews",
+    )
+    out: dict[str, tuple[str, str]] = {}
+    for trace, _, first, last in runs:
+        call_in, call_out = calls.get(first), calls.get(last)
+        out[trace] = (
+            messages.question(*call_in) if call_in else "",
+            messages.answer(*call_out) if call_out else "",
+        )
+    lacking = sorted({t for t, (question, answer) in out.items() if not question or not answer})
+    if lacking:
+        steps = _spans_read(
+            project_id,
+            Sql(
+                " AND (IsAgentStep = 1 OR ParentSpanId = '' OR SpanName IN {r_agents:Array(String)})",
+                r_agents=list(agent_names),
+            ),
+            lacking,
+            lo,
+            hi,
+            "runs.previews.steps",
+        )
+        by_trace: dict[str, list[tuple[dict, list]]] = {}
+        for key, found in steps.items():  # oldest first (_spans_read keeps the order it read)
+            by_trace.setdefault(key.split("/", 1)[0], []).append(found)
+        for trace in lacking:
+            question, answer = out[trace]
+            own = by_trace.get(trace, [])
+            question = question or next((q for q in (messages.question(*s) for s in own) if q), "")
+            answer = answer or next((a for a in (messages.answer(*s) for s in reversed(own)) if a), "")
+            out[trace] = (question, answer)
+    return out
+
+
+def _spans_read(
+    project_id: str, which: Sql, traces: list[str], lo: int, hi: int, tag: str
+) -> dict[str, tuple[dict, list]]:
+    """{"trace/span": (attributes, [(event name, attributes)…])} of the spans of `traces` that `which`
+    picks, oldest first, with the GenAI events sent for them as log records; stamped from an hour
+    before `lo` to a day after `hi` (a run's spans start near it)."""
+    if not traces:
+        return {}
+    rows = run(
+        Sql(
+            "SELECT TraceId AS trace, SpanId AS span, SpanAttributes AS attrs, Events.Name AS names,",
+            " Events.Attributes AS event_attrs",
+            f" FROM {schema.table()} WHERE ProjectId = {{project:String}} AND TraceId IN {{traces:Array(String)}}",
+            which,
+            " AND Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})",
+            " ORDER BY Timestamp, SpanId LIMIT 1 BY TraceId, SpanId LIMIT {r_most:UInt32}",
+            project=project_id,
+            traces=traces,
+            lo=lo - 3600 * 10**9,
+            hi=hi + 24 * 3600 * 10**9,
+            r_most=100 * len(traces),
+        ),
+        tag=tag,
+    )
+    logged = logs_q.message_events(project_id, traces, lo, hi, [(r["trace"], r["span"]) for r in rows])
+    found: dict[str, tuple[dict, list]] = {}
+    for r in rows:
+        events = list(zip(r["names"], r["event_attrs"], strict=False))
+        events += [(n, a) for _, n, a in logged.get((r["trace"], r["span"]), [])]
+        found[f"{r['trace']}/{r['span']}"] = (r["attrs"], events)
+    return found
 
 
 def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:

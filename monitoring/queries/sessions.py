@@ -241,4 +241,6 @@ def user(flt: SpanFilter, key: str) -> Group | None:
 def session_runs(flt: SpanFilter, session: str, limit: int = 200) -> list[runs_q.RunRow]:
     """The session's runs in the window, oldest first, with previews (its conversation in order)."""
     page = runs_q.list_runs(flt, runs_q.RunQuery(session=session, limit=limit))
-    return runs_q.add_previews(flt.project_id, sorted(page.items, key=lambda r: (r.start_ns, r.trace_id)))
+    return runs_q.add_previews(
+        flt.project_id, sorted(page.items, key=lambda r: (r.start_ns, r.trace_id)), flt.agent_names
+    )

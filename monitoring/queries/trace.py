@@ -654,7 +654,7 @@ SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS sp
     arraySlice(Links.TraceState, 1, {{events:UInt32}}) AS link_states,
     arrayMap(m -> {_ITEM}, arraySlice(Links.Attributes, 1, {{events:UInt32}})) AS link_attributes,
     Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost,
-    IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
+    IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error, IsEmbedding AS is_embedding
 FROM $table
 WHERE $trace AND SpanId != '' $span
 """
@@ -731,6 +731,7 @@ class FullSpan:
     reported_cost: float = 0.0
     is_llm_call: bool = False
     is_agent_step: bool = False
+    is_embedding: bool = False  # an embedding call (schema IsEmbedding): texts in, a vector out
     has_end: bool = True
     clock_skew_ns: int = 0  # its end lies this far before its start (semconv.clock_skew_ns)
     invocation: bool = False  # set by mark_invocations
@@ -856,6 +857,7 @@ def _full_span(row: dict) -> FullSpan:
         reported_cost=float(row["reported_cost"] or 0),
         is_llm_call=bool(row["is_llm_call"]),
         is_agent_step=bool(row["is_agent_step"]),
+        is_embedding=bool(row["is_embedding"]),
         attribute_count=int(row["attribute_count"]),
         resource_count=int(row["resource_count"]),
         event_count=int(row["event_count"]),

@@ -1,6 +1,7 @@
 """A re-run: one recorded LLM call sent again, as edited, through the gateway (monitoring.gateway),
 recorded as a span of its own trace in the project, linked to the call it replays, so it shows in
-Traces (the numbers leave Replay's re-runs out unless asked). When the gateway exports its own spans
+Traces (the numbers leave Replay's re-runs out unless asked). Only an answered call is recorded: an
+attempt that got no answer (gateway unreachable, timeout, its error) is not a run. When the gateway exports its own spans
 into the same project (LITELLM_PROJECT_ID), the re-run's span is the caller of the gateway's call
 span (we send a `traceparent`), so the usual de-duplication counts that invocation once.
 """
@@ -23,7 +24,7 @@ from monitoring.ingest import otlp, span_store
 from monitoring.queries import trace as trace_q
 from monitoring.replay.diff import text_diff
 from monitoring.replay.steps import Step
-from monitoring.semantics import pricing, semconv
+from monitoring.semantics import messages, pricing, semconv
 from monitoring.store import clickhouse, errors
 
 REPLAY_SCOPE = "agent-portal-monitoring.replay"
@@ -42,15 +43,36 @@ class Rerun:
     diff: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _content_parts(content: object) -> list[dict]:
+    """OpenAI message content (text, or content parts) as GenAI semconv parts: text, and an image as a
+    `blob` (a data: URI) or a `uri` part, so the recorded re-run shows the images it sent."""
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}] if content else []
+    if not isinstance(content, list):
+        return [{"type": "text", "content": json.dumps(content, ensure_ascii=False)}] if content else []
+    parts: list[dict] = []
+    for item in content:
+        found = messages.media_of(item) if isinstance(item, dict) else None
+        if found is not None and found.data:
+            parts.append(
+                {"type": "blob", "modality": found.modality, "mime_type": found.mime_type, "content": found.data}
+            )
+        elif found is not None:
+            parts.append({"type": "uri", "modality": found.modality, "mime_type": found.mime_type, "uri": found.uri})
+        elif isinstance(item, dict) and isinstance(item.get("text"), str):
+            parts.append({"type": "text", "content": item["text"]})
+        else:
+            parts.append(
+                {"type": "text", "content": item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)}
+            )
+    return parts
+
+
 def _parts(messages: list[dict]) -> str:
     """Messages in the GenAI semconv "parts" JSON, which monitoring.semantics.messages reads back."""
     out = []
     for m in messages:
-        parts = []
-        if m.get("content"):
-            parts.append(
-                {"type": "text", "content": m["content"] if isinstance(m["content"], str) else json.dumps(m["content"])}
-            )
+        parts = _content_parts(m.get("content"))
         for call in m.get("tool_calls") or []:
             fn = call.get("function") or {}
             parts.append(
@@ -68,7 +90,7 @@ def _parts(messages: list[dict]) -> str:
     return json.dumps(out, ensure_ascii=False)
 
 
-def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.GatewayAnswer | None, user: str) -> dict:
+def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.GatewayAnswer, user: str) -> dict:
     """The re-run span's attributes: GenAI semconv 1.37 request/response/usage keys (messages as
     "parts" JSON), the reported cost, and which call it replays (apm.replay.*)."""
     attributes = {
@@ -81,8 +103,6 @@ def _attributes(original: trace_q.FullSpan, payload: dict, answer: gateway.Gatew
         "apm.replay.original_span_id": original.span_id,
         "apm.replay.user": user,
     }
-    if answer is None:
-        return attributes | {"error.type": "GatewayError"}
     output = {
         "role": "assistant",
         "content": answer.content,
@@ -110,12 +130,11 @@ def _record(
     payload: dict,
     started_ns: int,
     ended_ns: int,
-    answer: gateway.GatewayAnswer | None,
-    error: str,
+    answer: gateway.GatewayAnswer,
     user: str,
 ) -> None:
-    """Store the re-run as one CLIENT span of service semconv.REPLAY_SERVICE, linked to `original`; a failed
-    call is an Error span with an exception event. Raises clickhouse.ClickHouseError."""
+    """Store an answered re-run as one CLIENT span of service semconv.REPLAY_SERVICE, linked to
+    `original`. Raises clickhouse.ClickHouseError."""
     span = Span(
         trace_id=trace_id,
         span_id=span_id,
@@ -124,7 +143,7 @@ def _record(
         start_time_unix_nano=started_ns,
         end_time_unix_nano=ended_ns,
         attributes=otlp.key_values(_attributes(original, payload, answer, user)),
-        status=Status(code=Status.STATUS_CODE_ERROR, message=error) if error else Status(code=Status.STATUS_CODE_OK),
+        status=Status(code=Status.STATUS_CODE_OK),
         links=[
             Span.Link(
                 trace_id=bytes.fromhex(original.trace_id),
@@ -133,14 +152,6 @@ def _record(
             )
         ],
     )
-    if error:
-        span.events.append(
-            Span.Event(
-                time_unix_nano=ended_ns,
-                name="exception",
-                attributes=otlp.key_values({"exception.type": "GatewayError", "exception.message": error}),
-            )
-        )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
@@ -168,18 +179,20 @@ def rerun(project, step: Step, payload: dict, user: str) -> Rerun:
         error = str(exc)
     ended = time.time_ns()
     result = Rerun(ok=answer is not None, trace_id=trace_id.hex(), span_id=span_id.hex(), error=error, answer=answer)
+    if answer is None:
+        # A call that got no answer is not a run: nothing is stored (lists and filters never see it).
+        return result
     try:
-        _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, error, user)
+        _record(str(project.id), trace_id, span_id, step.span, payload, started, ended, answer, user)
     except clickhouse.ClickHouseError as exc:
         # The call was made (and paid for): show its answer, and say it is missing from the traces.
         t = errors.trouble(exc)
         result.unrecorded = f"{t.title}; {t.detail}"
-    if answer is not None:
-        if answer.cost_usd is not None:
-            result.cost_usd, result.cost_source = answer.cost_usd, "reported"
-        else:
-            result.cost_usd, result.cost_source = pricing.cost_of_call(
-                project.id, payload["model"], answer.input_tokens, answer.output_tokens
-            )
-        result.diff = text_diff(step.output_text, answer.content)
+    if answer.cost_usd is not None:
+        result.cost_usd, result.cost_source = answer.cost_usd, "reported"
+    else:
+        result.cost_usd, result.cost_source = pricing.cost_of_call(
+            project.id, payload["model"], answer.input_tokens, answer.output_tokens
+        )
+    result.diff = text_diff(step.output_text, answer.content)
     return result

@@ -14,7 +14,14 @@ from monitoring.queries import spans as spans_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import SpanFilter
 from monitoring.semantics import semconv
-from monitoring.semantics.messages import Message, RequestParams, request_messages, request_params, response_messages
+from monitoring.semantics.messages import (
+    Message,
+    RequestParams,
+    embedding_inputs,
+    request_messages,
+    request_params,
+    response_messages,
+)
 
 LLM, TOOL, AGENT, SPAN = "llm", "tool", "agent", "span"
 ROLE_LABELS = {
@@ -63,6 +70,13 @@ class Step:
     def key(self) -> str:
         """What aligns steps of two runs: role and name."""
         return f"{self.role}:{self.span.name}"
+
+    @property
+    def rerunnable(self) -> bool:
+        """A chat call: what Replay re-sends to the gateway's /v1/chat/completions. An embedding
+        call is not offered: its answer is a vector, which spans do not record, so a re-run would
+        have nothing to be compared with (and its input is not a chat)."""
+        return self.role == LLM and not self.span.is_embedding
 
     @property
     def output_text(self) -> str:
@@ -173,6 +187,7 @@ def _step(
 ) -> Step:
     """A span as a step: its messages read from every dialect; cost only on an LLM call."""
     events = [(e.name, e.attributes) for e in span.events]
+    texts = embedding_inputs(span.attributes) if span.is_embedding else []
     return Step(
         index=index,
         span=span,
@@ -180,7 +195,8 @@ def _step(
         path=path or [],
         cost_usd=span.cost_usd if role == LLM else 0.0,
         cost_source=span.cost_source,
-        input=request_messages(span.attributes, events),
+        # An embedding's input is the texts it embedded, not its request body as a chat message.
+        input=[Message("user", t) for t in texts] if texts else request_messages(span.attributes, events),
         output=response_messages(span.attributes, events),
         params=request_params(span.attributes) if role == LLM else None,
         counted=counted,

@@ -47,7 +47,8 @@ from monitoring.store.sql import Sql
 
 # Bumped whenever the rules below decide some fact differently (every project is re-settled):
 # 2 = a call without its own end user or session takes its run's.
-RULES_VERSION = 3  # 3: an end a little before the start is timed, 0 ms (clock skew)
+# 3: an end a little before the start is timed, 0 ms (clock skew)
+RULES_VERSION = 4  # 4: a run's first and last calls are chat calls (FirstCall/LastCall skip embeddings)
 
 
 @functools.cache
@@ -415,7 +416,9 @@ def runs(spans_source: str | Sql, calls_source: str | Sql) -> Sql:
         " LEFT JOIN (SELECT RunTraceId AS run, count() AS n, sum(InputTokens) AS input, sum(OutputTokens) AS output,",
         " sum(Cost) AS cost, countIf(Priced = 0) AS unpriced, anyIf(EndUser, EndUser != '') AS user,",
         " anyIf(SessionId, SessionId != '') AS session,",
-        " argMin(concat(TraceId, '/', SpanId), Timestamp) AS first, argMax(concat(TraceId, '/', SpanId), Timestamp) AS last",
+        # The run's first and last *chat* calls (an embedding's request is no one's question).
+        " argMinIf(concat(TraceId, '/', SpanId), Timestamp, IsEmbedding = 0) AS first,",
+        " argMaxIf(concat(TraceId, '/', SpanId), Timestamp, IsEmbedding = 0) AS last",
         " FROM ",
         calls_src,
         " GROUP BY RunTraceId) AS c ON c.run = t.trace",

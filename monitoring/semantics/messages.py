@@ -7,6 +7,7 @@ small and typed:
     request_messages(attrs, events)  -> list[Message]  what was sent (system, user, assistant, tool)
     response_messages(attrs, events) -> list[Message]  what the model answered (one per choice)
     request_params(attrs)            -> RequestParams  model, temperature, max_tokens, tools offered
+    question(attrs, events) / answer(attrs, events) -> str  a call's last user message / its answer
     embedding_inputs(attrs)          -> list[str]      the texts an embedding call embedded
 
 `events` are the span's events as (name, attributes) pairs. Sources, first found wins:
@@ -27,7 +28,10 @@ small and typed:
 6. Raw payloads: `input.value` / `output.value` (an OpenAI or Anthropic body when JSON, else text),
    then OpenLLMetry's `traceloop.entity.input` / `.output` on workflow and task spans.
 LiteLLM writes a tool call only in the flat `function_call` keys beside the JSON output, so flat
-tool calls are merged into the chosen source when it lacks them.
+tool calls are merged into the chosen source when it lacks them. In JSON messages, images (GenAI
+`blob` / `uri` / `file` parts, OpenAI `image_url`, Anthropic `image`) are kept as `Message.media` and
+reasoning (GenAI `reasoning` parts, Anthropic `thinking`) as `Message.reasoning`, both apart from the
+text; an embeddings or Responses API body in `input.value` reads as its input text.
 
 Attribute values may be strings (as stored in ClickHouse) or already-typed values (OTLP captures).
 """
@@ -58,18 +62,68 @@ class ToolCall:
     id: str = ""
 
 
+# Inline images shown as <img src="data:…">: raster types only (an SVG can carry script), valid
+# base64, and at most this many characters (a bigger one is named, not sent to the browser).
+IMAGE_MIME_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+MAX_INLINE_IMAGE_CHARS = 2_000_000
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_DATA_URI = re.compile(r"data:([a-zA-Z0-9.+-]+/[a-zA-Z0-9.+-]+);base64,(.*)", re.S)
+
+
+@dataclass
+class Media:
+    """A non-text part of a message: an image (or audio, a file) sent inline (`data`, base64) or by
+    reference (`uri`). GenAI semconv `blob` / `uri` / `file` parts, OpenAI `image_url` /
+    `input_image`, Anthropic `image` blocks."""
+
+    modality: str = "image"  # image | audio | video | file
+    mime_type: str = ""
+    data: str = ""  # base64, without the data: prefix
+    uri: str = ""
+
+    @property
+    def data_uri(self) -> str:
+        """A data: URI to show as an <img>, or '' (not an allowed image type, not base64, too big)."""
+        mime = self.mime_type.lower()
+        if not self.data or mime not in IMAGE_MIME_TYPES or len(self.data) > MAX_INLINE_IMAGE_CHARS:
+            return ""
+        return f"data:{mime};base64,{self.data}" if _BASE64.fullmatch(self.data) else ""
+
+    @property
+    def link(self) -> str:
+        """The part's http(s) address, or '' (another scheme is never made a link)."""
+        return self.uri if re.match(r"https?://", self.uri, re.I) else ""
+
+    def as_openai(self) -> dict | None:
+        """The part as an OpenAI chat content part (an image only; None for what chat takes otherwise)."""
+        if self.modality != "image" and not self.mime_type.lower().startswith("image/"):
+            return None
+        if self.data:
+            return {
+                "type": "image_url",
+                "image_url": {"url": f"data:{self.mime_type or 'image/png'};base64,{self.data}"},
+            }
+        return {"type": "image_url", "image_url": {"url": self.uri}} if self.uri else None
+
+
 @dataclass
 class Message:
     role: str  # system | user | assistant | tool
-    content: str = ""
+    content: str = ""  # the text (the answer's, without reasoning; images are in `media`)
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str = ""  # on a tool result: the call it answers
     name: str = ""
     finish_reason: str = ""
+    reasoning: str = ""  # the model's reasoning (GenAI `reasoning` parts, Anthropic `thinking`), apart
+    media: list[Media] = field(default_factory=list)
 
     def as_openai(self) -> dict:
-        """The message as an OpenAI chat-completions request item (what Replay sends)."""
+        """The message as an OpenAI chat-completions request item (what Replay sends): with images,
+        content parts (text, then `image_url`, inline as a data: URI); reasoning is never sent."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
+        images = [p for p in (m.as_openai() for m in self.media) if p] if self.role in ("user", "system") else []
+        if images:
+            out["content"] = ([{"type": "text", "text": self.content}] if self.content else []) + images
         if self.tool_calls:
             out["tool_calls"] = [
                 {
@@ -152,6 +206,23 @@ def response_messages(attrs: Mapping[str, Any], events: Events = ()) -> list[Mes
     else:
         _merge_flat_tool_calls(messages, _flat_genai_completion(attrs))
     return messages
+
+
+def question(attrs: Mapping[str, Any], events: Events = ()) -> str:
+    """What a call (or an agent step) was asked: its request's last user message ('' when none).
+
+    A run's input is its first chat call's question, else its agent step's own (the runs list,
+    sessions, the user page, judges and exports all read it through monitoring.queries.runs). The
+    *last* user message: in a multi-turn session the first call of a run carries the earlier turns
+    before this run's own question."""
+    asked = [m for m in request_messages(attrs, events) if m.role == "user" and m.content]
+    return asked[-1].content if asked else ""
+
+
+def answer(attrs: Mapping[str, Any], events: Events = ()) -> str:
+    """What a call (or an agent step) answered: its last response message with text ('' when none)."""
+    said = [m for m in response_messages(attrs, events) if m.content]
+    return said[-1].content if said else ""
 
 
 def embedding_inputs(attrs: Mapping[str, Any]) -> list[str]:
@@ -337,7 +408,9 @@ def _json_messages(value: Any, default_role: str = "user") -> list[Message] | No
         if isinstance(item, dict):
             found = _one_json_message(item, default_role)
             # Drop what is not a message at all (no role, no text, no calls); keep an empty turn that has a role.
-            messages.extend(m for m in found if "role" in item or m.content or m.tool_calls or m.tool_call_id)
+            messages.extend(
+                m for m in found if "role" in item or m.content or m.tool_calls or m.tool_call_id or m.media
+            )
         elif item is not None:
             messages.append(Message(default_role, _text(item)))
     return messages
@@ -359,6 +432,10 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
         for part in item["parts"]:
             if not isinstance(part, dict):
                 texts.append(_text(part))
+            elif part.get("type") in ("reasoning", "thinking"):
+                message.reasoning = "\n".join(t for t in (message.reasoning, _text(part.get("content"))) if t)
+            elif (media := media_of(part)) is not None:
+                message.media.append(media)
             elif part.get("type") == "tool_call":
                 message.tool_calls.append(
                     ToolCall(_text(part.get("name")), _text(part.get("arguments")), _text(part.get("id")))
@@ -382,6 +459,17 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
                         Message("tool", _content(block.get("content")), tool_call_id=_text(block.get("tool_use_id")))
                     )
             content = [b for b in content if not (isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result"))]
+            for block in content:  # reasoning and images apart from the text
+                if isinstance(block, dict) and block.get("type") in ("reasoning", "thinking"):
+                    said = _text(block.get("thinking", block.get("text", block.get("content"))))
+                    message.reasoning = "\n".join(t for t in (message.reasoning, said) if t)
+                elif isinstance(block, dict) and (media := media_of(block)) is not None:
+                    message.media.append(media)
+            content = [
+                b
+                for b in content
+                if not (isinstance(b, dict) and (b.get("type") in ("reasoning", "thinking") or media_of(b) is not None))
+            ]
         message.content = _content(content)
         for call in item.get("tool_calls") or []:
             if isinstance(call, dict):
@@ -395,6 +483,31 @@ def _one_json_message(item: dict, default_role: str) -> list[Message]:
     if role == "tool" and results and not message.content and not message.tool_calls:
         return results  # a tool message is its results
     return ([message] if message.content or message.tool_calls or not results else []) + results
+
+
+def media_of(part: dict) -> Media | None:
+    """An image (or other non-text) part of any spelling as Media; None for a text or tool part."""
+    kind = _text(part.get("type"))
+    if kind == "blob":  # GenAI semconv: inline, base64
+        return Media(
+            _text(part.get("modality")) or "image", _text(part.get("mime_type")), data=_text(part.get("content"))
+        )
+    if kind in ("uri", "file"):  # GenAI semconv: by address (a file part may name only a file id)
+        uri = _text(part.get("uri")) or _text(part.get("file_id"))
+        return Media(_text(part.get("modality")) or "file", _text(part.get("mime_type")), uri=uri)
+    if kind in ("image_url", "input_image"):  # OpenAI chat {"image_url": {"url"}}; Responses {"image_url": "…"}
+        ref = part.get("image_url")
+        url = _text(ref.get("url") if isinstance(ref, dict) else ref)
+        found = _DATA_URI.fullmatch(url.strip())
+        if found:
+            return Media("image", found.group(1), data=found.group(2).strip())
+        return Media("image", "", uri=url)
+    if kind == "image" and isinstance(part.get("source"), dict):  # Anthropic
+        source = part["source"]
+        if source.get("type") == "base64":
+            return Media("image", _text(source.get("media_type")), data=_text(source.get("data")))
+        return Media("image", _text(source.get("media_type")), uri=_text(source.get("url")))
+    return None
 
 
 def _system_instructions(value: Any) -> Message | None:
@@ -724,6 +837,12 @@ def _raw_input(attrs: Mapping[str, Any]) -> list[Message]:
             return system + (_json_messages(body["messages"]) or [])
         if isinstance(body, dict) and isinstance(body.get("prompt"), str):
             return [Message("user", body["prompt"])]
+        if isinstance(body, dict) and "input" in body:  # an embeddings or Responses API body: its input, not the JSON
+            given = body["input"]
+            if isinstance(given, list) and any(isinstance(item, dict) for item in given):
+                return _json_messages(given) or []
+            texts = [_text(v) for v in given] if isinstance(given, list) else [_text(given)]
+            return [Message("user", "\n".join(t for t in texts if t))] if any(texts) else []
         return [Message("user", _text(value))]
     return []
 

@@ -76,7 +76,7 @@ def replay(request, flt, membership):
         "prev_url": _step_url(request, trace_id, index - 1) if index > 1 else "",
         "next_url": _step_url(request, trace_id, index + 1) if index < len(run.steps) else "",
         "all_url": f"{request.path}?{urlencode({'trace': trace_id, 'all': '0' if request.GET.get('all') == '1' else '1'})}",
-        "editor": rerun_forms.initial(step) if step.role == runs.LLM else None,
+        "editor": rerun_forms.initial(step) if step.rerunnable else None,
         "can_rerun": membership.role == membership.ADMIN,
         "speeds": SPEEDS,
         "rerun_url": reverse("monitoring:replay-rerun", args=[membership.project_id]),
@@ -120,8 +120,12 @@ def rerun(request, project_id):
     try:
         step = runs.load_step(membership.project, request.POST.get("trace", ""), request.POST.get("span", ""))
         form = rerun_forms.RerunForm(request.POST)
-        if step is None or step.role != runs.LLM:
-            context["error"] = _("Pick an LLM call of a trace in this project to re-run.")
+        if step is None or not step.rerunnable:
+            context["error"] = (
+                _("Pick an LLM call of a trace in this project to re-run.")
+                if step is None or step.role != runs.LLM
+                else _("An embedding call is not re-run: its answer is a vector that the trace does not hold.")
+            )
             status = 404 if step is None else 400
         elif not form.is_valid():
             context["error"], status = form.error_text(), 400

@@ -92,7 +92,7 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
     except BadQuery as exc:
         return context | {"form_error": str(exc), "rq": runs_q.RunQuery()}, 400
     page = runs_q.list_runs(flt, rq)
-    runs_q.add_previews(flt.project_id, page.items)
+    runs_q.add_previews(flt.project_id, page.items, flt.agent_names)
     runs_q.add_scores(flt.project_id, page.items)
     score_columns = scores_q.names(str(pid))[:SCORE_COLUMNS]
     keep = {"kind": "runs", "sort": rq.sort if rq.sort != "time" else "", "session": rq.session, "user": rq.user}
@@ -137,7 +137,7 @@ def api_runs(request, flt) -> JsonResponse:
     except BadQuery as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     page = runs_q.list_runs(flt, rq)
-    runs_q.add_previews(flt.project_id, page.items)
+    runs_q.add_previews(flt.project_id, page.items, flt.agent_names)
     runs_q.add_scores(flt.project_id, page.items)
     items = []
     for run in page.items:
@@ -301,7 +301,9 @@ def users(request, flt, membership):
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items
     group = sessions_q.user(flt, key)
-    shown = runs_q.add_scores(flt.project_id, runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN]))
+    shown = runs_q.add_scores(
+        flt.project_id, runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN], flt.agent_names)
+    )
     return context | {
         "end_user": key,
         "group": group,

@@ -390,6 +390,8 @@ def _chat(items: list[messages.Message]) -> dict:
                 "tool_call_id": _cut(m.tool_call_id, _KEY_CHARS),
                 "name": _cut(m.name, _KEY_CHARS),
                 "finish_reason": _cut(m.finish_reason, _KEY_CHARS),
+                "reasoning": _cut(m.reasoning, limit),
+                "media": m.media[:_SHOWN_ITEMS],  # an inline image over its cap shows as its type only
             }
         )
     return {"messages": out, "more": len(items) - len(shown)}
