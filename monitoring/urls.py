@@ -41,6 +41,7 @@ urlpatterns = [
     path("admin/monitoring/<uuid:project_id>/replay/compare/", replay.compare, name="replay-compare"),
     path("admin/monitoring/<uuid:project_id>/replay/rerun", replay.rerun, name="replay-rerun"),
     path("api/v1/projects/<str:project_id>/overview", api.overview, name="api-overview"),
+    path("api/v1/projects/<str:project_id>/attributes", api.attributes, name="api-attributes"),
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     # Before the quality app's scores/<score_id>: "summary" is not a score id.

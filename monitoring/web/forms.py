@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from monitoring.queries.filter import SpanFilter, Window
+from monitoring.queries.filter import AttrCondition, BadQuery, SpanFilter, Window, parse_attrs
 from monitoring.web import preferences
 
 RANGES = {
@@ -105,16 +105,30 @@ STATUSES = {"ok": gettext_lazy("OK only"), "error": gettext_lazy("Errors only")}
 _MAX_FILTER_VALUES = 50
 
 
+def attr_texts(query) -> list[str]:
+    """The `attr=` filters of a QueryDict, plus the one the filter bar's three fields spell without
+    script (`attr_key`, `attr_op`, `attr_value`: a key typed there is added to the others)."""
+    found = list(query.getlist("attr")) if hasattr(query, "getlist") else []
+    key = (query.get("attr_key") or "").strip()
+    if key:
+        op = (query.get("attr_op") or "eq").strip()
+        value = query.get("attr_value") or ""
+        found.append(f"{key}:{op}" + (f":{value}" if value else ""))
+    return found
+
+
 class FilterForm(WindowForm):
     """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
 
     status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
 
-    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False):
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False, attrs=()):
         super().__init__(data, tz=tz)
         self.services = tuple(s for s in services if s)
         self.models = tuple(m for m in models if m)
         self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
+        self.attr_texts = tuple(attrs)  # `attr=<key>:<op>[:<value>]`, parsed in clean()
+        self.attrs: tuple[AttrCondition, ...] = ()
 
     @classmethod
     def from_query(cls, query, tz: str = "UTC") -> FilterForm:
@@ -130,6 +144,7 @@ class FilterForm(WindowForm):
             models=query.getlist("model") if hasattr(query, "getlist") else (),
             tz=tz,
             replays=query.get("replays", "") in ("1", "true", "on"),
+            attrs=attr_texts(query),
         )
 
     def clean(self):
@@ -140,6 +155,10 @@ class FilterForm(WindowForm):
             )
         if any(len(v) > 500 for v in self.services + self.models):
             raise forms.ValidationError(_("a service or model name is too long"))
+        try:
+            self.attrs = parse_attrs(self.attr_texts)
+        except BadQuery as exc:
+            raise forms.ValidationError(str(exc)) from None
         return data
 
     def span_filter(self, project, tz: str | None = None) -> SpanFilter:
@@ -153,6 +172,7 @@ class FilterForm(WindowForm):
             project.agent_names,
             tz or self.tz,
             self.replays,
+            self.attrs,
         )
 
 

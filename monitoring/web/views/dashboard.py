@@ -29,16 +29,23 @@ from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.store import clickhouse, errors
 from monitoring.web import kpis, preferences
-from monitoring.web.forms import RANGES, STATUSES, FilterForm
+from monitoring.web.forms import RANGES, STATUSES, FilterForm, attr_texts
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score")
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "attr")
 
 
 def filter_query(request, **changes) -> str:
     """The request's filter bar as a query string (with `changes`), for links that keep it."""
-    pairs = [(k, v) for k in _FILTER_KEYS if k not in changes for v in request.GET.getlist(k) if v]
+    pairs = [
+        (k, v)
+        for k in _FILTER_KEYS
+        if k not in changes
+        # the bar's three attribute fields travel on as one `attr=`
+        for v in (attr_texts(request.GET) if k == "attr" else request.GET.getlist(k))
+        if v
+    ]
     pairs += [(k, v) for k, v in changes.items() if v]
     return ("?" + urlencode(pairs)) if pairs else ""
 
