@@ -12,10 +12,15 @@ import zoneinfo
 from typing import cast
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from monitoring.models import SavedView
+from monitoring.queries import runs as runs_q
+from monitoring.queries import scores as scores_q
+from monitoring.queries import spans as spans_q
 from monitoring.queries.filter import AttrCondition, BadQuery, SpanFilter, Window, parse_attrs
 from monitoring.web import preferences
 
@@ -195,3 +200,49 @@ class PreferenceForm(forms.Form):
         if value and not preferences.valid_zone(value):
             raise forms.ValidationError(_("Unknown time zone %(zone)r.") % {"zone": value})
         return value
+
+
+class SavedViewError(ValueError):
+    """A saved view the caller can fix: `field` names what is wrong (shown as a 400)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def saved_view_fields(data: dict) -> dict:
+    """{name, tab, query, shared} of a saved view, checked: a name (at most SavedView.MAX_NAME
+    characters), a tab of SavedView.TABS, the page's query string (a leading "?" and any page
+    cursor dropped; at most SavedView.MAX_QUERY characters) whose filters parse as the tab would
+    parse them. Raises SavedViewError naming the field."""
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SavedViewError("name", _("a view needs a name"))
+    if len(name.strip()) > SavedView.MAX_NAME:
+        raise SavedViewError("name", _("a view's name is at most %(n)d characters") % {"n": SavedView.MAX_NAME})
+    tab = data.get("tab")
+    if tab not in SavedView.TABS:
+        raise SavedViewError("tab", _("'tab' must be one of %(tabs)s") % {"tabs": ", ".join(SavedView.TABS)})
+    query = data.get("query", "")
+    if not isinstance(query, str):
+        raise SavedViewError("query", _("'query' must be the page's query string"))
+    query = query.strip().removeprefix("?")
+    if len(query) > SavedView.MAX_QUERY:
+        raise SavedViewError("query", _("'query' is at most %(n)d characters") % {"n": SavedView.MAX_QUERY})
+    shared = data.get("shared", False)
+    if not isinstance(shared, bool):
+        raise SavedViewError("shared", _("'shared' must be true or false"))
+    parsed = QueryDict(query, mutable=True)
+    parsed.pop("cursor", None)
+    form = FilterForm.from_query(parsed)
+    try:
+        if not form.is_valid():
+            raise BadQuery(form.error_text())
+        scores_q.from_query(parsed)
+        if tab == "traces" and parsed.get("kind") == "runs":
+            runs_q.RunQuery.from_query(parsed)
+        elif tab == "traces":
+            spans_q.ListQuery.from_query(parsed, max_limit=spans_q.PAGE_SIZE)
+    except BadQuery as exc:
+        raise SavedViewError("query", _("a bad filter in the query: %(error)s") % {"error": exc}) from None
+    return {"name": name.strip(), "tab": tab, "query": parsed.urlencode(), "shared": shared}
