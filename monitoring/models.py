@@ -261,3 +261,42 @@ def _agent_names_changed(sender, instance, **kwargs):
     before = Project.objects.filter(pk=instance.pk).values_list("agent_span_names", flat=True).first()
     if before is not None and before != instance.agent_span_names:
         instance.facts_version += 1
+
+
+class SavedView(models.Model):
+    """A tab with its filters, window, columns and sort, named: `query` is the page's query string
+    (what the filter bar and the list put in the URL). Personal, or shared with the project's members."""
+
+    TABS = ("overview", "analytics", "traces")
+    MAX_QUERY = 2000
+    MAX_NAME = 100
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="saved_views")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=MAX_NAME)
+    tab = models.CharField(max_length=20, choices=[(t, t) for t in TABS])
+    query = models.CharField(max_length=MAX_QUERY, blank=True)
+    shared = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["project", "tab"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tab}, {'shared' if self.shared else 'personal'})"
+
+
+class DefaultView(models.Model):
+    """The view a person's tab opens on when its URL names no filter (their own or a shared one)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="default_views")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="default_views")
+    tab = models.CharField(max_length=20)
+    view = models.ForeignKey(SavedView, on_delete=models.CASCADE, related_name="defaults")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "project", "tab"], name="one_default_view_per_tab")]
+
+    def __str__(self) -> str:
+        return f"{self.user}'s {self.tab}: {self.view_id}"

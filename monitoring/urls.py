@@ -10,6 +10,7 @@ from monitoring.web.views import (
     preferences,
     replay,
     runs,
+    saved_views,
     tokens,
     traces,
 )
@@ -37,10 +38,19 @@ urlpatterns = [
     path("admin/monitoring/<uuid:project_id>/traces/users/", runs.users, name="users"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/", traces.trace_detail, name="trace"),
     path("admin/monitoring/<uuid:project_id>/traces/<str:trace_id>/spans", traces.trace_spans, name="trace-spans"),
+    path("admin/monitoring/<uuid:project_id>/attributes", dashboard.attribute_options, name="attribute-options"),
+    path("admin/monitoring/<uuid:project_id>/views/save", saved_views.save, name="view-save"),
+    path("admin/monitoring/<uuid:project_id>/views/<int:view_id>/delete", saved_views.delete, name="view-delete"),
+    path(
+        "admin/monitoring/<uuid:project_id>/views/<int:view_id>/default", saved_views.make_default, name="view-default"
+    ),
     path("admin/monitoring/<uuid:project_id>/replay/", replay.replay, name="replay"),
     path("admin/monitoring/<uuid:project_id>/replay/compare/", replay.compare, name="replay-compare"),
     path("admin/monitoring/<uuid:project_id>/replay/rerun", replay.rerun, name="replay-rerun"),
     path("api/v1/projects/<str:project_id>/overview", api.overview, name="api-overview"),
+    path("api/v1/projects/<str:project_id>/attributes", api.attributes, name="api-attributes"),
+    path("api/v1/projects/<str:project_id>/views", saved_views.api_views, name="api-views"),
+    path("api/v1/projects/<str:project_id>/views/<int:view_id>", saved_views.api_view, name="api-view"),
     path("api/v1/projects/<str:project_id>/timeseries", analytics.api_timeseries, name="api-timeseries"),
     path("api/v1/projects/<str:project_id>/traces", traces.api_traces, name="api-traces"),
     path("api/v1/projects/<str:project_id>/sessions", runs.api_sessions, name="api-sessions"),

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import zoneinfo
 from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
 
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES
 from monitoring.store.sql import to_nanos
@@ -55,6 +58,81 @@ class Window:
         return {"start": to_nanos(self.start), "end": to_nanos(self.end)}
 
 
+ATTR_OPS = ("eq", "ne", "contains", "exists", "missing", "gt", "lt")
+ATTR_VALUELESS = ("exists", "missing")
+ATTR_KEY_CHARS = 200
+ATTR_VALUE_CHARS = 500
+MAX_ATTR_CONDITIONS = 10
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class AttrCondition:
+    """One `attr=<key>:<op>[:<value>]` filter on span and resource attributes alike (issue 24): split
+    at the first two colons (a key holds none; a value may), `op` one of ATTR_OPS; `exists` and
+    `missing` take no value, `gt`/`lt` a number. monitoring/queries/attributes.py says how each
+    matches."""
+
+    key: str
+    op: str
+    value: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> AttrCondition:
+        """Raises BadQuery naming what is wrong (translated: the filter bar shows it)."""
+        key, sep, rest = text.partition(":")
+        op, _sep, value = rest.partition(":")
+        key, op = key.strip(), op.strip().lower()
+        if not sep or not key:
+            raise BadQuery(
+                _("'attr' must be <key>:<op>[:<value>], e.g. attr=tenant:eq:acme, not %(text)r") % {"text": text[:100]}
+            )
+        if len(key) > ATTR_KEY_CHARS:
+            raise BadQuery(_("'attr' keys are at most %(n)d characters") % {"n": ATTR_KEY_CHARS})
+        if op not in ATTR_OPS:
+            raise BadQuery(
+                _("'attr' operator must be one of %(ops)s, not %(op)r") % {"ops": ", ".join(ATTR_OPS), "op": op}
+            )
+        if op in ATTR_VALUELESS:
+            if value:
+                raise BadQuery(_("'attr' operator %(op)s takes no value (%(key)s:%(op)s)") % {"op": op, "key": key})
+            return cls(key, op)
+        if not value:
+            raise BadQuery(_("'attr' operator %(op)s needs a value: %(key)s:%(op)s:<value>") % {"op": op, "key": key})
+        if len(value) > ATTR_VALUE_CHARS:
+            raise BadQuery(_("'attr' values are at most %(n)d characters") % {"n": ATTR_VALUE_CHARS})
+        if op in ("gt", "lt") and _finite(value) is None:
+            raise BadQuery(
+                _("'attr' operator %(op)s compares numbers: %(value)r is not one") % {"op": op, "value": value}
+            )
+        return cls(key, op, value)
+
+    def query_value(self) -> str:
+        """As the URL spells it."""
+        return ":".join([self.key, self.op, *([self.value] if self.op not in ATTR_VALUELESS else [])])
+
+    @property
+    def number(self) -> float:
+        """The value as a number (0.0 unless `gt`/`lt`)."""
+        found = _finite(self.value) if self.op in ("gt", "lt") else None
+        return found if found is not None else 0.0
+
+
+def parse_attrs(values) -> tuple[AttrCondition, ...]:
+    """Every `attr=` of a request (repeatable; all must hold), blanks skipped. Raises BadQuery."""
+    found = [v for v in values if v and v.strip()]
+    if len(found) > MAX_ATTR_CONDITIONS:
+        raise BadQuery(_("at most %(n)d 'attr' filters") % {"n": MAX_ATTR_CONDITIONS})
+    return tuple(AttrCondition.parse(v) for v in found)
+
+
 @dataclass(frozen=True)
 class SpanFilter:
     """One project, one window, and the filter bar's choices: what every number, chart and list honours.
@@ -62,7 +140,8 @@ class SpanFilter:
     `services`/`models`: keep calls (and runs holding a span) of these; `status`: "" | "ok" | "error";
     `include_replays`: count Replay's re-runs too (they are experiments, out of the KPIs by default);
     `agent_names`: the project's span names that are agent steps beside the SDKs' own markers;
-    `tz`: the viewer's IANA zone, for bucket boundaries.
+    `tz`: the viewer's IANA zone, for bucket boundaries; `attrs`: `attr=` conditions, all must hold
+    (a call on its own span's attributes, a run on any of its spans').
     """
 
     project_id: str
@@ -73,17 +152,18 @@ class SpanFilter:
     agent_names: tuple[str, ...] = DEFAULT_AGENT_SPAN_NAMES
     tz: str = "UTC"
     include_replays: bool = False
+    attrs: tuple[AttrCondition, ...] = ()
 
     def with_window(self, window: Window) -> SpanFilter:
         return dataclasses.replace(self, window=window)
 
     def unfiltered(self) -> SpanFilter:
         """The same project and window without the bar's narrowing (facets offer every choice)."""
-        return dataclasses.replace(self, services=(), models=(), status="")
+        return dataclasses.replace(self, services=(), models=(), status="", attrs=())
 
     @property
     def narrowed(self) -> bool:
-        return bool(self.services or self.models or self.status)
+        return bool(self.services or self.models or self.status or self.attrs)
 
     def query(self) -> dict[str, list[str] | str]:
         """The filter as URL query parameters (for links that keep it)."""
@@ -101,4 +181,6 @@ class SpanFilter:
             q["status"] = self.status
         if self.include_replays:
             q["replays"] = "1"
+        if self.attrs:
+            q["attr"] = [a.query_value() for a in self.attrs]
         return q

@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from monitoring.queries import parallel
+from monitoring.queries import attributes, parallel
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.store import schema
@@ -142,9 +142,12 @@ def scored(flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p
     if not flt.include_replays:
         where.append("Replay = 0")
     bounds = flt.window.nanos()
+    by_attrs, attr_params = attributes.for_filter(flt, "run", p, target="Trace")  # a score of a matching run
+    where += by_attrs
     return Sql(
         f"SELECT * FROM ({described}) WHERE ",
         Sql.all(where),
+        **attr_params,
         project=flt.project_id,
         **{
             f"{p}start": bounds["start"],

@@ -15,7 +15,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from monitoring.queries import live
+from monitoring.queries import attributes, live
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.store import schema
 from monitoring.store.sql import Sql, to_nanos
@@ -143,6 +143,14 @@ def filter_params(flt: SpanFilter, p: str = "") -> dict:
     return {"project": flt.project_id, f"{p}services": list(flt.services), f"{p}models": list(flt.models)}
 
 
+def attr_conditions(flt: SpanFilter, level: str, p: str, windows: tuple[Window, ...] = ()) -> tuple[list[str], dict]:
+    """The bar's `attr=` conditions on raw rows (rollups cannot answer them) of calls (`level="span"`)
+    or runs and edges (`"run"`), read over the span time of `windows` (default the filter's)."""
+    windows = windows or (flt.window,)
+    start, end = to_nanos(min(w.start for w in windows)), to_nanos(max(w.end for w in windows))
+    return attributes.for_filter(flt, level, p, start, end)
+
+
 # --- the window split into slices and edges ---------------------------------------------------------
 
 
@@ -247,6 +255,7 @@ def _source(
     raw_where: list[str],
     force_raw: bool,
     windows: tuple[Window, ...] = (),
+    extra_params: dict | None = None,
 ) -> Sql:
     """Rollup slices for the window's whole slices, settled rows for the rest, and the live part.
     With several `windows` (disjoint) every part reads them all at once and its rows carry `Win`,
@@ -287,7 +296,7 @@ def _source(
     )
     parts += _live_parts(flt, shape.live, shape.table, row_measures, dims, shape.time, prefixes, where)
     bounds = {k: v for _i, (q, s) in by_window for k, v in s.params(q).items()}
-    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **bounds)
+    return Sql(Sql.join(" UNION ALL ", parts), **filter_params(flt, p), **bounds, **(extra_params or {}))
 
 
 # --- invocations ----------------------------------------------------------------------------------
@@ -324,6 +333,7 @@ def calls(
         dims = ("ServiceName", "Model", "IsError", "IsReplay", "EndUser")
         measures = tuple(m for m in measures if m in USER_MEASURES)
     where = call_conditions(flt, p)
+    by_attrs, attr_params = attr_conditions(flt, "span", p, windows)
     return _source(
         flt,
         _USER_CALLS if by_user else _CALLS,
@@ -331,9 +341,10 @@ def calls(
         {m: CALL_MEASURES[m] for m in measures},
         p,
         rollup_where=where,
-        raw_where=where,
-        force_raw=bool(extra_dims),
+        raw_where=[*where, *by_attrs],
+        force_raw=bool(extra_dims or flt.attrs),
         windows=windows,
+        extra_params=attr_params,
     )
 
 
@@ -342,6 +353,7 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
     IsEmbedding, IsReplay, Bucket (fine log bucket), Bin (Analytics bin), Calls, DurationSum (ns).
     `extra_dims` as for calls() (read raw)."""
     where = call_conditions(flt, p)
+    by_attrs, attr_params = attr_conditions(flt, "span", p)
     return _source(
         flt,
         _LATENCY,
@@ -349,8 +361,9 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
         LATENCY_MEASURES,
         p,
         rollup_where=where,
-        raw_where=[*where, "HasEnd = 1"],
-        force_raw=bool(extra_dims),
+        raw_where=[*where, "HasEnd = 1", *by_attrs],
+        force_raw=bool(extra_dims or flt.attrs),
+        extra_params=attr_params,
     )
 
 
@@ -367,6 +380,7 @@ def runs(
     """Agent-run rows of the filter: Time (the run's start), ServiceName, IsError, IsReplay, `measures`
     (and `extra_dims`, columns of otel_runs such as SessionId or EndUser, read raw); `windows` as
     for calls()."""
+    by_attrs, attr_params = attr_conditions(flt, "run", p, windows)
     return _source(
         flt,
         _RUNS,
@@ -374,10 +388,11 @@ def runs(
         {m: RUN_MEASURES[m] for m in measures},
         p,
         rollup_where=run_conditions(flt, raw=False, p=p),
-        raw_where=run_conditions(flt, raw=True, p=p),
+        raw_where=[*run_conditions(flt, raw=True, p=p), *by_attrs],
         # "runs holding a matching span": rollups cannot tell; nor do they hold extra dimensions.
-        force_raw=bool(flt.services or flt.models or extra_dims),
+        force_raw=bool(flt.services or flt.models or flt.attrs or extra_dims),
         windows=windows,
+        extra_params=attr_params,
     )
 
 
@@ -386,6 +401,7 @@ def runs(
 
 def edges(flt: SpanFilter, p: str = "we_") -> Sql:
     """Flow-edge rows of the filter's runs: Time (run start), Parent, Child, Calls, Errors, Duration."""
+    by_attrs, attr_params = attr_conditions(flt, "run", p)
     return _source(
         flt,
         _EDGES,
@@ -393,6 +409,7 @@ def edges(flt: SpanFilter, p: str = "we_") -> Sql:
         EDGE_MEASURES,
         p,
         rollup_where=edge_conditions(flt, raw=False, p=p),
-        raw_where=edge_conditions(flt, raw=True, p=p),
-        force_raw=bool(flt.services or flt.models),
+        raw_where=[*edge_conditions(flt, raw=True, p=p), *by_attrs],
+        force_raw=bool(flt.services or flt.models or flt.attrs),
+        extra_params=attr_params,
     )

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from monitoring.queries import live, sources
+from monitoring.queries import attributes, live, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
@@ -306,6 +306,7 @@ def _select_stretch(
     cursor, cursor_params = _below_cursor(lq)
     search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
     scored, score_params = scores_q.conditions(lq.scores, "call")
+    by_attrs, attr_params = attributes.for_filter(flt, "span", "l_", start, end)
     conditions = [
         "ProjectId = {project:String}",
         "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
@@ -315,6 +316,7 @@ def _select_stretch(
         cursor,
         search,
         *scored,
+        *by_attrs,
         *extra,
     ]
     columns = (
@@ -344,6 +346,7 @@ def _select_stretch(
         **cursor_params,
         **search_params,
         **score_params,
+        **attr_params,
         **params,
     )
     return run(statement, tag=f"traces.list.{lq.kind}")

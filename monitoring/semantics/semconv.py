@@ -302,3 +302,23 @@ MESSAGE_EVENTS = (
     "gen_ai.content.prompt",
     "gen_ai.content.completion",
 )
+
+# --- attribute filters (monitoring/queries/attributes.py): one name, every SDK's spelling ----------
+# A filter on any key of a family matches the span holding any of them (`attr=user.id:eq:alice`
+# finds Langfuse's `langfuse.user.id` too). Tags are list attributes (a JSON array in the
+# exporter's map): each element is a value of its own.
+LANGFUSE_USER = "langfuse.user.id"  # Langfuse SDK v3 (OTel)
+LANGFUSE_SESSION = "langfuse.session.id"
+TAGS = (
+    Key("tag.tags", "OpenInference (using_attributes(tags=...))"),
+    Key("langfuse.trace.tags", "Langfuse SDK v3"),
+)
+ATTRIBUTE_KIN = (
+    (*names(END_USER), LANGFUSE_USER),
+    (*names(SESSION), LANGFUSE_SESSION),
+    names(TAGS),
+)
+# Metadata: OpenInference's `metadata` is one JSON object; Langfuse spells each entry as its own
+# key. `metadata.<k>` names entry <k> in any of them (a JSON object's top-level entries are stored
+# as `<key>.<entry>`, monitoring/store/schema.py).
+METADATA_PREFIXES = ("metadata.", "langfuse.trace.metadata.", "langfuse.observation.metadata.")

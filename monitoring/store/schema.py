@@ -518,6 +518,109 @@ def _spans_mv_ddl(source: str = TRACES, target: str = SPANS, on_cluster: str = "
     return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(SPANS_MV)}{on_cluster} TO {table(target)} AS {_spans_select(source)}"
 
 
+# --- otel_span_attrs: every short attribute of every span, ordered by key and value ---------------
+# What `attr=<key>:<op>[:<value>]` filters read (monitoring/queries/attributes.py): one row per span
+# and attribute (span and resource alike), filled by a materialized view on every insert into
+# otel_traces, ordered by (project, key, value, time) so `eq` and `exists` are a range of the
+# primary key whatever the window, and `contains`/`gt`/`lt` read one key's rows of the window's
+# days. Values longer than ATTR_VALUE_CHARS (messages, payloads: full-text search's domain) are
+# left out, which keeps the table at a few times the narrow span table. A JSON array (tags) is a
+# row per element; a JSON object under a key ending in "metadata" (OpenInference `metadata`) is a
+# row per top-level entry, `<key>.<entry>`, beside the whole. `otel_attr_keys` sums the rows per
+# day and key with their commonest values: the filter bar's key picker reads a month of it.
+
+ATTRS = "otel_span_attrs"
+ATTRS_MV = "otel_span_attrs_mv"
+ATTR_KEYS = "otel_attr_keys"
+ATTR_KEYS_MV = "otel_attr_keys_mv"
+ATTR_VALUE_CHARS = 256
+ATTR_TOP_VALUES = 10
+ATTR_COLUMNS = ("ProjectId", "Key", "Value", "Timestamp", "TraceId", "SpanId", "Resource")
+
+
+def _attrs_ddl(ttl_days: int, name: str = ATTRS, engine: str = "MergeTree", on_cluster: str = "") -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    ProjectId LowCardinality(String),
+    Key LowCardinality(String),
+    Value String CODEC(ZSTD(1)),
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    Resource UInt8
+) ENGINE = {engine}
+PARTITION BY toDate(Timestamp)
+ORDER BY (ProjectId, Key, Value, Timestamp)
+{_ttl("Timestamp", ttl_days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1
+"""
+
+
+def _json_scalar(raw: str) -> str:
+    return f"if(JSONType({raw}) = 'String', JSONExtractString({raw}), {raw})"
+
+
+def _attr_entries(keys: str, values: str) -> str:
+    """SQL: Array((key, value)) of one attribute map, arrays and metadata objects spread out."""
+    spread = (
+        "(k, v) -> multiIf("
+        "startsWith(v, '[') AND isValidJSON(v) AND JSONType(v) = 'Array',"
+        f" arrayMap(x -> (k, {_json_scalar('x')}), JSONExtractArrayRaw(v)),"
+        "endsWith(k, 'metadata') AND startsWith(v, '{') AND isValidJSON(v) AND JSONType(v) = 'Object',"
+        f" arrayPushFront(arrayMap(e -> (concat(k, '.', e.1), {_json_scalar('e.2')}), JSONExtractKeysAndValuesRaw(v)), (k, v)),"
+        " [(k, v)])"
+    )
+    return f"arrayFlatten(arrayMap({spread}, {keys}, {values}))"
+
+
+def _attrs_select(source: str = TRACES) -> str:
+    entries = (
+        f"arrayConcat(arrayMap(e -> (e.1, e.2, toUInt8(0)), {_attr_entries('mapKeys(SpanAttributes)', 'mapValues(SpanAttributes)')}),"
+        f" arrayMap(e -> (e.1, e.2, toUInt8(1)), {_attr_entries('mapKeys(ResourceAttributes)', 'mapValues(ResourceAttributes)')}))"
+    )
+    return (
+        "SELECT ProjectId, a.1 AS Key, a.2 AS Value, Timestamp, TraceId, SpanId, a.3 AS Resource"
+        f" FROM {table(source)} ARRAY JOIN arrayFilter(e -> lengthUTF8(e.2) <= {ATTR_VALUE_CHARS}, {entries}) AS a"
+        " WHERE TraceId != '' AND SpanId != '' AND ProjectId != ''"
+    )
+
+
+def _attrs_mv_ddl(source: str = TRACES, target: str = ATTRS, on_cluster: str = "") -> str:
+    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(ATTRS_MV)}{on_cluster} TO {table(target)} AS {_attrs_select(source)}"
+
+
+def _attr_keys_ddl(
+    ttl_days: int, name: str = ATTR_KEYS, engine: str = "AggregatingMergeTree", on_cluster: str = ""
+) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
+    ProjectId LowCardinality(String),
+    Day Date,
+    Key LowCardinality(String),
+    Resource UInt8,
+    Spans SimpleAggregateFunction(sum, UInt64),
+    TopValues AggregateFunction(topK({ATTR_TOP_VALUES}), String)
+) ENGINE = {engine}
+PARTITION BY toYYYYMM(Day)
+ORDER BY (ProjectId, Day, Key, Resource)
+{_ttl("Day", ttl_days)}
+"""
+
+
+def _attr_keys_select(source: str = ATTRS) -> str:
+    return (
+        f"SELECT ProjectId, toDate(Timestamp) AS Day, Key, Resource, count() AS Spans,"
+        f" topKState({ATTR_TOP_VALUES})(Value) AS TopValues FROM {table(source)} GROUP BY ProjectId, Day, Key, Resource"
+    )
+
+
+def _attr_keys_mv_ddl(source: str = ATTRS, target: str = ATTR_KEYS, on_cluster: str = "") -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {table(ATTR_KEYS_MV)}{on_cluster} TO {table(target)}"
+        f" AS {_attr_keys_select(source)}"
+    )
+
+
 # --- settled facts: one row per model invocation, agent run and flow edge -----------------------
 # Written only by the settler (monitoring/semantics/settle.py), which applies the counting rules once
 # (monitoring/semantics/facts.py). When a later span changes a decision (a gateway span arrives for
@@ -927,6 +1030,10 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
             _spans_mv_ddl(),
             f"INSERT INTO {table(SPANS)} ({', '.join(SPAN_COLUMNS)}) {_spans_select()}",
         ]
+    new_attrs = not _exists(ATTRS)
+    later += [_attrs_ddl(days), _attr_keys_ddl(days), _attr_keys_mv_ddl(), _attrs_mv_ddl()]
+    if new_attrs:  # the spans stored before attribute filters existed are filterable too
+        later.append(f"INSERT INTO {table(ATTRS)} ({', '.join(ATTR_COLUMNS)}) {_attrs_select()}")
     for name, (types, order_by, time_column) in SETTLED.items():
         later.append(_settled_ddl(days, name, types, order_by, time_column))
     for name in ROLLUPS:
@@ -991,7 +1098,8 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     on = f" ON CLUSTER `{_identifier(cluster)}`"
     db = clickhouse.database()
     local = {
-        name: name + LOCAL_SUFFIX for name in (TRACES, LOOKUP, SPANS, *SETTLED, *ROLLUPS, SETTLE_STATE, LOGS, SCORES)
+        name: name + LOCAL_SUFFIX
+        for name in (TRACES, LOOKUP, SPANS, ATTRS, ATTR_KEYS, *SETTLED, *ROLLUPS, SETTLE_STATE, LOGS, SCORES)
     }
 
     def replicated(name: str, kind: str = "MergeTree", args: str = "") -> str:
@@ -1017,6 +1125,12 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
         _trace_projection_ddl(local[TRACES], on),
         _spans_ddl(ttl_days, local[SPANS], replicated(local[SPANS], "ReplacingMergeTree"), on),
         _spans_mv_ddl(local[TRACES], local[SPANS], on),
+        _attrs_ddl(ttl_days, local[ATTRS], replicated(local[ATTRS]), on),
+        _attr_keys_ddl(ttl_days, local[ATTR_KEYS], replicated(local[ATTR_KEYS], "AggregatingMergeTree"), on),
+        _attr_keys_mv_ddl(local[ATTRS], local[ATTR_KEYS], on).replace(
+            table(ATTR_KEYS_MV), table(ATTR_KEYS_MV + LOCAL_SUFFIX)
+        ),
+        _attrs_mv_ddl(local[TRACES], local[ATTRS], on).replace(table(ATTRS_MV), table(ATTRS_MV + LOCAL_SUFFIX)),
     ]
     for name, (types, order_by, time_column) in SETTLED.items():
         engine = replicated(local[name], "VersionedCollapsingMergeTree", "Sign, Version")
@@ -1038,7 +1152,8 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
             SCORES_FROM_EVENTS_MV + LOCAL_SUFFIX, _scores_from_events_select(local[TRACES]), local[SCORES], on
         ),
     ]
-    statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS)]
+    statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS), distributed(ATTRS)]
+    statements.append(distributed(ATTR_KEYS, "rand()"))
     # A score's replacements share its ScoreId, so they meet on one shard.
     statements += [distributed(LOGS), distributed(SCORES, "cityHash64(ScoreId)")]
     statements += [distributed(name) for name in SETTLED]
@@ -1069,7 +1184,7 @@ def set_retention(days: int) -> list[str]:
     """Change the TTL of the spans and every table derived from them. Cheap: with ttl_only_drop_parts whole daily
     parts are dropped as they expire; nothing is rewritten now (unlike a DELETE mutation)."""
     statements = []
-    timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp")]
+    timed = [(TRACES, "Timestamp"), (LOOKUP, "Start"), (SPANS, "Timestamp"), (ATTRS, "Timestamp"), (ATTR_KEYS, "Day")]
     timed += [(name, time_column) for name, (_, _, time_column) in SETTLED.items()]
     timed += [(name, "Slice") for name in ROLLUPS]
     timed += [(LOGS, "TimestampTime"), (SCORES, "Timestamp")]

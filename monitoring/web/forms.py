@@ -12,11 +12,16 @@ import zoneinfo
 from typing import cast
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from monitoring.queries.filter import SpanFilter, Window
+from monitoring.models import SavedView
+from monitoring.queries import runs as runs_q
+from monitoring.queries import scores as scores_q
+from monitoring.queries import spans as spans_q
+from monitoring.queries.filter import AttrCondition, BadQuery, SpanFilter, Window, parse_attrs
 from monitoring.web import preferences
 
 RANGES = {
@@ -105,16 +110,30 @@ STATUSES = {"ok": gettext_lazy("OK only"), "error": gettext_lazy("Errors only")}
 _MAX_FILTER_VALUES = 50
 
 
+def attr_texts(query) -> list[str]:
+    """The `attr=` filters of a QueryDict, plus the one the filter bar's three fields spell without
+    script (`attr_key`, `attr_op`, `attr_value`: a key typed there is added to the others)."""
+    found = list(query.getlist("attr")) if hasattr(query, "getlist") else []
+    key = (query.get("attr_key") or "").strip()
+    if key:
+        op = (query.get("attr_op") or "eq").strip()
+        value = query.get("attr_value") or ""
+        found.append(f"{key}:{op}" + (f":{value}" if value else ""))
+    return found
+
+
 class FilterForm(WindowForm):
     """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
 
     status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
 
-    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False):
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False, attrs=()):
         super().__init__(data, tz=tz)
         self.services = tuple(s for s in services if s)
         self.models = tuple(m for m in models if m)
         self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
+        self.attr_texts = tuple(attrs)  # `attr=<key>:<op>[:<value>]`, parsed in clean()
+        self.attrs: tuple[AttrCondition, ...] = ()
 
     @classmethod
     def from_query(cls, query, tz: str = "UTC") -> FilterForm:
@@ -130,6 +149,7 @@ class FilterForm(WindowForm):
             models=query.getlist("model") if hasattr(query, "getlist") else (),
             tz=tz,
             replays=query.get("replays", "") in ("1", "true", "on"),
+            attrs=attr_texts(query),
         )
 
     def clean(self):
@@ -140,6 +160,10 @@ class FilterForm(WindowForm):
             )
         if any(len(v) > 500 for v in self.services + self.models):
             raise forms.ValidationError(_("a service or model name is too long"))
+        try:
+            self.attrs = parse_attrs(self.attr_texts)
+        except BadQuery as exc:
+            raise forms.ValidationError(str(exc)) from None
         return data
 
     def span_filter(self, project, tz: str | None = None) -> SpanFilter:
@@ -153,6 +177,7 @@ class FilterForm(WindowForm):
             project.agent_names,
             tz or self.tz,
             self.replays,
+            self.attrs,
         )
 
 
@@ -175,3 +200,49 @@ class PreferenceForm(forms.Form):
         if value and not preferences.valid_zone(value):
             raise forms.ValidationError(_("Unknown time zone %(zone)r.") % {"zone": value})
         return value
+
+
+class SavedViewError(ValueError):
+    """A saved view the caller can fix: `field` names what is wrong (shown as a 400)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def saved_view_fields(data: dict) -> dict:
+    """{name, tab, query, shared} of a saved view, checked: a name (at most SavedView.MAX_NAME
+    characters), a tab of SavedView.TABS, the page's query string (a leading "?" and any page
+    cursor dropped; at most SavedView.MAX_QUERY characters) whose filters parse as the tab would
+    parse them. Raises SavedViewError naming the field."""
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SavedViewError("name", _("a view needs a name"))
+    if len(name.strip()) > SavedView.MAX_NAME:
+        raise SavedViewError("name", _("a view's name is at most %(n)d characters") % {"n": SavedView.MAX_NAME})
+    tab = data.get("tab")
+    if tab not in SavedView.TABS:
+        raise SavedViewError("tab", _("'tab' must be one of %(tabs)s") % {"tabs": ", ".join(SavedView.TABS)})
+    query = data.get("query", "")
+    if not isinstance(query, str):
+        raise SavedViewError("query", _("'query' must be the page's query string"))
+    query = query.strip().removeprefix("?")
+    if len(query) > SavedView.MAX_QUERY:
+        raise SavedViewError("query", _("'query' is at most %(n)d characters") % {"n": SavedView.MAX_QUERY})
+    shared = data.get("shared", False)
+    if not isinstance(shared, bool):
+        raise SavedViewError("shared", _("'shared' must be true or false"))
+    parsed = QueryDict(query, mutable=True)
+    parsed.pop("cursor", None)
+    form = FilterForm.from_query(parsed)
+    try:
+        if not form.is_valid():
+            raise BadQuery(form.error_text())
+        scores_q.from_query(parsed)
+        if tab == "traces" and parsed.get("kind") == "runs":
+            runs_q.RunQuery.from_query(parsed)
+        elif tab == "traces":
+            spans_q.ListQuery.from_query(parsed, max_limit=spans_q.PAGE_SIZE)
+    except BadQuery as exc:
+        raise SavedViewError("query", _("a bad filter in the query: %(error)s") % {"error": exc}) from None
+    return {"name": name.strip(), "tab": tab, "query": parsed.urlencode(), "shared": shared}

@@ -7,6 +7,7 @@ buckets follow; an unknown zone is a 400.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import wraps
 
 from django.http import Http404, JsonResponse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_GET
 
 from monitoring import access, throttling
 from monitoring.quality.models import pass_marks
+from monitoring.queries import attributes as attributes_q
 from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
@@ -95,3 +97,13 @@ def overview(request, membership):
     data["to"] = iso(flt.window.end, flt.tz)
     data["tz"] = flt.tz
     return JsonResponse(data)
+
+
+@api_view
+def attributes(request, membership):
+    """The key picker: {"items": [{"key", "spans", "resource", "values"}]}, the project's span and
+    resource attribute keys over the window's days, commonest first (monitoring/queries/attributes.py)."""
+    flt, error = filter_or_400(request, membership)
+    if error:
+        return error
+    return JsonResponse({"items": [asdict(k) for k in attributes_q.picker(flt)]})

@@ -22,24 +22,51 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from monitoring import access
+from monitoring.models import SavedView
 from monitoring.quality.models import pass_marks
+from monitoring.queries import attributes as attributes_q
 from monitoring.queries import facets as facets_q
 from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.store import clickhouse, errors
 from monitoring.web import kpis, preferences
-from monitoring.web.forms import RANGES, STATUSES, FilterForm
+from monitoring.web.forms import RANGES, STATUSES, FilterForm, attr_texts
+from monitoring.web.views import saved_views
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score")
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "attr")
+
+
+# The operators of `attr=` as the bar offers them.
+ATTR_OP_LABELS = {
+    "eq": "=",
+    "ne": "≠",
+    "contains": _("contains"),
+    "exists": _("exists"),
+    "missing": _("missing"),
+    "gt": ">",
+    "lt": "<",
+}
+_PAGE_KEYS = ("kind", "sort", "q", "min_ms", "session", "user")  # a list's own keys, saved with a view
+
+
+def _page_keys(request) -> dict:
+    return {k: request.GET.get(k, "") for k in _PAGE_KEYS if request.GET.get(k)}
 
 
 def filter_query(request, **changes) -> str:
     """The request's filter bar as a query string (with `changes`), for links that keep it."""
-    pairs = [(k, v) for k in _FILTER_KEYS if k not in changes for v in request.GET.getlist(k) if v]
-    pairs += [(k, v) for k, v in changes.items() if v]
+    pairs = [
+        (k, v)
+        for k in _FILTER_KEYS
+        if k not in changes
+        # the bar's three attribute fields travel on as one `attr=`
+        for v in (attr_texts(request.GET) if k == "attr" else request.GET.getlist(k))
+        if v
+    ]
+    pairs += [(k, x) for k, v in changes.items() if v for x in (v if isinstance(v, list) else [v])]
     return ("?" + urlencode(pairs)) if pairs else ""
 
 
@@ -85,6 +112,10 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
         @wraps(fn)
         def view(request, project_id, **kwargs):
             membership = access.get_membership(request.user, project_id)
+            if tab in SavedView.TABS and not request.GET and not request.htmx:
+                default = saved_views.default_url(membership, tab)  # the person's default view
+                if default:
+                    return redirect(default)
             zone = getattr(request, "time_zone", "UTC")  # preferences.PreferenceMiddleware
             form = FilterForm.from_query(request.GET, tz=zone)
             context = {
@@ -111,8 +142,17 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 "statuses": STATUSES,
                 "filter_query": filter_query(request),
                 "path": request.path,
+                "attr_ops": ATTR_OP_LABELS,
+                "attr_chips": [
+                    {"text": text, "remove_url": filter_query(request, attr=[t for t in attrs if t != text])}
+                    for attrs in [attr_texts(request.GET)]
+                    for text in attrs
+                ],
                 "zone_label": preferences.zone_label(zone),
             }
+            if tab in SavedView.TABS:  # the bar's saved views, and what "Save view" saves
+                context["saved_views"] = saved_views.for_bar(membership, tab)
+                context["view_query"] = filter_query(request, **_page_keys(request))[1:]
             status = 200
             template_name = template
             if not form.is_valid():
@@ -166,3 +206,12 @@ def overview(request, flt, membership):
         "top_models": current.models[:5],
         "top_services": overview_q.top_services(current),
     }
+
+
+@dashboard_tab("attributes", template="monitoring/_attribute_options.html", facets=False)
+def attribute_options(request, flt, membership):
+    """The key picker's choices (the bar loads them when its key field is first focused): the
+    project's attribute keys over the window's days with their common values."""
+    keys = attributes_q.picker(flt)
+    values = list(dict.fromkeys((k.key, v) for k in keys for v in k.values))
+    return {"attribute_keys": keys, "attribute_values": values}
