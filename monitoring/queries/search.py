@@ -99,8 +99,9 @@ def _own_text(term: str) -> Branch:
     return Branch(condition, matched, _snippet(value), 1, {})
 
 
-def _log_condition(term: str) -> str:
-    """SQL over otel_logs: a record of the project whose body or an attribute value holds the term."""
+def log_condition(term: str) -> str:
+    """SQL over otel_logs: a record of the project ({project}) whose body or an attribute value holds
+    the term ({q}, {q_json}), the text index tested first."""
     prefilter = _prefilter(schema.log_search_text(), term)
     exact = (
         "(positionCaseInsensitiveUTF8(Body, {q:String}) > 0 OR positionCaseInsensitiveUTF8(Body, {q_json:String}) > 0"
@@ -115,7 +116,7 @@ def _in_logs(term: str) -> Branch:
     """Spans whose GenAI events sent as log records hold the term: records stamped within the
     stretch and a day after it (an evaluation, a late export)."""
     records = (
-        f"FROM {schema.table(schema.LOGS)} WHERE {_log_condition(term)}"
+        f"FROM {schema.table(schema.LOGS)} WHERE {log_condition(term)}"
         " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))"
         " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)"
     )
@@ -153,7 +154,7 @@ def log_snippets(project_id: str, term: str, keys: list[tuple[str, str]], start_
     )
     statement = Sql(
         f"SELECT TraceId AS trace_id, SpanId AS span_id, argMin({_snippet(value)}, Timestamp) AS snippet",
-        f" FROM {schema.table(schema.LOGS)} WHERE {_log_condition(term)}",
+        f" FROM {schema.table(schema.LOGS)} WHERE {log_condition(term)}",
         " AND TraceId IN {traces:Array(String)} AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
         " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
         " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)",

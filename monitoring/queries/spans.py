@@ -260,6 +260,27 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
 def _select_stretch(
     flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
 ) -> list[dict]:
+    statement = _stretch_statement(flt, lq, table, extra, limit, params, start, end)
+    if not lq.q:
+        return run(statement, tag=f"traces.list.{lq.kind}")
+    rows = run(statement, tag=f"traces.list.{lq.kind}.search")
+    in_logs = [(r["trace_id"], r["span_id"]) for r in rows if r["matched"] == "log record"]
+    if in_logs:
+        found = search.log_snippets(flt.project_id, lq.q, in_logs, start, end)
+        for r in rows:
+            r["snippet"] = found.get((r["trace_id"], r["span_id"]), r["snippet"])
+    return rows
+
+
+def search_statement(flt: SpanFilter, lq: ListQuery, table: str, limit: int, start: int, end: int) -> Sql:
+    """The SELECT of up to `limit` rows of `table` matching the search `lq.q`, stamped in [start, end)
+    ns, newest first (what a page reads of one stretch; tests EXPLAIN it)."""
+    return _stretch_statement(flt, lq, table, [], limit, {}, start, end)
+
+
+def _stretch_statement(
+    flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
+) -> Sql:
     cursor, cursor_params = _below_cursor(lq)
     scored, score_params = scores_q.conditions(lq.scores, "call")
     conditions = [
@@ -299,8 +320,7 @@ def _select_stretch(
     )
     order = " ORDER BY Timestamp DESC, SpanId DESC LIMIT {limit:UInt32}"
     if not lq.q:
-        statement = Sql(f"SELECT {columns} FROM {schema.table(table)} WHERE ", Sql.all(conditions), order, **bound)
-        return run(statement, tag=f"traces.list.{lq.kind}")
+        return Sql(f"SELECT {columns} FROM {schema.table(table)} WHERE ", Sql.all(conditions), order, **bound)
     # A search: each way of matching is a SELECT of its own (monitoring/queries/search.py), a span
     # found by two of them (or stored twice) once, by the first way.
     selects = [
@@ -313,19 +333,12 @@ def _select_stretch(
         )
         for b in search.branches(lq.q, lq.trace_id, lq.trace_prefix)
     ]
-    statement = Sql(
+    return Sql(
         "SELECT * FROM (",
         Sql.join(" UNION ALL ", selects),
         ") ORDER BY ts DESC, span_id DESC, search_rank LIMIT 1 BY trace_id, span_id LIMIT {limit:UInt32}",
         **bound,
     )
-    rows = run(statement, tag=f"traces.list.{lq.kind}.search")
-    in_logs = [(r["trace_id"], r["span_id"]) for r in rows if r["matched"] == "log record"]
-    if in_logs:
-        found = search.log_snippets(flt.project_id, lq.q, in_logs, start, end)
-        for r in rows:
-            r["snippet"] = found.get((r["trace_id"], r["span_id"]), r["snippet"])
-    return rows
 
 
 # --- which spans are invocations, and their cost ----------------------------------------------------
