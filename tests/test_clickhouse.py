@@ -165,3 +165,41 @@ def test_it_updates_a_derived_column_whose_definition_changed(settings, monkeypa
     ran = schema.ensure_schema(ttl_days=0)
     assert [sql for sql in ran if "MODIFY COLUMN Model " in sql]
     assert not [sql for sql in ran if "MODIFY COLUMN IsError" in sql]  # rules that do not read the model stay
+
+
+def test_the_search_indexes_are_set_up_and_searched_on_both_backends(backend):
+    """The text indexes of the full-text search (schema.py) on a server too, and a search through it:
+    Korean found as typed and as JSON escapes it, an absent word not at all."""
+    import datetime as dt
+    import json
+
+    from monitoring.queries import spans as spans_q
+    from monitoring.queries.filter import SpanFilter, Window
+
+    assert schema.has_search_index(schema.TRACES) and schema.has_search_index(schema.LOGS)
+    now = dt.datetime.now(dt.UTC)
+    ts = int(now.timestamp()) * 10**9
+    project = "search-" + backend
+    rows = [
+        dict.fromkeys(schema.TRACE_COLUMNS, "")
+        | {
+            "Timestamp": ts - i,
+            "TraceId": f"{i:032x}",
+            "SpanId": f"{i:016x}",
+            "SpanName": "chat",
+            "ServiceName": "svc",
+            "ResourceAttributes": {"project_id": project},
+            "SpanAttributes": {"gen_ai.input.messages": text},
+            "Duration": 5,
+            **{c: [] for c in schema.TRACE_COLUMNS if c.startswith(("Events.", "Links."))},
+        }
+        for i, text in enumerate([json.dumps("환불 부탁해요"), "환불 부탁해요", "nothing here"], start=1)
+    ]
+    clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, rows, tag="test.insert", nanos_columns=schema.NANOS_COLUMNS)
+    flt = SpanFilter(project, Window(now - dt.timedelta(days=30), now + dt.timedelta(minutes=1)))
+
+    def found(q: str) -> list[str]:
+        return [r.span_id for r in spans_q.list_spans(flt, spans_q.ListQuery(kind="all", q=q)).items]
+
+    assert found("환불") == [f"{1:016x}", f"{2:016x}"]  # newest first
+    assert found("no such word") == []

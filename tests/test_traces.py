@@ -801,6 +801,7 @@ def test_the_api_lists_spans_with_a_stable_shape_and_a_bearer_token(client, alic
         "status_message",
         "is_llm_call",
         "matched",  # why a search found the row ("" without a search)
+        "snippet",  # the text around the match (search results; "" otherwise)
         "scores",  # the span's own scores, {name: {value, label, count}} (added with scores; {} when none)
         "end_user",  # whose it is (added with the exports' columns; an invocation's are its call's)
         "session",

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from monitoring.queries import attributes, live, sources
+from monitoring.queries import attributes, live, search, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
@@ -172,7 +172,8 @@ class SpanRow:
     status: str  # "OK" or "Error"
     status_message: str
     is_llm_call: bool
-    matched: str = ""  # why a search found it: "trace id", "name", "attribute <key>", "event <name>"
+    matched: str = ""  # why a search found it: "trace id", "name", "attribute <key>", "event <name>", "log record"
+    snippet: str = ""  # the text around the match (search.SNIPPET_CHARS characters), "" for a name or trace id
     scores: dict = field(default_factory=dict)  # {name: {value, label, count}} of the span's own scores
     # Whose it is: the span's own attributes; an invocation's are its call's (a run's calls are the
     # run's end user's and session's, monitoring/semantics/facts.py).
@@ -248,39 +249,6 @@ def _below_cursor(lq: ListQuery) -> tuple[str, dict]:
     )
 
 
-def _search(lq: ListQuery) -> tuple[str, str, dict]:
-    """(condition, matched-expression, params) of a text search over otel_traces rows."""
-    if lq.trace_id:
-        return "TraceId = {trace_q:String}", "'trace id'", {"trace_q": lq.trace_id}
-    escaped = json.dumps(lq.q)[1:-1]  # JSON attributes escape non-ASCII text ("\ud55c...")
-    hit = "(positionCaseInsensitiveUTF8(v, {q:String}) > 0 OR positionCaseInsensitiveUTF8(v, {q_json:String}) > 0)"
-    prefix = "startsWith(TraceId, {trace_prefix:String})" if lq.trace_prefix else "0"
-    # GenAI events sent as log records (monitoring/queries/logs.py) hold messages too: a span whose
-    # records match is found, within the stretch's time and a day after it.
-    in_logs = (
-        f"(TraceId, SpanId) IN (SELECT TraceId, SpanId FROM {schema.table(schema.LOGS)}"
-        " WHERE ResourceAttributes['project_id'] = {project:String} AND SpanId != ''"
-        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))"
-        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)"
-        f" AND (positionCaseInsensitiveUTF8(Body, {{q:String}}) > 0 OR positionCaseInsensitiveUTF8(Body, {{q_json:String}}) > 0"
-        f" OR arrayExists(v -> {hit}, mapValues(LogAttributes))))"
-    )
-    condition = (
-        f"({prefix} OR positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0"
-        f" OR arrayExists(v -> {hit}, mapValues(SpanAttributes))"
-        f" OR arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes) OR {in_logs})"
-    )
-    matched = (
-        f"multiIf({prefix}, 'trace id', positionCaseInsensitiveUTF8(SpanName, {{q:String}}) > 0, 'name',"
-        f" arrayExists(v -> {hit}, mapValues(SpanAttributes)),"
-        f" concat('attribute ', arrayFirst(k -> arrayExists(v -> {hit}, [SpanAttributes[k]]), mapKeys(SpanAttributes))),"
-        f" arrayExists(m -> arrayExists(v -> {hit}, mapValues(m)), Events.Attributes),"
-        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {hit}, mapValues(m)), Events.Name, Events.Attributes)),"
-        " 'log record')"
-    )
-    return condition, matched, {"q": lq.q, "q_json": escaped, "trace_prefix": lq.trace_prefix}
-
-
 def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict) -> list[dict]:
     """Up to `limit` rows, newest first, read a stretch of the window at a time (the module's note)."""
     start, end = _paged_window(flt, lq)
@@ -303,8 +271,28 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
 def _select_stretch(
     flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
 ) -> list[dict]:
+    statement = _stretch_statement(flt, lq, table, extra, limit, params, start, end)
+    if not lq.q:
+        return run(statement, tag=f"traces.list.{lq.kind}")
+    rows = run(statement, tag=f"traces.list.{lq.kind}.search")
+    in_logs = [(r["trace_id"], r["span_id"]) for r in rows if r["matched"] == "log record"]
+    if in_logs:
+        found = search.log_snippets(flt.project_id, lq.q, in_logs, start, end)
+        for r in rows:
+            r["snippet"] = found.get((r["trace_id"], r["span_id"]), r["snippet"])
+    return rows
+
+
+def search_statement(flt: SpanFilter, lq: ListQuery, table: str, limit: int, start: int, end: int) -> Sql:
+    """The SELECT of up to `limit` rows of `table` matching the search `lq.q`, stamped in [start, end)
+    ns, newest first (what a page reads of one stretch; tests EXPLAIN it)."""
+    return _stretch_statement(flt, lq, table, [], limit, {}, start, end)
+
+
+def _stretch_statement(
+    flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
+) -> Sql:
     cursor, cursor_params = _below_cursor(lq)
-    search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
     scored, score_params = scores_q.conditions(lq.scores, "call")
     by_attrs, attr_params = attributes.for_filter(flt, "span", "l_", start, end)
     conditions = [
@@ -314,7 +302,6 @@ def _select_stretch(
         *_bar(flt),
         "Duration >= {min_ns:UInt64}" if lq.min_ms else "",
         cursor,
-        search,
         *scored,
         *by_attrs,
         *extra,
@@ -331,10 +318,7 @@ def _select_stretch(
         for name in ("SpanName AS name", "ServiceName AS service", "Model AS model"):
             column, alias = name.split(" AS ")
             columns = columns.replace(name, f"substringUTF8({column}, 1, {NAME_CHARS}) AS {alias}")
-    statement = Sql(
-        f"SELECT {columns}, {matched} AS matched FROM {schema.table(table)} WHERE ",
-        Sql.all(conditions),
-        " ORDER BY Timestamp DESC, SpanId DESC LIMIT {limit:UInt32}",
+    bound = dict(
         project=flt.project_id,
         l_start=start,
         l_end=end,
@@ -344,12 +328,31 @@ def _select_stretch(
         services=list(flt.services),
         models=list(flt.models),
         **cursor_params,
-        **search_params,
         **score_params,
         **attr_params,
         **params,
     )
-    return run(statement, tag=f"traces.list.{lq.kind}")
+    order = " ORDER BY Timestamp DESC, SpanId DESC LIMIT {limit:UInt32}"
+    if not lq.q:
+        return Sql(f"SELECT {columns} FROM {schema.table(table)} WHERE ", Sql.all(conditions), order, **bound)
+    # A search: each way of matching is a SELECT of its own (monitoring/queries/search.py), a span
+    # found by two of them (or stored twice) once, by the first way.
+    selects = [
+        Sql(
+            f"(SELECT {columns}, {b.matched} AS matched, {b.snippet} AS snippet, {b.rank} AS search_rank",
+            f" FROM {schema.table(table)} WHERE ",
+            Sql.all([*conditions, b.condition]),
+            " ORDER BY Timestamp DESC, SpanId DESC LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32})",
+            **b.params,
+        )
+        for b in search.branches(lq.q, lq.trace_id, lq.trace_prefix)
+    ]
+    return Sql(
+        "SELECT * FROM (",
+        Sql.join(" UNION ALL ", selects),
+        ") ORDER BY ts DESC, span_id DESC, search_rank LIMIT 1 BY trace_id, span_id LIMIT {limit:UInt32}",
+        **bound,
+    )
 
 
 # --- which spans are invocations, and their cost ----------------------------------------------------
@@ -424,6 +427,7 @@ def _span_row(row: dict, costs: dict) -> SpanRow:
         matched=row.get("matched") or "",
         end_user=end_user,
         session=session,
+        snippet=row.get("snippet") or "",
     )
 
 

@@ -411,6 +411,84 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
+# --- full-text search: an n-gram text index over every message --------------------------------
+# A message lives in a span's attributes (every SDK's keys), its events' attributes, or a GenAI
+# event sent as a log record (body and attributes). A text index (ClickHouse "Full-text search using
+# text indexes", GA since 26.2) maps each 2-character n-gram of the lower-cased text to the rows
+# holding it, so a search reads only the granules holding every n-gram of the term: the cost grows
+# with the matches, not the spans stored. Bigrams, not words: CJK text has no word boundaries and
+# its words are often two characters (환불), and a term matches inside words as the search always
+# did (a substring). The index only prunes: the search keeps its exact, case-insensitive test
+# (monitoring/queries/search.py). Added by ALTER (the exporter's DDL stays as the collector makes
+# it) and materialized for the parts stored before it by a background mutation; a part without it
+# is read as before (hasAllTokens with the tokenizer named evaluates row by row, same answer).
+SEARCH_TOKENIZER = "ngrams(2)"
+SEARCH_INDEX = "idx_search_text"
+
+
+def _joined(values: str) -> str:
+    return f"arrayStringConcat({values}, '\\n')"
+
+
+def span_search_text() -> str:
+    """SQL over an otel_traces row: its name, attribute values and event attribute values, lower-cased
+    (the text index's expression; a query names it exactly so that the index is used)."""
+    events = _joined("arrayMap(m -> " + _joined("mapValues(m)") + ", `Events.Attributes`)")
+    return f"lowerUTF8(concat(SpanName, '\\n', {_joined('mapValues(SpanAttributes)')}, '\\n', {events}))"
+
+
+def log_search_text() -> str:
+    """SQL over an otel_logs row: its body and attribute values, lower-cased (the index's expression)."""
+    return f"lowerUTF8(concat(Body, '\\n', {_joined('mapValues(LogAttributes)')}))"
+
+
+def _search_index_ddl(name: str, expression: str, on_cluster: str = "") -> str:
+    return (
+        f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS {SEARCH_INDEX} {expression}"
+        f" TYPE text(tokenizer = {SEARCH_TOKENIZER})"
+    )
+
+
+def _search_indexes(local: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(table, expression) of each text index (the local tables' names on a cluster)."""
+    names = local or {}
+    return [(names.get(TRACES, TRACES), span_search_text()), (names.get(LOGS, LOGS), log_search_text())]
+
+
+def has_search_index(name: str) -> bool:
+    """Whether the table has the search text index."""
+    row = clickhouse.query_one(
+        "SELECT count() AS n FROM system.data_skipping_indices"
+        " WHERE database = {db:String} AND table = {t:String} AND name = {i:String}",
+        {"db": clickhouse.database(), "t": name, "i": SEARCH_INDEX},
+        tag="schema.search_index",
+    )
+    return bool(int(row.get("n") or 0))
+
+
+def _ensure_search_indexes() -> list[str]:
+    """Add each text index once and start materializing it for the parts already stored (a
+    background mutation; searches stay right meanwhile, only slower). Never fatal: a server that
+    refuses it (older than 26.2 without its settings) keeps the rest of the schema and searches by
+    scanning, as before. Returns the statements run."""
+    ran: list[str] = []
+    for name, expression in _search_indexes():
+        if has_search_index(name):
+            continue
+        statements = [
+            _search_index_ddl(name, expression),
+            f"ALTER TABLE {table(name)} MATERIALIZE INDEX {SEARCH_INDEX} SETTINGS mutations_sync = 0",
+        ]
+        for sql in statements:
+            try:
+                clickhouse.command(sql, tag="schema.ensure")
+            except clickhouse.ClickHouseError as exc:
+                log.warning("the search index of %s was not set up (%s); run: %s", name, exc, sql)
+                break
+            ran.append(sql)
+    return ran
+
+
 # --- otel_traces by trace id ----------------------------------------------------------------------
 # The exporter orders spans by (service, span name, time), so a trace's spans lie in as many
 # granules as it has kinds of span (17 granules of 8,192 rows for a 65-span agent run at 10M spans),
@@ -1060,7 +1138,7 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
         ]
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
-    return statements + later + _ensure_trace_projection(TRACES)
+    return statements + later + _ensure_search_indexes() + _ensure_trace_projection(TRACES)
 
 
 def _ensure_trace_projection(name: str) -> list[str]:
@@ -1146,6 +1224,7 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     )
     statements += [
         _logs_ddl(ttl_days, local[LOGS], replicated(local[LOGS]), on),
+        *(_search_index_ddl(name, expression, on) for name, expression in _search_indexes(local)),
         _scores_ddl(ttl_days, local[SCORES], replicated(local[SCORES], "ReplacingMergeTree", "Version, IsDeleted"), on),
         _scores_mv_ddl(SCORES_FROM_LOGS_MV + LOCAL_SUFFIX, _scores_from_logs_select(local[LOGS]), local[SCORES], on),
         _scores_mv_ddl(
@@ -1167,14 +1246,19 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
     local_traces = TRACES + LOCAL_SUFFIX
     materialize = not has_trace_projection(local_traces)  # a cluster made before the projection
+    # Tables made before the search indexes (those that exist and lack it) index their old parts too.
+    unindexed = [n for n in (local_traces, LOGS + LOCAL_SUFFIX) if _exists(n) and not has_search_index(n)]
     statements = cluster_statements(cluster, days)
     for sql in statements:
         clickhouse.command(sql, tag="schema.cluster")
-    if materialize:
-        sql = _materialize_projection_ddl(local_traces, f" ON CLUSTER `{_identifier(cluster)}`")
+    on = f" ON CLUSTER `{_identifier(cluster)}`"
+    later = [_materialize_projection_ddl(local_traces, on)] if materialize else []
+    later += [
+        f"ALTER TABLE {table(n)}{on} MATERIALIZE INDEX {SEARCH_INDEX} SETTINGS mutations_sync = 0" for n in unindexed
+    ]
+    for sql in later:
         clickhouse.command(sql, tag="schema.cluster")
-        statements.append(sql)
-    return statements
+    return statements + later
 
 
 # --- retention --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`{% load display %}`: the filters of monitoring/web/display.py, so templates format like views."""
 
+import json
 import re
 
 from django import template
@@ -86,12 +87,15 @@ def _marked(text: str, start: int, end: int) -> str:
 
 @register.filter
 def highlight(text, term) -> str:
-    """`text` escaped, every case-insensitive occurrence of the search `term` in <mark>."""
+    """`text` escaped, every case-insensitive occurrence of the search `term` in <mark>, as typed
+    or as JSON escapes it (the search finds "한" in JSON text as "\\ud55c": that is marked too)."""
     text, term = str(text or ""), str(term or "").strip()
     if not term:
         return escape(text)
+    forms = {term, json.dumps(term)[1:-1]}
+    pattern = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
     parts, pos = [], 0
-    for m in re.finditer(re.escape(term), text, flags=re.IGNORECASE):
+    for m in re.finditer(pattern, text, flags=re.IGNORECASE):
         parts.append(escape(text[pos : m.start()]) + "<mark>" + escape(m.group()) + "</mark>")
         pos = m.end()
     parts.append(escape(text[pos:]))
@@ -111,7 +115,7 @@ def short_id(trace_id, term="") -> str:
 
 @register.filter
 def match_reason(matched: str) -> str:
-    """Why a search found a row ("trace id", "name", "attribute <key>", "event <name>"), translated."""
+    """Why a search found a row ("trace id", "name", "attribute <key>", "event <name>", "log record"), translated."""
     kind, _sep, rest = str(matched or "").partition(" ")
     if matched == "trace id":
         return str(display.MATCH_REASONS["trace id"])
@@ -121,4 +125,6 @@ def match_reason(matched: str) -> str:
         return str(display.MATCH_REASONS["attribute"]) % {"key": rest}
     if kind == "event":
         return str(display.MATCH_REASONS["event"]) % {"name": rest}
+    if matched == "log record":
+        return str(display.MATCH_REASONS["log record"])
     return str(matched or "")

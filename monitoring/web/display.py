@@ -34,6 +34,7 @@ MATCH_REASONS = {
     "name": gettext_lazy("name"),
     "attribute": gettext_lazy("attribute %(key)s"),
     "event": gettext_lazy("event %(name)s"),
+    "log record": gettext_lazy("a log record (GenAI event)"),
 }
 
 OK, ERROR = "ok", "error"

@@ -1,0 +1,170 @@
+"""Full-text search over every message: which spans hold a word or phrase, where, and a snippet of it.
+
+A message lives in a span's name, its attributes (every SDK's keys), its events' attributes, or a
+GenAI event sent as an OTel log record (`otel_logs`: body and attributes). The match is what it
+always was: the term found anywhere in a value, case-insensitively (positionCaseInsensitiveUTF8),
+as typed or as JSON escapes it (an attribute holding JSON keeps "한" as "\\ud55c").
+
+The text indexes (monitoring/store/schema.py, "full-text search") only prune: `hasAllTokens` of the
+lower-cased term's bigrams over the index's own expression lets ClickHouse read just the granules
+holding every bigram, then the exact test above decides. A search is asked as branches, each an
+index-friendly condition on its own (an OR of an indexed and an unindexed test would read
+everything): the span's own text, the spans whose log records match, and a trace id's start.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from monitoring.store import schema
+from monitoring.store.sql import Sql, run
+
+SNIPPET_BEFORE = 60  # characters of context before the match a snippet shows
+SNIPPET_CHARS = 200  # a snippet's length in characters (a list cell, not the whole message)
+MIN_INDEXED_CHARS = 2  # the index holds bigrams: a shorter term is found by reading every value
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One way a span can match: its condition over an otel_traces row, why it matched (SQL giving
+    "name", "attribute <key>", "event <name>", "log record" or "trace id"), the snippet (SQL), its
+    rank among branches (a span found twice keeps the lowest) and the parameters of all three."""
+
+    condition: str
+    matched: str
+    snippet: str
+    rank: int
+    params: dict
+
+
+def escaped(term: str) -> str:
+    """The term as JSON text escapes it (non-ASCII as \\uXXXX, quotes and backslashes escaped)."""
+    return json.dumps(term)[1:-1]
+
+
+def _indexable(term: str) -> bool:
+    """Whether every match of the term holds each bigram of the lower-cased term: at least two
+    characters, and none whose other case is a different number of bytes (ClickHouse's
+    case-insensitive search and lowerUTF8 may disagree on those: such a term reads every value)."""
+    if len(term) < MIN_INDEXED_CHARS:
+        return False
+    return all(len(c.lower().encode()) == len(c.encode()) == len(c.upper().encode()) for c in term)
+
+
+def _prefilter(text: str, term: str) -> str:
+    """SQL: the text index's test for `term` (bound as {q}, {q_json}), or '' when it cannot help."""
+    if not _indexable(term):
+        return ""
+    tokenizer = f"'{schema.SEARCH_TOKENIZER}'"
+    test = f"hasAllTokens({text}, lowerUTF8({{q:String}}), {tokenizer})"
+    if escaped(term) != term:
+        test = f"({test} OR hasAllTokens({text}, lowerUTF8({{q_json:String}}), {tokenizer}))"
+    return test
+
+
+_HIT = "(positionCaseInsensitiveUTF8(v, {q:String}) > 0 OR positionCaseInsensitiveUTF8(v, {q_json:String}) > 0)"
+
+
+def _snippet(value: str) -> str:
+    """SQL: up to SNIPPET_CHARS of `value` around the term's first occurrence, '…' where cut."""
+    found = (
+        f"greatest(positionCaseInsensitiveUTF8({value}, {{q:String}}),"
+        f" positionCaseInsensitiveUTF8({value}, {{q_json:String}}))"
+    )
+    start = f"greatest(1, toInt64({found}) - {SNIPPET_BEFORE})"
+    return (
+        f"concat(if({start} > 1, '…', ''), substringUTF8({value}, {start}, {SNIPPET_CHARS}),"
+        f" if(lengthUTF8({value}) >= {start} + {SNIPPET_CHARS}, '…', ''))"
+    )
+
+
+def _own_text(term: str) -> Branch:
+    """The span's own name, attribute values and event attribute values."""
+    in_name = "positionCaseInsensitiveUTF8(SpanName, {q:String}) > 0"
+    in_attributes = f"arrayExists(v -> {_HIT}, mapValues(SpanAttributes))"
+    in_events = f"arrayExists(m -> arrayExists(v -> {_HIT}, mapValues(m)), Events.Attributes)"
+    exact = f"({in_name} OR {in_attributes} OR {in_events})"
+    prefilter = _prefilter(schema.span_search_text(), term)
+    matched = (
+        f"multiIf({in_name}, 'name', {in_attributes},"
+        f" concat('attribute ', arrayFirst(k -> arrayExists(v -> {_HIT}, [SpanAttributes[k]]), mapKeys(SpanAttributes))),"
+        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {_HIT}, mapValues(m)), Events.Name, Events.Attributes)))"
+    )
+    value = (
+        f"multiIf({in_name}, toString(SpanName), {in_attributes}, arrayFirst(v -> {_HIT}, mapValues(SpanAttributes)),"
+        f" arrayFirst(v -> {_HIT}, arrayFlatten(arrayMap(m -> mapValues(m), Events.Attributes))))"
+    )
+    condition = f"{prefilter} AND {exact}" if prefilter else exact
+    return Branch(condition, matched, _snippet(value), 1, {})
+
+
+def log_condition(term: str) -> str:
+    """SQL over otel_logs: a record of the project ({project}) whose body or an attribute value holds
+    the term ({q}, {q_json}), the text index tested first."""
+    prefilter = _prefilter(schema.log_search_text(), term)
+    exact = (
+        "(positionCaseInsensitiveUTF8(Body, {q:String}) > 0 OR positionCaseInsensitiveUTF8(Body, {q_json:String}) > 0"
+        f" OR arrayExists(v -> {_HIT}, mapValues(LogAttributes)))"
+    )
+    return " AND ".join(
+        c for c in ("ResourceAttributes['project_id'] = {project:String}", "SpanId != ''", prefilter, exact) if c
+    )
+
+
+def _in_logs(term: str) -> Branch:
+    """Spans whose GenAI events sent as log records hold the term: records stamped within the
+    stretch and a day after it (an evaluation, a late export)."""
+    records = (
+        f"FROM {schema.table(schema.LOGS)} WHERE {log_condition(term)}"
+        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))"
+        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)"
+    )
+    # TraceId alone first: the exporter's bloom filter on TraceId prunes granules by it.
+    condition = f"TraceId IN (SELECT TraceId {records}) AND (TraceId, SpanId) IN (SELECT TraceId, SpanId {records})"
+    return Branch(condition, "'log record'", "''", 2, {})
+
+
+def _trace_prefix() -> Branch:
+    return Branch("startsWith(TraceId, {trace_prefix:String})", "'trace id'", "''", 0, {})
+
+
+def branches(term: str, trace_id: str = "", trace_prefix: str = "") -> list[Branch]:
+    """The ways a span can match the search `term` (a whole trace id: that trace only), each with
+    the parameters it binds ({q}, {q_json}, {trace_q}, {trace_prefix}); the caller binds {project},
+    {l_start} and {l_end} (ns: the stretch read)."""
+    if trace_id:
+        return [Branch("TraceId = {trace_q:String}", "'trace id'", "''", 0, {"trace_q": trace_id})]
+    params = {"q": term, "q_json": escaped(term)}
+    found = [_own_text(term), _in_logs(term)]
+    if trace_prefix:
+        found.append(_trace_prefix())
+        params["trace_prefix"] = trace_prefix
+    return [Branch(b.condition, b.matched, b.snippet, b.rank, params) for b in found]
+
+
+def log_snippets(project_id: str, term: str, keys: list[tuple[str, str]], start_ns: int, end_ns: int) -> dict:
+    """{(trace id, span id): snippet} of the first log record of each span that holds the term,
+    stamped from `start_ns` to a day after `end_ns` (the spans a search matched by their records)."""
+    if not keys:
+        return {}
+    value = (
+        f"if(positionCaseInsensitiveUTF8(Body, {{q:String}}) > 0 OR positionCaseInsensitiveUTF8(Body, {{q_json:String}}) > 0,"
+        f" Body, arrayFirst(v -> {_HIT}, mapValues(LogAttributes)))"
+    )
+    statement = Sql(
+        f"SELECT TraceId AS trace_id, SpanId AS span_id, argMin({_snippet(value)}, Timestamp) AS snippet",
+        f" FROM {schema.table(schema.LOGS)} WHERE {log_condition(term)}",
+        " AND TraceId IN {traces:Array(String)} AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
+        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
+        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)",
+        " GROUP BY TraceId, SpanId",
+        project=project_id,
+        q=term,
+        q_json=escaped(term),
+        traces=sorted({t for t, _ in keys}),
+        keys=[tuple(k) for k in keys],
+        l_start=start_ns,
+        l_end=end_ns,
+    )
+    return {(r["trace_id"], r["span_id"]): r["snippet"] for r in run(statement, tag="traces.search.logs")}
