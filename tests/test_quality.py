@@ -169,6 +169,64 @@ def test_logs_take_json_gzip_and_report_what_cannot_be_stored(client, project, i
     assert garbage.status_code == 400
 
 
+CUT = b"\xeb\xb6"  # the first 2 of the 3 bytes of '불' (an SDK cutting text by bytes): one U+FFFD
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_log_text_that_is_not_utf8_is_stored_with_u_fffd_and_the_rest_of_the_export_kept(
+    client, alice, project, ingest_key, gzipped
+):
+    # As spans (case-09): proto3's parser refuses the whole body for one cut character; the
+    # collector takes it, so the records are stored with U+FFFD in place of the bad bytes.
+    root, call = run_of()
+    send(client, ingest_key, root, call)
+    cut_body = record("gen_ai.user.message", span=call, body="환불 요청 QzQz", **{"gen_ai.system": "openai"})
+    cut_attribute = record("gen_ai.choice", span=call, body="clean", **{"note": "주문 Qz", "Qzkey": "v"})
+    cut_label = evaluation(call, "tone", label="okQz", explanation="polite")
+    clean = evaluation(call, "relevance", value=0.75)
+    body = logs_request(cut_body, cut_attribute, cut_label, clean).SerializeToString().replace(b"Qz", CUT)
+    with pytest.raises(Exception, match="UTF-8"):
+        ExportLogsServiceRequest.FromString(body)  # what answered 400 before
+    headers = {"Authorization": f"Bearer {ingest_key}"}
+    if gzipped:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+
+    response = client.post("/v1/logs", data=body, content_type="application/x-protobuf", headers=headers)
+
+    assert response.status_code == 200, response.content
+    assert not ExportLogsServiceResponse.FromString(response.content).HasField("partial_success")
+    rows = clickhouse.query(
+        f"SELECT EventName, Body, LogAttributes FROM {schema.table(schema.LOGS)}"
+        " WHERE ResourceAttributes['project_id'] = {p:String} ORDER BY EventName",
+        {"p": str(project.id)},
+        tag="t",
+    )
+    assert sorted(((r["EventName"], r["Body"], r["LogAttributes"]) for r in rows), key=repr) == [
+        ("gen_ai.choice", "clean", {"note": "주문 \ufffd", "\ufffdkey": "v"}),
+        (
+            "gen_ai.evaluation.result",
+            "",
+            {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": "0.75"},
+        ),
+        (
+            "gen_ai.evaluation.result",
+            "",
+            {
+                "gen_ai.evaluation.name": "tone",
+                "gen_ai.evaluation.score.label": "ok\ufffd",
+                "gen_ai.evaluation.explanation": "polite",
+            },
+        ),
+        ("gen_ai.user.message", "환불 요청 \ufffd\ufffd", {"gen_ai.system": "openai"}),
+    ]
+    # The evaluation with the cut label is a score like the clean one, its label shown with U+FFFD.
+    items = scores_api(client, api_token("alice"), project, trace_id=root.trace.hex()).json()["items"]
+    assert sorted((i["name"], i["value"], i["label"]) for i in items) == [
+        ("relevance", 0.75, ""),
+        ("tone", None, "ok\ufffd"),
+    ]
+
+
 # --- evaluation events become scores ---------------------------------------------------------------
 
 
