@@ -33,7 +33,9 @@ from monitoring.web.forms import RANGES, STATUSES, FilterForm
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score")
+# The filter bar's keys, kept by every link; `scores` (the lists' chosen score columns,
+# monitoring/web/score_columns.py) rides along so a choice survives a visit to another tab.
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "scores")
 
 
 def filter_query(request, **changes) -> str:
