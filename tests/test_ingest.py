@@ -9,6 +9,7 @@ import zlib
 
 import pytest
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -532,7 +533,8 @@ def test_every_text_field_that_is_not_utf8_is_stored_with_u_fffd_and_no_span_is_
     assert rows == rows_of(decode_request(_marked_request("\ufffd").SerializeToString(), PB, None))
 
 
-def test_the_lenient_reading_knows_every_text_field_of_a_trace_export() -> None:
+@pytest.mark.parametrize("request_type", [ExportTraceServiceRequest, ExportLogsServiceRequest])
+def test_the_lenient_reading_knows_every_text_field_of_a_trace_and_a_logs_export(request_type) -> None:
     from monitoring.ingest import otlp
 
     def string_fields(root) -> set[str]:
@@ -549,9 +551,9 @@ def test_the_lenient_reading_knows_every_text_field_of_a_trace_export() -> None:
                     stack.append(field.message_type)
         return found
 
-    expected = string_fields(ExportTraceServiceRequest.DESCRIPTOR)
-    assert {"opentelemetry.proto.trace.v1.Span.Event.name", "opentelemetry.proto.common.v1.KeyValue.key"} <= expected
-    assert {f.full_name for f in otlp._TEXT_FIELDS} == expected
+    expected = string_fields(request_type.DESCRIPTOR)
+    assert "opentelemetry.proto.common.v1.KeyValue.key" in expected
+    assert {f.full_name for f in otlp.lenient_class(request_type.DESCRIPTOR.full_name)[1]} == expected
 
 
 @pytest.mark.parametrize("cut", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf"])

@@ -229,7 +229,7 @@ def test_case_09_as_json_with_the_same_bytes_gives_the_protobuf_rows():
     protobuf body (fixtures/cases/case-09-invalid-utf8-protobuf.pb)."""
     body = (FIXTURES / "cases" / "case-09-invalid-utf8-protobuf.pb").read_bytes()
     from_protobuf = decode.rows_from_body(body, "application/x-protobuf", None, PROJECT)
-    request = otlp.parse_protobuf(body)  # U+FFFD in place; JSON of it, then the cut bytes put back
+    request = otlp.parse_protobuf(body, otlp.ExportTraceServiceRequest)  # U+FFFD in place; JSON, then the cut put back
     as_json = _to_json(request).replace("\\ufffd", "\ufffd").encode().replace("\ufffd".encode(), b"\xeb\xb6")
     assert as_json.count(b"\xeb\xb6") == 1
 

@@ -169,6 +169,64 @@ def test_logs_take_json_gzip_and_report_what_cannot_be_stored(client, project, i
     assert garbage.status_code == 400
 
 
+CUT = b"\xeb\xb6"  # the first 2 of the 3 bytes of '불' (an SDK cutting text by bytes): one U+FFFD
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_log_text_that_is_not_utf8_is_stored_with_u_fffd_and_the_rest_of_the_export_kept(
+    client, alice, project, ingest_key, gzipped
+):
+    # As spans (case-09): proto3's parser refuses the whole body for one cut character; the
+    # collector takes it, so the records are stored with U+FFFD in place of the bad bytes.
+    root, call = run_of()
+    send(client, ingest_key, root, call)
+    cut_body = record("gen_ai.user.message", span=call, body="환불 요청 QzQz", **{"gen_ai.system": "openai"})
+    cut_attribute = record("gen_ai.choice", span=call, body="clean", **{"note": "주문 Qz", "Qzkey": "v"})
+    cut_label = evaluation(call, "tone", label="okQz", explanation="polite")
+    clean = evaluation(call, "relevance", value=0.75)
+    body = logs_request(cut_body, cut_attribute, cut_label, clean).SerializeToString().replace(b"Qz", CUT)
+    with pytest.raises(Exception, match="UTF-8"):
+        ExportLogsServiceRequest.FromString(body)  # what answered 400 before
+    headers = {"Authorization": f"Bearer {ingest_key}"}
+    if gzipped:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+
+    response = client.post("/v1/logs", data=body, content_type="application/x-protobuf", headers=headers)
+
+    assert response.status_code == 200, response.content
+    assert not ExportLogsServiceResponse.FromString(response.content).HasField("partial_success")
+    rows = clickhouse.query(
+        f"SELECT EventName, Body, LogAttributes FROM {schema.table(schema.LOGS)}"
+        " WHERE ResourceAttributes['project_id'] = {p:String} ORDER BY EventName",
+        {"p": str(project.id)},
+        tag="t",
+    )
+    assert sorted(((r["EventName"], r["Body"], r["LogAttributes"]) for r in rows), key=repr) == [
+        ("gen_ai.choice", "clean", {"note": "주문 \ufffd", "\ufffdkey": "v"}),
+        (
+            "gen_ai.evaluation.result",
+            "",
+            {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": "0.75"},
+        ),
+        (
+            "gen_ai.evaluation.result",
+            "",
+            {
+                "gen_ai.evaluation.name": "tone",
+                "gen_ai.evaluation.score.label": "ok\ufffd",
+                "gen_ai.evaluation.explanation": "polite",
+            },
+        ),
+        ("gen_ai.user.message", "환불 요청 \ufffd\ufffd", {"gen_ai.system": "openai"}),
+    ]
+    # The evaluation with the cut label is a score like the clean one, its label shown with U+FFFD.
+    items = scores_api(client, api_token("alice"), project, trace_id=root.trace.hex()).json()["items"]
+    assert sorted((i["name"], i["value"], i["label"]) for i in items) == [
+        ("relevance", 0.75, ""),
+        ("tone", None, "ok\ufffd"),
+    ]
+
+
 # --- evaluation events become scores ---------------------------------------------------------------
 
 
@@ -557,6 +615,88 @@ def test_runs_and_calls_carry_their_scores_and_filter_by_them(client, alice, bob
     html = page.content.decode()
     assert page.status_code == 200 and 'data-score-column="relevance"' in html
     assert html.count('class="run-item') == 1 and "relevance:lt:0.5" in html
+
+
+def test_people_choose_which_scores_show_as_columns_on_every_list(client, alice, project, ingest_key):
+    import re
+
+    runs = []
+    for i in range(2):
+        at = AT + dt.timedelta(minutes=i)
+        root = S("support_agent", service="agent-support", at=at, ms=500,
+                 attributes={**AGENT, "session.id": "chat-7", "user.id": "u-1"})  # fmt: skip
+        runs.append((root, chat(root, at=at + dt.timedelta(milliseconds=10))))
+        send(client, ingest_key, *runs[-1])
+    settle.settle_once()
+    (r0, c0), (r1, c1) = runs
+    token = api_token("alice")
+    for root, call, name, value in [
+        (r0, None, "relevance", 0.9), (r1, None, "relevance", 0.5), (r0, c0, "relevance", 0.7),
+        (r0, None, "tone", 1), (r1, None, "tone", 0), (r0, None, "verdict", 1), (r1, None, "verdict", 1),
+        (r0, None, "helpfulness", 4), (r1, c1, "rare", 0.3),
+    ]:  # fmt: skip
+        body = {"trace_id": root.trace.hex(), "name": name, "value": value}
+        if call is not None:
+            body["span_id"] = call.span_id.hex()
+        made = client.post(
+            f"/api/v1/projects/{project.id}/scores",
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert made.status_code == 201, made.content
+    client.force_login(alice)
+    traces, sessions, users = (
+        f"/admin/monitoring/{project.id}/traces/{p}" for p in ("", "sessions/", "users/")
+    )  # fmt: skip
+
+    def page(url, **params):
+        answer = client.get(url, {"range": "24h", **params})
+        html = answer.content.decode()
+        return answer.status_code, re.findall(r'data-score-column="([^"]*)"', html), html
+
+    most_used = ["relevance", "tone", "verdict", "helpfulness"]  # by use, then name; "rare" is the 5th
+    # Without a choice, as before: the project's four most used names.
+    assert page(traces, kind="runs")[:2] == (200, most_used)
+    assert page(traces, kind="llm")[:2] == (200, most_used)
+    assert page(sessions, session="chat-7")[:2] == (200, most_used)
+    assert page(users, user="u-1")[:2] == (200, most_used)
+
+    # A choice, in its order, on the runs list: the columns, their cells, and links that keep it.
+    status, columns, html = page(traces, kind="runs", scores="rare,relevance")
+    assert (status, columns) == (200, ["rare", "relevance"])
+    assert html.count('data-score="rare">0.30<') == 1 and html.count('data-score="relevance">0.80 (2)<') == 1
+    assert html.count('data-score="tone"') == 0
+    kept = "scores=rare%2Crelevance"
+    assert f"sort=score%3Arare&amp;{kept}" in html or f"{kept}&amp;sort=score%3Arare" in html  # sorting keeps it
+    assert html.count('name="scores" value="rare,relevance"') >= 2  # the filter bar's and the lists' own forms
+    assert re.search(r'href="[^"]*/traces/sessions/\?[^"]*scores=rare%2Crelevance[^"]*session=', html)
+    # The picker: every score name of the project, the chosen ones ticked, and the way back.
+    picker = html[html.index("data-score-picker") :]
+    picker = picker[: picker.index("</details>")]
+    assert re.findall(r'data-score-choice="([^"]*)"', picker) == [*most_used, "rare"]
+    assert re.findall(r'value="([^"]*)" checked data-score-choice', picker) == ["relevance", "rare"]
+    assert '<input type="hidden" name="kind" value="runs">' in picker and "data-score-columns-default" in picker
+    # What the picker's checkboxes send (repeated names, a lone comma for "none ticked").
+    assert page(traces, kind="runs", scores=[",", "tone", "rare"])[1] == ["tone", "rare"]
+    assert page(traces, kind="runs", scores=",")[:2] == (200, [])
+    assert 'class="run-item' in page(traces, kind="runs", scores=",")[2]
+
+    # The LLM Call list shows each call's own score; the session's and the user's runs tables too.
+    status, columns, html = page(traces, kind="llm", scores="rare")
+    assert (status, columns) == (200, ["rare"]) and html.count('data-score="rare">0.30<') == 1
+    assert page(sessions, session="chat-7", scores="helpfulness,tone")[:2] == (200, ["helpfulness", "tone"])
+    status, columns, html = page(users, user="u-1", scores="unused-yet")
+    assert (status, columns) == (200, ["unused-yet"])  # a name without scores yet: an empty column
+    assert 'data-score-choice="unused-yet"' in html
+
+    # A choice the person can fix: a clear 400 on every list.
+    too_many = ",".join(f"s{i}" for i in range(13))
+    for url, params in [(traces, {"kind": "runs"}), (traces, {"kind": "llm"}), (sessions, {"session": "chat-7"})]:
+        status, _, html = page(url, **params, scores=too_many)
+        assert status == 400 and "Choose at most 12 score columns." in html, url
+    status, _, html = page(users, user="u-1", scores="x" * 201)
+    assert status == 400 and "A score name is at most 200 characters." in html
 
 
 def test_people_give_feedback_on_a_run_a_call_and_a_session_from_the_pages(

@@ -24,7 +24,7 @@ def rows_from_body(
     """
     media_type, body = otlp._checked_body(body, content_type, content_encoding)
     if media_type == otlp.PROTOBUF_CONTENT_TYPE:
-        return otlp.rows_from_request(otlp.parse_protobuf(body), project_id, rules)
+        return otlp.rows_from_request(otlp.parse_protobuf(body, otlp.ExportTraceServiceRequest), project_id, rules)
     doc = otlp._load_json(body)
     try:
         return otlp_json.rows_from_json(doc, project_id, rules)

@@ -25,7 +25,6 @@ from collections import Counter
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -40,7 +39,9 @@ _SEVERITY_MAX = 255  # SeverityNumber UInt8; the spec's numbers are 0-24
 def decode_request(body: bytes, content_type: str, content_encoding: str | None) -> ExportLogsServiceRequest:
     """Parse an OTLP/HTTP logs export body (protobuf or JSON, optionally gzipped).
 
-    Raises otlp.IngestError (400 undecodable, 413 too large, 415 unsupported type or encoding)."""
+    Text that is not UTF-8 is stored with U+FFFD in its place, as in spans (``otlp.parse_protobuf``,
+    ``otlp._load_json``). Raises otlp.IngestError (400 undecodable, 413 too large, 415 unsupported
+    type or encoding)."""
     media_type, body = otlp._checked_body(body, content_type, content_encoding)
     if media_type == otlp.JSON_CONTENT_TYPE:
         doc = otlp._load_json(body)
@@ -49,10 +50,7 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
             return json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
         except Exception as exc:  # ParseError, OverflowError, TypeError...: all the body's fault
             raise otlp.IngestError(400, f"invalid OTLP JSON: {exc}") from None
-    try:
-        return ExportLogsServiceRequest.FromString(body)
-    except (DecodeError, RecursionError) as exc:
-        raise otlp.IngestError(400, f"invalid protobuf ExportLogsServiceRequest: {exc}") from None
+    return otlp.parse_protobuf(body, ExportLogsServiceRequest)  # text that is not UTF-8: U+FFFD, as for spans
 
 
 def _hex_ids_to_base64(doc: dict[str, Any]) -> None:

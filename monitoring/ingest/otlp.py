@@ -52,7 +52,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, Message
@@ -69,6 +69,7 @@ JSON_CONTENT_TYPE = "application/json"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
 Row = dict[str, Any]
+_Request = TypeVar("_Request", bound=Message)
 
 # pdata's SpanKind.String() / StatusCode.String(); unknown enum values become "".
 _SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -221,11 +222,12 @@ def decode_request(body: bytes, content_type: str, content_encoding: str | None)
     media_type, body = _checked_body(body, content_type, content_encoding)
     if media_type == JSON_CONTENT_TYPE:
         return _request_from_json(_load_json(body))
-    return parse_protobuf(body)
+    return parse_protobuf(body, ExportTraceServiceRequest)
 
 
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    """An uncompressed OTLP/protobuf body as a request; IngestError 400 if it is not one.
+def parse_protobuf(body: bytes, request_type: type[_Request]) -> _Request:
+    """An uncompressed OTLP/protobuf body as a `request_type` (an ExportTraceServiceRequest, or an
+    ExportLogsServiceRequest for /v1/logs); IngestError 400 if it is not one.
 
     A `string` field that is not UTF-8 (an SDK cutting text by bytes, mid-character) does not sink
     the export: the Collector takes such data (opentelemetry-specification#3421), while protobuf's
@@ -234,23 +236,28 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     "replace": one per maximal invalid subpart, the Unicode Standard's practice), and the repaired
     body is parsed as usual. Valid bodies take the usual parse alone.
     """
+    name = request_type.DESCRIPTOR.name
     try:
-        return ExportTraceServiceRequest.FromString(body)
+        return request_type.FromString(body)
     except RecursionError as exc:
-        raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {exc}") from None
+        raise IngestError(400, f"invalid protobuf {name}: {exc}") from None
     except DecodeError as exc:
         refused = exc
+    lenient_type, text_fields = lenient_class(request_type.DESCRIPTOR.full_name)
     try:
-        lenient = _LENIENT_REQUEST.FromString(body)
-        _replace_invalid_utf8(lenient)
-        return ExportTraceServiceRequest.FromString(lenient.SerializeToString())
+        lenient = lenient_type.FromString(body)
+        _replace_invalid_utf8(lenient, text_fields)
+        return request_type.FromString(lenient.SerializeToString())
     except (DecodeError, RecursionError):  # not (only) text: the first parser's reason is the answer
-        raise IngestError(400, f"invalid protobuf ExportTraceServiceRequest: {refused}") from None
+        raise IngestError(400, f"invalid protobuf {name}: {refused}") from None
 
 
-def _lenient_request_class() -> tuple[type[Message], frozenset[Any]]:
-    """ExportTraceServiceRequest rebuilt in a private pool with every `string` field typed `bytes`
-    (same numbers, same wire format: it parses any text), and those fields' descriptors."""
+@functools.cache
+def lenient_class(full_name: str) -> tuple[type[Message], frozenset[Any]]:
+    """The request message `full_name` (of the default pool) rebuilt in a private pool with every
+    `string` field typed `bytes` (same numbers, same wire format: it parses any text), and those
+    fields' descriptors. Built once per request type (traces, logs)."""
+    root = descriptor_pool.Default().FindMessageTypeByName(full_name)
     files: list[Any] = []
 
     def add(file: Any) -> None:  # dependencies first, each file once
@@ -259,7 +266,7 @@ def _lenient_request_class() -> tuple[type[Message], frozenset[Any]]:
         if file not in files:
             files.append(file)
 
-    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    add(root.file)
     pool = descriptor_pool.DescriptorPool()
     text_fields: set[tuple[str, str]] = set()
     for file in files:
@@ -274,7 +281,7 @@ def _lenient_request_class() -> tuple[type[Message], frozenset[Any]]:
                     fd.type = fd.TYPE_BYTES
                     text_fields.add((name, fd.name))
         pool.Add(proto)
-    request = pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name)
+    request = pool.FindMessageTypeByName(full_name)
     fields = frozenset(
         fd
         for message in _message_types(request)
@@ -295,9 +302,6 @@ def _message_types(root: Any) -> list[Any]:
     return found
 
 
-_LENIENT_REQUEST, _TEXT_FIELDS = _lenient_request_class()
-
-
 def _valid_utf8(data: bytes) -> bytes:
     try:
         data.decode("utf-8")
@@ -306,9 +310,9 @@ def _valid_utf8(data: bytes) -> bytes:
     return data
 
 
-def _replace_invalid_utf8(message: Message) -> None:
-    """Make every text fd of a lenient request (its `string` fields read as bytes) valid UTF-8,
-    in place. An item of a list (a span, an attribute...) that the strict parser takes as it is
+def _replace_invalid_utf8(message: Message, text_fields: frozenset[Any]) -> None:
+    """Make every text field (`text_fields`) of a lenient request (its `string` fields read as
+    bytes) valid UTF-8, in place. An item of a list (a span, an attribute...) that the strict parser takes as it is
     is skipped whole, so only the bad spans' fields are visited in Python (an explicit stack:
     AnyValues nest as deep as protobuf's parser allows)."""
     stack = [message]
@@ -325,7 +329,7 @@ def _replace_invalid_utf8(message: Message) -> None:
                         strict.FromString(element.SerializeToString())
                     except DecodeError:
                         stack.append(element)
-            elif fd in _TEXT_FIELDS:
+            elif fd in text_fields:
                 if fd.is_repeated:
                     value[:] = [_valid_utf8(v) for v in value]
                 elif not value.isascii():

@@ -36,7 +36,9 @@ from monitoring.web.views import saved_views
 
 TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _("Traces")), ("replay", _("Replay"))]
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "attr")
+# The filter bar's keys, kept by every link; `scores` (the lists' chosen score columns,
+# monitoring/web/score_columns.py) rides along so a choice survives a visit to another tab.
+_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "attr", "scores")
 
 
 # The operators of `attr=` as the bar offers them.

@@ -27,7 +27,7 @@ from monitoring.queries import spans as spans_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import BadQuery, iso
 from monitoring.store.sql import to_nanos
-from monitoring.web import charts, display
+from monitoring.web import charts, display, score_columns
 from monitoring.web.views.api import api_view, filter_or_400
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
 
@@ -74,8 +74,6 @@ def people_urls(request, project_id) -> dict:
     }
 
 
-SCORE_COLUMNS = 4  # the most used score names get a column in the runs list
-
 # --- Traces > Agent runs ---------------------------------------------------------------------------
 
 
@@ -91,19 +89,27 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         rq = runs_q.RunQuery.from_query(query)
     except BadQuery as exc:
         return context | {"form_error": str(exc), "rq": runs_q.RunQuery()}, 400
+    try:
+        columns = score_columns.choose(query, scores_q.names(str(pid)))
+    except score_columns.BadChoice as exc:
+        return context | {"form_error": str(exc), "rq": rq}, 400
     page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items, flt.agent_names)
     runs_q.add_scores(flt.project_id, page.items)
-    score_columns = scores_q.names(str(pid))[:SCORE_COLUMNS]
-    keep = {"kind": "runs", "sort": rq.sort if rq.sort != "time" else "", "session": rq.session, "user": rq.user}
+    keep = {
+        "kind": "runs",
+        "sort": rq.sort if rq.sort != "time" else "",
+        "session": rq.session,
+        "user": rq.user,
+        score_columns.PARAM: columns.param,
+    }
     context |= {
         "rq": rq,
         "runs": page.items,
-        "score_columns": score_columns,
+        **_columns_context(request, columns),
         "score_sort_urls": {
-            name: base + filter_query(request, **{**keep, "sort": f"score:{name}"}) for name in score_columns
+            name: base + filter_query(request, **{**keep, "sort": f"score:{name}"}) for name in columns.shown
         },
-        "run_columns": 11 + len(score_columns),
         "score_text_value": rq.scores[-1].query_value() if rq.scores else "",
         "thumbs_down_query": filter_query(request, **keep, score="feedback:eq:down")[1:],
         "clear_scores_url": base + filter_query(request, **keep, score=""),
@@ -120,14 +126,29 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         "export_max_rows": display.count(spans_q.EXPORT_MAX_ROWS),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
-        "filter_hidden": [
-            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
-        ],
+        "filter_hidden": hidden_filter(flt, columns),
         **people_urls(request, pid),
     }
     if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
         return render(request, TEMPLATE + "#runs-rows", {"project": membership.project, **context})
     return context
+
+
+def hidden_filter(flt, columns: score_columns.ScoreColumns) -> list[tuple[str, str]]:
+    """The filter bar (and a chosen set of score columns) as hidden fields of a list's own forms."""
+    pairs = [(k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)]
+    return pairs + ([(score_columns.PARAM, columns.param)] if columns.chosen else [])
+
+
+def _columns_context(request, columns: score_columns.ScoreColumns, base_columns: int = 11) -> dict:
+    """What a runs table needs of its score columns, and the picker choosing them."""
+    return {
+        "score_columns": list(columns.shown),
+        "score_names": list(columns.available),
+        "score_picker": score_columns.picker(request, columns),
+        "score_columns_param": columns.param,
+        "run_columns": base_columns + len(columns.shown),
+    }
 
 
 def api_runs(request, flt) -> JsonResponse:
@@ -162,10 +183,11 @@ def _group_links(request, project_id, which: str) -> dict:
     }
 
 
-def _score_columns(project_id) -> dict:
-    """A session's and a user's runs tables show the most used scores too (not sortable there)."""
-    names = scores_q.names(str(project_id))[:SCORE_COLUMNS]
-    return {"score_columns": names, "score_sort_urls": dict.fromkeys(names, ""), "run_columns": 11 + len(names)}
+def _score_columns(request, project_id) -> dict:
+    """A session's and a user's runs tables show the chosen (else the most used) scores too, not
+    sortable there. Raises score_columns.BadChoice."""
+    columns = score_columns.choose(request.GET, scores_q.names(str(project_id)))
+    return _columns_context(request, columns) | {"score_sort_urls": dict.fromkeys(columns.shown, "")}
 
 
 def _search_url(request, project_id, key: str) -> str:
@@ -261,12 +283,16 @@ def sessions(request, flt, membership):
     """Traces > Sessions: every session of the window (`session.id`, `gen_ai.conversation.id` and the
     SDKs' spellings), most recently active first; `?session=<id>` opens one."""
     pid = membership.project_id
-    context = _group_links(request, pid, "sessions") | _score_columns(pid)
+    context = _group_links(request, pid, "sessions")
     key = (request.GET.get("session") or "").strip()
     if not key:
         return _group_list(request, flt, membership, context, "sessions")
     if len(key) > sessions_q.KEY_CHARS:
         return context | {"form_error": _("A session id is at most 500 characters.")}, 400
+    try:
+        context |= _score_columns(request, pid)
+    except score_columns.BadChoice as exc:
+        return context | {"form_error": str(exc)}, 400
     runs = runs_q.add_scores(flt.project_id, sessions_q.session_runs(flt, key))
     group = sessions_q.session(flt, key)
     users = sorted({r.end_user for r in runs if r.end_user})
@@ -292,12 +318,16 @@ def users(request, flt, membership):
     """Traces > Users: every end user of the window (`user.id`, `enduser.id`, LiteLLM's end user),
     most recently active first; `?user=<id>` opens one: their numbers, sessions and runs."""
     pid = membership.project_id
-    context = _group_links(request, pid, "users") | _score_columns(pid)
+    context = _group_links(request, pid, "users")
     key = (request.GET.get("user") or "").strip()
     if not key:
         return _group_list(request, flt, membership, context, "users")
     if len(key) > sessions_q.KEY_CHARS:
         return context | {"form_error": _("A user id is at most 500 characters.")}, 400
+    try:
+        context |= _score_columns(request, pid)
+    except score_columns.BadChoice as exc:
+        return context | {"form_error": str(exc)}, 400
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items
     group = sessions_q.user(flt, key)

@@ -33,7 +33,7 @@ from monitoring.queries import trace as trace_q
 from monitoring.queries.filter import iso
 from monitoring.semantics import messages
 from monitoring.store import clickhouse, errors
-from monitoring.web import display
+from monitoring.web import display, score_columns
 from monitoring.web.forms import FilterForm
 from monitoring.web.views import runs as runs_views
 from monitoring.web.views.api import api_view, filter_or_400, zone_or_400
@@ -97,18 +97,26 @@ def span_list(request, flt, membership):
             "lq": spans_q.ListQuery(),
             "kind_links": runs_views.subtab_links(request, pid),
         }, 400
+    # The LLM Call list shows each call's own scores, a column per chosen (else most used) score name.
+    columns = score_columns.ScoreColumns((), (), chosen=False)
+    if lq.kind == "llm":
+        try:
+            columns = score_columns.choose(query, scores_q.names(str(pid)))
+        except score_columns.BadChoice as exc:
+            return {"form_error": str(exc), "lq": lq, "kind_links": runs_views.subtab_links(request, pid)}, 400
     page = spans_q.list_spans(flt, lq)
     base = reverse("monitoring:traces", args=[pid])
-    keep = lq.query()
-    # The LLM Call list shows each call's own scores, a column per most used score name.
-    score_columns = scores_q.names(str(pid))[: runs_views.SCORE_COLUMNS] if lq.kind == "llm" else []
-    if score_columns:
+    keep = lq.query() | ({score_columns.PARAM: columns.param} if columns.chosen else {})
+    if columns.shown:
         spans_q.add_scores(flt.project_id, page.items)
     context = {
         "lq": lq,
         "page": page,
-        "score_columns": score_columns,
-        "span_columns": 9 + len(score_columns),
+        "score_columns": list(columns.shown),
+        "score_names": list(columns.available),
+        "score_picker": score_columns.picker(request, columns) if lq.kind == "llm" else None,
+        "score_columns_param": columns.param,
+        "span_columns": 9 + len(columns.shown),
         "kind_links": runs_views.subtab_links(request, pid, keep),
         "empty_text": KIND_EMPTY.get(lq.kind, KIND_EMPTY["all"]),
         "older_url": base + filter_query(request, **keep, cursor=page.next_cursor) if page.next_cursor else "",
@@ -119,9 +127,7 @@ def span_list(request, flt, membership):
         "replay_base": replay_path(pid),
         "trace_base": base,
         "back_query": filter_query(request, **keep),
-        "filter_hidden": [
-            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
-        ],
+        "filter_hidden": runs_views.hidden_filter(flt, columns),
     }
     if request.htmx and request.htmx.target == _MORE_ROWS_TARGET:
         return render(request, TEMPLATE + "#rows", {"project": membership.project, **context})
