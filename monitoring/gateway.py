@@ -7,10 +7,12 @@ money, so the person decides whether to try again.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -50,6 +52,18 @@ def _error_text(body: bytes) -> str:
     return str(error)[:500]
 
 
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    """The gateway's address is the operator's own setting (LITELLM_BASE_URL), not a member's URL:
+    it is called as set, loopback included (monitors/egress.py governs members' URLs only). A
+    loopback gateway (bin/demo's) is called directly, never through an HTTP(S)_PROXY of the environment."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else urllib.request.build_opener()
+
+
 def chat(
     payload: dict,
     *,
@@ -67,7 +81,7 @@ def chat(
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers=headers, method="POST")
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _opener(url).open(request, timeout=timeout) as response:
             body = response.read()
             cost_header = response.headers.get("x-litellm-response-cost")
             call_id = response.headers.get("x-litellm-call-id", "")

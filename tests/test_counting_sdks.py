@@ -6,15 +6,18 @@ The expected cost is genai-prices' own `calc_price` of each call (input inclusiv
 and writes, output inclusive of reasoning), computed here, not read back from the product.
 """
 
+import datetime as dt
+
 import pytest
 from conftest import last_hour
 from genai_prices import Usage, calc_price
-from otlp import post_recorded, recorded
+from otlp import S, post_recorded, recorded, send
 
 from monitoring.queries import overview as overview_q
 from monitoring.queries import trace as trace_q
 from monitoring.queries.spans import ListQuery, list_spans
 from monitoring.semantics import messages, settle
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +126,65 @@ def test_an_embedding_shows_its_input_text_not_a_chat(client, project, ingest_ke
     ]
     assert messages.embedding_inputs(span.attributes) == ["rainy, 14°C", "sunny, 25°C"]
     assert messages.request_messages(span.attributes) == []
+
+
+# --- the same run through a LiteLLM gateway, recorded in a trace of its own ------------------------
+
+
+def _without_response_ids(doc: dict) -> dict:
+    """The SDK's recording as an agent that did not propagate traceparent and got no response id
+    (embeddings never have one): only time, alias and usage can tie its calls to the gateway's."""
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for s in ss["spans"]:
+                s["attributes"] = [a for a in s["attributes"] if a["key"] not in ("gen_ai.response.id", "output.value")]
+    return doc
+
+
+def _gateway_calls(project, calls) -> list:
+    """LiteLLM's span of each call, in a trace of its own, inside the client's span, for the alias the
+    client asked for, with the same usage; each reports $0.001."""
+    rows = clickhouse.query(
+        f"SELECT TraceId, SpanId, toUnixTimestamp64Nano(Timestamp) AS st, Duration AS dur,"
+        f" if(RequestModel != '', RequestModel, Model) AS alias,"
+        f" InputTokens AS i, OutputTokens AS o, IsEmbedding AS embedding FROM {schema.table()}"
+        " WHERE ProjectId = {p:String} AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
+        {"p": str(project.id), "keys": [(c.trace_id, c.span_id) for c in calls]},
+        tag="test",
+    )
+    assert len(rows) == len(calls)
+    return [
+        S(
+            "litellm_request",
+            service="litellm-proxy",
+            at=dt.datetime.fromtimestamp((r["st"] + r["dur"] // 4) / 1e9, dt.UTC),
+            ms=r["dur"] / 2 / 1e6,
+            attributes={
+                "llm.request.type": "aembedding" if r["embedding"] else "acompletion",
+                "litellm.model_group": r["alias"],
+                "gen_ai.request.model": r["alias"],
+                "gen_ai.usage.input_tokens": r["i"],
+                "gen_ai.usage.output_tokens": r["o"],
+                "gen_ai.cost.total_cost": 0.001,
+            },
+        )
+        for r in rows
+    ]
+
+
+@pytest.mark.parametrize("sdk", sorted(EXPECTED))
+@pytest.mark.parametrize("mode", ["live", "settled"])
+def test_every_sdks_calls_through_the_gateway_in_another_trace_count_once(client, project, ingest_key, sdk, mode):
+    """Chat and embedding calls alike: each client span and the gateway's span of it are one
+    invocation (the gateway's, with its reported cost), matched one to one across the traces."""
+    r = post_recorded(client, ingest_key, _without_response_ids(recorded(f"sdk/{sdk}")))
+    assert r.status_code == 200, r.content
+    calls = list_spans(last_hour(project), ListQuery(kind="llm", limit=50)).items
+    assert len(calls) == len(EXPECTED[sdk])
+    send(client, ingest_key, _gateway_calls(project, calls), scope="litellm")
+    if mode == "settled":
+        settle.settle_once()
+    o = overview_q.overview(last_hour(project))
+    assert (o.llm_calls, o.agent_calls) == (len(EXPECTED[sdk]), 1)
+    assert o.total_cost_usd == pytest.approx(0.001 * len(EXPECTED[sdk]))  # the gateway's, once each
+    assert o.input_tokens == sum(c[2] for c in EXPECTED[sdk])

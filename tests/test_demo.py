@@ -367,3 +367,82 @@ def test_proxy_spans_carry_the_captured_attribute_keys(traces):
         next(s for s in captured if s["request_label"] == "success" and s["name"] == "litellm_request")["attributes"]
     )
     assert [k for k in keys if k in real_order] == real_order  # LiteLLM's own order
+
+
+# --- bin/demo's gateway: a local LiteLLM proxy with mock answers, so Replay's re-run answers -------
+
+
+def test_the_demo_gateway_has_a_mock_deployment_for_every_model_replay_can_name(week):
+    """Whatever model Replay's editor shows for a demo call (its request's alias, or the provider's
+    name some SDK spans record) is a deployment of the demo gateway, answering with mock_response."""
+    from demo import gateway
+    from monitoring.semantics import messages
+
+    named = set()
+    for s in week[0]:
+        attrs = {k: s.value(k) for k in s.attrs}
+        if any(k.startswith(("gen_ai.", "llm.", "litellm.")) for k in attrs):
+            model = messages.request_params(attrs).model
+            if model:
+                named.add(model)
+    config = gateway.config()
+    deployments = {d["model_name"]: d["litellm_params"] for d in config["model_list"]}
+    assert named and named <= set(deployments), named - set(deployments)
+    assert all(p["mock_response"] and p["model"].startswith("openai/") for p in deployments.values())
+    assert config["litellm_settings"]["num_retries"] == 0
+
+
+def test_bin_demo_starts_the_gateway_beside_the_portal_and_points_replay_at_it():
+    script = (Path(__file__).resolve().parents[1] / "bin" / "demo").read_text()
+    setup = (Path(__file__).resolve().parents[1] / "bin" / "setup").read_text()
+    assert "bin/setup --gateway" in script and "-r requirements-litellm.txt" in setup  # its own venv
+    assert "manage.py demo_gateway" in script and ".venv-litellm/bin/litellm --config" in script
+    assert "--host 127.0.0.1" in script  # loopback only
+    assert 'export LITELLM_BASE_URL="http://127.0.0.1:$GATEWAY_PORT"' in script
+    assert 'if [ -z "${LITELLM_BASE_URL:-}" ]' in script  # an operator's own gateway wins
+    pins = (Path(__file__).resolve().parents[1] / "requirements-litellm.txt").read_text()
+    assert "litellm[proxy]==1.108.7" in pins
+
+
+@pytest.mark.django_db
+def test_the_demo_gateway_command_writes_the_config_and_a_private_key(settings, tmp_path):
+    from django.core.management import call_command
+
+    from demo import gateway
+
+    settings.VAR_DIR = tmp_path
+    call_command("demo_gateway", stdout=open(tmp_path / "out", "w"))
+    config_path, key_path = (tmp_path / "out").read_text().split()
+    assert json.loads(Path(config_path).read_text()) == gateway.config()
+    key = Path(key_path)
+    assert key.read_text().startswith("sk-demo-") and key.stat().st_mode & 0o777 == 0o600
+    first = key.read_text()
+    call_command("demo_gateway", stdout=open(tmp_path / "out", "w"))
+    assert key.read_text() == first  # a second run keeps the key
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db
+def test_the_demo_gateway_answers_a_replay_rerun_on_loopback(tmp_path, monkeypatch):
+    """The real proxy with the demo's config answers through the portal's own gateway client, on
+    127.0.0.1, even with an HTTP proxy in the environment (the operator's address is called as set)."""
+    from conftest import require
+    from litellm_proxy import litellm_available, start_litellm_proxy
+
+    from demo import gateway
+    from monitoring import gateway as portal_gateway
+
+    require(litellm_available(), "no LiteLLM venv (.venv-litellm); bin/setup --gateway installs it")
+    proxy = start_litellm_proxy(gateway.config(), {}, tmp_path)
+    try:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a dead proxy: must not be used for loopback
+        monkeypatch.setenv("NO_PROXY", "")
+        answer = portal_gateway.chat(
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "How many orders today?"}]},
+            base_url=proxy.base_url,
+            api_key=proxy.master_key,
+        )
+    finally:
+        proxy.stop()
+    assert answer.content == gateway.MOCK_ANSWER.format(model="gpt-4o-mini")
+    assert answer.cost_usd is not None  # LiteLLM prices the demo's models

@@ -48,7 +48,7 @@ from monitoring.store.sql import Sql
 # Bumped whenever the rules below decide some fact differently (every project is re-settled):
 # 2 = a call without its own end user or session takes its run's.
 # 3: an end a little before the start is timed, 0 ms (clock skew)
-RULES_VERSION = 4  # 4: a run's first and last calls are chat calls (FirstCall/LastCall skip embeddings)
+RULES_VERSION = 4  # 4: a run's first and last calls are chat calls; a call's second client span is matched too
 
 
 @functools.cache
@@ -479,14 +479,15 @@ def match_candidates(project_id: str, lo_ns: int, hi_ns: int) -> Sql:
         " mixed AS (SELECT TraceId FROM cand GROUP BY TraceId HAVING max(IsGateway) = 1 AND min(IsGateway) = 0),",
         " clients AS (SELECT * FROM cand WHERE IsGateway = 0 AND TraceId NOT IN mixed),",
         " gateways AS (SELECT * FROM cand WHERE IsGateway = 1 AND TraceId NOT IN mixed)",
-        " SELECT c.TraceId AS ct, c.SpanId AS cs, g.TraceId AS gt, g.SpanId AS gs, toInt64(0) AS d, c.ServiceName AS svc",
+        " SELECT c.TraceId AS ct, c.SpanId AS cs, g.TraceId AS gt, g.SpanId AS gs, toInt64(0) AS d, c.ServiceName AS svc,",
+        " c.st AS cst, c.en AS cen",
         " FROM clients AS c INNER JOIN gateways AS g ON c.ResponseId = g.ResponseId",
         " WHERE c.ResponseId != '' AND c.TraceId != g.TraceId",
         " UNION ALL",
         # abs() of an Int64 is a UInt64: the union with toInt64(0) above would be Variant(Int64, UInt64),
         # which clickhouse-driver cannot read (server mode failed every pass; tests/test_cluster.py).
         " SELECT c.TraceId AS ct, c.SpanId AS cs, g.TraceId AS gt, g.SpanId AS gs, toInt64(abs(g.st - c.st) + 1) AS d,",
-        " c.ServiceName AS svc",
+        " c.ServiceName AS svc, c.st AS cst, c.en AS cen",
         " FROM (SELECT *, arrayJoin(range(intDiv(st - {skew:Int64}, {bucket:Int64}),",
         " intDiv(en + {skew:Int64}, {bucket:Int64}) + 1)) AS b FROM clients WHERE RequestModel != '') AS c",
         " INNER JOIN (SELECT *, intDiv(st, {bucket:Int64}) AS b FROM gateways) AS g",
@@ -506,18 +507,36 @@ def match_candidates(project_id: str, lo_ns: int, hi_ns: int) -> Sql:
 
 def assign(pairs: list[dict]) -> Matches:
     """One to one, closest first: a response-id match before any time match, then the nearest
-    start. `pairs`: rows of `match_candidates`."""
+    start. `pairs`: rows of `match_candidates`.
+
+    One call may have two client spans (LangChain's and the OpenAI SDK's instrumentations record it
+    twice, not as parent and child; `tree_flags` counts the outer one): a client span left without a
+    gateway span, whose candidate went to a span of its own trace that nests with it (one's time
+    inside the other's), is that same call, so it is not counted either. Otherwise the gateway could
+    take the uncounted copy and the call would count twice (its gateway span and the outer copy)."""
     used_clients: set[str] = set()
-    used_gateways: set[str] = set()
+    used_gateways: dict[str, dict] = {}
     clients, gateways, runs_, services = [], [], [], []
-    for p in sorted(pairs, key=lambda p: (int(p["d"]), p["ct"], p["cs"], p["gt"], p["gs"])):
+    ordered = sorted(pairs, key=lambda p: (int(p["d"]), p["ct"], p["cs"], p["gt"], p["gs"]))
+    for p in ordered:
         c, g = key(p["ct"], p["cs"]), key(p["gt"], p["gs"])
         if c in used_clients or g in used_gateways:
             continue
         used_clients.add(c)
-        used_gateways.add(g)
+        used_gateways[g] = p
         clients.append(c)
         gateways.append(g)
         runs_.append(p["ct"])
         services.append(p["svc"])
-    return Matches(tuple(clients), tuple(gateways), tuple(runs_), tuple(services))
+
+    def nested(a: dict, b: dict) -> bool:
+        inside = int(a["cst"]) >= int(b["cst"]) and int(a["cen"]) <= int(b["cen"])
+        return inside or (int(b["cst"]) >= int(a["cst"]) and int(b["cen"]) <= int(a["cen"]))
+
+    copies = []
+    for p in ordered:
+        c, taken = key(p["ct"], p["cs"]), used_gateways.get(key(p["gt"], p["gs"]))
+        if c not in used_clients and taken is not None and taken["ct"] == p["ct"] and nested(p, taken):
+            used_clients.add(c)
+            copies.append(c)
+    return Matches(tuple(clients + copies), tuple(gateways), tuple(runs_), tuple(services))

@@ -54,10 +54,15 @@ REQUEST_MODEL = (
     Key("litellm.model_group", "LiteLLM 1.108"),
     Key("gen_ai.request.model", "GenAI semconv; OpenLLMetry; Vercel AI SDK"),
     Key("ai.model.id", "Vercel AI SDK 4/5"),
-    Key("llm.model_name", "OpenInference (the request's model when invocation parameters lack one)"),
 )
-# OpenInference keeps the requested model inside a JSON attribute.
+# OpenInference keeps the requested model inside a JSON attribute (chat, and embedding spans).
 OPENINFERENCE_INVOCATION_PARAMETERS = "llm.invocation_parameters"
+OPENINFERENCE_EMBEDDING_PARAMETERS = "embedding.invocation_parameters"
+# Last, when neither names the request's model: the model OpenInference says answered.
+REQUEST_MODEL_ANSWERED = (
+    Key("llm.model_name", "OpenInference (the request's model when invocation parameters lack one)"),
+    Key("embedding.model_name", "OpenInference (EMBEDDING spans, which have no llm.* keys)"),
+)
 PROVIDER = (
     Key("gen_ai.provider.name", "GenAI semconv 1.37+"),
     Key("gen_ai.system", "GenAI semconv <= 1.36; LiteLLM; OpenLLMetry; Semantic Kernel; Google ADK"),

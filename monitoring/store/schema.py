@@ -328,9 +328,12 @@ def _agent_step_expr() -> str:
 
 def _request_model_expr() -> str:
     s = semconv
-    invocation = f"JSONExtractString({_attr(s.OPENINFERENCE_INVOCATION_PARAMETERS)}, 'model')"
-    keys = semconv.names(s.REQUEST_MODEL)
-    return f"coalesce(nullIf({_first(keys[:-1])}, ''), nullIf({invocation}, ''), {_first(keys[-1:])})"
+    invocation = [
+        f"nullIf(JSONExtractString({_attr(key)}, 'model'), '')"
+        for key in (s.OPENINFERENCE_INVOCATION_PARAMETERS, s.OPENINFERENCE_EMBEDDING_PARAMETERS)
+    ]
+    named, answered = _first(s.names(s.REQUEST_MODEL)), _first(s.names(s.REQUEST_MODEL_ANSWERED))
+    return f"coalesce(nullIf({named}, ''), {', '.join(invocation)}, {answered})"
 
 
 def _response_id_expr() -> str:
