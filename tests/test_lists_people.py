@@ -10,7 +10,10 @@ import datetime as dt
 import io
 import json
 import re
+from html.parser import HTMLParser
+from pathlib import Path
 
+import polib
 import pytest
 import test_runs_sessions as seeded
 from otlp import S, send
@@ -299,3 +302,81 @@ def test_the_replay_run_list_has_the_filter_bar_search_and_pages(client, alice, 
         assert "range=24h" in url
     assert seen == listed
     assert replay(client, project, cursor="bad").status_code == 400
+
+
+# --- Korean pages hold no English msgid ---------------------------------------------------------------
+
+
+class _Shown(HTMLParser):
+    """The text a person reads on a page: text nodes and the titles, placeholders and labels
+    (not scripts, styles, code, or the values of data the page shows)."""
+
+    SKIP = {"script", "style", "code", "pre", "textarea", "option", "time"}
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        for name, value in attrs:
+            if name in ("title", "placeholder", "aria-label", "alt") and value:
+                self.found.append(value.strip())
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+
+    def handle_data(self, data):
+        if not self.skipping and data.strip():
+            self.found.append(" ".join(data.split()))
+
+
+def test_every_tab_in_korean_shows_no_english_message(client, alice, project, world):
+    """Render each tab with Accept-Language ko and look for a text that is an English msgid."""
+    ko = polib.pofile(str(Path(__file__).resolve().parents[1] / "monitoring/locale/ko/LC_MESSAGES/django.po"))
+    # Every message with letters and no placeholder: a Korean page shows its msgstr, never the msgid
+    # (also when the msgstr was the msgid copied: "Temperature" on Replay's re-run form).
+    english = {e.msgid for e in ko if "%" not in e.msgid and re.search("[a-z]{3}", e.msgid)}
+    english -= {"Tool", "Error", "OK", "LLM call"}  # also the names of a span's role or status in the data
+    client.force_login(alice)
+    pid, r1, r4 = project.id, tid(world["r1"]), tid(world["r4"])
+    llm_step = tid(world["r1"])
+    pages = [
+        f"/admin/monitoring/{pid}/overview/",
+        f"/admin/monitoring/{pid}/analytics/",
+        *(f"/admin/monitoring/{pid}/traces/?kind={k}" for k in ("runs", "agent", "llm", "all")),
+        f"/admin/monitoring/{pid}/traces/sessions/",
+        f"/admin/monitoring/{pid}/traces/sessions/?session=chat-42",
+        f"/admin/monitoring/{pid}/traces/users/",
+        f"/admin/monitoring/{pid}/traces/users/?user=lee",
+        f"/admin/monitoring/{pid}/traces/{r1}/",
+        f"/admin/monitoring/{pid}/replay/",
+        f"/admin/monitoring/{pid}/replay/?trace={llm_step}&step=2",  # an LLM call: the re-run form
+        f"/admin/monitoring/{pid}/replay/compare/?a={r1}&b={r4}",
+        f"/admin/monitoring/{pid}/monitors/",
+        f"/admin/monitoring/{pid}/monitors/new",
+        f"/admin/monitoring/{pid}/monitors/channels/",
+        f"/admin/monitoring/{pid}/scores/configs/",
+        f"/admin/monitoring/{pid}/judges/",
+        "/admin/monitoring/health",
+        "/admin/monitoring/preferences",
+        "/admin/monitoring/tokens",
+    ]
+    left = {}
+    for url in pages:
+        sep = "&" if "?" in url else "?"
+        r = client.get(url + sep + "range=24h", headers={"Accept-Language": "ko"})
+        assert r.status_code == 200 or (url.endswith("health") and r.status_code == 503), (url, r.status_code)
+        html = r.content.decode()
+        assert '<html lang="ko">' in html, url
+        if "replay/?trace=" in url:
+            assert "data-rerun-form" in html  # the form whose labels are checked
+        shown = _Shown()
+        shown.feed(html)
+        found = sorted({text for text in shown.found if text in english})
+        if found:
+            left[url] = found
+    assert not left, f"English on Korean pages: {left}"
