@@ -326,7 +326,7 @@ def answers(project, user, anchor: dt.datetime, sample: list[str]) -> dict:
         ask(f"{key}/flow", lambda flt=flt: flow.agent_flow(flt))
         ask(f"{key}/sessions", lambda flt=flt: sessions.sessions(flt).items)
         ask(f"{key}/users", lambda flt=flt: sessions.users(flt).items)
-        ask(f"{key}/recent_runs", lambda flt=flt: replay.recent_runs(flt))
+        ask(f"{key}/recent_runs", lambda flt=flt: replay.recent_runs(flt).items)
         for group_by in metrics.GROUP_BYS:
             ask(
                 f"{key}/monitors/{group_by or 'all'}",

@@ -1,5 +1,5 @@
 """Lists people use every day: Sessions and Users paged, sorted by each column and searched (pages and
-the read API), the exports of every list, against the real engine.
+the read API), the exports of every list, Replay's short ids and run list, against the real engine.
 
 Seeded: 120 sessions of 60 end users, one plain gateway call each (session s-000 … s-119 a second
 apart, newest last; call i has i + 1 output tokens, and every seventh call failed).
@@ -10,10 +10,15 @@ import datetime as dt
 import io
 import json
 import re
+from html.parser import HTMLParser
+from pathlib import Path
 
+import polib
 import pytest
 import test_runs_sessions as seeded
 from otlp import S, send
+
+from monitoring.models import IngestKey
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +213,170 @@ def test_span_exports_carry_end_user_session_and_the_input_and_output_text(clien
     _, data = export(client, project, "json", kind="all", q="ping")
     call = next(i for i in data["items"] if i["name"] == "ChatCompletion")
     assert (call["input"], call["output"], call["end_user"], call["session"]) == ("ping", "pong", "", "")
+
+
+# --- Replay: short ids, and its run list's filter bar, search and paging -----------------------------
+
+
+def gateway_call(trace_hex: str) -> S:
+    return S(
+        "litellm_request",
+        service="litellm-proxy",
+        at=AT,
+        trace=bytes.fromhex(trace_hex),
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 5,
+            "gen_ai.usage.output_tokens": 5,
+        },
+    )
+
+
+def replay(client, project, path="", **params):
+    return client.get(f"/admin/monitoring/{project.id}/replay/{path}", {"range": "24h", **params})
+
+
+def test_replay_opens_a_run_by_its_short_id_or_any_6_digit_start(client, alice, project, world):
+    client.force_login(alice)
+    full = tid(world["r1"])
+    for typed in (full[:8], full[:6].upper(), full):
+        r = replay(client, project, trace=typed)
+        assert r.status_code == 200, typed
+        assert f"<code>{full}</code>" in r.content.decode() and "data-step-position" in r.content.decode()
+    r = replay(client, project, "compare/", a=tid(world["r1"])[:8], b=tid(world["r3"])[:8])
+    assert r.status_code == 200 and full in r.content.decode() and tid(world["r3"]) in r.content.decode()
+    r = replay(client, project, trace="zz-not-hex")
+    assert r.status_code == 400 and "32 hex digits, or its first 6 or more" in r.content.decode()
+
+
+def test_an_ambiguous_or_unknown_short_id_says_so(client, alice, charlie, project, other_project, ingest_key):
+    twins = ["abcdef00" + "1" * 24, "abcdef11" + "2" * 24]
+    send(client, ingest_key, [gateway_call(t) for t in twins])
+    other_key = IngestKey.issue(other_project)[1]
+    send(client, other_key, [gateway_call("fedcba00" + "3" * 24)])
+    client.force_login(alice)
+    r = replay(client, project, trace="abcdef")
+    html = r.content.decode()
+    assert r.status_code == 400 and "More than one trace starts with abcdef" in html
+    assert re.findall(r'data-candidate="([0-9a-f]{32})"', html) == twins  # each a link that opens it
+    assert replay(client, project, trace="abcdef1").status_code == 200
+    r = replay(client, project, trace="fedcba")  # another project's: not found here
+    assert r.status_code == 404 and "No trace of this project starts with fedcba" in r.content.decode()
+    client.force_login(charlie)
+    assert replay(client, other_project, trace="fedcba00").status_code == 200
+
+
+def test_the_replay_run_list_has_the_filter_bar_search_and_pages(client, alice, project, world, monkeypatch):
+    from monitoring.web.views import replay as replay_views
+
+    client.force_login(alice)
+    html = replay(client, project).content.decode()
+    assert 'class="filter-bar"' in html and "data-replay-search" in html
+    listed = re.findall(r'data-replay-trace="([0-9a-f]{32})"', html)
+    runs = [tid(world[k]) for k in ("r5", "r4", "r3", "r2", "r1")]
+    assert [t for t in listed if t in runs] == runs  # newest first (and the plain call's trace)
+    assert len(listed) == 6  # the Replay re-run is left out unless the filter bar asks for it
+    assert len(re.findall(r'data-replay-trace="', replay(client, project, replays="1").content.decode())) == 7
+    # Search: a short id, a session, an end user, a name.
+    found = re.findall(r'data-replay-trace="([0-9a-f]{32})"', replay(client, project, q=runs[2][:8]).content.decode())
+    assert found == [runs[2]]
+    found = re.findall(r'data-replay-trace="([0-9a-f]{32})"', replay(client, project, q="chat-43").content.decode())
+    assert found == [runs[1]]
+    found = re.findall(r'data-replay-trace="([0-9a-f]{32})"', replay(client, project, q="KIM@").content.decode())
+    assert found == runs[2:]
+    # The filter bar: status and service.
+    failed = re.findall(r'data-replay-trace="([0-9a-f]{32})"', replay(client, project, status="error").content.decode())
+    assert failed == [tid(world["r2"])]
+    assert not re.findall(r'data-replay-trace="', replay(client, project, service="nothing-here").content.decode())
+    # Pages of two, through the Older links: every trace once, in order.
+    monkeypatch.setattr(replay_views, "PICKER_PAGE", 2)
+    seen, url = [], f"/admin/monitoring/{project.id}/replay/?range=24h"
+    for _ in range(10):
+        page = client.get(url).content.decode()
+        seen += re.findall(r'data-replay-trace="([0-9a-f]{32})"', page)
+        more = re.search(r'<a href="([^"]+)" data-older>', page)
+        if not more:
+            break
+        url = more.group(1).replace("&amp;", "&")
+        assert "range=24h" in url
+    assert seen == listed
+    assert replay(client, project, cursor="bad").status_code == 400
+
+
+# --- Korean pages hold no English msgid ---------------------------------------------------------------
+
+
+class _Shown(HTMLParser):
+    """The text a person reads on a page: text nodes and the titles, placeholders and labels
+    (not scripts, styles, code, or the values of data the page shows)."""
+
+    SKIP = {"script", "style", "code", "pre", "textarea", "option", "time"}
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        for name, value in attrs:
+            if name in ("title", "placeholder", "aria-label", "alt") and value:
+                self.found.append(value.strip())
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+
+    def handle_data(self, data):
+        if not self.skipping and data.strip():
+            self.found.append(" ".join(data.split()))
+
+
+def test_every_tab_in_korean_shows_no_english_message(client, alice, project, world):
+    """Render each tab with Accept-Language ko and look for a text that is an English msgid."""
+    ko = polib.pofile(str(Path(__file__).resolve().parents[1] / "monitoring/locale/ko/LC_MESSAGES/django.po"))
+    # Every message with letters and no placeholder: a Korean page shows its msgstr, never the msgid
+    # (also when the msgstr was the msgid copied: "Temperature" on Replay's re-run form).
+    english = {e.msgid for e in ko if "%" not in e.msgid and re.search("[a-z]{3}", e.msgid)}
+    english -= {"Tool", "Error", "OK", "LLM call"}  # also the names of a span's role or status in the data
+    client.force_login(alice)
+    pid, r1, r4 = project.id, tid(world["r1"]), tid(world["r4"])
+    llm_step = tid(world["r1"])
+    pages = [
+        f"/admin/monitoring/{pid}/overview/",
+        f"/admin/monitoring/{pid}/analytics/",
+        *(f"/admin/monitoring/{pid}/traces/?kind={k}" for k in ("runs", "agent", "llm", "all")),
+        f"/admin/monitoring/{pid}/traces/sessions/",
+        f"/admin/monitoring/{pid}/traces/sessions/?session=chat-42",
+        f"/admin/monitoring/{pid}/traces/users/",
+        f"/admin/monitoring/{pid}/traces/users/?user=lee",
+        f"/admin/monitoring/{pid}/traces/{r1}/",
+        f"/admin/monitoring/{pid}/replay/",
+        f"/admin/monitoring/{pid}/replay/?trace={llm_step}&step=2",  # an LLM call: the re-run form
+        f"/admin/monitoring/{pid}/replay/compare/?a={r1}&b={r4}",
+        f"/admin/monitoring/{pid}/monitors/",
+        f"/admin/monitoring/{pid}/monitors/new",
+        f"/admin/monitoring/{pid}/monitors/channels/",
+        f"/admin/monitoring/{pid}/scores/configs/",
+        f"/admin/monitoring/{pid}/judges/",
+        "/admin/monitoring/health",
+        "/admin/monitoring/preferences",
+        "/admin/monitoring/tokens",
+    ]
+    left = {}
+    for url in pages:
+        sep = "&" if "?" in url else "?"
+        r = client.get(url + sep + "range=24h", headers={"Accept-Language": "ko"})
+        assert r.status_code == 200 or (url.endswith("health") and r.status_code == 503), (url, r.status_code)
+        html = r.content.decode()
+        assert '<html lang="ko">' in html, url
+        if "replay/?trace=" in url:
+            assert "data-rerun-form" in html  # the form whose labels are checked
+        shown = _Shown()
+        shown.feed(html)
+        found = sorted({text for text in shown.found if text in english})
+        if found:
+            left[url] = found
+    assert not left, f"English on Korean pages: {left}"

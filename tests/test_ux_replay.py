@@ -97,4 +97,4 @@ def test_the_run_list_names_the_root_even_when_a_child_starts_with_it(client, al
     proxied_run(client, ingest_key)
     client.force_login(alice)
     html = client.get(f"/admin/monitoring/{project.id}/replay/").content.decode()
-    assert "<td>invoke_agent text2sql</td>" in html
+    assert '<td>invoke_agent text2sql <span class="trace-id"' in html  # the root, then its short id

@@ -20,7 +20,7 @@ from monitoring.queries import attributes, live, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, iso
-from monitoring.queries.spans import TRACE_ID
+from monitoring.queries.spans import TRACE_ID, TRACE_PREFIX
 from monitoring.semantics import messages
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run, to_nanos
@@ -401,12 +401,54 @@ def _spans_read(
     return found
 
 
-def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:
-    """The newest traces of the window with an LLM call or an agent step: trace_id, start, root,
-    service, spans, errors, llm_calls (invocations, once), agent_steps, cost_usd."""
+@dataclass
+class TracePage:
+    items: list[dict]
+    next_cursor: str | None
+
+
+def trace_search(q: str) -> tuple[str, dict]:
+    """Replay's search over a trace's LLM and agent spans: the start of a trace id (6+ hex digits, the
+    short ids the tables show), else a part of a span's name, service, session or end user."""
+    q = q.strip()
+    if TRACE_PREFIX.fullmatch(q.lower()):
+        return "startsWith(TraceId, {t_prefix:String})", {"t_prefix": q.lower()}
+    hit = " OR ".join(
+        f"positionCaseInsensitiveUTF8({c}, {{t_q:String}}) > 0"
+        for c in ("SpanName", "ServiceName", "SessionId", "EndUser")
+    )
+    return f"({hit})", {"t_q": q}
+
+
+def recent_traces(flt: SpanFilter, limit: int = 20, *, q: str = "", cursor: RunCursor | None = None) -> TracePage:
+    """Replay's run list: the traces of the window with an LLM call or an agent step, newest first by
+    the start of those spans, a page of `limit` below `cursor`, and the next page's cursor. Each
+    item: trace_id, start, root, service, spans, errors, llm_calls (invocations, once), agent_steps,
+    cost_usd. The filter bar holds on those spans (service, model, replays; status: one of them
+    failed or none did); `q` is `trace_search`."""
+    bar = [c for c in sources.call_conditions(flt) if not c.startswith("IsError")]
+    outcome = {"error": " HAVING max(IsError) = 1", "ok": " HAVING max(IsError) = 0"}.get(flt.status, "")
+    search, search_params = trace_search(q) if q else ("", {})
+    below = "(first_ns, TraceId) < ({t_value:Int64}, {t_trace:String})" if cursor else ""
+    picked = Sql(
+        f"SELECT TraceId, toUnixTimestamp64Nano(min(Timestamp)) AS first_ns FROM {schema.table(schema.SPANS)}",
+        " WHERE ",
+        Sql.all(
+            [
+                "ProjectId = {project:String}",
+                "Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
+                "(IsLLMCall = 1 OR IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)})",
+                *bar,
+                search,
+            ]
+        ),
+        " GROUP BY TraceId",
+        outcome,
+    )
+    # GLOBAL: the newest traces of all shards (on a cluster a plain IN picked each shard's own newest).
     rows = run(
         Sql(
-            "SELECT TraceId AS trace_id, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns,",
+            "SELECT TraceId AS trace_id, any(p.first_ns) AS first_ns, toUnixTimestamp64Nano(min(Timestamp)) AS start_ns,",
             # the root span's (a child may start at the same instant), else the earliest span's
             " if(countIf(ParentSpanId = '') > 0, argMinIf(SpanName, Timestamp, ParentSpanId = ''),",
             " argMin(SpanName, Timestamp)) AS root,",
@@ -414,28 +456,35 @@ def recent_traces(flt: SpanFilter, limit: int = 20) -> list[dict]:
             " argMin(ServiceName, Timestamp)) AS service,",
             " uniqExact(SpanId) AS spans, uniqExactIf(SpanId, IsError = 1) AS errors,",
             " uniqExactIf(SpanId, IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)}) AS agent_steps",
-            f" FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}} AND ",
+            f" FROM {schema.table(schema.SPANS)} AS s GLOBAL INNER JOIN (SELECT * FROM (",
+            picked,
+            ") WHERE ",
+            Sql.all([below]),
+            " ORDER BY first_ns DESC, TraceId DESC LIMIT {limit:UInt32}) AS p USING TraceId",
+            " WHERE ProjectId = {project:String} AND ",
             "Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
-            # GLOBAL: the newest traces of all shards (on a cluster a plain IN picked each shard's own newest).
-            f" AND TraceId GLOBAL IN (SELECT TraceId FROM {schema.table(schema.SPANS)} WHERE ProjectId = {{project:String}}",
-            " AND Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})",
-            " AND (IsLLMCall = 1 OR IsAgentStep = 1 OR SpanName IN {agent_names:Array(String)})",
-            " GROUP BY TraceId ORDER BY max(Timestamp) DESC LIMIT {limit:UInt32})",
-            " GROUP BY TraceId ORDER BY start_ns DESC LIMIT {limit:UInt32}",
+            " GROUP BY TraceId ORDER BY first_ns DESC, TraceId DESC",
             project=flt.project_id,
             agent_names=list(flt.agent_names),
+            services=list(flt.services),
+            models=list(flt.models),
             r_start=to_nanos(flt.window.start),
             r_end=to_nanos(flt.window.end),
-            limit=limit,
+            t_value=min(max(int(cursor.value), -(2**63)), 2**63 - 1) if cursor else 0,
+            t_trace=cursor.trace_id if cursor else "",
+            limit=limit + 1,
+            **search_params,
         ),
         tag="replay.recent",
     )
+    rows, more = rows[:limit], len(rows) > limit
     counts = calls_per_run(flt, [r["trace_id"] for r in rows])
     for row in rows:
         row["start"] = from_nanos(int(row["start_ns"]))
         row["llm_calls"], row["cost_usd"] = counts.get(row["trace_id"], (0, 0.0))
         row["llm_spans"] = row["llm_calls"]  # the name the picker's template reads
-    return rows
+    next_cursor = RunCursor(int(rows[-1]["first_ns"]), rows[-1]["trace_id"]).encode() if more else None
+    return TracePage(rows, next_cursor)
 
 
 def calls_per_run(flt: SpanFilter, trace_ids: list[str]) -> dict[str, tuple[int, float]]:

@@ -114,6 +114,22 @@ def locate(project_id: str, trace_id: str) -> TraceRef:
     return TraceRef(str(project_id), trace_id, int(found["start"]), int(found["end"]) + 1)
 
 
+def traces_starting(project_id: str, prefix: str, limit: int = 5) -> list[str]:
+    """The project's trace ids that start with `prefix` (lowercase hex: the short ids the tables show),
+    sorted, at most `limit`: the lookup table is ordered by trace id, so its candidates are a small
+    read; the project's own spans (their trace-id bloom filter) keep the project's."""
+    rows = clickhouse.query(
+        _trace_sql(
+            "SELECT DISTINCT TraceId AS trace FROM $narrow WHERE ProjectId = {project:String}"
+            " AND TraceId IN (SELECT DISTINCT TraceId FROM $lookup WHERE startsWith(TraceId, {prefix:String}) LIMIT 10000)"
+            " ORDER BY trace LIMIT {limit:UInt32}"
+        ),
+        {"project": str(project_id), "prefix": prefix, "limit": limit},
+        tag="traces.by_prefix",
+    )
+    return [r["trace"] for r in rows]
+
+
 @dataclass
 class TreeSpan:
     """A span as the tree and waterfall draw it."""

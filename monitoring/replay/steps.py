@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from monitoring.queries import runs as runs_q
@@ -137,6 +138,45 @@ def _depths(spans: list[trace_q.FullSpan]) -> dict[str, int]:
     return depths
 
 
+@dataclass
+class Lookup:
+    """What a typed trace id names: `trace_id` when it names one trace of the project; else `error`
+    (the message), `status` (400: not an id, or a prefix of several; 404: none) and `candidates`."""
+
+    trace_id: str = ""
+    error: str = ""
+    status: int = 200
+    candidates: list[str] = field(default_factory=list)
+
+
+CANDIDATES_SHOWN = 5
+
+
+def find_trace(project, text: str) -> Lookup:
+    """A whole trace id (32 hex digits) as it is, or the start of one (6+ hex digits, as search takes
+    it: the 8-digit short ids every table shows) when exactly one trace of the project starts so."""
+    text = text.strip().lower()
+    if spans_q.TRACE_ID.fullmatch(text):
+        return Lookup(text)
+    if not spans_q.TRACE_PREFIX.fullmatch(text):
+        return Lookup(
+            error=str(_("A trace id is 32 hex digits, or its first 6 or more (the short id the tables show).")),
+            status=400,
+        )
+    found = trace_q.traces_starting(str(project.id), text, CANDIDATES_SHOWN + 1)
+    if len(found) == 1:
+        return Lookup(found[0])
+    if not found:
+        return Lookup(error=str(_("No trace of this project starts with %(prefix)s.") % {"prefix": text}), status=404)
+    return Lookup(
+        error=str(
+            _("More than one trace starts with %(prefix)s: type more of its id, or pick one.") % {"prefix": text}
+        ),
+        status=400,
+        candidates=found[:CANDIDATES_SHOWN],
+    )
+
+
 def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     """The trace as steps in start order (a parent before a child that starts at the same instant);
     None when the project has no such trace."""
@@ -206,7 +246,9 @@ def _step(
 # --- recent runs to pick from ---------------------------------------------------------------------
 
 
-def recent_runs(flt: SpanFilter, limit: int = 20) -> list[dict]:
-    """The newest traces with an LLM call or an agent step, for the run picker (LLM calls counted
-    once, as everywhere)."""
-    return runs_q.recent_traces(flt, limit)
+def recent_runs(
+    flt: SpanFilter, limit: int = 20, *, q: str = "", cursor: runs_q.RunCursor | None = None
+) -> runs_q.TracePage:
+    """A page of the newest traces with an LLM call or an agent step, for the run picker (LLM calls
+    counted once, as everywhere): runs_q.recent_traces."""
+    return runs_q.recent_traces(flt, limit, q=q, cursor=cursor)

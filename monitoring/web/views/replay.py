@@ -15,24 +15,55 @@ from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from monitoring import access
+from monitoring.queries import runs as runs_q
+from monitoring.queries.filter import BadQuery
 from monitoring.replay import compare as compare_runs
 from monitoring.replay import forms as rerun_forms
 from monitoring.replay import rerun as reruns
 from monitoring.replay import steps as runs
 from monitoring.store import clickhouse, errors
-from monitoring.web.views.dashboard import dashboard_tab
+from monitoring.web.views.dashboard import dashboard_tab, filter_query
 
 SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
 
 
+PICKER_PAGE = 20  # runs a page of the picker shows
+
+
 def _picker(request, flt, membership, chosen=()) -> dict:
-    """The recent runs, each with a Replay link and a checkbox; two ticked ones are compared."""
-    return {
-        "recent": runs.recent_runs(flt),
+    """The runs of the window as the filter bar narrows them, searched (`q=`: the start of a trace
+    id, or a part of a span's name, service, session or end user), a page at a time (`cursor=`),
+    each with a Replay link and a checkbox; two ticked ones are compared."""
+    pid = membership.project_id
+    base = reverse("monitoring:replay", args=[pid])
+    q = request.GET.get("q", "").strip()
+    context = {
+        "q": q,
         "chosen": list(chosen),
-        "compare_url": reverse("monitoring:replay-compare", args=[membership.project_id]),
-        "replay_url": reverse("monitoring:replay", args=[membership.project_id]),
+        "compare_url": reverse("monitoring:replay-compare", args=[pid]),
+        "replay_url": base,
+        "filter_hidden": [
+            (k, v) for k, values in flt.query().items() for v in ([values] if isinstance(values, str) else values)
+        ],
     }
+    try:
+        if len(q) > 500:
+            raise BadQuery(_("A search is at most 500 characters."))
+        cursor = runs_q.RunCursor.decode(request.GET["cursor"]) if request.GET.get("cursor") else None
+    except BadQuery as exc:
+        return context | {"form_error": str(exc), "recent": []}
+    page = runs.recent_runs(flt, PICKER_PAGE, q=q, cursor=cursor)
+    return context | {
+        "recent": page.items,
+        "older_url": base + filter_query(request, q=q, cursor=page.next_cursor) if page.next_cursor else "",
+        "first_page_url": base + filter_query(request, q=q) if cursor else "",
+        "clear_search_url": base + filter_query(request) if q else "",
+    }
+
+
+def _with_status(context: dict, status: int = 200) -> tuple[dict, int]:
+    """The page and its status: a 400 when the picker's own parameters were wrong."""
+    return context, 400 if "form_error" in context and status == 200 else status
 
 
 def _step_url(request, trace_id: str, index: int) -> str:
@@ -44,11 +75,16 @@ def _step_url(request, trace_id: str, index: int) -> str:
     return f"{request.path}?{urlencode(query)}"
 
 
-@dashboard_tab("replay", facets=False)  # Replay shows no filter bar
+@dashboard_tab("replay")
 def replay(request, flt, membership):
-    trace_id = request.GET.get("trace", "").strip().lower()
-    if not trace_id:
-        return _picker(request, flt, membership)
+    """A run played step by step (`trace=`: its id, or the start of it), else the run picker."""
+    typed = request.GET.get("trace", "").strip()
+    if not typed:
+        return _with_status(_picker(request, flt, membership))
+    found = runs.find_trace(membership.project, typed)
+    if found.error:
+        return _with_status(_picker(request, flt, membership) | _lookup_failed(request, found), found.status)
+    trace_id = found.trace_id
     every_span = request.GET.get("all") == "1"
     run = runs.load_run(membership.project, trace_id, every_span=every_span)
     if run is None:
@@ -83,7 +119,13 @@ def replay(request, flt, membership):
     }
 
 
-@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html", facets=False)
+def _lookup_failed(request, found: runs.Lookup) -> dict:
+    """What the page says of a trace id it could not take, with a link per candidate."""
+    links = [(t, f"{request.path}?{urlencode({'trace': t})}") for t in found.candidates]
+    return {"lookup_error": found.error, "trace_id": request.GET.get("trace", "").strip()[:100], "candidates": links}
+
+
+@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html")
 def compare(request, flt, membership):
     """Two runs side by side: ticked in the list (`run`, twice), or named as `a` and `b` (links)."""
     picked = [t.strip().lower() for t in request.GET.getlist("run") if t.strip()]
@@ -95,7 +137,15 @@ def compare(request, flt, membership):
     if picked and (len(picked) != 2 or a == b):
         return context | {"lookup_error": _("Tick two different runs to compare them.")}, 400
     if not a or not b:
-        return context
+        return _with_status(context)
+    named = []
+    for typed in (a, b):  # a short id (the start of one) names its run
+        found = runs.find_trace(membership.project, typed)
+        if found.error:
+            return context | {"lookup_error": found.error}, found.status
+        named.append(found.trace_id)
+    a, b = named
+    context |= {"a": a, "b": b, "chosen": named}
     run_a, run_b = runs.load_run(membership.project, a), runs.load_run(membership.project, b)
     if run_a is None or run_b is None:
         missing = [t for t, r in ((a, run_a), (b, run_b)) if r is None]
