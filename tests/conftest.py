@@ -23,6 +23,14 @@ def _fresh_rate_limits():
 
 
 @pytest.fixture
+def browser(monkeypatch):
+    """Debian's Chromium under Playwright, for the browser tests (tests/browser.py has their helpers)."""
+    import browser as chromium
+
+    yield from chromium.launched(monkeypatch)
+
+
+@pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-pass-123")
 

@@ -5,19 +5,15 @@ Screenshots of each tab land in test-artifacts/.
 
 import datetime as dt
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, log_in, new_page
 from conftest import require
 from litellm_proxy import litellm_available, start_litellm_proxy
 from otlp import S, post, request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 AT = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
 ANSWER = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "There were 42 orders today."}]}])
 QUESTION = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "How many orders today?"}]}])
@@ -62,43 +58,13 @@ def seed(client, key):
 
 
 @pytest.fixture
-def browser(monkeypatch):
-    require(
-        bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM),
-        f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    )
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the fixtures' ORM calls stay synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture
 def page(browser, live_server, client, alice, project, ingest_key):
     trace = seed(client, ingest_key)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page = new_page(browser, width=1400, viewport={"width": 1400, "height": 1000})
+    errors = page.errors
     page.goto(f"{live_server.url}/admin/monitoring/")
     assert "/accounts/login/" in page.url
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_selector(".kpis")
+    log_in(page, live_server.url, ready=".kpis")
     page.wait_for_function("() => window.htmx !== undefined && window.Plotly !== undefined")
     page.trace_id = trace
     page.errors = errors

@@ -1,12 +1,8 @@
 """Monitors in a real browser (Playwright driving Debian's Chromium) against a live portal: create a
 monitor, see it fire on its page. Screenshots at 1440 and 390 px, English and Korean, in test-artifacts/."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
-from conftest import require
+from browser import ARTIFACTS, logged_in
 from monitor_data import llm_call
 from otlp import send
 from receivers import http_receiver
@@ -15,40 +11,9 @@ from monitoring.monitors.models import Channel, Monitor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    require(
-        bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM),
-        f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    )
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
-
 
 def login(browser, live_server, locale="en-US", width=1440):
-    context = browser.new_context(viewport={"width": width, "height": 900}, locale=locale)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/overview/**")
-    return page
+    return logged_in(browser, live_server.url, lang="ko" if locale == "ko-KR" else "en", width=width)
 
 
 def shot(page, name, width):

@@ -4,7 +4,7 @@ at 1440 and 390 px: drawn, nothing wider than the screen; screenshots in test-ar
 from __future__ import annotations
 
 import pytest
-from test_browser import ARTIFACTS, browser  # noqa: F401  (the fixture)
+from browser import ARTIFACTS, logged_in
 from test_quality_decisions import scored  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -12,19 +12,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 @pytest.mark.parametrize("width", [1440, 390])
 def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
-    browser,  # noqa: F811
+    browser,
     live_server,
     scored,  # noqa: F811
     project,
     width,
 ):
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
+    page = logged_in(browser, live_server.url, width=width)
+    errors: list[str] = page.errors
     page.goto(f"{live_server.url}/admin/monitoring/{project.id}/overview/?range=24h")
     card = page.wait_for_selector('[data-kpi="quality"]')
     assert "33.3%" in card.inner_text() and "25.0%" in card.inner_text()
@@ -47,7 +42,7 @@ def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
 
 @pytest.mark.parametrize("width", [1440, 390])
 def test_scores_on_the_runs_list_and_the_trace_page_and_feedback_from_it(
-    browser,  # noqa: F811
+    browser,
     live_server,
     scored,  # noqa: F811
     project,
@@ -55,13 +50,8 @@ def test_scores_on_the_runs_list_and_the_trace_page_and_feedback_from_it(
 ):
     """The runs list's score columns and filter, the trace page's scores block, and a thumbs-down given
     from it, at a desktop's and a phone's width: nothing wider than the screen."""
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
+    page = logged_in(browser, live_server.url, width=width)
+    errors: list[str] = page.errors
     page.goto(f"{live_server.url}/admin/monitoring/{project.id}/traces/?kind=runs&range=24h")
     page.wait_for_selector('[data-score-column="relevance"]')
     page.screenshot(path=str(ARTIFACTS / f"runs-scores-{width}.png"), full_page=True)

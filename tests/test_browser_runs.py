@@ -7,7 +7,8 @@ Screenshots: test-artifacts/runs-<lang>-<width>-<screen>.png.
 import datetime as dt
 
 import pytest
-from test_browser_ux import ARTIFACTS, base, browser, no_page_scroll, open_session  # noqa: F401 (fixture)
+from browser import ARTIFACTS
+from test_browser_ux import base, no_page_scroll, open_session
 from test_runs_sessions import AT, MIN, S, agent_run, send, tid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -78,7 +79,7 @@ LABELS = {
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
-def test_the_runs_list_and_a_session_page_at_both_widths(browser, world, lang):  # noqa: F811
+def test_the_runs_list_and_a_session_page_at_both_widths(browser, world, lang):
     w = world["runs"]
     for width in (1440, 390):
         page = open_session(browser, world, lang=lang, width=width)
@@ -131,7 +132,7 @@ def test_the_runs_list_and_a_session_page_at_both_widths(browser, world, lang): 
         page.context.close()
 
 
-def test_search_by_short_id_and_the_replays_toggle(browser, world):  # noqa: F811
+def test_search_by_short_id_and_the_replays_toggle(browser, world):
     page = open_session(browser, world)
     w = world["runs"]
     short = tid(w["r2"])[:8]
@@ -157,7 +158,7 @@ def test_search_by_short_id_and_the_replays_toggle(browser, world):  # noqa: F81
     assert not page.errors, page.errors
 
 
-def test_a_run_that_has_not_ended_shows_a_hatched_bar(browser, world, project):  # noqa: F811
+def test_a_run_that_has_not_ended_shows_a_hatched_bar(browser, world, project):
     from otlp import request
     from test_runs_sessions import AGENT, llm
 

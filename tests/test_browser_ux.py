@@ -8,18 +8,13 @@ Screenshots of every screen, both languages, both widths: test-artifacts/ux-<lan
 
 import datetime as dt
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
-from conftest import require
+from browser import ARTIFACTS, log_in, new_page
 from otlp import S, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=40)
 MS = dt.timedelta(milliseconds=1)
 SYSTEM = "You translate questions into ClickHouse SQL. Use only the tables given. Tables: " + ",".join(
@@ -131,51 +126,15 @@ def seed(client, key) -> dict:
 
 
 @pytest.fixture
-def browser(monkeypatch):
-    require(
-        bool(shutil.which(CHROMIUM)) or os.path.exists(CHROMIUM),
-        f"no Chromium at {CHROMIUM} (apt-get install chromium)",
-    )
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture
 def world(live_server, client, alice, project, ingest_key):
     return {"url": live_server.url, "project": project, "traces": seed(client, ingest_key)}
 
 
 def open_session(browser, world, *, lang="en", width=1440):
     """A logged-in page in a browser that asks for `lang` and lives in Asia/Seoul."""
-    context = browser.new_context(
-        viewport={"width": width, "height": 900},
-        locale="ko-KR" if lang == "ko" else "en-US",
-        timezone_id="Asia/Seoul",
-    )
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.goto(f"{world['url']}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
+    page = new_page(browser, lang=lang, width=width, zone="Asia/Seoul")
     # The browser reports its zone once; the page reloads in it.
-    page.wait_for_selector('body[data-time-zone="Asia/Seoul"][data-time-zone-known="1"] .kpis')
+    log_in(page, world["url"], ready='body[data-time-zone="Asia/Seoul"][data-time-zone-known="1"] .kpis')
     page.wait_for_function("() => window.htmx !== undefined && window.Plotly !== undefined")
     return page
 

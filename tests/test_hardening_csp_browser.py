@@ -2,20 +2,18 @@
 switcher) with no CSP violation reported on the console."""
 
 import pytest
-from test_browser import browser, seed  # noqa: F401 - the Chromium fixture
+from browser import log_in, new_page
+from test_browser import seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_no_tab_violates_the_content_security_policy(browser, live_server, client, alice, project, ingest_key):  # noqa: F811
+def test_no_tab_violates_the_content_security_policy(browser, live_server, client, alice, project, ingest_key):
     seed(client, ingest_key)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(browser, width=1400, viewport={"width": 1400, "height": 1000})
     violations = []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url)
     page.wait_for_load_state("networkidle")
     for tab in ("overview", "analytics", "traces", "replay"):
         page.goto(f"{live_server.url}/admin/monitoring/{project.id}/{tab}/?range=24h")

@@ -40,6 +40,17 @@ def test_the_flow_graph_gives_each_node_of_its_fullest_column_a_labels_height():
     assert fig["layout"]["height"] >= 14 * (sankey["node"]["pad"] + 12)
 
 
+def test_the_flow_graph_keeps_a_step_that_leads_nowhere_beside_its_caller():
+    """node.align "left": leaves are not all stacked in the last column (whose labels plotly.js puts
+    on their left, over the labels of the column before), so the height counts columns by depth."""
+    links = [("start", "a"), ("a", "b"), ("a", "x"), ("start", "y"), ("b", "z")]
+    assert charts._tallest_column(["start", "a", "b", "x", "y", "z"], links) == 2  # "justify" stacked x, y, z: 3
+    nodes = [flow_q.FlowNode("agent:planner", count=3, roots=3), flow_q.FlowNode("llm:m", count=5)]
+    fig = charts.agent_flow(flow_q.FlowGraph(runs=3, nodes=nodes, edges={("agent:planner", "llm:m"): 5}))
+    (sankey,) = [t for t in fig["data"] if t["type"] == "sankey"]
+    assert sankey["node"]["align"] == "left"
+
+
 def overview(calls, agents=0, cost=0.0, errors=0):
     return queries.Overview(cost, calls, agents, 500.0, errors / max(calls + agents, 1), errors, 0, cost, 0.0)
 

@@ -428,7 +428,7 @@ SANKEY_MAX_HEIGHT = 1000  # 60 nodes in one column still get ~16 px each: the la
 
 def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
     """How many nodes the fullest column of the Sankey holds, as plotly.js lays it out (d3-sankey,
-    "justify": a node's column is its distance from a source; nodes that lead nowhere go last)."""
+    node.align "left": a node's column is its distance from a source)."""
     outgoing: dict[str, list[str]] = {}
     incoming = {t for _s, t in links}
     for s, t in links:
@@ -443,10 +443,9 @@ def _tallest_column(keys: list[str], links: list[tuple[str, str]]) -> int:
                     depth[t] = depth[k] + 1
                     nxt.append(t)
         frontier = nxt
-    last = max(depth.values(), default=0)
     columns: dict[int, int] = {}
     for k in keys:
-        column = last if not outgoing.get(k) else depth.get(k, 0)
+        column = depth.get(k, 0)
         columns[column] = columns.get(column, 0) + 1
     return max(columns.values(), default=1)
 
@@ -515,6 +514,9 @@ def agent_flow(flow: FlowGraph) -> dict | None:
         valueformat=",d",
         domain={"x": [0, 0.94], "y": [0, 1]},  # room on the right for the colour scale
         node={
+            # A step that leads nowhere stays beside its caller ("justify" would stack every such step
+            # in the last column, whose labels plotly.js puts on their left, over the column before).
+            "align": "left",
             "label": labels,
             "color": colours,
             # At least a label's line height between nodes, so labels of thin neighbours never collide.

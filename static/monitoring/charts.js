@@ -11,6 +11,83 @@
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
     toImageButtonOptions: { format: "png", scale: 2 },
   };
+  var PHONE = "(max-width: 700px)";
+  var TICK_PX = 56; // room a date tick label needs ("Dec 30", "12월 30일") so neighbours never run together
+
+  function config() {
+    // A phone has no hover: a tap would pin the mode bar over the legend, so it is left out there.
+    if (!window.matchMedia || !window.matchMedia(PHONE).matches) return CONFIG;
+    return Object.assign({}, CONFIG, { displayModeBar: false });
+  }
+
+  // Date axes get at most one tick per TICK_PX of plot width (the figure's own nticks is a desktop's).
+  function fitDateTicks(el, layout) {
+    var width = el.clientWidth - 80; // the house margins and the y axis' labels
+    var update = {};
+    var most = el.apmTicks || (el.apmTicks = {}); // the figure's own nticks, before any fitting
+    Object.keys(layout).forEach(function (key) {
+      var axis = layout[key];
+      if (!/^xaxis\d*$/.test(key) || !axis || axis.type !== "date") return;
+      if (most[key] === undefined) most[key] = axis.nticks || 10;
+      var n = Math.max(2, Math.min(most[key], Math.floor(width / TICK_PX) + 1));
+      if (axis.nticks !== n) update[key + ".nticks"] = axis.nticks = n;
+    });
+    return update;
+  }
+
+  // The Agent Flow Graph: plotly.js puts a node's label beside it at a fixed size, so narrow columns
+  // make labels of neighbouring columns overlap. Measured after drawing, the plot is widened until no
+  // two labels touch and none is cut at an edge; its card scrolls sideways (analytics.css).
+  function labelBoxes(el) {
+    var svg = el.querySelector(".main-svg");
+    var nodes = el.querySelectorAll(".sankey-node");
+    var out = [];
+    for (var i = 0; i < nodes.length; i++) {
+      var text = nodes[i].querySelector(".node-label");
+      var rect = nodes[i].querySelector(".node-rect");
+      if (!text || !rect || !text.textContent) continue;
+      var b = text.getBoundingClientRect();
+      out.push({ left: b.left, right: b.right, top: b.top, bottom: b.bottom, column: rect.getBoundingClientRect().left });
+    }
+    return { labels: out, frame: svg ? svg.getBoundingClientRect() : null };
+  }
+
+  function widening(el) {
+    var found = labelBoxes(el), factor = 1, labels = found.labels, frame = found.frame;
+    for (var i = 0; i < labels.length; i++) {
+      var a = labels[i];
+      if (frame && (a.left < frame.left || a.right > frame.right)) {
+        var cut = Math.max(frame.left - a.left, a.right - frame.right) + 8;
+        factor = Math.max(factor, 1 + cut / Math.max(frame.width, 1));
+      }
+      for (var j = 0; j < labels.length; j++) {
+        var b = labels[j];
+        var apart = Math.abs(b.column - a.column);
+        if (i === j || b.column <= a.column || apart < 1) continue; // same column: the node padding keeps them apart
+        if (a.bottom <= b.top || b.bottom <= a.top || a.right + 6 <= b.left) continue;
+        factor = Math.max(factor, 1 + (a.right + 6 - b.left) / apart);
+      }
+    }
+    return factor;
+  }
+
+  // Measured on a settled drawing only: after a resize plotly.js moves the nodes in a transition, so
+  // the next check waits for it to end. Node heights do not depend on the width, so one widening
+  // mostly suffices; a second catches what the snap arrangement moved.
+  var SETTLE_MS = 900;
+
+  function isSankey(el) {
+    return !!(el.data && el.data.some(function (t) { return t.type === "sankey"; }));
+  }
+
+  function fitFlowLabels(el, rounds, done) {
+    var factor = isSankey(el) ? widening(el) : 1;
+    if (factor <= 1.001 || rounds <= 0) { done(); return; }
+    el.style.minWidth = Math.ceil(el.getBoundingClientRect().width * Math.min(factor, 3) + 4) + "px";
+    window.Plotly.Plots.resize(el).then(function () {
+      setTimeout(function () { fitFlowLabels(el, rounds - 1, done); }, SETTLE_MS);
+    });
+  }
 
   function figureFor(el) {
     var source = document.getElementById(el.getAttribute("data-chart"));
@@ -34,7 +111,11 @@
     // A definite height: with `responsive`, Plotly sizes the plot to its container on every resize.
     if (fig.layout && fig.layout.height) el.style.height = fig.layout.height + "px";
     el.setAttribute("data-drawn", "1");
-    window.Plotly.newPlot(el, fig.data || [], fig.layout || {}, CONFIG);
+    var layout = fig.layout || {};
+    fitDateTicks(el, layout);
+    window.Plotly.newPlot(el, fig.data || [], layout, config()).then(function () {
+      fitFlowLabels(el, 2, function () { el.setAttribute("data-fitted", "1"); });
+    });
   }
 
   function drawAll(root) {
@@ -58,7 +139,11 @@
       if (!window.Plotly) return;
       var plots = document.querySelectorAll(".js-plotly-plot");
       for (var i = 0; i < plots.length; i++) {
-        if (plots[i].offsetParent !== null) window.Plotly.Plots.resize(plots[i]);
+        var el = plots[i];
+        if (el.offsetParent === null) continue;
+        var ticks = fitDateTicks(el, el.layout || {});
+        if (Object.keys(ticks).length) window.Plotly.relayout(el, ticks);
+        window.Plotly.Plots.resize(el);
       }
     }, 120);
   }

@@ -95,7 +95,8 @@
   var WIDTH_KEY = "apm-wf-name-width";
 
   function setNameWidth(tree, px) {
-    var max = Math.max(160, tree.clientWidth - 200); // leave the bars and durations room
+    // Leave the bars and durations room: 200 px, or a quarter of a phone's narrow tree.
+    var max = Math.max(160, tree.clientWidth - Math.min(200, tree.clientWidth / 4));
     var width = Math.round(Math.min(Math.max(px, 120), max));
     tree.style.setProperty("--wf-name", width + "px");
     return width;
