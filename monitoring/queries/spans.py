@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from monitoring.queries import attributes, live, sources
+from monitoring.queries import attributes, live, ranges, sources
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
 from monitoring.semantics import semconv
@@ -296,6 +296,7 @@ def _select_stretch(
     search, matched, search_params = _search(lq) if lq.q else ("", "''", {})
     scored, score_params = scores_q.conditions(lq.scores, "call")
     by_attrs, attr_params = attributes.for_filter(flt, "span", "l_", start, end)
+    by_range, range_params = ranges.conditions(flt, "span", "l_")
     conditions = [
         "ProjectId = {project:String}",
         "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
@@ -306,6 +307,7 @@ def _select_stretch(
         search,
         *scored,
         *by_attrs,
+        *by_range,
         *extra,
     ]
     columns = (
@@ -336,6 +338,7 @@ def _select_stretch(
         **search_params,
         **score_params,
         **attr_params,
+        **range_params,
         **params,
     )
     return run(statement, tag=f"traces.list.{lq.kind}")
