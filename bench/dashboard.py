@@ -63,6 +63,7 @@ from monitoring.store import clickhouse, schema  # noqa: E402
 
 DAYS = 30
 TARGET_P50, TARGET_P95, TARGET_TRACE = 100.0, 200.0, 60.0
+TARGET_ATTR, TARGET_PICKER = 100.0, 300.0  # issue 24: a 30-day list with an attribute filter; the key picker
 
 
 def _count(project: Project) -> int:
@@ -133,7 +134,15 @@ def merge() -> None:
     """Merge each table's parts as a server's background merges do over time (a bulk load leaves a
     part per batch and day; pages would otherwise be timed against hundreds of fresh parts)."""
     started = time.perf_counter()
-    names = [schema.TRACES, schema.LOOKUP, schema.SPANS, *schema.SETTLED, *schema.ROLLUPS]
+    names = [
+        schema.TRACES,
+        schema.LOOKUP,
+        schema.SPANS,
+        schema.ATTRS,
+        schema.ATTR_KEYS,
+        *schema.SETTLED,
+        *schema.ROLLUPS,
+    ]
     for name in names:
         clickhouse.command(f"OPTIMIZE TABLE {schema.table(name)} FINAL", tag="bench.merge")
     parts = clickhouse.query_one(
@@ -211,6 +220,72 @@ def timed(client: Client, url: str, n: int) -> tuple[float, float, int]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], status
 
 
+def _common_value(project: Project, key: str) -> str:
+    """The commonest value of `key` on the project's spans (from the key picker's table)."""
+    row = clickhouse.query_one(
+        f"SELECT topKMerge({schema.ATTR_TOP_VALUES})(TopValues) AS v FROM {schema.table(schema.ATTR_KEYS)}"
+        " WHERE ProjectId = {p:String} AND Key = {k:String}",
+        {"p": str(project.id), "k": key},
+        tag="bench.attrs",
+    )
+    return next((v for v in row.get("v") or [] if v), "")
+
+
+def attribute_figures(client: Client, project: Project, base: str, api: str, n: int, results: dict) -> None:
+    """Issue 24: attribute filters on the 30-day lists (eq on a user, a number's range, a substring),
+    the Overview under one, and the key picker (its API and the bar's fragment), p50 against
+    TARGET_ATTR / TARGET_PICKER. Prints the share of runs each filter keeps."""
+    user = _common_value(project, "user.id")
+    attrs = {
+        "eq": f"user.id:eq:{user}",
+        "gt": "gen_ai.request.temperature:gt:0.5",
+        "contains": f"user.id:contains:{user[1:4]}",
+    }
+    pages = {
+        "runs attr eq": (f"{base}/traces/?kind=runs&attr={attrs['eq']}", TARGET_ATTR),
+        "runs attr gt": (f"{base}/traces/?kind=runs&attr={attrs['gt']}", TARGET_ATTR),
+        "runs attr contains": (f"{base}/traces/?kind=runs&attr={attrs['contains']}", TARGET_ATTR),
+        "api runs attr eq": (f"{api}/traces?kind=runs&attr={attrs['eq']}", TARGET_ATTR),
+        "traces llm attr eq": (f"{base}/traces/?kind=llm&attr={attrs['eq']}", TARGET_ATTR),
+        "overview attr eq": (f"{base}/overview/?attr={attrs['eq']}", TARGET_ATTR),
+        "key picker api": (f"{api}/attributes", TARGET_PICKER),
+        "key picker bar": (f"{base}/attributes", TARGET_PICKER),
+    }
+    print(f"\nattribute filters (issue 24), 30 d: {attrs}")
+    print(f"{'page':<20} {'p50 ms':>8} {'p95 ms':>8} {'target':>7} {'p50/tgt':>8}  status")
+    for name, (url, target) in pages.items():
+        p50, p95, status = timed(client, f"{url}&range=30d" if "?" in url else f"{url}?range=30d", n)
+        results[f"{name} 30d"] = {"p50": p50, "p95": p95}
+        print(f"{name:<20} {p50:>8.1f} {p95:>8.1f} {target:>7.0f} {p50 / target:>8.2f}  {status}")
+    runs = clickhouse.query_one(
+        f"SELECT count() AS n FROM {schema.table(schema.RUNS)} FINAL WHERE ProjectId = {{p:String}} AND Sign = 1",
+        {"p": str(project.id)},
+        tag="bench.attrs",
+    )["n"]
+    for op, attr in attrs.items():
+        key, _, rest = attr.partition(":")
+        matched = clickhouse.query_one(
+            f"SELECT uniqExact(TraceId) AS n FROM {schema.table(schema.ATTRS)} WHERE ProjectId = {{p:String}}"
+            " AND Key = {k:String} AND "
+            + {
+                "eq": "Value = {v:String}",
+                "gt": "toFloat64OrNull(Value) > toFloat64({v:String})",
+                "contains": "positionCaseInsensitiveUTF8(Value, {v:String}) > 0",
+            }[op],
+            {"p": str(project.id), "k": key, "v": rest.partition(":")[2]},
+            tag="bench.attrs",
+        )["n"]
+        print(f"  {attr}: {matched:,} traces hold a matching span (of {runs:,} runs)")
+    sizes = clickhouse.query(
+        "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts WHERE database = {db:String}"
+        " AND active AND table IN {t:Array(String)} GROUP BY table ORDER BY table",
+        {"db": clickhouse.database(), "t": [schema.TRACES, schema.SPANS, schema.ATTRS, schema.ATTR_KEYS]},
+        tag="bench.attrs",
+    )
+    for row in sizes:
+        print(f"  {row['table']:<24} {int(row['rows']):>12,} rows {int(row['bytes']) / 1e6:>9.1f} MB on disk")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=1_000_000)
@@ -272,6 +347,7 @@ def main() -> None:
             print(
                 f"{name:<16} {window:>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_P50:>8.2f} {p95 / TARGET_P95:>8.2f}  {status}"
             )
+    attribute_figures(client, project, base, api, args.requests, results)
     if len(trace_ids) > 2:
         half = len(trace_ids) // 2  # the page and the API each on traces of their own
         p50, p95, status = timed_each(client, [f"{base}/traces/{t}/" for t in trace_ids[:half]])

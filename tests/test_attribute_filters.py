@@ -249,3 +249,39 @@ def test_the_key_picker_and_filters_stay_in_their_project(client, alice, charlie
         f"/api/v1/projects/{project.id}/attributes", {"range": "24h"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert r.status_code == 404
+
+
+def test_cost_tokens_and_latency_ranges_narrow_calls_runs_and_numbers(client, alice, project, ingest_key):
+    token = api_token("alice")
+    root = S("agent", service="agent-a", at=AT, ms=5000, attributes={"openinference.span.kind": "AGENT"})
+    big = _call(root, at=AT + dt.timedelta(seconds=1), model="gpt-4o", temperature=0.1)
+    big.attributes["gen_ai.usage.input_tokens"] = 5000
+    big.ms = 3000
+    small = _call(None, at=AT + 5 * MIN, model="gpt-4o", temperature=0.1, service="backend")  # 110 tokens, 200 ms
+    assert post(client, ingest_key, request(root, big, small)).status_code == 200
+    assert _api(client, project, token, kind="llm", tokens_min="1000").json()["items"][0]["span_id"] == sid(big)
+    assert len(_api(client, project, token, kind="llm", tokens_min="1000").json()["items"]) == 1
+    assert {i["span_id"] for i in _api(client, project, token, kind="llm", latency_max="500").json()["items"]} == {
+        sid(small)
+    }
+    runs = _api(client, project, token, kind="runs", latency_min="4000").json()["items"]
+    assert [r["trace_id"] for r in runs] == [tid(root)]
+    assert _api(client, project, token, kind="runs", latency_max="4000").json()["items"] == []
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/v1/projects/{project.id}/overview"
+    assert client.get(url, {"range": "24h", "tokens_max": "500"}, headers=headers).json()["llm_calls"] == 1
+    for params, message in (
+        ({"cost_min": "cheap"}, "'cost_min' must be a number"),
+        ({"tokens_min": "9", "tokens_max": "1"}, "'tokens_min' is above"),
+    ):
+        r = client.get(url, {"range": "24h", **params}, headers=headers)
+        assert r.status_code == 400 and message in r.json()["error"]
+    client.force_login(alice)
+    html = client.get(
+        f"/admin/monitoring/{project.id}/traces/", {"range": "24h", "kind": "llm", "latency_max": "500"}
+    ).content.decode()
+    assert (
+        sid(small) in html
+        and sid(big) not in html
+        and 'name="latency_max" min="0" step="any" size="5" value="500"' in html
+    )

@@ -133,6 +133,20 @@ def parse_attrs(values) -> tuple[AttrCondition, ...]:
     return tuple(AttrCondition.parse(v) for v in found)
 
 
+# The filter bar's ranges: `<measure>_min` / `<measure>_max` (inclusive); cost in USD, tokens input
+# plus output, latency in ms (monitoring/queries/ranges.py says what each row's measure is).
+RANGE_MEASURES = ("cost", "tokens", "latency")
+
+
+@dataclass(frozen=True)
+class MeasureRange:
+    """`low <= measure <= high` (None: unbounded on that side)."""
+
+    measure: str
+    low: float | None = None
+    high: float | None = None
+
+
 @dataclass(frozen=True)
 class SpanFilter:
     """One project, one window, and the filter bar's choices: what every number, chart and list honours.
@@ -141,7 +155,8 @@ class SpanFilter:
     `include_replays`: count Replay's re-runs too (they are experiments, out of the KPIs by default);
     `agent_names`: the project's span names that are agent steps beside the SDKs' own markers;
     `tz`: the viewer's IANA zone, for bucket boundaries; `attrs`: `attr=` conditions, all must hold
-    (a call on its own span's attributes, a run on any of its spans').
+    (a call on its own span's attributes, a run on any of its spans'); `ranges`: cost, tokens and
+    latency ranges (a call on its own numbers, a run on its own).
     """
 
     project_id: str
@@ -153,17 +168,18 @@ class SpanFilter:
     tz: str = "UTC"
     include_replays: bool = False
     attrs: tuple[AttrCondition, ...] = ()
+    ranges: tuple[MeasureRange, ...] = ()
 
     def with_window(self, window: Window) -> SpanFilter:
         return dataclasses.replace(self, window=window)
 
     def unfiltered(self) -> SpanFilter:
         """The same project and window without the bar's narrowing (facets offer every choice)."""
-        return dataclasses.replace(self, services=(), models=(), status="", attrs=())
+        return dataclasses.replace(self, services=(), models=(), status="", attrs=(), ranges=())
 
     @property
     def narrowed(self) -> bool:
-        return bool(self.services or self.models or self.status or self.attrs)
+        return bool(self.services or self.models or self.status or self.attrs or self.ranges)
 
     def query(self) -> dict[str, list[str] | str]:
         """The filter as URL query parameters (for links that keep it)."""
@@ -183,4 +199,8 @@ class SpanFilter:
             q["replays"] = "1"
         if self.attrs:
             q["attr"] = [a.query_value() for a in self.attrs]
+        for r in self.ranges:
+            for side, bound in (("min", r.low), ("max", r.high)):
+                if bound is not None:
+                    q[f"{r.measure}_{side}"] = f"{bound:g}"
         return q

@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from monitoring.queries import attributes, parallel
+from monitoring.queries import attributes, parallel, ranges
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import SpanFilter, Window, iso
 from monitoring.store import schema
@@ -143,11 +143,13 @@ def scored(flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p
         where.append("Replay = 0")
     bounds = flt.window.nanos()
     by_attrs, attr_params = attributes.for_filter(flt, "run", p, target="Trace")  # a score of a matching run
-    where += by_attrs
+    by_range, range_params = ranges.conditions(flt, "trace", p, target="Trace")
+    where += by_attrs + by_range
     return Sql(
         f"SELECT * FROM ({described}) WHERE ",
         Sql.all(where),
         **attr_params,
+        **range_params,
         project=flt.project_id,
         **{
             f"{p}start": bounds["start"],

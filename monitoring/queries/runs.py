@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from monitoring.queries import attributes, live, sources
+from monitoring.queries import attributes, live, ranges, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, iso
@@ -216,10 +216,12 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
     value = rq.cursor.value if rq.cursor else 0
     score_where, score_params = scores_q.conditions(rq.scores, "run")
     attr_where, attr_params = attributes.for_filter(flt, "run", "r_", start, end)
-    where += score_where + attr_where
+    range_where, range_params = ranges.conditions(flt, "run_list", "r_")
+    where += score_where + attr_where + range_where
     params = {
         **score_params,
         **attr_params,
+        **range_params,
         "project": flt.project_id,
         "r_start": start,
         "r_end": end,

@@ -15,7 +15,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from monitoring.queries import attributes, live
+from monitoring.queries import attributes, live, ranges
 from monitoring.queries.filter import SpanFilter, Window
 from monitoring.store import schema
 from monitoring.store.sql import Sql, to_nanos
@@ -144,11 +144,14 @@ def filter_params(flt: SpanFilter, p: str = "") -> dict:
 
 
 def attr_conditions(flt: SpanFilter, level: str, p: str, windows: tuple[Window, ...] = ()) -> tuple[list[str], dict]:
-    """The bar's `attr=` conditions on raw rows (rollups cannot answer them) of calls (`level="span"`)
-    or runs and edges (`"run"`), read over the span time of `windows` (default the filter's)."""
+    """The bar's `attr=` conditions and cost, tokens and latency ranges on raw rows (rollups cannot
+    answer them) of calls (`level="span"`), runs (`"run"`) or edges (`"trace"`), attributes read
+    over the span time of `windows` (default the filter's)."""
     windows = windows or (flt.window,)
     start, end = to_nanos(min(w.start for w in windows)), to_nanos(max(w.end for w in windows))
-    return attributes.for_filter(flt, level, p, start, end)
+    found, params = attributes.for_filter(flt, "span" if level == "span" else "run", p, start, end)
+    by_range, range_params = ranges.conditions(flt, "call" if level == "span" else level, p)
+    return found + by_range, params | range_params
 
 
 # --- the window split into slices and edges ---------------------------------------------------------
@@ -342,7 +345,7 @@ def calls(
         p,
         rollup_where=where,
         raw_where=[*where, *by_attrs],
-        force_raw=bool(extra_dims or flt.attrs),
+        force_raw=bool(extra_dims or flt.attrs or flt.ranges),
         windows=windows,
         extra_params=attr_params,
     )
@@ -362,7 +365,7 @@ def latency(flt: SpanFilter, p: str = "wl_", extra_dims: tuple[str, ...] = ()) -
         p,
         rollup_where=where,
         raw_where=[*where, "HasEnd = 1", *by_attrs],
-        force_raw=bool(extra_dims or flt.attrs),
+        force_raw=bool(extra_dims or flt.attrs or flt.ranges),
         extra_params=attr_params,
     )
 
@@ -390,7 +393,7 @@ def runs(
         rollup_where=run_conditions(flt, raw=False, p=p),
         raw_where=[*run_conditions(flt, raw=True, p=p), *by_attrs],
         # "runs holding a matching span": rollups cannot tell; nor do they hold extra dimensions.
-        force_raw=bool(flt.services or flt.models or flt.attrs or extra_dims),
+        force_raw=bool(flt.services or flt.models or flt.attrs or flt.ranges or extra_dims),
         windows=windows,
         extra_params=attr_params,
     )
@@ -401,7 +404,7 @@ def runs(
 
 def edges(flt: SpanFilter, p: str = "we_") -> Sql:
     """Flow-edge rows of the filter's runs: Time (run start), Parent, Child, Calls, Errors, Duration."""
-    by_attrs, attr_params = attr_conditions(flt, "run", p)
+    by_attrs, attr_params = attr_conditions(flt, "trace", p)
     return _source(
         flt,
         _EDGES,
@@ -410,6 +413,6 @@ def edges(flt: SpanFilter, p: str = "we_") -> Sql:
         p,
         rollup_where=edge_conditions(flt, raw=False, p=p),
         raw_where=[*edge_conditions(flt, raw=True, p=p), *by_attrs],
-        force_raw=bool(flt.services or flt.models or flt.attrs),
+        force_raw=bool(flt.services or flt.models or flt.attrs or flt.ranges),
         extra_params=attr_params,
     )

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from monitoring.queries import attributes, live, search, sources
+from monitoring.queries import attributes, live, ranges, search, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
@@ -295,6 +295,7 @@ def _stretch_statement(
     cursor, cursor_params = _below_cursor(lq)
     scored, score_params = scores_q.conditions(lq.scores, "call")
     by_attrs, attr_params = attributes.for_filter(flt, "span", "l_", start, end)
+    by_range, range_params = ranges.conditions(flt, "span", "l_")
     conditions = [
         "ProjectId = {project:String}",
         "Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
@@ -304,6 +305,7 @@ def _stretch_statement(
         cursor,
         *scored,
         *by_attrs,
+        *by_range,
         *extra,
     ]
     columns = (
@@ -330,6 +332,7 @@ def _stretch_statement(
         **cursor_params,
         **score_params,
         **attr_params,
+        **range_params,
         **params,
     )
     order = " ORDER BY Timestamp DESC, SpanId DESC LIMIT {limit:UInt32}"

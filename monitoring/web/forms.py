@@ -21,7 +21,15 @@ from monitoring.models import SavedView
 from monitoring.queries import runs as runs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries import spans as spans_q
-from monitoring.queries.filter import AttrCondition, BadQuery, SpanFilter, Window, parse_attrs
+from monitoring.queries.filter import (
+    RANGE_MEASURES,
+    AttrCondition,
+    BadQuery,
+    MeasureRange,
+    SpanFilter,
+    Window,
+    parse_attrs,
+)
 from monitoring.web import preferences
 
 RANGES = {
@@ -123,17 +131,20 @@ def attr_texts(query) -> list[str]:
 
 
 class FilterForm(WindowForm):
-    """The filter bar: the window plus `service`, `model` (repeatable) and `status`."""
+    """The filter bar: the window plus `service`, `model` (repeatable), `status`, `attr=` (repeatable)
+    and the cost (USD), tokens and latency (ms) ranges `<measure>_min` / `<measure>_max`."""
 
     status = forms.ChoiceField(choices=[("", "")] + list(STATUSES.items()), required=False)
 
-    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False, attrs=()):
+    def __init__(self, data, services=(), models=(), tz: str = "UTC", replays: bool = False, attrs=(), ranges=None):
         super().__init__(data, tz=tz)
         self.services = tuple(s for s in services if s)
         self.models = tuple(m for m in models if m)
         self.replays = replays  # count Replay's re-runs too (out of the numbers by default)
         self.attr_texts = tuple(attrs)  # `attr=<key>:<op>[:<value>]`, parsed in clean()
         self.attrs: tuple[AttrCondition, ...] = ()
+        self.ranges: tuple[MeasureRange, ...] = ()
+        self.range_texts: dict[str, str] = {k: str(v).strip() for k, v in (ranges or {}).items()}  # `cost_min`: "0.5"
 
     @classmethod
     def from_query(cls, query, tz: str = "UTC") -> FilterForm:
@@ -150,7 +161,32 @@ class FilterForm(WindowForm):
             tz=tz,
             replays=query.get("replays", "") in ("1", "true", "on"),
             attrs=attr_texts(query),
+            ranges={f"{m}_{side}": query.get(f"{m}_{side}") or "" for m in RANGE_MEASURES for side in ("min", "max")},
         )
+
+    def _ranges(self) -> tuple[MeasureRange, ...]:
+        found = []
+        for measure in RANGE_MEASURES:
+            bounds = []
+            for side in ("min", "max"):
+                name = f"{measure}_{side}"
+                text = self.range_texts.get(name, "")
+                try:
+                    value = float(text) if text else None
+                except ValueError:
+                    value = -1.0
+                if value is not None and not (0 <= value < 1e15):
+                    raise forms.ValidationError(
+                        _("'%(name)s' must be a number of at least 0, not %(value)r")
+                        % {"name": name, "value": text[:50]}
+                    )
+                bounds.append(value)
+            low, high = bounds
+            if low is not None and high is not None and low > high:
+                raise forms.ValidationError(_("'%(name)s_min' is above '%(name)s_max'") % {"name": measure})
+            if low is not None or high is not None:
+                found.append(MeasureRange(measure, low, high))
+        return tuple(found)
 
     def clean(self):
         data = super().clean()
@@ -164,6 +200,7 @@ class FilterForm(WindowForm):
             self.attrs = parse_attrs(self.attr_texts)
         except BadQuery as exc:
             raise forms.ValidationError(str(exc)) from None
+        self.ranges = self._ranges()
         return data
 
     def span_filter(self, project, tz: str | None = None) -> SpanFilter:
@@ -178,6 +215,7 @@ class FilterForm(WindowForm):
             tz or self.tz,
             self.replays,
             self.attrs,
+            self.ranges,
         )
 
 

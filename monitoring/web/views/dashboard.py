@@ -38,7 +38,10 @@ TABS = [("overview", _("Overview")), ("analytics", _("Analytics")), ("traces", _
 RANGE_LABELS = {"1h": _("1h"), "24h": _("24h"), "7d": _("7d"), "30d": _("30d")}
 # The filter bar's keys, kept by every link; `scores` (the lists' chosen score columns,
 # monitoring/web/score_columns.py) rides along so a choice survives a visit to another tab.
-_FILTER_KEYS = ("range", "from", "to", "service", "model", "status", "replays", "score", "attr", "scores")
+_FILTER_KEYS = (
+    "range", "from", "to", "service", "model", "status", "replays", "score", "attr", "scores",
+    "cost_min", "cost_max", "tokens_min", "tokens_max", "latency_min", "latency_max",
+)  # fmt: skip
 
 
 # The operators of `attr=` as the bar offers them.
@@ -51,6 +54,11 @@ ATTR_OP_LABELS = {
     "gt": ">",
     "lt": "<",
 }
+RANGE_FIELDS = (
+    ("cost", _("Cost (USD)"), _("A call's cost, or a run's")),
+    ("tokens", _("Tokens"), _("Input plus output tokens of a call, or of a run")),
+    ("latency", _("Latency (ms)"), _("A call's duration, or a run's from start to end")),
+)
 _PAGE_KEYS = ("kind", "sort", "q", "min_ms", "session", "user")  # a list's own keys, saved with a view
 
 
@@ -145,6 +153,16 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                 "filter_query": filter_query(request),
                 "path": request.path,
                 "attr_ops": ATTR_OP_LABELS,
+                "range_fields": [
+                    {
+                        "measure": m,
+                        "label": label,
+                        "title": title,
+                        "min": request.GET.get(f"{m}_min", ""),
+                        "max": request.GET.get(f"{m}_max", ""),
+                    }
+                    for m, label, title in RANGE_FIELDS
+                ],
                 "attr_chips": [
                     {"text": text, "remove_url": filter_query(request, attr=[t for t in attrs if t != text])}
                     for attrs in [attr_texts(request.GET)]
