@@ -19,11 +19,12 @@ class MonitoringConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_login_failed
 
-        from monitoring import background, checks, throttling  # noqa: F401 - checks register
+        from monitoring import background, checks, prometheus, throttling  # noqa: F401 - checks register
         from monitoring.semantics import resettle, settle
         from monitoring.store import clickhouse, schema
 
         clickhouse.on_embedded_open = schema.ensure_schema
+        settle.on_pass = prometheus.observe_settle_pass
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py settle --loop`.
         # Both write facts: they run in one process per database, the holder of the settler's lease.

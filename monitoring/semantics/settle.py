@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES, Project, project_pk
@@ -41,6 +42,9 @@ STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
 # When this process last recorded a pass, per state table (a process may serve more than one database).
 _state_written: dict[str, float] = {}
 CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
+# Called with each pass's Report once it is recorded (the app sets it: the portal's own metrics), so
+# this layer imports no metrics library.
+on_pass: Callable[[Report], None] | None = None
 
 
 @dataclass
@@ -202,6 +206,8 @@ def settle_once(now_ns: int | None = None) -> Report:
         scoping.forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
+    if on_pass is not None:
+        on_pass(report)
     if report.traces:
         log.info(
             "settled %d traces: %d call, %d run, %d edge rows written in %.2f s",
