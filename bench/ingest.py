@@ -351,6 +351,10 @@ def main() -> None:
         cpu = cpu_seconds(portal)
         served = (cpu - first) / total * 1e6
         print(f"   stored and settled {waited:.1f} s after the last answer; server CPU {served:.1f} us/span in all")
+        inserts = metric(portal, "apm_ingest_insert_batch_spans_count") or 0
+        if inserts:
+            spans_in = metric(portal, "apm_ingest_insert_batch_spans_sum") or 0
+            print(f"   {inserts:.0f} inserts of {spans_in / inserts:,.0f} spans on average")
         elapsed, lat, st = send_all(portal, js, "application/json", args.concurrency)
         cpu, used = cpu_seconds(portal), cpu_seconds(portal) - cpu
         rate_js = report("2. OTLP/JSON", total, elapsed, lat, st, rss.peak, TARGET_PB / 2, used)

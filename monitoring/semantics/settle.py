@@ -9,8 +9,9 @@ keep the rollups in step. A pass is idempotent: running it twice over the same s
 nothing the second time.
 
 `Through` (table otel_settle_state) is the insert time up to which every span has been settled.
-Each pass re-reads the last `scoping.OVERLAP_NS` before it, so a block stamped just before a pass but committed
-just after it is picked up by the next one. While the settler keeps up (its last pass is less than
+In server mode each pass re-reads the last `scoping.OVERLAP_NS` before it, so a block stamped just before a pass but
+committed just after it is picked up by the next one; in embedded mode a pass stops short of the
+writes under way instead (`_span_of_pass`). While the settler keeps up (its last pass is less than
 SETTLE_FRESH_SECONDS old, a setting) pages read settled facts only, seconds behind the newest span; when it is
 behind or not running they add the unsettled traces computed live (monitoring/queries/live.py),
 so numbers are exact either way.
@@ -173,13 +174,33 @@ def _agent_names(project_id: str) -> tuple[str, ...]:
     return project.agent_names if project else DEFAULT_AGENT_SPAN_NAMES
 
 
+def _span_of_pass(through: int, until: int) -> tuple[int, int]:
+    """(after, until] in ns of insert time: the spans this pass reads.
+
+    Server mode: any process (a collector) may be writing, and a block stamped before `until` may
+    be committed after this pass reads, so the pass re-reads `scoping.OVERLAP_NS` before `through`.
+    Embedded mode: this process is the data folder's only writer and knows its writes under way, so
+    the pass stops short of the oldest of them and of the current millisecond (`InsertedAt` has
+    milliseconds: a block stamped in this one may not be committed yet) and re-reads nothing: every
+    span is settled once instead of by every pass of the overlap (three at one pass a second)."""
+    if not clickhouse.is_embedded():
+        return scoping.unsettled_after_ns(through), until
+    oldest = clickhouse.oldest_write_in_flight_ns()  # read after `until` (the engine's now): see above
+    if oldest is not None:
+        until = min(until, oldest)
+    until = until // _MS * _MS - _MS
+    return through, max(until, through)
+
+
+_MS = 1_000_000
+
+
 def settle_once(now_ns: int | None = None) -> Report:
     """One pass over everything inserted since the last one. Returns what it did."""
     started = time.perf_counter()
     report = Report()
     through, server_now = scoping.state()
-    after = scoping.unsettled_after_ns(through)
-    until = now_ns or server_now
+    after, until = _span_of_pass(through, now_ns or server_now)
     for row in _touched(after, until):
         project = row["project"]
         chunks = max(1, math.ceil(int(row["traces"]) / CHUNK_TRACES))
