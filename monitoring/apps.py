@@ -28,7 +28,7 @@ class MonitoringConfig(AppConfig):
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py settle --loop`.
         # Both write facts: they run in one process per database, the holder of the settler's lease.
-        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once, lease=settle.LEASE)
+        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_when_due, lease=settle.LEASE)
         background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
         post_migrate.connect(_ensure_default_project, sender=self)
         # After django-axes' receiver (its app is listed first), so this failure is counted already.

@@ -396,3 +396,31 @@ def test_a_pass_stops_short_of_a_write_still_under_way(client, project, ingest_k
         assert settle.settle_once().traces == 0
     assert settle.settle_once().traces == 1
     assert overview_q.overview(window(project, 1)).llm_calls == 1
+
+
+def test_the_job_settles_light_traffic_at_once_and_lets_heavy_traffic_gather(client, project, ingest_key, monkeypatch):
+    """A pass costs about the same for a few spans as for thousands: after a pass that settled
+    BUSY_SPANS or more, the job waits BUSY_SECONDS; after a light one it settles at its next tick."""
+    monkeypatch.setattr(settle, "BUSY_SPANS", 3)
+    monkeypatch.setattr(settle, "BUSY_SECONDS", 3600.0)
+    monkeypatch.setattr(settle, "_last_pass", {})
+    send(client, ingest_key, _chat("chat light"))
+    assert settle.settle_when_due().spans == 1
+    send(client, ingest_key, _chat("chat a"), _chat("chat b"), _chat("chat c"))
+    assert settle.settle_when_due().spans == 3  # light before: settled at once
+    send(client, ingest_key, _chat("chat d"))
+    assert settle.settle_when_due() is None  # heavy before: it gathers
+    assert _settled_calls(project) == 4
+    monkeypatch.setattr(settle, "BUSY_SECONDS", 0.0)
+    assert settle.settle_when_due().spans == 1  # until the wait is over
+    assert _settled_calls(project) == 5
+
+
+def _settled_calls(project) -> int:
+    return int(
+        clickhouse.query_one(
+            f"SELECT sum(Sign) AS n FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{p:String}}",
+            {"p": str(project.id)},
+            tag="test",
+        )["n"]
+    )
