@@ -12,9 +12,21 @@ requests of --batch spans from --concurrency keep-alive connections:
 Prints spans/s, request latency p50/p95, the largest server RSS seen, the server's CPU time per
 span (user + system, all threads: steadier than spans/s on a shared machine; scenario 3's includes
 serving the dashboard), and the ratio against the
-targets of issue 12 (30,000 spans/s protobuf; JSON >= 0.5x protobuf; 10,000 spans/s under
-dashboard load; RSS <= 600 MB), plus the materialized views attached to otel_traces. Loopback
-only, bounded (every request has a 60 s timeout). The machine is shared: say so with the figures.
+targets of issue 23 (15,000 spans/s protobuf; JSON >= 0.5x protobuf; 7,500 spans/s under
+dashboard load) and issue 12 (RSS <= 600 MB), plus the materialized views attached to otel_traces.
+
+Then issue 23's ratio, in one line of exactly this form:
+    served/bare CPU per span: <ratio>x (served <X> us, bare <Y> us)
+- served: user + system CPU of every portal process from scenario 1's first export until every
+  span is stored and settled (the settler's `apm_settle_through_seconds` on /metrics has passed the
+  moment the last export was answered, and the spool is empty), per span;
+- bare: the same spans, as rows built beforehand (not timed), inserted through the same client and
+  insert format the served path uses (monitoring.store.clickhouse.insert), 4,096 per insert, into a
+  table of the OTel Collector exporter's plain columns (its own DDL: no materialized columns,
+  projections, views or second copies), in a process of its own on a fresh data folder, with the
+  2 s of merges after the last insert counted; per span.
+Loopback only, bounded (every request has a 60 s timeout). The machine is shared: say so with the
+figures.
 """
 
 from __future__ import annotations
@@ -24,9 +36,12 @@ import base64
 import http.client
 import json
 import os
+import pickle
 import queue
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -39,7 +54,11 @@ sys.path.insert(0, str(REPO))
 
 from live_portal import LivePortal  # noqa: E402
 
-TARGET_PB, TARGET_UNDER_LOAD, TARGET_RSS_MB = 30_000, 10_000, 600
+TARGET_PB, TARGET_UNDER_LOAD, TARGET_RSS_MB = 15_000, 7_500, 600
+TARGET_RATIO = 3.0  # served CPU per span at most this many times the bare insert's (issue 23)
+BARE_INSERT_ROWS = 4096
+BARE_TABLE = "bare_traces"
+SETTLE_WAIT_SECONDS = 120
 
 
 def make_bodies(spans: int, batch: int, with_json: bool = True) -> tuple[list[bytes], list[bytes], int]:
@@ -198,6 +217,86 @@ def cpu_seconds(portal: LivePortal) -> float:
     return total / ticks
 
 
+def metric(portal: LivePortal, name: str) -> float | None:
+    """One unlabelled sample of the portal's /metrics (loopback may read it), None when absent."""
+    status, _, body = portal.request("GET", "/metrics", timeout=10)
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def wait_settled(portal: LivePortal, answered_at: float, timeout: float = SETTLE_WAIT_SECONDS) -> float:
+    """Waits until every span answered by `answered_at` (Unix s) is stored and settled: the spool is
+    empty and a settler pass that began after that moment has ended. Seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        through = metric(portal, "apm_settle_through_seconds") or 0.0
+        spooled = metric(portal, "apm_ingest_spool_batches") or 0.0
+        if through >= answered_at and not spooled:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"not settled within {timeout} s")
+
+
+def bare_insert_cpu(bodies: list[bytes], project_id: str) -> tuple[float, int]:
+    """(CPU us per span, spans) of the bare insert of `bodies`' rows, measured by `bare_main` in a
+    process of its own on a fresh data folder (only one process may open a folder)."""
+    with tempfile.TemporaryDirectory(prefix="apm-bare-") as folder:
+        path = Path(folder) / "bodies.pickle"
+        path.write_bytes(pickle.dumps(bodies))
+        env = {
+            **os.environ,
+            "PORTAL_VAR_DIR": folder,
+            "CLICKHOUSE_TTL_DAYS": "0",
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+        }
+        env.pop("CLICKHOUSE_HOST", None)
+        run = subprocess.run(
+            [sys.executable, __file__, "--bare-bodies", str(path), "--bare-project", project_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"bare insert failed:\n{run.stdout}\n{run.stderr}")
+        cpu_us, spans = run.stdout.strip().splitlines()[-1].split()
+        return float(cpu_us), int(spans)
+
+
+def bare_main(bodies_path: str, project_id: str) -> None:
+    """The child of `bare_insert_cpu`: prints "<CPU us per span> <spans>"."""
+    import django
+
+    django.setup()
+    from monitoring.ingest import decode, otlp
+    from monitoring.store import clickhouse, schema
+
+    bodies = pickle.loads(Path(bodies_path).read_bytes())
+    rows = [
+        row for body in bodies for row in decode.rows_from_body(body, otlp.PROTOBUF_CONTENT_TYPE, None, project_id).rows
+    ]
+    clickhouse.command(schema._traces_ddl(0, name=BARE_TABLE), tag="bench.bare")  # the exporter's own DDL
+    clickhouse.query("SELECT 1", tag="bench.bare")  # the engine open and its schema made before timing
+    time.sleep(2)  # and settled: the schema's own first merges are not the insert's
+    times = os.times()
+    before = times.user + times.system
+    for i in range(0, len(rows), BARE_INSERT_ROWS):
+        part = rows[i : i + BARE_INSERT_ROWS]
+        clickhouse.insert(
+            schema.table(BARE_TABLE), schema.TRACE_COLUMNS, part, tag="bench.bare", nanos_columns=schema.NANOS_COLUMNS
+        )
+    time.sleep(2)  # its merges
+    times = os.times()
+    stored = clickhouse.query_one(f"SELECT count() AS n FROM {schema.table(BARE_TABLE)}", tag="bench.bare")["n"]
+    if int(stored) != len(rows):
+        raise SystemExit(f"bare table holds {stored} rows, {len(rows)} inserted")
+    print(f"{(times.user + times.system - before) / len(rows) * 1e6:.1f} {len(rows)}")
+
+
 def report(label, spans, elapsed, latencies, statuses, rss, target, cpu):
     latencies = sorted(latencies)
     rate = spans / elapsed
@@ -217,7 +316,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server, repeatable")
+    ap.add_argument("--bare-bodies", help=argparse.SUPPRESS)  # bare_main's child process
+    ap.add_argument("--bare-project", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.bare_bodies:
+        bare_main(args.bare_bodies, args.bare_project)
+        return
 
     pb, js, total = make_bodies(args.spans, args.batch)
     print(f"{total:,} demo spans in {len(pb)} requests of <= {args.batch}; load average {os.getloadavg()[0]:.1f}")
@@ -238,10 +342,19 @@ def main() -> None:
     try:
         rss = RssSampler(portal)
         rss.start()
-        cpu = cpu_seconds(portal)
+        cpu = first = cpu_seconds(portal)
         elapsed, lat, st = send_all(portal, pb, "application/x-protobuf", args.concurrency)
+        answered_at = time.time()
         cpu, used = cpu_seconds(portal), cpu_seconds(portal) - cpu
         rate_pb = report("1. protobuf", total, elapsed, lat, st, rss.peak, TARGET_PB, used)
+        waited = wait_settled(portal, answered_at)
+        cpu = cpu_seconds(portal)
+        served = (cpu - first) / total * 1e6
+        print(f"   stored and settled {waited:.1f} s after the last answer; server CPU {served:.1f} us/span in all")
+        inserts = metric(portal, "apm_ingest_insert_batch_spans_count") or 0
+        if inserts:
+            spans_in = metric(portal, "apm_ingest_insert_batch_spans_sum") or 0
+            print(f"   {inserts:.0f} inserts of {spans_in / inserts:,.0f} spans on average")
         elapsed, lat, st = send_all(portal, js, "application/json", args.concurrency)
         cpu, used = cpu_seconds(portal), cpu_seconds(portal) - cpu
         rate_js = report("2. OTLP/JSON", total, elapsed, lat, st, rss.peak, TARGET_PB / 2, used)
@@ -281,7 +394,14 @@ def main() -> None:
         print(f"peak server RSS {rss.peak:.0f} MiB (target <= {TARGET_RSS_MB}: x{rss.peak / TARGET_RSS_MB:.2f})")
     finally:
         portal.stop()
-    print(f"stored: {portal.count():,} spans (expected {3 * total:,})")
+    stored = portal.count()
+    print(f"stored: {stored:,} spans (sent {3 * total:,}: {'equal' if stored == 3 * total else 'NOT EQUAL'})")
+    bare, bare_spans = bare_insert_cpu(pb, portal.project_id)
+    assert bare_spans == total, (bare_spans, total)
+    print(
+        f"served/bare CPU per span: {served / bare:.2f}x (served {served:.1f} us, bare {bare:.1f} us)\n"
+        f"   target <= {TARGET_RATIO:.0f}x: x{TARGET_RATIO / (served / bare):.2f} of it"
+    )
 
 
 if __name__ == "__main__":

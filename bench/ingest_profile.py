@@ -13,7 +13,8 @@ counting rules, written as settled facts and rollups). Then the sum, CPU per sto
 rate it allows on this machine's cores with nothing else running (no HTTP, no dashboard): a best
 case for OTLP ingest here, as it takes the 4,096-row inserts (a served portal's batches of 512-span
 exports are smaller), one settler pass over all the spans at once, and 2 s of merges. A fresh data
-folder each run; no server, no network.
+folder each run; no server, no network. Last, the settler as a served portal runs it: a pass a
+second, each finding --cadence spans (CPU a span of the passes alone).
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def cpu() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spans", type=int, default=20_000)
+    ap.add_argument(
+        "--cadence",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[1000, 5000],
+        help="spans a settler pass finds, comma-separated: each timed over --spans spans (default 1000,5000)",
+    )
     args = ap.parse_args()
     call_command("migrate", verbosity=0)
     schema.ensure_schema()
@@ -178,6 +185,30 @@ def main() -> None:
         f" {cores * 1e6 / total:,.0f} spans/s (and {1e6 / (to_rows + serialised):,.0f} spans/s for the Python"
         " steps alone, which hold the GIL: one core)"
     )
+    # The settler as a served portal runs it: a pass a second over what came in since the last.
+    # Its CPU a span depends on how many spans a pass finds (some 20 statements a pass).
+    for per in args.cadence:
+        project = f"cadence-{per}"
+        copies = [{**r, "ResourceAttributes": {**r["ResourceAttributes"], "project_id": project}} for r in rows]
+        settle.settle_once()
+        used, passes = 0.0, 0
+        for i in range(0, len(copies), per):
+            clickhouse.insert(
+                schema.table(),
+                schema.TRACE_COLUMNS,
+                copies[i : i + per],
+                tag="bench",
+                nanos_columns=schema.NANOS_COLUMNS,
+            )
+            time.sleep(1)
+            c0 = cpu()
+            settle.settle_once()
+            used += cpu() - c0
+            passes += 1
+        print(
+            f"{f'settler, a pass a second of {per} spans':<40} {used / len(copies) * 1e6:8.1f} us/span CPU"
+            f" ({used / passes * 1000:.0f} ms a pass, {passes} passes)"
+        )
     views = clickhouse.query_one(
         "SELECT arrayStringConcat(dependencies_table, ', ') AS v FROM system.tables"
         " WHERE database = {db:String} AND name = 'otel_traces'",

@@ -19,15 +19,16 @@ class MonitoringConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_login_failed
 
-        from monitoring import background, checks, throttling  # noqa: F401 - checks register
+        from monitoring import background, checks, prometheus, throttling  # noqa: F401 - checks register
         from monitoring.semantics import resettle, settle
         from monitoring.store import clickhouse, schema
 
         clickhouse.on_embedded_open = schema.ensure_schema
+        settle.on_pass = prometheus.observe_settle_pass
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py settle --loop`.
         # Both write facts: they run in one process per database, the holder of the settler's lease.
-        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_once, lease=settle.LEASE)
+        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_when_due, lease=settle.LEASE)
         background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
         post_migrate.connect(_ensure_default_project, sender=self)
         # After django-axes' receiver (its app is listed first), so this failure is counted already.

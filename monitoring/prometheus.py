@@ -36,6 +36,12 @@ INSERT_BATCH_SPANS = Histogram(
     "Spans per ClickHouse insert made by the ingest batcher.",
     buckets=(1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536),
 )
+SETTLED_THROUGH = Gauge(
+    "apm_settle_through_seconds",
+    "Insert time (Unix seconds, the engine's clock) up to which every span is settled, as of this"
+    " process's last settler pass (0: none yet).",
+    multiprocess_mode="max",
+)
 CLICKHOUSE_SECONDS = Histogram(
     "apm_clickhouse_query_seconds",
     "ClickHouse call latency by tag (the question asked) and outcome.",
@@ -50,3 +56,8 @@ def observe_clickhouse(tag: str, action: str, seconds: float, outcome: str) -> N
 
 
 clickhouse.on_timed = observe_clickhouse
+
+
+def observe_settle_pass(report) -> None:
+    """Hook for monitoring.semantics.settle.settle_once: `report.through_ns` (ns) as seconds."""
+    SETTLED_THROUGH.set(report.through_ns / 1e9)

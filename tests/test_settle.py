@@ -375,3 +375,56 @@ def test_calls_take_their_runs_end_user_and_session(client, project, ingest_key,
     assert by_user["u-42"].cost_usd == pytest.approx(1000 * 0.15e-6 + 100 * 0.6e-6)
     (session,) = sessions.sessions(flt).items
     assert (session.key, session.calls, session.runs) == ("s-7", 2, 1)
+
+
+def _chat(name: str) -> S:
+    return S(name, at=AT, attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})
+
+
+def test_an_embedded_pass_settles_each_span_once_without_re_reading_the_last_pass(client, project, ingest_key):
+    """Embedded mode: the portal is the only writer, so a pass reads only what came after the
+    last one (no overlap re-read: with one pass a second, each span was settled three times)."""
+    send(client, ingest_key, _chat("chat first"), _chat("chat second"))
+    assert settle.settle_once().traces == 2
+    send(client, ingest_key, _chat("chat third"))
+    assert settle.settle_once().traces == 1  # the first two are not read again
+    assert settle.settle_once().traces == 0
+    assert overview_q.overview(window(project, 1)).llm_calls == 3
+
+
+def test_a_pass_stops_short_of_a_write_still_under_way(client, project, ingest_key):
+    """A block the engine stamps (InsertedAt) before a pass reads but commits after it must be
+    settled by the next pass, never skipped: a pass stops before the oldest write under way."""
+    with clickhouse._in_flight():  # a write begun before these spans, not finished yet
+        send(client, ingest_key, _chat("chat during a slow write"))
+        assert settle.settle_once().traces == 0
+    assert settle.settle_once().traces == 1
+    assert overview_q.overview(window(project, 1)).llm_calls == 1
+
+
+def test_the_job_settles_light_traffic_at_once_and_lets_heavy_traffic_gather(client, project, ingest_key, monkeypatch):
+    """A pass costs about the same for a few spans as for thousands: after a pass that settled
+    BUSY_SPANS or more, the job waits BUSY_SECONDS; after a light one it settles at its next tick."""
+    monkeypatch.setattr(settle, "BUSY_SPANS", 3)
+    monkeypatch.setattr(settle, "BUSY_SECONDS", 3600.0)
+    monkeypatch.setattr(settle, "_last_pass", {})
+    send(client, ingest_key, _chat("chat light"))
+    assert settle.settle_when_due().spans == 1
+    send(client, ingest_key, _chat("chat a"), _chat("chat b"), _chat("chat c"))
+    assert settle.settle_when_due().spans == 3  # light before: settled at once
+    send(client, ingest_key, _chat("chat d"))
+    assert settle.settle_when_due() is None  # heavy before: it gathers
+    assert _settled_calls(project) == 4
+    monkeypatch.setattr(settle, "BUSY_SECONDS", 0.0)
+    assert settle.settle_when_due().spans == 1  # until the wait is over
+    assert _settled_calls(project) == 5
+
+
+def _settled_calls(project) -> int:
+    return int(
+        clickhouse.query_one(
+            f"SELECT sum(Sign) AS n FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{p:String}}",
+            {"p": str(project.id)},
+            tag="test",
+        )["n"]
+    )

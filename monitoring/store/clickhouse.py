@@ -10,13 +10,15 @@ Every call is tagged and timed in the log, and every failure surfaces as `ClickH
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -393,7 +395,8 @@ def query_one(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) ->
 def command(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> None:
     """Run DDL or another statement that returns nothing."""
     impl = backend()
-    _run(tag, "command", impl.command, sql, params or {})
+    with _in_flight():
+        _run(tag, "command", impl.command, sql, params or {})
     _wrote()
 
 
@@ -412,8 +415,39 @@ def insert(
     if not rows:
         return
     impl = backend()
-    _run(tag, "insert", impl.insert, table, columns, rows, frozenset(nanos_columns))
+    with _in_flight():
+        _run(tag, "insert", impl.insert, table, columns, rows, frozenset(nanos_columns))
     _wrote()
+
+
+# The writes (inserts and other statements) under way in this process, by when each began
+# (time.time_ns(), the engine's clock on this machine): see oldest_write_in_flight_ns.
+_writing: dict[int, int] = {}
+_writing_lock = threading.Lock()
+_writing_ids = itertools.count()
+
+
+@contextlib.contextmanager
+def _in_flight() -> Iterator[None]:
+    key = next(_writing_ids)
+    with _writing_lock:
+        _writing[key] = time.time_ns()
+    try:
+        yield
+    finally:
+        with _writing_lock:
+            del _writing[key]
+
+
+def oldest_write_in_flight_ns() -> int | None:
+    """When the oldest write this process has under way began (ns since the epoch), None when none.
+
+    A row a write stamps with `now64()` (otel_spans.InsertedAt) is stamped at or after this instant
+    and may not be visible to readers until the write returns. In embedded mode this process is the
+    data folder's only writer, so no row stamped before `min(this, now)` can still appear: the
+    settler reads up to there without re-reading an overlap (monitoring/semantics/settle.py)."""
+    with _writing_lock:
+        return min(_writing.values(), default=None)
 
 
 # How many writes this process has made (inserts and other statements): answers remembered for a
