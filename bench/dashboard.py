@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Dashboard speed on the embedded engine: load N realistic spans, settle them, time every tab.
 
-    .venv/bin/python bench/dashboard.py [--spans 1000000] [--requests 20] [--live]
+    .venv/bin/python bench/dashboard.py [--spans 1000000] [--requests 20] [--live] [--only runs,score]
 
 Loads the demo traffic generator's spans (LiteLLM proxy + agents in every dialect, 30 days) into
 its own data folder (var/bench-<N>, reused by later runs). Above 1M spans the 1M generated spans are
@@ -234,6 +234,11 @@ def search_rows(client: Client, base: str, api: str, requests: int) -> dict[str,
     return results
 
 
+def wanted(only: str, name: str) -> bool:
+    """`--only a,b`: whether the rows named `name` are timed (every row without --only)."""
+    return not only or any(word in name for word in only.split(","))
+
+
 def timed_each(client: Client, urls: list[str]) -> tuple[float, float, int]:
     """p50/p95 (ms) of loading each of `urls` once, after one load of the first to warm up: a page
     asked again with the same statement is answered from ClickHouse's query condition cache (on by
@@ -334,7 +339,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--live", action="store_true", help="time with every span unsettled")
     parser.add_argument("--load-only", action="store_true", help="load and settle the spans and stop")
-    parser.add_argument("--only", default="", help="time only the rows whose name holds this (e.g. search)")
+    parser.add_argument("--only", default="", help="time only the rows whose name holds one of these words (a,b)")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -380,12 +385,18 @@ def main() -> None:
         "runs score<0.5": f"{base}/traces/?kind=runs&score=relevance:lt:0.5",
         "api runs": f"{api}/traces?kind=runs",
         "api runs score": f"{api}/traces?kind=runs&score=relevance:lt:0.5",
+        "runs sort score": f"{base}/traces/?kind=runs&sort=score:relevance",
+        "api runs sort sc": f"{api}/traces?kind=runs&sort=score:relevance",
+        "llm score cols": f"{base}/traces/?kind=llm&scores=relevance",
+        # The score summaries: Analytics' scores part, the read API's summary (the Overview's quality
+        # card is timed with the Overview and its API above).
+        "  + scores": f"{base}/analytics/scores",
+        "api score sum": f"{api}/scores/summary?name=relevance",
     }
+    pages = {name: url for name, url in pages.items() if wanted(args.only, name)}
     results: dict[str, dict] = {}
     print(f"\n{'page':<16} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'p50/100':>8} {'p95/200':>8}  status")
     for name, url in pages.items():
-        if args.only not in name:
-            continue
         for window in ("1h", "24h", "7d", "30d"):
             sep = "&" if "?" in url else "?"
             p50, p95, status = timed(client, f"{url}{sep}range={window}", args.requests)
@@ -393,9 +404,9 @@ def main() -> None:
             print(
                 f"{name:<16} {window:>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_P50:>8.2f} {p95 / TARGET_P95:>8.2f}  {status}"
             )
-    if args.only in "attributes":
+    if wanted(args.only, "attributes"):
         attribute_figures(client, project, base, api, args.requests, results)
-    if len(trace_ids) > 2 and args.only in "trace detail":
+    if len(trace_ids) > 2 and wanted(args.only, "trace detail"):
         half = len(trace_ids) // 2  # the page and the API each on traces of their own
         p50, p95, status = timed_each(client, [f"{base}/traces/{t}/" for t in trace_ids[:half]])
         results["trace detail"] = {"p50": p50, "p95": p95}
@@ -403,12 +414,12 @@ def main() -> None:
         p50, p95, status = timed_each(client, [f"{api}/traces/{t}" for t in trace_ids[half:]])
         print(f"{'api trace':<16} {'-':>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_TRACE:>8.2f} {'':>8}  {status}")
 
-    if args.only in "search":
+    if wanted(args.only, "search"):
         print(f"\n{'search (q=)':<24} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'p50/300':>8}  status")
         results |= search_rows(client, base, api, args.requests)
 
     out = Path(settings.VAR_DIR) / ("results-live.json" if args.live else "results.json")
-    if args.only and out.exists():  # a partial run updates its rows of the last whole run
+    if args.only and out.exists():  # a partial run updates its rows and keeps the others
         results = json.loads(out.read_text())["results"] | results
     out.write_text(json.dumps({"spans": total, "results": results}, indent=1))
     small = REPO / "var" / "bench-1m" / out.name
