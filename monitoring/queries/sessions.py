@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from monitoring.queries import runs as runs_q
 from monitoring.queries import sources
+from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import BadQuery, SpanFilter, iso
 from monitoring.store.sql import Sql, from_nanos, run
 
@@ -236,6 +237,33 @@ def session(flt: SpanFilter, key: str) -> Group | None:
 def user(flt: SpanFilter, key: str) -> Group | None:
     """One end user's numbers over the window (whichever page of the list it is on)."""
     return next(iter(_groups(flt, "EndUser", "users.one", GroupQuery(limit=1), key=key)), None)
+
+
+def user_cost(flt: SpanFilter, key: str) -> tuple[str, list[float], list[int]]:
+    """One end user's cost per bucket of the window: (bucket as timeseries.bucket_for says, USD per
+    bucket, unpriced calls per bucket), every bucket of timeseries.bucket_starts present. The same
+    calls, prices and window as user(), so the buckets add up to its cost: one number per page.
+    Raises ClickHouseError."""
+    bucket = timeseries_q.bucket_for(flt)
+    starts = timeseries_q.bucket_starts(flt, bucket)
+    rows = run(
+        Sql(
+            f"SELECT {timeseries_q.bucket_sql(bucket)} AS t, sum(Cost) AS cost, sum(Unpriced) AS unpriced FROM (",
+            sources.calls(flt, ("Calls", "Cost", "Unpriced"), extra_dims=("EndUser",)),
+            ") WHERE EndUser = {key:String} GROUP BY t",
+            key=key,
+            tz=flt.tz,
+        ),
+        tag="users.cost",
+    )
+    index = {int(t.timestamp()): i for i, t in enumerate(starts)}
+    costs, unpriced = [0.0] * len(starts), [0] * len(starts)
+    for r in rows:
+        i = index.get(int(r["t"]))
+        if i is not None:
+            costs[i] += float(r["cost"])
+            unpriced[i] += int(r["unpriced"])
+    return bucket, [round(c, 10) for c in costs], unpriced
 
 
 def session_runs(flt: SpanFilter, session: str, limit: int = 200) -> list[runs_q.RunRow]:

@@ -1,8 +1,10 @@
 """Analytics' series: Cost Trend, Token Usage (cached vs uncached input, reasoning), calls and
 errors, latency and agent runs, per bucket of the viewer's time zone.
 
-Buckets are minutes for windows up to an hour, hours up to 48 hours, days beyond, and begin where
-the viewer's clock does (`SpanFilter.tz`): a day in Asia/Seoul starts at 15:00 UTC. Rollup slices
+Buckets are the largest of day, hour and minute that still gives the window MIN_BUCKETS of them
+(days from 6 days, hours from 6 hours, else minutes: a 60-hour window is 60 hours, not 3 days;
+one rule for the Overview's trend lines, Analytics' charts, a user's cost line and the API), and
+begin where the viewer's clock does (`SpanFilter.tz`): a day in Asia/Seoul starts at 15:00 UTC. Rollup slices
 are 15 minutes, and every real zone's offset is a multiple of 15 minutes, so buckets are exact.
 """
 
@@ -16,8 +18,11 @@ from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter, iso
 from monitoring.store.sql import Sql, run
 
-MINUTELY_UP_TO = dt.timedelta(hours=1)
-HOURLY_UP_TO = dt.timedelta(hours=48)
+MIN_BUCKETS = 6
+# Minute buckets only for windows read from raw rows (sources.RAW_UP_TO): a rollup slice is 15 minutes.
+HOURS_FROM = dt.timedelta(hours=MIN_BUCKETS)
+DAYS_FROM = dt.timedelta(days=MIN_BUCKETS)
+assert HOURS_FROM <= sources.RAW_UP_TO
 UNITS = {"minute": "toIntervalMinute(1)", "hour": "toIntervalHour(1)", "day": "toIntervalDay(1)"}
 # Per model: the Cost Trend's stacks and Token Usage; totals only for the rest.
 METRICS = ("cost_usd", "input_tokens", "output_tokens", "llm_calls", "errors")
@@ -33,10 +38,11 @@ EXTRA_METRICS = (
 
 
 def bucket_for(flt: SpanFilter) -> str:
-    """ "minute" for windows up to an hour, "hour" up to 48 hours, else "day"."""
-    if flt.window.length <= MINUTELY_UP_TO:
-        return "minute"
-    return "hour" if flt.window.length <= HOURLY_UP_TO else "day"
+    """The largest bucket that gives the window at least MIN_BUCKETS: "day" for 6 days and more,
+    "hour" for 6 hours and more, else "minute" (1 h: 60 minutes; 24 h and 60 h: hours; 7 days: days)."""
+    if flt.window.length >= DAYS_FROM:
+        return "day"
+    return "hour" if flt.window.length >= HOURS_FROM else "minute"
 
 
 def bucket_starts(flt: SpanFilter, bucket: str) -> list[dt.datetime]:

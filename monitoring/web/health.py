@@ -216,8 +216,8 @@ def _judges(project_ids: list[str]) -> list[Check]:
             "enabled": display.count(t.enabled),
             "calls": display.count(t.calls),
             "failed": display.count(t.failed),
-            "cost": f"${t.cost_usd:.4f}",
-            "cap": f"${t.cap_usd:.2f}",
+            "cost": display.usd(t.cost_usd),  # the digits a tiny cost needs, as everywhere
+            "cap": display.usd(t.cap_usd),
         }
         if t.waiting:
             detail += "; " + ngettext(

@@ -62,10 +62,22 @@ class Kpi:
 
 
 def change(
-    now: float, before: float, *, baseline: int, window: str, up_is_bad: bool, rate: bool = False, hint: str = ""
+    now: float,
+    before: float,
+    *,
+    baseline: int,
+    window: str,
+    up_is_bad: bool,
+    rate: bool = False,
+    hint: str = "",
+    current: int | None = None,
 ) -> Change:
     """How `now` compares with `before` (the previous window had `baseline` LLM calls + agent runs,
-    or what `hint` says it counts: "… (fewer than %(count)s scored runs)")."""
+    or what `hint` says it counts: "… (fewer than %(count)s scored runs)").
+
+    One rule for every card: without enough to compare with, the card says "new" when this window
+    has data (`current`: its LLM calls + agent runs, or what the card counts; default: `now` is not
+    zero) and "no data" only when it has none, so a 0 % fail rate over 40 calls is "new", not "no data"."""
     against = str(RANGE_NAMES.get(window, gettext_lazy("previous window")))
     if baseline < MIN_BASELINE or (not rate and not before):
         hint = (
@@ -75,7 +87,7 @@ def change(
             "window": against,
             "count": MIN_BASELINE,
         }
-        if now:
+        if now if current is None else current:
             return Change(NEW, NEUTRAL, _("new"), hint)
         return Change(NONE, NEUTRAL, _("no data"), hint)
     # Rounded past what is shown: 0.25 - 0.2 is 0.04999…, which number_format cut to "+4.9 pp".
@@ -92,9 +104,10 @@ def overview_cards(current, previous, window: str, series=None) -> list[Kpi]:
     """The five cards from two `queries.Overview`s (this window, the previous one) and, for the
     trend lines, this window's `analytics.Timeseries` (None: no trend lines)."""
     baseline = previous.llm_calls + previous.agent_calls
+    attempts = current.llm_calls + current.agent_calls
 
     def delta(now, before, up_is_bad, rate=False):
-        return change(now, before, baseline=baseline, window=window, up_is_bad=up_is_bad, rate=rate)
+        return change(now, before, baseline=baseline, window=window, up_is_bad=up_is_bad, rate=rate, current=attempts)
 
     trends: dict[str, dict | None] = {}
     note = ""
@@ -221,6 +234,7 @@ def quality_card(now, before, window: str) -> Kpi | None:
         up_is_bad=True,
         rate=True,
         hint=_("Too little data in the %(window)s to compare with (fewer than %(count)s scored runs)."),
+        current=now.scored_runs,
     )
     feedback_change = change(
         now.negative_feedback_rate,
@@ -230,6 +244,7 @@ def quality_card(now, before, window: str) -> Kpi | None:
         up_is_bad=True,
         rate=True,
         hint=_("Too little data in the %(window)s to compare with (fewer than %(count)s thumbs)."),
+        current=now.feedback,
     )
     runs = ngettext(
         "%(failing)s of %(count)s scored run fails its evaluations",

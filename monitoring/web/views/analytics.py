@@ -279,7 +279,8 @@ def _latency_note(latency: latency_q.Latency) -> str:
 
 @api_view
 def api_timeseries(request, membership):
-    """Per bucket (hour up to 48 h, else day): cost, tokens, LLM calls and failed calls."""
+    """Per bucket (timeseries.bucket_for: minute under 6 h, hour under 6 days, else day): cost (USD,
+    without the bucket's `unpriced_calls`), tokens, LLM calls and failed calls."""
     flt, error = filter_or_400(request, membership)
     if error:
         return error

@@ -9,7 +9,6 @@ turns requests into them and answers into pages. A session or user is named in t
 
 from __future__ import annotations
 
-import bisect
 from collections import OrderedDict
 from typing import Any
 
@@ -24,9 +23,7 @@ from monitoring.queries import runs as runs_q
 from monitoring.queries import scores as scores_q
 from monitoring.queries import sessions as sessions_q
 from monitoring.queries import spans as spans_q
-from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import BadQuery, iso
-from monitoring.store.sql import to_nanos
 from monitoring.web import charts, display, score_columns
 from monitoring.web.views.api import api_view, filter_or_400
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
@@ -340,7 +337,7 @@ def users(request, flt, membership):
         "user_runs": shown,
         "more_runs": len(runs) > len(shown) or page.next_cursor is not None,
         "user_sessions": _sessions_of(runs),
-        "cost_line": _cost_line(flt, runs),
+        "cost_line": _cost_line(flt, key, group),
         "list_url": reverse("monitoring:users", args=[pid]) + filter_query(request),
         "search_url": _search_url(request, pid, key),
         "runs_url": reverse("monitoring:traces", args=[pid]) + filter_query(request, kind="runs", user=key),
@@ -355,32 +352,39 @@ def _sessions_of(runs: list[runs_q.RunRow]) -> list[dict]:
             continue
         s = found.setdefault(
             r.session,
-            {"key": r.session, "runs": 0, "calls": 0, "cost_usd": 0.0, "failed": 0, "first": r.start, "last": r.start},
+            {
+                "key": r.session,
+                "runs": 0,
+                "calls": 0,
+                "cost_usd": 0.0,
+                "unpriced": 0,
+                "failed": 0,
+                "first": r.start,
+                "last": r.start,
+            },
         )
         s["runs"] += 1
         s["calls"] += r.llm_calls
         s["cost_usd"] += r.cost_usd
+        s["unpriced"] += r.unpriced_calls
         s["failed"] += r.failed
         s["first"], s["last"] = min(s["first"], r.start), max(s["last"], r.start)
     return sorted(found.values(), key=lambda s: s["last"], reverse=True)
 
 
-def _cost_line(flt, runs: list[runs_q.RunRow]) -> dict | None:
-    """The cost of a user's runs per bucket of the window (the Analytics buckets of the viewer's zone),
-    as a sparkline with its bucket name; None without runs."""
-    if not runs:
+def _cost_line(flt, key: str, group) -> dict | None:
+    """The cost of an end user's calls per bucket of the window (the Analytics buckets of the
+    viewer's zone), as a sparkline with its bucket name; None without calls. The same calls as the
+    summary's Cost (sessions_q.user), so its total is that number, unpriced calls counted beside it."""
+    if group is None or not (group.calls or group.runs):
         return None
-    bucket = timeseries_q.bucket_for(flt)
-    starts = [to_nanos(t) for t in timeseries_q.bucket_starts(flt, bucket)]
-    if len(starts) < 2:
+    bucket, costs, _unpriced = sessions_q.user_cost(flt, key)
+    if len(costs) < 2:
         return None
-    costs = [0.0] * len(starts)
-    for r in runs:
-        costs[max(bisect.bisect_right(starts, r.start_ns) - 1, 0)] += r.cost_usd
     notes = {"minute": _("per minute"), "hour": _("per hour"), "day": _("per day")}
     return {
         "trend": charts.sparkline(costs, width=240, height=40),
         "note": notes[bucket],
-        "total": display.usd(sum(costs)),
+        "total": display.unpriced_usd(group.cost_usd, group.unpriced),
         "peak": display.usd(max(costs)),
     }
