@@ -1021,7 +1021,7 @@ def test_a_tree_row_names_its_children_in_the_viewers_language(client, alice, pr
     page = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert 'title="2 child spans"' in page and 'title="1 child span"' in page
     page = client.get(url, HTTP_ACCEPT_LANGUAGE="ko").content.decode()
-    assert 'title="하위 Span 2개"' in page and 'title="하위 Span 1개"' in page
+    assert 'title="하위 스팬 2개"' in page and 'title="하위 스팬 1개"' in page
 
 
 @pytest.mark.parametrize(
@@ -1083,7 +1083,7 @@ def test_a_tree_rows_child_count_reads_as_before_in_any_size():
         "1.00 s",
     )
     with translation.override("ko"):
-        assert _tree_lines([trace_q.TreeRow(span, 0)], 10**18, 10**9, "/spans")[0]["children"] == "하위 Span 1234개"
+        assert _tree_lines([trace_q.TreeRow(span, 0)], 10**18, 10**9, "/spans")[0]["children"] == "하위 스팬 1234개"
 
 
 def test_a_whole_read_keeps_the_copy_every_other_read_keeps():

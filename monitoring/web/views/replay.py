@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from monitoring import access
+from monitoring.queries import facets as facets_q
 from monitoring.queries import runs as runs_q
 from monitoring.queries.filter import BadQuery
 from monitoring.replay import compare as compare_runs
@@ -30,10 +31,11 @@ SPEEDS = [("0.5", "0.5×"), ("1", "1×"), ("2", "2×"), ("4", "4×")]
 PICKER_PAGE = 20  # runs a page of the picker shows
 
 
-def _picker(request, flt, membership, chosen=()) -> dict:
+def _picker(request, flt, membership, chosen=(), bar: bool = True) -> dict:
     """The runs of the window as the filter bar narrows them, searched (`q=`: the start of a trace
     id, or a part of a span's name, service, session or end user), a page at a time (`cursor=`),
-    each with a Replay link and a checkbox; two ticked ones are compared."""
+    each with a Replay link and a checkbox; two ticked ones are compared. With `bar`, the filter
+    bar's choices too (asked here, not by `dashboard_tab`: a run being played shows no bar)."""
     pid = membership.project_id
     base = reverse("monitoring:replay", args=[pid])
     q = request.GET.get("q", "").strip()
@@ -53,6 +55,8 @@ def _picker(request, flt, membership, chosen=()) -> dict:
     except BadQuery as exc:
         return context | {"form_error": str(exc), "recent": []}
     page = runs.recent_runs(flt, PICKER_PAGE, q=q, cursor=cursor)
+    if bar:
+        context["facets"] = facets_q.facets(flt)
     return context | {
         "recent": page.items,
         "older_url": base + filter_query(request, q=q, cursor=page.next_cursor) if page.next_cursor else "",
@@ -75,7 +79,7 @@ def _step_url(request, trace_id: str, index: int) -> str:
     return f"{request.path}?{urlencode(query)}"
 
 
-@dashboard_tab("replay")
+@dashboard_tab("replay", facets=False)  # the picker asks for the bar's choices; a run shows no bar
 def replay(request, flt, membership):
     """A run played step by step (`trace=`: its id, or the start of it), else the run picker."""
     typed = request.GET.get("trace", "").strip()
@@ -125,7 +129,7 @@ def _lookup_failed(request, found: runs.Lookup) -> dict:
     return {"lookup_error": found.error, "trace_id": request.GET.get("trace", "").strip()[:100], "candidates": links}
 
 
-@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html")
+@dashboard_tab("replay", template="monitoring/tabs/replay_compare.html", facets=False)
 def compare(request, flt, membership):
     """Two runs side by side: ticked in the list (`run`, twice), or named as `a` and `b` (links)."""
     picked = [t.strip().lower() for t in request.GET.getlist("run") if t.strip()]
@@ -133,7 +137,7 @@ def compare(request, flt, membership):
         a, b = (picked + ["", ""])[:2]
     else:
         a, b = request.GET.get("a", "").strip().lower(), request.GET.get("b", "").strip().lower()
-    context = _picker(request, flt, membership, chosen=[t for t in (a, b) if t]) | {"a": a, "b": b}
+    context = _picker(request, flt, membership, chosen=[t for t in (a, b) if t], bar=False) | {"a": a, "b": b}
     if picked and (len(picked) != 2 or a == b):
         return context | {"lookup_error": _("Tick two different runs to compare them.")}, 400
     if not a or not b:
