@@ -203,7 +203,7 @@ def wait_for_mutations() -> None:
 
 # Full-text search (issue: <= 300 ms p50 for a 30-day search, cost growing with the matches): words
 # of the demo traffic's messages, found in many spans, in few, in none, and a Korean one.
-SEARCH_WORDS = {"common": "refunds", "rare": "", "Korean": "이탈률"}
+SEARCH_WORDS = {"common": "refunds", "rare": "drop on 2025-03-17", "Korean": "이탈률"}  # 18,878 · 69 · 15,255 spans at 1M
 TARGET_SEARCH = 300.0
 
 
