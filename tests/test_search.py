@@ -301,3 +301,27 @@ def test_an_existing_table_gets_the_indexes_and_its_stored_rows_are_indexed(sett
             "attribute gen_ai.prompt.0.content"
         ]
     assert not [sql for sql in schema.ensure_schema(ttl_days=0) if SEARCH_INDEX_DDL in sql]  # once
+
+
+def test_the_reads_follow_the_candidates_not_the_window(client, alice, project, messages, monkeypatch):
+    """An absent word is answered by the indexes alone; a rare one by one read of the whole window
+    (not a stretch at a time); a word too short for the index reads a stretch at a time, as before."""
+    tags: list[str] = []
+    query = clickhouse.query
+
+    def counted(sql, params=None, *, tag):
+        tags.append(tag)
+        return query(sql, params, tag=tag)
+
+    monkeypatch.setattr(clickhouse, "query", counted)
+    flt = SpanFilter(str(project.id), Window(NOW - dt.timedelta(days=30), NOW + dt.timedelta(minutes=1)))
+
+    def reads(q: str) -> tuple[list[str], int]:
+        tags.clear()
+        page = spans_q.list_spans(flt, spans_q.ListQuery(kind="all", q=q))
+        return [t for t in tags if t.startswith("traces.") and t != "traces.list.costs"], len(page.items)
+
+    assert reads("wombat") == (["traces.search.candidates"], 0)
+    assert reads("hoatzin") == (["traces.search.candidates", "traces.list.all.search"], 1)
+    stretches, found_rows = reads("환")
+    assert found_rows == 1 and len(stretches) == 4 and "traces.search.candidates" not in stretches

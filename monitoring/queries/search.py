@@ -23,6 +23,9 @@ from monitoring.store.sql import Sql, run
 SNIPPET_BEFORE = 60  # characters of context before the match a snippet shows
 SNIPPET_CHARS = 200  # a snippet's length in characters (a list cell, not the whole message)
 MIN_INDEXED_CHARS = 2  # the index holds bigrams: a shorter term is found by reading every value
+# Below this many candidates (spans and log records the indexes let through) a page reads the whole
+# window at once instead of a stretch at a time: one statement, whose reads are the candidates'.
+FEW_CANDIDATES = 5000
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,32 @@ def branches(term: str, trace_id: str = "", trace_prefix: str = "") -> list[Bran
         found.append(_trace_prefix())
         params["trace_prefix"] = trace_prefix
     return [Branch(b.condition, b.matched, b.snippet, b.rank, params) for b in found]
+
+
+def candidates(project_id: str, term: str, start_ns: int, end_ns: int) -> int | None:
+    """How many spans of the project stamped in [start_ns, end_ns), and log records from then to a
+    day later, the text indexes let through for `term` (a bound on the matches: every match is
+    among them), counted up to FEW_CANDIDATES; None when the term is too short for the index."""
+    spans, records = _prefilter(schema.span_search_text(), term), _prefilter(schema.log_search_text(), term)
+    if not spans:
+        return None
+    statement = Sql(
+        "SELECT (SELECT count() FROM (SELECT 1",
+        f" FROM {schema.table(schema.TRACES)} WHERE ProjectId = {{project:String}} AND {spans}",
+        " AND Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
+        " LIMIT {few:UInt32})) + (SELECT count() FROM (SELECT 1",
+        f" FROM {schema.table(schema.LOGS)} WHERE ResourceAttributes['project_id'] = {{project:String}} AND {records}",
+        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
+        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)",
+        " LIMIT {few:UInt32})) AS n",
+        project=project_id,
+        q=term,
+        q_json=escaped(term),
+        l_start=start_ns,
+        l_end=end_ns,
+        few=FEW_CANDIDATES,
+    )
+    return int(run(statement, tag="traces.search.candidates")[0]["n"])
 
 
 def log_snippets(project_id: str, term: str, keys: list[tuple[str, str]], start_ns: int, end_ns: int) -> dict:

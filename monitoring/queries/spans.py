@@ -256,6 +256,14 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
     width = FIRST_STEP_NS
+    if lq.q and not (lq.trace_id or lq.trace_prefix):
+        # The text indexes tell how many spans may match (search.candidates): none, no read at all;
+        # few, the whole window in one read (its cost is theirs); many, a stretch at a time.
+        candidates = search.candidates(flt.project_id, lq.q, start, hi)
+        if candidates == 0:
+            return []
+        if candidates is not None and candidates < search.FEW_CANDIDATES:
+            width = 0
     while hi > start and len(rows) < limit:
         lo = max(start, hi - width) if width else start
         for row in _select_stretch(flt, lq, table, extra, limit - len(rows), params, lo, hi):
