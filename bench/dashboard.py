@@ -431,8 +431,7 @@ def main() -> None:
         print(f"{'api trace':<16} {'-':>6} {p50:>8.1f} {p95:>8.1f} {p50 / TARGET_TRACE:>8.2f} {'':>8}  {status}")
 
     if wanted(args.only, "search"):
-        print(f"
-{'search (q=)':<24} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'p50/300':>8}  status")
+        print(f"\n{'search (q=)':<24} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'p50/300':>8}  status")
         results |= search_rows(client, base, api, args.requests)
 
     out = Path(settings.VAR_DIR) / ("results-live.json" if args.live else "results.json")

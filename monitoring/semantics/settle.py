@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES, Project, project_pk
 from monitoring.semantics import facts, scoping
 from monitoring.store import clickhouse, schema
-from monitoring.store.sql import Sql, execute, from_nanos, run, run_one
+from monitoring.store.sql import Sql, execute, from_nanos, run
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ on_pass: Callable[[Report], None] | None = None
 
 @dataclass
 class Report:
-    """What one pass did: traces looked at, fact rows written (cancels and new rows), seconds."""
+    """What one pass did: traces looked at, rows written per fact table (cancels and new rows,
+    with the rollup rows they fed; 0 when nothing changed), seconds."""
 
     traces: int = 0
     spans: int = 0  # inserted in the pass's span of insert time (a re-read span again)
@@ -100,7 +101,8 @@ def _hash(columns: tuple[str, ...]) -> str:
 
 
 def _write_changes(name: str, key: tuple[str, ...], new_table: str, scope: facts.Scope, version: int) -> int:
-    """Cancel the stale settled rows of the scope in `name` and add the new ones; rows written."""
+    """Cancel the stale settled rows of the scope in `name` and add the new ones; rows written,
+    with the rollup rows they fed (0 when nothing changed)."""
     columns = {schema.CALLS: schema.CALL_COLUMNS, schema.RUNS: schema.RUN_COLUMNS, schema.EDGES: schema.EDGE_COLUMNS}[
         name
     ]
@@ -127,27 +129,9 @@ def _write_changes(name: str, key: tuple[str, ...], new_table: str, scope: facts
         **scope.params(),
         version=version,
     )
-    before = _count(name, scope)
-    execute(statement, tag=f"settle.write.{name}")
-    return abs(_count(name, scope) - before)
-
-
-def _count(name: str, scope: facts.Scope) -> int:
-    time_column = schema.SETTLED[name][2]
-    return int(
-        run_one(
-            Sql(
-                f"SELECT count() AS n FROM {schema.table(name)} WHERE ProjectId = {{project:String}}",
-                f" AND {time_column} >= fromUnixTimestamp64Nano({{lo:Int64}}) AND {time_column} <= fromUnixTimestamp64Nano({{hi:Int64}})",
-                " AND TraceId IN (",
-                scope.traces,
-                ")",
-                **scope.params(),
-            ),
-            tag=f"settle.count.{name}",
-        ).get("n")
-        or 0
-    )
+    # The engine's own count of the rows written: counting the table before and after cost two
+    # statements a table (13% of a pass).
+    return execute(statement, tag=f"settle.write.{name}")
 
 
 PREFIX = "apm_settle_"

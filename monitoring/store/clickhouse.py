@@ -201,8 +201,9 @@ class _Embedded:
             rows.append(dict(zip(names, values, strict=False)))
         return rows
 
-    def command(self, sql: str, params: Mapping[str, Any]) -> None:
-        self._conn().query(sql, "CSV", params={k: _chdb_param(v) for k, v in params.items()})
+    def command(self, sql: str, params: Mapping[str, Any]) -> int:
+        result = self._conn().query(sql, "CSV", params={k: _chdb_param(v) for k, v in params.items()})
+        return int(result.rows_written())
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
         # The data section after FORMAT is read by the JSON parser, never as SQL. One JSON array per
@@ -285,8 +286,10 @@ class _Server:
             out.append(row)
         return out
 
-    def command(self, sql: str, params: Mapping[str, Any]) -> None:
-        self._client().execute(sql, dict(params) or None)
+    def command(self, sql: str, params: Mapping[str, Any]) -> int:
+        client = self._client()
+        client.execute(sql, dict(params) or None)
+        return int(client.last_query.progress.written_rows) if client.last_query else 0
 
     def insert(self, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], nanos: frozenset) -> None:
         # The driver takes a DateTime64(9) value as an int of nanoseconds as it is.
@@ -392,12 +395,14 @@ def query_one(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) ->
     return rows[0] if rows else {}
 
 
-def command(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> None:
-    """Run DDL or another statement that returns nothing."""
+def command(sql: str, params: Mapping[str, Any] | None = None, *, tag: str) -> int:
+    """Run DDL or another statement that returns no rows. Returns the rows it wrote, as the engine
+    counts them: an INSERT's rows plus those its materialized views wrote (0 for DDL)."""
     impl = backend()
     with _in_flight():
-        _run(tag, "command", impl.command, sql, params or {})
+        written = _run(tag, "command", impl.command, sql, params or {})
     _wrote()
+    return written
 
 
 def insert(

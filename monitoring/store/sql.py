@@ -98,6 +98,6 @@ def run_one(statement: Sql, *, tag: str) -> dict[str, Any]:
     return rows[0] if rows else {}
 
 
-def execute(statement: Sql, *, tag: str) -> None:
-    """A statement that returns nothing (INSERT ... SELECT, DDL)."""
-    clickhouse.command(statement.text, statement.params, tag=tag)
+def execute(statement: Sql, *, tag: str) -> int:
+    """A statement that returns no rows (INSERT ... SELECT, DDL); the rows it wrote (clickhouse.command)."""
+    return clickhouse.command(statement.text, statement.params, tag=tag)

@@ -55,5 +55,5 @@ class Command(BaseCommand):
             background.release()
         self.stdout.write(
             f"{report.traces} traces settled: {report.calls_written} call, {report.runs_written} run and"
-            f" {report.edges_written} edge rows written in {report.seconds:.2f} s"
+            f" {report.edges_written} edge rows written (with the rollup rows they fed) in {report.seconds:.2f} s"
         )
