@@ -162,12 +162,13 @@ def test_it_uses_aligned_hourly_buckets_for_a_short_window(project, calls):
     assert s.total("input_tokens") == [0, 10, 10, 1000]
 
 
-def test_it_switches_to_days_beyond_48_hours():
+def test_it_switches_to_days_from_3_days():
+    """Days only when the window holds 3 of them (a 60-hour window is drawn in hours: issue 21)."""
     start = dt.datetime(2025, 3, 1, 6, 30, tzinfo=UTC)
-    assert timeseries_q.bucket_for(SpanFilter("p", Window(start, start + dt.timedelta(hours=48)))) == "hour"
-    day = SpanFilter("p", Window(start, start + dt.timedelta(hours=49)))
+    assert timeseries_q.bucket_for(SpanFilter("p", Window(start, start + dt.timedelta(hours=71)))) == "hour"
+    day = SpanFilter("p", Window(start, start + dt.timedelta(hours=72)))
     assert timeseries_q.bucket_for(day) == "day"
-    assert timeseries_q.bucket_starts(day, "day") == [DAY, at(1, 0), at(2, 0)]
+    assert timeseries_q.bucket_starts(day, "day") == [DAY, at(1, 0), at(2, 0), at(3, 0)]
 
 
 @pytest.mark.parametrize(

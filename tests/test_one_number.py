@@ -63,9 +63,9 @@ def window(hours: float) -> SpanFilter:
 
 
 def test_one_bucket_rule_gives_every_window_enough_points():
-    assert [timeseries_q.bucket_for(window(h)) for h in (1, 5.9, 6, 24, 60, 143, 144, 168, 720)] == [
+    assert [timeseries_q.bucket_for(window(h)) for h in (1, 2.9, 3, 24, 60, 71, 72, 168, 720)] == [
         "minute",
-        "minute",
+        "minute",  # was "hour": 2 points
         "hour",
         "hour",
         "hour",  # was "day": 3 sparkline points

@@ -2,7 +2,7 @@
 errors, latency and agent runs, per bucket of the viewer's time zone.
 
 Buckets are the largest of day, hour and minute that still gives the window MIN_BUCKETS of them
-(days from 6 days, hours from 6 hours, else minutes: a 60-hour window is 60 hours, not 3 days;
+(days from 3 days, hours from 3 hours, else minutes: a 60-hour window is 60 hours, not 3 days;
 one rule for the Overview's trend lines, Analytics' charts, a user's cost line and the API), and
 begin where the viewer's clock does (`SpanFilter.tz`): a day in Asia/Seoul starts at 15:00 UTC. Rollup slices
 are 15 minutes, and every real zone's offset is a multiple of 15 minutes, so buckets are exact.
@@ -18,7 +18,7 @@ from monitoring.queries import parallel, sources
 from monitoring.queries.filter import SpanFilter, iso
 from monitoring.store.sql import Sql, run
 
-MIN_BUCKETS = 6
+MIN_BUCKETS = 3
 # Minute buckets only for windows read from raw rows (sources.RAW_UP_TO): a rollup slice is 15 minutes.
 HOURS_FROM = dt.timedelta(hours=MIN_BUCKETS)
 DAYS_FROM = dt.timedelta(days=MIN_BUCKETS)
@@ -38,8 +38,8 @@ EXTRA_METRICS = (
 
 
 def bucket_for(flt: SpanFilter) -> str:
-    """The largest bucket that gives the window at least MIN_BUCKETS: "day" for 6 days and more,
-    "hour" for 6 hours and more, else "minute" (1 h: 60 minutes; 24 h and 60 h: hours; 7 days: days)."""
+    """The largest bucket that gives the window at least MIN_BUCKETS: "day" for 3 days and more,
+    "hour" for 3 hours and more, else "minute" (1 h: 60 minutes; 24 h and 60 h: hours; 7 days: days)."""
     if flt.window.length >= DAYS_FROM:
         return "day"
     return "hour" if flt.window.length >= HOURS_FROM else "minute"

@@ -279,7 +279,7 @@ def _latency_note(latency: latency_q.Latency) -> str:
 
 @api_view
 def api_timeseries(request, membership):
-    """Per bucket (timeseries.bucket_for: minute under 6 h, hour under 6 days, else day): cost (USD,
+    """Per bucket (timeseries.bucket_for: minute under 3 h, hour under 3 days, else day): cost (USD,
     without the bucket's `unpriced_calls`), tokens, LLM calls and failed calls."""
     flt, error = filter_or_400(request, membership)
     if error:
