@@ -212,6 +212,21 @@ def _tree_span(row: dict) -> TreeSpan:
     )
 
 
+EMBEDDING_SPANS_SQL = """
+SELECT DISTINCT SpanId AS span_id
+FROM $narrow
+WHERE $trace AND IsEmbedding = 1
+LIMIT {limit:UInt32}
+"""
+
+
+def embedding_span_ids(ref: TraceRef) -> set[str]:
+    """The span ids of the trace's embedding calls (IsEmbedding), from the narrow table: the
+    by-trace projection that whole spans are read through does not hold that column."""
+    rows = _run_trace(EMBEDDING_SPANS_SQL, ref, tag="trace.embeddings", limit=MAX_TRACE_SPANS)
+    return {r["span_id"] for r in rows}
+
+
 def tree_spans(
     ref: TraceRef,
     limit: int = MAX_TRACE_SPANS,
@@ -670,7 +685,7 @@ SELECT toUnixTimestamp64Nano(Timestamp) AS ts, TraceId AS trace_id, SpanId AS sp
     arraySlice(Links.TraceState, 1, {{events:UInt32}}) AS link_states,
     arrayMap(m -> {_ITEM}, arraySlice(Links.Attributes, 1, {{events:UInt32}})) AS link_attributes,
     Model AS model, InputTokens AS input_tokens, OutputTokens AS output_tokens, ReportedCost AS reported_cost,
-    IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error, IsEmbedding AS is_embedding
+    IsLLMCall AS is_llm_call, IsAgentStep AS is_agent_step, IsError AS is_error
 FROM $table
 WHERE $trace AND SpanId != '' $span
 """
@@ -747,7 +762,7 @@ class FullSpan:
     reported_cost: float = 0.0
     is_llm_call: bool = False
     is_agent_step: bool = False
-    is_embedding: bool = False  # an embedding call (schema IsEmbedding): texts in, a vector out
+    is_embedding: bool = False  # an embedding call (texts in, a vector out): set by `embedding_span_ids`' readers
     has_end: bool = True
     clock_skew_ns: int = 0  # its end lies this far before its start (semconv.clock_skew_ns)
     invocation: bool = False  # set by mark_invocations
@@ -873,7 +888,6 @@ def _full_span(row: dict) -> FullSpan:
         reported_cost=float(row["reported_cost"] or 0),
         is_llm_call=bool(row["is_llm_call"]),
         is_agent_step=bool(row["is_agent_step"]),
-        is_embedding=bool(row["is_embedding"]),
         attribute_count=int(row["attribute_count"]),
         resource_count=int(row["resource_count"]),
         event_count=int(row["event_count"]),

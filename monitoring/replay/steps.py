@@ -188,6 +188,9 @@ def load_run(project, trace_id: str, *, every_span: bool = False) -> Run | None:
     spans = trace_q.full_spans(ref, agent_names=project.agent_names, found=found)  # invocations marked on them
     if not spans:
         return None
+    embeddings = trace_q.embedding_span_ids(ref)
+    for span in spans:
+        span.is_embedding = span.span_id in embeddings
     tree = trace_q.tree_of(spans, project.agent_names)  # the same spans, not read again
     summary = trace_q.summarize(ref, tree, found)
     counted = {s.span_id for s in spans if s.invocation}
@@ -216,9 +219,11 @@ def load_step(project, trace_id: str, span_id: str) -> Step | None:
     trace_id = trace_id.strip().lower()
     if not spans_q.TRACE_ID.fullmatch(trace_id) or not spans_q.SPAN_ID.fullmatch(span_id or ""):
         return None
-    span = trace_q.full_span(trace_q.locate(str(project.id), trace_id), span_id, project.agent_names)
+    ref = trace_q.locate(str(project.id), trace_id)
+    span = trace_q.full_span(ref, span_id, project.agent_names)
     if span is None:
         return None
+    span.is_embedding = span.is_llm_call and span_id in trace_q.embedding_span_ids(ref)
     return _step(span, _role(span, project.agent_names))
 
 
