@@ -27,9 +27,9 @@ def test_the_scores_part_and_the_quality_card_read_at_desktop_and_phone_widths(
     page.screenshot(path=str(ARTIFACTS / f"overview-quality-{width}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.goto(f"{live_server.url}/admin/monitoring/{project.id}/analytics/?range=24h")
-    page.wait_for_selector('[data-panel="score-2-breakdowns"]', timeout=20_000)
-    page.wait_for_selector('[data-chart="fig-score-0-trend"] .main-svg', timeout=20_000)
-    page.wait_for_selector('[data-chart="fig-score-1-distribution"] .main-svg', timeout=20_000)
+    page.wait_for_selector('[data-panel="score-2-breakdowns"]', timeout=60_000)
+    page.wait_for_selector('[data-chart="fig-score-0-trend"] .main-svg', timeout=60_000)
+    page.wait_for_selector('[data-chart="fig-score-1-distribution"] .main-svg', timeout=60_000)
     for panel in ("score-1-trend", "score-1-distribution", "score-1-breakdowns", "score-2-trend"):
         card = page.query_selector(f'[data-panel="{panel}"]')
         assert card is not None and card.bounding_box()["width"] <= width
