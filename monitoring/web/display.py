@@ -99,7 +99,8 @@ def usd(value, places: int | None = None) -> str:
     places = usd_places(size)
     whole, _sep, fraction = f"{_number_plain(size, places)}".partition(".")
     fraction = fraction.rstrip("0").ljust(2, "0")  # $0.50, $0.0125, not $0.5000
-    text = _number(int(whole), 0) + get_format("DECIMAL_SEPARATOR") + fraction
+    whole = whole if len(whole) < 4 else _number(int(whole), 0)  # grouping only where a separator goes
+    text = whole + get_format("DECIMAL_SEPARATOR") + fraction
     return ("-$" if amount < 0 else "$") + text
 
 
