@@ -17,6 +17,7 @@ from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import iso
+from monitoring.web import cache as answers
 from monitoring.web import charts, display
 from monitoring.web.views.api import api_view, filter_or_400
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
@@ -284,19 +285,21 @@ def api_timeseries(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
+    return JsonResponse(answers.answer("api.timeseries", request, flt, membership, lambda: _timeseries(flt)))
+
+
+def _timeseries(flt) -> dict:
     series = timeseries_q.timeseries(flt)
     points = series.points()
     for point in points:  # bucket starts with the offset of the asked zone (`tz=`, default UTC)
         point["t"] = iso(point["t"], flt.tz)
-    return JsonResponse(
-        {
-            "bucket": series.bucket,
-            "tz": flt.tz,
-            "from": iso(flt.window.start, flt.tz),
-            "to": iso(flt.window.end, flt.tz),
-            "points": points,
-        }
-    )
+    return {
+        "bucket": series.bucket,
+        "tz": flt.tz,
+        "from": iso(flt.window.start, flt.tz),
+        "to": iso(flt.window.end, flt.tz),
+        "points": points,
+    }
 
 
 @api_view
