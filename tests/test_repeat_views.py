@@ -148,3 +148,23 @@ def test_nothing_is_cached_while_pages_compute_unsettled_traces_live(
     questions.clear()
     _api(client, project)
     assert questions
+
+
+def test_analytics_tab_and_parts_repeat_from_the_cache_until_a_span_is_settled(
+    client, project, ingest_key, alice, questions
+):
+    _settled(client, ingest_key, S("chat qwen-235b", service="app", at=AT, attributes=CALL))
+    client.force_login(alice)
+    base = f"/admin/monitoring/{project.id}/analytics"
+    urls = [f"{base}/?range=24h", *(f"{base}/{part}?range=24h" for part in ("flow", "breakdowns", "scores"))]
+    first = [client.get(url).content for url in urls]
+    questions.clear()
+    again = [client.get(url) for url in urls]
+    assert [r.status_code for r in again] == [200] * 4
+    assert not any(t.startswith(("analytics.", "breakdowns", "latency", "quality")) for t in questions), questions
+    assert [r.content for r in again[1:]] == first[1:]  # the parts: the same bytes (the tab has a CSRF token)
+    _settled(client, ingest_key, S("chat qwen-235b", service="app", at=AT, attributes=CALL))
+    questions.clear()
+    for url in urls:
+        client.get(url)
+    assert "analytics.timeseries" in questions and "analytics.agent_flow" in questions

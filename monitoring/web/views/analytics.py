@@ -27,6 +27,10 @@ from monitoring.web.views.dashboard import dashboard_tab, filter_query
 def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
+    return answers.answer("page.analytics", request, flt, membership, lambda: _analytics(request, flt, membership))
+
+
+def _analytics(request, flt, membership) -> dict:
     series = timeseries_q.timeseries(flt)
     runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
@@ -116,6 +120,10 @@ def analytics(request, flt, membership):
 @dashboard_tab("analytics", template="monitoring/analytics/part.html", facets=False)
 def analytics_part(request, flt, membership, part: str):
     """One group of Analytics cards, loaded by the tab beside its time series."""
+    return answers.answer(f"page.analytics.{part}", request, flt, membership, lambda: _part(flt, membership, part))
+
+
+def _part(flt, membership, part: str) -> dict:
     if part == "flow":
         flow = flow_q.agent_flow(flt)
         return {
