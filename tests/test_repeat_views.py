@@ -12,6 +12,7 @@ from test_quality import evaluation, logs_request, post_logs
 
 from monitoring.models import Membership, ModelPrice, UserPreference
 from monitoring.quality import scores
+from monitoring.quality.models import ScoreConfig
 from monitoring.semantics import resettle, scoping, settle
 from monitoring.store import clickhouse
 
@@ -103,6 +104,8 @@ def test_scores_evaluation_events_prices_and_settings_each_give_a_fresh_answer(
     resettle.resettle_changed()
     priced = fresh()
     assert (priced["unpriced_calls"], priced["total_cost_usd"]) == (0, pytest.approx(1000e-6 + 500 * 2e-6))
+    ScoreConfig.objects.create(project=project, name="relevance", data_type="numeric", min_value=0, max_value=1)
+    fresh()
     project.name = "Renamed"
     project.save()
     fresh()
@@ -168,3 +171,16 @@ def test_analytics_tab_and_parts_repeat_from_the_cache_until_a_span_is_settled(
     for url in urls:
         client.get(url)
     assert "analytics.timeseries" in questions and "analytics.agent_flow" in questions
+
+
+def test_a_per_process_cache_in_front_of_a_clickhouse_server_caches_nothing(
+    client, project, ingest_key, alice, questions, monkeypatch
+):
+    """Several workers with their own locmem cache would never see the settler's bumps."""
+    _settled(client, ingest_key, S("chat qwen-235b", service="app", at=AT, attributes=CALL))
+    monkeypatch.setattr(clickhouse, "is_embedded", lambda: False)
+    client.force_login(alice)
+    _api(client, project)
+    questions.clear()
+    _api(client, project)
+    assert questions

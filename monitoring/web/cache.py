@@ -11,7 +11,8 @@ while a pass lands is stored under the old version and never served.
 
 Only while the settler keeps up (queries/live.settler_keeps_up): when pages compute unsettled traces
 live, their answer moves with every insert and is not cached. Several processes (gunicorn workers, a
-separate settler) need a CACHES["default"] they share: Redis, Memcached or the file cache.
+separate settler) need a CACHES["default"] they share: Redis, Memcached or the file cache; with the
+per-process locmem cache and a ClickHouse server, nothing is cached (a bump would not reach them).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.utils import translation
 
 from monitoring.queries import live, timeseries
 from monitoring.queries.filter import SpanFilter
-from monitoring.store import versions
+from monitoring.store import clickhouse, versions
 
 T = TypeVar("T")
 TIMEOUT_S = 3600  # an answer nobody asks again leaves the cache (versions make it stale, not time)
@@ -59,12 +61,18 @@ def _key(name: str, request, flt: SpanFilter, membership, version: int) -> str:
     return "apm:answer:" + hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def _versions_shared() -> bool:
+    """Whether a version moved on in another process reaches this one: the embedded engine is one
+    process (web, settler, ingest), else CACHES["default"] must be shared (not the per-process locmem)."""
+    return clickhouse.is_embedded() or not isinstance(caches["default"], LocMemCache)
+
+
 def answer(name: str, request, flt: SpanFilter, membership, compute: Callable[[], T]) -> T:
     """`compute()`'s value for this question, from the cache when the same one was answered under
     the project's current data version; computed (and kept, when picklable data) otherwise.
     `name` tells questions of one request apart ("api.overview"); `membership` is the asker's, checked
     by the view already. Raises what `compute` raises (a failure is not cached)."""
-    if not live.settler_keeps_up():
+    if not _versions_shared() or not live.settler_keeps_up():
         return compute()
     key = _key(name, request, flt, membership, versions.current(flt.project_id))
     found = cache.get(key)
