@@ -379,7 +379,7 @@ def attribute_figures(client: Client, project: Project, base: str, api: str, n: 
 def repeat_rows(client: Client, base: str, api: str, n: int, results: dict) -> None:
     """Issue 23: the same question asked again while the data has not changed answers from the cache
     (p50 <= 20 ms), wall and whole-process CPU."""
-    print(f"\n{'repeat':<16} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'p50/20':>8}  status")
+    print(f"\n{'repeat':<22} {'window':>6} {'p50 ms':>8} {'p95 ms':>8} {'cpu p50':>8} {'p50/20':>8}  status")
     for name, url in (
         ("overview", f"{base}/overview/"),
         ("api overview", f"{api}/overview"),
@@ -389,7 +389,7 @@ def repeat_rows(client: Client, base: str, api: str, n: int, results: dict) -> N
             p50, p95, cpu, status = timed_cpu(client, f"{url}?range={window}", n)
             results[f"repeat {name} {window}"] = {"p50": p50, "p95": p95, "cpu": cpu}
             print(
-                f"{'repeat ' + name:<16} {window:>6} {p50:>8.1f} {p95:>8.1f} {cpu:>8.1f} {p50 / TARGET_REPEAT:>8.2f}  {status}"
+                f"{'repeat ' + name:<22} {window:>6} {p50:>8.1f} {p95:>8.1f} {cpu:>8.1f} {p50 / TARGET_REPEAT:>8.2f}  {status}"
             )
 
 
