@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 def _ensure_default_project(sender, **kwargs):
@@ -9,6 +9,13 @@ def _ensure_default_project(sender, **kwargs):
     from monitoring.models import Project
 
     Project.objects.get_or_create(id=settings.DEFAULT_PROJECT_ID, defaults={"name": "Default project"})
+
+
+def _project_changed(sender, instance, **kwargs):
+    """A project's settings or prices shape its answers: cached ones are not served again."""
+    from monitoring.store import versions
+
+    versions.bump([getattr(instance, "project_id", None) or instance.pk])
 
 
 class MonitoringConfig(AppConfig):
@@ -31,5 +38,10 @@ class MonitoringConfig(AppConfig):
         background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_when_due, lease=settle.LEASE)
         background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
         post_migrate.connect(_ensure_default_project, sender=self)
+        from monitoring.models import ModelPrice, Project
+
+        post_save.connect(_project_changed, sender=Project, dispatch_uid="monitoring.project_changed")
+        for signal in (post_save, post_delete):
+            signal.connect(_project_changed, sender=ModelPrice, dispatch_uid=f"monitoring.price_changed.{id(signal)}")
         # After django-axes' receiver (its app is listed first), so this failure is counted already.
         user_login_failed.connect(throttling.delay_failed_login, dispatch_uid="monitoring.delay_failed_login")

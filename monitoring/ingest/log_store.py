@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from monitoring.store import clickhouse, schema
+from monitoring.store import clickhouse, schema, versions
 
 
 def store(rows: Sequence[dict[str, Any]], *, tag: str) -> None:
@@ -16,3 +16,5 @@ def store(rows: Sequence[dict[str, Any]], *, tag: str) -> None:
     clickhouse.insert(
         schema.table(schema.LOGS), schema.LOG_COLUMNS, rows, tag=tag, nanos_columns=schema.LOG_NANOS_COLUMNS
     )
+    # Evaluation events among them become scores (the materialized views): the projects' answers change.
+    versions.bump(row.get("ResourceAttributes", {}).get("project_id", "") for row in rows)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from monitoring.quality.models import ScoreConfig
 from monitoring.queries.scores import Score, _score
-from monitoring.store import clickhouse, schema
+from monitoring.store import clickhouse, schema, versions
 from monitoring.store.sql import Sql, run
 
 PERSON, API, JUDGE, EVALUATION = "person", "api", "judge", "evaluation"
@@ -152,6 +152,7 @@ def _insert(project_id: str, score: Score, version: int, deleted: bool) -> None:
         tag="quality.scores.write",
         nanos_columns=schema.SCORE_NANOS_COLUMNS,
     )
+    versions.bump([project_id])
 
 
 # --- evaluation events that named only a response id -----------------------------------------------

@@ -52,6 +52,13 @@ def keeps_up(flt: SpanFilter) -> bool:
     return getattr(_settled_only, "on", False) or scope(flt) is None
 
 
+def settler_keeps_up() -> bool:
+    """Whether the settler's last pass is less than SETTLE_FRESH_SECONDS old, so pages read settled
+    facts only (and an answer holds until a pass changes the project's data version)."""
+    through, now = scoping.state(max_age_s=STATE_MAX_AGE_S)
+    return bool(through) and now - through < settings.SETTLE_FRESH_SECONDS * 1e9
+
+
 def _touched(project_id: str, after_ns: int) -> Sql:
     return Sql(
         f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)}",

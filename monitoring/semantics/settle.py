@@ -28,11 +28,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitoring.models import DEFAULT_AGENT_SPAN_NAMES, Project, project_pk
 from monitoring.semantics import facts, scoping
-from monitoring.store import clickhouse, schema
+from monitoring.store import clickhouse, schema, versions
 from monitoring.store.sql import Sql, execute, from_nanos, run
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class Report:
     edges_written: int = 0
     seconds: float = 0.0
     through_ns: int = 0
+    projects: set[str] = field(default_factory=set)  # whose facts the pass wrote
 
 
 def _touched(after_ns: int, until_ns: int) -> list[dict]:
@@ -221,6 +222,7 @@ def settle_once(now_ns: int | None = None) -> Report:
             report.calls_written += calls
             report.runs_written += runs_
             report.edges_written += edges
+            report.projects.add(project)
         report.traces += int(row["traces"])
         report.spans += int(row["spans"])
     # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
@@ -236,6 +238,7 @@ def settle_once(now_ns: int | None = None) -> Report:
         scoping.forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
+    versions.bump(report.projects)  # after the state: a page asking now sees the new facts
     if on_pass is not None:
         on_pass(report)
     if report.traces:

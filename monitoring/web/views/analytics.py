@@ -17,6 +17,7 @@ from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.queries import timeseries as timeseries_q
 from monitoring.queries.filter import iso
+from monitoring.web import cache as answers
 from monitoring.web import charts, display
 from monitoring.web.views.api import api_view, filter_or_400
 from monitoring.web.views.dashboard import dashboard_tab, filter_query
@@ -26,6 +27,10 @@ from monitoring.web.views.dashboard import dashboard_tab, filter_query
 def analytics(request, flt, membership):
     """The tab answers with the time series; the flow graph and the breakdowns load beside it
     (`analytics_part`), each in its own request, so the tab is on screen while they are drawn."""
+    return answers.answer("page.analytics", request, flt, membership, lambda: _analytics(request, flt, membership))
+
+
+def _analytics(request, flt, membership) -> dict:
     series = timeseries_q.timeseries(flt)
     runs = sum(series.runs)
     if series.empty and not runs:  # nothing to chart: skip the other scans
@@ -115,6 +120,10 @@ def analytics(request, flt, membership):
 @dashboard_tab("analytics", template="monitoring/analytics/part.html", facets=False)
 def analytics_part(request, flt, membership, part: str):
     """One group of Analytics cards, loaded by the tab beside its time series."""
+    return answers.answer(f"page.analytics.{part}", request, flt, membership, lambda: _part(flt, membership, part))
+
+
+def _part(flt, membership, part: str) -> dict:
     if part == "flow":
         flow = flow_q.agent_flow(flt)
         return {
@@ -284,19 +293,21 @@ def api_timeseries(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
+    return JsonResponse(answers.answer("api.timeseries", request, flt, membership, lambda: _timeseries(flt)))
+
+
+def _timeseries(flt) -> dict:
     series = timeseries_q.timeseries(flt)
     points = series.points()
     for point in points:  # bucket starts with the offset of the asked zone (`tz=`, default UTC)
         point["t"] = iso(point["t"], flt.tz)
-    return JsonResponse(
-        {
-            "bucket": series.bucket,
-            "tz": flt.tz,
-            "from": iso(flt.window.start, flt.tz),
-            "to": iso(flt.window.end, flt.tz),
-            "points": points,
-        }
-    )
+    return {
+        "bucket": series.bucket,
+        "tz": flt.tz,
+        "from": iso(flt.window.start, flt.tz),
+        "to": iso(flt.window.end, flt.tz),
+        "points": points,
+    }
 
 
 @api_view

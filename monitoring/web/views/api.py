@@ -22,6 +22,7 @@ from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.queries.filter import iso
 from monitoring.store import clickhouse, errors
+from monitoring.web import cache as answers
 from monitoring.web import preferences
 from monitoring.web.forms import FilterForm
 
@@ -84,6 +85,10 @@ def overview(request, membership):
     flt, error = filter_or_400(request, membership)
     if error:
         return error
+    return JsonResponse(answers.answer("api.overview", request, flt, membership, lambda: _overview(flt, membership)))
+
+
+def _overview(flt, membership) -> dict:
     marks = pass_marks(membership.project)  # here: the pool threads may not use the ORM
     found, (quality_now, quality_before) = parallel.gather(
         flt,
@@ -96,7 +101,7 @@ def overview(request, membership):
     data["from"] = iso(flt.window.start, flt.tz)
     data["to"] = iso(flt.window.end, flt.tz)
     data["tz"] = flt.tz
-    return JsonResponse(data)
+    return data
 
 
 @api_view

@@ -30,6 +30,7 @@ from monitoring.queries import overview as overview_q
 from monitoring.queries import parallel
 from monitoring.queries import quality as quality_q
 from monitoring.store import clickhouse, errors
+from monitoring.web import cache as answers
 from monitoring.web import kpis, preferences
 from monitoring.web.forms import RANGES, STATUSES, FilterForm, attr_texts
 from monitoring.web.views import saved_views
@@ -211,6 +212,10 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
 
 @dashboard_tab("overview")
 def overview(request, flt, membership):
+    return answers.answer("page.overview", request, flt, membership, lambda: _overview(flt, membership))
+
+
+def _overview(flt, membership) -> dict:
     # The cards' trend lines come with the numbers (and are dropped when the window is empty).
     marks = pass_marks(membership.project)  # here: the pool threads may not use the ORM
     (current, previous, series), (quality_now, quality_before) = parallel.gather(
