@@ -30,9 +30,10 @@ FEW_CANDIDATES = 5000
 
 @dataclass(frozen=True)
 class Branch:
-    """One way a span can match: its condition over an otel_traces row, why it matched (SQL giving
-    "name", "attribute <key>", "event <name>", "log record" or "trace id"), the snippet (SQL), its
-    rank among branches (a span found twice keeps the lowest) and the parameters of all three."""
+    """One way a span can match: its condition over an otel_traces row; why it matched (SQL giving
+    "name", "attribute <key>", "event <name>", "log record" or "trace id") and the snippet (SQL),
+    both over a page's rows (ROW_COLUMNS); its rank among branches (a span found twice keeps the
+    lowest) and the parameters of all three."""
 
     condition: str
     matched: str
@@ -82,30 +83,56 @@ def _snippet(value: str) -> str:
     )
 
 
-def _own_text(term: str) -> Branch:
+# What a page's rows carry out of each branch's SELECT, for `matched` and `snippet` to read.
+ROW_COLUMNS = (
+    "SpanName AS search_name, SpanAttributes AS search_attributes, Events.Name AS search_event_names,"
+    " Events.Attributes AS search_event_attributes"
+)
+
+
+def _tests(name: str, attributes: str, event_attributes: str) -> tuple[str, str, str]:
+    """SQL: the exact tests of a span's name, attribute values and event attribute values."""
+    return (
+        f"positionCaseInsensitiveUTF8({name}, {{q:String}}) > 0",
+        f"arrayExists(v -> {_HIT}, mapValues({attributes}))",
+        f"arrayExists(m -> arrayExists(v -> {_HIT}, mapValues(m)), {event_attributes})",
+    )
+
+
+def _own_text(term: str, indexed: bool) -> Branch:
     """The span's own name, attribute values and event attribute values."""
-    in_name = "positionCaseInsensitiveUTF8(SpanName, {q:String}) > 0"
-    in_attributes = f"arrayExists(v -> {_HIT}, mapValues(SpanAttributes))"
-    in_events = f"arrayExists(m -> arrayExists(v -> {_HIT}, mapValues(m)), Events.Attributes)"
-    exact = f"({in_name} OR {in_attributes} OR {in_events})"
-    prefilter = _prefilter(schema.span_search_text(), term)
+    exact = "({} OR {} OR {})".format(*_tests("SpanName", "SpanAttributes", "Events.Attributes"))
+    prefilter = _prefilter(schema.span_search_text(), term) if indexed else ""
+    # Over a page's rows (ROW_COLUMNS): where the term is, and the value that holds it.
+    in_name, in_attributes, _in_events = _tests("search_name", "search_attributes", "search_event_attributes")
     matched = (
-        f"multiIf({in_name}, 'name', {in_attributes},"
-        f" concat('attribute ', arrayFirst(k -> arrayExists(v -> {_HIT}, [SpanAttributes[k]]), mapKeys(SpanAttributes))),"
-        f" concat('event ', arrayFirst((n, m) -> arrayExists(v -> {_HIT}, mapValues(m)), Events.Name, Events.Attributes)))"
+        f"multiIf({in_name}, 'name', {in_attributes}, concat('attribute ', arrayFirst(k -> arrayExists(v -> {_HIT},"
+        " [search_attributes[k]]), mapKeys(search_attributes))), concat('event ', arrayFirst((n, m) -> arrayExists("
+        f"v -> {_HIT}, mapValues(m)), search_event_names, search_event_attributes)))"
     )
     value = (
-        f"multiIf({in_name}, toString(SpanName), {in_attributes}, arrayFirst(v -> {_HIT}, mapValues(SpanAttributes)),"
-        f" arrayFirst(v -> {_HIT}, arrayFlatten(arrayMap(m -> mapValues(m), Events.Attributes))))"
+        f"multiIf({in_name}, toString(search_name), {in_attributes}, arrayFirst(v -> {_HIT},"
+        f" mapValues(search_attributes)), arrayFirst(v -> {_HIT}, arrayFlatten(arrayMap(m -> mapValues(m),"
+        " search_event_attributes))))"
     )
     condition = f"{prefilter} AND {exact}" if prefilter else exact
     return Branch(condition, matched, _snippet(value), 1, {})
 
 
-def log_condition(term: str) -> str:
+def matched(found: list[Branch]) -> str:
+    """SQL over a page's rows: why each matched (by the branch that found it, `search_rank`)."""
+    return "multiIf(" + "".join(f"search_rank = {b.rank}, {b.matched}, " for b in found) + "'')"
+
+
+def snippet(found: list[Branch]) -> str:
+    """SQL over a page's rows: the text around the match ('' where a branch has none)."""
+    return "multiIf(" + "".join(f"search_rank = {b.rank}, {b.snippet}, " for b in found) + "'')"
+
+
+def log_condition(term: str, indexed: bool = True) -> str:
     """SQL over otel_logs: a record of the project ({project}) whose body or an attribute value holds
     the term ({q}, {q_json}), the text index tested first."""
-    prefilter = _prefilter(schema.log_search_text(), term)
+    prefilter = _prefilter(schema.log_search_text(), term) if indexed else ""
     exact = (
         "(positionCaseInsensitiveUTF8(Body, {q:String}) > 0 OR positionCaseInsensitiveUTF8(Body, {q_json:String}) > 0"
         f" OR arrayExists(v -> {_HIT}, mapValues(LogAttributes)))"
@@ -115,11 +142,11 @@ def log_condition(term: str) -> str:
     )
 
 
-def _in_logs(term: str) -> Branch:
+def _in_logs(term: str, indexed: bool) -> Branch:
     """Spans whose GenAI events sent as log records hold the term: records stamped within the
     stretch and a day after it (an evaluation, a late export)."""
     records = (
-        f"FROM {schema.table(schema.LOGS)} WHERE {log_condition(term)}"
+        f"FROM {schema.table(schema.LOGS)} WHERE {log_condition(term, indexed)}"
         " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))"
         " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)"
     )
@@ -132,18 +159,38 @@ def _trace_prefix() -> Branch:
     return Branch("startsWith(TraceId, {trace_prefix:String})", "'trace id'", "''", 0, {})
 
 
-def branches(term: str, trace_id: str = "", trace_prefix: str = "") -> list[Branch]:
+def branches(
+    term: str, trace_id: str = "", trace_prefix: str = "", indexed: bool = True, logs: bool = True
+) -> list[Branch]:
     """The ways a span can match the search `term` (a whole trace id: that trace only), each with
     the parameters it binds ({q}, {q_json}, {trace_q}, {trace_prefix}); the caller binds {project},
-    {l_start} and {l_end} (ns: the stretch read)."""
+    {l_start} and {l_end} (ns: the stretch read). `indexed`: the text indexes' tests first (few
+    candidates); without, every value of the stretch is tested (a word in most spans: a short
+    stretch fills a page sooner than the index's long lists of common bigrams are read). `logs`:
+    whether the project has log records to look in (has_log_records)."""
     if trace_id:
         return [Branch("TraceId = {trace_q:String}", "'trace id'", "''", 0, {"trace_q": trace_id})]
     params = {"q": term, "q_json": escaped(term)}
-    found = [_own_text(term), _in_logs(term)]
+    found = [_own_text(term, indexed), *([_in_logs(term, indexed)] if logs else [])]
     if trace_prefix:
         found.append(_trace_prefix())
         params["trace_prefix"] = trace_prefix
     return [Branch(b.condition, b.matched, b.snippet, b.rank, params) for b in found]
+
+
+def has_log_records(project_id: str, start_ns: int, end_ns: int) -> bool:
+    """Whether the project has log records stamped from `start_ns` to a day after `end_ns` (a
+    search that has none leaves their branch out: its subqueries cost every statement)."""
+    statement = Sql(
+        f"SELECT count() AS n FROM (SELECT 1 FROM {schema.table(schema.LOGS)}",
+        " WHERE ResourceAttributes['project_id'] = {project:String} AND SpanId != ''",
+        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
+        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400) LIMIT 1)",
+        project=project_id,
+        l_start=start_ns,
+        l_end=end_ns,
+    )
+    return bool(int(run(statement, tag="traces.search.logs_exist")[0]["n"]))
 
 
 def candidates(project_id: str, term: str, start_ns: int, end_ns: int) -> int | None:

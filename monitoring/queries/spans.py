@@ -256,30 +256,44 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
     width = FIRST_STEP_NS
-    if lq.q and not (lq.trace_id or lq.trace_prefix):
-        # The text indexes tell how many spans may match (search.candidates): none, no read at all;
-        # few, the whole window in one read (its cost is theirs); many, a stretch at a time.
-        candidates = search.candidates(flt.project_id, lq.q, start, hi)
-        if candidates == 0:
-            return []
-        if candidates is not None and candidates < search.FEW_CANDIDATES:
-            width = 0
+    counted = not lq.q or bool(lq.trace_id or lq.trace_prefix)  # what the text indexes cannot count
+    indexed = False
+    logs = bool(lq.q) and not lq.trace_id and search.has_log_records(flt.project_id, start, hi)
     while hi > start and len(rows) < limit:
         lo = max(start, hi - width) if width else start
-        for row in _select_stretch(flt, lq, table, extra, limit - len(rows), params, lo, hi):
+        for row in _select_stretch(flt, lq, table, extra, limit - len(rows), params, lo, hi, indexed, logs):
             k = (row["trace_id"], row["span_id"])
             if k not in seen:  # a re-delivered span: once
                 seen.add(k)
                 rows.append(row)
         hi = lo
         width = width * 8 if width and width < 64 * FIRST_STEP_NS else 0  # 0: the rest at once
+        if not counted and hi > start and len(rows) < limit:
+            # A search the newest stretch did not fill: the text indexes tell how many spans of the
+            # rest may match (search.candidates): none, no more reads; few, the rest in one read
+            # (its cost is theirs); many, a stretch at a time.
+            counted = True
+            candidates = search.candidates(flt.project_id, lq.q, start, hi)
+            if candidates == 0:
+                break
+            if candidates is not None and candidates < search.FEW_CANDIDATES:
+                width, indexed = 0, True
     return rows
 
 
 def _select_stretch(
-    flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
+    flt: SpanFilter,
+    lq: ListQuery,
+    table: str,
+    extra: list[str],
+    limit: int,
+    params: dict,
+    start: int,
+    end: int,
+    indexed: bool = False,
+    logs: bool = True,
 ) -> list[dict]:
-    statement = _stretch_statement(flt, lq, table, extra, limit, params, start, end)
+    statement = _stretch_statement(flt, lq, table, extra, limit, params, start, end, indexed, logs)
     if not lq.q:
         return run(statement, tag=f"traces.list.{lq.kind}")
     rows = run(statement, tag=f"traces.list.{lq.kind}.search")
@@ -293,12 +307,22 @@ def _select_stretch(
 
 def search_statement(flt: SpanFilter, lq: ListQuery, table: str, limit: int, start: int, end: int) -> Sql:
     """The SELECT of up to `limit` rows of `table` matching the search `lq.q`, stamped in [start, end)
-    ns, newest first (what a page reads of one stretch; tests EXPLAIN it)."""
-    return _stretch_statement(flt, lq, table, [], limit, {}, start, end)
+    ns, newest first, the text indexes tested first (what a page with few candidates reads; tests
+    EXPLAIN it)."""
+    return _stretch_statement(flt, lq, table, [], limit, {}, start, end, indexed=True)
 
 
 def _stretch_statement(
-    flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], limit: int, params: dict, start: int, end: int
+    flt: SpanFilter,
+    lq: ListQuery,
+    table: str,
+    extra: list[str],
+    limit: int,
+    params: dict,
+    start: int,
+    end: int,
+    indexed: bool = False,
+    logs: bool = True,
 ) -> Sql:
     cursor, cursor_params = _below_cursor(lq)
     scored, score_params = scores_q.conditions(lq.scores, "call")
@@ -347,19 +371,22 @@ def _stretch_statement(
     if not lq.q:
         return Sql(f"SELECT {columns} FROM {schema.table(table)} WHERE ", Sql.all(conditions), order, **bound)
     # A search: each way of matching is a SELECT of its own (monitoring/queries/search.py), a span
-    # found by two of them (or stored twice) once, by the first way.
+    # found by two of them (or stored twice) once, by the first way. Why it matched and its snippet
+    # are worked out on the page's rows only, not on every row that matched.
+    branches = search.branches(lq.q, lq.trace_id, lq.trace_prefix, indexed, logs)
     selects = [
         Sql(
-            f"(SELECT {columns}, {b.matched} AS matched, {b.snippet} AS snippet, {b.rank} AS search_rank",
+            f"(SELECT {columns}, {b.rank} AS search_rank, {search.ROW_COLUMNS}",
             f" FROM {schema.table(table)} WHERE ",
             Sql.all([*conditions, b.condition]),
             " ORDER BY Timestamp DESC, SpanId DESC LIMIT 1 BY TraceId, SpanId LIMIT {limit:UInt32})",
             **b.params,
         )
-        for b in search.branches(lq.q, lq.trace_id, lq.trace_prefix)
+        for b in branches
     ]
+    aliases = ", ".join(re.findall(r" AS (\w+)", columns))
     return Sql(
-        "SELECT * FROM (",
+        f"SELECT {aliases}, {search.matched(branches)} AS matched, {search.snippet(branches)} AS snippet FROM (",
         Sql.join(" UNION ALL ", selects),
         ") ORDER BY ts DESC, span_id DESC, search_rank LIMIT 1 BY trace_id, span_id LIMIT {limit:UInt32}",
         **bound,
