@@ -31,6 +31,7 @@ SORTS = {"time": ("start_ns", "Int64"), "duration": ("DurationNs", "Int64"), "co
 FIRST_STEP_NS = 3600 * 10**9
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
+STEPS_READ = 200  # spans a run's preview reads at most: its first and last chat calls, its agent steps
 
 
 @dataclass(frozen=True)
@@ -328,45 +329,35 @@ def texts(
     if not runs:
         return {}
     keys = sorted({k for _, _, first, last in runs for k in (first, last) if k})
-    pairs = [tuple(k.split("/", 1)) for k in keys]
-    lo, hi = min(r[1] for r in runs), max(r[1] for r in runs)
-    calls = _spans_read(
+    # One read: the runs' first and last chat calls, and their agent steps (with the root span) for
+    # a run whose calls say nothing. One scan of the window and one of the logs, not two of each.
+    found = _spans_read(
         project_id,
-        Sql(" AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}", keys=pairs),
-        sorted({t for t, _ in pairs}),
-        lo,
-        hi,
+        Sql(
+            " AND ((TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
+            " OR IsAgentStep = 1 OR ParentSpanId = '' OR SpanName IN {r_agents:Array(String)})",
+            keys=[tuple(k.split("/", 1)) for k in keys],
+            r_agents=list(agent_names),
+        ),
+        sorted({r[0] for r in runs}),
+        min(r[1] for r in runs),
+        max(r[1] for r in runs),
         "runs.previews",
     )
+    steps: dict[str, list[tuple[dict, list]]] = {}
+    wanted = set(keys)
+    for key, span in found.items():  # oldest first
+        if key not in wanted:
+            steps.setdefault(key.split("/", 1)[0], []).append(span)
     out: dict[str, tuple[str, str]] = {}
     for trace, _, first, last in runs:
-        call_in, call_out = calls.get(first), calls.get(last)
-        out[trace] = (
-            messages.question(*call_in) if call_in else "",
-            messages.answer(*call_out) if call_out else "",
-        )
-    lacking = sorted({t for t, (question, answer) in out.items() if not question or not answer})
-    if lacking:
-        steps = _spans_read(
-            project_id,
-            Sql(
-                " AND (IsAgentStep = 1 OR ParentSpanId = '' OR SpanName IN {r_agents:Array(String)})",
-                r_agents=list(agent_names),
-            ),
-            lacking,
-            lo,
-            hi,
-            "runs.previews.steps",
-        )
-        by_trace: dict[str, list[tuple[dict, list]]] = {}
-        for key, found in steps.items():  # oldest first (_spans_read keeps the order it read)
-            by_trace.setdefault(key.split("/", 1)[0], []).append(found)
-        for trace in lacking:
-            question, answer = out[trace]
-            own = by_trace.get(trace, [])
-            question = question or next((q for q in (messages.question(*s) for s in own) if q), "")
-            answer = answer or next((a for a in (messages.answer(*s) for s in reversed(own)) if a), "")
-            out[trace] = (question, answer)
+        call_in, call_out = found.get(first), found.get(last)
+        question = messages.question(*call_in) if call_in else ""
+        answer = messages.answer(*call_out) if call_out else ""
+        own = steps.get(trace, [])
+        question = question or next((q for q in (messages.question(*s) for s in own) if q), "")
+        answer = answer or next((a for a in (messages.answer(*s) for s in reversed(own)) if a), "")
+        out[trace] = (question, answer)
     return out
 
 
@@ -380,18 +371,20 @@ def _spans_read(
         return {}
     rows = run(
         Sql(
-            "SELECT TraceId AS trace, SpanId AS span, toUnixTimestamp64Nano(Timestamp) AS ts, SpanAttributes AS attrs,",
+            "SELECT * FROM (SELECT TraceId AS trace, SpanId AS span, toUnixTimestamp64Nano(Timestamp) AS ts,",
+            " SpanAttributes AS attrs,",
             " Events.Name AS names, Events.Attributes AS event_attrs",
             f" FROM {schema.table()} WHERE ProjectId = {{project:String}} AND TraceId IN {{traces:Array(String)}}",
             which,
             " AND Timestamp >= fromUnixTimestamp64Nano({lo:Int64}) AND Timestamp <= fromUnixTimestamp64Nano({hi:Int64})",
             # No ORDER BY: sorting rows that carry attribute maps costs more than sorting them here.
-            " LIMIT 1 BY TraceId, SpanId LIMIT {r_most:UInt32}",
+            # At most STEPS_READ spans a trace: a trace of countless root spans does not crowd out the others.
+            " LIMIT 1 BY TraceId, SpanId) LIMIT {r_most:UInt32} BY trace",
             project=project_id,
             traces=traces,
             lo=lo - 3600 * 10**9,
             hi=hi + 24 * 3600 * 10**9,
-            r_most=100 * len(traces),
+            r_most=STEPS_READ,
         ),
         tag=tag,
     )
