@@ -173,7 +173,8 @@ def load(project: Project, spans: int, settled: bool = True) -> int:
             f"settler pass: {report.traces:,} traces, {report.calls_written:,} call / {report.runs_written:,} run /"
             f" {report.edges_written:,} edge rows in {time.perf_counter() - started:.1f} s"
         )
-        merge()
+        if report.traces:  # a later run on a settled folder finds the parts merged already
+            merge()
     return total
 
 

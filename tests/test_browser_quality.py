@@ -55,10 +55,20 @@ def test_scores_on_the_runs_list_and_the_trace_page_and_feedback_from_it(
     page.goto(f"{live_server.url}/admin/monitoring/{project.id}/traces/?kind=runs&range=24h")
     page.wait_for_selector('[data-score-column="relevance"]')
     page.screenshot(path=str(ARTIFACTS / f"runs-scores-{width}.png"), full_page=True)
+    # The score column picker: only "verdict" ticked, the list shows that column alone.
+    page.click("[data-score-picker] summary")
+    for box in page.locator("[data-score-choice]").all():
+        box.set_checked(box.get_attribute("data-score-choice") == "verdict")
+    page.screenshot(path=str(ARTIFACTS / f"runs-score-picker-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # the open picker fits
+    page.click('[data-score-picker] button[type="submit"]')
+    page.wait_for_url("**scores=*")
+    assert page.eval_on_selector_all("[data-score-column]", "els => els.map(e => e.dataset.scoreColumn)") == ["verdict"]
     page.fill('[data-score-filter] input[name="score"]', "verdict:eq:fail")
     page.click('[data-score-filter] button[type="submit"]')
     page.wait_for_selector("[data-score-narrowed]")
     assert page.locator(".run-item").count() == 1
+    assert page.locator("[data-score-column]").count() == 1  # the filter keeps the chosen columns
     page.click(".run-item [data-trace-link]")
     block = page.wait_for_selector("[data-feedback]")
     block.scroll_into_view_if_needed()
