@@ -537,3 +537,15 @@ def test_health_has_a_line_for_the_judges(client, alice, project):
     JudgeSettings.objects.create(project=project, enabled=False)
     html = client.get("/admin/monitoring/health").content.decode()
     assert "switched off" in html
+
+
+def test_the_judges_pages_show_tiny_costs_with_their_digits(client, alice, project):
+    """Issue 21 ("costs show the digits they need everywhere"): a daily cap of a fraction of a cent
+    reads as itself, not as 0.0000 (floatformat:4 did)."""
+    from monitoring.quality.models import JudgeSettings
+
+    evaluator(project)
+    JudgeSettings.objects.update_or_create(project=project, defaults={"daily_cost_cap_usd": "0.000013"})
+    client.force_login(alice)
+    html = client.get(f"/admin/monitoring/{project.id}/judges/").content.decode()
+    assert "$0.000013" in html and "0.0000 USD" not in html
