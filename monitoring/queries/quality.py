@@ -106,15 +106,9 @@ def scored(flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p
         f" WHERE ProjectId = {{project:String}} AND {wanted}"
         " GROUP BY TraceId, Name, ServiceName, Models, EndUser, IsError, IsReplay HAVING sum(Sign) > 0"
     )
-    # Only the calls a score names by its span: a run's own score (no span) joins no call, and
-    # reading every call of every scored run cost seconds at 10M spans with a score on every run.
-    scored_spans = (
-        f"SELECT TraceId, SpanId FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}}"
-        f" AND {window}{name_condition} AND SpanId != ''"
-    )
-    wanted_calls = (
-        f"((TraceId, SpanId) IN ({scored_spans}) OR (TraceId, SpanId) IN (SELECT Trace, Span FROM ({placed})))"
-    )
+    # Only the calls a score names by its span (placed): a run's own score (no span) joins no call,
+    # so the calls of every scored run are not read for it.
+    wanted_calls = f"(TraceId, SpanId) IN (SELECT Trace, Span FROM ({placed}) WHERE Span != '')"
     calls = (
         "SELECT TraceId AS CallTrace, SpanId AS CallSpan, Model AS CallModel, ServiceName AS CallService,"
         f" EndUser AS CallUser, IsReplay AS CallReplay FROM {schema.table(schema.CALLS)}"
