@@ -3,24 +3,20 @@ PNG as an <img> that loads under the Content-Security-Policy, the JPEG address a
 reasoning apart from the answer, with no CSP violation. Screenshots land in test-artifacts/."""
 
 import pytest
+from browser import ARTIFACTS, log_in, new_page
 from otlp import post_recorded, recorded
-from test_browser import ARTIFACTS, browser  # noqa: F401 - the Chromium fixture
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 TRACE, SPAN = "c05b0000000000000000000000000001", "c05b000000000001"
 
 
-def test_case_05_images_and_reasoning_show_under_the_csp(browser, live_server, client, alice, project, ingest_key):  # noqa: F811
+def test_case_05_images_and_reasoning_show_under_the_csp(browser, live_server, client, alice, project, ingest_key):
     assert post_recorded(client, ingest_key, recorded("cases/case-05-genai-parts-multimodal")).status_code == 200
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page = new_page(browser, width=1440)
     violations = []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-pass-123")
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    log_in(page, live_server.url)
     for path, shot in (
         (f"traces/{TRACE}/?range=24h&span={SPAN}", "case05-trace"),
         (f"replay/?trace={TRACE}&span={SPAN}", "case05-replay"),
