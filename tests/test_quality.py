@@ -846,3 +846,18 @@ def test_the_scores_api_shares_the_apis_rate_limit(client, alice, project, setti
     answers += [client.post(url, body, content_type="application/json", headers=headers).status_code for _ in range(3)]
     assert answers == [200, 201, 201, 429]
     assert client.get(url, {"name": "x"}, headers=headers)["Retry-After"] == "60"
+
+
+def test_the_filter_bar_keeps_the_score_filters_when_it_is_applied(client, alice, project):
+    """A score filter (score=<name>:<op>[:<value>]) is part of the filter bar's query like an attribute
+    filter: applying the bar (another window, a service) keeps it, on every tab that has the bar."""
+    import re
+
+    client.force_login(alice)
+    for path in ("traces/?kind=runs&", "traces/?kind=llm&", "overview/?", "analytics/?"):
+        html = client.get(
+            f"/admin/monitoring/{project.id}/{path}score=relevance:lt:0.5&score=feedback:eq:down"
+        ).content.decode()
+        bar = re.search(r'<form class="filter-bar".*?</form>', html, re.S).group(0)
+        kept = re.findall(r'<input type="hidden" name="score" value="([^"]*)" data-keep-score>', bar)
+        assert kept == ["relevance:lt:0.5", "feedback:eq:down"], path

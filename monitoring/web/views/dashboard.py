@@ -169,6 +169,8 @@ def dashboard_tab(tab: str, template: str | None = None, facets: bool = True):
                     for attrs in [attr_texts(request.GET)]
                     for text in attrs
                 ],
+                # Score filters (score=<name>:<op>[:<value>]) ride along when the bar is applied, as attr chips do.
+                "score_filters": [s for s in request.GET.getlist("score") if s],
                 "zone_label": preferences.zone_label(zone),
             }
             if tab in SavedView.TABS:  # the bar's saved views, and what "Save view" saves
