@@ -19,6 +19,7 @@ from otlp import S, post, request
 from monitoring.ingest import otlp
 from monitoring.ingest.otlp import key_values
 from monitoring.queries import trace as trace_q
+from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +56,13 @@ def test_a_million_attributes_keep_the_trace_page_the_panel_and_the_api_small(
     assert post(client, ingest_key, request(span)).status_code == 200
     client.force_login(alice)
     trace_id, span_id = span.trace.hex(), span.span_id.hex()
+    # The attribute filters' table holds the span's first 1,000 attributes, not a row per million.
+    (filterable,) = clickhouse.query(
+        f"SELECT count() AS n FROM {schema.table(schema.ATTRS)} WHERE SpanId = {{s:String}} AND Resource = 0",
+        {"s": span_id},
+        tag="test",
+    )
+    assert filterable["n"] == schema.ATTR_ENTRIES_PER_SPAN
     base = f"/admin/monitoring/{project.id}/traces/{trace_id}"
 
     status, size, seconds = timed(client, f"{base}/")

@@ -605,7 +605,8 @@ def _spans_mv_ddl(source: str = TRACES, target: str = SPANS, on_cluster: str = "
 # otel_traces, ordered by (project, key, value, time) so `eq` and `exists` are a range of the
 # primary key whatever the window, and `contains`/`gt`/`lt` read one key's rows of the window's
 # days. Values longer than ATTR_VALUE_CHARS (messages, payloads: full-text search's domain) are
-# left out, which keeps the table at a few times the narrow span table. A JSON array (tags) is a
+# left out, which keeps the table at a few times the narrow span table; so are a span's attributes past
+# its first ATTR_ENTRIES_PER_SPAN. A JSON array (tags) is a
 # row per element; a JSON object under a key ending in "metadata" (OpenInference `metadata`) is a
 # row per top-level entry, `<key>.<entry>`, beside the whole. `otel_attr_keys` sums the rows per
 # day and key with their commonest values: the filter bar's key picker reads a month of it.
@@ -618,6 +619,10 @@ ATTRS_MV = "otel_span_attrs_mv"
 ATTR_KEYS = "otel_attr_keys"
 ATTR_KEYS_MV = "otel_attr_keys_mv"
 ATTR_VALUE_CHARS = 256
+# A span's first this many attributes (and its resource's) are filterable, as the pages read the
+# first 1,000 of each (monitoring/queries/trace.py): one span of a million attributes must not
+# write a million rows here (issue 22, item 2; tests/test_big_spans.py).
+ATTR_ENTRIES_PER_SPAN = 1000
 ATTR_TOP_VALUES = 10
 ATTR_COLUMNS = ("ProjectId", "Key", "Value", "Timestamp", "TraceId", "SpanId", "Resource")
 
@@ -657,10 +662,18 @@ def _attr_entries(keys: str, values: str) -> str:
     return f"arrayFlatten(arrayMap({spread}, {keys}, {values}))"
 
 
+def _first_entries(column: str) -> tuple[str, str]:
+    """SQL of a map's first ATTR_ENTRIES_PER_SPAN keys and values (a span may carry a million)."""
+    return (
+        f"arraySlice(mapKeys({column}), 1, {ATTR_ENTRIES_PER_SPAN})",
+        f"arraySlice(mapValues({column}), 1, {ATTR_ENTRIES_PER_SPAN})",
+    )
+
+
 def _attrs_select(source: str = TRACES) -> str:
     entries = (
-        f"arrayConcat(arrayMap(e -> (e.1, e.2, toUInt8(0)), {_attr_entries('mapKeys(SpanAttributes)', 'mapValues(SpanAttributes)')}),"
-        f" arrayMap(e -> (e.1, e.2, toUInt8(1)), {_attr_entries('mapKeys(ResourceAttributes)', 'mapValues(ResourceAttributes)')}))"
+        f"arrayConcat(arrayMap(e -> (e.1, e.2, toUInt8(0)), {_attr_entries(*_first_entries('SpanAttributes'))}),"
+        f" arrayMap(e -> (e.1, e.2, toUInt8(1)), {_attr_entries(*_first_entries('ResourceAttributes'))}))"
     )
     return (
         "SELECT ProjectId, a.1 AS Key, a.2 AS Value, Timestamp, TraceId, SpanId, a.3 AS Resource"
