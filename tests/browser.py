@@ -16,7 +16,8 @@ from conftest import require
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-LOGIN_TIMEOUT_MS = 120_000  # the first page after login renders the Overview: slow on a busy machine
+LOGIN_TIMEOUT_MS = 120_000
+LOGIN_ATTEMPTS = 2  # the first page after login renders the Overview: slow on a busy machine
 PASSWORD = {"alice": "alice-pass-123", "bob": "bob-pass-123", "charlie": "charlie-pass-123"}
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
@@ -67,20 +68,25 @@ def new_page(browser, *, lang: str = "en", width: int = 1440, zone: str | None =
 def log_in(page, base_url: str, username: str = "alice", *, ready: str = "#tabs") -> None:
     """Log `username` in through the login form and wait for `ready` on the page it lands on (the
     dashboard's tab bar by default) with a generous timeout; on failure, say where the browser is."""
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD[username])
-    page.click("button[type=submit]")
-    try:
-        page.wait_for_selector(ready, timeout=LOGIN_TIMEOUT_MS)
-    except Exception as exc:  # Playwright's TimeoutError, or a closed page
+    for attempt in range(LOGIN_ATTEMPTS):
+        page.goto(f"{base_url}/accounts/login/")
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", PASSWORD[username])
+        page.click("form[action*='login'] button[type=submit]")
         try:
-            where = f"{page.url} (title {page.title()!r})"
-        except Exception:  # the page itself is gone
-            where = "a closed page"
-        raise AssertionError(
-            f"after logging in as {username}, {ready!r} never showed; the browser is at {where}"
-        ) from exc
+            page.wait_for_selector(ready, timeout=LOGIN_TIMEOUT_MS // LOGIN_ATTEMPTS)
+            return
+        except Exception as exc:  # Playwright's TimeoutError, or a closed page
+            try:
+                where = f"{page.url} (title {page.title()!r}, errors {page.locator('.errorlist, .error').all_inner_texts()!r})"
+            except Exception:  # the page itself is gone
+                where = "a closed page"
+            # Seen once on a loaded machine: the form answered with the login page again and no
+            # error; a second try from a fresh form logs in. Both failing is a failure, saying where.
+            if attempt == LOGIN_ATTEMPTS - 1:
+                raise AssertionError(
+                    f"after logging in as {username}, {ready!r} never showed; the browser is at {where}"
+                ) from exc
 
 
 def logged_in(browser, base_url: str, *, lang: str = "en", width: int = 1440, zone: str | None = None, **context):

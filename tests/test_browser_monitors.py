@@ -60,7 +60,7 @@ def test_create_a_monitor_and_see_it_fire(browser, live_server, client, alice, p
         assert page.locator("header").count() == 1  # the answer is the page, not a page inside the panel
         rows = page.locator("[data-alert]")
         assert rows.count() == 1 and page.get_attribute("[data-alert]", "data-alert") == "ann"
-        assert "$3.5000" in page.text_content("[data-alert=ann]")
+        assert "$3.50" in page.text_content("[data-alert=ann]")
         assert len(slack.received) == 1 and b"end user ann" in slack.received[0].body
         for width in (1440, 390):
             shot(page, "monitor-firing", width)
