@@ -20,19 +20,17 @@ import json
 import re
 import zoneinfo
 
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from monitoring import access, throttling
 from monitoring.models import Membership
 from monitoring.quality import scores as writes
 from monitoring.queries import scores as scores_q
 from monitoring.queries.filter import iso
-from monitoring.store import clickhouse, errors
 from monitoring.store.sql import to_nanos
 from monitoring.web import preferences
+from monitoring.web.views.api import token_api
 
 FIELDS = ("trace_id", "span_id", "session_id", "name", "value", "label", "comment", "id")
 NAME_ONLY_DAYS = 30
@@ -42,40 +40,6 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
-
-
-def scores_api(fn):
-    """Authenticate (session or bearer token; writes by token only), check membership (404), rate
-    limit as the read API does, and turn ClickHouse trouble into its JSON answer."""
-
-    def view(request, project_id, *args, **kwargs):
-        token = None
-        if "Authorization" in request.headers:
-            token = access.token_from_bearer(request.headers["Authorization"])
-            user = token.user if token else None
-        else:
-            user = request.user if request.user.is_authenticated else None
-        if user is None:
-            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        limited = throttling.api_rate_limited(request)  # one budget with the rest of the API
-        if limited:
-            return limited
-        try:
-            membership = access.get_membership(user, project_id)
-        except Http404:
-            return _error(404, "no such project")
-        if request.method != "GET" and token is None:
-            return _error(403, "changes need an API token (Authorization: Bearer <api token>)")
-        try:
-            return fn(request, membership, token, *args, **kwargs)
-        except clickhouse.ClickHouseError as exc:
-            return errors.json_response(exc, user)
-
-    view.__name__ = view.__qualname__ = fn.__name__
-    view.__doc__ = fn.__doc__
-    return access.guarded_by("api")(csrf_exempt(view))
 
 
 def _instant(request, key: str, zone: str) -> tuple[dt.datetime | None, JsonResponse | None]:
@@ -185,5 +149,5 @@ def _score(request, membership, token, score_id):
     return HttpResponse(status=204)
 
 
-scores = scores_api(_scores)
-score = scores_api(_score)
+scores = token_api(_scores)
+score = token_api(_score)

@@ -12,6 +12,7 @@ from functools import wraps
 
 from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from monitoring import access, throttling
@@ -29,6 +30,41 @@ from monitoring.web.forms import FilterForm
 
 def _error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
+
+
+def token_api(fn):
+    """For the API's writes (scores, saved views): authenticate (session or bearer token; a change
+    needs a token, so no CSRF surface), check membership (404), rate limit in the read API's budget,
+    and turn ClickHouse trouble into its JSON answer. Calls fn(request, membership, token, ...)."""
+
+    def view(request, project_id, *args, **kwargs):
+        token = None
+        if "Authorization" in request.headers:
+            token = access.token_from_bearer(request.headers["Authorization"])
+            user = token.user if token else None
+        else:
+            user = request.user if request.user.is_authenticated else None
+        if user is None:
+            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
+        limited = throttling.api_rate_limited(request)  # one budget with the rest of the API
+        if limited:
+            return limited
+        try:
+            membership = access.get_membership(user, project_id)
+        except Http404:
+            return _error(404, "no such project")
+        if request.method != "GET" and token is None:
+            return _error(403, "changes need an API token (Authorization: Bearer <api token>)")
+        try:
+            return fn(request, membership, token, *args, **kwargs)
+        except clickhouse.ClickHouseError as exc:
+            return errors.json_response(exc, user)
+
+    view.__name__ = view.__qualname__ = fn.__name__
+    view.__doc__ = fn.__doc__
+    return access.guarded_by("api")(csrf_exempt(view))
 
 
 def api_view(fn):

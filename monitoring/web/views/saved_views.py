@@ -22,17 +22,17 @@ import json
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from monitoring import access, throttling
+from monitoring import access
 from monitoring.models import DefaultView, Membership, SavedView
 from monitoring.queries.filter import iso
 from monitoring.web.forms import SavedViewError, saved_view_fields
+from monitoring.web.views.api import token_api
 
 
 def visible(membership: Membership, tab: str | None = None):
@@ -104,39 +104,8 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _api(fn):
-    """Session or bearer token; writes by token only (no CSRF surface); membership (404); the read
-    API's rate limit."""
-
-    def view(request, project_id, *args, **kwargs):
-        token = None
-        if "Authorization" in request.headers:
-            token = access.token_from_bearer(request.headers["Authorization"])
-            user = token.user if token else None
-        else:
-            user = request.user if request.user.is_authenticated else None
-        if user is None:
-            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        limited = throttling.api_rate_limited(request)
-        if limited:
-            return limited
-        try:
-            membership = access.get_membership(user, project_id)
-        except Http404:
-            return _error(404, "no such project")
-        if request.method != "GET" and token is None:
-            return _error(403, "changes need an API token (Authorization: Bearer <api token>)")
-        return fn(request, membership, *args, **kwargs)
-
-    view.__name__ = view.__qualname__ = fn.__name__
-    view.__doc__ = fn.__doc__
-    return access.guarded_by("api")(csrf_exempt(view))
-
-
-@_api
-def api_views(request, membership):
+@token_api
+def api_views(request, membership, _token):
     """GET: the caller's views and the project's shared ones; POST: a new view (the module's note)."""
     if request.method == "GET":
         defaults = default_ids(membership)
@@ -162,8 +131,8 @@ def api_views(request, membership):
     return JsonResponse(as_dict(view, membership, default_ids(membership)), status=201)
 
 
-@_api
-def api_view(request, membership, view_id):
+@token_api
+def api_view(request, membership, _token, view_id):
     """DELETE one view: by its owner or a project admin (the module's note)."""
     if request.method != "DELETE":
         return _error(405, "use DELETE")
