@@ -65,7 +65,8 @@ ATTR_VALUE_CHARS = 500
 MAX_ATTR_CONDITIONS = 10
 
 
-def _finite(text: str) -> float | None:
+def finite_number(text: str) -> float | None:
+    """The text as a finite float, else None (the `gt`/`lt` value of an attr= or score= filter)."""
     try:
         value = float(text)
     except ValueError:
@@ -108,7 +109,7 @@ class AttrCondition:
             raise BadQuery(_("'attr' operator %(op)s needs a value: %(key)s:%(op)s:<value>") % {"op": op, "key": key})
         if len(value) > ATTR_VALUE_CHARS:
             raise BadQuery(_("'attr' values are at most %(n)d characters") % {"n": ATTR_VALUE_CHARS})
-        if op in ("gt", "lt") and _finite(value) is None:
+        if op in ("gt", "lt") and finite_number(value) is None:
             raise BadQuery(
                 _("'attr' operator %(op)s compares numbers: %(value)r is not one") % {"op": op, "value": value}
             )
@@ -121,7 +122,7 @@ class AttrCondition:
     @property
     def number(self) -> float:
         """The value as a number (0.0 unless `gt`/`lt`)."""
-        found = _finite(self.value) if self.op in ("gt", "lt") else None
+        found = finite_number(self.value) if self.op in ("gt", "lt") else None
         return found if found is not None else 0.0
 
 

@@ -21,7 +21,7 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from monitoring.queries.filter import BadQuery, iso
+from monitoring.queries.filter import BadQuery, finite_number, iso
 from monitoring.store import schema
 from monitoring.store.sql import Sql, from_nanos, run
 
@@ -30,14 +30,6 @@ VALUELESS = ("exists", "missing")
 SOURCES = ("evaluation", "api", "person", "judge")
 NAME_CHARS = 200
 MAX_CONDITIONS = 10
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class ScoreCondition:
             return cls(name, op)
         if not value:
             raise BadQuery(f"'score' operator {op} needs a value: {name}:{op}:<value>")
-        if op in ("gt", "lt") and _number(value) is None:
+        if op in ("gt", "lt") and finite_number(value) is None:
             raise BadQuery(f"'score' operator {op} compares numbers: {value!r} is not one")
         return cls(name, op, value)
 
@@ -75,7 +67,7 @@ class ScoreCondition:
 
     def having(self, p: str) -> tuple[str, dict]:
         """The HAVING condition over a target's rows of this score, and its parameters (prefix `p`)."""
-        number = _number(self.value) if self.value else None
+        number = finite_number(self.value) if self.value else None
         if self.op in ("exists", "missing", "ne"):
             check = "1" if self.op != "ne" else self._equal(p, number)
         elif self.op == "eq":
