@@ -342,3 +342,27 @@ def test_usd_totals_are_summed_exactly_and_never_refused():
     later cancelled) reads nan as ClickHouse's sum did, not a 500."""
     assert sources.usd_sum([0.1] * 10) == 1.0
     assert str(sources.usd_sum([float("inf"), float("-inf")])) == "nan"
+
+
+def test_a_live_answer_never_reads_another_scopes_tables(client, project, other_project, ingest_key):
+    """The live part's temporary tables belong to the scope they were computed for: a later scope,
+    even one CPython allocates where a freed one was (the same id()), computes its own. Keyed on
+    id() the second project read the first's tables, a run short (CI's flaky "Top services")."""
+    from monitoring.models import IngestKey
+
+    other_key = IngestKey.issue(other_project)[1]
+    send(
+        client,
+        ingest_key,
+        S("invoke_agent a", service="agent-a", at=AT, error=True, attributes={"gen_ai.operation.name": "invoke_agent"}),
+    )
+    send(
+        client,
+        other_key,
+        S("invoke_agent b", service="agent-b", at=AT, error=True, attributes={"gen_ai.operation.name": "invoke_agent"}),
+    )
+    for _ in range(20):
+        for p, service in ((project, "agent-a"), (other_project, "agent-b")):
+            live.forget()  # the scope is dropped and freed: the next one may take its address
+            board = queries.top_services(queries.overview(SpanFilter(str(p.id), HOUR)))
+            assert [(s.name, s.calls, s.errors) for s in board] == [(service, 1, 1)]

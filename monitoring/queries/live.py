@@ -125,9 +125,11 @@ def facts_for(flt: SpanFilter) -> Live | None:
     if found is None:
         return None
     # Temporary tables live in this thread's session: a new connection (after an outage, a new
-    # backend) starts without them.
-    key = (id(found), id(clickhouse.session()))
-    if getattr(_materialized, "key", None) != key:
+    # backend) starts without them. The scope and session are held, not their id()s: a freed
+    # scope's id is reused by the next one, which then read the freed one's tables (a flaky undercount).
+    key = (found, clickhouse.session())
+    held = getattr(_materialized, "key", None)
+    if held is None or held[0] is not key[0] or held[1] is not key[1]:
         _materialized.key = None
         facts.materialize(found, PREFIX)
         _materialized.key = key
