@@ -179,14 +179,17 @@ def login(conn: http.client.HTTPConnection, username: str = "owner", password: s
 class DashboardUser(threading.Thread):
     """Logs in, then loads tab after tab until told to stop."""
 
-    def __init__(self, portal: LivePortal, urls: list[str], stop: threading.Event):
+    def __init__(
+        self, portal: LivePortal, urls: list[str], stop: threading.Event, username="owner", password="pw-owner-123"
+    ):
         super().__init__(daemon=True)
         self.portal, self.urls, self.stop, self.loads, self.errors = portal, urls, stop, 0, 0
+        self.username, self.password = username, password
         self.latencies: list[float] = []
 
     def run(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.portal.port, timeout=60)
-        cookie = login(conn)
+        cookie = login(conn, self.username, self.password)
         i = 0
         while not self.stop.is_set():
             url = self.urls[i % len(self.urls)]
