@@ -322,7 +322,7 @@ def test_the_score_charts_are_figures_plotly_validates_unchanged():
     times = [NOW - dt.timedelta(hours=2), NOW - dt.timedelta(hours=1), NOW]
     numeric = quality_q.Summary(
         "relevance", "hour", times, [0.5, None, 0.75], [2, 0, 4], count=6, mean=0.6667,
-        histogram=quality_q.histogram([(0.2, 1), (0.9, 5)], 0.0, 1.0),
+        histogram=quality_q.binned_histogram({2: 1, 9: 5}, 0.0, 1.0),
     )  # fmt: skip
     labelled = quality_q.Summary(
         "verdict", "hour", times, [None] * 3, [1, 0, 2], count=3, labels=[("pass", 2), ("", 1)]

@@ -70,11 +70,36 @@ def _window(p: str) -> str:
     )
 
 
-def _placed(p: str, name_condition: str) -> str:
+def _has_loose(flt: SpanFilter, p: str, name: str) -> bool:
+    """Whether the window may hold a score named only by a response id (not placed on its call yet:
+    monitoring/quality/scores.place_loose does that within seconds). Read without FINAL, so a placed
+    score's old version still says yes until it is merged away: never a wrong no."""
+    name_condition = f" AND Name = {{{p}name:String}}" if name else ""
+    bounds = flt.window.nanos()
+    row = run(
+        Sql(
+            f"SELECT count() > 0 AS loose FROM {schema.table(schema.SCORES)} WHERE ProjectId = {{project:String}}",
+            f" AND {_window(p)}{name_condition} AND SpanId = '' AND ResponseId != ''",
+            project=flt.project_id,
+            **{f"{p}start": bounds["start"], f"{p}end": bounds["end"], f"{p}name": name},
+        ),
+        tag="quality.loose",
+    )
+    return bool(row and int(row[0]["loose"]))
+
+
+def _placed(p: str, name_condition: str, loose: bool = True) -> str:
     """Rows Time, Name, Value, Label, Source, Author, Trace, Span of the window's scores, a score
-    named only by a response id moved onto its call (as scores._placed does in Python)."""
+    named only by a response id moved onto its call (as scores._placed does in Python). Without
+    `loose` (the window holds no such score) the scores as they are: the response ids' look-up reads
+    every LLM call of the project (150 ms at 10M spans), once per use of this subquery."""
     scores = schema.table(schema.SCORES)
     window = _window(p)
+    if not loose:
+        return (
+            "SELECT Timestamp AS Time, Name, Value, Label, Source, Author, TraceId AS Trace, SpanId AS Span"
+            f" FROM {scores} FINAL WHERE ProjectId = {{project:String}} AND {window}{name_condition}"
+        )
     return (
         "SELECT s.Timestamp AS Time, s.Name AS Name, s.Value AS Value, s.Label AS Label, s.Source AS Source,"
         " s.Author AS Author, if(s.SpanId = '' AND r.span != '', r.trace, s.TraceId) AS Trace,"
@@ -88,32 +113,38 @@ def _placed(p: str, name_condition: str) -> str:
     )
 
 
-def scored(flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p: str = "q_") -> Sql:
+def scored(
+    flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p: str = "q_", context: bool = True
+) -> Sql:
     """One row per score given in the filter's window (of `name` only, when given): Time, Name,
     Value (Nullable Float64), Label, Source, Author, Trace, Span, Agent, Service, Models (Array),
     EndUser, IsEvaluation (UInt8), Fails (UInt8: an evaluation that fails, by `marks`), IsDown (UInt8:
-    a thumbs down). The filter bar's services, models, status and replays narrow them (the note)."""
+    a thumbs down). The filter bar's services, models, status and replays narrow them (the note).
+    With `context=False` (a caller that reads none of Agent, Service, Models, EndUser) and a filter
+    that narrows by none of them, those are left empty and only the replays are looked up: joining
+    every scored run's facts cost most of the Overview at 10M spans (a score on every run)."""
     marks = list(marks)
     name_condition = f" AND Name = {{{p}name:String}}" if name else ""
-    placed = _placed(p, name_condition)
+    loose = _has_loose(flt, p, name)
+    placed = _placed(p, name_condition, loose)
     window = _window(p)
     traces = f"SELECT TraceId FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}} AND {window}{name_condition}"
     # The traces the window's scores name, plus those their response ids resolve to.
-    wanted = f"(TraceId IN ({traces}) OR TraceId IN (SELECT Trace FROM ({placed})))"
+    wanted = (
+        f"(TraceId IN ({traces}) OR TraceId IN (SELECT Trace FROM ({placed})))" if loose else f"TraceId IN ({traces})"
+    )
     runs = (
         "SELECT TraceId, Name AS Agent, ServiceName AS RunService, Models AS RunModels, EndUser AS RunUser,"
-        f" IsError AS RunError, IsReplay AS RunReplay FROM {schema.table(schema.RUNS)}"
-        f" WHERE ProjectId = {{project:String}} AND {wanted}"
-        " GROUP BY TraceId, Name, ServiceName, Models, EndUser, IsError, IsReplay HAVING sum(Sign) > 0"
+        f" IsError AS RunError, IsReplay AS RunReplay FROM {schema.table(schema.RUNS)} FINAL"
+        f" WHERE ProjectId = {{project:String}} AND Sign = 1 AND {wanted}"
     )
     # Only the calls a score names by its span (placed): a run's own score (no span) joins no call,
     # so the calls of every scored run are not read for it.
     wanted_calls = f"(TraceId, SpanId) IN (SELECT Trace, Span FROM ({placed}) WHERE Span != '')"
     calls = (
         "SELECT TraceId AS CallTrace, SpanId AS CallSpan, Model AS CallModel, ServiceName AS CallService,"
-        f" EndUser AS CallUser, IsReplay AS CallReplay FROM {schema.table(schema.CALLS)}"
-        f" WHERE ProjectId = {{project:String}} AND {wanted_calls}"
-        " GROUP BY TraceId, SpanId, Model, ServiceName, EndUser, IsReplay HAVING sum(Sign) > 0"
+        f" EndUser AS CallUser, IsReplay AS CallReplay FROM {schema.table(schema.CALLS)} FINAL"
+        f" WHERE ProjectId = {{project:String}} AND Sign = 1 AND {wanted_calls}"
     )
     mark_of = f"indexOf({{{p}mark_names:Array(String)}}, Name)"
     fails = (
@@ -123,16 +154,35 @@ def scored(flt: SpanFilter, *, name: str = "", marks: Iterable[PassMark] = (), p
         f" Value > {{{p}marks:Array(Float64)}}[{mark_of}])"
     )
     evaluation = f"(Source IN {{{p}sources:Array(String)}} AND Name != {{{p}feedback:String}})"
-    described = (
-        "SELECT Time, Name, Value, Label, Source, Author, Trace, Span, Agent,"
-        " if(CallService != '', CallService, RunService) AS Service,"
-        " if(CallModel != '', [CallModel], arrayFilter(m -> m != '', RunModels)) AS Models,"
-        " if(CallUser != '', CallUser, RunUser) AS EndUser, RunError, greatest(RunReplay, CallReplay) AS Replay,"
+    judged = (
         f" toUInt8({evaluation}) AS IsEvaluation, toUInt8({evaluation} AND {fails}) AS Fails,"
         f" toUInt8(Name = {{{p}feedback:String}} AND Value IS NOT NULL AND Value < 0.5) AS IsDown"
-        f" FROM ({placed}) AS sc LEFT JOIN ({runs}) AS ru ON sc.Trace = ru.TraceId"
-        f" LEFT JOIN ({calls}) AS ca ON sc.Trace = ca.CallTrace AND sc.Span = ca.CallSpan"
     )
+    if context or flt.services or flt.models or flt.status in ("error", "ok"):
+        described = (
+            "SELECT Time, Name, Value, Label, Source, Author, Trace, Span, Agent,"
+            " if(CallService != '', CallService, RunService) AS Service,"
+            " if(CallModel != '', [CallModel], arrayFilter(m -> m != '', RunModels)) AS Models,"
+            " if(CallUser != '', CallUser, RunUser) AS EndUser, RunError, greatest(RunReplay, CallReplay) AS Replay,"
+            f"{judged} FROM ({placed}) AS sc LEFT JOIN ({runs}) AS ru ON sc.Trace = ru.TraceId"
+            f" LEFT JOIN ({calls}) AS ca ON sc.Trace = ca.CallTrace AND sc.Span = ca.CallSpan"
+        )
+    else:
+        # Only whether a score's run or call is a Replay re-run: those few, by their flag.
+        replay_runs = (
+            f"SELECT TraceId FROM {schema.table(schema.RUNS)} WHERE ProjectId = {{project:String}} AND IsReplay = 1"
+            " GROUP BY TraceId HAVING sum(Sign) > 0"
+        )
+        replay_calls = (
+            f"SELECT TraceId, SpanId FROM {schema.table(schema.CALLS)} WHERE ProjectId = {{project:String}}"
+            " AND IsReplay = 1 GROUP BY TraceId, SpanId HAVING sum(Sign) > 0"
+        )
+        described = (
+            "SELECT Time, Name, Value, Label, Source, Author, Trace, Span, '' AS Agent, '' AS Service,"
+            " emptyArrayString() AS Models, '' AS EndUser, toUInt8(0) AS RunError,"
+            f" toUInt8(Trace IN ({replay_runs}) OR (Trace, Span) IN ({replay_calls})) AS Replay,{judged}"
+            f" FROM ({placed}) AS sc"
+        )
     where = []
     if flt.services:
         where.append(f"Service IN {{{p}services:Array(String)}}")
@@ -259,7 +309,7 @@ def summary(
     The distribution follows the config's `kind` (ScoreConfig.data_type): "numeric", HISTOGRAM_BINS
     equal bins over `bounds` (the config's range, else the values' own [min, max]); "categorical",
     counts per label; "boolean", counts per value ("1", "0"); "" (no config): labels when any score
-    has one, else the histogram. Seven statements, asked at once. Raises ClickHouseError."""
+    has one, else the histogram. One statement. Raises ClickHouseError."""
     marks = list(marks)
     bucket = timeseries_q.bucket_for(flt)
     base = scored(flt, name=name, marks=marks)
@@ -268,39 +318,61 @@ def summary(
         if kind == "boolean"
         else "if(Label != '', Label, if(Value IS NULL, '', toString(Value)))"
     )
-    totals = Sql(
-        "SELECT count() AS n, avgOrNull(Value) AS mean, minOrNull(Value) AS lo, maxOrNull(Value) AS hi,",
-        " countIf(Label != '') AS labelled, sum(Fails) AS failing FROM (",
-        base,
-        ")",
+    # One statement reads the window's scores once, grouped by each key on its own (GROUPING SETS;
+    # `grouping()` says which: its bit for a column is 0 in that column's set). A model breakdown
+    # groups by a run's whole list of models, split per model below. Seven statements over the same
+    # rows read them seven times (3.4 s at 10M spans with a score on every run).
+    # The histogram's bin of each value is found here, not from every distinct value in Python (a
+    # score on every run: 390k values), scaled before dividing (0.6 of [0, 1] is bin 6, not 5.999…), over the config's range
+    # (`bounds`) or the values' own [min, max].
+    keys = ("tb", "lbl", "bin", "Models", "Agent", "Service")
+    lo_sql, hi_sql = (
+        ("{q_hist_lo:Float64}", "{q_hist_hi:Float64}")
+        if bounds
+        else ("minOrNull(Value) OVER ()", "maxOrNull(Value) OVER ()")
     )
-    trend = Sql(
-        f"SELECT {timeseries_q.bucket_sql(bucket)} AS t, count() AS n, avgOrNull(Value) AS mean FROM (",
+    binned = (
+        f"if(Value IS NULL, -1, if(vhi <= vlo, 0, toInt64(least(greatest((Value - vlo) * {HISTOGRAM_BINS}"
+        f" / (vhi - vlo), 0), {HISTOGRAM_BINS - 1}))))"
+    )
+    grouped = Sql(
+        f"SELECT grouping({', '.join(keys)}) AS g, tb AS t, lbl AS label, bin, Models, Agent, Service,",
+        " count() AS n, avgOrNull(Value) AS mean, sum(Value) AS total, count(Value) AS valued, minOrNull(Value) AS lo,",
+        " maxOrNull(Value) AS hi, countIf(Label != '') AS labelled, sum(Fails) AS failing",
+        f" FROM (SELECT *, {binned} AS bin FROM (SELECT *, {timeseries_q.bucket_sql(bucket)} AS tb, {label} AS lbl,",
+        f" {lo_sql} AS vlo, {hi_sql} AS vhi FROM (",
         base,
-        ") GROUP BY t",
+        f"))) GROUP BY GROUPING SETS ((), {', '.join(f'({k})' for k in keys)})",
         tz=flt.tz,
+        q_hist_lo=float(bounds[0]) if bounds else 0.0,
+        q_hist_hi=float(bounds[1]) if bounds else 0.0,
     )
-    labels = Sql(f"SELECT {label} AS label, count() AS n FROM (", base, ") GROUP BY label ORDER BY n DESC, label")
-    values = Sql("SELECT Value AS v, count() AS n FROM (", base, ") WHERE Value IS NOT NULL GROUP BY v")
-
-    def breakdown(dim: str) -> Sql:
-        key = {"model": "arrayJoin(if(empty(Models), [''], Models))", "agent": "Agent", "service": "Service"}[dim]
-        return Sql(
-            f"SELECT {key} AS key, count() AS n, avgOrNull(Value) AS mean, sum(Fails) AS failing FROM (",
-            base,
-            ") GROUP BY key ORDER BY n DESC, key",
+    every = (1 << len(keys)) - 1
+    by_mask = {every - (1 << (len(keys) - 1 - i)): k for i, k in enumerate(keys)}
+    groups: dict[str, list[dict]] = {k: [] for k in ("", *keys)}
+    for row in run(grouped, tag="quality.summary"):
+        groups[by_mask.get(int(row["g"]), "")].append(row)
+    total_rows, trend_rows = groups[""], groups["tb"]
+    bin_counts = {int(r["bin"]): int(r["n"]) for r in groups["bin"] if int(r["bin"]) >= 0}
+    label_rows = sorted(groups["lbl"], key=lambda r: (-int(r["n"]), r["label"]))
+    models: dict[str, dict] = {}
+    for r in groups["Models"]:
+        for model in r["Models"] or [""]:
+            into = models.setdefault(model, {"key": model, "n": 0, "total": 0.0, "valued": 0, "failing": 0})
+            into["n"] += int(r["n"])
+            into["total"] += float(r["total"] or 0)
+            into["valued"] += int(r["valued"])
+            into["failing"] += int(r["failing"])
+    for into in models.values():
+        into["mean"] = into["total"] / into["valued"] if into["valued"] else None
+    by_dim = [
+        sorted(rows, key=lambda r: (-int(r["n"]), r["key"]))
+        for rows in (
+            list(models.values()),
+            [r | {"key": r["Agent"]} for r in groups["Agent"]],
+            [r | {"key": r["Service"]} for r in groups["Service"]],
         )
-
-    asked = [totals, trend, labels, values, *(breakdown(d) for d in DIMENSIONS)]
-    tags = [
-        "quality.totals",
-        "quality.trend",
-        "quality.labels",
-        "quality.values",
-        *(f"quality.by_{d}" for d in DIMENSIONS),
     ]
-    answers = parallel.gather(flt, *[lambda s=s, t=t: run(s, tag=t) for s, t in zip(asked, tags, strict=True)])
-    total_rows, trend_rows, label_rows, value_rows, *by_dim = answers
     top = total_rows[0] if total_rows else {}
     times = timeseries_q.bucket_starts(flt, bucket)
     index = {int(t.timestamp()): i for i, t in enumerate(times)}
@@ -328,7 +400,7 @@ def summary(
             found.labels.append(("…", sum(n for _l, n in pairs[MAX_LABELS:])))
     else:
         lo, hi = bounds if bounds else (top.get("lo"), top.get("hi"))
-        found.histogram = histogram([(float(r["v"]), int(r["n"])) for r in value_rows], lo, hi)
+        found.histogram = binned_histogram(bin_counts, lo, hi)
     found.breakdowns = {
         dim: [Group(r["key"], int(r["n"]), _mean(r["mean"]), int(r["failing"])) for r in rows[:MAX_BREAKDOWN]]
         for dim, rows in zip(DIMENSIONS, by_dim, strict=True)
@@ -336,19 +408,17 @@ def summary(
     return found
 
 
-def histogram(values: list[tuple[float, int]], low, high, bins: int = HISTOGRAM_BINS) -> list[Bin]:
-    """(value, count) pairs in `bins` equal bins over [low, high]; a value outside goes to the nearest
-    end bin; one bin when low == high; [] without values."""
-    if not values or low is None or high is None:
+def binned_histogram(counts: dict[int, int], low, high, bins: int = HISTOGRAM_BINS) -> list[Bin]:
+    """`bins` equal bins over [low, high] from the values' counts per bin index, as summary's
+    statement bins them (a value outside goes to the nearest end bin; the last bin holds `high`);
+    one bin when low == high; [] without values."""
+    if not counts or low is None or high is None:
         return []
     low, high = float(low), float(high)
     if high <= low:
-        return [Bin(low, high, sum(n for _v, n in values))]
+        return [Bin(low, high, sum(counts.values()))]
     width = (high - low) / bins
-    counts = [0] * bins
-    for value, n in values:  # scaled before dividing: 0.6 of [0, 1] is bin 6, not 5.999…
-        counts[min(max(int((value - low) * bins / (high - low)), 0), bins - 1)] += n
-    return [Bin(round(low + i * width, 6), round(low + (i + 1) * width, 6), counts[i]) for i in range(bins)]
+    return [Bin(round(low + i * width, 6), round(low + (i + 1) * width, 6), counts.get(i, 0)) for i in range(bins)]
 
 
 def names(flt: SpanFilter, limit: int = 4) -> list[str]:
@@ -409,7 +479,7 @@ def _quality_sql(flt: SpanFilter, marks: list[PassMark], p: str) -> Sql:
         "SELECT uniqExactIf(Trace, IsEvaluation = 1 AND Trace != '') AS scored,",
         " uniqExactIf(Trace, Fails = 1 AND Trace != '') AS failing,",
         f" countIf(Name = {{{p}feedback:String}} AND Value IS NOT NULL) AS thumbs, sum(IsDown) AS down FROM (",
-        scored(flt, marks=marks, p=p),
+        scored(flt, marks=marks, p=p, context=False),
         ")",
     )
 
