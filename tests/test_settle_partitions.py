@@ -359,6 +359,14 @@ def test_two_settler_processes_write_the_facts_one_settler_writes(cluster, setti
         _wait("both partitions settled", lambda: _settled_up_to(newest), settlers)
         _wait("a partition each", lambda: len(set(_holders(tmp_path).values())) == 2, settlers)
         assert all(re.search(r"settled \d+ traces", s.log()) for s in settlers), [s.log() for s in settlers]
+        # Each pass settled one partition's one project (a pass of a settler that left the filter
+        # out would touch both projects, whether or not it found their facts written already).
+        passes = [
+            m
+            for s in settlers
+            for m in re.findall(r"settled \d+ traces of (\d+) projects \(partition (\dof2)\)", s.log())
+        ]
+        assert {p for _, p in passes} == {"1of2", "2of2"} and {n for n, _ in passes} == {"1"}, passes
         # One is killed: once its lease runs out the other settles its partition too.
         settlers[1].stop(signal.SIGKILL)
         _traffic(projects[2:], seed=21)

@@ -276,8 +276,10 @@ def settle_once(now_ns: int | None = None, partition: scoping.Partition = scopin
         on_pass(report)
     if report.traces:
         log.info(
-            "settled %d traces: %d call, %d run, %d edge rows written in %.2f s",
+            "settled %d traces of %d projects%s: %d call, %d run, %d edge rows written in %.2f s",
             report.traces,
+            len(report.projects),
+            f" (partition {partition.label})" if partition.count > 1 else "",
             report.calls_written,
             report.runs_written,
             report.edges_written,
