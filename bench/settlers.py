@@ -165,6 +165,10 @@ def run(cluster, args) -> None:
         f"2 settlers: {aggregate:,.0f} spans/s together (the slower pass), {aggregate / (spans / one[0]):.2f}x one"
         f" settler; wall {two_wall:.1f} s with start-up; CPU: settlers {two_cpu:.1f} s, shard servers {two_server:.1f} s"
     )
+    print(
+        f"CPU per span (settlers + shard servers): one settler {(one_cpu + one_server) / spans * 1e6:.0f} us,"
+        f" two settlers {(two_cpu + two_server) / spans * 1e6:.0f} us (the settlers' Django start-up included)"
+    )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

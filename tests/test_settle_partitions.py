@@ -92,14 +92,12 @@ def ns_datetime(ns: int):
 
 def test_a_partition_without_a_state_starts_where_the_settlers_before_it_got_to():
     count = 7  # names no other test writes
-    t = 1_700_000_000_000_000_000
-    _state_row("facts", t)
+    mark = scoping.state()[0]  # the low-water mark as earlier tests left it (0: none yet)
     first, second = scoping.Partition(0, count), scoping.Partition(1, count)
-    assert scoping.partition_state(first)[0] == t  # no row of its own: the low-water mark
-    _state_row(first.state_name, t + 5_000_000_000)
-    assert scoping.partition_state(first)[0] == t + 5_000_000_000 and scoping.partition_state(second)[0] == t
-    lowest, recorded = scoping.low_water(count)
-    assert lowest == t and recorded >= t  # the others have no row: the mark stays
+    assert scoping.partition_state(first)[0] == mark  # no row of its own: the low-water mark
+    _state_row(first.state_name, mark + 5_000_000_000)
+    assert scoping.partition_state(first)[0] == mark + 5_000_000_000 and scoping.partition_state(second)[0] == mark
+    assert scoping.low_water(count) == (mark, mark)  # the others have no row: the mark stays
 
 
 # --- the share-out of partition leases between processes -----------------------------------------------
@@ -179,6 +177,12 @@ def _traffic(projects: list[str], seed: int = 3) -> None:
             _store(pid, _litellm(spans))
 
 
+def _row(row: dict) -> tuple:
+    """A fact's values as comparable text; numbers as floats (the native client gave a Float64 zero
+    as 0 in one read and 0.0 in another)."""
+    return tuple(repr(float(v)) if isinstance(v, (int, float)) else str(v) for v in row.values())
+
+
 def _facts(projects: list[str]) -> dict[str, list[tuple]]:
     """Every settled fact of the projects (FINAL, without the version a pass stamps), sorted."""
     found = {}
@@ -189,14 +193,14 @@ def _facts(projects: list[str]) -> dict[str, list[tuple]]:
             {"p": projects},
             tag="test.facts",
         )
-        found[name] = sorted(tuple(str(v) for v in r.values()) for r in rows)
+        found[name] = sorted(_row(r) for r in rows)
     rows = clickhouse.query(
         f"SELECT {', '.join(schema.EDGE_COLUMNS)} FROM {schema.table(schema.EDGES)} FINAL"
         " WHERE ProjectId IN {p:Array(String)} AND Sign = 1",
         {"p": projects},
         tag="test.facts",
     )
-    found[schema.EDGES] = sorted(tuple(str(v) for v in r.values()) for r in rows)
+    found[schema.EDGES] = sorted(_row(r) for r in rows)
     return found
 
 
@@ -215,6 +219,7 @@ def test_a_partitions_pass_settles_its_projects_only_and_records_the_low_water_m
     assert report.projects == {projects[1]} and _facts([projects[1]])[schema.CALLS]
     through = scoping.partition_throughs(count)
     assert all(through) and scoping.low_water(count)[1] >= min(through)
+    assert report.settled_ns == scoping.state()[0] >= min(through)  # /metrics' apm_settle_through_seconds
     assert waiting > 0 and scoping.waiting_spans(scoping.state()[0], projects) == 0
 
 
@@ -338,6 +343,15 @@ def _settled_up_to(ns: int) -> bool:
     return scoping.state()[0] > ns
 
 
+def _differences(a: list[tuple], b: list[tuple]) -> list[str]:
+    """The facts only one side has, column by column against the other side's nearest row."""
+    out = []
+    for row in sorted(set(a) - set(b))[:3]:
+        near = min(set(b) - set(a), key=lambda r: sum(x != y for x, y in zip(r, row, strict=True)), default=())
+        out.append(f"{[(i, x, y) for i, (x, y) in enumerate(zip(row, near, strict=True)) if x != y]}")
+    return out + [f"{len(set(a) - set(b))} rows only in the first, {len(set(b) - set(a))} only in the second"]
+
+
 @pytest.mark.cluster
 @pytest.mark.django_db
 def test_two_settler_processes_write_the_facts_one_settler_writes(cluster, settings, tmp_path):
@@ -390,5 +404,5 @@ def test_two_settler_processes_write_the_facts_one_settler_writes(cluster, setti
     settle.settle_once()
     single = _facts(projects)
     for name in schema.SETTLED:
-        assert shared[name] == single[name], name
+        assert shared[name] == single[name], (name, _differences(shared[name], single[name]))
     assert len(single[schema.CALLS]) >= 4 * 8

@@ -80,7 +80,9 @@ class Report:
     runs_written: int = 0
     edges_written: int = 0
     seconds: float = 0.0
-    through_ns: int = 0
+    through_ns: int = 0  # the partition's (ALL: every span's) insert time settled up to
+    settled_ns: int = 0  # every span's, whichever partition, as far as this pass knows (0: not read)
+    partition: scoping.Partition = scoping.ALL
     projects: set[str] = field(default_factory=set)  # whose facts the pass wrote
 
 
@@ -228,10 +230,11 @@ def _span_of_pass(through: int, until: int) -> tuple[int, int]:
 _MS = 1_000_000
 
 
-def _record(partition: scoping.Partition, until: int) -> None:
+def _record(partition: scoping.Partition, until: int) -> int:
     """Write the partition's `Through`, then, with partitions, the low-water mark readers use when it
-    moved. Settlers writing it at once may write it out of order: readers take the highest row,
-    and every one written was a low-water mark when it was read, so it is one still."""
+    moved; returns the low-water mark (ns). Settlers writing it at once may write it out of order:
+    readers take the highest row, and every one written was a low-water mark when it was read, so
+    it is one still."""
     rows = [{"Name": partition.state_name, "Through": from_nanos(until)}]
     clickhouse.insert(schema.table(schema.SETTLE_STATE), ("Name", "Through"), rows, tag="settle.state")
     if partition.count > 1:
@@ -239,6 +242,8 @@ def _record(partition: scoping.Partition, until: int) -> None:
         if lowest > recorded:
             rows = [{"Name": scoping.STATE_NAME, "Through": from_nanos(lowest)}]
             clickhouse.insert(schema.table(schema.SETTLE_STATE), ("Name", "Through"), rows, tag="settle.state")
+        return max(lowest, recorded)
+    return until
 
 
 def settle_once(now_ns: int | None = None, partition: scoping.Partition = scoping.ALL) -> Report:
@@ -266,11 +271,14 @@ def settle_once(now_ns: int | None = None, partition: scoping.Partition = scopin
     # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
     key = (schema.table(schema.SETTLE_STATE), partition.state_name)
     if report.traces or time.monotonic() - _state_written.get(key, -1e9) >= STATE_EVERY_SECONDS:
-        _record(partition, until)
+        report.settled_ns = _record(partition, until)
         _state_written[key] = time.monotonic()
         scoping.forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
+    report.partition = partition
+    if partition.count == 1:
+        report.settled_ns = until
     versions.bump(report.projects)  # after the state: a page asking now sees the new facts
     if on_pass is not None:
         on_pass(report)
