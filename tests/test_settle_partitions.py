@@ -406,3 +406,20 @@ def test_two_settler_processes_write_the_facts_one_settler_writes(cluster, setti
     for name in schema.SETTLED:
         assert shared[name] == single[name], (name, _differences(shared[name], single[name]))
     assert len(single[schema.CALLS]) >= 4 * 8
+
+
+@pytest.mark.django_db
+def test_a_one_off_pass_over_one_partition_and_a_bad_partition_refused():
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    projects = _projects(1, 3)
+    _traffic(projects[:1], seed=31)
+    out = StringIO()
+    call_command("settle", "--partition", f"{_partition_of(projects[0], 3) + 1}/3", stdout=out)
+    assert re.match(r"[1-9]\d* traces settled", out.getvalue()) and _facts(projects[:1])[schema.CALLS]
+    for bad in ("0/2", "3/2", "1", "a/b"):
+        with pytest.raises(CommandError, match="--partition must be I/N"):
+            call_command("settle", "--partition", bad)
