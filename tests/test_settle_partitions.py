@@ -92,11 +92,16 @@ def ns_datetime(ns: int):
 
 def test_a_partition_without_a_state_starts_where_the_settlers_before_it_got_to():
     count = 7  # names no other test writes
-    mark = scoping.state()[0]  # the low-water mark as earlier tests left it (0: none yet)
-    first, second = scoping.Partition(0, count), scoping.Partition(1, count)
+    if not scoping.state()[0]:
+        _state_row("facts", 1_700_000_000_000_000_000)  # older than any other test's: harmless
+    scoping.forget_state()
+    mark = scoping.state()[0]  # the low-water mark as earlier tests left it
+    first, second, third = (scoping.Partition(i, count) for i in range(3))
     assert scoping.partition_state(first)[0] == mark  # no row of its own: the low-water mark
     _state_row(first.state_name, mark + 5_000_000_000)
     assert scoping.partition_state(first)[0] == mark + 5_000_000_000 and scoping.partition_state(second)[0] == mark
+    _state_row(third.state_name, mark - 10_000_000_000)  # left from an earlier N: read as the mark
+    assert scoping.partition_state(third)[0] == mark
     assert scoping.low_water(count) == (mark, mark)  # the others have no row: the mark stays
 
 

@@ -52,7 +52,7 @@ def waiting_spans(through: int, project_ids: list[str] | None = None) -> int:
     """Spans inserted after `through` (ns): what the next pass has to settle; of `project_ids`
     only when given (a member sees how much of their own traffic waits, not other projects').
     With SETTLE_PARTITIONS > 1 a span waits when it is newer than its own partition's `Through`
-    (a partition without one yet: `through`), not the lowest of them."""
+    (or `through` when that is later: a partition without a row yet), not the lowest of them."""
     where = Sql(" WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})", after=through)
     count = len(partitions())
     if count > 1:
@@ -60,7 +60,7 @@ def waiting_spans(through: int, project_ids: list[str] | None = None) -> int:
         where = Sql(
             " WHERE InsertedAt > fromUnixTimestamp64Nano(",
             "arrayElement({throughs:Array(Int64)}, toUInt32(cityHash64(ProjectId) % {p_count:UInt64}) + 1))",
-            throughs=[t or through for t in throughs],
+            throughs=[max(t, through) for t in throughs],
             p_count=count,
         )
     if project_ids is not None:
@@ -127,13 +127,14 @@ def _throughs(names: list[str]) -> tuple[dict[str, int], int]:
 
 
 def partition_state(partition: Partition) -> tuple[int, int]:
-    """(through, now) in ns for one partition's settler: its own `Through`, or, before its first
-    pass, the low-water mark (`STATE_NAME`: where the settlers before it got to, however many
-    there were), so a change of SETTLE_PARTITIONS re-reads nothing settled. ALL: `state()`."""
+    """(through, now) in ns for one partition's settler: its own `Through` or the low-water mark
+    (`STATE_NAME`: where every settler had got to, however many there were), the later, so a
+    partition's first pass, or its first after N changed back, re-reads nothing settled. ALL:
+    `state()`."""
     if partition.count == 1:
         return state()
     found, now = _throughs([partition.state_name, STATE_NAME])
-    return found.get(partition.state_name) or found.get(STATE_NAME, 0), now
+    return max(found.get(partition.state_name, 0), found.get(STATE_NAME, 0)), now
 
 
 def partition_throughs(count: int) -> list[int]:
@@ -145,11 +146,11 @@ def partition_throughs(count: int) -> list[int]:
 
 def low_water(count: int) -> tuple[int, int]:
     """(lowest partition `Through`, the recorded low-water mark) in ns, with `count` partitions; a
-    partition without a `Through` counts as the recorded mark (it starts from there)."""
+    partition's `Through` is read as in `partition_state` (at least the recorded mark)."""
     names = [Partition(i, count).state_name for i in range(count)]
     found, _now = _throughs([*names, STATE_NAME])
     recorded = found.get(STATE_NAME, 0)
-    return min(found.get(name) or recorded for name in names), recorded
+    return min(max(found.get(name, 0), recorded) for name in names), recorded
 
 
 def forget_state() -> None:

@@ -27,7 +27,8 @@ lease (`settle/1of2` ...) and keeps its own `Through` (row `facts/1of2` ...), an
 settlers share the leases out (background.claim). A cross-trace match never leaves its project, so
 the facts are those one settler writes. After each pass a partition also records the lowest
 `Through` of all N as the row `facts`, the one readers use (pages, Health, `--healthcheck`), so they
-need not know N; a partition with no row of its own starts from that mark.
+need not know N; a partition starts from its own row or that mark, the later (a partition with no
+row yet, after N changed, starts where all the settlers before it had got to).
 """
 
 from __future__ import annotations
