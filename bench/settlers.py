@@ -26,6 +26,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,6 +105,7 @@ def main() -> None:
         run(cluster, args)
     finally:
         cluster.stop()
+        shutil.rmtree(VAR, ignore_errors=True)
 
 
 def run(cluster, args) -> None:
