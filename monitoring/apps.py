@@ -1,3 +1,5 @@
+import functools
+
 from django.apps import AppConfig
 from django.db.models.signals import post_delete, post_migrate, post_save
 
@@ -27,16 +29,33 @@ class MonitoringConfig(AppConfig):
         from django.contrib.auth.signals import user_login_failed
 
         from monitoring import background, checks, prometheus, throttling  # noqa: F401 - checks register
-        from monitoring.semantics import resettle, settle
+        from monitoring.semantics import resettle, scoping, settle
         from monitoring.store import clickhouse, schema
 
         clickhouse.on_embedded_open = schema.ensure_schema
         settle.on_pass = prometheus.observe_settle_pass
         # Recorded only; it runs where `background.start()` is called (the serving process in
         # embedded mode) or under `manage.py settle --loop`.
-        # Both write facts: they run in one process per database, the holder of the settler's lease.
-        background.register(settle.JOB_NAME, settle.EVERY_SECONDS, settle.settle_when_due, lease=settle.LEASE)
-        background.register(resettle.JOB_NAME, resettle.EVERY_SECONDS, resettle.resettle_changed, lease=settle.LEASE)
+        # Both write facts: they run in one process per database (per partition with SETTLE_PARTITIONS),
+        # the holder of the settler's lease (of that partition's); partitions are shared out.
+        parts = scoping.partitions()
+        among = tuple(settle.lease(p) for p in parts) if len(parts) > 1 else ()
+        for part in parts:
+            lease = settle.lease(part)
+            background.register(
+                settle.job_name(settle.JOB_NAME, part),
+                settle.EVERY_SECONDS,
+                functools.partial(settle.settle_when_due, part),
+                lease=lease,
+                among=among,
+            )
+            background.register(
+                settle.job_name(resettle.JOB_NAME, part),
+                resettle.EVERY_SECONDS,
+                functools.partial(resettle.resettle_changed, part),
+                lease=lease,
+                among=among,
+            )
         post_migrate.connect(_ensure_default_project, sender=self)
         from monitoring.models import ModelPrice, Project
 

@@ -21,11 +21,18 @@ Rules:
   stand by and take over once the holder stops renewing it (killed: after JOB_LEASE_SECONDS; stopped
   with SIGTERM or Ctrl-C: at once, as it gives its leases up). A thread renews the lease while a
   long run lasts.
+- Jobs registered with `among` (the settler's partitions: `settle/1of2`, `settle/2of2`) share those
+  leases out between the processes that run them: each process announces itself with a lease of
+  its own (`members/...`) and holds at most its share, ceil(leases / live processes). A process
+  holding more (it started first) gives the extras up between runs, so one that starts later gets
+  work within a tick or two; a dead process's leases are taken by the others once they run out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import hashlib
 import logging
 import math
 import os
@@ -52,6 +59,7 @@ class Job:
     failures: int = 0
     last_error: str = ""
     lease: str = ""  # runs only in the process holding this lease ("" = in every process that runs jobs)
+    among: tuple[str, ...] = ()  # the leases `lease` is shared out with (claim)
 
 
 _jobs: dict[str, Job] = {}
@@ -62,17 +70,23 @@ _stop = threading.Event()
 _held: dict[str, bool] = {}
 _renewed: dict[str, float] = {}  # time.monotonic() when this process last took or renewed a lease
 _holder: tuple[int, str] = (0, "")
+_members_seen: dict[str, tuple[float, int]] = {}  # group -> (monotonic s, live processes sharing it)
 
 
-def register(name: str, every_seconds: float, fn: Callable[[], object], lease: str = "") -> Job:
+def register(
+    name: str, every_seconds: float, fn: Callable[[], object], lease: str = "", among: tuple[str, ...] = ()
+) -> Job:
     """Add (or replace) the job `name`, run every `every_seconds` once the runner is started; with
-    `lease`, only in the process that holds that lease (jobs may share one).
+    `lease`, only in the process that holds that lease (jobs may share one); with `among` (leases
+    that include `lease`), only while this process's share of them includes it (`claim`).
 
-    Raises ValueError for a period under one second."""
+    Raises ValueError for a period under one second, or `among` without `lease`."""
     if every_seconds < 1:
         raise ValueError("every_seconds must be at least 1")
+    if among and lease not in among:
+        raise ValueError("among must include the job's lease")
     with _lock:
-        job = Job(name, float(every_seconds), fn, lease=lease)
+        job = Job(name, float(every_seconds), fn, lease=lease, among=tuple(among))
         _jobs[name] = job
         return job
 
@@ -132,6 +146,63 @@ def hold(lease: str) -> bool:
     return held
 
 
+def _group(among: tuple[str, ...]) -> str:
+    return hashlib.sha1("\n".join(sorted(among)).encode()).hexdigest()[:12]
+
+
+def members(among: tuple[str, ...]) -> int:
+    """Announce this process as one sharing `among` (its lease `members/<group>/<holder>`, renewed
+    like any other) and count the live processes that do, itself included (re-counted at most
+    once a TICK_SECONDS). Rows of processes long gone are deleted on the way."""
+    from django.conf import settings
+    from django.db.models import Q
+    from django.db.models.functions import Now
+
+    from monitoring.models import Lease
+
+    group = _group(among)
+    seen = _members_seen.get(group)
+    if seen and time.monotonic() - seen[0] < TICK_SECONDS:
+        return seen[1]
+    prefix = f"members/{group}/"
+    name = prefix + hashlib.sha1(holder().encode()).hexdigest()[:16]
+    if hold(name):
+        gone = dt.timedelta(seconds=settings.JOB_LEASE_SECONDS * 10)
+        Lease.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__lte=Now() - gone), name__startswith=prefix
+        ).exclude(name=name).delete()
+    count = max(1, Lease.objects.filter(name__startswith=prefix, expires_at__gt=Now()).count())
+    _members_seen[group] = (time.monotonic(), count)
+    return count
+
+
+def claim(lease: str, among: tuple[str, ...]) -> bool:
+    """Take or keep `lease`, one of `among`, within this process's share: at most
+    ceil(len(among) / members(among)) of them. One held beyond the share is given up (those later
+    in `among` first) so that a process started later takes it; True when this process holds
+    `lease` afterwards. Without `among`: `hold(lease)`. Embedded mode: True (the data folder is
+    the lease)."""
+    from django.conf import settings
+
+    from monitoring.models import Lease
+
+    if not among or not settings.CLICKHOUSE["HOST"]:
+        return hold(lease)
+    processes = members(among)
+    share = math.ceil(len(among) / processes)
+    with _lock:
+        mine = [name for name in among if _held.get(name)]
+    if lease in mine:
+        if mine.index(lease) < share:
+            return hold(lease)
+        Lease.release(holder(), lease)
+        with _lock:
+            _held[lease] = False
+        log.info("gave up the lease %r: %d processes share %d leases", lease, processes, len(among))
+        return False
+    return len(mine) < share and hold(lease)
+
+
 def release() -> int:
     """Give up this process's leases at once (a clean stop), so another process takes over at its
     next tick instead of after the lease runs out; how many were held."""
@@ -183,7 +254,7 @@ def _run(job: Job, own_connections: bool = False) -> bool:
     try:
         if own_connections:
             close_old_connections()
-        if job.lease and not hold(job.lease):
+        if job.lease and not claim(job.lease, job.among):
             ran = False
         else:
             with _renewing(job.lease) if job.lease else contextlib.nullcontext():

@@ -59,5 +59,7 @@ clickhouse.on_timed = observe_clickhouse
 
 
 def observe_settle_pass(report) -> None:
-    """Hook for monitoring.semantics.settle.settle_once: `report.through_ns` (ns) as seconds."""
-    SETTLED_THROUGH.set(report.through_ns / 1e9)
+    """Hook for monitoring.semantics.settle.settle_once: `report.settled_ns` (ns) as seconds, when
+    the pass knew it (with settler partitions: the lowest partition's, read as it recorded itself)."""
+    if report.settled_ns:
+        SETTLED_THROUGH.set(report.settled_ns / 1e9)

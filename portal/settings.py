@@ -287,6 +287,11 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=2.0)  # > 2 tic
 # While the settler's last pass is younger than this, pages read settled facts only (they lag the
 # newest span by a pass); older, or 0, and they also compute the spans not settled yet.
 SETTLE_FRESH_SECONDS = env_float("SETTLE_FRESH_SECONDS", 10.0)
+# Server mode: the projects are split into this many partitions (cityHash64(ProjectId) % N), each
+# settled by one `settle --loop` process at a time (its lease `settle/1of2` ...); the running settlers
+# share them out. 1 = one settler per database (the lease `settle`). Every settler must use the same
+# value. Embedded mode settles in its one process whatever this says.
+SETTLE_PARTITIONS = env_int("SETTLE_PARTITIONS", 1, minimum=1, maximum=64)
 # Independent statements of one page asked at once (monitoring/queries/parallel.py); 1 = one by one.
 QUERY_THREADS = env_int("QUERY_THREADS", 2, minimum=1, maximum=16)
 # Where the portal is reached, for links in notifications (Slack, webhook, email).

@@ -4,7 +4,9 @@ spans; this job recomputes a whole project's facts when what they were computed 
 price change reaches every past call (`Project.facts_version` is bumped by the models' signals).
 
 Runs as the background job "resettle" (every RESETTLE_EVERY seconds) beside the settler, or
-`python manage.py settle --resettle PROJECT`.
+`python manage.py settle --resettle PROJECT`. With settler partitions (SETTLE_PARTITIONS) each
+partition's job re-settles only its own projects, under the same lease as that partition's settler,
+so a project's facts are never written by two processes at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.dispatch import receiver
 from monitoring.models import Project
 from monitoring.semantics import facts, scoping, settle
 from monitoring.store import schema
-from monitoring.store.sql import Sql, run_one
+from monitoring.store.sql import Sql, run, run_one
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +61,30 @@ def resettle_project(project) -> int:
     return traces
 
 
-def resettle_changed() -> list[str]:
-    """Re-settle every project whose rules changed since its facts were settled; their ids."""
+def _in_partition(project_ids: list[str], partition: scoping.Partition) -> set[str]:
+    """Those of `project_ids` in the partition (the engine's cityHash64, as the settler's filter)."""
+    if partition.count == 1 or not project_ids:
+        return set(project_ids)
+    rows = run(
+        Sql(
+            "SELECT ProjectId AS project FROM (SELECT arrayJoin({ids:Array(String)}) AS ProjectId) WHERE 1",
+            partition.where(),
+            ids=project_ids,
+        ),
+        tag="resettle.partition",
+    )
+    return {r["project"] for r in rows}
+
+
+def resettle_changed(partition: scoping.Partition = scoping.ALL) -> list[str]:
+    """Re-settle every project (of the partition) whose rules changed since its facts were settled;
+    their ids."""
     table = facts.rules_version()
     done = []
-    for project in Project.objects.all():
-        if project.facts_version == project.facts_settled and project.facts_prices == table:
+    changed = [p for p in Project.objects.all() if not (p.facts_version == p.facts_settled and p.facts_prices == table)]
+    mine = _in_partition([str(p.pk) for p in changed], partition)
+    for project in changed:
+        if str(project.pk) not in mine:
             continue
         version = project.facts_version
         traces = resettle_project(project)

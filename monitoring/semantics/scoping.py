@@ -10,13 +10,16 @@ import this module; neither imports the other.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+
+from django.conf import settings
 
 from monitoring.semantics import facts
 from monitoring.semantics.pricing import PriceBook
 from monitoring.store import schema
 from monitoring.store.sql import Sql, run, run_one
 
-STATE_NAME = "facts"
+STATE_NAME = "facts"  # the low-water mark: every span inserted up to it is settled, whichever partition
 STALE_AFTER_SECONDS = 60  # no pass recorded for this long: the settler is not running (Health, --healthcheck)
 OVERLAP_NS = 2_000_000_000  # each pass re-reads this much before `Through` (settle.py says why)
 
@@ -47,12 +50,107 @@ def state(max_age_s: float = 0.0) -> tuple[int, int]:
 
 def waiting_spans(through: int, project_ids: list[str] | None = None) -> int:
     """Spans inserted after `through` (ns): what the next pass has to settle; of `project_ids`
-    only when given (a member sees how much of their own traffic waits, not other projects')."""
+    only when given (a member sees how much of their own traffic waits, not other projects').
+    With SETTLE_PARTITIONS > 1 a span waits when it is newer than its own partition's `Through`
+    (or `through` when that is later: a partition without a row yet), not the lowest of them."""
     where = Sql(" WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})", after=through)
+    count = len(partitions())
+    if count > 1:
+        throughs = partition_throughs(count)
+        where = Sql(
+            " WHERE InsertedAt > fromUnixTimestamp64Nano(",
+            "arrayElement({throughs:Array(Int64)}, toUInt32(cityHash64(ProjectId) % {p_count:UInt64}) + 1))",
+            throughs=[max(t, through) for t in throughs],
+            p_count=count,
+        )
     if project_ids is not None:
         where = where + Sql(" AND ProjectId IN {projects:Array(String)}", projects=list(project_ids))
     row = run_one(Sql(f"SELECT count() AS n FROM {schema.table(schema.SPANS)}") + where, tag="settle.waiting")
     return int(row.get("n") or 0)
+
+
+# --- partitions: several settlers, each settling the projects of its own -----------------------------
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The projects with `cityHash64(ProjectId) % count = index` (index from 0): one settler's share.
+    Cross-trace matches never leave a project (`facts.match_candidates` takes one), so settling
+    partitions apart applies the counting rules exactly as one settler does. `ALL` (1 of 1) is every
+    project under today's names: the lease `settle` and the state row `facts`."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}of{self.count}"
+
+    @property
+    def state_name(self) -> str:
+        """Its row in otel_settle_state: "facts" for ALL, "facts/1of2" ..."""
+        return STATE_NAME if self.count == 1 else f"{STATE_NAME}/{self.label}"
+
+    def where(self) -> Sql:
+        """` AND` the project is in this partition (nothing for ALL)."""
+        if self.count == 1:
+            return Sql("")
+        return Sql(
+            " AND cityHash64(ProjectId) % {p_count:UInt64} = {p_index:UInt64}", p_count=self.count, p_index=self.index
+        )
+
+
+ALL = Partition()
+
+
+def partitions() -> list[Partition]:
+    """The settlers' partitions by settings.SETTLE_PARTITIONS; [ALL] in embedded mode, where one
+    process settles whatever the setting says (it alone may open the data folder)."""
+    count = settings.SETTLE_PARTITIONS if settings.CLICKHOUSE["HOST"] else 1
+    return [Partition(i, count) for i in range(count)] if count > 1 else [ALL]
+
+
+def _throughs(names: list[str]) -> tuple[dict[str, int], int]:
+    rows = run(
+        Sql(
+            "SELECT Name AS name, toUnixTimestamp64Nano(max(Through)) AS t,",
+            " any(toUnixTimestamp64Nano(now64(3))) AS now",
+            f" FROM {schema.table(schema.SETTLE_STATE)} WHERE Name IN {{names:Array(String)}} GROUP BY Name",
+            names=names,
+        ),
+        tag="settle.state",
+    )
+    now = max((int(r["now"]) for r in rows), default=0)
+    if not now:
+        now = int(run_one(Sql("SELECT toUnixTimestamp64Nano(now64(3)) AS now"), tag="settle.now")["now"])
+    return {r["name"]: int(r["t"] or 0) for r in rows}, now
+
+
+def partition_state(partition: Partition) -> tuple[int, int]:
+    """(through, now) in ns for one partition's settler: its own `Through` or the low-water mark
+    (`STATE_NAME`: where every settler had got to, however many there were), the later, so a
+    partition's first pass, or its first after N changed back, re-reads nothing settled. ALL:
+    `state()`."""
+    if partition.count == 1:
+        return state()
+    found, now = _throughs([partition.state_name, STATE_NAME])
+    return max(found.get(partition.state_name, 0), found.get(STATE_NAME, 0)), now
+
+
+def partition_throughs(count: int) -> list[int]:
+    """Each partition's `Through` (ns; 0 where it has none), by index."""
+    names = [Partition(i, count).state_name for i in range(count)]
+    found, _now = _throughs(names)
+    return [found.get(name, 0) for name in names]
+
+
+def low_water(count: int) -> tuple[int, int]:
+    """(lowest partition `Through`, the recorded low-water mark) in ns, with `count` partitions; a
+    partition's `Through` is read as in `partition_state` (at least the recorded mark)."""
+    names = [Partition(i, count).state_name for i in range(count)]
+    found, _now = _throughs([*names, STATE_NAME])
+    recorded = found.get(STATE_NAME, 0)
+    return min(max(found.get(name, 0), recorded) for name in names), recorded
 
 
 def forget_state() -> None:

@@ -20,6 +20,15 @@ Run it with `python manage.py settle` (once, or `--loop`); the embedded server r
 background thread. One settler at a time per database: in server mode the process holding the lease
 `LEASE` in Django's database (monitoring/background.py, models.Lease), any others standing by to take
 over; in embedded mode the one process that may open the data folder.
+
+Scaling out (server mode, settings.SETTLE_PARTITIONS = N > 1): the projects are split into N
+partitions (`scoping.Partition`: cityHash64(ProjectId) % N); each is settled by the holder of its own
+lease (`settle/1of2` ...) and keeps its own `Through` (row `facts/1of2` ...), and the running
+settlers share the leases out (background.claim). A cross-trace match never leaves its project, so
+the facts are those one settler writes. After each pass a partition also records the lowest
+`Through` of all N as the row `facts`, the one readers use (pages, Health, `--healthcheck`), so they
+need not know N; a partition starts from its own row or that mark, the later (a partition with no
+row yet, after N changed, starts where all the settlers before it had got to).
 """
 
 from __future__ import annotations
@@ -38,10 +47,23 @@ from monitoring.store.sql import Sql, execute, from_nanos, run
 log = logging.getLogger(__name__)
 
 JOB_NAME, EVERY_SECONDS = "settle", 1
-LEASE = "settle"  # held by the one process that settles (and re-settles) a database's spans
+LEASE = "settle"  # held by the one process that settles (and re-settles) a database's spans (or partition's)
 STATE_EVERY_SECONDS = 5  # an idle pass records itself this often
-# When this process last recorded a pass, per state table (a process may serve more than one database).
-_state_written: dict[str, float] = {}
+# When this process last recorded a pass, per state table and row (a process may serve more than one
+# database, and settle more than one partition).
+_state_written: dict[tuple[str, str], float] = {}
+
+
+def lease(partition: scoping.Partition) -> str:
+    """The lease whose holder settles the partition: `settle` for ALL, `settle/1of2` ..."""
+    return LEASE if partition.count == 1 else f"{LEASE}/{partition.label}"
+
+
+def job_name(job: str, partition: scoping.Partition) -> str:
+    """The background job of `job` ("settle", "resettle") for the partition: `settle/1of2` ..."""
+    return job if partition.count == 1 else f"{job}/{partition.label}"
+
+
 CHUNK_TRACES = 20_000  # traces settled per statement group (a backfill goes in chunks)
 # Called with each pass's Report once it is recorded (the app sets it: the portal's own metrics), so
 # this layer imports no metrics library.
@@ -59,18 +81,22 @@ class Report:
     runs_written: int = 0
     edges_written: int = 0
     seconds: float = 0.0
-    through_ns: int = 0
+    through_ns: int = 0  # the partition's (ALL: every span's) insert time settled up to
+    settled_ns: int = 0  # every span's, whichever partition, as far as this pass knows (0: not read)
+    partition: scoping.Partition = scoping.ALL
     projects: set[str] = field(default_factory=set)  # whose facts the pass wrote
 
 
-def _touched(after_ns: int, until_ns: int) -> list[dict]:
-    """(project, traces) touched by spans inserted in (after, until], a row per project and hash bucket."""
+def _touched(after_ns: int, until_ns: int, partition: scoping.Partition = scoping.ALL) -> list[dict]:
+    """(project, traces, spans) touched by spans inserted in (after, until], a row per project of
+    the partition."""
     return run(
         Sql(
             "SELECT ProjectId AS project, uniqExact(TraceId) AS traces, count() AS spans",
             f" FROM {schema.table(schema.SPANS)}",
             " WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})",
             " AND InsertedAt <= fromUnixTimestamp64Nano({until:Int64}) AND ProjectId != ''",
+            partition.where(),
             " GROUP BY ProjectId ORDER BY ProjectId",
             after=after_ns // 1_000_000 * 1_000_000,
             until=until_ns,
@@ -167,19 +193,20 @@ def _agent_names(project_id: str) -> tuple[str, ...]:
 # 200 (pages read settled facts while the settler keeps up: monitoring/queries/live.py).
 BUSY_SPANS = 2_000
 BUSY_SECONDS = 3.0
-_last_pass: dict[str, tuple[float, int]] = {}  # state table -> (monotonic s at its end, spans settled)
+# (state table, state row) -> (monotonic s at its end, spans settled)
+_last_pass: dict[tuple[str, str], tuple[float, int]] = {}
 
 
-def settle_when_due() -> Report | None:
-    """The settler's background job, run every EVERY_SECONDS: a pass (settle_once), unless the
-    last one in this process settled BUSY_SPANS or more and ended less than BUSY_SECONDS ago
-    (None: skipped)."""
-    state_table = schema.table(schema.SETTLE_STATE)
-    ended, spans = _last_pass.get(state_table, (-math.inf, 0))
+def settle_when_due(partition: scoping.Partition = scoping.ALL) -> Report | None:
+    """The settler's background job, run every EVERY_SECONDS: a pass (settle_once) over the
+    partition, unless the last one in this process settled BUSY_SPANS or more and ended less than
+    BUSY_SECONDS ago (None: skipped)."""
+    key = (schema.table(schema.SETTLE_STATE), partition.state_name)
+    ended, spans = _last_pass.get(key, (-math.inf, 0))
     if spans >= BUSY_SPANS and time.monotonic() - ended < BUSY_SECONDS:
         return None
-    report = settle_once()
-    _last_pass[state_table] = (time.monotonic(), report.spans)
+    report = settle_once(partition=partition)
+    _last_pass[key] = (time.monotonic(), report.spans)
     return report
 
 
@@ -204,13 +231,30 @@ def _span_of_pass(through: int, until: int) -> tuple[int, int]:
 _MS = 1_000_000
 
 
-def settle_once(now_ns: int | None = None) -> Report:
-    """One pass over everything inserted since the last one. Returns what it did."""
+def _record(partition: scoping.Partition, until: int) -> int:
+    """Write the partition's `Through`, then, with partitions, the low-water mark readers use when it
+    moved; returns the low-water mark (ns). Settlers writing it at once may write it out of order:
+    readers take the highest row, and every one written was a low-water mark when it was read, so
+    it is one still."""
+    rows = [{"Name": partition.state_name, "Through": from_nanos(until)}]
+    clickhouse.insert(schema.table(schema.SETTLE_STATE), ("Name", "Through"), rows, tag="settle.state")
+    if partition.count > 1:
+        lowest, recorded = scoping.low_water(partition.count)
+        if lowest > recorded:
+            rows = [{"Name": scoping.STATE_NAME, "Through": from_nanos(lowest)}]
+            clickhouse.insert(schema.table(schema.SETTLE_STATE), ("Name", "Through"), rows, tag="settle.state")
+        return max(lowest, recorded)
+    return until
+
+
+def settle_once(now_ns: int | None = None, partition: scoping.Partition = scoping.ALL) -> Report:
+    """One pass over everything inserted since the last one (of the partition's projects: the
+    caller holds its lease). Returns what it did."""
     started = time.perf_counter()
     report = Report()
-    through, server_now = scoping.state()
+    through, server_now = scoping.partition_state(partition)
     after, until = _span_of_pass(through, now_ns or server_now)
-    for row in _touched(after, until):
+    for row in _touched(after, until, partition):
         project = row["project"]
         chunks = max(1, math.ceil(int(row["traces"]) / CHUNK_TRACES))
         names = _agent_names(project)
@@ -226,25 +270,25 @@ def settle_once(now_ns: int | None = None) -> Report:
         report.traces += int(row["traces"])
         report.spans += int(row["spans"])
     # An idle pass moves `Through` too (pages read it to know the settler keeps up), every few seconds.
-    state_table = schema.table(schema.SETTLE_STATE)
-    if report.traces or time.monotonic() - _state_written.get(state_table, -1e9) >= STATE_EVERY_SECONDS:
-        clickhouse.insert(
-            state_table,
-            ("Name", "Through"),
-            [{"Name": scoping.STATE_NAME, "Through": from_nanos(until)}],
-            tag="settle.state",
-        )
-        _state_written[state_table] = time.monotonic()
+    key = (schema.table(schema.SETTLE_STATE), partition.state_name)
+    if report.traces or time.monotonic() - _state_written.get(key, -1e9) >= STATE_EVERY_SECONDS:
+        report.settled_ns = _record(partition, until)
+        _state_written[key] = time.monotonic()
         scoping.forget_state()
     report.seconds = time.perf_counter() - started
     report.through_ns = until
+    report.partition = partition
+    if partition.count == 1:
+        report.settled_ns = until
     versions.bump(report.projects)  # after the state: a page asking now sees the new facts
     if on_pass is not None:
         on_pass(report)
     if report.traces:
         log.info(
-            "settled %d traces: %d call, %d run, %d edge rows written in %.2f s",
+            "settled %d traces of %d projects%s: %d call, %d run, %d edge rows written in %.2f s",
             report.traces,
+            len(report.projects),
+            f" (partition {partition.label})" if partition.count > 1 else "",
             report.calls_written,
             report.runs_written,
             report.edges_written,
