@@ -358,7 +358,8 @@ class SpanWriter:
                 )
                 if drained:
                     prometheus.SPANS_DRAINED.inc(drained)
-                    log.info("ingest spool: %d spooled spans stored", drained)
+                    # The write-behind queue drains every half second under load: not news.
+                    log.log(logging.INFO if self._spooling else logging.DEBUG, "ingest spool: %d spans stored", drained)
                 stats = self.spool.stats()
                 self._publish(stats)
                 if stats.empty:
@@ -366,7 +367,10 @@ class SpanWriter:
                     backoff = 0.5
                     self._wake_flusher.wait(5.0)
                 else:
-                    # Files are left: another process drains them, or ClickHouse failed. Back off.
+                    # Files are left: another process drains them, ClickHouse failed, or (after a
+                    # drain that stored) the write-behind queue has new ones. Back off.
+                    if drained and self.write_behind_rate:
+                        backoff = 0.5
                     self._wake_flusher.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
             except clickhouse.ClickHouseError as exc:
