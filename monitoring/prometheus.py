@@ -14,7 +14,8 @@ from monitoring.store import clickhouse
 
 SPANS_ACCEPTED = Counter(
     "apm_ingest_spans_accepted_total",
-    "Spans acknowledged to OTLP senders, by where they went (stored in ClickHouse, or spooled to disk).",
+    "Spans acknowledged to OTLP senders, by where they went (stored in ClickHouse, spooled to disk in an outage,"
+    " or queued on disk for a larger insert: the write-behind queue).",
     ["outcome"],
 )
 SPANS_REJECTED = Counter(

@@ -254,6 +254,13 @@ INGEST: dict[str, Any] = {
     "WRITERS": env_int("INGEST_WRITERS", 2, minimum=1),
     "BATCH_MAX_SPANS": env_int("INGEST_BATCH_MAX_SPANS", 20000, minimum=1),
     "MAX_QUEUED_SPANS": env_int("INGEST_MAX_QUEUED_SPANS", 200000, minimum=1),
+    # Write-behind (embedded mode, needs the spool): while spans arrive at WRITE_BEHIND_RATE a second
+    # or more, batches under MIN_INSERT_SPANS are queued in the spool (fsync'ed before the 200) and
+    # inserted together once they hold MIN_INSERT_SPANS or the oldest has waited WRITE_BEHIND_SECONDS
+    # (a 4,096-span insert costs ~0.8x the CPU a span of a 2,048 one). 0 turns it off.
+    "WRITE_BEHIND_RATE": env_int("INGEST_WRITE_BEHIND_RATE", 2048, minimum=0),
+    "WRITE_BEHIND_SECONDS": env_float("INGEST_WRITE_BEHIND_SECONDS", 0.5),
+    "MIN_INSERT_SPANS": env_int("INGEST_MIN_INSERT_SPANS", 4096, minimum=1),
     # How long a request waits for its rows to be stored or spooled before answering 503.
     "ACK_TIMEOUT": CLICKHOUSE["CONNECT_TIMEOUT"] + CLICKHOUSE["QUERY_TIMEOUT"] + 5,
     "SPOOL_DIR": env_str("INGEST_SPOOL_DIR", str(VAR_DIR / "spool")),

@@ -151,6 +151,8 @@ def _receive(request, kind: str, rows_from_body, encode_response, noun: str) -> 
             prometheus.SPANS_ACCEPTED.labels(outcome="stored").inc(outcome.stored)
         if outcome.spooled:
             prometheus.SPANS_ACCEPTED.labels(outcome="spooled").inc(outcome.spooled)
+        if outcome.queued:
+            prometheus.SPANS_ACCEPTED.labels(outcome="queued").inc(outcome.queued)
         if outcome.rejected:
             prometheus.SPANS_REJECTED.labels(reason="unstorable").inc(outcome.rejected)
     key.touch()

@@ -8,6 +8,7 @@ Used by the OTLP receiver's writer (monitoring/ingest/batcher.py), Replay's re-r
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from monitoring.store import clickhouse, schema
@@ -51,3 +52,30 @@ def store(rows: Sequence[dict[str, Any]], *, tag: str) -> None:
     `tag` names the caller in logs and metrics. Raises clickhouse.ClickHouseError."""
     for part in _inserts(rows):
         clickhouse.insert(schema.table(), schema.TRACE_COLUMNS, part, tag=tag, nanos_columns=schema.NANOS_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Rows as the data of one embedded insert (`clickhouse.json_rows`), with their span and entry counts."""
+
+    body: str
+    spans: int
+    entries: int
+
+
+def encode(rows: Sequence[dict[str, Any]]) -> Encoded:
+    """`rows` (as `store` takes them) as one insert's data, for the ingest write-behind queue: it is
+    written to the spool as it is and inserted later with its neighbours (`store_encoded`)."""
+    body = clickhouse.json_rows(schema.TRACE_COLUMNS, rows, frozenset(schema.NANOS_COLUMNS))
+    return Encoded(body, len(rows), sum(map(_entries, rows)))
+
+
+def decode(body: str) -> list[dict[str, Any]]:
+    """The rows of an `encode`d body again (the error path: find the rows the engine refuses)."""
+    return clickhouse.rows_from_json_rows(schema.TRACE_COLUMNS, body, frozenset(schema.NANOS_COLUMNS))
+
+
+def store_encoded(bodies: Sequence[str], *, tag: str) -> None:
+    """Insert `encode`d bodies, together at most INSERT_ENTRIES entries (the caller groups them),
+    as one statement. Embedded engine only. Raises clickhouse.ClickHouseError."""
+    clickhouse.insert_json_rows(schema.table(), schema.TRACE_COLUMNS, ",".join(bodies), tag=tag)
