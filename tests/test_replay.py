@@ -292,3 +292,39 @@ def test_a_link_from_traces_opens_the_step_of_that_span(client, alice, project, 
     client.force_login(alice)
     r = client.get(f"/admin/monitoring/{project.id}/replay/", {"trace": trace, "span": span})
     assert 'data-step="2"' in r.content.decode()
+
+
+def test_the_run_picker_is_newest_first_by_each_runs_first_step_whatever_stretch_holds_it(client, project, ingest_key):
+    """The picker looks in the newest hour first, then wider stretches (monitoring/queries/runs.py):
+    a run whose first step is older than the stretch but whose later step is in it ranks by its
+    first step, below a run that began after it; paging walks on to the older ones."""
+    from otlp import send
+
+    from monitoring.queries.filter import SpanFilter, Window
+    from monitoring.queries.runs import RunCursor
+
+    now = dt.datetime.now(dt.UTC)
+    call = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.system": "openai"}
+
+    def run_with_calls(*minutes_ago):
+        root = S(
+            "invoke_agent planner",
+            at=now - dt.timedelta(minutes=max(minutes_ago) + 1),
+            ms=1000.0 * 60 * (max(minutes_ago) + 1),
+        )
+        return root, [root] + [
+            root.child("chat gpt-4o-mini", at=now - dt.timedelta(minutes=m), attributes=call) for m in minutes_ago
+        ]
+
+    straddling, spans_a = run_with_calls(180, 10)  # first step 3 h ago, another 10 min ago
+    older, spans_b = run_with_calls(120)
+    newest, spans_c = run_with_calls(30)
+    send(client, ingest_key, *spans_a, *spans_b, *spans_c)
+    flt = SpanFilter(str(project.id), Window(now - dt.timedelta(hours=24), now + dt.timedelta(minutes=1)))
+    seen, cursor = [], None
+    for _ in range(4):  # a run a page: the newest hour alone holds the straddling run's later step
+        page = steps.recent_runs(flt, limit=1, cursor=RunCursor.decode(cursor) if cursor else None)
+        seen += [r["trace_id"] for r in page.items]
+        if not (cursor := page.next_cursor):
+            break
+    assert seen == [newest.trace.hex(), older.trace.hex(), straddling.trace.hex()]
