@@ -441,6 +441,7 @@ def main() -> None:
         "traces agent": f"{base}/traces/?kind=agent",
         "traces llm": f"{base}/traces/?kind=llm",
         "traces all": f"{base}/traces/?kind=all",
+        "replay": f"{base}/replay/",  # its run picker: the newest runs of the window
         "api overview": f"{api}/overview",
         "api timeseries": f"{api}/timeseries",
         "api traces llm": f"{api}/traces?kind=llm",
