@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import statistics
 import sys
@@ -76,18 +77,18 @@ def run_people(portal: LivePortal, people: list[list[str]], seconds: float) -> d
     users = [DashboardUser(portal, urls, stop, username=USER, password=PASSWORD) for urls in people]
     for user in users:
         user.start()
-    while sum(user.loads for user in users) == 0 and any(user.is_alive() for user in users):
-        time.sleep(0.05)  # logged in and the first answers coming: start the clock
+    while any(user.loads == 0 and user.is_alive() for user in users):
+        time.sleep(0.05)  # everyone logged in and answered once: start the clock
     for user in users:
         user.latencies.clear()
         user.loads = user.errors = 0
     cpu, started = cpu_seconds(portal), time.perf_counter()
     time.sleep(seconds)
     stop.set()
-    elapsed = time.perf_counter() - started
-    used = cpu_seconds(portal) - cpu
     for user in users:
         user.join(120)
+    elapsed = time.perf_counter() - started  # the loads under way at the stop are counted: their time too
+    used = cpu_seconds(portal) - cpu
     latencies = sorted(x for user in users for x in user.latencies)
     loads = sum(user.loads for user in users)
     return {
@@ -95,7 +96,9 @@ def run_people(portal: LivePortal, people: list[list[str]], seconds: float) -> d
         "errors": sum(user.errors for user in users),
         "pages_per_s": loads / elapsed,
         "p50_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p95_ms": latencies[max(0, int(len(latencies) * 0.95) - 1)] if latencies else float("nan"),
+        "p95_ms": latencies[max(0, math.ceil(len(latencies) * 0.95) - 1)]
+        if latencies
+        else float("nan"),  # nearest rank
         "cpu_ms_per_page": used / loads * 1000 if loads else float("nan"),
     }
 

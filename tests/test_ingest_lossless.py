@@ -336,3 +336,35 @@ def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
         release.set()
         writer.stop()
     assert sorted(r.status for r in results) == [batcher.STORED] * 2
+
+
+def test_a_spooled_file_is_kept_when_its_refused_rows_bisection_meets_an_outage_and_a_full_spool(tmp_path, project):
+    """Draining a file whose insert the engine refuses bisects it; if ClickHouse then goes away and
+    the rest cannot be spooled again (spool full), the drain must fail (the file stays for the next
+    one) instead of returning as if the file were stored: its rows were acknowledged."""
+    calls = []
+
+    def store(batch):
+        calls.append(len(batch))
+        if len(calls) <= 2:  # the drain's insert, then bisection's first try of the whole
+            raise clickhouse.ClickHouseError("Cannot parse input", kind=clickhouse.QUERY)
+        if len(calls) == 3:
+            return  # the first half is stored
+        raise clickhouse.ClickHouseError("Connection refused", kind=clickhouse.UNAVAILABLE)
+
+    rows = otlp.rows_from_request(request(*[S(f"r{i:02d}") for i in range(8)]), str(project.id)).rows
+    config = {
+        "BATCH_SECONDS": 0.01,
+        "BATCH_MAX_SPANS": 1000,
+        "MAX_QUEUED_SPANS": 10000,
+        "ACK_TIMEOUT": 30,
+        "SPOOL_DIR": str(tmp_path),
+        "SPOOL_MAX_BYTES": 1,  # full: nothing can be spooled again
+    }
+    writer = batcher.SpanWriter(config, store=store)
+    try:
+        with pytest.raises(clickhouse.ClickHouseError) as raised:
+            writer._drain_store(rows)
+    finally:
+        writer.stop()
+    assert raised.value.retryable and calls == [8, 8, 4, 4]

@@ -428,3 +428,17 @@ def test_a_one_off_pass_over_one_partition_and_a_bad_partition_refused():
     for bad in ("0/2", "3/2", "1", "a/b"):
         with pytest.raises(CommandError, match="--partition must be I/N"):
             call_command("settle", "--partition", bad)
+
+
+def test_a_one_off_pass_with_another_n_than_the_settlers_is_refused(settings):
+    """Server mode: `--partition 1/4` beside settlers of SETTLE_PARTITIONS=2 would hold other leases
+    and settle their projects a second time; refused before anything is read."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "HOST": "127.0.0.1"}
+    settings.SETTLE_PARTITIONS = 2
+    with pytest.raises(
+        CommandError, match=r"splits the projects in 4, the settlers in 2 \(SETTLE_PARTITIONS\): use I/2"
+    ):
+        call_command("settle", "--partition", "1/4")

@@ -420,6 +420,15 @@ class SpanWriter:
             self._write_alone(item)
             if item.outcome and item.outcome.status == SPOOLED:
                 return  # the unstored part was spooled again as a new file
+            if item.outcome and item.outcome.status == UNAVAILABLE:
+                # ClickHouse went away mid-way and the rest could not be spooled again (spool full):
+                # the file must stay for the next drain, not be deleted with rows unstored. What was
+                # stored of it may be stored twice then (as after a crash between insert and delete).
+                raise clickhouse.ClickHouseError(
+                    item.outcome.error_message or "span storage unavailable",
+                    kind=clickhouse.UNAVAILABLE,
+                    tag="ingest.drain",
+                )
             if item.outcome and item.outcome.rejected:
                 prometheus.SPANS_REJECTED.labels(reason="spooled_unstorable").inc(item.outcome.rejected)
 

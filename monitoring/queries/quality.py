@@ -343,6 +343,7 @@ def summary(
         f" {lo_sql} AS vlo, {hi_sql} AS vhi FROM (",
         base,
         f"))) GROUP BY GROUPING SETS ((), {', '.join(f'({k})' for k in keys)})",
+        " SETTINGS force_grouping_standard_compatibility = 1",  # grouping(): 1 = not in the set
         tz=flt.tz,
         q_hist_lo=float(bounds[0]) if bounds else 0.0,
         q_hist_hi=float(bounds[1]) if bounds else 0.0,

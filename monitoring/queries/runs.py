@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from monitoring.queries import attributes, live, ranges, sources
 from monitoring.queries import logs as logs_q
 from monitoring.queries import scores as scores_q
-from monitoring.queries.filter import BadQuery, SpanFilter, Window, iso
+from monitoring.queries.filter import BadQuery, SpanFilter, iso
 from monitoring.queries.spans import TRACE_ID, TRACE_PREFIX
 from monitoring.semantics import messages, scoping
 from monitoring.store import schema
@@ -436,9 +436,8 @@ def recent_traces(flt: SpanFilter, limit: int = 20, *, q: str = "", cursor: RunC
             break
         width = width * 8 if width < 64 * FIRST_STEP_NS else 0  # 0: the rest at once
     rows, more = rows[:limit], len(rows) > limit
-    # A run's calls (its gateway calls too: nested in its client spans) start after it does.
-    since = min((int(r["start_ns"]) for r in rows), default=start_ns)
-    counts = calls_per_run(flt.with_window(Window(from_nanos(since), flt.window.end)), [r["trace_id"] for r in rows])
+    # Over the whole window: a gateway call matched by response id may be stamped before its run.
+    counts = calls_per_run(flt, [r["trace_id"] for r in rows])
     for row in rows:
         row["start"] = from_nanos(int(row["start_ns"]))
         row["llm_calls"], row["cost_usd"] = counts.get(row["trace_id"], (0, 0.0))

@@ -327,9 +327,11 @@ class _Server:
     def classify(self, exc: Exception) -> tuple[str, int | None]:
         from clickhouse_driver import errors
 
+        # clickhouse-driver drops its connection on any error and reconnects on the next query: a
+        # new session, without the temporary tables this thread made (monitoring/queries/live.py
+        # knows its session by this client). A new client says so.
+        self._local.client = None
         if isinstance(exc, (errors.NetworkError, errors.SocketTimeoutError, ConnectionError, OSError, EOFError)):
-            # A broken socket must not be reused by this thread's next query.
-            self._local.client = None
             if isinstance(exc, (errors.SocketTimeoutError, TimeoutError)):
                 return TIMEOUT, getattr(exc, "code", None)
             return UNAVAILABLE, getattr(exc, "code", None)

@@ -10,6 +10,7 @@ partition only (parallel backfills, benches)."""
 
 import re
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import background
@@ -56,6 +57,14 @@ class Command(BaseCommand):
                 pass
             return
         parts = [_partition(partition)] if partition else scoping.partitions()
+        configured = len(scoping.partitions())
+        if partition and settings.CLICKHOUSE["HOST"] and parts[0].count != configured:
+            # Another N names other leases and state rows: this pass and the running settlers would
+            # both settle the same projects, and VersionedCollapsing cannot fold two new rows.
+            raise CommandError(
+                f"--partition {partition} splits the projects in {parts[0].count}, the settlers in"
+                f" {configured} (SETTLE_PARTITIONS): use I/{configured}"
+            )
         reports = []
         try:
             for part in parts:
