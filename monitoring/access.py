@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse
 
 from monitoring.models import ApiToken, Membership, Project
 
@@ -43,6 +43,28 @@ def user_from_bearer(header: str):
     """The active user behind `Authorization: Bearer <personal token>`, or None."""
     token = token_from_bearer(header)
     return token.user if token else None
+
+
+def api_membership(request, user, project_id) -> Membership | HttpResponse:
+    """The JSON APIs' gate for a request by `user` (a session's or a bearer token's; None: neither),
+    in this order: 401 with `WWW-Authenticate: Bearer` without a user, the API's rate budget
+    (monitoring/throttling.py: 429), 404 when `user` is not a member (another project's id is not
+    told apart from none); else their Membership."""
+    from monitoring import throttling
+
+    if user is None:
+        response = JsonResponse(
+            {"error": "authentication required: log in, or send Authorization: Bearer <api token>"}, status=401
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
+    limited = throttling.api_rate_limited(request)  # one budget for the whole API
+    if limited:
+        return limited
+    try:
+        return get_membership(user, project_id)
+    except Http404:
+        return JsonResponse({"error": "no such project"}, status=404)
 
 
 def guarded_by(kind: str):

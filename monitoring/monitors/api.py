@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from monitoring import access, throttling
+from monitoring import access
 from monitoring.models import Membership
 from monitoring.monitors.forms import MonitorForm
 from monitoring.monitors.models import Monitor
@@ -98,17 +98,9 @@ def _authenticate(request):
 def monitor_api(fn):
     def view(request, project_id, *args, **kwargs):
         user, by_token = _authenticate(request)
-        if user is None:
-            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        limited = throttling.api_rate_limited(request)  # the read API's budget, shared
-        if limited:
-            return limited
-        try:
-            membership = access.get_membership(user, project_id)
-        except Http404:
-            return _error(404, "no such project")
+        membership = access.api_membership(request, user, project_id)
+        if isinstance(membership, HttpResponse):
+            return membership
         if request.method != "GET":
             if not by_token:
                 return _error(403, "changes need an API token (Authorization: Bearer <api token>)")

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import wraps
 
-from django.http import Http404, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from monitoring import access, throttling
+from monitoring import access
 from monitoring.quality.models import pass_marks
 from monitoring.queries import attributes as attributes_q
 from monitoring.queries import overview as overview_q
@@ -44,17 +44,9 @@ def token_api(fn):
             user = token.user if token else None
         else:
             user = request.user if request.user.is_authenticated else None
-        if user is None:
-            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        limited = throttling.api_rate_limited(request)  # one budget with the rest of the API
-        if limited:
-            return limited
-        try:
-            membership = access.get_membership(user, project_id)
-        except Http404:
-            return _error(404, "no such project")
+        membership = access.api_membership(request, user, project_id)
+        if isinstance(membership, HttpResponse):
+            return membership
         if request.method != "GET" and token is None:
             return _error(403, "changes need an API token (Authorization: Bearer <api token>)")
         try:
@@ -75,17 +67,9 @@ def api_view(fn):
         user = request.user if request.user.is_authenticated else None
         if "Authorization" in request.headers:
             user = access.user_from_bearer(request.headers["Authorization"])
-        if user is None:
-            response = _error(401, "authentication required: log in, or send Authorization: Bearer <api token>")
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
-            return response
-        limited = throttling.api_rate_limited(request)
-        if limited:
-            return limited
-        try:
-            membership = access.get_membership(user, project_id)
-        except Http404:
-            return _error(404, "no such project")
+        membership = access.api_membership(request, user, project_id)
+        if isinstance(membership, HttpResponse):
+            return membership
         try:
             return fn(request, membership, *args, **kwargs)
         except clickhouse.ClickHouseError as exc:
