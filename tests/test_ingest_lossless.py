@@ -266,6 +266,19 @@ def test_a_failed_drain_keeps_the_batch(tmp_path):
     assert spool.stats().spans == 1
 
 
+def _writer_config(tmp_path, **overrides) -> dict:
+    """A SpanWriter's settings for these tests: short batches, a spool in tmp_path."""
+    return {
+        "BATCH_SECONDS": 0.01,
+        "BATCH_MAX_SPANS": 1000,
+        "MAX_QUEUED_SPANS": 10000,
+        "ACK_TIMEOUT": 30,
+        "SPOOL_DIR": str(tmp_path),
+        "SPOOL_MAX_BYTES": 10**7,
+        **overrides,
+    }
+
+
 def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, project):
     """A value our row builder let through but the engine refuses: bisection stores the others."""
 
@@ -275,14 +288,7 @@ def test_rows_clickhouse_refuses_are_found_and_only_they_rejected(tmp_path, proj
 
     result = otlp.rows_from_request(request(*[S(f"r{i:02d}") for i in range(20)]), str(project.id))
     result.rows[7]["SpanAttributes"] = "not a map"
-    config = {
-        "BATCH_SECONDS": 0.01,
-        "BATCH_MAX_SPANS": 1000,
-        "MAX_QUEUED_SPANS": 10000,
-        "ACK_TIMEOUT": 30,
-        "SPOOL_DIR": str(tmp_path),
-        "SPOOL_MAX_BYTES": 10**7,
-    }
+    config = _writer_config(tmp_path)
     writer = batcher.SpanWriter(config, store=store)
     try:
         outcome = writer.submit(result.rows)
@@ -310,15 +316,7 @@ def test_a_full_queue_answers_busy_instead_of_growing_without_bound(tmp_path):
     def slow_store(batch):
         release.wait(10)
 
-    config = {
-        "BATCH_SECONDS": 0.01,
-        "BATCH_MAX_SPANS": 10,
-        "MAX_QUEUED_SPANS": 10,
-        "ACK_TIMEOUT": 30,
-        "SPOOL_DIR": str(tmp_path),
-        "SPOOL_MAX_BYTES": 10**7,
-        "WRITERS": 1,
-    }
+    config = _writer_config(tmp_path, BATCH_MAX_SPANS=10, MAX_QUEUED_SPANS=10, WRITERS=1)
     writer = batcher.SpanWriter(config, store=slow_store)
     results = []
     try:
@@ -353,14 +351,7 @@ def test_a_spooled_file_is_kept_when_its_refused_rows_bisection_meets_an_outage_
         raise clickhouse.ClickHouseError("Connection refused", kind=clickhouse.UNAVAILABLE)
 
     rows = otlp.rows_from_request(request(*[S(f"r{i:02d}") for i in range(8)]), str(project.id)).rows
-    config = {
-        "BATCH_SECONDS": 0.01,
-        "BATCH_MAX_SPANS": 1000,
-        "MAX_QUEUED_SPANS": 10000,
-        "ACK_TIMEOUT": 30,
-        "SPOOL_DIR": str(tmp_path),
-        "SPOOL_MAX_BYTES": 1,  # full: nothing can be spooled again
-    }
+    config = _writer_config(tmp_path, SPOOL_MAX_BYTES=1)  # full: nothing can be spooled again
     writer = batcher.SpanWriter(config, store=store)
     try:
         with pytest.raises(clickhouse.ClickHouseError) as raised:

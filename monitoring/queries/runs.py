@@ -458,13 +458,10 @@ def _recent_in(flt: SpanFilter, limit: int, q: str, cursor: RunCursor | None, lo
         *bar,
         search,
     ]
-    window = (
-        "Timestamp >= fromUnixTimestamp64Nano({r_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({r_end:Int64})"
-    )
-    candidates = Sql(
-        f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)} WHERE ",
-        Sql.all([*matching, window.replace("{r_start:Int64}", "{r_lo:Int64}")]),
-    )
+    before_end = "Timestamp < fromUnixTimestamp64Nano({r_end:Int64})"
+    window = f"Timestamp >= fromUnixTimestamp64Nano({{r_start:Int64}}) AND {before_end}"
+    stretch = f"Timestamp >= fromUnixTimestamp64Nano({{r_lo:Int64}}) AND {before_end}"
+    candidates = Sql(f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)} WHERE ", Sql.all([*matching, stretch]))
     params = {
         "project": flt.project_id,
         "agent_names": list(flt.agent_names),
