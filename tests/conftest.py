@@ -30,6 +30,24 @@ def browser(monkeypatch):
     yield from chromium.launched(monkeypatch)
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-shard cluster of the embedded engine on loopback with the schema applied (tests/cluster.py),
+    one per test module."""
+    from cluster import start_cluster
+
+    require(bool(__import__("importlib").util.find_spec("clickhouse_driver")), "clickhouse-driver is not installed")
+    try:
+        running = start_cluster(shards=2)
+    except RuntimeError as exc:
+        require(False, f"the engine cannot serve a two-shard cluster on loopback here: {exc}")
+    try:
+        running.apply_schema()
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-pass-123")

@@ -16,8 +16,7 @@ import re
 import time
 
 import pytest
-from cluster import CLUSTER, node_statement, start_cluster
-from conftest import require
+from cluster import CLUSTER, node_statement
 from django.test import Client, override_settings
 from otlp import S, post, post_recorded, recorded, request
 
@@ -61,20 +60,6 @@ PHASES = ("live", "settled", "late", "late-settled")
 PAGE = 7  # small pages: every list is read over several cursors
 TIMINGS: collections.Counter = collections.Counter()
 PAIR_TRACES: list[str] = []  # (agent trace, gateway trace) ids of the cross-trace matches, flat
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    require(bool(__import__("importlib").util.find_spec("clickhouse_driver")), "clickhouse-driver is not installed")
-    try:
-        running = start_cluster(shards=2)
-    except RuntimeError as exc:
-        require(False, f"the engine cannot serve a two-shard cluster on loopback here: {exc}")
-    try:
-        running.apply_schema()
-        yield running
-    finally:
-        running.stop()
 
 
 def test_the_cluster_ddl_parses_as_printed_and_runs_per_node(cluster):

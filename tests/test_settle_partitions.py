@@ -22,8 +22,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cluster import start_cluster
-from conftest import require
 from otlp import request
 from test_cluster import _matched_pairs
 
@@ -256,20 +254,6 @@ def test_a_partitions_resettle_job_re_settles_its_own_projects_only(project, oth
 
 
 # --- two settler processes on the two-shard cluster -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    require(bool(__import__("importlib").util.find_spec("clickhouse_driver")), "clickhouse-driver is not installed")
-    try:
-        running = start_cluster(shards=2)
-    except RuntimeError as exc:
-        require(False, f"the engine cannot serve a two-shard cluster on loopback here: {exc}")
-    try:
-        running.apply_schema()
-        yield running
-    finally:
-        running.stop()
 
 
 def _env(cluster, var: Path, partitions: int) -> dict:
