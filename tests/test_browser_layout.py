@@ -103,6 +103,8 @@ def test_trace_tree_names_widen_and_show_whole_on_focus(browser, demo, width):
     assert link.evaluate("l => l.getBoundingClientRect().width >= l.scrollWidth - 1"), widths[longest]
     # The name column widens by dragging its handle.
     name = page.locator(".wf-head .wf-name")
+    # Focusing a deep row can scroll the header out of the viewport, where the mouse cannot reach it.
+    page.locator("[data-wf-resize]").scroll_into_view_if_needed()
     before = name.bounding_box()["width"]
     handle = page.locator("[data-wf-resize]").bounding_box()
     page.mouse.move(handle["x"] + 4, handle["y"] + 10)
