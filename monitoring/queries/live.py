@@ -1,5 +1,5 @@
-"""The traces a page computes live, when the settler is behind: those with spans inserted after
-its last pass.
+"""The traces a page computes live, when the settler is behind: those with spans (or scores, which
+their runs carry) inserted after its last pass.
 
 Their facts are the counting rules applied now (monitoring/semantics/facts.py) in place of what is
 stored for them; see `sources`. While the settler keeps up (a pass less than SETTLE_FRESH_SECONDS ago) pages
@@ -59,10 +59,18 @@ def settler_keeps_up() -> bool:
     return bool(through) and now - through < settings.SETTLE_FRESH_SECONDS * 1e9
 
 
+def _inserted(table: str, column: str = "TraceId") -> str:
+    return (
+        f"SELECT {column} FROM {schema.table(table)} WHERE ProjectId = {{project:String}}"
+        " AND InsertedAt > fromUnixTimestamp64Nano({live_after:Int64})"
+    )
+
+
 def _touched(project_id: str, after_ns: int) -> Sql:
+    """The traces with spans, or scores (their runs carry them), inserted after `after_ns`."""
     return Sql(
-        f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)}",
-        " WHERE ProjectId = {project:String} AND InsertedAt > fromUnixTimestamp64Nano({live_after:Int64})",
+        f"SELECT DISTINCT TraceId FROM ({_inserted(schema.SPANS)} UNION ALL {_inserted(schema.SCORES)})",
+        " WHERE TraceId != ''",
         project=project_id,
         live_after=after_ns,
     )
@@ -75,10 +83,11 @@ def scope(flt: SpanFilter) -> facts.Scope | None:
     if through and now - through < settings.SETTLE_FRESH_SECONDS * 1e9:
         return None
     after = scoping.unsettled_after_ns(through)
+    at = "toUnixTimestamp64Milli(InsertedAt) AS at"
     mark = run_one(
         Sql(
-            f"SELECT count() AS n, toUnixTimestamp64Milli(max(InsertedAt)) AS newest FROM {schema.table(schema.SPANS)}",
-            " WHERE ProjectId = {project:String} AND InsertedAt > fromUnixTimestamp64Nano({live_after:Int64})",
+            f"SELECT count() AS n, max(at) AS newest FROM ({_inserted(schema.SPANS, at)}",
+            f" UNION ALL {_inserted(schema.SCORES, at)})",
             project=flt.project_id,
             live_after=after,
         ),

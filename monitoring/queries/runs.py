@@ -118,7 +118,7 @@ class RunRow:
     last_output: str = ""
     duration_ns: int = 0  # exact, for the duration sort's cursor
     sort_score: float = SCORE_SORT_MISSING  # the mean of the sorted-by score (sort=score:<name>)
-    scores: dict = field(default_factory=dict)  # {name: {value, label, count}}, filled by `add_scores`
+    scores: dict = field(default_factory=dict)  # {name: {value, label, count}}: scores.from_columns
 
     @property
     def start(self):
@@ -143,7 +143,8 @@ class RunPage:
 _COLUMNS = (
     "TraceId, toUnixTimestamp64Nano(Start) AS start_ns, toInt64(toUnixTimestamp64Nano(End) - toUnixTimestamp64Nano(Start))"
     " AS DurationNs, HasEnd, IsError, Name, ServiceName, EndUser, SessionId, LLMCalls, InputTokens, OutputTokens, Cost,"
-    " Unpriced, Spans, FirstCall, LastCall, Services, Models, IsReplay, Start"
+    " Unpriced, Spans, FirstCall, LastCall, Services, Models, IsReplay, Start, ScoreNames, ScoreValues, ScoreLabels,"
+    " ScoreCounts"
 )
 
 
@@ -175,6 +176,7 @@ def _row(r: dict) -> RunRow:
         first_call=r["FirstCall"],
         last_call=r["LastCall"],
         duration_ns=int(r["DurationNs"]),
+        scores=scores_q.from_columns(r["ScoreNames"], r["ScoreValues"], r["ScoreLabels"], r["ScoreCounts"]),
     )
 
 
@@ -247,13 +249,12 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
         parts[0] = Sql(parts[0], " AND TraceId NOT IN (", now.scope.traces, ")")
         parts.append(Sql(f"SELECT {_COLUMNS} FROM {now.tables.runs} WHERE ", window))
     runs = Sql("SELECT * FROM (", Sql.join(" UNION ALL ", parts), ")")
-    if score_name:  # each run's mean of that score (its own and its spans'), read for this project once
+    if score_name:  # each run's mean of that score (its own and its spans'), settled with the run
         runs = Sql(
-            "SELECT r.*, ifNull(s.mean, {r_missing:Float64}) AS SortScore FROM (",
+            "SELECT *, if((indexOf(ScoreNames, {r_score:String}) AS at) = 0 OR isNaN(ScoreValues[at]),",
+            " {r_missing:Float64}, ScoreValues[at]) AS SortScore FROM (",
             runs,
-            ") AS r LEFT JOIN (SELECT TraceId, avg(Value) AS mean",
-            f" FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{project:String}}",
-            " AND Name = {r_score:String} AND TraceId != '' AND Value IS NOT NULL GROUP BY TraceId) AS s USING TraceId",
+            ")",
             r_score=score_name,
             r_missing=SCORE_SORT_MISSING,
         )
@@ -271,15 +272,6 @@ def _select(flt: SpanFilter, rq: RunQuery, limit: int, start: int, end: int) -> 
         for item, r in zip(found, rows, strict=True):
             item.sort_score = float(r["SortScore"])
     return found
-
-
-def add_scores(project_id: str, runs: list[RunRow]) -> list[RunRow]:
-    """Fill each run's `scores`: {name: {"value": mean of the numeric values on the run and its spans,
-    "label": the latest label, "count": n}} (monitoring/queries/scores.py)."""
-    found = scores_q.per_run(scores_q.for_traces(project_id, [r.trace_id for r in runs]))
-    for r in runs:
-        r.scores = found.get(r.trace_id, {})
-    return runs
 
 
 def add_previews(project_id: str, runs: list[RunRow], agent_names: tuple[str, ...] = ()) -> list[RunRow]:
@@ -308,7 +300,7 @@ def iter_runs(flt: SpanFilter, rq: RunQuery, max_rows: int) -> Iterator[RunRow]:
     while sent < max_rows:
         page = list_runs(flt, query)
         rows = page.items[: max_rows - sent]
-        yield from add_scores(flt.project_id, add_previews(flt.project_id, rows))
+        yield from add_previews(flt.project_id, rows)
         sent += len(rows)
         if page.next_cursor is None:
             return

@@ -82,6 +82,24 @@ class ScoreCondition:
             return f"avgOrNull(Value) = {{{p}v:Float64}}"
         return f"argMax(Label, Timestamp) = {{{p}label:String}}"
 
+    def on_run(self, p: str) -> tuple[str, dict]:
+        """The condition on a settled run's score columns (schema.RUN_SCORE_COLUMNS), and its
+        parameters (prefix `p`): the same rule as `having` over the run's scores."""
+        number = finite_number(self.value) if self.value else None
+        at = f"indexOf(ScoreNames, {{{p}name:String}})"
+        if self.op in ("exists", "missing"):
+            check = f"{at} {'>' if self.op == 'exists' else '='} 0"
+        else:
+            if self.op in ("gt", "lt"):
+                test = f"ScoreValues[{at}] {'>' if self.op == 'gt' else '<'} {{{p}v:Float64}}"
+            elif number is not None:
+                test = f"ScoreValues[{at}] = {{{p}v:Float64}}"
+            else:
+                test = f"ScoreLabels[{at}] = {{{p}label:String}}"
+            check = f"({at} > 0 AND {test})"  # nan (no number) compares false
+            check = f"NOT {check}" if self.op == "ne" else check
+        return check, {f"{p}name": self.name, f"{p}v": number or 0.0, f"{p}label": self.value}
+
     def negated(self) -> bool:
         """Whether the condition keeps the targets *outside* its subquery (missing, ne)."""
         return self.op in ("missing", "ne")
@@ -101,14 +119,19 @@ def from_query(query) -> tuple[ScoreCondition, ...]:
 
 
 def conditions(found: tuple[ScoreCondition, ...], level: str = "run") -> tuple[list[str], dict]:
-    """SQL conditions (with their parameters) keeping the runs (`level="run"`: by TraceId) or the
-    calls (`"call"`: by TraceId, SpanId) that satisfy every score condition; the statement binds
-    `{project:String}` itself."""
+    """SQL conditions (with their parameters) keeping the runs (`level="run"`: on the settled run's
+    score columns) or the calls (`"call"`: by TraceId, SpanId) that satisfy every score condition;
+    a call's statement binds `{project:String}` itself."""
     key = "TraceId" if level == "run" else "(TraceId, SpanId)"
     out: list[str] = []
     params: dict = {}
     for i, condition in enumerate(found):
         p = f"sc{i}_"
+        if level == "run":
+            check, values = condition.on_run(p)
+            out.append(check)
+            params.update(values)
+            continue
         having, values = condition.having(p)
         params.update(values)
         target = "TraceId != ''" if level == "run" else "SpanId != ''"
@@ -328,12 +351,13 @@ def summarize(scores: list[Score]) -> dict[str, dict]:
     return out
 
 
-def per_run(scores: list[Score]) -> dict[str, dict[str, dict]]:
-    """{trace id: summarize(its scores and its spans' scores)}."""
-    by_trace: dict[str, list[Score]] = defaultdict(list)
-    for s in scores:
-        by_trace[s.trace_id].append(s)
-    return {trace: summarize(items) for trace, items in by_trace.items()}
+def from_columns(names, values, labels, counts) -> dict[str, dict]:
+    """`summarize`'s shape from a settled run's score columns (schema.RUN_SCORE_COLUMNS)."""
+    return {
+        # nan (no number) arrives as null through JSON formats, as nan through the native protocol
+        name: {"value": None if v is None or math.isnan(v) else round(v, 6), "label": label, "count": int(n)}
+        for name, v, label, n in zip(names, values, labels, counts, strict=True)
+    }
 
 
 def per_call(scores: list[Score]) -> dict[tuple[str, str], dict[str, dict]]:

@@ -301,7 +301,7 @@ def materialize(scope: Scope, prefix: str) -> Tables:
     clickhouse.command(f"CREATE TEMPORARY TABLE {t.flags} ({columns}) ENGINE = Memory", tag="facts.flags")
     clickhouse.insert(t.flags, tuple(FLAG_TYPES), tree_flags(tree), tag="facts.flags")
     create(t.calls, Sql(invocations(t.spans, t.flags), **scope.params()))
-    create(t.runs, runs(t.spans, t.calls))
+    create(t.runs, Sql(runs(t.spans, t.calls), **scope.params()))
     create(t.edges, edges(t.spans, t.flags, t.runs))
     return t
 
@@ -385,7 +385,8 @@ def _own_invocations(spans_src: str | Sql, flags_src: str | Sql) -> Sql:
 
 
 def runs(spans_source: str | Sql, calls_source: str | Sql) -> Sql:
-    """One row per agent run of the scope, with `schema.RUN_COLUMNS`.
+    """One row per agent run of the scope, with `schema.RUN_COLUMNS` (its scores: the
+    schema.RUN_SCORE_COLUMNS rule). The statement binds `{project:String}`.
 
     `calls_source`: the scope's invocations (a run's calls are those whose RunTraceId is its trace,
     which includes gateway calls of another trace matched to its client spans).
@@ -399,7 +400,8 @@ def runs(spans_source: str | Sql, calls_source: str | Sql) -> Sql:
         " t.steps AS AgentSteps, toUInt32(c.n) AS LLMCalls, toUInt64(c.input) AS InputTokens,",
         " toUInt64(c.output) AS OutputTokens, c.cost AS Cost, toUInt32(c.unpriced) AS Unpriced,",
         " if(t.user != '', t.user, c.user) AS EndUser, if(t.session != '', t.session, c.session) AS SessionId,",
-        " c.first AS FirstCall, c.last AS LastCall",
+        " c.first AS FirstCall, c.last AS LastCall, sc.names AS ScoreNames, sc.values AS ScoreValues,",
+        " sc.labels AS ScoreLabels, sc.counts AS ScoreCounts",
         " FROM (SELECT any(ProjectId) AS project, TraceId AS trace, min(Timestamp) AS start,",
         " max(Timestamp + toIntervalNanosecond(Dur)) AS end, toUInt8(min(HasEnd)) AS has_end,",
         # The run's name and service: its root span's (no parent), else its first agent step's.
@@ -422,6 +424,12 @@ def runs(spans_source: str | Sql, calls_source: str | Sql) -> Sql:
         " FROM ",
         calls_src,
         " GROUP BY RunTraceId) AS c ON c.run = t.trace",
+        # GLOBAL: on a cluster the scores are sharded by ScoreId and the scope's spans are in this session.
+        " LEFT JOIN (",
+        schema.run_scores_select(
+            "ProjectId = {project:String} AND TraceId GLOBAL IN (SELECT TraceId FROM ", spans_src, ")"
+        ),
+        ") AS sc ON sc.trace = t.trace",
     )
 
 

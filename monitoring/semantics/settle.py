@@ -87,15 +87,22 @@ class Report:
     projects: set[str] = field(default_factory=set)  # whose facts the pass wrote
 
 
+def _inserted(table: str, p: str = "", project: str = "ProjectId != ''") -> str:
+    return (
+        f"SELECT ProjectId, TraceId FROM {schema.table(table)} WHERE InsertedAt > fromUnixTimestamp64Nano({{{p}after:Int64}})"
+        f" AND InsertedAt <= fromUnixTimestamp64Nano({{{p}until:Int64}}) AND {project} AND TraceId != ''"
+    )
+
+
 def _touched(after_ns: int, until_ns: int, partition: scoping.Partition = scoping.ALL) -> list[dict]:
-    """(project, traces, spans) touched by spans inserted in (after, until], a row per project of
-    the partition."""
+    """(project, traces, spans) touched by spans, or by scores (their runs carry them), inserted in
+    (after, until], a row per project of the partition."""
     return run(
         Sql(
-            "SELECT ProjectId AS project, uniqExact(TraceId) AS traces, count() AS spans",
-            f" FROM {schema.table(schema.SPANS)}",
-            " WHERE InsertedAt > fromUnixTimestamp64Nano({after:Int64})",
-            " AND InsertedAt <= fromUnixTimestamp64Nano({until:Int64}) AND ProjectId != ''",
+            "SELECT ProjectId AS project, uniqExact(TraceId) AS traces, countIf(span) AS spans FROM (",
+            f"SELECT ProjectId, TraceId, 1 AS span FROM ({_inserted(schema.SPANS)})",
+            f" UNION ALL SELECT ProjectId, TraceId, 0 AS span FROM ({_inserted(schema.SCORES)}))",
+            " WHERE 1",
             partition.where(),
             " GROUP BY ProjectId ORDER BY ProjectId",
             after=after_ns // 1_000_000 * 1_000_000,
@@ -107,11 +114,11 @@ def _touched(after_ns: int, until_ns: int, partition: scoping.Partition = scopin
 
 def _touched_traces(project: str, after_ns: int, until_ns: int, chunks: int, chunk: int) -> Sql:
     return Sql(
-        f"SELECT DISTINCT TraceId FROM {schema.table(schema.SPANS)}",
-        " WHERE ProjectId = {project:String}",
-        " AND InsertedAt > fromUnixTimestamp64Nano({t_after:Int64})",
-        " AND InsertedAt <= fromUnixTimestamp64Nano({t_until:Int64})",
-        " AND cityHash64(TraceId) % {t_chunks:UInt64} = {t_chunk:UInt64}",
+        "SELECT DISTINCT TraceId FROM (",
+        _inserted(schema.SPANS, "t_", "ProjectId = {project:String}"),
+        " UNION ALL ",
+        _inserted(schema.SCORES, "t_", "ProjectId = {project:String}"),
+        ") WHERE cityHash64(TraceId) % {t_chunks:UInt64} = {t_chunk:UInt64}",
         project=project,
         t_after=after_ns // 1_000_000 * 1_000_000,
         t_until=until_ns,

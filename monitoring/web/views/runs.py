@@ -92,7 +92,6 @@ def runs_list(request, flt, membership) -> dict | tuple | HttpResponse:
         return context | {"form_error": str(exc), "rq": rq}, 400
     page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items, flt.agent_names)
-    runs_q.add_scores(flt.project_id, page.items)
     keep = {
         "kind": "runs",
         "sort": rq.sort if rq.sort != "time" else "",
@@ -156,7 +155,6 @@ def api_runs(request, flt) -> JsonResponse:
         return JsonResponse({"error": str(exc)}, status=400)
     page = runs_q.list_runs(flt, rq)
     runs_q.add_previews(flt.project_id, page.items, flt.agent_names)
-    runs_q.add_scores(flt.project_id, page.items)
     items = []
     for run in page.items:
         data = run.as_dict()
@@ -290,7 +288,7 @@ def sessions(request, flt, membership):
         context |= _score_columns(request, pid)
     except score_columns.BadChoice as exc:
         return context | {"form_error": str(exc)}, 400
-    runs = runs_q.add_scores(flt.project_id, sessions_q.session_runs(flt, key))
+    runs = sessions_q.session_runs(flt, key)
     group = sessions_q.session(flt, key)
     users = sorted({r.end_user for r in runs if r.end_user})
     return context | {
@@ -328,9 +326,7 @@ def users(request, flt, membership):
     page = runs_q.list_runs(flt, runs_q.RunQuery(user=key, limit=USER_RUNS_READ))
     runs = page.items
     group = sessions_q.user(flt, key)
-    shown = runs_q.add_scores(
-        flt.project_id, runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN], flt.agent_names)
-    )
+    shown = runs_q.add_previews(flt.project_id, runs[:USER_RUNS_SHOWN], flt.agent_names)
     return context | {
         "end_user": key,
         "group": group,
