@@ -321,31 +321,47 @@ def texts(
     if not runs:
         return {}
     keys = sorted({k for _, _, first, last in runs for k in (first, last) if k})
-    # One read: the runs' first and last chat calls, and their agent steps (with the root span) for
-    # a run whose calls say nothing. One scan of the window and one of the logs, not two of each.
+    lo, hi = min(r[1] for r in runs), max(r[1] for r in runs)
+    # First the chat calls alone: their spans sit together in the exporter's table (ordered by
+    # service and span name), so a page of runs decompresses the attributes of a few granules. The
+    # agent steps, spread over every step name's granules, are read only for runs whose calls say
+    # nothing (none, or no text recorded).
+    calls = (
+        _spans_read(
+            project_id,
+            Sql(
+                " AND (TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
+                keys=[tuple(k.split("/", 1)) for k in keys],
+            ),
+            sorted({k.split("/", 1)[0] for k in keys}),
+            lo,
+            hi,
+            "runs.previews",
+        )
+        if keys
+        else {}
+    )
+    out: dict[str, tuple[str, str]] = {}
+    for trace, _, first, last in runs:
+        call_in, call_out = calls.get(first), calls.get(last)
+        out[trace] = (messages.question(*call_in) if call_in else "", messages.answer(*call_out) if call_out else "")
+    quiet = sorted(trace for trace, (question, answer) in out.items() if not question or not answer)
     found = _spans_read(
         project_id,
         Sql(
-            " AND ((TraceId, SpanId) IN {keys:Array(Tuple(String, String))}",
-            " OR IsAgentStep = 1 OR ParentSpanId = '' OR SpanName IN {r_agents:Array(String)})",
-            keys=[tuple(k.split("/", 1)) for k in keys],
+            " AND (IsAgentStep = 1 OR ParentSpanId = '' OR SpanName IN {r_agents:Array(String)})",
             r_agents=list(agent_names),
         ),
-        sorted({r[0] for r in runs}),
-        min(r[1] for r in runs),
-        max(r[1] for r in runs),
-        "runs.previews",
+        quiet,
+        lo,
+        hi,
+        "runs.previews.steps",
     )
     steps: dict[str, list[tuple[dict, list]]] = {}
-    wanted = set(keys)
     for key, span in found.items():  # oldest first
-        if key not in wanted:
-            steps.setdefault(key.split("/", 1)[0], []).append(span)
-    out: dict[str, tuple[str, str]] = {}
-    for trace, _, first, last in runs:
-        call_in, call_out = found.get(first), found.get(last)
-        question = messages.question(*call_in) if call_in else ""
-        answer = messages.answer(*call_out) if call_out else ""
+        steps.setdefault(key.split("/", 1)[0], []).append(span)
+    for trace in quiet:
+        question, answer = out[trace]
         own = steps.get(trace, [])
         question = question or next((q for q in (messages.question(*s) for s in own) if q), "")
         answer = answer or next((a for a in (messages.answer(*s) for s in reversed(own)) if a), "")
