@@ -23,9 +23,9 @@ from monitoring.store.sql import Sql, run
 SNIPPET_BEFORE = 60  # characters of context before the match a snippet shows
 SNIPPET_CHARS = 200  # a snippet's length in characters (a list cell, not the whole message)
 MIN_INDEXED_CHARS = 2  # the index holds bigrams: a shorter term is found by reading every value
-# Below this many candidates (spans and log records the indexes let through) a page reads the whole
-# window at once instead of a stretch at a time: one statement, whose reads are the candidates'.
-FEW_CANDIDATES = 5000
+# How many of the newest candidates (spans the indexes let through) a page learns the times of at
+# once: it then reads the text of as few of them as the page needs, newest first.
+FEW_CANDIDATES = 2000
 
 
 @dataclass(frozen=True)
@@ -193,30 +193,55 @@ def has_log_records(project_id: str, start_ns: int, end_ns: int) -> bool:
     return bool(int(run(statement, tag="traces.search.logs_exist")[0]["n"]))
 
 
-def candidates(project_id: str, term: str, start_ns: int, end_ns: int) -> int | None:
-    """How many spans of the project stamped in [start_ns, end_ns), and log records from then to a
-    day later, the text indexes let through for `term` (a bound on the matches: every match is
-    among them), counted up to FEW_CANDIDATES; None when the term is too short for the index."""
-    spans, records = _prefilter(schema.span_search_text(), term), _prefilter(schema.log_search_text(), term)
+@dataclass(frozen=True)
+class Candidates:
+    """What the text indexes let through for a term (every match is among them): `times`, the
+    newest of the project's spans stamped in the stretch (ns, newest first, at most
+    FEW_CANDIDATES); `complete`, whether that is all of them; `records`, how many log records
+    stamped from then to a day later (counted up to FEW_CANDIDATES)."""
+
+    times: list[int]
+    complete: bool
+    records: int
+
+
+def candidates(project_id: str, term: str, start_ns: int, end_ns: int, logs: bool = True) -> Candidates | None:
+    """The candidates of `term` in [start_ns, end_ns) (Candidates), read from the indexes alone (no
+    text is read: ClickHouse answers hasAllTokens from the posting lists); None when the term is too
+    short for the index. `logs`: whether the project has log records to count (has_log_records)."""
+    spans, in_records = _prefilter(schema.span_search_text(), term), _prefilter(schema.log_search_text(), term)
     if not spans:
         return None
+    params = {
+        "project": project_id,
+        "q": term,
+        "q_json": escaped(term),
+        "l_start": start_ns,
+        "l_end": end_ns,
+        "few": FEW_CANDIDATES,
+    }
+    logged = Sql("0")
+    if logs:
+        logged = Sql(
+            "(SELECT count() FROM (SELECT 1",
+            f" FROM {schema.table(schema.LOGS)} WHERE ResourceAttributes['project_id'] = {{project:String}} AND {in_records}",
+            " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
+            " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)",
+            " LIMIT {few:UInt32}))",
+        )
     statement = Sql(
-        "SELECT (SELECT count() FROM (SELECT 1",
+        "SELECT groupArray(ts) AS times, ",
+        logged,
+        " AS records FROM (SELECT toUnixTimestamp64Nano(Timestamp) AS ts",
         f" FROM {schema.table(schema.TRACES)} WHERE ProjectId = {{project:String}} AND {spans}",
         " AND Timestamp >= fromUnixTimestamp64Nano({l_start:Int64}) AND Timestamp < fromUnixTimestamp64Nano({l_end:Int64})",
-        " LIMIT {few:UInt32})) + (SELECT count() FROM (SELECT 1",
-        f" FROM {schema.table(schema.LOGS)} WHERE ResourceAttributes['project_id'] = {{project:String}} AND {records}",
-        " AND TimestampTime >= toDateTime(intDiv({l_start:Int64}, 1000000000))",
-        " AND TimestampTime <= toDateTime(intDiv({l_end:Int64}, 1000000000) + 86400)",
-        " LIMIT {few:UInt32})) AS n",
-        project=project_id,
-        q=term,
-        q_json=escaped(term),
-        l_start=start_ns,
-        l_end=end_ns,
-        few=FEW_CANDIDATES,
+        " ORDER BY Timestamp DESC LIMIT {few:UInt32})",
+        **params,
     )
-    return int(run(statement, tag="traces.search.candidates")[0]["n"])
+    row = run(statement, tag="traces.search.candidates")[0]
+    found = sorted((int(t) for t in row["times"]), reverse=True)
+    records = int(row["records"])
+    return Candidates(found, len(found) < FEW_CANDIDATES, records)
 
 
 def log_snippets(project_id: str, term: str, keys: list[tuple[str, str]], start_ns: int, end_ns: int) -> dict:

@@ -255,30 +255,65 @@ def _select_spans(flt: SpanFilter, lq: ListQuery, table: str, extra: list[str], 
     hi = min(end, lq.cursor.ts + 1) if lq.cursor else end
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
-    width = FIRST_STEP_NS
-    counted = not lq.q or bool(lq.trace_id or lq.trace_prefix)  # what the text indexes cannot count
-    indexed = False
-    logs = bool(lq.q) and not lq.trace_id and search.has_log_records(flt.project_id, start, hi)
-    while hi > start and len(rows) < limit:
-        lo = max(start, hi - width) if width else start
+
+    def read(lo: int, hi: int, indexed: bool) -> int:
+        """Read [lo, hi) for the rows still wanted; how many new rows it found."""
+        before = len(rows)
         for row in _select_stretch(flt, lq, table, extra, limit - len(rows), params, lo, hi, indexed, logs):
             k = (row["trace_id"], row["span_id"])
             if k not in seen:  # a re-delivered span: once
                 seen.add(k)
                 rows.append(row)
+        return len(rows) - before
+
+    width = FIRST_STEP_NS
+    by_candidates = bool(lq.q) and not (lq.trace_id or lq.trace_prefix)  # what the text indexes can tell
+    logs = bool(lq.q) and not lq.trace_id and search.has_log_records(flt.project_id, start, hi)
+    while hi > start and len(rows) < limit:
+        lo = max(start, hi - width) if width else start
+        read(lo, hi, False)
         hi = lo
         width = width * 8 if width and width < 64 * FIRST_STEP_NS else 0  # 0: the rest at once
-        if not counted and hi > start and len(rows) < limit:
-            # A search the newest stretch did not fill: the text indexes tell how many spans of the
-            # rest may match (search.candidates): none, no more reads; few, the rest in one read
-            # (its cost is theirs); many, a stretch at a time.
-            counted = True
-            candidates = search.candidates(flt.project_id, lq.q, start, hi)
-            if candidates == 0:
+        if by_candidates and hi > start and len(rows) < limit:
+            # A search the newest stretch did not fill: the rest is read where the text indexes'
+            # candidates are (a word too short for them: a stretch at a time, as above).
+            known = search.candidates(flt.project_id, lq.q, start, hi, logs)
+            if known is not None:
+                _read_candidates(flt, lq, known, start, hi, lambda lo, hi: read(lo, hi, True), limit - len(rows))
                 break
-            if candidates is not None and candidates < search.FEW_CANDIDATES:
-                width, indexed = 0, True
+            by_candidates = False
     return rows
+
+
+def _read_candidates(
+    flt: SpanFilter, lq: ListQuery, known: search.Candidates, start: int, hi: int, read, wanted: int
+) -> None:
+    """Read [start, hi) newest first where the search's candidates are (`known`, from the text
+    indexes), `read(lo, hi)` (indexed; returns the rows it added) a few candidates at a time until
+    `wanted` rows are found: the newest 2x as many candidates as rows wanted, then as many as the
+    matches found so far per candidate read say are needed (at least twice the last), the last of
+    them with the rest of the window (a span found by its log records only). A phrase of common
+    characters has many candidates per match: the text read is that of the page's candidates, not
+    of the window."""
+    take, taken, found = 2 * wanted, 0, 0
+    while hi > start and found < wanted:
+        if not known.times and not known.complete:  # the newest FEW_CANDIDATES were read: the next ones
+            known = search.candidates(flt.project_id, lq.q, start, hi, known.records > 0) or replace(
+                known, complete=True
+            )
+            continue
+        if not known.times:
+            if known.records:  # only log records are left to match: the rest at once
+                read(start, hi)
+            return
+        last = len(known.times) <= take and known.complete
+        lo = start if last else known.times[min(take, len(known.times)) - 1]
+        found += read(lo, hi)
+        taken += sum(1 for t in known.times if t >= lo)
+        known = replace(known, times=[t for t in known.times if t < lo])
+        hi = lo
+        need = wanted - found
+        take = max(2 * take, -(-3 * need * taken // (2 * found))) if found else 8 * take
 
 
 def _select_stretch(
