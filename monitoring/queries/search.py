@@ -6,8 +6,10 @@ always was: the term found anywhere in a value, case-insensitively (positionCase
 as typed or as JSON escapes it (an attribute holding JSON keeps "한" as "\\ud55c").
 
 The text indexes (monitoring/store/schema.py, "full-text search") only prune: `hasAllTokens` of the
-lower-cased term's bigrams over the index's own expression lets ClickHouse read just the granules
-holding every bigram, then the exact test above decides. A search is asked as branches, each an
+lower-cased term's trigrams (a term of two characters: its bigram) over the index's own expression
+lets ClickHouse read just the rows holding every one, then the exact test above decides. Past the
+newest hour a page learns the candidates' times from the index alone (`candidates`) and reads the
+text of as few of the newest as it needs (monitoring/queries/spans.py). A search is asked as branches, each an
 index-friendly condition on its own (an OR of an indexed and an unindexed test would read
 everything): the span's own text, the spans whose log records match, and a trace id's start.
 """
@@ -15,6 +17,7 @@ everything): the span's own text, the spans whose log records match, and a trace
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitoring.store import schema
@@ -56,14 +59,23 @@ def _indexable(term: str) -> bool:
     return all(len(c.lower().encode()) == len(c.encode()) == len(c.upper().encode()) for c in term)
 
 
-def _prefilter(text: str, term: str) -> str:
-    """SQL: the text index's test for `term` (bound as {q}, {q_json}), or '' when it cannot help."""
+def _index_test(text: Callable[[bool], str], value: str, param: str) -> str:
+    """SQL: whether a row holds every n-gram of `value` (bound as {param}) by the text index's
+    expression `text(long)`: a value of SEARCH_LONG_CHARS or more by its trigrams (they prune to
+    nearly the matches), a shorter one by its bigrams."""
+    long = len(value) >= schema.SEARCH_LONG_CHARS
+    tokenizer = schema.SEARCH_LONG_TOKENIZER if long else schema.SEARCH_TOKENIZER
+    return f"hasAllTokens({text(long)}, lowerUTF8({{{param}:String}}), '{tokenizer}')"
+
+
+def _prefilter(text: Callable[[bool], str], term: str) -> str:
+    """SQL: the text indexes' test for `term` (bound as {q}, {q_json}), or '' when they cannot help;
+    `text`: schema.span_search_text or log_search_text."""
     if not _indexable(term):
         return ""
-    tokenizer = f"'{schema.SEARCH_TOKENIZER}'"
-    test = f"hasAllTokens({text}, lowerUTF8({{q:String}}), {tokenizer})"
+    test = _index_test(text, term, "q")
     if escaped(term) != term:
-        test = f"({test} OR hasAllTokens({text}, lowerUTF8({{q_json:String}}), {tokenizer}))"
+        test = f"({test} OR {_index_test(text, escaped(term), 'q_json')})"
     return test
 
 
@@ -102,7 +114,7 @@ def _tests(name: str, attributes: str, event_attributes: str) -> tuple[str, str,
 def _own_text(term: str, indexed: bool) -> Branch:
     """The span's own name, attribute values and event attribute values."""
     exact = "({} OR {} OR {})".format(*_tests("SpanName", "SpanAttributes", "Events.Attributes"))
-    prefilter = _prefilter(schema.span_search_text(), term) if indexed else ""
+    prefilter = _prefilter(schema.span_search_text, term) if indexed else ""
     # Over a page's rows (ROW_COLUMNS): where the term is, and the value that holds it.
     in_name, in_attributes, _in_events = _tests("search_name", "search_attributes", "search_event_attributes")
     matched = (
@@ -132,7 +144,7 @@ def snippet(found: list[Branch]) -> str:
 def log_condition(term: str, indexed: bool = True) -> str:
     """SQL over otel_logs: a record of the project ({project}) whose body or an attribute value holds
     the term ({q}, {q_json}), the text index tested first."""
-    prefilter = _prefilter(schema.log_search_text(), term) if indexed else ""
+    prefilter = _prefilter(schema.log_search_text, term) if indexed else ""
     exact = (
         "(positionCaseInsensitiveUTF8(Body, {q:String}) > 0 OR positionCaseInsensitiveUTF8(Body, {q_json:String}) > 0"
         f" OR arrayExists(v -> {_HIT}, mapValues(LogAttributes)))"
@@ -209,7 +221,7 @@ def candidates(project_id: str, term: str, start_ns: int, end_ns: int, logs: boo
     """The candidates of `term` in [start_ns, end_ns) (Candidates), read from the indexes alone (no
     text is read: ClickHouse answers hasAllTokens from the posting lists); None when the term is too
     short for the index. `logs`: whether the project has log records to count (has_log_records)."""
-    spans, in_records = _prefilter(schema.span_search_text(), term), _prefilter(schema.log_search_text(), term)
+    spans, in_records = _prefilter(schema.span_search_text, term), _prefilter(schema.log_search_text, term)
     if not spans:
         return None
     params = {

@@ -10,8 +10,9 @@ Lists read `otel_spans` (ordered by project and time) and the settled invocation
 re-delivered span shows once. A page is looked for in the newest hour of what is left of the window
 first, then in spans 8x and 64x as long below it, then in the rest: a page of a busy project reads
 a few granules of one partition instead of the head of every day's parts. Search reads the spans'
-own attributes and events in `otel_traces`, so it costs a scan of as much of the window as it takes
-to fill the page.
+own attributes and events in `otel_traces`: the newest hour as above (a common word fills the page
+there), then where the text indexes' candidates are, the newest first (_read_candidates), so a rare
+word or phrase costs what its candidates cost, not a scan of the window.
 """
 
 from __future__ import annotations
