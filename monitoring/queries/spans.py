@@ -291,12 +291,12 @@ def _read_candidates(
 ) -> None:
     """Read [start, hi) newest first where the search's candidates are (`known`, from the text
     indexes), `read(lo, hi)` (indexed; returns the rows it added) a few candidates at a time until
-    `wanted` rows are found: the newest 2x as many candidates as rows wanted, then as many as the
-    matches found so far per candidate read say are needed (at least twice the last), the last of
-    them with the rest of the window (a span found by its log records only). A phrase of common
-    characters has many candidates per match: the text read is that of the page's candidates, not
-    of the window."""
-    take, taken, found = 2 * wanted, 0, 0
+    `wanted` rows are found: the newest 5/4 as many candidates as rows wanted (a term's trigrams
+    let through little more than its matches), then as many as the matches found so far per
+    candidate read say are needed (at least twice the last), the last of them with the rest of the
+    window (a span found by its log records only). The text read is that of the page's candidates,
+    a few granules, not the window's."""
+    take, taken, found = wanted + wanted // 4 + 1, 0, 0
     while hi > start and found < wanted:
         if not known.times and not known.complete:  # the newest FEW_CANDIDATES were read: the next ones
             known = search.candidates(flt.project_id, lq.q, start, hi, known.records > 0) or replace(
