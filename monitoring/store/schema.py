@@ -414,7 +414,7 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
-# --- full-text search: an n-gram text index over every message --------------------------------
+# --- full-text search: n-gram text indexes over every message ------------------------------------
 # A message lives in a span's attributes (every SDK's keys), its events' attributes, or a GenAI
 # event sent as a log record (body and attributes). A text index (ClickHouse "Full-text search using
 # text indexes", GA since 26.2) maps each 2-character n-gram of the lower-cased text to the rows
@@ -1289,7 +1289,7 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
     local_traces = TRACES + LOCAL_SUFFIX
     materialize = not has_trace_projection(local_traces)  # a cluster made before the projection
-    # Tables made before the search indexes (those that exist and lack it) index their old parts too.
+    # Tables made before a search index (those that exist and lack one) index their old parts too.
     unindexed = [
         (n, i)
         for n in (local_traces, LOGS + LOCAL_SUFFIX)
