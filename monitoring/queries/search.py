@@ -34,13 +34,13 @@ FEW_CANDIDATES = 2000
 @dataclass(frozen=True)
 class Branch:
     """One way a span can match: its condition over an otel_traces row; why it matched (SQL giving
-    "name", "attribute <key>", "event <name>", "log record" or "trace id") and the snippet (SQL),
-    both over a page's rows (ROW_COLUMNS); its rank among branches (a span found twice keeps the
-    lowest) and the parameters of all three."""
+    "name", "attribute <key>", "event <name>", "log record" or "trace id") and the value holding
+    the term (SQL, '' where none is shown), both over a page's rows (ROW_COLUMNS); its rank among
+    branches (a span found twice keeps the lowest) and the parameters of all three."""
 
     condition: str
     matched: str
-    snippet: str
+    value: str
     rank: int
     params: dict
 
@@ -95,7 +95,7 @@ def _snippet(value: str) -> str:
     )
 
 
-# What a page's rows carry out of each branch's SELECT, for `matched` and `snippet` to read.
+# What a page's rows carry out of each branch's SELECT, for `matched` and `matched_value` to read.
 ROW_COLUMNS = (
     "SpanName AS search_name, SpanAttributes AS search_attributes, Events.Name AS search_event_names,"
     " Events.Attributes AS search_event_attributes"
@@ -128,7 +128,7 @@ def _own_text(term: str, indexed: bool) -> Branch:
         " search_event_attributes))))"
     )
     condition = f"{prefilter} AND {exact}" if prefilter else exact
-    return Branch(condition, matched, _snippet(value), 1, {})
+    return Branch(condition, matched, value, 1, {})
 
 
 def matched(found: list[Branch]) -> str:
@@ -136,9 +136,16 @@ def matched(found: list[Branch]) -> str:
     return "multiIf(" + "".join(f"search_rank = {b.rank}, {b.matched}, " for b in found) + "'')"
 
 
-def snippet(found: list[Branch]) -> str:
-    """SQL over a page's rows: the text around the match ('' where a branch has none)."""
-    return "multiIf(" + "".join(f"search_rank = {b.rank}, {b.snippet}, " for b in found) + "'')"
+def matched_value(found: list[Branch]) -> str:
+    """SQL over a page's rows: the value holding the match ('' where a branch shows none)."""
+    return "multiIf(" + "".join(f"search_rank = {b.rank}, {b.value}, " for b in found) + "'')"
+
+
+def snippet(found: list[Branch], value: str) -> str:
+    """SQL: the snippet of the column `value` (matched_value's, named once: ClickHouse plans a
+    statement that repeats the value's lambdas in each of the snippet's pieces 2-3x slower); ''
+    when no branch shows a value (a trace id's: {q} is not bound)."""
+    return _snippet(value) if any(b.value != "''" for b in found) else "''"
 
 
 def log_condition(term: str, indexed: bool = True) -> str:
@@ -187,7 +194,7 @@ def branches(
     if trace_prefix:
         found.append(_trace_prefix())
         params["trace_prefix"] = trace_prefix
-    return [Branch(b.condition, b.matched, b.snippet, b.rank, params) for b in found]
+    return [Branch(b.condition, b.matched, b.value, b.rank, params) for b in found]
 
 
 def has_log_records(project_id: str, start_ns: int, end_ns: int) -> bool:

@@ -422,9 +422,12 @@ def _stretch_statement(
     ]
     aliases = ", ".join(re.findall(r" AS (\w+)", columns))
     return Sql(
-        f"SELECT {aliases}, {search.matched(branches)} AS matched, {search.snippet(branches)} AS snippet FROM (",
+        f"SELECT {aliases}, matched, {search.snippet(branches, 'search_value')} AS snippet FROM (",
+        f"SELECT {aliases}, {search.matched(branches)} AS matched, {search.matched_value(branches)} AS search_value",
+        " FROM (",
         Sql.join(" UNION ALL ", selects),
         ") ORDER BY ts DESC, span_id DESC, search_rank LIMIT 1 BY trace_id, span_id LIMIT {limit:UInt32}",
+        ") ORDER BY ts DESC, span_id DESC",
         **bound,
     )
 
