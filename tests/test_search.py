@@ -308,9 +308,9 @@ def test_an_existing_table_gets_the_indexes_and_its_stored_rows_are_indexed(sett
 
 
 def test_the_reads_follow_the_candidates_not_the_window(client, alice, project, messages, monkeypatch):
-    """Past the newest hour: an absent word is answered by the indexes alone; a rare one by one read
-    of the rest of the window (not a stretch at a time); a word too short for the index reads a
-    stretch at a time, as before."""
+    """Past the newest hour: an absent word is answered by the indexes alone (the newest 64 hours'
+    candidates, then the rest's); a rare one by one read where its candidates are (not a stretch at
+    a time); a word too short for the index reads a stretch at a time, as before."""
     tags: list[str] = []
     query = clickhouse.query
 
@@ -327,8 +327,9 @@ def test_the_reads_follow_the_candidates_not_the_window(client, alice, project, 
         return [t for t in tags if t.startswith("traces.") and t != "traces.list.costs"], len(page.items)
 
     first = ["traces.search.logs_exist", "traces.list.all.search"]  # the newest hour, read as before
-    assert reads("wombat") == ([*first, "traces.search.candidates"], 0)
-    assert reads("hoatzin") == ([*first, "traces.search.candidates", "traces.list.all.search"], 1)
+    candidates = "traces.search.candidates"
+    assert reads("wombat") == ([*first, candidates, candidates], 0)
+    assert reads("hoatzin") == ([*first, candidates, "traces.list.all.search", candidates], 1)
     stretches, found_rows = reads("환")
     assert found_rows == 1 and stretches == ["traces.search.logs_exist", *["traces.list.all.search"] * 4]
 
@@ -339,7 +340,8 @@ def test_a_rare_phrase_of_common_words_is_found_exactly_reading_its_candidates(
     """A phrase whose every word (and trigram) many spans hold, few in that order: the page holds
     exactly the spans with the phrase (any case), newest first, page after page; past the newest
     hour each read is where the text index's candidates are (its test in the statement, its stretch
-    ending at a candidate), even when they are more than FEW_CANDIDATES at a time."""
+    ending at a candidate or where the stretch asked about ends), even when they are more than
+    FEW_CANDIDATES at a time."""
     phrase = "drop on 2025-03-17"
     texts = {
         "hit": "Churn saw a DROP ON 2025-03-17 after the price change.",
@@ -377,7 +379,8 @@ def test_a_rare_phrase_of_common_words_is_found_exactly_reading_its_candidates(
         cursor = spans_q.Cursor.decode(page.next_cursor)
     assert shown == [(h, "attribute gen_ai.prompt.0.content") for h in hits]
     candidates = {nanos(s.at) for s in spans if s.attributes["gen_ai.prompt.0.content"] != texts["words"]}
-    bounds = candidates | {nanos(flt.window.start)}
+    floors = {p["l_start"] for tag, _, p in statements if tag == "traces.search.candidates"}  # stretches asked about
+    bounds = candidates | floors | {nanos(flt.window.start)}
     reads = [p for tag, sql, p in statements if tag == "traces.list.all.search"]
     past_first_hour = [
         (sql, p)
