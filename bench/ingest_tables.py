@@ -70,7 +70,8 @@ def main() -> None:
     derived = ", ".join(f"DROP COLUMN {name}" for name, _, _ in schema.derived_columns())
     steps = [
         ("the product's schema", []),
-        ("- the text index", [f"ALTER TABLE {t()} DROP INDEX {schema.SEARCH_INDEX}"]),
+        ("- the trigram text index", [f"ALTER TABLE {t()} DROP INDEX {schema.SEARCH_LONG_INDEX}"]),
+        ("- the bigram text index", [f"ALTER TABLE {t()} DROP INDEX {schema.SEARCH_INDEX}"]),
         ("- the by_trace_id projection", [f"ALTER TABLE {t()} DROP PROJECTION {schema.TRACE_PROJECTION}"]),
         ("- otel_span_attrs (+ attr keys)", [f"DROP VIEW {t(schema.ATTRS_MV)}", f"DROP VIEW {t(schema.ATTR_KEYS_MV)}"]),
         ("- otel_spans", [f"DROP VIEW {t(schema.SPANS_MV)}"]),

@@ -176,7 +176,8 @@ def test_the_search_indexes_are_set_up_and_searched_on_both_backends(backend):
     from monitoring.queries import spans as spans_q
     from monitoring.queries.filter import SpanFilter, Window
 
-    assert schema.has_search_index(schema.TRACES) and schema.has_search_index(schema.LOGS)
+    indexes = (schema.SEARCH_INDEX, schema.SEARCH_LONG_INDEX)
+    assert all(schema.has_search_index(t, i) for t in (schema.TRACES, schema.LOGS) for i in indexes)
     now = dt.datetime.now(dt.UTC)
     ts = int(now.timestamp()) * 10**9
     project = "search-" + backend
@@ -202,4 +203,5 @@ def test_the_search_indexes_are_set_up_and_searched_on_both_backends(backend):
         return [r.span_id for r in spans_q.list_spans(flt, spans_q.ListQuery(kind="all", q=q)).items]
 
     assert found("환불") == [f"{1:016x}", f"{2:016x}"]  # newest first
+    assert found("불 부탁") == [f"{1:016x}", f"{2:016x}"]  # by the trigrams, as typed and as escaped
     assert found("no such word") == []

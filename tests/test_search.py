@@ -21,7 +21,6 @@ from monitoring.queries.filter import SpanFilter, Window
 from monitoring.store import clickhouse, schema
 
 pytestmark = pytest.mark.django_db
-SEARCH_INDEX_DDL = f"INDEX {schema.SEARCH_INDEX}"  # what ALTER … ADD INDEX and MATERIALIZE INDEX name
 
 NOW = dt.datetime.now(dt.UTC)
 AT = NOW - dt.timedelta(hours=3)
@@ -255,21 +254,24 @@ def test_the_list_marks_the_match_in_escaped_text(client, alice, project, messag
 
 def test_a_search_reads_the_text_indexes(client, alice, project, messages):
     """The search's tests name the indexes' own expressions: ClickHouse uses them (EXPLAIN shows the
-    bigrams it looks up) on otel_traces and on otel_logs."""
+    n-grams it looks up) on otel_traces and on otel_logs: a word of three characters or more by its
+    trigrams, a shorter one by its bigrams."""
     flt = SpanFilter(str(project.id), Window(NOW - dt.timedelta(days=30), NOW))
-    lq = spans_q.ListQuery(kind="all", q="Lemming")
-    statement = spans_q.search_statement(flt, lq, schema.TRACES, 51, 0, 2**62)
-    plan = "\n".join(
-        r["explain"] for r in clickhouse.query("EXPLAIN indexes = 1 " + statement.text, statement.params, tag="test")
-    )
-    assert f"Name: {schema.SEARCH_INDEX}" in plan and '"em", "in", "le", "mi", "mm", "ng"' in plan
+    trigrams = '"emm", "ing", "lem", "min", "mmi"'
+    for q, index, grams in (("Lemming", schema.SEARCH_LONG_INDEX, trigrams), ("환불", schema.SEARCH_INDEX, '"환불"')):
+        statement = spans_q.search_statement(flt, spans_q.ListQuery(kind="all", q=q), schema.TRACES, 51, 0, 2**62)
+        plan = "\n".join(
+            r["explain"]
+            for r in clickhouse.query("EXPLAIN indexes = 1 " + statement.text, statement.params, tag="test")
+        )
+        assert f"Name: {index}\n" in plan and grams in plan, plan
     records = clickhouse.query(
         f"EXPLAIN indexes = 1 SELECT count() FROM {schema.table(schema.LOGS)} WHERE {search.log_condition('Lemming')}",
         {"project": str(project.id), "q": "Lemming", "q_json": "Lemming"},
         tag="test",
     )
     plan = "\n".join(r["explain"] for r in records)
-    assert f"Name: {schema.SEARCH_INDEX}" in plan and '"em", "in", "le", "mi", "mm", "ng"' in plan
+    assert f"Name: {schema.SEARCH_LONG_INDEX}\n" in plan and trigrams in plan
 
 
 def test_an_existing_table_gets_the_indexes_and_its_stored_rows_are_indexed(settings, monkeypatch):
@@ -285,10 +287,11 @@ def test_an_existing_table_gets_the_indexes_and_its_stored_rows_are_indexed(sett
         " VALUES (now64(9), 'a', 'b', 'chat', 'svc', {'project_id':'p1'}, {'gen_ai.prompt.0.content':'Quokka 환불'}, 10, 'Ok')",
         tag="test",
     )
-    assert not schema.has_search_index(schema.TRACES)
+    indexes = (schema.SEARCH_INDEX, schema.SEARCH_LONG_INDEX)
+    assert not any(schema.has_search_index(schema.TRACES, i) for i in indexes)
     ran = schema.ensure_schema(ttl_days=0)
-    assert schema.has_search_index(schema.TRACES) and schema.has_search_index(schema.LOGS)
-    assert any(f"MATERIALIZE INDEX {schema.SEARCH_INDEX}" in sql for sql in ran)
+    assert all(schema.has_search_index(t, i) for t in (schema.TRACES, schema.LOGS) for i in indexes)
+    assert all(any(f"MATERIALIZE INDEX {i} " in sql for sql in ran) for i in indexes)
     deadline = time.monotonic() + 60
     while clickhouse.query_one(
         "SELECT count() AS n FROM system.mutations WHERE database = 'otel_search_upgrade' AND NOT is_done", tag="test"
@@ -297,17 +300,17 @@ def test_an_existing_table_gets_the_indexes_and_its_stored_rows_are_indexed(sett
         time.sleep(0.2)
     now = dt.datetime.now(dt.UTC)  # the row is stamped at its insert
     flt = SpanFilter("p1", Window(now - dt.timedelta(days=1), now + dt.timedelta(minutes=1)))
-    for q in ("quokka", "환불"):
+    for q in ("quokka", "환불", "Quokka 환"):
         assert [r.matched for r in spans_q.list_spans(flt, spans_q.ListQuery(kind="all", q=q)).items] == [
             "attribute gen_ai.prompt.0.content"
         ]
-    assert not [sql for sql in schema.ensure_schema(ttl_days=0) if SEARCH_INDEX_DDL in sql]  # once
+    assert not [sql for sql in schema.ensure_schema(ttl_days=0) if " INDEX idx_search" in sql]  # once
 
 
 def test_the_reads_follow_the_candidates_not_the_window(client, alice, project, messages, monkeypatch):
-    """Past the newest hour: an absent word is answered by the indexes alone; a rare one by one read
-    of the rest of the window (not a stretch at a time); a word too short for the index reads a
-    stretch at a time, as before."""
+    """Past the newest hour: an absent word is answered by the indexes alone (the newest 64 hours'
+    candidates, then the rest's); a rare one by one read where its candidates are (not a stretch at
+    a time); a word too short for the index reads a stretch at a time, as before."""
     tags: list[str] = []
     query = clickhouse.query
 
@@ -324,7 +327,66 @@ def test_the_reads_follow_the_candidates_not_the_window(client, alice, project, 
         return [t for t in tags if t.startswith("traces.") and t != "traces.list.costs"], len(page.items)
 
     first = ["traces.search.logs_exist", "traces.list.all.search"]  # the newest hour, read as before
-    assert reads("wombat") == ([*first, "traces.search.candidates"], 0)
-    assert reads("hoatzin") == ([*first, "traces.search.candidates", "traces.list.all.search"], 1)
+    candidates = "traces.search.candidates"
+    assert reads("wombat") == ([*first, candidates, candidates], 0)
+    assert reads("hoatzin") == ([*first, candidates, "traces.list.all.search", candidates], 1)
     stretches, found_rows = reads("환")
     assert found_rows == 1 and stretches == ["traces.search.logs_exist", *["traces.list.all.search"] * 4]
+
+
+def test_a_rare_phrase_of_common_words_is_found_exactly_reading_its_candidates(
+    client, alice, project, ingest_key, monkeypatch
+):
+    """A phrase whose every word (and trigram) many spans hold, few in that order: the page holds
+    exactly the spans with the phrase (any case), newest first, page after page; past the newest
+    hour each read is where the text index's candidates are (its test in the statement, its stretch
+    ending at a candidate or where the stretch asked about ends), even when they are more than
+    FEW_CANDIDATES at a time."""
+    phrase = "drop on 2025-03-17"
+    texts = {
+        "hit": "Churn saw a DROP ON 2025-03-17 after the price change.",
+        "decoy": "A drop onto the floor, noted on 2025-03-17.",  # every trigram of the phrase, not the phrase
+        "words": "on 2025-03-17 the drop was small",
+    }
+    now = dt.datetime.now(dt.UTC)
+    hours = [2, 5, 9, 30, 31, 75, 100, 240, 241, 500]  # spans stamped this many hours ago, a hit and two decoys each
+    spans, hits = [], []
+    for h in hours:
+        for kind, text in texts.items():
+            at = now - dt.timedelta(hours=h, seconds=len(kind))
+            s = S("chat", service="agent-svc", at=at, ms=5, attributes={"gen_ai.prompt.0.content": text})
+            spans.append(s)
+            if kind == "hit":
+                hits.append(s.span_id.hex())
+    send(client, ingest_key, spans)
+    monkeypatch.setattr(search, "FEW_CANDIDATES", 4)  # the candidates' times are learnt 4 at a time
+    statements: list[tuple[str, str, dict]] = []
+    query = clickhouse.query
+
+    def recorded(sql, params=None, *, tag):
+        statements.append((tag, sql, params or {}))
+        return query(sql, params, tag=tag)
+
+    monkeypatch.setattr(clickhouse, "query", recorded)
+    flt = SpanFilter(str(project.id), Window(now - dt.timedelta(days=30), now + dt.timedelta(minutes=1)))
+    shown, cursor = [], None
+    for _ in range(len(hours)):
+        page = spans_q.list_spans(flt, spans_q.ListQuery(kind="all", q=phrase, limit=3, cursor=cursor))
+        shown += [(r.span_id, r.matched) for r in page.items]
+        assert all(phrase in r.snippet.lower() for r in page.items)
+        if not page.next_cursor:
+            break
+        cursor = spans_q.Cursor.decode(page.next_cursor)
+    assert shown == [(h, "attribute gen_ai.prompt.0.content") for h in hits]
+    candidates = {nanos(s.at) for s in spans if s.attributes["gen_ai.prompt.0.content"] != texts["words"]}
+    floors = {p["l_start"] for tag, _, p in statements if tag == "traces.search.candidates"}  # stretches asked about
+    bounds = candidates | floors | {nanos(flt.window.start)}
+    reads = [p for tag, sql, p in statements if tag == "traces.list.all.search"]
+    past_first_hour = [
+        (sql, p)
+        for tag, sql, p in statements
+        if tag == "traces.list.all.search" and p["l_end"] - p["l_start"] != spans_q.FIRST_STEP_NS
+    ]
+    assert reads and past_first_hour
+    assert all(f"'{schema.SEARCH_LONG_TOKENIZER}'" in sql and p["l_start"] in bounds for sql, p in past_first_hour)
+    assert len([t for t, _, _ in statements if t == "traces.search.candidates"]) > len(hours) // 3

@@ -415,7 +415,7 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
     return f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS idx_project ProjectId TYPE set(100) GRANULARITY 4"
 
 
-# --- full-text search: an n-gram text index over every message --------------------------------
+# --- full-text search: n-gram text indexes over every message ------------------------------------
 # A message lives in a span's attributes (every SDK's keys), its events' attributes, or a GenAI
 # event sent as a log record (body and attributes). A text index (ClickHouse "Full-text search using
 # text indexes", GA since 26.2) maps each 2-character n-gram of the lower-cased text to the rows
@@ -428,43 +428,64 @@ def _project_index_ddl(name: str = TRACES, on_cluster: str = "") -> str:
 # is read as before (hasAllTokens with the tokenizer named evaluates row by row, same answer).
 SEARCH_TOKENIZER = "ngrams(2)"
 SEARCH_INDEX = "idx_search_text"
+# Beside it, trigrams: a term of three characters or more is looked up by those. Bigrams are few
+# (a phrase of common characters, "drop on 2025-03-17", has all of its 17 in 23x as many spans as
+# hold the phrase at 10M spans); trigrams are many, so a span holding every trigram of a term
+# nearly always holds the term (there: as many as hold it). The index is about twice the bigrams'
+# size. ClickHouse allows one text index per expression: this one's text ends in one more '\n'.
+SEARCH_LONG_TOKENIZER = "ngrams(3)"
+SEARCH_LONG_INDEX = "idx_search_text3"
+SEARCH_LONG_CHARS = 3  # a term this long or longer is looked up by its trigrams
 
 
 def _joined(values: str) -> str:
     return f"arrayStringConcat({values}, '\\n')"
 
 
-def span_search_text() -> str:
+def _long(text: str, long: bool) -> str:
+    return f"concat({text}, '\\n')" if long else text
+
+
+def span_search_text(long: bool = False) -> str:
     """SQL over an otel_traces row: its name, attribute values and event attribute values, lower-cased
-    (the text index's expression; a query names it exactly so that the index is used)."""
+    (the text index's expression; a query names it exactly so that the index is used). `long`: the
+    trigram index's (SEARCH_LONG_INDEX)."""
     events = _joined("arrayMap(m -> " + _joined("mapValues(m)") + ", `Events.Attributes`)")
-    return f"lowerUTF8(concat(SpanName, '\\n', {_joined('mapValues(SpanAttributes)')}, '\\n', {events}))"
+    return _long(f"lowerUTF8(concat(SpanName, '\\n', {_joined('mapValues(SpanAttributes)')}, '\\n', {events}))", long)
 
 
-def log_search_text() -> str:
-    """SQL over an otel_logs row: its body and attribute values, lower-cased (the index's expression)."""
-    return f"lowerUTF8(concat(Body, '\\n', {_joined('mapValues(LogAttributes)')}))"
+def log_search_text(long: bool = False) -> str:
+    """SQL over an otel_logs row: its body and attribute values, lower-cased (the index's expression;
+    `long`: the trigram index's)."""
+    return _long(f"lowerUTF8(concat(Body, '\\n', {_joined('mapValues(LogAttributes)')}))", long)
 
 
-def _search_index_ddl(name: str, expression: str, on_cluster: str = "") -> str:
+def _search_index_ddl(name: str, index: str, expression: str, tokenizer: str, on_cluster: str = "") -> str:
     return (
-        f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS {SEARCH_INDEX} {expression}"
-        f" TYPE text(tokenizer = {SEARCH_TOKENIZER})"
+        f"ALTER TABLE {table(name)}{on_cluster} ADD INDEX IF NOT EXISTS {index} {expression}"
+        f" TYPE text(tokenizer = {tokenizer})"
     )
 
 
-def _search_indexes(local: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(table, expression) of each text index (the local tables' names on a cluster)."""
+def _search_indexes(local: dict[str, str] | None = None) -> list[tuple[str, str, str, str]]:
+    """(table, index, expression, tokenizer) of each text index (the local tables' names on a cluster)."""
     names = local or {}
-    return [(names.get(TRACES, TRACES), span_search_text()), (names.get(LOGS, LOGS), log_search_text())]
+    return [
+        (names.get(source, source), index, text(long), tokenizer)
+        for source, text in ((TRACES, span_search_text), (LOGS, log_search_text))
+        for index, tokenizer, long in (
+            (SEARCH_INDEX, SEARCH_TOKENIZER, False),
+            (SEARCH_LONG_INDEX, SEARCH_LONG_TOKENIZER, True),
+        )
+    ]
 
 
-def has_search_index(name: str) -> bool:
-    """Whether the table has the search text index."""
+def has_search_index(name: str, index: str = SEARCH_INDEX) -> bool:
+    """Whether the table has the search text index `index`."""
     row = clickhouse.query_one(
         "SELECT count() AS n FROM system.data_skipping_indices"
         " WHERE database = {db:String} AND table = {t:String} AND name = {i:String}",
-        {"db": clickhouse.database(), "t": name, "i": SEARCH_INDEX},
+        {"db": clickhouse.database(), "t": name, "i": index},
         tag="schema.search_index",
     )
     return bool(int(row.get("n") or 0))
@@ -476,18 +497,18 @@ def _ensure_search_indexes() -> list[str]:
     refuses it (older than 26.2 without its settings) keeps the rest of the schema and searches by
     scanning, as before. Returns the statements run."""
     ran: list[str] = []
-    for name, expression in _search_indexes():
-        if has_search_index(name):
+    for name, index, expression, tokenizer in _search_indexes():
+        if has_search_index(name, index):
             continue
         statements = [
-            _search_index_ddl(name, expression),
-            f"ALTER TABLE {table(name)} MATERIALIZE INDEX {SEARCH_INDEX} SETTINGS mutations_sync = 0",
+            _search_index_ddl(name, index, expression, tokenizer),
+            f"ALTER TABLE {table(name)} MATERIALIZE INDEX {index} SETTINGS mutations_sync = 0",
         ]
         for sql in statements:
             try:
                 clickhouse.command(sql, tag="schema.ensure")
             except clickhouse.ClickHouseError as exc:
-                log.warning("the search index of %s was not set up (%s); run: %s", name, exc, sql)
+                log.warning("the search index %s of %s was not set up (%s); run: %s", index, name, exc, sql)
                 break
             ran.append(sql)
     return ran
@@ -1319,7 +1340,10 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     )
     statements += [
         _logs_ddl(ttl_days, local[LOGS], replicated(local[LOGS]), on),
-        *(_search_index_ddl(name, expression, on) for name, expression in _search_indexes(local)),
+        *(
+            _search_index_ddl(name, index, text, tokenizer, on)
+            for name, index, text, tokenizer in _search_indexes(local)
+        ),
         _scores_ddl(ttl_days, local[SCORES], replicated(local[SCORES], "ReplacingMergeTree", "Version, IsDeleted"), on),
         _scores_mv_ddl(SCORES_FROM_LOGS_MV + LOCAL_SUFFIX, _scores_from_logs_select(local[LOGS]), local[SCORES], on),
         _scores_mv_ddl(
@@ -1341,16 +1365,20 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
     days = settings.CLICKHOUSE["TTL_DAYS"] if ttl_days is None else ttl_days
     local_traces = TRACES + LOCAL_SUFFIX
     materialize = not has_trace_projection(local_traces)  # a cluster made before the projection
-    # Tables made before the search indexes (those that exist and lack it) index their old parts too.
-    unindexed = [n for n in (local_traces, LOGS + LOCAL_SUFFIX) if _exists(n) and not has_search_index(n)]
+    # Tables made before a search index (those that exist and lack one) index their old parts too.
+    unindexed = [
+        (n, i)
+        for n in (local_traces, LOGS + LOCAL_SUFFIX)
+        if _exists(n)
+        for i in (SEARCH_INDEX, SEARCH_LONG_INDEX)
+        if not has_search_index(n, i)
+    ]
     statements = cluster_statements(cluster, days)
     for sql in statements:
         clickhouse.command(sql, tag="schema.cluster")
     on = f" ON CLUSTER `{_identifier(cluster)}`"
     later = [_materialize_projection_ddl(local_traces, on)] if materialize else []
-    later += [
-        f"ALTER TABLE {table(n)}{on} MATERIALIZE INDEX {SEARCH_INDEX} SETTINGS mutations_sync = 0" for n in unindexed
-    ]
+    later += [f"ALTER TABLE {table(n)}{on} MATERIALIZE INDEX {i} SETTINGS mutations_sync = 0" for n, i in unindexed]
     for sql in later:
         clickhouse.command(sql, tag="schema.cluster")
     return statements + later
