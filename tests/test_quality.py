@@ -424,12 +424,18 @@ def test_a_real_sdk_log_exporter_sends_events_the_portal_reads_back(live_server,
     ).json()
     chat_span = next(s for s in whole["spans"] if s["span_id"] == span_id)
     assert "gen_ai.client.inference.operation.details" in [e["name"] for e in chat_span["events"]]
-    runs = requests.get(
-        f"{live_server.url}/api/v1/projects/{project.id}/traces",
-        params={"kind": "runs", "range": "1h", "score": "correctness:gt:0.5"},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()["items"]
+    # A run carries its scores from the settler's next pass (a second), as it carries its spans.
+    deadline = time.monotonic() + 10
+    while True:
+        runs = requests.get(
+            f"{live_server.url}/api/v1/projects/{project.id}/traces",
+            params={"kind": "runs", "range": "1h", "score": "correctness:gt:0.5"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["items"]
+        if runs or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert [(r["trace_id"], r["first_input"], r["last_output"]) for r in runs] == [
         (trace_id, "Refund INV-3?", "Refunded.")
     ]

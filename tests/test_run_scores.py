@@ -149,3 +149,60 @@ def test_an_upgrade_gives_the_runs_settled_before_it_their_scores(project, runs)
     # The old scores count as settled (time 0); the settler's next pass has nothing to do.
     assert settle.settle_once().traces == 0
     assert ids(listed(project, score="verdict:eq:fail"), runs) == ["b"]
+
+
+def test_scores_of_an_earlier_release_are_reordered_by_trace_and_keep_arriving(client, project, runs, ingest_key):
+    from test_quality import evaluation, logs_request, post_logs
+
+    a, b = runs["a"], runs["b"]
+    kept = score(project, a[0], "relevance", value=0.5, score_id="kept")
+    gone = score(project, b[0], "relevance", value=0.1, score_id="gone")
+    writes.delete(str(project.id), gone)
+    # The table as the last release made it: ordered by ScoreId alone.
+    scores, old = schema.table(schema.SCORES), schema.table("scores_old")
+    for sql in (
+        f"CREATE TABLE {old} AS {scores} ENGINE = ReplacingMergeTree(Version, IsDeleted) ORDER BY (ProjectId, ScoreId)",
+        f"INSERT INTO {old} SELECT * FROM {scores}",
+        f"EXCHANGE TABLES {scores} AND {old}",
+        f"DROP TABLE {old}",
+    ):
+        clickhouse.command(sql, tag="test.old")
+    schema.ensure_schema(ttl_days=0)
+    key = clickhouse.query_one(
+        "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": schema.SCORES},
+        tag="test.key",
+    )["sorting_key"]
+    assert key == schema.SCORES_ORDER_BY
+    found = scores_q.for_traces(str(project.id), [a[0].trace.hex(), b[0].trace.hex()])
+    assert [s.score_id for s in found] == [kept.score_id]  # the deleted one stays deleted
+    # The evaluation views write into the new table; a response id's score is placed on its call once.
+    assert post_logs(client, ingest_key, logs_request(evaluation(a[1], "faith", value=1.0))).status_code == 200
+    assert {s.name for s in scores_q.for_traces(str(project.id), [a[0].trace.hex()])} == {"relevance", "faith"}
+    schema.ensure_schema(ttl_days=0)  # again: nothing to move
+    assert len(scores_q.for_traces(str(project.id), [a[0].trace.hex()])) == 2
+
+
+def test_a_score_named_by_response_id_moves_onto_its_call_once(client, project, ingest_key):
+    from test_quality import evaluation, logs_request, post_logs
+
+    root, call = agent_run(NOW - dt.timedelta(minutes=3))
+    call.attributes["gen_ai.response.id"] = "resp-1"
+    send(client, ingest_key, root, call)
+    assert (
+        post_logs(
+            client, ingest_key, logs_request(evaluation(None, "relevance", value=0.4, response_id="resp-1"))
+        ).status_code
+        == 200
+    )
+    assert writes.place_loose() == 1
+    assert writes.place_loose() == 0
+    rows = clickhouse.query(
+        f"SELECT TraceId, SpanId, Value FROM {schema.table(schema.SCORES)} FINAL WHERE ProjectId = {{p:String}}",
+        {"p": str(project.id)},
+        tag="test.placed",
+    )
+    assert rows == [{"TraceId": root.trace.hex(), "SpanId": call.span_id.hex(), "Value": 0.4}]
+    settle.settle_once()
+    scoping.forget_state()
+    assert listed(project)[0].scores == {"relevance": {"value": 0.4, "label": "", "count": 1}}

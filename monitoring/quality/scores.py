@@ -200,6 +200,8 @@ def place_loose(limit: int = PLACE_BATCH) -> int:
         for r in found:
             if r["ResponseId"] not in where:
                 continue  # its call is not stored (yet): looked for again on the next pass
+            # Its row under the old target (scores are ordered by trace) goes; the placed one replaces it.
+            _insert(project_id, _score(r), version=int(r["version"]) + 1, deleted=True)
             score = _score(r)
             score.trace_id, score.span_id = where[r["ResponseId"]]
             _insert(project_id, score, version=int(r["version"]) + 1, deleted=False)

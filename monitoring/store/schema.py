@@ -1065,6 +1065,10 @@ SCORE_TYPES = {
     "IsDeleted": "UInt8",
 }
 SCORE_COLUMNS = tuple(SCORE_TYPES)
+# By trace: the pages read a page's runs' or calls' scores, the settler a pass's traces' (a session's
+# score has TraceId ''). A score keeps its ScoreId and target, except when an evaluation named by
+# response id is placed on its call: that writes a tombstone for its old (TraceId '') row.
+SCORES_ORDER_BY = "ProjectId, TraceId, ScoreId"
 SCORE_NANOS_COLUMNS = ("Timestamp",)
 
 
@@ -1077,15 +1081,34 @@ CREATE TABLE IF NOT EXISTS {table(name)}{on_cluster} (
     {columns},
     InsertedAt DateTime64(3) DEFAULT now64(3),
     INDEX idx_inserted InsertedAt TYPE minmax GRANULARITY 1,
-    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_score_id ScoreId TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_session SessionId TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_response ResponseId TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_time Timestamp TYPE minmax GRANULARITY 1
 ) ENGINE = {engine}
-ORDER BY (ProjectId, ScoreId)
+ORDER BY ({SCORES_ORDER_BY})
 {_ttl("Timestamp", ttl_days)}
-SETTINGS index_granularity = 8192
+SETTINGS index_granularity = 1024
 """
+
+
+def _scores_reordered(days: int) -> list[str]:
+    """Move an otel_scores of an earlier release (ordered by ScoreId alone) to SCORES_ORDER_BY: a
+    new table filled with every row (the engine replaces them as before), exchanged atomically, the
+    evaluation views made again to write into it (ensure_schema's next statements). Embedded mode
+    runs it before any ingest; a collector writing meanwhile (server mode) may have the evaluation
+    events of those few seconds left out of scores."""
+    new = SCORES + "_reordered"
+    columns = ", ".join((*SCORE_COLUMNS, "InsertedAt"))
+    return [
+        f"DROP TABLE IF EXISTS {table(new)}",
+        _scores_ddl(days, new),
+        f"INSERT INTO {table(new)} ({columns}) SELECT {columns} FROM {table(SCORES)}",
+        f"DROP VIEW IF EXISTS {table(SCORES_FROM_LOGS_MV)}",
+        f"DROP VIEW IF EXISTS {table(SCORES_FROM_EVENTS_MV)}",
+        f"EXCHANGE TABLES {table(SCORES)} AND {table(new)}",
+        f"DROP TABLE {table(new)}",
+    ]
 
 
 def _evaluation_select(attrs: str, timestamp: str, trace_id: str, span_id: str, source_from: str, where: str) -> str:
@@ -1231,11 +1254,11 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     if _exists(LOGS) and "EventName" not in existing_columns(LOGS):  # a collector's older table
         later.append(_logs_event_name_ddl())
     new_scores = not _exists(SCORES)
-    later += [
-        _scores_ddl(days),
+    later_views = [
         _scores_mv_ddl(SCORES_FROM_LOGS_MV, _scores_from_logs_select()),
         _scores_mv_ddl(SCORES_FROM_EVENTS_MV, _scores_from_events_select()),
     ]
+    later += [_scores_ddl(days), *later_views]
     if new_scores:  # evaluation events stored before scores existed become scores too
         later += [
             f"INSERT INTO {table(SCORES)} ({', '.join(SCORE_COLUMNS)}) {_scores_from_logs_select()}",
@@ -1250,6 +1273,8 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
             inserted.format("MODIFY COLUMN", "now64(3)"),
             f"ALTER TABLE {table(SCORES)} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
         ]
+    if not new_scores and _sorting_key(SCORES) != SCORES_ORDER_BY:
+        later += [*_scores_reordered(days), *later_views]
     if backfill_run_scores:
         later.append(_run_scores_backfill())
     for sql in later:
@@ -1476,6 +1501,16 @@ def partitions(name: str = TRACES) -> list[dict]:
         {"db": clickhouse.database(), "t": name},
         tag="schema.partitions",
     )
+
+
+def _sorting_key(name: str) -> str:
+    """A table's ORDER BY as system.tables spells it ("a, b"), '' when it does not exist."""
+    row = clickhouse.query_one(
+        "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.sorting_key",
+    )
+    return str(row.get("sorting_key") or "")
 
 
 def existing_columns(name: str = TRACES) -> dict[str, dict[str, str]]:
