@@ -395,6 +395,9 @@ def main() -> None:
             )
         rss.stop.set()
         print(f"peak server RSS {rss.peak:.0f} MiB (target <= {TARGET_RSS_MB}: x{rss.peak / TARGET_RSS_MB:.2f})")
+        # Stored = sent is checked once the spool has drained (a stop now would leave the last
+        # write-behind batches in the spool, stored at the next start, which a count cannot see).
+        wait_settled(portal, time.time())
     finally:
         portal.stop()
     stored = portal.count()
