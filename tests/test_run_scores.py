@@ -108,6 +108,12 @@ def test_the_runs_list_filters_and_sorts_on_the_scores_settled_with_each_run(pro
     scoping.forget_state()
     assert listed(project, score="relevance:gt:0.5")[0].scores["relevance"] == {"value": 0.9, "label": "", "count": 1}
     assert settle.settle_once().runs_written == 0
+    # A score written again as it was (a retry with its id) re-settles its run, which does not change.
+    score(project, b[0], "verdict", label="fail", score_id="v-b")
+    settle.settle_once()
+    score(project, b[0], "verdict", label="fail", score_id="v-b")
+    report = settle.settle_once()
+    assert report.traces == 1 and report.runs_written == 0
 
 
 def test_a_score_after_the_settlers_last_pass_is_counted_live_while_it_is_behind(project, runs):
@@ -126,61 +132,74 @@ def test_a_score_after_the_settlers_last_pass_is_counted_live_while_it_is_behind
     assert sorted(t["TraceId"] for t in traces) == sorted(runs[k][0].trace.hex() for k in ("a", "c"))
 
 
-def test_an_upgrade_gives_the_runs_settled_before_it_their_scores(project, runs):
-    score(project, runs["a"][0], "relevance", value=0.75)
-    score(project, runs["b"][0], "verdict", label="fail")
+def test_an_upgrade_gives_the_runs_settled_before_it_their_scores(client, project, runs, ingest_key):
+    from test_quality import evaluation, logs_request, post_logs
+
+    a, b = runs["a"], runs["b"]
+    score(project, a[0], "relevance", value=0.75)
+    score(project, b[0], "verdict", label="fail")
+    gone = score(project, b[0], "relevance", value=0.1)
+    writes.delete(str(project.id), gone)
     settle.settle_once()
-    # The tables as the last release made them: runs without score columns, scores without InsertedAt.
-    for column in schema.RUN_SCORE_COLUMNS:
-        clickhouse.command(f"ALTER TABLE {schema.table(schema.RUNS)} DROP COLUMN {column}", tag="test.old")
-    clickhouse.command(f"ALTER TABLE {schema.table(schema.SCORES)} DROP INDEX idx_inserted", tag="test.old")
-    clickhouse.command(f"ALTER TABLE {schema.table(schema.SCORES)} DROP COLUMN InsertedAt", tag="test.old")
+    schema.set_retention(7)  # set by an operator since: kept by the upgrade
+    # The tables as the last release made them: runs without score columns; scores ordered by
+    # ScoreId alone, without InsertedAt; no mark of the runs' scores.
+    runs_table, scores, old = schema.table(schema.RUNS), schema.table(schema.SCORES), schema.table("scores_old")
+    columns = ", ".join(schema.SCORE_COLUMNS)
+    for sql in (
+        *(f"ALTER TABLE {runs_table} DROP COLUMN {c}" for c in schema.RUN_SCORE_COLUMNS),
+        f"CREATE TABLE {old} AS {scores} ENGINE = ReplacingMergeTree(Version, IsDeleted) ORDER BY (ProjectId, ScoreId)"
+        " TTL toDateTime(Timestamp) + toIntervalDay(7)",
+        f"ALTER TABLE {old} DROP INDEX idx_inserted",
+        f"ALTER TABLE {old} DROP COLUMN InsertedAt",
+        f"INSERT INTO {old} ({columns}) SELECT {columns} FROM {scores}",
+        f"EXCHANGE TABLES {scores} AND {old}",
+        f"DROP TABLE {old}",
+        f"ALTER TABLE {schema.table(schema.SETTLE_STATE)} DELETE WHERE Name = 'run-scores' SETTINGS mutations_sync = 2",
+    ):
+        clickhouse.command(sql, tag="test.old")
     schema.ensure_schema(ttl_days=0)
     scoping.forget_state()
     found = {k: r.scores for k, r in zip(ids(listed(project), runs), listed(project), strict=True)}
     assert found == {
         "a": {"relevance": {"value": 0.75, "label": "", "count": 1}},
-        "b": {"verdict": {"value": None, "label": "fail", "count": 1}},
+        "b": {"verdict": {"value": None, "label": "fail", "count": 1}},  # the deleted score stays deleted
         "c": {},
     }
-    rows = clickhouse.query_one(f"SELECT count() AS n FROM {schema.table(schema.RUNS)}", tag="test.rows")["n"]
-    schema.ensure_schema(ttl_days=0)  # again: nothing more to give
-    assert clickhouse.query_one(f"SELECT count() AS n FROM {schema.table(schema.RUNS)}", tag="test.rows")["n"] == rows
-    # The old scores count as settled (time 0); the settler's next pass has nothing to do.
-    assert settle.settle_once().traces == 0
-    assert ids(listed(project, score="verdict:eq:fail"), runs) == ["b"]
-
-
-def test_scores_of_an_earlier_release_are_reordered_by_trace_and_keep_arriving(client, project, runs, ingest_key):
-    from test_quality import evaluation, logs_request, post_logs
-
-    a, b = runs["a"], runs["b"]
-    kept = score(project, a[0], "relevance", value=0.5, score_id="kept")
-    gone = score(project, b[0], "relevance", value=0.1, score_id="gone")
-    writes.delete(str(project.id), gone)
-    # The table as the last release made it: ordered by ScoreId alone.
-    scores, old = schema.table(schema.SCORES), schema.table("scores_old")
-    for sql in (
-        f"CREATE TABLE {old} AS {scores} ENGINE = ReplacingMergeTree(Version, IsDeleted) ORDER BY (ProjectId, ScoreId)",
-        f"INSERT INTO {old} SELECT * FROM {scores}",
-        f"EXCHANGE TABLES {scores} AND {old}",
-        f"DROP TABLE {old}",
-    ):
-        clickhouse.command(sql, tag="test.old")
-    schema.ensure_schema(ttl_days=0)
     key = clickhouse.query_one(
         "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
         {"db": clickhouse.database(), "t": schema.SCORES},
         tag="test.key",
     )["sorting_key"]
-    assert key == schema.SCORES_ORDER_BY
-    found = scores_q.for_traces(str(project.id), [a[0].trace.hex(), b[0].trace.hex()])
-    assert [s.score_id for s in found] == [kept.score_id]  # the deleted one stays deleted
-    # The evaluation views write into the new table; a response id's score is placed on its call once.
+    assert key == schema.SCORES_ORDER_BY and "toIntervalDay(7)" in schema.current_ttl(schema.SCORES)
+    # Run again, even with its mark gone (a crash before it was written): nothing more is written.
+    rows = clickhouse.query_one(f"SELECT count() AS n FROM {runs_table}", tag="test.rows")["n"]
+    clickhouse.command(
+        f"ALTER TABLE {schema.table(schema.SETTLE_STATE)} DELETE WHERE Name = 'run-scores' SETTINGS mutations_sync = 2",
+        tag="test.old",
+    )
+    schema.ensure_schema(ttl_days=0)
+    assert clickhouse.query_one(f"SELECT count() AS n FROM {runs_table}", tag="test.rows")["n"] == rows
+    # The old scores count as settled (time 0); the settler's next pass has nothing to do.
+    assert settle.settle_once().traces == 0
+    assert ids(listed(project, score="verdict:eq:fail"), runs) == ["b"]
+    # The evaluation views write into the moved table.
     assert post_logs(client, ingest_key, logs_request(evaluation(a[1], "faith", value=1.0))).status_code == 200
     assert {s.name for s in scores_q.for_traces(str(project.id), [a[0].trace.hex()])} == {"relevance", "faith"}
-    schema.ensure_schema(ttl_days=0)  # again: nothing to move
-    assert len(scores_q.for_traces(str(project.id), [a[0].trace.hex()])) == 2
+    settle.settle_once()
+    scoping.forget_state()
+    assert set(ids(listed(project, score="faith:exists"), runs)) == {"a"}
+
+
+def test_an_api_score_given_again_with_its_id_on_another_run_moves_there(project, runs):
+    a, b = runs["a"], runs["b"]
+    score(project, a[0], "relevance", value=0.2, score_id="same")
+    moved = score(project, b[0], "relevance", value=0.8, score_id="same")
+    assert scores_q.for_traces(str(project.id), [a[0].trace.hex()]) == []
+    assert scores_q.get(str(project.id), "same") == moved
+    settle.settle_once()
+    scoping.forget_state()
+    assert ids(listed(project, score="relevance:exists"), runs) == ["b"]
 
 
 def test_a_score_named_by_response_id_moves_onto_its_call_once(client, project, ingest_key):

@@ -1,7 +1,8 @@
 """Writing scores into `otel_scores` (the API, people's feedback, LLM judges). Evaluation events
 become scores inside ClickHouse itself (monitoring/store/schema.py), so a collector's writes count too.
 
-A score's id says what it replaces (ReplacingMergeTree by ScoreId, the latest Version wins):
+A score's id says what it replaces (ReplacingMergeTree by its trace and ScoreId, the latest Version
+wins; a score moved to another target leaves a tombstone under the old one):
 - a person's score: their user, the target and the name, so their new score on a run replaces the old;
 - a judge's: the evaluator's version and the target (one score per target per evaluator version);
 - an API score: a new id each time, unless the caller names one (`id`), which makes a retry idempotent.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from monitoring.quality.models import ScoreConfig
 from monitoring.queries.scores import Score, _score
+from monitoring.queries.scores import get as get_score
 from monitoring.store import clickhouse, schema, versions
 from monitoring.store.sql import Sql, run
 
@@ -117,12 +119,21 @@ def record(
         config_id=config_id,
         timestamp_ns=now,
     )
+    if score_id:
+        # The same id given again (an API client's retry, or a corrected target) replaces the
+        # score: otel_scores is ordered by trace, so a row under another target goes by a tombstone.
+        old = get_score(str(project.pk), score_id)
+        aimed = (score.trace_id, score.span_id, score.session_id)
+        if old is not None and (old.trace_id, old.span_id, old.session_id) != aimed:
+            gone = max(now, old.timestamp_ns + 1)
+            _insert(str(project.pk), old, version=gone, deleted=True)
+            now = gone + 1  # later than the tombstone, should both rows share a key (a table ordered by ScoreId)
     _insert(str(project.pk), score, version=now, deleted=False)
     return score
 
 
 def delete(project_id: str, score: Score) -> None:
-    """Remove a score (a later row with IsDeleted = 1; FINAL reads hide it)."""
+    """Remove a score (a later row with IsDeleted = 1 under the same key; FINAL reads hide it)."""
     _insert(project_id, score, version=max(time.time_ns(), score.timestamp_ns + 1), deleted=True)
 
 
@@ -200,10 +211,11 @@ def place_loose(limit: int = PLACE_BATCH) -> int:
         for r in found:
             if r["ResponseId"] not in where:
                 continue  # its call is not stored (yet): looked for again on the next pass
-            # Its row under the old target (scores are ordered by trace) goes; the placed one replaces it.
+            # Its row under the old target (scores are ordered by trace) goes; the placed one, a
+            # version later, wins should both targets share a trace (an event without a span id).
             _insert(project_id, _score(r), version=int(r["version"]) + 1, deleted=True)
             score = _score(r)
             score.trace_id, score.span_id = where[r["ResponseId"]]
-            _insert(project_id, score, version=int(r["version"]) + 1, deleted=False)
+            _insert(project_id, score, version=int(r["version"]) + 2, deleted=False)
             placed += 1
     return placed

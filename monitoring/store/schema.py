@@ -1040,9 +1040,9 @@ def log_event_name(event_name: str = "EventName", attributes: str = "LogAttribut
 # Sources: "evaluation" (gen_ai.evaluation.result events, as log records or span events: the two
 # views below), "api", "person" and "judge" (monitoring/quality/). A score names its target by
 # (TraceId, SpanId) or SessionId; an evaluation event without span context names the evaluated
-# call's ResponseId, resolved when read. ReplacingMergeTree by ScoreId: a re-delivered event (the
-# same id, made from its content) and a person's new score on the same target (the same id, made
-# from target, name and author) replace the old row; IsDeleted = 1 removes one. Reads use FINAL.
+# call's ResponseId, resolved when read. ReplacingMergeTree by (TraceId, ScoreId): a re-delivered
+# event (the same id, made from its content) and a person's new score on the same target (the same
+# id, made from target, name and author) replace the old row; IsDeleted = 1 removes one. Reads use FINAL.
 # No time partition: a replacement must land beside what it replaces. `InsertedAt` (left to its
 # default by every writer, so not in SCORE_COLUMNS) tells the settler whose run scores changed.
 
@@ -1069,6 +1069,7 @@ SCORE_COLUMNS = tuple(SCORE_TYPES)
 # score has TraceId ''). A score keeps its ScoreId and target, except when an evaluation named by
 # response id is placed on its call: that writes a tombstone for its old (TraceId '') row.
 SCORES_ORDER_BY = "ProjectId, TraceId, ScoreId"
+SCORES_SHARDING_KEY = "cityHash64(TraceId)"
 SCORE_NANOS_COLUMNS = ("Timestamp",)
 
 
@@ -1092,21 +1093,28 @@ SETTINGS index_granularity = 1024
 """
 
 
-def _scores_reordered(days: int) -> list[str]:
-    """Move an otel_scores of an earlier release (ordered by ScoreId alone) to SCORES_ORDER_BY: a
-    new table filled with every row (the engine replaces them as before), exchanged atomically, the
-    evaluation views made again to write into it (ensure_schema's next statements). Embedded mode
-    runs it before any ingest; a collector writing meanwhile (server mode) may have the evaluation
-    events of those few seconds left out of scores."""
+def _scores_reordered(ttl: str, views: list[str]) -> list[str]:
+    """Move an otel_scores of an earlier release (ordered by ScoreId alone) to SCORES_ORDER_BY,
+    keeping its TTL `ttl` (current_ttl: a retention set since): a new table filled with every row (the
+    engine replaces them as before), exchanged atomically, then the rows written to the old table
+    since just before the copy (InsertedAt; a row copied twice is one row to FINAL) copied again
+    before it goes, and the evaluation `views` made again to write into the new one. Only an
+    evaluation event stored in the moment between dropping and making the views again (a
+    collector writing in server mode) is left out of scores."""
+    started = clickhouse.query_one("SELECT toUnixTimestamp64Milli(now64(3)) AS t", tag="schema.now")["t"]
     new = SCORES + "_reordered"
     columns = ", ".join((*SCORE_COLUMNS, "InsertedAt"))
     return [
         f"DROP TABLE IF EXISTS {table(new)}",
-        _scores_ddl(days, new),
+        _scores_ddl(0, new),
+        *([f"ALTER TABLE {table(new)} MODIFY TTL {ttl}"] if ttl else []),
         f"INSERT INTO {table(new)} ({columns}) SELECT {columns} FROM {table(SCORES)}",
         f"DROP VIEW IF EXISTS {table(SCORES_FROM_LOGS_MV)}",
         f"DROP VIEW IF EXISTS {table(SCORES_FROM_EVENTS_MV)}",
         f"EXCHANGE TABLES {table(SCORES)} AND {table(new)}",
+        f"INSERT INTO {table(SCORES)} ({columns}) SELECT {columns} FROM {table(new)}"
+        f" WHERE InsertedAt >= fromUnixTimestamp64Milli({int(started)})",
+        *views,
         f"DROP TABLE {table(new)}",
     ]
 
@@ -1170,7 +1178,7 @@ def _run_scores_backfill() -> str:
     columns = [c for c in RUN_COLUMNS if c not in RUN_SCORE_COLUMNS]
     old = (
         f"SELECT {', '.join(RUN_COLUMNS)}, Version FROM {table(RUNS)} FINAL WHERE Sign = 1"
-        f" AND (ProjectId, TraceId) IN (SELECT ProjectId, TraceId FROM {table(SCORES)} WHERE TraceId != '')"
+        f" AND (ProjectId, TraceId) GLOBAL IN (SELECT ProjectId, TraceId FROM {table(SCORES)} WHERE TraceId != '')"
     )
     fresh = ", ".join(
         [
@@ -1184,13 +1192,13 @@ def _run_scores_backfill() -> str:
     scored = (
         f"SELECT {fresh}, o.Version AS OldVersion, o.ScoreNames != sc.names OR o.ScoreValues != sc.values"
         " OR o.ScoreLabels != sc.labels OR o.ScoreCounts != sc.counts AS changed"
-        f" FROM ({old}) AS o INNER JOIN ({run_scores_select('1').text}) AS sc"
+        f" FROM ({old}) AS o GLOBAL INNER JOIN ({run_scores_select('1').text}) AS sc"
         " ON sc.project = o.ProjectId AND sc.trace = o.TraceId"
     )
     cols = ", ".join(RUN_COLUMNS)
     return (
         f"INSERT INTO {table(RUNS)} ({cols}, Sign, Version)"
-        f" SELECT {cols}, toInt8(-1), Version FROM ({old}) WHERE (ProjectId, TraceId) IN"
+        f" SELECT {cols}, toInt8(-1), Version FROM ({old}) WHERE (ProjectId, TraceId) GLOBAL IN"
         f" (SELECT ProjectId, TraceId FROM ({scored}) WHERE changed)"
         f" UNION ALL SELECT {cols}, toInt8(1), OldVersion + 1 FROM ({scored}) WHERE changed"
     )
@@ -1236,11 +1244,10 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
     later += [_attrs_ddl(days), _attr_keys_ddl(days), _attr_keys_mv_ddl(), _attrs_mv_ddl()]
     if new_attrs:  # the spans stored before attribute filters existed are filterable too
         later.append(f"INSERT INTO {table(ATTRS)} ({', '.join(ATTR_COLUMNS)}) {_attrs_select()}")
-    # Runs settled before they carried their scores get the columns (filled below, once scores exist).
-    backfill_run_scores = _exists(RUNS) and "ScoreNames" not in existing_columns(RUNS)
+    # Runs settled before they carried their scores get the columns (filled at the end: run_scores_backfill).
     for name, (types, order_by, time_column) in SETTLED.items():
         later.append(_settled_ddl(days, name, types, order_by, time_column))
-    if backfill_run_scores:
+    if _exists(RUNS) and "ScoreNames" not in existing_columns(RUNS):
         later += [f"ALTER TABLE {table(RUNS)} ADD COLUMN IF NOT EXISTS {c} {RUN_TYPES[c]}" for c in RUN_SCORE_COLUMNS]
     for name in ROLLUPS:
         if not _exists(name):
@@ -1274,12 +1281,34 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
             f"ALTER TABLE {table(SCORES)} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
         ]
     if not new_scores and _sorting_key(SCORES) != SCORES_ORDER_BY:
-        later += [*_scores_reordered(days), *later_views]
-    if backfill_run_scores:
-        later.append(_run_scores_backfill())
+        later += _scores_reordered(current_ttl(SCORES), later_views)
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
+    later += _backfill_run_scores()
     return statements + later + _ensure_search_indexes() + _ensure_trace_projection(TRACES)
+
+
+RUN_SCORES_MARK = "run-scores"  # a row of otel_settle_state: the runs settled before carried their scores
+
+
+def _backfill_run_scores() -> list[str]:
+    """Once per database, after the statements that may be cut short before it (a crash, a refused
+    EXCHANGE): the runs settled before runs carried their scores get them (_run_scores_backfill,
+    which writes nothing when run again), then the mark that says it is done. Returns the
+    statements run."""
+    done = clickhouse.query_one(
+        f"SELECT count() AS n FROM {table(SETTLE_STATE)} WHERE Name = {{name:String}}",
+        {"name": RUN_SCORES_MARK},
+        tag="schema.run_scores",
+    )
+    if int(done.get("n") or 0):
+        return []
+    statements = [_run_scores_backfill()]
+    clickhouse.command(statements[0], tag="schema.ensure")
+    clickhouse.insert(
+        table(SETTLE_STATE), ("Name", "Through"), [{"Name": RUN_SCORES_MARK, "Through": 0}], tag="schema.run_scores"
+    )
+    return statements
 
 
 def _ensure_trace_projection(name: str) -> list[str]:
@@ -1377,8 +1406,9 @@ def cluster_statements(cluster: str, ttl_days: int) -> list[str]:
     ]
     statements += [distributed(TRACES), distributed(LOOKUP), distributed(SPANS), distributed(ATTRS)]
     statements.append(distributed(ATTR_KEYS, "rand()"))
-    # A score's replacements share its ScoreId, so they meet on one shard.
-    statements += [distributed(LOGS), distributed(SCORES, "cityHash64(ScoreId)")]
+    # By trace, as the spans and logs whose evaluation views write scores on their own shard: a
+    # score's replacements and tombstones (same trace and ScoreId) meet the row they replace.
+    statements += [distributed(LOGS), distributed(SCORES, SCORES_SHARDING_KEY)]
     statements += [distributed(name) for name in SETTLED]
     statements += [distributed(name, "rand()") for name in ROLLUPS]
     statements.append(distributed(SETTLE_STATE, "0"))
@@ -1398,15 +1428,53 @@ def ensure_cluster_schema(cluster: str, ttl_days: int | None = None) -> list[str
         for i in (SEARCH_INDEX, SEARCH_LONG_INDEX)
         if not has_search_index(n, i)
     ]
-    statements = cluster_statements(cluster, days)
-    for sql in statements:
-        clickhouse.command(sql, tag="schema.cluster")
     on = f" ON CLUSTER `{_identifier(cluster)}`"
+    upgrade = _cluster_score_upgrade(on)
+    statements = cluster_statements(cluster, days)
+    for sql in [*upgrade, *statements]:
+        clickhouse.command(sql, tag="schema.cluster")
     later = [_materialize_projection_ddl(local_traces, on)] if materialize else []
     later += [f"ALTER TABLE {table(n)}{on} MATERIALIZE INDEX {i} SETTINGS mutations_sync = 0" for n, i in unindexed]
     for sql in later:
         clickhouse.command(sql, tag="schema.cluster")
-    return statements + later
+    return upgrade + statements + later + _backfill_run_scores()
+
+
+def _cluster_score_upgrade(on: str) -> list[str]:
+    """What a cluster made by an earlier release needs for runs to carry their scores: the run
+    columns and the scores' InsertedAt on the local and Distributed tables (old scores stamped 0:
+    settled), and the scores' Distributed table made again when it shards by ScoreId (it holds no
+    data). The local scores table keeps its order by ScoreId (its reads stay right, only slower):
+    moving it is a manual step (docs/cluster.md)."""
+    out: list[str] = []
+    runs_local, scores_local = RUNS + LOCAL_SUFFIX, SCORES + LOCAL_SUFFIX
+    for name in (runs_local, RUNS):
+        if _exists(name) and "ScoreNames" not in existing_columns(name):
+            out += [
+                f"ALTER TABLE {table(name)}{on} ADD COLUMN IF NOT EXISTS {c} {RUN_TYPES[c]}" for c in RUN_SCORE_COLUMNS
+            ]
+    if _exists(scores_local) and "InsertedAt" not in existing_columns(scores_local):
+        inserted = f"ALTER TABLE {table(scores_local)}{on} {{}} InsertedAt DateTime64(3) DEFAULT {{}}"
+        out += [
+            inserted.format("ADD COLUMN IF NOT EXISTS", "toDateTime64(0, 3)"),
+            f"ALTER TABLE {table(scores_local)}{on} MATERIALIZE COLUMN InsertedAt SETTINGS mutations_sync = 2",
+            inserted.format("MODIFY COLUMN", "now64(3)"),
+            f"ALTER TABLE {table(scores_local)}{on} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
+        ]
+    if _exists(SCORES) and (
+        "InsertedAt" not in existing_columns(SCORES) or SCORES_SHARDING_KEY not in _engine_full(SCORES)
+    ):
+        out.append(f"DROP TABLE IF EXISTS {table(SCORES)}{on} SYNC")  # made again by cluster_statements
+    return out
+
+
+def _engine_full(name: str) -> str:
+    row = clickhouse.query_one(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        {"db": clickhouse.database(), "t": name},
+        tag="schema.engine",
+    )
+    return str(row.get("engine_full") or "")
 
 
 # --- retention --------------------------------------------------------------------------------
