@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 
 import pytest
-from django.conf import settings
 from otlp import S, send
 
 from monitoring.quality import scores as writes
@@ -52,7 +52,19 @@ def score(project, run: S, name: str, *, span: S | None = None, value=None, labe
 
 
 @pytest.fixture
-def runs(client, project, ingest_key):
+def own_database(settings):
+    """A database of this test's own, for a test that changes the schema (the engine is shared)."""
+    name = f"otel_run_scores_{uuid.uuid4().hex[:12]}"
+    settings.CLICKHOUSE = {**settings.CLICKHOUSE, "DATABASE": name}
+    schema.ensure_schema(ttl_days=0)
+    scoping.forget_state()
+    yield name
+    clickhouse.command(f"DROP DATABASE IF EXISTS {name} SYNC", tag="test.drop")
+    scoping.forget_state()
+
+
+@pytest.fixture
+def runs(client, project, ingest_key, settings):
     """Three settled runs a (newest), b, c; pages read settled facts only."""
     made = {k: agent_run(NOW - dt.timedelta(minutes=m)) for k, m in (("a", 5), ("b", 10), ("c", 15))}
     for root, call in made.values():
@@ -116,7 +128,7 @@ def test_the_runs_list_filters_and_sorts_on_the_scores_settled_with_each_run(pro
     assert report.traces == 1 and report.runs_written == 0
 
 
-def test_a_score_after_the_settlers_last_pass_is_counted_live_while_it_is_behind(project, runs):
+def test_a_score_after_the_settlers_last_pass_is_counted_live_while_it_is_behind(project, runs, settings):
     time.sleep(scoping.OVERLAP_NS / 1e9 + 0.1)  # the runs' spans now lie before what a page re-reads
     score(project, runs["a"][0], "other", value=1.0)
     assert settle.settle_once().traces == 1
@@ -132,7 +144,7 @@ def test_a_score_after_the_settlers_last_pass_is_counted_live_while_it_is_behind
     assert sorted(t["TraceId"] for t in traces) == sorted(runs[k][0].trace.hex() for k in ("a", "c"))
 
 
-def test_an_upgrade_gives_the_runs_settled_before_it_their_scores(client, project, runs, ingest_key):
+def test_an_upgrade_gives_the_runs_settled_before_it_their_scores(own_database, client, project, runs, ingest_key):
     from test_quality import evaluation, logs_request, post_logs
 
     a, b = runs["a"], runs["b"]
