@@ -1273,19 +1273,25 @@ def ensure_schema(ttl_days: int | None = None) -> list[str]:
         ]
     elif "InsertedAt" not in existing_columns(SCORES):
         # The scores stored before runs carried them count as old (time 0), then new ones are stamped.
-        inserted = f"ALTER TABLE {table(SCORES)} {{}} InsertedAt DateTime64(3) DEFAULT {{}}"
-        later += [
-            inserted.format("ADD COLUMN IF NOT EXISTS", "toDateTime64(0, 3)"),
-            f"ALTER TABLE {table(SCORES)} MATERIALIZE COLUMN InsertedAt SETTINGS mutations_sync = 2",
-            inserted.format("MODIFY COLUMN", "now64(3)"),
-            f"ALTER TABLE {table(SCORES)} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
-        ]
-    if not new_scores and _sorting_key(SCORES) != SCORES_ORDER_BY:
+        later += _scores_inserted_at(table(SCORES))
+    if not new_scores and _table_field(SCORES, "sorting_key") != SCORES_ORDER_BY:
         later += _scores_reordered(current_ttl(SCORES), later_views)
     for sql in later:
         clickhouse.command(sql, tag="schema.ensure")
     later += _backfill_run_scores()
     return statements + later + _ensure_search_indexes() + _ensure_trace_projection(TRACES)
+
+
+def _scores_inserted_at(target: str) -> list[str]:
+    """Give a scores table of an earlier release (`target`: its name, with an ON CLUSTER clause)
+    InsertedAt: its rows stamped 0 (settled), then new ones stamped when inserted."""
+    inserted = f"ALTER TABLE {target} {{}} InsertedAt DateTime64(3) DEFAULT {{}}"
+    return [
+        inserted.format("ADD COLUMN IF NOT EXISTS", "toDateTime64(0, 3)"),
+        f"ALTER TABLE {target} MATERIALIZE COLUMN InsertedAt SETTINGS mutations_sync = 2",
+        inserted.format("MODIFY COLUMN", "now64(3)"),
+        f"ALTER TABLE {target} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
+    ]
 
 
 RUN_SCORES_MARK = "run-scores"  # a row of otel_settle_state: the runs settled before carried their scores
@@ -1454,27 +1460,12 @@ def _cluster_score_upgrade(on: str) -> list[str]:
                 f"ALTER TABLE {table(name)}{on} ADD COLUMN IF NOT EXISTS {c} {RUN_TYPES[c]}" for c in RUN_SCORE_COLUMNS
             ]
     if _exists(scores_local) and "InsertedAt" not in existing_columns(scores_local):
-        inserted = f"ALTER TABLE {table(scores_local)}{on} {{}} InsertedAt DateTime64(3) DEFAULT {{}}"
-        out += [
-            inserted.format("ADD COLUMN IF NOT EXISTS", "toDateTime64(0, 3)"),
-            f"ALTER TABLE {table(scores_local)}{on} MATERIALIZE COLUMN InsertedAt SETTINGS mutations_sync = 2",
-            inserted.format("MODIFY COLUMN", "now64(3)"),
-            f"ALTER TABLE {table(scores_local)}{on} ADD INDEX IF NOT EXISTS idx_inserted InsertedAt TYPE minmax GRANULARITY 1",
-        ]
+        out += _scores_inserted_at(table(scores_local) + on)
     if _exists(SCORES) and (
-        "InsertedAt" not in existing_columns(SCORES) or SCORES_SHARDING_KEY not in _engine_full(SCORES)
+        "InsertedAt" not in existing_columns(SCORES) or SCORES_SHARDING_KEY not in _table_field(SCORES, "engine_full")
     ):
         out.append(f"DROP TABLE IF EXISTS {table(SCORES)}{on} SYNC")  # made again by cluster_statements
     return out
-
-
-def _engine_full(name: str) -> str:
-    row = clickhouse.query_one(
-        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-        {"db": clickhouse.database(), "t": name},
-        tag="schema.engine",
-    )
-    return str(row.get("engine_full") or "")
 
 
 # --- retention --------------------------------------------------------------------------------
@@ -1571,14 +1562,17 @@ def partitions(name: str = TRACES) -> list[dict]:
     )
 
 
-def _sorting_key(name: str) -> str:
-    """A table's ORDER BY as system.tables spells it ("a, b"), '' when it does not exist."""
+def _table_field(name: str, field: str) -> str:
+    """A column of the table's system.tables row (`sorting_key`: its ORDER BY spelled "a, b";
+    `engine_full`), '' when the table does not exist."""
+    if field not in ("sorting_key", "engine_full"):
+        raise ValueError(field)
     row = clickhouse.query_one(
-        "SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        f"SELECT {field} AS v FROM system.tables WHERE database = {{db:String}} AND name = {{t:String}}",
         {"db": clickhouse.database(), "t": name},
-        tag="schema.sorting_key",
+        tag="schema.table_field",
     )
-    return str(row.get("sorting_key") or "")
+    return str(row.get("v") or "")
 
 
 def existing_columns(name: str = TRACES) -> dict[str, dict[str, str]]:
