@@ -13,6 +13,9 @@ from portal.settings import *  # noqa: F403
 
 # Tests settle when they mean to: every question also computes what is not settled yet.
 SETTLE_FRESH_SECONDS = 0.0
+# Tests read what they sent at once: no write-behind queue, which a burst of test traffic while
+# the flusher drains can turn on (spans stored 0.5 s after their answer). Its own tests set it.
+INGEST = {**INGEST, "WRITE_BEHIND_RATE": 0}  # noqa: F405
 # The demo app: its generator feeds many tests, its commands have their own.
 from portal.settings import INSTALLED_APPS  # noqa: E402 - named for mypy; the star import has it too
 

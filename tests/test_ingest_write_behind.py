@@ -168,7 +168,12 @@ def test_the_health_page_takes_a_young_queue_for_the_spool_working(tmp_path, pro
 
     from monitoring.web import health
 
-    settings.INGEST = {**settings.INGEST, "SPOOL_DIR": str(tmp_path / "spool"), "WRITE_BEHIND_SECONDS": 600}
+    settings.INGEST = {
+        **settings.INGEST,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "WRITE_BEHIND_RATE": 2048,
+        "WRITE_BEHIND_SECONDS": 600,
+    }
     queued = span_store.encode(_rows(project, "health-", 2))
     spool = Spool(tmp_path / "spool", 10**8)
     try:
